@@ -1,0 +1,84 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Targets follow DESIGN §6: a C shim, a thin syscall layer, pure libraries
+// (protocol, stats, config, controller), the guest agent and host libraries,
+// and two thin executables.
+let package = Package(
+    name: "balloond",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "balloond", targets: ["balloond"]),
+        .executable(name: "balloonctl", targets: ["balloonctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    ],
+    targets: [
+        // Headers Glibc hides or Swift cannot import (epoll, eventfd, timerfd,
+        // signalfd, vm_sockets, macros).
+        .target(name: "CBalloonShim"),
+        // The only place that makes syscalls: descriptors, sockets, the virtio
+        // port, PSI triggers, locked memory regions, /proc reads.
+        .target(
+            name: "BalloonSystem",
+            dependencies: [
+                "CBalloonShim",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // Pure: JSON, line framing, the v1 messages.
+        .target(name: "BalloonProtocol"),
+        // Pure: /proc/meminfo, /proc/vmstat, /proc/pressure parsers and the
+        // virtio stats computed from them.
+        .target(name: "BalloonStats"),
+        // Pure parser of /etc/balloond.conf and its drop-ins.
+        .target(name: "BalloonConfig"),
+        // Pure: targets, clamps, chunks; driven by a clock and a reserver.
+        .target(name: "BalloonController"),
+        // The guest agent: the epoll loop wiring channel, controller, stats.
+        .target(
+            name: "BalloonDaemon",
+            dependencies: [
+                "BalloonSystem", "BalloonProtocol", "BalloonStats", "BalloonConfig",
+                "BalloonController",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The host side: connecting to a guest channel and a session over it.
+        .target(
+            name: "BalloonHost",
+            dependencies: ["BalloonSystem", "BalloonProtocol"]
+        ),
+        .executableTarget(
+            name: "balloond",
+            dependencies: [
+                "BalloonDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "balloonctl",
+            dependencies: [
+                "BalloonHost",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "BalloonProtocolTests", dependencies: ["BalloonProtocol"]),
+        .testTarget(
+            name: "BalloonStatsTests",
+            dependencies: ["BalloonStats"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(name: "BalloonConfigTests", dependencies: ["BalloonConfig"]),
+        .testTarget(name: "BalloonControllerTests", dependencies: ["BalloonController"]),
+        .testTarget(name: "BalloonSystemTests", dependencies: ["BalloonSystem"]),
+        .testTarget(
+            name: "SystemTests",
+            dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "balloond", "balloonctl"]
+        ),
+    ]
+)

@@ -1,0 +1,64 @@
+// Declarations Swift's Glibc module does not export (epoll, eventfd, timerfd,
+// signalfd, vm_sockets) and macro constants it cannot import.
+#ifndef CBALLOON_SHIM_H
+#define CBALLOON_SHIM_H
+
+#include <stdint.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <linux/vm_sockets.h>
+
+// mmap/madvise constants, as plain ints.
+extern const int cballoon_MADV_HUGEPAGE;
+extern const int cballoon_MADV_NOHUGEPAGE;
+extern const int cballoon_MADV_DONTFORK;
+extern const int cballoon_MAP_FAILED_ERRNO_SENTINEL;
+
+extern const uint32_t cballoon_EPOLLIN;
+extern const uint32_t cballoon_EPOLLOUT;
+extern const uint32_t cballoon_EPOLLPRI;
+extern const uint32_t cballoon_EPOLLERR;
+extern const uint32_t cballoon_EPOLLHUP;
+extern const uint32_t cballoon_EPOLLRDHUP;
+extern const uint32_t cballoon_EPOLLET;
+
+extern const unsigned int cballoon_VMADDR_CID_ANY;
+extern const unsigned int cballoon_VMADDR_CID_HOST;
+extern const unsigned int cballoon_VMADDR_CID_LOCAL;
+
+// fcntl(F_SETSIG)/F_SETOWN are variadic in C.
+int cballoon_fcntl_setown(int fd, pid_t pid);
+int cballoon_fcntl_setfl(int fd, int flags);
+int cballoon_fcntl_getfl(int fd);
+
+// A sigset_t built from a list, and blocking it for the calling thread.
+int cballoon_block_signals(const int *signals, int count, sigset_t *out);
+int cballoon_signalfd(int fd, const sigset_t *set, int flags);
+
+// epoll_event is packed on x86_64; Swift mis-lays packed structs, so go
+// through plain out-parameters.
+int cballoon_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+int cballoon_epoll_wait(int epfd, uint32_t *events, uint64_t *data, int maxevents, int timeout);
+
+// vsock sockaddr helpers.
+int cballoon_vsock_bind(int fd, unsigned int cid, unsigned int port);
+int cballoon_vsock_connect(int fd, unsigned int cid, unsigned int port);
+int cballoon_vsock_accept(int fd, unsigned int *cid, unsigned int *port, int flags);
+
+// unix sockaddr helpers; return -1 with errno ENAMETOOLONG for long paths.
+int cballoon_unix_bind(int fd, const char *path);
+int cballoon_unix_connect(int fd, const char *path);
+
+// prctl(PR_SET_PDEATHSIG), oom_score_adj is a /proc file.
+int cballoon_set_pdeathsig(int sig);
+
+#endif
