@@ -96,3 +96,5 @@ int cballoon_unix_connect(int fd, const char *path) {
 }
 
 int cballoon_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
+
+int cballoon_accept4(int fd, int flags) { return accept4(fd, NULL, NULL, flags); }

@@ -54,6 +54,8 @@ int cballoon_vsock_bind(int fd, unsigned int cid, unsigned int port);
 int cballoon_vsock_connect(int fd, unsigned int cid, unsigned int port);
 int cballoon_vsock_accept(int fd, unsigned int *cid, unsigned int *port, int flags);
 
+int cballoon_accept4(int fd, int flags);
+
 // unix sockaddr helpers; return -1 with errno ENAMETOOLONG for long paths.
 int cballoon_unix_bind(int fd, const char *path);
 int cballoon_unix_connect(int fd, const char *path);

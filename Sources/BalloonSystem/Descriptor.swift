@@ -1,0 +1,107 @@
+import Glibc
+import SystemPackage
+
+/// An owned file descriptor, closed exactly once when the last reference goes.
+public final class Descriptor {
+    public let raw: Int32
+    private var closed = false
+
+    public init(adopting raw: Int32) { self.raw = raw }
+
+    deinit { close() }
+
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        _ = Glibc.close(raw)  // close(2) must not be retried on EINTR on Linux.
+    }
+
+    public var isClosed: Bool { closed }
+
+    /// Opens a file; `flags` are `O_*` values, `O_CLOEXEC` is always added.
+    public static func open(_ path: String, flags: Int32, mode: mode_t = 0o644) throws(SystemError) -> Descriptor {
+        let fd = try syscall("open", subject: path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+        return Descriptor(adopting: fd)
+    }
+
+    /// Reads what is available; 0 means end of file (or, on a virtio port, no host).
+    /// nil means the read would block.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
+        try nonBlockingSyscall("read") { Glibc.read(raw, buffer.baseAddress, buffer.count) }
+    }
+
+    /// Writes as much as the descriptor takes now; nil means it would block.
+    public func write(_ buffer: UnsafeRawBufferPointer) throws(SystemError) -> Int? {
+        try nonBlockingSyscall("write") { Glibc.write(raw, buffer.baseAddress, buffer.count) }
+    }
+
+    /// Writes everything, blocking as needed (for blocking descriptors).
+    public func writeAll(_ bytes: [UInt8]) throws(SystemError) {
+        var offset = 0
+        while offset < bytes.count {
+            let remaining = bytes.count - offset
+            let n = try syscall("write") {
+                bytes.withUnsafeBytes { Glibc.write(raw, $0.baseAddress! + offset, remaining) }
+            }
+            offset += n
+        }
+    }
+
+    public func pread(into buffer: UnsafeMutableRawBufferPointer, offset: Int) throws(SystemError) -> Int {
+        try syscall("pread") { Glibc.pread(raw, buffer.baseAddress, buffer.count, off_t(offset)) }
+    }
+
+    public func setNonBlocking(_ on: Bool = true) throws(SystemError) {
+        let flags = try syscall("fcntl(F_GETFL)") { cballoonGetFlags(raw) }
+        let wanted = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK
+        if wanted != flags { _ = try syscall("fcntl(F_SETFL)") { cballoonSetFlags(raw, wanted) } }
+    }
+}
+
+/// Reads a whole small file (e.g. /proc/meminfo) from offset 0 each time,
+/// keeping the descriptor and the buffer: /proc seq files regenerate on pread(0).
+public final class ProcFileReader {
+    public let path: String
+    private let descriptor: Descriptor
+    private var buffer: UnsafeMutableRawBufferPointer
+
+    public init(_ path: String, capacity: Int = 16384) throws(SystemError) {
+        self.path = path
+        self.descriptor = try Descriptor.open(path, flags: O_RDONLY)
+        self.buffer = .allocate(byteCount: capacity, alignment: 16)
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// The file's current contents, valid until the next call; the buffer
+    /// grows if the file does not fit.
+    public func read() throws(SystemError) -> UnsafeRawBufferPointer {
+        while true {
+            var total = 0
+            while total < buffer.count {
+                let n = try descriptor.pread(into: UnsafeMutableRawBufferPointer(rebasing: buffer[total...]), offset: total)
+                if n == 0 { break }
+                total += n
+            }
+            if total < buffer.count { return UnsafeRawBufferPointer(rebasing: buffer[..<total]) }
+            let bigger = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.count * 2, alignment: 16)
+            buffer.deallocate()
+            buffer = bigger
+        }
+    }
+
+    public func bytes() throws(SystemError) -> [UInt8] { Array(try read()) }
+}
+
+/// Reads a whole file once (config, small /proc files).
+public func readWholeFile(_ path: String) throws(SystemError) -> [UInt8] {
+    let fd = try Descriptor.open(path, flags: O_RDONLY)
+    var out: [UInt8] = []
+    let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+    defer { chunk.deallocate() }
+    while true {
+        let n = try syscall("read", subject: path) { Glibc.read(fd.raw, chunk.baseAddress, chunk.count) }
+        if n == 0 { return out }
+        out.append(contentsOf: chunk[..<n])
+    }
+}
