@@ -1,0 +1,200 @@
+/// Protocol v1 (docs/protocol.md): QMP/qemu-ga style requests, replies and events.
+public enum ProtocolVersion {
+    public static let current = 1
+}
+
+/// The commands of protocol v1.
+public enum CommandName {
+    public static let sync = "sync"
+    public static let info = "info"
+    public static let setTarget = "set-target"
+    public static let query = "query"
+    public static let stats = "stats"
+    public static let setStatsInterval = "set-stats-interval"
+    public static let all = [sync, info, setTarget, query, stats, setStatsInterval]
+}
+
+/// The events of protocol v1.
+public enum EventName {
+    public static let balloonChange = "BALLOON_CHANGE"
+    public static let targetReached = "TARGET_REACHED"
+    public static let targetUnreachable = "TARGET_UNREACHABLE"
+    public static let stats = "STATS"
+}
+
+/// Error classes, as QMP names its classes.
+public enum ErrorClass: String, Sendable, CaseIterable {
+    /// The line is not JSON, not an object, or not a request.
+    case malformedMessage = "MalformedMessage"
+    /// The line exceeded the length bound and was discarded.
+    case lineTooLong = "LineTooLong"
+    case commandNotFound = "CommandNotFound"
+    /// An argument is missing, of the wrong type or out of range.
+    case invalidParameter = "InvalidParameter"
+    /// The command was understood but the daemon cannot do it now.
+    case genericError = "GenericError"
+}
+
+public struct ProtocolError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var errorClass: ErrorClass
+    public var desc: String
+    public init(_ errorClass: ErrorClass, _ desc: String) {
+        self.errorClass = errorClass
+        self.desc = desc
+    }
+    public var description: String { "\(errorClass.rawValue): \(desc)" }
+}
+
+public struct Timestamp: Sendable, Equatable {
+    public var seconds: Int64
+    public var microseconds: Int64
+    public init(seconds: Int64, microseconds: Int64) {
+        self.seconds = seconds
+        self.microseconds = microseconds
+    }
+    public var json: JSON { ["seconds": .int(seconds), "microseconds": .int(microseconds)] }
+    public init?(json: JSON) {
+        guard let s = json["seconds"]?.int64, let us = json["microseconds"]?.int64 else { return nil }
+        self.init(seconds: s, microseconds: us)
+    }
+}
+
+public struct Request: Sendable, Equatable {
+    public var execute: String
+    public var arguments: JSON
+    public var id: JSON?
+
+    public init(_ execute: String, arguments: JSON = .object([]), id: JSON? = nil) {
+        self.execute = execute
+        self.arguments = arguments
+        self.id = id
+    }
+
+    public var json: JSON {
+        var members: [(String, JSON)] = [("execute", .string(execute))]
+        if case let .object(args) = arguments, !args.isEmpty { members.append(("arguments", arguments)) }
+        if let id { members.append(("id", id)) }
+        return .object(members)
+    }
+}
+
+public struct Response: Sendable, Equatable {
+    public var id: JSON?
+    public var result: Result<JSON, ProtocolError>
+
+    public init(id: JSON?, result: Result<JSON, ProtocolError>) {
+        self.id = id
+        self.result = result
+    }
+
+    public var json: JSON {
+        var members: [(String, JSON)]
+        switch result {
+        case let .success(value): members = [("return", value)]
+        case let .failure(error):
+            members = [("error", ["class": .string(error.errorClass.rawValue), "desc": .string(error.desc)])]
+        }
+        if let id { members.append(("id", id)) }
+        return .object(members)
+    }
+}
+
+public struct Event: Sendable, Equatable {
+    public var name: String
+    public var data: JSON
+    public var timestamp: Timestamp
+
+    public init(_ name: String, data: JSON, timestamp: Timestamp) {
+        self.name = name
+        self.data = data
+        self.timestamp = timestamp
+    }
+
+    public var json: JSON { ["event": .string(name), "data": data, "timestamp": timestamp.json] }
+}
+
+/// Anything that can arrive on the channel.
+public enum Message: Sendable, Equatable {
+    case request(Request)
+    case response(Response)
+    case event(Event)
+
+    /// Decodes one line. A bad line becomes a `ProtocolError` that says what
+    /// is wrong; the caller replies with it (id unknown: null).
+    public static func decode(_ line: some Collection<UInt8>) throws(ProtocolError) -> Message {
+        let value: JSON
+        do { value = try JSON.parse(line) } catch { throw ProtocolError(.malformedMessage, error.description) }
+        guard case .object = value else { throw ProtocolError(.malformedMessage, "a message must be a JSON object") }
+        if let execute = value["execute"] {
+            guard let name = execute.string else { throw ProtocolError(.malformedMessage, "\"execute\" must be a string") }
+            let args = value["arguments"] ?? .object([])
+            guard case .object = args else { throw ProtocolError(.invalidParameter, "\"arguments\" must be an object") }
+            return .request(Request(name, arguments: args, id: value["id"]))
+        }
+        if let ret = value["return"] { return .response(Response(id: value["id"], result: .success(ret))) }
+        if let err = value["error"] {
+            let cls = err["class"]?.string.flatMap(ErrorClass.init(rawValue:)) ?? .genericError
+            let desc = err["desc"]?.string ?? "(no description)"
+            return .response(Response(id: value["id"], result: .failure(ProtocolError(cls, desc))))
+        }
+        if let name = value["event"]?.string {
+            let ts = value["timestamp"].flatMap(Timestamp.init(json:)) ?? Timestamp(seconds: 0, microseconds: 0)
+            return .event(Event(name, data: value["data"] ?? .null, timestamp: ts))
+        }
+        throw ProtocolError(.malformedMessage, "expected \"execute\", \"return\", \"error\" or \"event\"")
+    }
+
+    public var json: JSON {
+        switch self {
+        case let .request(r): return r.json
+        case let .response(r): return r.json
+        case let .event(e): return e.json
+        }
+    }
+
+    /// The wire form: compact JSON and a newline.
+    public func encoded() -> [UInt8] {
+        var out: [UInt8] = []
+        json.write(into: &out)
+        out.append(0x0A)
+        return out
+    }
+}
+
+/// Typed access to a request's arguments, with errors that name the argument.
+public struct Arguments: Sendable {
+    public let command: String
+    public let value: JSON
+
+    public init(_ request: Request) {
+        command = request.execute
+        value = request.arguments
+    }
+
+    public func uint64(_ key: String) throws(ProtocolError) -> UInt64 {
+        guard let v = value[key] else { throw ProtocolError(.invalidParameter, "\(command): missing argument \"\(key)\"") }
+        guard let n = v.uint64 else {
+            throw ProtocolError(.invalidParameter, "\(command): \"\(key)\" must be a non-negative integer, got \(v.serialized())")
+        }
+        return n
+    }
+
+    public func optionalUInt64(_ key: String) throws(ProtocolError) -> UInt64? {
+        guard value[key] != nil else { return nil }
+        return try uint64(key)
+    }
+
+    public func optionalBool(_ key: String) throws(ProtocolError) -> Bool? {
+        guard let v = value[key] else { return nil }
+        guard let b = v.bool else { throw ProtocolError(.invalidParameter, "\(command): \"\(key)\" must be true or false") }
+        return b
+    }
+
+    /// Rejects arguments the command does not know (catches typos in scripts).
+    public func allowOnly(_ keys: Set<String>) throws(ProtocolError) {
+        for (key, _) in value.object ?? [] where !keys.contains(key) {
+            let known = keys.isEmpty ? "none" : keys.sorted().joined(separator: ", ")
+            throw ProtocolError(.invalidParameter, "\(command): unknown argument \"\(key)\" (accepted: \(known))")
+        }
+    }
+}
