@@ -1,0 +1,532 @@
+import BalloonConfig
+import BalloonController
+import BalloonProtocol
+import BalloonSystem
+import Glibc
+import Logging
+
+public let balloondVersion = "0.1.0"
+
+public struct DaemonOptions: Sendable {
+    public var configPath: String
+    /// True when given with --config: a missing file is then an error.
+    public var configRequired: Bool
+    /// --channel overrides Listen= (also across reloads).
+    public var channelOverride: ChannelSpec?
+
+    public init(configPath: String, configRequired: Bool, channelOverride: ChannelSpec?) {
+        self.configPath = configPath
+        self.configRequired = configRequired
+        self.channelOverride = channelOverride
+    }
+}
+
+/// The guest agent: one thread, one epoll instance owning every descriptor
+/// (DESIGN §2). Large moves advance one chunk per loop turn, so a new target,
+/// a host's request or a signal is served between chunks.
+public final class Daemon {
+    private enum Token: UInt64 {
+        case signals = 1, retryTimer, statsTimer, reattachTimer, listener, connection
+    }
+
+    private let options: DaemonOptions
+    private var logger: Logger
+    private var config: BalloondConfig
+    private var configSources: [String]
+    private let epoll: Epoll
+    private let signals: SignalDescriptor
+    private let retryTimer: TimerDescriptor
+    private let statsTimer: TimerDescriptor
+    private let reattachTimer: TimerDescriptor
+    private let clock = SystemMonotonicClock()
+    private let sampler: MemorySampler
+    private let reserver: RegionReserver
+    private let controller: BalloonController
+    private let memoryTotal: UInt64
+    private var endpoint: ChannelEndpoint?
+    private var connection: HostConnection?
+    /// For a virtio port: whether the port is in epoll (a host is attached).
+    private var portAttached = false
+    private var statsIntervalMilliseconds: UInt64 = 0
+    private var needsStep = true
+    private var running = true
+    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+
+    /// Sets up everything that can fail before the loop starts: a daemon that
+    /// cannot open its channel or read /proc says so and exits non-zero.
+    public init(options: DaemonOptions, loaded: LoadedConfig, logger: Logger) throws {
+        self.options = options
+        self.logger = logger
+        self.config = loaded.config
+        self.configSources = loaded.sources
+        signal(SIGPIPE, SIG_IGN)
+        signals = try SignalDescriptor(signals: [SIGTERM, SIGINT, SIGHUP, SIGIO])
+        epoll = try Epoll()
+        retryTimer = try TimerDescriptor()
+        statsTimer = try TimerDescriptor()
+        reattachTimer = try TimerDescriptor()
+        sampler = try MemorySampler()
+        guard let total = sampler.memoryTotal() else {
+            throw DaemonError("cannot read MemTotal from /proc/meminfo")
+        }
+        memoryTotal = total
+        reserver = RegionReserver(transparentHugePages: config.transparentHugePages)
+        controller = BalloonController(
+            limits: Self.limits(config, memoryTotal: total), clock: clock, probe: sampler, reserver: reserver)
+        try epoll.add(signals.descriptor.raw, events: .readable, token: Token.signals.rawValue)
+        try epoll.add(retryTimer.descriptor.raw, events: .readable, token: Token.retryTimer.rawValue)
+        try epoll.add(statsTimer.descriptor.raw, events: .readable, token: Token.statsTimer.rawValue)
+        try epoll.add(reattachTimer.descriptor.raw, events: .readable, token: Token.reattachTimer.rawValue)
+        try openChannel(options.channelOverride ?? config.listen)
+        try setStatsInterval(config.statsIntervalMilliseconds)
+        let initial = config.initialTarget.resolve(memTotal: total)
+        if initial > 0 { _ = try? controller.setTarget(min(initial, total)) }
+        logger.info("balloond \(balloondVersion) started", metadata: [
+            "channel": "\(endpoint?.label ?? "-")",
+            "memory-total": "\(HumanBytes.format(total))",
+            "max-balloon": "\(HumanBytes.format(controller.limits.maxBalloon))",
+            "mem-available-floor": "\(HumanBytes.format(controller.limits.availableFloor))",
+            "chunk-size": "\(HumanBytes.format(controller.limits.chunkSize))",
+            "thp": "\(config.transparentHugePages)",
+        ])
+    }
+
+    deinit { scratch.deallocate() }
+
+    static func limits(_ config: BalloondConfig, memoryTotal: UInt64) -> BalloonLimits {
+        BalloonLimits(
+            memoryTotal: memoryTotal,
+            maxBalloon: config.maxBalloon.resolve(memTotal: memoryTotal),
+            availableFloor: config.floorBytes(memTotal: memoryTotal),
+            chunkSize: config.chunkSize,
+            pageSize: UInt64(PageSize.bytes))
+    }
+
+    // MARK: - The loop
+
+    /// Runs until SIGTERM/SIGINT, then deflates fully, tells the host, and returns.
+    public func run() throws {
+        while running {
+            let ready = try epoll.wait(timeoutMilliseconds: needsStep ? 0 : -1)
+            for (token, events) in ready {
+                switch Token(rawValue: token) {
+                case .signals: handleSignals()
+                case .retryTimer:
+                    retryTimer.acknowledge()
+                    needsStep = true
+                case .statsTimer:
+                    statsTimer.acknowledge()
+                    sendEvent(EventName.stats, data: sampler.statsJSON(target: controller.target, actual: controller.actual))
+                case .reattachTimer:
+                    reattachTimer.acknowledge()
+                    checkPortAttached()
+                case .listener: acceptConnections()
+                case .connection: serviceConnection(events)
+                case nil: logger.warning("epoll reported an unknown token \(token)")
+                }
+                if !running { break }
+            }
+            if needsStep && running { stepController() }
+        }
+        shutdown()
+    }
+
+    private func stepController() {
+        let outcome = controller.step()
+        publishControllerEvents()
+        switch outcome {
+        case .more: needsStep = true
+        case let .waitUntil(when):
+            needsStep = false
+            let now = clock.milliseconds
+            try? retryTimer.arm(afterMilliseconds: max(1, when > now ? when - now : 1))
+        case .idle:
+            needsStep = false
+            try? retryTimer.disarm()
+        }
+    }
+
+    private func publishControllerEvents() {
+        for event in controller.takeEvents() {
+            switch event {
+            case let .balloonChange(actual, target):
+                sendEvent(EventName.balloonChange, data: ["actual": .uint(actual), "target": .uint(target)])
+            case let .targetReached(actual, target):
+                logger.info("target reached", metadata: ["actual": "\(HumanBytes.format(actual))"])
+                sendEvent(EventName.targetReached, data: ["actual": .uint(actual), "target": .uint(target)])
+            case let .targetUnreachable(actual, target, reason):
+                logger.notice("target unreachable: \(reason.desc)", metadata: [
+                    "actual": "\(HumanBytes.format(actual))", "target": "\(HumanBytes.format(target))",
+                ])
+                sendEvent(EventName.targetUnreachable, data: [
+                    "actual": .uint(actual), "target": .uint(target),
+                    "reason": ["code": .string(reason.code), "desc": .string(reason.desc)],
+                ])
+            }
+        }
+    }
+
+    // MARK: - Signals
+
+    private func handleSignals() {
+        while let signo = signals.next() {
+            switch signo {
+            case SIGTERM, SIGINT:
+                logger.info("signal \(signo == SIGTERM ? "SIGTERM" : "SIGINT"): deflating and stopping")
+                running = false
+            case SIGHUP: reload()
+            case SIGIO: checkPortAttached()
+            default: break
+            }
+        }
+    }
+
+    private func shutdown() {
+        if controller.actual > 0 || controller.target > 0 {
+            _ = try? controller.setTarget(0)
+            while controller.step() == .more {}
+            publishControllerEvents()
+        }
+        reserver.releaseAll()
+        if let connection, connection.hasPendingOutput {
+            // Best effort: give the host up to a second to take the last events.
+            var p = pollfd(fd: connection.descriptor.raw, events: Int16(POLLOUT), revents: 0)
+            var waited = 0
+            while connection.hasPendingOutput, waited < 1000, poll(&p, 1, 100) >= 0 {
+                try? connection.flush()
+                waited += 100
+            }
+        }
+        endpoint?.close()
+        logger.info("stopped; balloon released")
+    }
+
+    // MARK: - Configuration
+
+    private func reload() {
+        let loaded: LoadedConfig
+        do {
+            loaded = try ConfigLoader.load(path: options.configPath, required: options.configRequired)
+        } catch {
+            logger.error("reload failed, keeping the previous configuration: \(error)")
+            return
+        }
+        let old = config
+        let newChannel = options.channelOverride ?? loaded.config.listen
+        if newChannel != (options.channelOverride ?? old.listen) {
+            let previous = endpoint
+            do {
+                detachEndpoint()
+                try openChannel(newChannel)
+                previous?.close()
+            } catch {
+                logger.error("reload: cannot open \(newChannel), keeping \(previous?.label ?? "-") and the previous configuration: \(error)")
+                if let previous { try? adoptEndpoint(previous) }
+                return
+            }
+        }
+        config = loaded.config
+        configSources = loaded.sources
+        logger.logLevel = Logger.Level(config.logLevel)
+        reserver.transparentHugePages = config.transparentHugePages
+        let limits = Self.limits(config, memoryTotal: memoryTotal)
+        if limits != controller.limits {
+            controller.updateLimits(limits)
+            needsStep = true
+        }
+        if config.statsIntervalMilliseconds != old.statsIntervalMilliseconds {
+            try? setStatsInterval(config.statsIntervalMilliseconds)
+        }
+        logger.info("configuration reloaded", metadata: ["sources": "\(configSources.joined(separator: ", "))"])
+    }
+
+    private func setStatsInterval(_ milliseconds: UInt64) throws(SystemError) {
+        statsIntervalMilliseconds = milliseconds
+        try statsTimer.arm(afterMilliseconds: milliseconds, repeating: true)
+    }
+
+    // MARK: - Channel and connections
+
+    private func openChannel(_ spec: ChannelSpec) throws(SystemError) {
+        try adoptEndpoint(try ChannelEndpoint.open(spec))
+    }
+
+    private func adoptEndpoint(_ new: ChannelEndpoint) throws(SystemError) {
+        endpoint = new
+        switch new {
+        case let .listener(fd, _):
+            try epoll.add(fd.raw, events: .readable, token: Token.listener.rawValue)
+        case let .virtioSerial(fd, path):
+            connection = HostConnection(descriptor: fd, peer: path)
+            portAttached = false
+            checkPortAttached()
+        }
+    }
+
+    private func detachEndpoint() {
+        if let connection { epoll.remove(connection.descriptor.raw) }
+        if case let .listener(fd, _)? = endpoint { epoll.remove(fd.raw) }
+        connection = nil
+        portAttached = false
+        try? reattachTimer.disarm()
+        endpoint = nil
+    }
+
+    private func acceptConnections() {
+        guard case let .listener(listener, spec)? = endpoint else { return }
+        while true {
+            let accepted: (Descriptor, String)?
+            do {
+                if case .vsock = spec {
+                    guard let (fd, cid) = try StreamSocket.acceptVsock(listener) else { return }
+                    guard config.vsockAllowedCIDs.allows(cid) else {
+                        logger.warning("refused a vsock connection from CID \(cid) (VsockAllowedCIDs=)")
+                        fd.close()
+                        continue
+                    }
+                    accepted = (fd, "vsock CID \(cid)")
+                } else {
+                    accepted = try StreamSocket.accept(listener).map { ($0, "unix client") }
+                }
+            } catch {
+                logger.error("accept failed: \(error)")
+                return
+            }
+            guard let (fd, peer) = accepted else { return }
+            if let old = connection {
+                logger.info("a newer host connection replaces the previous one")
+                epoll.remove(old.descriptor.raw)
+                old.descriptor.close()
+            }
+            connection = HostConnection(descriptor: fd, peer: peer)
+            do {
+                try epoll.add(fd.raw, events: [.readable, .peerClosed], token: Token.connection.rawValue)
+                logger.info("host connected", metadata: ["peer": "\(peer)"])
+            } catch {
+                logger.error("cannot watch the new connection: \(error)")
+                connection = nil
+            }
+        }
+    }
+
+    private var isVirtioPort: Bool {
+        if case .virtioSerial? = endpoint { return true }
+        return false
+    }
+
+    /// virtio-serial: while no host is attached the port reports HUP without
+    /// end, so it leaves epoll and comes back on SIGIO (or the slow timer).
+    private func checkPortAttached() {
+        guard case let .virtioSerial(fd, path)? = endpoint, !portAttached else { return }
+        guard VirtioSerialPort.hostAttached(fd) else {
+            try? reattachTimer.arm(afterMilliseconds: 5000, repeating: true)
+            return
+        }
+        do {
+            try epoll.add(fd.raw, events: .readable, token: Token.connection.rawValue)
+            portAttached = true
+            try? reattachTimer.disarm()
+            logger.info("host attached", metadata: ["port": "\(path)"])
+            if let connection, connection.hasPendingOutput { watchWritable(true) }
+        } catch {
+            logger.error("cannot watch \(path): \(error)")
+        }
+    }
+
+    private func hostGone() {
+        guard let connection else { return }
+        epoll.remove(connection.descriptor.raw)
+        connection.discardOutput()
+        connection.framer = LineFramer()
+        if isVirtioPort {
+            portAttached = false
+            logger.info("host detached", metadata: ["port": "\(connection.peer)"])
+            try? reattachTimer.arm(afterMilliseconds: 5000, repeating: true)
+        } else {
+            logger.info("host disconnected", metadata: ["peer": "\(connection.peer)"])
+            connection.descriptor.close()
+            self.connection = nil
+        }
+    }
+
+    private func serviceConnection(_ events: EpollEvents) {
+        guard let connection else { return }
+        if events.contains(.writable) {
+            do {
+                try connection.flush()
+                if !connection.hasPendingOutput { watchWritable(false) }
+            } catch {
+                logger.warning("write to host failed: \(error)")
+                hostGone()
+                return
+            }
+        }
+        guard !events.isDisjoint(with: [.readable, .hangup, .error, .peerClosed]) else { return }
+        // Bounded per turn so a flood cannot starve the balloon's progress.
+        for _ in 0..<16 {
+            let result: HostConnection.ReadResult
+            do {
+                result = try connection.readAvailable(into: scratch)
+            } catch {
+                logger.warning("read from host failed: \(error)")
+                hostGone()
+                return
+            }
+            switch result {
+            case .wouldBlock: return
+            case .closed:
+                hostGone()
+                return
+            case let .items(items):
+                for item in items { handle(item) }
+                if self.connection !== connection { return }
+            }
+        }
+    }
+
+    private func watchWritable(_ on: Bool) {
+        guard let connection else { return }
+        let events: EpollEvents = isVirtioPort ? .readable : [.readable, .peerClosed]
+        try? epoll.modify(connection.descriptor.raw, events: on ? events.union(.writable) : events, token: Token.connection.rawValue)
+    }
+
+    private func send(_ bytes: [UInt8]) {
+        guard let connection, !isVirtioPort || portAttached else { return }
+        do {
+            if try !connection.send(bytes) {
+                logger.warning("host is not reading; dropped \(HostConnection.maxOutboxBytes) bytes of output")
+                connection.discardOutput()
+            }
+            if connection.hasPendingOutput { watchWritable(true) }
+        } catch {
+            logger.warning("write to host failed: \(error)")
+            hostGone()
+        }
+    }
+
+    private func sendEvent(_ name: String, data: JSON) {
+        send(Message.event(Event(name, data: data, timestamp: wallClockTimestamp())).encoded())
+    }
+
+    // MARK: - Requests
+
+    private func handle(_ item: LineFramer.Item) {
+        switch item {
+        case .resync: break
+        case let .tooLong(limit):
+            reply(Response(id: nil, result: .failure(ProtocolError(.lineTooLong, "line longer than \(limit) bytes discarded"))))
+        case let .line(bytes):
+            let message: Message
+            do {
+                message = try Message.decode(bytes)
+            } catch {
+                reply(Response(id: nil, result: .failure(error)))
+                return
+            }
+            guard case let .request(request) = message else {
+                reply(Response(id: nil, result: .failure(ProtocolError(.malformedMessage, "the guest accepts only requests (\"execute\")"))))
+                return
+            }
+            let result: Result<JSON, ProtocolError>
+            do {
+                result = .success(try execute(request))
+            } catch {
+                result = .failure(error)
+            }
+            if request.execute == CommandName.sync, case .success = result { send([LineFramer.resyncByte]) }
+            reply(Response(id: request.id, result: result))
+        }
+    }
+
+    private func reply(_ response: Response) {
+        send(Message.response(response).encoded())
+    }
+
+    private func execute(_ request: Request) throws(ProtocolError) -> JSON {
+        let args = Arguments(request)
+        switch request.execute {
+        case CommandName.sync:
+            try args.allowOnly(["id"])
+            guard let id = request.arguments["id"] else {
+                throw ProtocolError(.invalidParameter, "sync: missing argument \"id\"")
+            }
+            return id
+        case CommandName.info:
+            try args.allowOnly([])
+            let limits = controller.limits
+            return [
+                "version": .string(balloondVersion), "protocol": .int(Int64(ProtocolVersion.current)),
+                "features": ["stats", "stats-events", "balloon-events"],
+                "page-size": .uint(limits.pageSize), "memory-total": .uint(limits.memoryTotal),
+                "max-balloon": .uint(limits.maxBalloon), "mem-available-floor": .uint(limits.availableFloor),
+                "chunk-size": .uint(limits.chunkSize), "transparent-huge-pages": .bool(config.transparentHugePages),
+                "channel": .string(endpoint?.label ?? ""),
+            ]
+        case CommandName.setTarget:
+            try args.allowOnly(["target"])
+            let requested = try args.uint64("target")
+            let target: UInt64
+            do {
+                target = try controller.setTarget(requested)
+            } catch {
+                throw ProtocolError(.invalidParameter, "set-target: \(error)")
+            }
+            needsStep = true
+            logger.info("new target", metadata: [
+                "target": "\(HumanBytes.format(target))", "actual": "\(HumanBytes.format(controller.actual))",
+            ])
+            return ["target": .uint(target), "effective-target": .uint(controller.effectiveTarget), "actual": .uint(controller.actual)]
+        case CommandName.query:
+            try args.allowOnly([])
+            return queryJSON()
+        case CommandName.stats:
+            try args.allowOnly([])
+            return sampler.statsJSON(target: controller.target, actual: controller.actual)
+        case CommandName.setStatsInterval:
+            try args.allowOnly(["interval-ms"])
+            let ms = try args.uint64("interval-ms")
+            guard ms == 0 || (ms >= 100 && ms <= 86_400_000) else {
+                throw ProtocolError(.invalidParameter, "set-stats-interval: \"interval-ms\" must be 0 (off) or between 100 and 86400000, got \(ms)")
+            }
+            do { try setStatsInterval(ms) } catch {
+                throw ProtocolError(.genericError, "set-stats-interval: \(error)")
+            }
+            return ["interval-ms": .uint(ms)]
+        default:
+            throw ProtocolError(.commandNotFound, "no command \"\(request.execute)\" (known: \(CommandName.all.joined(separator: ", ")))")
+        }
+    }
+
+    private func queryJSON() -> JSON {
+        let limits = controller.limits
+        let reason: JSON = controller.reason.map { ["code": .string($0.code), "desc": .string($0.desc)] } ?? .null
+        return [
+            "target": .uint(controller.target), "effective-target": .uint(controller.effectiveTarget),
+            "actual": .uint(controller.actual), "state": .string(controller.state.rawValue),
+            "limits": [
+                "memory-total": .uint(limits.memoryTotal), "max-balloon": .uint(limits.maxBalloon),
+                "mem-available-floor": .uint(limits.availableFloor), "chunk-size": .uint(limits.chunkSize),
+            ],
+            "reason": reason,
+        ]
+    }
+}
+
+public struct DaemonError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension Logger.Level {
+    init(_ level: LogLevel) {
+        switch level {
+        case .trace: self = .trace
+        case .debug: self = .debug
+        case .info: self = .info
+        case .notice: self = .notice
+        case .warning: self = .warning
+        case .error: self = .error
+        case .critical: self = .critical
+        }
+    }
+}
