@@ -518,7 +518,7 @@ public struct DaemonError: Error, CustomStringConvertible {
 }
 
 extension Logger.Level {
-    init(_ level: LogLevel) {
+    public init(_ level: LogLevel) {
         switch level {
         case .trace: self = .trace
         case .debug: self = .debug

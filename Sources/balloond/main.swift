@@ -1,1 +1,63 @@
-print("balloond")
+import ArgumentParser
+import BalloonConfig
+import BalloonDaemon
+import Glibc
+import Logging
+
+/// The guest daemon's command line; the work lives in BalloonDaemon.
+struct Balloond: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "balloond",
+        abstract: "Userspace memory balloon for Linux guests.",
+        discussion: "Listens on a virtio-serial port, vsock or unix socket for the host's balloon target, holds memory in mlocked chunks, and answers with memory statistics. See balloond(8) and balloond.conf(5).",
+        version: balloondVersion)
+
+    @Option(name: .long, help: ArgumentHelp("Configuration file; drop-ins are read from PATH.d/*.conf.", valueName: "PATH"))
+    var config: String?
+
+    @Option(name: .long, help: ArgumentHelp("Overrides Listen=: unix:PATH, virtio-serial:NAME_OR_PATH or vsock:PORT.", valueName: "CHANNEL"))
+    var channel: String?
+
+    @Flag(name: .long, help: "Print the effective configuration and exit.")
+    var dumpConfig = false
+
+    func run() throws {
+        let path = config ?? "/etc/balloond.conf"
+        let loaded: LoadedConfig
+        let override: ChannelSpec?
+        do {
+            loaded = try ConfigLoader.load(path: path, required: config != nil)
+            override = try channel.map { (text) throws(ConfigError) in try ChannelSpec.parse(text) }
+        } catch {
+            fail("\(error)")
+        }
+        if dumpConfig {
+            var effective = loaded.config
+            if let override { effective.listen = override }
+            print(effective.render(sources: loaded.sources), terminator: "")
+            return
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .trace
+            return handler
+        }
+        var logger = Logger(label: "balloond")
+        logger.logLevel = Logger.Level(loaded.config.logLevel)
+        let options = DaemonOptions(configPath: path, configRequired: config != nil, channelOverride: override)
+        do {
+            let daemon = try Daemon(options: options, loaded: loaded, logger: logger)
+            try daemon.run()
+        } catch {
+            logger.critical("\(error)")
+            fail("\(error)")
+        }
+    }
+
+    private func fail(_ message: String) -> Never {
+        fputs("balloond: \(message)\n", stderr)
+        exit(1)
+    }
+}
+
+Balloond.main()
