@@ -1,0 +1,35 @@
+# balloond — see README.md. `make demo` and `make test` work on a fresh
+# Debian 12 machine with Swift at /opt/swift (or on PATH).
+SHELL := /bin/bash
+SWIFT ?= swift
+export PATH := /opt/swift/usr/bin:$(PATH)
+
+.PHONY: all deps build release demo test test-unit test-system bench clean
+
+all: build
+
+# Build and test dependencies from Debian; installs only what is missing.
+deps:
+	@scripts/install-deps.sh
+
+build:
+	$(SWIFT) build
+
+release:
+	$(SWIFT) build -c release
+
+demo: deps release
+	@scripts/demo.sh
+
+# Unit tests run in parallel; system tests (real mlock, measured against
+# /proc/meminfo) run on their own so nothing else locks memory meanwhile.
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --skip SystemTests
+	$(SWIFT) test --skip-build --no-parallel --filter SystemTests
+
+bench: deps release
+	@bench/run.sh
+
+clean:
+	rm -rf .build bench/out

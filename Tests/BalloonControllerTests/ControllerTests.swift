@@ -1,0 +1,239 @@
+import Testing
+@testable import BalloonController
+
+private let MiB: UInt64 = 1 << 20
+private let GiB: UInt64 = 1 << 30
+
+final class FakeClock: MonotonicClock {
+    var milliseconds: UInt64 = 1_000_000
+    func advance(_ ms: UInt64) { milliseconds += ms }
+}
+
+final class FakeProbe: MemoryProbe {
+    var available: UInt64?
+    init(_ available: UInt64?) { self.available = available }
+    func availableBytes() -> UInt64? { available }
+}
+
+/// Holds a stack of sizes like the real reserver; lowers the probe's
+/// MemAvailable as it grows, as mlocked memory does.
+final class FakeReserver: MemoryReserver {
+    var chunks: [UInt64] = []
+    var log: [String] = []
+    var failNext: ReserveError?
+    let probe: FakeProbe?
+    init(probe: FakeProbe? = nil) { self.probe = probe }
+    var heldBytes: UInt64 { chunks.reduce(0, +) }
+    func grow(by bytes: UInt64) throws(ReserveError) {
+        if let failNext { self.failNext = nil; throw failNext }
+        chunks.append(bytes)
+        log.append("+\(bytes / MiB)")
+        if let probe, let a = probe.available { probe.available = a - bytes }
+    }
+    func shrink(by bytes: UInt64) {
+        var left = bytes
+        while left > 0, let last = chunks.last {
+            if last <= left { chunks.removeLast(); left -= last } else { chunks[chunks.count - 1] = last - left; left = 0 }
+        }
+        log.append("-\(bytes / MiB)")
+        if let probe, let a = probe.available { probe.available = a + bytes }
+    }
+}
+
+struct Rig {
+    let clock = FakeClock()
+    let probe: FakeProbe
+    let reserver: FakeReserver
+    let controller: BalloonController
+
+    init(total: UInt64 = 8 * GiB, max: UInt64? = nil, floor: UInt64 = 256 * MiB, chunk: UInt64 = 64 * MiB, available: UInt64? = 7 * GiB) {
+        probe = FakeProbe(available)
+        reserver = FakeReserver(probe: probe)
+        let limits = BalloonLimits(memoryTotal: total, maxBalloon: max ?? total * 8 / 10, availableFloor: floor, chunkSize: chunk, pageSize: 4096)
+        controller = BalloonController(limits: limits, clock: clock, probe: probe, reserver: reserver)
+    }
+
+    /// Steps until the controller stops asking for more, advancing the clock
+    /// by `msPerStep` each step; returns the number of steps.
+    @discardableResult
+    func run(msPerStep: UInt64 = 10, limit: Int = 10_000) -> (steps: Int, outcome: StepOutcome) {
+        var steps = 0
+        while steps < limit {
+            let outcome = controller.step()
+            steps += 1
+            clock.advance(msPerStep)
+            if outcome != .more { return (steps, outcome) }
+        }
+        return (steps, .more)
+    }
+}
+
+@Suite struct TargetsAndClamps {
+    @Test func inflatesInChunksToTheTarget() throws {
+        let rig = Rig()
+        try rig.controller.setTarget(256 * MiB)
+        #expect(rig.controller.state == .inflating)
+        let (steps, outcome) = rig.run()
+        #expect(outcome == .idle)
+        #expect(rig.reserver.log == ["+64", "+64", "+64", "+64"])
+        #expect(steps == 5)  // four chunks, then the settling step
+        #expect(rig.controller.actual == 256 * MiB)
+        #expect(rig.controller.state == .idle)
+        #expect(rig.controller.reason == nil)
+    }
+
+    @Test func lastChunkIsPartialSoActualEqualsTarget() throws {
+        let rig = Rig()
+        try rig.controller.setTarget(100 * MiB + 4096 + 123)  // rounded down to a page
+        rig.run()
+        #expect(rig.controller.target == 100 * MiB + 4096)
+        #expect(rig.controller.actual == 100 * MiB + 4096)
+        #expect(rig.reserver.chunks == [64 * MiB, 36 * MiB + 4096])
+    }
+
+    @Test func deflatesNewestFirstAndShrinksInsideAChunk() throws {
+        let rig = Rig()
+        try rig.controller.setTarget(192 * MiB)
+        rig.run()
+        try rig.controller.setTarget(100 * MiB)
+        #expect(rig.controller.state == .deflating)
+        rig.run()
+        #expect(rig.controller.actual == 100 * MiB)
+        #expect(rig.reserver.chunks == [64 * MiB, 36 * MiB])
+        try rig.controller.setTarget(0)
+        rig.run()
+        #expect(rig.controller.actual == 0)
+        #expect(rig.reserver.chunks.isEmpty)
+    }
+
+    @Test func targetAboveMemoryIsRefused() {
+        let rig = Rig(total: 1 * GiB)
+        #expect(throws: TargetError.exceedsMemory(target: 2 * GiB, memoryTotal: 1 * GiB)) {
+            try rig.controller.setTarget(2 * GiB)
+        }
+        #expect(rig.controller.target == 0)
+    }
+
+    @Test func targetAboveMaxIsClampedWithReason() throws {
+        let rig = Rig(total: 1 * GiB, max: 512 * MiB, available: 900 * MiB)
+        try rig.controller.setTarget(768 * MiB)
+        #expect(rig.controller.effectiveTarget == 512 * MiB)
+        rig.run()
+        #expect(rig.controller.actual == 512 * MiB)
+        #expect(rig.controller.state == .unreachable)
+        #expect(rig.controller.reason == .maxBalloon(limit: 512 * MiB))
+        let events = rig.controller.takeEvents()
+        #expect(events.last == .targetUnreachable(actual: 512 * MiB, target: 768 * MiB, reason: .maxBalloon(limit: 512 * MiB)))
+    }
+
+    @Test func floorStopsInflationAndIsRetried() throws {
+        // 1 GiB available, floor 256 MiB: at most 768 MiB can be locked.
+        let rig = Rig(available: 1 * GiB)
+        try rig.controller.setTarget(2 * GiB)
+        let (_, outcome) = rig.run()
+        #expect(rig.controller.actual == 768 * MiB)
+        #expect(rig.probe.available == 256 * MiB)
+        guard case let .waitUntil(when) = outcome else { Issue.record("expected a retry, got \(outcome)"); return }
+        #expect(when > rig.clock.milliseconds - 10)
+        #expect(rig.controller.state == .unreachable)
+        #expect(rig.controller.reason?.code == "mem-available-floor")
+        let first = rig.controller.takeEvents()
+        #expect(first.filter { if case .targetUnreachable = $0 { true } else { false } }.count == 1)
+
+        // Before the retry time the controller does nothing.
+        #expect(rig.controller.step() == outcome)
+        // A retry that ends the same way is not announced again.
+        rig.clock.advance(BalloonController.retryInterval)
+        rig.run()
+        #expect(rig.controller.takeEvents().isEmpty)
+
+        // Memory frees up: the retry moves on and reaches the target.
+        rig.probe.available = 4 * GiB
+        rig.clock.advance(BalloonController.retryInterval)
+        rig.run()
+        #expect(rig.controller.actual == 2 * GiB)
+        #expect(rig.controller.takeEvents().last == .targetReached(actual: 2 * GiB, target: 2 * GiB))
+    }
+
+    @Test func floorTakesAPartialChunkUpToTheFloor() throws {
+        let rig = Rig(available: 256 * MiB + 10 * MiB)
+        try rig.controller.setTarget(64 * MiB)
+        rig.run()
+        #expect(rig.reserver.chunks == [10 * MiB])
+    }
+
+    @Test func reserveFailureIsReportedAndRetried() throws {
+        let rig = Rig()
+        rig.reserver.failNext = ReserveError("mlock 67108864 bytes: Resource temporarily unavailable")
+        try rig.controller.setTarget(128 * MiB)
+        let (_, outcome) = rig.run()
+        #expect(rig.controller.actual == 0)
+        #expect(rig.controller.reason == .reserveFailed("mlock 67108864 bytes: Resource temporarily unavailable"))
+        guard case .waitUntil = outcome else { Issue.record("expected a retry"); return }
+        rig.clock.advance(BalloonController.retryInterval)
+        rig.run()
+        #expect(rig.controller.actual == 128 * MiB)
+        #expect(rig.controller.reason == nil)
+    }
+
+    @Test func unknownAvailableMemoryDoesNotBlock() throws {
+        let rig = Rig(available: nil)
+        try rig.controller.setTarget(64 * MiB)
+        rig.run()
+        #expect(rig.controller.actual == 64 * MiB)
+    }
+}
+
+@Suite struct PreemptionAndEvents {
+    @Test func newTargetPreemptsAnInflationBetweenChunks() throws {
+        let rig = Rig()
+        try rig.controller.setTarget(1 * GiB)
+        #expect(rig.controller.step() == .more)
+        #expect(rig.controller.step() == .more)
+        #expect(rig.controller.actual == 128 * MiB)
+        try rig.controller.setTarget(64 * MiB)  // arrives between two loop turns
+        rig.run()
+        #expect(rig.controller.actual == 64 * MiB)
+        #expect(rig.reserver.log == ["+64", "+64", "-64"])
+    }
+
+    @Test func balloonChangeAtMostOncePerSecondWhileMoving() throws {
+        let rig = Rig(chunk: 4 * MiB)
+        try rig.controller.setTarget(1 * GiB)  // 256 steps of 10 ms: 2.56 s of movement
+        rig.run(msPerStep: 10)
+        let events = rig.controller.takeEvents()
+        let changes = events.compactMap { if case let .balloonChange(a, _) = $0 { a } else { nil } }
+        // One at the start, one per elapsed second, one on arrival.
+        #expect(changes.count >= 3 && changes.count <= 4)
+        #expect(changes == changes.sorted())
+        #expect(changes.last == 1 * GiB)
+        #expect(events.last == .targetReached(actual: 1 * GiB, target: 1 * GiB))
+        #expect(events.dropLast().allSatisfy { if case .balloonChange = $0 { true } else { false } })
+    }
+
+    @Test func arrivalIsAnnouncedEvenWithoutMovement() throws {
+        let rig = Rig()
+        try rig.controller.setTarget(0)
+        rig.run()
+        #expect(rig.controller.takeEvents() == [.balloonChange(actual: 0, target: 0), .targetReached(actual: 0, target: 0)])
+        // Nothing new, nothing said.
+        #expect(rig.controller.step() == .idle)
+        #expect(rig.controller.takeEvents().isEmpty)
+    }
+
+    @Test func limitsUpdateMovesTheBalloon() throws {
+        let rig = Rig(total: 1 * GiB, max: 512 * MiB, available: 900 * MiB)
+        try rig.controller.setTarget(512 * MiB)
+        rig.run()
+        rig.controller.updateLimits(BalloonLimits(memoryTotal: 1 * GiB, maxBalloon: 256 * MiB, availableFloor: 0, chunkSize: 64 * MiB, pageSize: 4096))
+        rig.run()
+        #expect(rig.controller.actual == 256 * MiB)
+        #expect(rig.controller.reason == .maxBalloon(limit: 256 * MiB))
+    }
+
+    @Test func limitsAreSanitised() {
+        let limits = BalloonLimits(memoryTotal: 1 * GiB, maxBalloon: 2 * GiB, availableFloor: 0, chunkSize: 10_000, pageSize: 4096)
+        #expect(limits.maxBalloon == 1 * GiB)
+        #expect(limits.chunkSize == 8192)
+    }
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages balloond needs to build, test and demo;
+# nothing when they are already there.
+set -euo pipefail
+need=()
+for pkg in gcc make procps util-linux; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if ((${#need[@]})); then
+    echo "install-deps: installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ! command -v swift >/dev/null 2>&1; then
+    echo "install-deps: swift not found (expected at /opt/swift/usr/bin)" >&2
+    exit 1
+fi
