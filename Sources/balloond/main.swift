@@ -55,8 +55,9 @@ struct Balloond: ParsableCommand {
     }
 
     private func fail(_ message: String) -> Never {
-        fputs("balloond: \(message)\n", stderr)
-        exit(1)
+        let line = Array("balloond: \(message)\n".utf8)
+        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        Glibc.exit(1)
     }
 }
 

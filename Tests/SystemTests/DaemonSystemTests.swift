@@ -190,18 +190,28 @@ import Testing
         #expect(stats["balloon"]?["actual"]?.uint64 == 0)
         #expect(stats["timestamp"]?["seconds"]?.int64 ?? 0 > 1_700_000_000)
 
-        // Above the maximum: clamped, reported, and the balloon stops there.
+    }
+
+    /// Never more than 1 GiB on the test machine: a fixed 192 MiB maximum.
+    @Test func targetAboveMaxBalloonIsClampedAndReported() throws {
+        let box = try Sandbox(config: "[Balloon]\nMaxBalloon=192M\nChunkSize=32M\n")
+        let daemon = try DaemonProcess(arguments: ["--config", box.configPath], waitForSocket: box.socket)
+        let client = try RawClient(socket: box.socket)
+        try client.sync()
         var events: [Event] = []
-        let reply = try client.call("set-target", ["target": .uint(total / 2)], events: &events)
-        let limit = total / 4 / 4096 * 4096
-        #expect(reply.result.map { $0["effective-target"]?.uint64 } == .success(limit))
+        let reply = try client.call("set-target", ["target": .uint(512 * MiB)], events: &events)
+        #expect(reply.result.map { $0["effective-target"]?.uint64 } == .success(192 * MiB))
         let unreachable = try client.waitForEvent("TARGET_UNREACHABLE", into: &events)
         #expect(unreachable.data["reason"]?["code"]?.string == "max-balloon")
-        #expect(unreachable.data["actual"]?.uint64 == limit)
+        #expect(unreachable.data["actual"]?.uint64 == 192 * MiB)
+        #expect(unreachable.data["target"]?.uint64 == 512 * MiB)
+        #expect(statusValue(daemon.pid, "VmLck") == 192 * MiB)
         let query = try client.value("query")
         #expect(query["state"]?.string == "unreachable")
         #expect(query["reason"]?["code"]?.string == "max-balloon")
         try client.call("set-target", ["target": 0])
+        _ = try client.waitForEvent("TARGET_REACHED", into: &events)
+        #expect(statusValue(daemon.pid, "VmLck") == 0)
     }
 
     @Test func statsEventsArriveAtTheRequestedInterval() throws {

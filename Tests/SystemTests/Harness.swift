@@ -58,7 +58,7 @@ final class Sandbox {
 }
 
 /// A balloond process; killed at deinit if still running.
-final class DaemonProcess {
+final class DaemonProcess: @unchecked Sendable {
     let process = Process()
     let stderrPipe = Pipe()
     private var stderrData = Data()
@@ -171,6 +171,7 @@ final class RawClient {
         return try call(command, arguments, events: &ignored)
     }
 
+    @discardableResult
     func value(_ command: String, _ arguments: JSON = [:]) throws -> JSON {
         switch try call(command, arguments).result {
         case let .success(v): return v
