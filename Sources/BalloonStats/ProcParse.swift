@@ -1,0 +1,187 @@
+// Parsers for /proc/meminfo, /proc/vmstat and /proc/pressure/{memory,cpu,io}.
+//
+// Rules shared by all three:
+// - Input is raw bytes; lines end in "\n" (a "\r" before it is dropped; the
+//   last line may lack "\n").
+// - A line that does not have the expected shape is skipped, never fatal.
+// - Keys must be printable ASCII without blanks; anything else is skipped.
+// - A number that does not fit in UInt64 makes its line malformed: skipped,
+//   so the key is absent rather than wrong. Unit scaling (kB -> bytes)
+//   saturates at UInt64.max instead of trapping.
+// - A key that appears twice keeps its last well-formed value.
+
+/// One line of a PSI file: averages in percent of wall time over 10 s, 60 s and
+/// 300 s, and the total stall time in microseconds since boot.
+public struct PressureLine: Sendable, Equatable {
+    public var avg10: Double
+    public var avg60: Double
+    public var avg300: Double
+    /// Cumulative stall time in microseconds.
+    public var total: UInt64
+
+    public init(avg10: Double, avg60: Double, avg300: Double, total: UInt64) {
+        self.avg10 = avg10
+        self.avg60 = avg60
+        self.avg300 = avg300
+        self.total = total
+    }
+}
+
+/// The contents of a PSI file. `full` is nil where the kernel prints no "full"
+/// line (e.g. /proc/pressure/cpu before 5.13); both are nil without PSI.
+public struct Pressure: Sendable, Equatable {
+    public var some: PressureLine?
+    public var full: PressureLine?
+
+    public init(some: PressureLine? = nil, full: PressureLine? = nil) {
+        self.some = some
+        self.full = full
+    }
+}
+
+public enum ProcParse {
+    // MARK: meminfo
+
+    /// /proc/meminfo: key -> value in BYTES for "kB" lines (value * 1024,
+    /// saturating); lines without a unit (HugePages_Total etc.) as-is.
+    /// Lines with any other unit or trailing text are skipped.
+    public static func meminfo(_ bytes: some Collection<UInt8>) -> [String: UInt64] {
+        withContiguousBytes(bytes, meminfo(buffer:))
+    }
+
+    /// Same as `meminfo(_:)` for a raw buffer (e.g. straight from `read(2)`).
+    public static func meminfo(_ raw: UnsafeRawBufferPointer) -> [String: UInt64] {
+        meminfo(buffer: raw.bindMemory(to: UInt8.self))
+    }
+
+    static func meminfo(buffer buf: UnsafeBufferPointer<UInt8>) -> [String: UInt64] {
+        var result: [String: UInt64] = [:]
+        result.reserveCapacity(64)
+        forEachLine(buf) { start, end in
+            if let (key, value) = meminfoLine(buf, start, end) { result[key] = value }
+        }
+        return result
+    }
+
+    /// "Key:<blanks>digits[<blanks>kB]<blanks>"
+    @inline(__always)
+    static func meminfoLine(_ buf: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> (String, UInt64)? {
+        var colon = start
+        while colon < end && buf[colon] != ASCII.colon { colon += 1 }
+        guard colon < end else { return nil }
+        var i = colon + 1
+        skipBlanks(buf, &i, end)
+        guard var value = parseUInt64(buf, &i, end) else { return nil }
+        skipBlanks(buf, &i, end)
+        if i + 1 < end && buf[i] == ASCII.k && buf[i + 1] == ASCII.B {
+            i += 2
+            let (scaled, overflow) = value.multipliedReportingOverflow(by: 1024)
+            value = overflow ? .max : scaled
+            skipBlanks(buf, &i, end)
+        }
+        guard i == end, let key = makeKey(buf, start, colon) else { return nil }
+        return (key, value)
+    }
+
+    // MARK: vmstat
+
+    /// /proc/vmstat: key -> value, from "key<blanks>digits" lines.
+    public static func vmstat(_ bytes: some Collection<UInt8>) -> [String: UInt64] {
+        withContiguousBytes(bytes, vmstat(buffer:))
+    }
+
+    /// Same as `vmstat(_:)` for a raw buffer.
+    public static func vmstat(_ raw: UnsafeRawBufferPointer) -> [String: UInt64] {
+        vmstat(buffer: raw.bindMemory(to: UInt8.self))
+    }
+
+    static func vmstat(buffer buf: UnsafeBufferPointer<UInt8>) -> [String: UInt64] {
+        var result: [String: UInt64] = [:]
+        result.reserveCapacity(256)
+        forEachLine(buf) { start, end in
+            if let (key, value) = vmstatLine(buf, start, end) { result[key] = value }
+        }
+        return result
+    }
+
+    @inline(__always)
+    static func vmstatLine(_ buf: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> (String, UInt64)? {
+        var keyEnd = start
+        while keyEnd < end && !ASCII.isBlank(buf[keyEnd]) { keyEnd += 1 }
+        guard keyEnd < end else { return nil }  // no value
+        var i = keyEnd
+        skipBlanks(buf, &i, end)
+        guard let value = parseUInt64(buf, &i, end) else { return nil }
+        skipBlanks(buf, &i, end)
+        guard i == end, let key = makeKey(buf, start, keyEnd) else { return nil }
+        return (key, value)
+    }
+
+    // MARK: pressure
+
+    /// /proc/pressure/memory (or cpu/io):
+    /// "some avg10=0.00 avg60=0.00 avg300=0.00 total=0" and "full ..." lines.
+    /// A line lacking any of the four fields, or with a malformed one, is
+    /// skipped (that half is nil); unknown `key=value` fields are ignored.
+    public static func pressure(_ bytes: some Collection<UInt8>) -> Pressure {
+        withContiguousBytes(bytes, pressure(buffer:))
+    }
+
+    /// Same as `pressure(_:)` for a raw buffer.
+    public static func pressure(_ raw: UnsafeRawBufferPointer) -> Pressure {
+        pressure(buffer: raw.bindMemory(to: UInt8.self))
+    }
+
+    static func pressure(buffer buf: UnsafeBufferPointer<UInt8>) -> Pressure {
+        var result = Pressure()
+        forEachLine(buf) { start, end in
+            var i = start
+            skipBlanks(buf, &i, end)
+            let wordStart = i
+            while i < end && !ASCII.isBlank(buf[i]) { i += 1 }
+            let isSome = bytesEqual(buf, wordStart, i, "some")
+            let isFull = !isSome && bytesEqual(buf, wordStart, i, "full")
+            guard isSome || isFull, let line = pressureFields(buf, i, end) else { return }
+            if isSome { result.some = line } else { result.full = line }
+        }
+        return result
+    }
+
+    /// Parses " avg10=x avg60=y avg300=z total=n" from `i` to `end`.
+    @inline(__always)
+    static func pressureFields(_ buf: UnsafeBufferPointer<UInt8>, _ from: Int, _ end: Int) -> PressureLine? {
+        var avg10: Double?, avg60: Double?, avg300: Double?
+        var total: UInt64?
+        var i = from
+        while true {
+            skipBlanks(buf, &i, end)
+            if i == end { break }
+            let keyStart = i
+            while i < end && buf[i] != ASCII.equals && !ASCII.isBlank(buf[i]) { i += 1 }
+            guard i < end, buf[i] == ASCII.equals, i > keyStart else { return nil }
+            let keyEnd = i
+            i += 1
+            if bytesEqual(buf, keyStart, keyEnd, "total") {
+                guard let v = parseUInt64(buf, &i, end) else { return nil }
+                total = v
+            } else if bytesEqual(buf, keyStart, keyEnd, "avg10") {
+                guard let v = parseDecimal(buf, &i, end) else { return nil }
+                avg10 = v
+            } else if bytesEqual(buf, keyStart, keyEnd, "avg60") {
+                guard let v = parseDecimal(buf, &i, end) else { return nil }
+                avg60 = v
+            } else if bytesEqual(buf, keyStart, keyEnd, "avg300") {
+                guard let v = parseDecimal(buf, &i, end) else { return nil }
+                avg300 = v
+            } else {
+                // Unknown field: skip its value.
+                while i < end && !ASCII.isBlank(buf[i]) { i += 1 }
+                continue
+            }
+            // A value must end at a blank or the end of the line.
+            guard i == end || ASCII.isBlank(buf[i]) else { return nil }
+        }
+        guard let avg10, let avg60, let avg300, let total else { return nil }
+        return PressureLine(avg10: avg10, avg60: avg60, avg300: avg300, total: total)
+    }
+}
