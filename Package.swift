@@ -76,6 +76,7 @@ let package = Package(
         .testTarget(name: "BalloonConfigTests", dependencies: ["BalloonConfig"]),
         .testTarget(name: "BalloonControllerTests", dependencies: ["BalloonController"]),
         .testTarget(name: "BalloonSystemTests", dependencies: ["BalloonSystem"]),
+        .testTarget(name: "BalloonHostTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem"]),
         .testTarget(
             name: "SystemTests",
             dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "balloond", "balloonctl"]

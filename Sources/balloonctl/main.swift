@@ -1,1 +1,3 @@
-print("balloonctl")
+// balloonctl: the host side of balloond. Thin: commands are in Commands.swift,
+// everything that talks to the guest is in BalloonHost.
+Balloonctl.runAndExit()

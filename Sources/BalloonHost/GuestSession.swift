@@ -1,0 +1,206 @@
+import BalloonProtocol
+import BalloonSystem
+
+/// One conversation with a guest's balloond over a connected stream.
+///
+/// Not thread-safe: one thread drives a session. Requests are sent one at a
+/// time; events that arrive while waiting for a reply are queued for
+/// `nextEvent`.
+public final class GuestSession {
+    public let descriptor: Descriptor
+    /// How long `sync` and each `call` wait for their reply.
+    public var timeout: Duration
+
+    private var framer = LineFramer()
+    /// Lines read from the stream but not looked at yet (a read may carry
+    /// more than the reply being waited for).
+    private var pendingLines: [[UInt8]] = []
+    private var queuedEvents: [Event] = []
+    private var nextID: Int64 = 1
+    private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+    /// True once a `.resync` (0xFF) has been read during `sync`.
+    private var sawResync = false
+
+    /// Lines from the guest that were not valid messages (ignored, counted).
+    public private(set) var malformedLines = 0
+
+    public init(descriptor: Descriptor, timeout: Duration = .seconds(5)) {
+        self.descriptor = descriptor
+        self.timeout = timeout
+    }
+
+    deinit { readBuffer.deallocate() }
+
+    /// Connects to `address`, then `sync`s.
+    public static func open(_ address: GuestAddress, timeout: Duration = .seconds(5)) throws(HostError) -> GuestSession {
+        let session = GuestSession(descriptor: try address.connect(timeout: timeout), timeout: timeout)
+        try session.sync()
+        return session
+    }
+
+    public func close() { descriptor.close() }
+
+    // MARK: - sync
+
+    /// docs/protocol.md "Starting a session": write 0xFF and a `sync` with a
+    /// fresh random id N, discard everything up to the 0xFF the guest writes,
+    /// then lines until the reply whose `return` equals N. Everything before
+    /// that (stale replies, events) is dropped.
+    @discardableResult
+    public func sync() throws(HostError) -> Int64 {
+        let id = Int64.random(in: 1...(1 << 53 - 1))
+        let request = Message.request(Request(CommandName.sync, arguments: ["id": .int(id)], id: .int(id)))
+        try send([LineFramer.resyncByte] + request.encoded())
+        pendingLines.removeAll()
+        queuedEvents.removeAll()
+        framer = LineFramer()
+        sawResync = false
+        let deadline = Deadline(after: timeout)
+        while true {
+            while !pendingLines.isEmpty {
+                let line = pendingLines.removeFirst()
+                guard case let .response(response)? = try? Message.decode(line) else { continue }
+                if response.id == .int(id), case let .success(value) = response.result, value == .int(id) {
+                    return id
+                }
+            }
+            try readMore(deadline: deadline, waitingFor: "the sync reply", syncing: true)
+        }
+    }
+
+    // MARK: - calls
+
+    /// Sends `command` and waits for the reply with its id. Events that
+    /// arrive meanwhile are queued; replies with other ids are stale and
+    /// dropped. An error reply throws `HostError.guest`.
+    public func call(_ command: String, arguments: JSON = .object([])) throws(HostError) -> JSON {
+        let id = JSON.int(nextID)
+        nextID += 1
+        try send(Message.request(Request(command, arguments: arguments, id: id)).encoded())
+        let deadline = Deadline(after: timeout)
+        while true {
+            while !pendingLines.isEmpty {
+                let line = pendingLines.removeFirst()
+                let message: Message
+                do { message = try Message.decode(line) } catch { malformedLines += 1; continue }
+                switch message {
+                case let .event(event):
+                    queuedEvents.append(event)
+                case let .response(response):
+                    if response.id == id {
+                        switch response.result {
+                        case let .success(value): return value
+                        case let .failure(error): throw .guest(command: command, error)
+                        }
+                    }
+                    // An error without an id is the guest refusing a line it
+                    // could not read (MalformedMessage, LineTooLong): ours,
+                    // since only one request is outstanding.
+                    if response.id == nil || response.id == .null, case let .failure(error) = response.result {
+                        throw .guest(command: command, error)
+                    }
+                case .request:
+                    continue  // The guest does not send requests; ignore.
+                }
+            }
+            try readMore(deadline: deadline, waitingFor: "the reply to \(command)", syncing: false)
+        }
+    }
+
+    /// The next event: a queued one, or the next to arrive within `timeout`
+    /// (nil: wait forever). Returns nil when the timeout passes first.
+    public func nextEvent(timeout: Duration? = nil) throws(HostError) -> Event? {
+        let deadline = timeout.map { Deadline(after: $0) } ?? .never
+        while true {
+            if !queuedEvents.isEmpty { return queuedEvents.removeFirst() }
+            while !pendingLines.isEmpty {
+                let line = pendingLines.removeFirst()
+                guard let message = try? Message.decode(line) else { malformedLines += 1; continue }
+                if case let .event(event) = message { return event }
+            }
+            do {
+                try readMore(deadline: deadline, waitingFor: "events", syncing: false)
+            } catch let error {
+                if case .timeout = error { return nil }
+                throw error
+            }
+        }
+    }
+
+    /// Events queued while waiting for replies, oldest first.
+    public var pendingEvents: [Event] { queuedEvents }
+
+    /// Drops queued events (e.g. those that arrived before a `set-target`
+    /// reply: docs/protocol.md says a reply precedes the events it causes).
+    public func discardQueuedEvents() { queuedEvents.removeAll() }
+
+    // MARK: - typed commands
+
+    public func info() throws(HostError) -> GuestInfo {
+        GuestInfo(try call(CommandName.info))
+    }
+
+    public func setTarget(_ bytes: UInt64) throws(HostError) -> TargetReply {
+        let value = try call(CommandName.setTarget, arguments: ["target": .uint(bytes)])
+        return try TargetReply(value, command: CommandName.setTarget)
+    }
+
+    public func query() throws(HostError) -> BalloonStatus {
+        try BalloonStatus(try call(CommandName.query))
+    }
+
+    public func stats() throws(HostError) -> GuestStats {
+        GuestStats(try call(CommandName.stats))
+    }
+
+    /// Asks for `STATS` events every `milliseconds` (0 stops). Returns the
+    /// interval the guest confirmed.
+    @discardableResult
+    public func setStatsInterval(_ milliseconds: UInt64) throws(HostError) -> UInt64 {
+        let value = try call(CommandName.setStatsInterval, arguments: ["interval-ms": .uint(milliseconds)])
+        guard let ms = value["interval-ms"]?.uint64 else {
+            throw .badReply(command: CommandName.setStatsInterval, detail: "no \"interval-ms\" in \(value.serialized())")
+        }
+        return ms
+    }
+
+    // MARK: - I/O
+
+    private func send(_ bytes: [UInt8]) throws(HostError) {
+        do { try HostIO.sendAll(descriptor.raw, bytes) } catch {
+            if error.errno == .brokenPipe || error.errno == .connectionReset {
+                throw .closed(waitingFor: "a write to go through")
+            }
+            throw .io(error)
+        }
+    }
+
+    /// Reads once (waiting up to the deadline) and frames what came.
+    private func readMore(deadline: Deadline, waitingFor what: String, syncing: Bool) throws(HostError) {
+        let ready: Bool
+        do { ready = try HostIO.waitReadable(descriptor.raw, timeoutMilliseconds: deadline.remainingMilliseconds()) } catch {
+            throw .io(error)
+        }
+        if !ready {
+            if deadline.expired { throw .timeout(waitingFor: what, seconds: timeout.seconds) }
+            return  // EINTR or rounding: try again.
+        }
+        let n: Int
+        do { n = try HostIO.read(descriptor.raw, into: readBuffer) } catch {
+            if error.errno == .connectionReset { throw .closed(waitingFor: what) }
+            throw .io(error)
+        }
+        if n == 0 { throw .closed(waitingFor: what) }
+        for item in framer.feed(UnsafeRawBufferPointer(rebasing: readBuffer[..<n])) {
+            switch item {
+            case let .line(line):
+                // During sync, everything before the guest's 0xFF is stale.
+                if !syncing || sawResync { pendingLines.append(line) }
+            case .resync:
+                sawResync = true
+            case .tooLong:
+                malformedLines += 1
+            }
+        }
+    }
+}

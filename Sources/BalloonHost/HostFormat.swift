@@ -1,0 +1,156 @@
+import BalloonProtocol
+
+/// Text for people: what balloonctl prints. Pure, so it is tested directly.
+public enum HostFormat {
+    /// `5 s`, `0.5 s`, `2.25 s`.
+    public static func seconds(_ value: Double) -> String {
+        if value == value.rounded() && abs(value) < 1e15 { return "\(Int64(value)) s" }
+        var text = fixed(value, decimals: 3)
+        while text.hasSuffix("0") { text.removeLast() }
+        return text + " s"
+    }
+
+    /// A fixed-point number without Foundation: `fixed(0.456, decimals: 2)` → `0.46`.
+    public static func fixed(_ value: Double, decimals: Int) -> String {
+        guard value.isFinite else { return "-" }
+        var scale = 1.0
+        for _ in 0..<decimals { scale *= 10 }
+        let negative = value < 0
+        let scaled = (abs(value) * scale).rounded()
+        guard scaled < 9e18 else { return String(value) }
+        let n = UInt64(scaled)
+        let unit = UInt64(scale)
+        var text = String(n / unit)
+        if decimals > 0 {
+            var frac = String(n % unit)
+            while frac.count < decimals { frac = "0" + frac }
+            text += "." + frac
+        }
+        return (negative && n != 0 ? "-" : "") + text
+    }
+
+    public static func bytes(_ value: UInt64?) -> String { value.map(HumanBytes.format) ?? "-" }
+
+    /// `actual 192 MiB / target 256 MiB`
+    public static func progress(actual: UInt64, target: UInt64) -> String {
+        "actual \(HumanBytes.format(actual)) / target \(HumanBytes.format(target))"
+    }
+
+    /// Label/value rows with the labels padded to one width.
+    public static func rows(_ rows: [(String, String)]) -> String {
+        let width = rows.map(\.0.count).max() ?? 0
+        return rows.map { pad($0.0, width) + "  " + $0.1 }.joined(separator: "\n") + "\n"
+    }
+
+    static func pad(_ s: String, _ width: Int) -> String {
+        s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
+    }
+
+    static func padLeft(_ s: String, _ width: Int) -> String {
+        s.count >= width ? s : String(repeating: " ", count: width - s.count) + s
+    }
+
+    public static func info(_ info: GuestInfo) -> String {
+        rows([
+            ("version", info.version ?? "-"),
+            ("protocol", info.protocolVersion.map { String($0) } ?? "-"),
+            ("features", info.features.isEmpty ? "-" : info.features.joined(separator: ", ")),
+            ("page size", bytes(info.pageSize)),
+            ("memory total", bytes(info.memoryTotal)),
+            ("max balloon", bytes(info.maxBalloon)),
+            ("MemAvailable floor", bytes(info.memAvailableFloor)),
+            ("chunk size", bytes(info.chunkSize)),
+            ("transparent huge pages", info.transparentHugePages.map { $0 ? "yes" : "no" } ?? "-"),
+            ("channel", info.channel ?? "-"),
+        ])
+    }
+
+    public static func status(_ status: BalloonStatus) -> String {
+        rows([
+            ("target", HumanBytes.format(status.target)),
+            ("effective target", HumanBytes.format(status.effectiveTarget)),
+            ("actual", HumanBytes.format(status.actual)),
+            ("state", status.state),
+            ("reason", status.reason?.description ?? "-"),
+        ])
+    }
+
+    /// The 16 stats (bytes humanised, counts plain, absent `-`), PSI and the balloon.
+    public static func stats(_ stats: GuestStats) -> String {
+        var lines: [(String, String)] = []
+        for (name, unit) in VirtioStats.names {
+            let value = stats.stats[name]
+            let text: String
+            switch unit {
+            case .bytes: text = bytes(value)
+            case .count: text = value.map { String($0) } ?? "-"
+            }
+            lines.append((name, text))
+        }
+        var out = rows(lines)
+        out += "\n"
+        out += pad("pressure", 8) + padLeft("avg10", 8) + padLeft("avg60", 8) + padLeft("avg300", 8) + padLeft("total µs", 14) + "\n"
+        for (label, line) in [("some", stats.some), ("full", stats.full)] {
+            if let line {
+                out += pad(label, 8) + padLeft(fixed(line.avg10, decimals: 2), 8) + padLeft(fixed(line.avg60, decimals: 2), 8)
+                    + padLeft(fixed(line.avg300, decimals: 2), 8) + padLeft(String(line.total), 14) + "\n"
+            } else {
+                out += pad(label, 8) + padLeft("-", 8) + padLeft("-", 8) + padLeft("-", 8) + padLeft("-", 14) + "\n"
+            }
+        }
+        out += "\n"
+        out += "balloon  target \(bytes(stats.balloonTarget)) / actual \(bytes(stats.balloonActual))\n"
+        return out
+    }
+
+    /// One `watch` refresh as a single line (when stdout is not a terminal).
+    public static func watchLine(status: BalloonStatus, stats: GuestStats) -> String {
+        "target \(HumanBytes.format(status.target))  actual \(HumanBytes.format(status.actual))  state \(status.state)"
+            + "  MemAvailable \(bytes(stats.stats.availableMemory))  MemFree \(bytes(stats.stats.freeMemory))"
+            + "  PSI some \(psi(stats.some)) full \(psi(stats.full))"
+    }
+
+    /// One `watch` refresh as a block (for a terminal, redrawn in place).
+    public static func watchBlock(status: BalloonStatus, stats: GuestStats) -> String {
+        rows([
+            ("target", HumanBytes.format(status.target)
+                + (status.effectiveTarget != status.target ? " (effective \(HumanBytes.format(status.effectiveTarget)))" : "")),
+            ("actual", HumanBytes.format(status.actual)),
+            ("state", status.state + (status.reason.map { " (\($0))" } ?? "")),
+            ("MemAvailable", bytes(stats.stats.availableMemory)),
+            ("MemFree", bytes(stats.stats.freeMemory)),
+            ("PSI some avg10", psi(stats.some)),
+            ("PSI full avg10", psi(stats.full)),
+        ])
+    }
+
+    static func psi(_ line: PressureLine?) -> String { line.map { fixed($0.avg10, decimals: 2) } ?? "-" }
+
+    /// `seconds.micros` of an event timestamp.
+    public static func timestamp(_ ts: Timestamp) -> String {
+        var micros = String(ts.microseconds)
+        while micros.count < 6 { micros = "0" + micros }
+        return "\(ts.seconds).\(micros)"
+    }
+
+    /// One event per line: `1795000000.123456 BALLOON_CHANGE actual 192 MiB / target 256 MiB`.
+    public static func event(_ event: Event) -> String {
+        let head = "\(timestamp(event.timestamp)) \(event.name)"
+        switch event.name {
+        case EventName.balloonChange, EventName.targetReached:
+            if let p = BalloonProgress(event) { return head + " " + progress(actual: p.actual, target: p.target) }
+        case EventName.targetUnreachable:
+            if let p = BalloonProgress(event) {
+                return head + " " + progress(actual: p.actual, target: p.target) + " reason " + (p.reason?.description ?? "-")
+            }
+        case EventName.stats:
+            let s = GuestStats(event.data)
+            return head + " MemAvailable \(bytes(s.stats.availableMemory)) MemFree \(bytes(s.stats.freeMemory))"
+                + " PSI some \(psi(s.some)) full \(psi(s.full))"
+                + " balloon \(bytes(s.balloonActual)) / \(bytes(s.balloonTarget))"
+        default:
+            break
+        }
+        return head + " " + event.data.serialized()
+    }
+}

@@ -1,0 +1,321 @@
+import ArgumentParser
+import BalloonHost
+import BalloonProtocol
+import BalloonSystem
+
+struct Balloonctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "balloonctl",
+        abstract: "Control and watch a guest's balloond memory balloon.",
+        discussion: """
+            Connect with exactly one of --unix PATH (QEMU -chardev socket, or balloond's own unix \
+            socket), --vsock CID:PORT, or --hybrid-vsock PATH:PORT (Firecracker, Cloud Hypervisor). \
+            Exit codes: 0 ok, 1 usage, connection or protocol error, 2 target unreachable.
+            """,
+        subcommands: [Info.self, SetTarget.self, Query.self, Stats.self, Watch.self, Events.self]
+    )
+
+    /// Runs the command and exits: 0 ok, 1 usage/connection/protocol error
+    /// (message on stderr prefixed `balloonctl: `), 2 target unreachable.
+    static func runAndExit() -> Never {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+            exit(withError: nil)
+        } catch let error as HostError {
+            Console.error(error.description)
+            exit(withError: ExitCode(1))
+        } catch let error as Unreachable {
+            Console.error(error.description)
+            exit(withError: ExitCode(2))
+        } catch let error as ExitCode {
+            exit(withError: error)
+        } catch {
+            if exitCode(for: error) == .success { exit(withError: error) }  // --help
+            var text = fullMessage(for: error)
+            if text.hasPrefix("Error: ") { text.removeFirst("Error: ".count) }
+            Console.error(text)
+            exit(withError: ExitCode(1))
+        }
+    }
+}
+
+/// The target cannot be reached (exit code 2).
+struct Unreachable: Error, CustomStringConvertible {
+    var target: UInt64
+    var actual: UInt64
+    var reason: UnreachableReason?
+    var description: String {
+        "target \(HumanBytes.format(target)) is unreachable: \(reason?.description ?? "no reason given")"
+            + " (actual \(HumanBytes.format(actual)))"
+    }
+}
+
+enum Console {
+    static let isTerminal = HostIO.isTerminal(1)
+    static func out(_ text: String) { HostIO.write(text, to: 1) }
+    static func line(_ text: String) { HostIO.write(text + "\n", to: 1) }
+    static func error(_ text: String) { HostIO.write("balloonctl: " + text + "\n", to: 2) }
+}
+
+/// The options every subcommand takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .customLong("unix"), help: ArgumentHelp("Unix socket of the guest channel (QEMU -chardev socket path).", valueName: "path"))
+    var unix: String?
+
+    @Option(name: .customLong("vsock"), help: ArgumentHelp("vsock address of balloond in the guest.", valueName: "cid:port"))
+    var vsock: String?
+
+    @Option(
+        name: .customLong("hybrid-vsock"),
+        help: ArgumentHelp("Firecracker / Cloud Hypervisor vsock unix socket and guest port.", valueName: "path:port"))
+    var hybridVsock: String?
+
+    @Option(help: ArgumentHelp("Seconds to wait for the guest to answer.", valueName: "seconds"))
+    var timeout: Double = 5
+
+    @Flag(help: "Machine-readable output: the reply JSON as one line.")
+    var json = false
+
+    func validate() throws {
+        let given = [unix, vsock, hybridVsock].compactMap { $0 }.count
+        guard given == 1 else {
+            throw ValidationError(
+                given == 0
+                    ? "say where the guest is: one of --unix PATH, --vsock CID:PORT, --hybrid-vsock PATH:PORT"
+                    : "give only one of --unix, --vsock, --hybrid-vsock")
+        }
+        guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
+    }
+
+    func address() throws(HostError) -> GuestAddress {
+        if let unix { return .unix(path: unix) }
+        if let vsock { return try GuestAddress.parseVsock(vsock) }
+        if let hybridVsock { return try GuestAddress.parseHybridVsock(hybridVsock) }
+        throw .usage("no guest address given")
+    }
+
+    /// Connects and syncs.
+    func open() throws(HostError) -> GuestSession {
+        try GuestSession.open(try address(), timeout: .secondsValue(timeout))
+    }
+}
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the daemon's version, protocol, page size, memory, limits and channel.")
+    @OptionGroup var options: GlobalOptions
+
+    func run() throws {
+        let session = try options.open()
+        let info = try session.info()
+        Console.out(options.json ? info.raw.serialized() + "\n" : HostFormat.info(info))
+    }
+}
+
+struct SetTarget: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set",
+        abstract: "Set the balloon's target size (how much memory the guest gives back).",
+        discussion: "SIZE: bytes, or with a unit in powers of 1024: 512M, 2G, 1.5GiB, 0 (deflate fully).")
+    @OptionGroup var options: GlobalOptions
+
+    @Argument(help: ArgumentHelp("The target balloon size, e.g. 512M, 1.5G, 0.", valueName: "size"))
+    var size: String
+
+    @Flag(help: "Wait until the balloon reaches the target (exit 2 if it cannot).")
+    var wait = false
+
+    @Option(help: ArgumentHelp("With --wait: give up after this many seconds.", valueName: "seconds"))
+    var waitTimeout: Double = 300
+
+    func validate() throws {
+        guard waitTimeout > 0, waitTimeout.isFinite else { throw ValidationError("--wait-timeout must be a positive number of seconds") }
+    }
+
+    func run() throws {
+        let bytes = try HostSize.parse(size)
+        let session = try options.open()
+        let reply = try session.setTarget(bytes)
+        // A reply precedes the events its movement causes: earlier ones are not ours.
+        session.discardQueuedEvents()
+        if options.json {
+            Console.line(reply.raw.serialized())
+        } else {
+            var text = "target \(HumanBytes.format(reply.target))"
+            if reply.effectiveTarget != reply.target {
+                text += " (clamped to max-balloon: effective target \(HumanBytes.format(reply.effectiveTarget)))"
+            }
+            Console.line(text + ", actual \(HumanBytes.format(reply.actual))")
+        }
+        guard wait else { return }
+
+        if reply.isDone {
+            if !options.json { Console.line(HostFormat.progress(actual: reply.actual, target: reply.target) + ": target reached") }
+            return
+        }
+        if reply.isStoppedShort {
+            let status = try session.query()
+            if options.json { Console.line(status.raw.serialized()) }
+            throw Unreachable(
+                target: reply.target, actual: status.actual,
+                reason: status.reason ?? UnreachableReason(code: UnreachableReason.maxBalloon, desc: "the target exceeds max-balloon"))
+        }
+
+        let deadline = Deadline(after: .secondsValue(waitTimeout))
+        var progress = Progress(json: options.json)
+        while true {
+            guard let event = try session.nextEvent(timeout: deadline.remaining) else {
+                progress.finish()
+                return try afterTimeout(session, reply: reply)
+            }
+            if options.json { Console.line(event.json.serialized()) }
+            guard let p = BalloonProgress(event) else { continue }
+            switch event.name {
+            case EventName.balloonChange:
+                progress.show(actual: p.actual, target: p.target)
+            case EventName.targetReached where p.target == reply.target || p.target == reply.effectiveTarget:
+                progress.show(actual: p.actual, target: p.target)
+                progress.finish()
+                if !options.json { Console.line("target reached") }
+                return
+            case EventName.targetUnreachable:
+                progress.finish()
+                throw Unreachable(target: reply.target, actual: p.actual, reason: p.reason)
+            default:
+                continue
+            }
+        }
+    }
+
+    /// No verdict within --wait-timeout: ask where the balloon is.
+    private func afterTimeout(_ session: GuestSession, reply: TargetReply) throws {
+        let status = try session.query()
+        if options.json { Console.line(status.raw.serialized()) }
+        if status.actual == status.target && status.effectiveTarget == status.target {
+            if !options.json { Console.line(HostFormat.progress(actual: status.actual, target: status.target) + ": target reached") }
+            return
+        }
+        if status.state == "unreachable" || status.reason != nil {
+            throw Unreachable(target: status.target, actual: status.actual, reason: status.reason)
+        }
+        throw HostError.usage(
+            "timed out after \(HostFormat.seconds(waitTimeout)) waiting for the target: "
+                + HostFormat.progress(actual: status.actual, target: status.target) + " (state \(status.state))")
+    }
+}
+
+/// The `set --wait` progress line: refreshed in place on a terminal, one line
+/// per BALLOON_CHANGE otherwise.
+struct Progress {
+    var json: Bool
+    var open = false
+
+    mutating func show(actual: UInt64, target: UInt64) {
+        guard !json else { return }
+        let text = HostFormat.progress(actual: actual, target: target)
+        if Console.isTerminal {
+            Console.out("\r\u{1B}[K" + text)
+            open = true
+        } else {
+            Console.line(text)
+        }
+    }
+
+    mutating func finish() {
+        if open { Console.out("\n") }
+        open = false
+    }
+}
+
+struct Query: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the balloon's target, effective target, actual size, state and reason.")
+    @OptionGroup var options: GlobalOptions
+
+    func run() throws {
+        let session = try options.open()
+        let status = try session.query()
+        Console.out(options.json ? status.raw.serialized() + "\n" : HostFormat.status(status))
+    }
+}
+
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the guest's virtio balloon statistics, memory pressure (PSI) and the balloon.")
+    @OptionGroup var options: GlobalOptions
+
+    func run() throws {
+        let session = try options.open()
+        let stats = try session.stats()
+        Console.out(options.json ? stats.raw.serialized() + "\n" : HostFormat.stats(stats))
+    }
+}
+
+struct Watch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "A live view of the balloon and the guest's memory, refreshed every interval (Ctrl-C stops).")
+    @OptionGroup var options: GlobalOptions
+
+    @Option(help: ArgumentHelp("Seconds between refreshes.", valueName: "seconds"))
+    var interval: Double = 2
+
+    @Option(help: ArgumentHelp("Stop after this many refreshes.", valueName: "n"))
+    var count: Int?
+
+    func validate() throws {
+        guard interval > 0, interval.isFinite else { throw ValidationError("--interval must be a positive number of seconds") }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+    }
+
+    func run() throws {
+        // Before anything else: SIGINT/SIGTERM become a descriptor to wait on.
+        let interrupt = try InterruptWatcher()
+        let session = try options.open()
+        var refreshes = 0
+        while true {
+            let stats = try session.stats()
+            let status = try session.query()
+            if options.json {
+                Console.line(JSON.object([("query", status.raw), ("stats", stats.raw)]).serialized())
+            } else if Console.isTerminal {
+                Console.out("\u{1B}[H\u{1B}[2J" + HostFormat.watchBlock(status: status, stats: stats))
+            } else {
+                Console.line(HostFormat.watchLine(status: status, stats: stats))
+            }
+            refreshes += 1
+            if let count, refreshes >= count { return }
+            if try interrupt.wait(timeoutMilliseconds: Int32(clamping: Int64((interval * 1000).rounded()))) { return }
+        }
+    }
+}
+
+struct Events: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print events as they arrive, one per line.")
+    @OptionGroup var options: GlobalOptions
+
+    @Option(help: ArgumentHelp("Stop after this many events.", valueName: "n"))
+    var count: Int?
+
+    @Option(help: ArgumentHelp("First ask the guest for STATS events every this many milliseconds (0 stops them).", valueName: "ms"))
+    var statsInterval: UInt64?
+
+    func validate() throws {
+        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+        if let statsInterval, statsInterval != 0 && statsInterval < 100 {
+            throw ValidationError("--stats-interval must be 0 or at least 100 (milliseconds)")
+        }
+    }
+
+    func run() throws {
+        let session = try options.open()
+        if let statsInterval { try session.setStatsInterval(statsInterval) }
+        var seen = 0
+        while count.map({ seen < $0 }) ?? true {
+            guard let event = try session.nextEvent(timeout: nil) else { continue }
+            Console.line(options.json ? event.json.serialized() : HostFormat.event(event))
+            seen += 1
+        }
+    }
+}

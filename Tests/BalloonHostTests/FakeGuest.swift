@@ -1,0 +1,234 @@
+import BalloonProtocol
+import BalloonSystem
+import Glibc
+
+// A tiny guest that speaks docs/protocol.md over a real socket, on a real
+// thread, for the session and balloonctl tests.
+
+/// The guest end of a connection. Used only by its own thread.
+final class FakeGuest: @unchecked Sendable {
+    let fd: Descriptor
+    private var framer = LineFramer()
+    private var pending: [[UInt8]] = []
+    /// How many 0xFF bytes the host sent.
+    private(set) var resyncsSeen = 0
+
+    init(_ fd: Descriptor) { self.fd = fd }
+
+    /// The next request from the host, or nil on EOF / after `timeoutMs`.
+    func readRequest(timeoutMs: Int32 = 10_000) -> Request? {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            while !pending.isEmpty {
+                let line = pending.removeFirst()
+                if case let .request(r)? = try? Message.decode(line) { return r }
+            }
+            guard (try? HostIO.waitReadable(fd.raw, timeoutMilliseconds: timeoutMs)) == true else { return nil }
+            guard let n = try? HostIO.read(fd.raw, into: buffer), n > 0 else { return nil }
+            for item in framer.feed(UnsafeRawBufferPointer(rebasing: buffer[..<n])) {
+                switch item {
+                case let .line(l): pending.append(l)
+                case .resync: resyncsSeen += 1
+                case .tooLong: break
+                }
+            }
+        }
+    }
+
+    func write(_ bytes: [UInt8]) { try? HostIO.sendAll(fd.raw, bytes) }
+    func write(_ text: String) { write(Array(text.utf8)) }
+    func writeLine(_ json: JSON) { write(json.serialized() + "\n") }
+
+    func reply(_ request: Request, _ value: JSON) {
+        writeLine(Response(id: request.id, result: .success(value)).json)
+    }
+
+    func fail(_ request: Request, _ cls: ErrorClass, _ desc: String) {
+        writeLine(Response(id: request.id, result: .failure(ProtocolError(cls, desc))).json)
+    }
+
+    func event(_ name: String, _ data: JSON) {
+        writeLine(Event(name, data: data, timestamp: Timestamp(seconds: 1_795_000_000, microseconds: 42)).json)
+    }
+
+    /// The guest's answer to `sync`: 0xFF, then the id.
+    func answerSync(_ request: Request) {
+        write([0xFF])
+        reply(request, request.arguments["id"] ?? .null)
+    }
+
+    /// Reads requests until `sync` and answers it; false if none came.
+    @discardableResult
+    func awaitSync() -> Bool {
+        while let r = readRequest() {
+            if r.execute == CommandName.sync { answerSync(r); return true }
+        }
+        return false
+    }
+}
+
+// MARK: - canned replies
+
+enum Canned {
+    static let info: JSON = [
+        "version": "0.1.0", "protocol": 1, "features": ["stats", "stats-events", "balloon-events"],
+        "page-size": 4096, "memory-total": 8_331_440_128, "max-balloon": 6_665_152_102,
+        "mem-available-floor": 268_435_456, "chunk-size": 67_108_864, "transparent-huge-pages": true,
+        "channel": "virtio-serial:/dev/virtio-ports/org.balloond.0", "some-future-field": ["x": 1],
+    ]
+
+    static func query(target: UInt64, effective: UInt64? = nil, actual: UInt64, state: String, reason: JSON = .null) -> JSON {
+        [
+            "target": .uint(target), "effective-target": .uint(effective ?? target), "actual": .uint(actual),
+            "state": .string(state),
+            "limits": ["memory-total": 8_331_440_128, "max-balloon": 6_665_152_102, "mem-available-floor": 268_435_456,
+                       "chunk-size": 67_108_864],
+            "reason": reason,
+        ]
+    }
+
+    /// No htlb-* counters (the guest has no hugetlbfs), an unknown stat and field.
+    static let stats: JSON = [
+        "stats": [
+            "swap-in": 0, "swap-out": 4096, "major-faults": 1234, "minor-faults": 5_678_901,
+            "free-memory": 7_000_000_000, "total-memory": 8_331_440_128, "available-memory": 7_500_000_000,
+            "disk-caches": 400_000_000, "oom-kills": 0, "alloc-stalls": 3, "async-scans": 10,
+            "direct-scans": 0, "async-reclaims": 7, "direct-reclaims": 0, "future-stat": 9,
+        ],
+        "pressure": [
+            "some": ["avg10": 1.25, "avg60": 0.5, "avg300": 0.0, "total": 12345],
+            "full": ["avg10": 0.0, "avg60": 0.0, "avg300": 0.0, "total": 0],
+        ],
+        "balloon": ["target": 268_435_456, "actual": 134_217_728],
+        "timestamp": ["seconds": 1_795_000_000, "microseconds": 123_456],
+    ]
+
+    static func progress(actual: UInt64, target: UInt64) -> JSON { ["actual": .uint(actual), "target": .uint(target)] }
+}
+
+// MARK: - threads, sockets, processes
+
+private final class ThreadBody {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+}
+
+/// A real thread (blocking I/O must not sit on the cooperative pool).
+struct TestThread {
+    let id: pthread_t
+
+    init(_ body: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+        var tid = pthread_t()
+        let rc = pthread_create(&tid, nil, { arg in
+            Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue().body()
+            return nil
+        }, box)
+        precondition(rc == 0, "pthread_create failed")
+        id = tid
+    }
+
+    func join() { pthread_join(id, nil) }
+}
+
+/// A fresh private directory under /tmp, removed with its contents by `remove()`.
+struct TempDir {
+    let path: String
+
+    init() {
+        var template = Array("/tmp/balloonhost-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(made != nil, "mkdtemp failed")
+        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    func remove() {
+        if let dir = opendir(path) {
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+                if name != "." && name != ".." { unlink(path + "/" + name) }
+            }
+            closedir(dir)
+        }
+        rmdir(path)
+    }
+}
+
+/// Serves one connection on a unix socket at `path` with `handler` on a thread.
+/// `listenUnix` has bound and listened before this returns, so a client may
+/// connect at once.
+func serveOnce(path: String, _ handler: @escaping @Sendable (FakeGuest) -> Void) throws -> TestThread {
+    let listener = try StreamSocket.listenUnix(path: path)
+    let box = UncheckedBox(listener)
+    return TestThread {
+        let listener = box.value
+        defer { listener.close() }
+        guard (try? HostIO.waitReadable(listener.raw, timeoutMilliseconds: 20_000)) == true,
+            let fd = try? StreamSocket.accept(listener)
+        else { return }
+        try? fd.setNonBlocking(false)
+        handler(FakeGuest(fd))
+        fd.close()
+    }
+}
+
+/// A connected pair: the host's end and a fake guest on a thread.
+func pairWithGuest(_ handler: @escaping @Sendable (FakeGuest) -> Void) throws -> (Descriptor, TestThread) {
+    let (host, guest) = try StreamSocket.pair()
+    let box = UncheckedBox(guest)
+    let thread = TestThread {
+        handler(FakeGuest(box.value))
+        box.value.close()
+    }
+    return (host, thread)
+}
+
+final class UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// The outcome of running a program.
+struct ProcessResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// `.build-host/debug/balloonctl`: next to this test binary.
+func balloonctlPath() -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    precondition(n > 0)
+    let exe = String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    var dir = exe[..<(exe.lastIndex(of: "/") ?? exe.endIndex)]
+    // The Swift Testing runner may sit inside a bundle directory.
+    while !dir.isEmpty, access(String(dir) + "/balloonctl", X_OK) != 0, let slash = dir.lastIndex(of: "/") {
+        dir = dir[..<slash]
+    }
+    return String(dir) + "/balloonctl"
+}
+
+/// Runs a program with stdout/stderr captured in files; waits for it.
+func run(_ path: String, _ arguments: [String], in dir: TempDir) -> ProcessResult {
+    let outPath = dir.path + "/stdout", errPath = dir.path + "/stderr"
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+    precondition(rc == 0, "posix_spawn \(path) failed: \(rc)")
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+    let exitStatus = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+    func slurp(_ p: String) -> String {
+        String(decoding: (try? readWholeFile(p)) ?? [], as: UTF8.self)
+    }
+    return ProcessResult(status: exitStatus, stdout: slurp(outPath), stderr: slurp(errPath))
+}
