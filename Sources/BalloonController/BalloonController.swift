@@ -84,6 +84,8 @@ public final class BalloonController {
     /// Set by a new target: the next settle is announced even if nothing moved.
     private var announcePending = false
     private var lastAnnounced: ControllerEvent?
+    /// The last BALLOON_CHANGE produced, so arrival does not repeat it.
+    private var lastChange: ControllerEvent?
     private var events: [ControllerEvent] = []
 
     public init(limits: BalloonLimits, clock: MonotonicClock, probe: MemoryProbe, reserver: MemoryReserver) {
@@ -195,7 +197,13 @@ public final class BalloonController {
         moved = true
         if let last = lastChangeEventAt, now - last < Self.changeEventInterval { return }
         lastChangeEventAt = now
-        events.append(.balloonChange(actual: actual, target: target))
+        emitChange()
+    }
+
+    private func emitChange() {
+        let change = ControllerEvent.balloonChange(actual: actual, target: target)
+        events.append(change)
+        lastChange = change
     }
 
     /// Announces arrival: a final BALLOON_CHANGE, then reached or unreachable.
@@ -208,8 +216,8 @@ public final class BalloonController {
         }
         // A retry that ends the same way as before is not news.
         guard moved || announcePending || !sameOutcome(verdict, lastAnnounced) else { return }
-        let change = ControllerEvent.balloonChange(actual: actual, target: target)
-        if events.last != change { events.append(change) }
+        // Arrival repeats the last BALLOON_CHANGE only if it was not already said.
+        if lastChange != .balloonChange(actual: actual, target: target) || !moved { emitChange() }
         events.append(verdict)
         lastChangeEventAt = clock.milliseconds
         lastAnnounced = verdict

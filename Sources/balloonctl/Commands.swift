@@ -19,7 +19,7 @@ struct Balloonctl: ParsableCommand {
     /// (message on stderr prefixed `balloonctl: `), 2 target unreachable.
     static func runAndExit() -> Never {
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(placeGlobalOptions(Array(CommandLine.arguments.dropFirst())))
             try command.run()
             exit(withError: nil)
         } catch let error as HostError {
@@ -38,6 +38,30 @@ struct Balloonctl: ParsableCommand {
             exit(withError: ExitCode(1))
         }
     }
+}
+
+/// Options that may also be written before the subcommand
+/// (`balloonctl --unix PATH set 1G`): argument-parser reads them only after
+/// it, so they are moved there. The value says whether the option takes one.
+let globalOptionArity: [String: Bool] = ["--unix": true, "--vsock": true, "--hybrid-vsock": true, "--timeout": true, "--json": false]
+
+func placeGlobalOptions(_ arguments: [String]) -> [String] {
+    var leading: [String] = []
+    var index = 0
+    while index < arguments.count {
+        let argument = arguments[index]
+        let name = argument.split(separator: "=", maxSplits: 1).first.map(String.init) ?? argument
+        guard let takesValue = globalOptionArity[name] else { break }
+        leading.append(argument)
+        if takesValue, !argument.contains("="), index + 1 < arguments.count {
+            leading.append(arguments[index + 1])
+            index += 1
+        }
+        index += 1
+    }
+    guard !leading.isEmpty, index < arguments.count else { return arguments }
+    // The subcommand name, then the hoisted options, then the rest.
+    return [arguments[index]] + leading + arguments[(index + 1)...]
 }
 
 /// The target cannot be reached (exit code 2).

@@ -211,6 +211,25 @@ struct Rig {
         #expect(events.dropLast().allSatisfy { if case .balloonChange = $0 { true } else { false } })
     }
 
+    @Test func arrivalDoesNotRepeatTheLastChangeAcrossTakes() throws {
+        // Slow chunks: every step is more than a second apart, so each move
+        // is reported as it happens, and the caller takes events after each step.
+        let rig = Rig()
+        try rig.controller.setTarget(128 * MiB)
+        var events: [ControllerEvent] = []
+        while true {
+            let outcome = rig.controller.step()
+            events += rig.controller.takeEvents()
+            rig.clock.advance(1500)
+            if outcome != .more { break }
+        }
+        #expect(events == [
+            .balloonChange(actual: 64 * MiB, target: 128 * MiB),
+            .balloonChange(actual: 128 * MiB, target: 128 * MiB),
+            .targetReached(actual: 128 * MiB, target: 128 * MiB),
+        ])
+    }
+
     @Test func arrivalIsAnnouncedEvenWithoutMovement() throws {
         let rig = Rig()
         try rig.controller.setTarget(0)
