@@ -67,6 +67,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // `make bench` driver; not a product.
+        .executableTarget(
+            name: "balloon-bench",
+            dependencies: ["BalloonHost", "BalloonProtocol"]
+        ),
         .testTarget(name: "BalloonProtocolTests", dependencies: ["BalloonProtocol"]),
         .testTarget(
             name: "BalloonStatsTests",
