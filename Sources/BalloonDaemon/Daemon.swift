@@ -13,11 +13,15 @@ public struct DaemonOptions: Sendable {
     public var configRequired: Bool
     /// --channel overrides Listen= (also across reloads).
     public var channelOverride: ChannelSpec?
+    /// Test-only fault switches (BALLOOND_TEST_FAULTS=1): SIGUSR2 stalls the
+    /// loop forever, so tests can see the watchdog restart the daemon.
+    public var testFaults: Bool
 
-    public init(configPath: String, configRequired: Bool, channelOverride: ChannelSpec?) {
+    public init(configPath: String, configRequired: Bool, channelOverride: ChannelSpec?, testFaults: Bool = false) {
         self.configPath = configPath
         self.configRequired = configRequired
         self.channelOverride = channelOverride
+        self.testFaults = testFaults
     }
 }
 
@@ -26,7 +30,7 @@ public struct DaemonOptions: Sendable {
 /// a host's request or a signal is served between chunks.
 public final class Daemon {
     private enum Token: UInt64 {
-        case signals = 1, retryTimer, statsTimer, reattachTimer, listener, connection
+        case signals = 1, retryTimer, statsTimer, reattachTimer, watchdogTimer, listener, connection
     }
 
     private let options: DaemonOptions
@@ -38,6 +42,9 @@ public final class Daemon {
     private let retryTimer: TimerDescriptor
     private let statsTimer: TimerDescriptor
     private let reattachTimer: TimerDescriptor
+    private let watchdogTimer: TimerDescriptor
+    private let notifier: ServiceNotifier
+    private var lastStatus = ""
     private let clock = SystemMonotonicClock()
     private let sampler: MemorySampler
     private let reserver: RegionReserver
@@ -54,17 +61,19 @@ public final class Daemon {
 
     /// Sets up everything that can fail before the loop starts: a daemon that
     /// cannot open its channel or read /proc says so and exits non-zero.
-    public init(options: DaemonOptions, loaded: LoadedConfig, logger: Logger) throws {
+    public init(options: DaemonOptions, loaded: LoadedConfig, logger: Logger, notifier: ServiceNotifier = NoServiceNotifier()) throws {
         self.options = options
+        self.notifier = notifier
         self.logger = logger
         self.config = loaded.config
         self.configSources = loaded.sources
         signal(SIGPIPE, SIG_IGN)
-        signals = try SignalDescriptor(signals: [SIGTERM, SIGINT, SIGHUP, SIGIO])
+        signals = try SignalDescriptor(signals: [SIGTERM, SIGINT, SIGHUP, SIGIO] + (options.testFaults ? [SIGUSR2] : []))
         epoll = try Epoll()
         retryTimer = try TimerDescriptor()
         statsTimer = try TimerDescriptor()
         reattachTimer = try TimerDescriptor()
+        watchdogTimer = try TimerDescriptor()
         sampler = try MemorySampler()
         guard let total = sampler.memoryTotal() else {
             throw DaemonError("cannot read MemTotal from /proc/meminfo")
@@ -77,6 +86,12 @@ public final class Daemon {
         try epoll.add(retryTimer.descriptor.raw, events: .readable, token: Token.retryTimer.rawValue)
         try epoll.add(statsTimer.descriptor.raw, events: .readable, token: Token.statsTimer.rawValue)
         try epoll.add(reattachTimer.descriptor.raw, events: .readable, token: Token.reattachTimer.rawValue)
+        try epoll.add(watchdogTimer.descriptor.raw, events: .readable, token: Token.watchdogTimer.rawValue)
+        // Pinged from this loop at half the supervisor's interval, so a stuck
+        // loop (not just a live process) is what the watchdog catches.
+        if let interval = notifier.watchdogIntervalMilliseconds, interval > 0 {
+            try watchdogTimer.arm(afterMilliseconds: max(1, interval / 2), repeating: true)
+        }
         try openChannel(options.channelOverride ?? config.listen)
         try setStatsInterval(config.statsIntervalMilliseconds)
         let initial = config.initialTarget.resolve(memTotal: total)
@@ -106,6 +121,11 @@ public final class Daemon {
 
     /// Runs until SIGTERM/SIGINT, then deflates fully, tells the host, and returns.
     public func run() throws {
+        // The channel is open and MemTotal was read in init; read the first
+        // full stats before saying READY=1.
+        _ = sampler.virtioStats()
+        notifier.ready()
+        updateStatus()
         while running {
             let ready = try epoll.wait(timeoutMilliseconds: needsStep ? 0 : -1)
             for (token, events) in ready {
@@ -120,6 +140,9 @@ public final class Daemon {
                 case .reattachTimer:
                     reattachTimer.acknowledge()
                     checkPortAttached()
+                case .watchdogTimer:
+                    watchdogTimer.acknowledge()
+                    notifier.watchdog()
                 case .listener: acceptConnections()
                 case .connection: serviceConnection(events)
                 case nil: logger.warning("epoll reported an unknown token \(token)")
@@ -127,8 +150,22 @@ public final class Daemon {
                 if !running { break }
             }
             if needsStep && running { stepController() }
+            updateStatus()
         }
+        notifier.stopping()
+        notifier.status("stopping: deflating")
         shutdown()
+    }
+
+    /// `STATUS=` for systemctl status; sent only when it changes.
+    private func updateStatus() {
+        let host: String = if case .virtioSerial? = endpoint { portAttached ? "attached" : "not attached" }
+            else { connection != nil ? "connected" : "not connected" }
+        var text = "target \(HumanBytes.format(controller.target)), actual \(HumanBytes.format(controller.actual)), \(controller.state.rawValue), host \(host)"
+        if let reason = controller.reason { text += " (\(reason.code))" }
+        guard text != lastStatus else { return }
+        lastStatus = text
+        notifier.status(text)
     }
 
     private func stepController() {
@@ -176,6 +213,9 @@ public final class Daemon {
                 running = false
             case SIGHUP: reload()
             case SIGIO: checkPortAttached()
+            case SIGUSR2 where options.testFaults:
+                logger.warning("test fault: stalling the event loop (BALLOOND_TEST_FAULTS)")
+                while true { sleep(3600) }
             default: break
             }
         }
@@ -204,6 +244,8 @@ public final class Daemon {
     // MARK: - Configuration
 
     private func reload() {
+        notifier.reloading()
+        defer { notifier.ready() }
         let loaded: LoadedConfig
         do {
             loaded = try ConfigLoader.load(path: options.configPath, required: options.configRequired)

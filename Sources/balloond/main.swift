@@ -44,7 +44,9 @@ struct Balloond: ParsableCommand {
         }
         var logger = Logger(label: "balloond")
         logger.logLevel = Logger.Level(loaded.config.logLevel)
-        let options = DaemonOptions(configPath: path, configRequired: config != nil, channelOverride: override)
+        let testFaults = getenv("BALLOOND_TEST_FAULTS").map { String(cString: $0) == "1" } ?? false
+        let options = DaemonOptions(
+            configPath: path, configRequired: config != nil, channelOverride: override, testFaults: testFaults)
         do {
             let daemon = try Daemon(options: options, loaded: loaded, logger: logger)
             try daemon.run()
