@@ -7,6 +7,8 @@ public struct BalloondConfig: Sendable, Equatable {
     public static let chunkSizeRange: ClosedRange<UInt64> = (2 << 20)...(1 << 30)
     /// Smallest non-zero `[Stats] Interval=`, in milliseconds.
     public static let minimumStatsIntervalMilliseconds: UInt64 = 100
+    /// Smallest non-zero `FrameRescanInterval=`, in milliseconds.
+    public static let minimumFrameRescanIntervalMilliseconds: UInt64 = 1000
 
     // [Channel]
     /// `Listen=`: where the host connects.
@@ -25,6 +27,9 @@ public struct BalloondConfig: Sendable, Equatable {
     public var transparentHugePages: Bool = true
     /// `InitialTarget=`: the target to move to at start, before any host speaks.
     public var initialTarget: SizeSpec = .bytes(0)
+    /// `FrameRescanInterval=`: how often reported frames are re-read while the
+    /// host has frame reporting on, in milliseconds; 0 = only on request.
+    public var frameRescanIntervalMilliseconds: UInt64 = 60_000
 
     // [Stats]
     /// `Interval=`: period of STATS events in milliseconds; 0 = off.
@@ -81,14 +86,15 @@ enum ConfigSection: String, CaseIterable {
 /// all come from this one table.
 enum ConfigKey: CaseIterable {
     case listen, vsockAllowedCIDs
-    case chunkSize, maxBalloon, memAvailableFloor, transparentHugePages, initialTarget
+    case chunkSize, maxBalloon, memAvailableFloor, transparentHugePages, initialTarget, frameRescanInterval
     case statsInterval
     case logLevel
 
     var section: ConfigSection {
         switch self {
         case .listen, .vsockAllowedCIDs: return .channel
-        case .chunkSize, .maxBalloon, .memAvailableFloor, .transparentHugePages, .initialTarget: return .balloon
+        case .chunkSize, .maxBalloon, .memAvailableFloor, .transparentHugePages, .initialTarget, .frameRescanInterval:
+            return .balloon
         case .statsInterval: return .stats
         case .logLevel: return .log
         }
@@ -103,6 +109,7 @@ enum ConfigKey: CaseIterable {
         case .memAvailableFloor: return "MemAvailableFloor"
         case .transparentHugePages: return "TransparentHugePages"
         case .initialTarget: return "InitialTarget"
+        case .frameRescanInterval: return "FrameRescanInterval"
         case .statsInterval: return "Interval"
         case .logLevel: return "Level"
         }
@@ -125,6 +132,7 @@ enum ConfigKey: CaseIterable {
         case .memAvailableFloor: return config.memAvailableFloor.map(\.description).joined(separator: " ")
         case .transparentHugePages: return config.transparentHugePages ? "yes" : "no"
         case .initialTarget: return config.initialTarget.description
+        case .frameRescanInterval: return renderDuration(milliseconds: config.frameRescanIntervalMilliseconds)
         case .statsInterval: return renderDuration(milliseconds: config.statsIntervalMilliseconds)
         case .logLevel: return config.logLevel.rawValue
         }
@@ -141,6 +149,7 @@ enum ConfigKey: CaseIterable {
         case .memAvailableFloor: config.memAvailableFloor = defaults.memAvailableFloor
         case .transparentHugePages: config.transparentHugePages = defaults.transparentHugePages
         case .initialTarget: config.initialTarget = defaults.initialTarget
+        case .frameRescanInterval: config.frameRescanIntervalMilliseconds = defaults.frameRescanIntervalMilliseconds
         case .statsInterval: config.statsIntervalMilliseconds = defaults.statsIntervalMilliseconds
         case .logLevel: config.logLevel = defaults.logLevel
         }
@@ -187,6 +196,15 @@ enum ConfigKey: CaseIterable {
             config.transparentHugePages = try parseBool(value)
         case .initialTarget:
             config.initialTarget = try parseSize(value, allowPercent: true)
+        case .frameRescanInterval:
+            guard let milliseconds = parseDuration(value) else {
+                throw ValueError("\"\(value)\" is not a duration (use e.g. 60s, 5min, or 0 to rescan only on request)")
+            }
+            let minimum = BalloondConfig.minimumFrameRescanIntervalMilliseconds
+            guard milliseconds == 0 || milliseconds >= minimum else {
+                throw ValueError("\"\(value)\" is shorter than the minimum \(minimum)ms (use 0 to rescan only on request)")
+            }
+            config.frameRescanIntervalMilliseconds = milliseconds
         case .statsInterval:
             guard let milliseconds = parseDuration(value) else {
                 throw ValueError("\"\(value)\" is not a duration (use e.g. 10s, 500ms, 1min, or 0 for off)")

@@ -30,7 +30,7 @@ public struct DaemonOptions: Sendable {
 /// a host's request or a signal is served between chunks.
 public final class Daemon {
     private enum Token: UInt64 {
-        case signals = 1, retryTimer, statsTimer, reattachTimer, watchdogTimer, listener, connection
+        case signals = 1, retryTimer, statsTimer, reattachTimer, watchdogTimer, frameTimer, listener, connection
     }
 
     private let options: DaemonOptions
@@ -43,6 +43,10 @@ public final class Daemon {
     private let statsTimer: TimerDescriptor
     private let reattachTimer: TimerDescriptor
     private let watchdogTimer: TimerDescriptor
+    /// Frame reporting: releases waiting past their grace time, and rescans.
+    private let frameTimer: TimerDescriptor
+    private var frameTimerAt: UInt64?
+    private var nextRescanAt: UInt64?
     private let notifier: ServiceNotifier
     private var lastStatus = ""
     private let clock = SystemMonotonicClock()
@@ -56,6 +60,8 @@ public final class Daemon {
     private var portAttached = false
     private var statsIntervalMilliseconds: UInt64 = 0
     private var needsStep = true
+    /// Work a command leaves for after its reply is sent (events it causes).
+    private var afterReply: (() -> Void)?
     private var running = true
     private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
 
@@ -74,12 +80,13 @@ public final class Daemon {
         statsTimer = try TimerDescriptor()
         reattachTimer = try TimerDescriptor()
         watchdogTimer = try TimerDescriptor()
+        frameTimer = try TimerDescriptor()
         sampler = try MemorySampler()
         guard let total = sampler.memoryTotal() else {
             throw DaemonError("cannot read MemTotal from /proc/meminfo")
         }
         memoryTotal = total
-        reserver = RegionReserver(transparentHugePages: config.transparentHugePages)
+        reserver = RegionReserver(transparentHugePages: config.transparentHugePages, clock: clock)
         controller = BalloonController(
             limits: Self.limits(config, memoryTotal: total), clock: clock, probe: sampler, reserver: reserver)
         try epoll.add(signals.descriptor.raw, events: .readable, token: Token.signals.rawValue)
@@ -87,6 +94,7 @@ public final class Daemon {
         try epoll.add(statsTimer.descriptor.raw, events: .readable, token: Token.statsTimer.rawValue)
         try epoll.add(reattachTimer.descriptor.raw, events: .readable, token: Token.reattachTimer.rawValue)
         try epoll.add(watchdogTimer.descriptor.raw, events: .readable, token: Token.watchdogTimer.rawValue)
+        try epoll.add(frameTimer.descriptor.raw, events: .readable, token: Token.frameTimer.rawValue)
         // Pinged from this loop at half the supervisor's interval, so a stuck
         // loop (not just a live process) is what the watchdog catches.
         if let interval = notifier.watchdogIntervalMilliseconds, interval > 0 {
@@ -96,6 +104,8 @@ public final class Daemon {
         try setStatsInterval(config.statsIntervalMilliseconds)
         let initial = config.initialTarget.resolve(memTotal: total)
         if initial > 0 { _ = try? controller.setTarget(min(initial, total)) }
+        reserver.emit = { [unowned self] name, data in self.sendEvent(name, data: data) }
+        reserver.warn = { [unowned self] message in self.logger.warning("\(message)") }
         logger.info("balloond \(balloondVersion) started", metadata: [
             "channel": "\(endpoint?.label ?? "-")",
             "memory-total": "\(HumanBytes.format(total))",
@@ -143,6 +153,10 @@ public final class Daemon {
                 case .watchdogTimer:
                     watchdogTimer.acknowledge()
                     notifier.watchdog()
+                case .frameTimer:
+                    frameTimer.acknowledge()
+                    frameTimerAt = nil
+                    frameTimerFired()
                 case .listener: acceptConnections()
                 case .connection: serviceConnection(events)
                 case nil: logger.warning("epoll reported an unknown token \(token)")
@@ -150,6 +164,7 @@ public final class Daemon {
                 if !running { break }
             }
             if needsStep && running { stepController() }
+            rearmFrameTimer()
             updateStatus()
         }
         notifier.stopping()
@@ -227,6 +242,7 @@ public final class Daemon {
             while controller.step() == .more {}
             publishControllerEvents()
         }
+        waitForFrameAcks()
         reserver.releaseAll()
         if let connection, connection.hasPendingOutput {
             // Best effort: give the host up to a second to take the last events.
@@ -337,6 +353,7 @@ public final class Daemon {
             guard let (fd, peer) = accepted else { return }
             if let old = connection {
                 logger.info("a newer host connection replaces the previous one")
+                stopFrameReporting(because: "a newer host connection replaced the previous one")
                 epoll.remove(old.descriptor.raw)
                 old.descriptor.close()
             }
@@ -377,6 +394,7 @@ public final class Daemon {
 
     private func hostGone() {
         guard let connection else { return }
+        stopFrameReporting(because: "the host went away")
         epoll.remove(connection.descriptor.raw)
         connection.discardOutput()
         connection.framer = LineFramer()
@@ -477,6 +495,10 @@ public final class Daemon {
             }
             if request.execute == CommandName.sync, case .success = result { send([LineFramer.resyncByte]) }
             reply(Response(id: request.id, result: result))
+            if let work = afterReply {
+                afterReply = nil
+                work()
+            }
         }
     }
 
@@ -498,7 +520,7 @@ public final class Daemon {
             let limits = controller.limits
             return [
                 "version": .string(balloondVersion), "protocol": .int(Int64(ProtocolVersion.current)),
-                "features": ["stats", "stats-events", "balloon-events"],
+                "features": ["stats", "stats-events", "balloon-events", "frame-reporting"],
                 "page-size": .uint(limits.pageSize), "memory-total": .uint(limits.memoryTotal),
                 "max-balloon": .uint(limits.maxBalloon), "mem-available-floor": .uint(limits.availableFloor),
                 "chunk-size": .uint(limits.chunkSize), "transparent-huge-pages": .bool(config.transparentHugePages),
@@ -534,8 +556,83 @@ public final class Daemon {
                 throw ProtocolError(.genericError, "set-stats-interval: \(error)")
             }
             return ["interval-ms": .uint(ms)]
+        case CommandName.setFrameReporting:
+            try args.allowOnly(["enabled"])
+            guard let enabled = try args.optionalBool("enabled") else {
+                throw ProtocolError(.invalidParameter, "set-frame-reporting: missing argument \"enabled\"")
+            }
+            var frames = 0
+            if enabled {
+                do { frames = try reserver.enableFrameReporting() } catch {
+                    throw ProtocolError(.genericError, "set-frame-reporting: \(error)")
+                }
+                afterReply = { [unowned self] in self.reserver.reportHeldFrames() }
+                nextRescanAt = config.frameRescanIntervalMilliseconds > 0
+                    ? clock.milliseconds + config.frameRescanIntervalMilliseconds : nil
+                logger.info("frame reporting on", metadata: ["frames": "\(frames)"])
+            } else {
+                stopFrameReporting(because: "the host asked")
+            }
+            return ["enabled": .bool(enabled), "page-size": .uint(controller.limits.pageSize), "frames": .uint(UInt64(frames))]
+        case CommandName.framesAck:
+            try args.allowOnly(["seq"])
+            let seq = try args.uint64("seq")
+            reserver.acknowledge(seq)
+            return ["acked": .uint(seq)]
+        case CommandName.rescanFrames:
+            try args.allowOnly([])
+            guard reserver.reportingFrames else {
+                throw ProtocolError(.genericError, "rescan-frames: frame reporting is off (set-frame-reporting first)")
+            }
+            return ["moved": .uint(UInt64(reserver.rescanFrames()))]
         default:
             throw ProtocolError(.commandNotFound, "no command \"\(request.execute)\" (known: \(CommandName.all.joined(separator: ", ")))")
+        }
+    }
+
+    // MARK: - Frame reporting
+
+    private func stopFrameReporting(because why: String) {
+        guard reserver.reportingFrames else { return }
+        let waiting = reserver.pendingBytes
+        reserver.disableFrameReporting()
+        nextRescanAt = nil
+        logger.info("frame reporting off: \(why)", metadata: waiting > 0 ? ["released-unacknowledged": "\(HumanBytes.format(waiting))"] : [:])
+    }
+
+    private func frameTimerFired() {
+        let now = clock.milliseconds
+        let expired = reserver.releaseExpired()
+        if expired > 0 {
+            logger.warning("the host did not acknowledge a deflate within \(RegionReserver.releaseGraceMilliseconds) ms; released \(HumanBytes.format(expired)) anyway")
+        }
+        if let at = nextRescanAt, at <= now, reserver.reportingFrames {
+            let moved = reserver.rescanFrames()
+            if moved > 0 { logger.info("rescan: \(moved) balloon pages moved to other frames; reported") }
+            nextRescanAt = now + config.frameRescanIntervalMilliseconds
+        }
+    }
+
+    /// One timer serves both the earliest grace deadline and the next rescan.
+    private func rearmFrameTimer() {
+        let wanted = [reserver.nextDeadline, reserver.reportingFrames ? nextRescanAt : nil].compactMap { $0 }.min()
+        guard wanted != frameTimerAt else { return }
+        frameTimerAt = wanted
+        if let wanted {
+            let now = clock.milliseconds
+            try? frameTimer.arm(afterMilliseconds: max(1, wanted > now ? wanted - now : 1))
+        } else {
+            try? frameTimer.disarm()
+        }
+    }
+
+    /// At shutdown, memory the host has not finished freeing is given a
+    /// moment: serve the connection until the acks arrive or the grace ends.
+    private func waitForFrameAcks() {
+        guard reserver.pendingBytes > 0, let deadline = reserver.nextDeadline else { return }
+        while reserver.pendingBytes > 0, connection != nil, clock.milliseconds < deadline {
+            guard let ready = try? epoll.wait(timeoutMilliseconds: 100) else { break }
+            for (token, events) in ready where token == Token.connection.rawValue { serviceConnection(events) }
         }
     }
 

@@ -1,48 +1,223 @@
 import BalloonController
+import BalloonProtocol
 import BalloonSystem
 
 /// The balloon's memory: a stack of mlocked anonymous regions, one a chunk.
 /// Deflation gives back the newest memory first, shrinking a region's tail
 /// when the target falls inside it.
+///
+/// With frame reporting on (docs/protocol.md, "Frame reporting: ordering"),
+/// a chunk's frames are reported once it is locked, and reported again before
+/// it is released; memory whose inflate report the host has not acknowledged
+/// stays locked until the host acknowledges the deflate, goes away, or the
+/// grace time passes.
 public final class RegionReserver: MemoryReserver {
-    public var transparentHugePages: Bool
-    /// Touch every page before mlock; mlock populates pages anyway, so this
-    /// only exists for measuring the difference.
-    public var touchBeforeLock: Bool
-    public private(set) var regions: [LockedRegion] = []
-    public private(set) var heldBytes: UInt64 = 0
+    public static let releaseGraceMilliseconds: UInt64 = 5000
 
-    public init(transparentHugePages: Bool, touchBeforeLock: Bool = false) {
-        self.transparentHugePages = transparentHugePages
-        self.touchBeforeLock = touchBeforeLock
+    final class Chunk {
+        var region: LockedRegion
+        /// Frames behind the region's pages, known while reporting is on.
+        var frames: [FrameRun] = []
+        /// The FRAMES_INFLATED that reported `frames`.
+        var reportedSeq: UInt64?
+        init(_ region: LockedRegion) { self.region = region }
+        var pages: Int { region.length / PageSize.bytes }
     }
 
+    struct PendingRelease {
+        var region: LockedRegion
+        var waitFor: UInt64
+        var deadline: UInt64
+    }
+
+    public var transparentHugePages: Bool
+    public private(set) var heldBytes: UInt64 = 0
+    private(set) var chunks: [Chunk] = []
+    private var pending: [PendingRelease] = []
+
+    // Frame reporting.
+    public private(set) var reportingFrames = false
+    private var pagemap: Pagemap?
+    private var seq: UInt64 = 0
+    private var ackedSeq: UInt64 = 0
+    private let clock: MonotonicClock
+    /// Sends a FRAMES_* event to the host.
+    var emit: (_ name: String, _ data: JSON) -> Void = { _, _ in }
+    var warn: (_ message: String) -> Void = { _ in }
+
+    public init(transparentHugePages: Bool, clock: MonotonicClock) {
+        self.transparentHugePages = transparentHugePages
+        self.clock = clock
+    }
+
+    /// Bytes still locked while waiting for the host (not part of `actual`).
+    public var pendingBytes: UInt64 { pending.reduce(0) { $0 + UInt64($1.region.length) } }
+
+    /// When the earliest pending release must happen regardless of the host.
+    public var nextDeadline: UInt64? { pending.map(\.deadline).min() }
+
     public func grow(by bytes: UInt64) throws(ReserveError) {
+        let region: LockedRegion
         do {
-            let region = try LockedRegion(length: Int(bytes), hugePages: transparentHugePages, touch: touchBeforeLock)
-            regions.append(region)
-            heldBytes += bytes
+            region = try LockedRegion(length: Int(bytes), hugePages: transparentHugePages)
         } catch {
             throw ReserveError(error.description)
         }
+        let chunk = Chunk(region)
+        chunks.append(chunk)
+        heldBytes += bytes
+        if reportingFrames { reportInflated(chunk) }
     }
 
     public func shrink(by bytes: UInt64) {
         var remaining = min(bytes, heldBytes)
-        while remaining > 0, let last = regions.last {
-            let length = UInt64(last.length)
+        while remaining > 0, let last = chunks.last {
+            let length = UInt64(last.region.length)
             if length <= remaining {
-                last.release()
-                regions.removeLast()
+                chunks.removeLast()
                 heldBytes -= length
                 remaining -= length
+                release(last.region, frames: last.frames, reportedSeq: last.reportedSeq)
             } else {
-                last.shrink(to: Int(length - remaining))
+                let keep = Int(length - remaining)
+                let (head, tail) = Frames.split(last.frames, atPage: keep / PageSize.bytes)
+                last.frames = head
+                if let tailRegion = last.region.detachTail(at: keep) {
+                    release(tailRegion, frames: tail, reportedSeq: last.reportedSeq)
+                }
                 heldBytes -= remaining
                 remaining = 0
             }
         }
     }
 
-    public func releaseAll() { shrink(by: heldBytes) }
+    /// Gives everything back at once, without waiting for anyone (shutdown).
+    public func releaseAll() {
+        shrink(by: heldBytes)
+        for p in pending { p.region.release() }
+        pending.removeAll()
+    }
+
+    private func release(_ region: LockedRegion, frames: [FrameRun], reportedSeq: UInt64?) {
+        guard reportingFrames, let reportedSeq, !frames.isEmpty else {
+            region.release()
+            return
+        }
+        let deflatedSeq = send("FRAMES_DEFLATED", frames)
+        if reportedSeq <= ackedSeq {
+            region.release()  // The host has nothing in flight for these frames.
+        } else {
+            pending.append(PendingRelease(
+                region: region, waitFor: deflatedSeq, deadline: clock.milliseconds + Self.releaseGraceMilliseconds))
+        }
+    }
+
+    // MARK: - Frame reporting
+
+    public enum FrameReportingError: Error, CustomStringConvertible {
+        case unavailable(String)
+        public var description: String {
+            switch self { case let .unavailable(why): "frame reporting is unavailable: \(why)" }
+        }
+    }
+
+    /// Switches reporting on and reads the frames held now; returns their
+    /// number. `reportHeldFrames()` then sends them (after the reply).
+    public func enableFrameReporting() throws(FrameReportingError) -> Int {
+        if pagemap == nil {
+            do { pagemap = try Pagemap() } catch { throw .unavailable("\(error)") }
+        }
+        // Probe before saying yes: without CAP_SYS_ADMIN frames are hidden.
+        if let probe = chunks.first {
+            do { _ = try pagemap!.frames(at: probe.region.base, pages: 1) } catch { throw .unavailable(error.description) }
+        } else {
+            do {
+                let scratch = try LockedRegion(length: PageSize.bytes, hugePages: false)
+                defer { scratch.release() }
+                _ = try pagemap!.frames(at: scratch.base, pages: 1)
+            } catch let error as Pagemap.Failure {
+                throw .unavailable(error.description)
+            } catch {
+                throw .unavailable("\(error)")
+            }
+        }
+        reportingFrames = true
+        return chunks.reduce(0) { $0 + $1.pages }
+    }
+
+    /// Reports every chunk held now (FRAMES_INFLATED, one event a chunk).
+    public func reportHeldFrames() {
+        for chunk in chunks where chunk.reportedSeq == nil { reportInflated(chunk) }
+    }
+
+    /// Reporting off (host asked, or the host went away): nothing further
+    /// will be freed by that host, so waiting releases happen now.
+    public func disableFrameReporting() {
+        reportingFrames = false
+        for chunk in chunks {
+            chunk.frames = []
+            chunk.reportedSeq = nil
+        }
+        for p in pending { p.region.release() }
+        pending.removeAll()
+    }
+
+    /// The host finished acting on every FRAMES_* event up to `seq`.
+    public func acknowledge(_ seq: UInt64) {
+        ackedSeq = max(ackedSeq, min(seq, self.seq))
+        pending.removeAll { p in
+            guard p.waitFor <= ackedSeq else { return false }
+            p.region.release()
+            return true
+        }
+    }
+
+    /// Releases what waited past its grace time; returns how many bytes.
+    public func releaseExpired() -> UInt64 {
+        let now = clock.milliseconds
+        var released: UInt64 = 0
+        pending.removeAll { p in
+            guard p.deadline <= now else { return false }
+            released += UInt64(p.region.length)
+            p.region.release()
+            return true
+        }
+        return released
+    }
+
+    /// Re-reads every chunk's frames; reports frames that moved. Returns the
+    /// number of pages whose frame changed.
+    public func rescanFrames() -> Int {
+        guard reportingFrames, let pagemap else { return 0 }
+        var moved = 0
+        for chunk in chunks {
+            guard let now = try? pagemap.frames(at: chunk.region.base, pages: chunk.pages) else { continue }
+            let fresh = Frames.runs(pfns: now)
+            let (left, arrived) = Frames.moved(from: chunk.frames, to: fresh, pages: chunk.pages)
+            guard !left.isEmpty || !arrived.isEmpty else { continue }
+            moved += max(Frames.frameCount(left), Frames.frameCount(arrived))
+            if !left.isEmpty { _ = send("FRAMES_DEFLATED", left) }
+            chunk.frames = fresh
+            if !arrived.isEmpty { chunk.reportedSeq = send("FRAMES_INFLATED", arrived) }
+        }
+        return moved
+    }
+
+    private func reportInflated(_ chunk: Chunk) {
+        guard let pagemap else { return }
+        do {
+            chunk.frames = Frames.runs(pfns: try pagemap.frames(at: chunk.region.base, pages: chunk.pages))
+            chunk.reportedSeq = send("FRAMES_INFLATED", chunk.frames)
+        } catch {
+            warn("cannot read the frames of a \(chunk.region.length)-byte chunk: \(error)")
+        }
+    }
+
+    /// Sends one FRAMES_* event; returns its sequence number.
+    private func send(_ name: String, _ runs: [FrameRun]) -> UInt64 {
+        seq += 1
+        let ranges = Frames.ranges(runs).map { JSON.array([.uint($0.pfn), .uint($0.count)]) }
+        emit(name, ["seq": .uint(seq), "page-size": .uint(UInt64(PageSize.bytes)), "ranges": .array(ranges)])
+        return seq
+    }
 }

@@ -11,7 +11,10 @@ public enum CommandName {
     public static let query = "query"
     public static let stats = "stats"
     public static let setStatsInterval = "set-stats-interval"
-    public static let all = [sync, info, setTarget, query, stats, setStatsInterval]
+    public static let setFrameReporting = "set-frame-reporting"
+    public static let framesAck = "frames-ack"
+    public static let rescanFrames = "rescan-frames"
+    public static let all = [sync, info, setTarget, query, stats, setStatsInterval, setFrameReporting, framesAck, rescanFrames]
 }
 
 /// The events of protocol v1.
@@ -20,6 +23,8 @@ public enum EventName {
     public static let targetReached = "TARGET_REACHED"
     public static let targetUnreachable = "TARGET_UNREACHABLE"
     public static let stats = "STATS"
+    public static let framesInflated = "FRAMES_INFLATED"
+    public static let framesDeflated = "FRAMES_DEFLATED"
 }
 
 /// Error classes, as QMP names its classes.

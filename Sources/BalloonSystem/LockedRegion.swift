@@ -37,7 +37,24 @@ public final class LockedRegion {
         }
     }
 
+    /// Adopts an already locked mapping (a tail split off another region).
+    private init(adopting base: UnsafeMutableRawPointer, length: Int) {
+        self.base = base
+        self.length = length
+    }
+
     deinit { release() }
+
+    /// Splits off the tail from `newLength` on as a region of its own, still
+    /// locked, so it can be released later than the rest (no syscall).
+    public func detachTail(at newLength: Int) -> LockedRegion? {
+        precondition(newLength >= 0 && newLength <= length && newLength % PageSize.bytes == 0)
+        guard !released, newLength < length else { return nil }
+        let tail = LockedRegion(adopting: base + newLength, length: length - newLength)
+        length = newLength
+        if newLength == 0 { released = true }
+        return tail
+    }
 
     /// Gives the tail back so the region is `newLength` bytes (a page multiple).
     public func shrink(to newLength: Int) {
