@@ -271,6 +271,7 @@ struct ShippedFileTests {
             MemAvailableFloor=256M 3%
             TransparentHugePages=yes
             InitialTarget=0
+            FrameRescanInterval=1min
 
             [Stats]
             Interval=0

@@ -121,7 +121,7 @@ struct ParserTests {
         // Line numbers still count CRLF lines.
         #expect(throws: ConfigError(
             file: "f", line: 3, section: "Balloon", key: "Nope",
-            message: "unknown key (keys of [Balloon]: ChunkSize, MaxBalloon, MemAvailableFloor, TransparentHugePages, InitialTarget)")
+            message: "unknown key (keys of [Balloon]: ChunkSize, MaxBalloon, MemAvailableFloor, TransparentHugePages, InitialTarget, FrameRescanInterval)")
         ) { try parse("[Balloon]\r\nChunkSize=32M\r\nNope=1\r\n", file: "f") }
     }
 
@@ -188,6 +188,14 @@ struct ParserTests {
         #expect(try parse("[Stats]\nInterval=1min").statsIntervalMilliseconds == 60_000)
     }
 
+    @Test func frameRescanInterval() throws {
+        #expect(try parse("").frameRescanIntervalMilliseconds == 60_000)
+        #expect(try parse("[Balloon]\nFrameRescanInterval=0").frameRescanIntervalMilliseconds == 0)
+        #expect(try parse("[Balloon]\nFrameRescanInterval=1s").frameRescanIntervalMilliseconds == 1000)
+        #expect(try parse("[Balloon]\nFrameRescanInterval=5min").frameRescanIntervalMilliseconds == 300_000)
+        #expect(try parse("[Balloon]\nFrameRescanInterval=5min\nFrameRescanInterval=").frameRescanIntervalMilliseconds == 60_000)
+    }
+
     @Test func chunkSizeLimits() throws {
         #expect(try parse("[Balloon]\nChunkSize=2M").chunkSize == 2 << 20)
         #expect(try parse("[Balloon]\nChunkSize=1G").chunkSize == 1 << 30)
@@ -239,6 +247,10 @@ struct ParserTests {
                  line: 2, section: "Stats", key: "Interval", mentions: "\"10x\" is not a duration"),
         BadInput(name: "duration too short", text: "[Stats]\nInterval=50ms",
                  line: 2, section: "Stats", key: "Interval", mentions: "shorter than the minimum 100ms"),
+        BadInput(name: "rescan too short", text: "[Balloon]\nFrameRescanInterval=500ms",
+                 line: 2, section: "Balloon", key: "FrameRescanInterval", mentions: "shorter than the minimum 1000ms"),
+        BadInput(name: "bad rescan", text: "[Balloon]\nFrameRescanInterval=often",
+                 line: 2, section: "Balloon", key: "FrameRescanInterval", mentions: "\"often\" is not a duration"),
         BadInput(name: "bad channel", text: "[Channel]\nListen=tcp:1234",
                  line: 2, section: "Channel", key: "Listen", mentions: "\"tcp:1234\" is not a channel"),
         BadInput(name: "bad vsock port", text: "[Channel]\nListen=vsock:http",
