@@ -4,7 +4,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all deps build release demo test test-unit test-system bench clean
+.PHONY: all deps build release demo test test-vm bench clean
 
 all: build
 
@@ -25,8 +25,16 @@ demo: deps release
 # /proc/meminfo) run on their own so nothing else locks memory meanwhile.
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --skip SystemTests
+	$(SWIFT) test --skip-build --skip SystemTests --skip VMTests
 	$(SWIFT) test --skip-build --no-parallel --filter SystemTests
+	$(MAKE) test-vm
+
+# Real-guest tests: QEMU TCG guests with static balloond/balloonctl inside.
+test-vm: deps
+	$(SWIFT) build --build-tests
+	initramfs=$$(scripts/build-vm-artifacts.sh) && \
+	BALLOOND_VM_TESTS=1 BALLOOND_VM_INITRAMFS=$$initramfs \
+	$(SWIFT) test --skip-build --no-parallel --filter VMTests
 
 bench: deps release
 	@bench/run.sh

@@ -82,6 +82,8 @@ let package = Package(
         .testTarget(name: "BalloonControllerTests", dependencies: ["BalloonController"]),
         .testTarget(name: "BalloonSystemTests", dependencies: ["BalloonSystem"]),
         .testTarget(name: "BalloonHostTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem"]),
+        // Real-guest scenarios (QEMU TCG); `make test` enables them.
+        .testTarget(name: "VMTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem"]),
         .testTarget(
             name: "SystemTests",
             dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "balloond", "balloonctl"]

@@ -1,0 +1,179 @@
+import BalloonHost
+import BalloonProtocol
+import BalloonSystem
+import Foundation
+import Glibc
+import Testing
+
+let MiB: UInt64 = 1 << 20
+
+/// VM tests run when `make test` asks for them (BALLOOND_VM_TESTS=1), with the
+/// initramfs it built (static balloond and balloonctl inside).
+let vmTestsEnabled = ProcessInfo.processInfo.environment["BALLOOND_VM_TESTS"] == "1"
+let vmInitramfs = ProcessInfo.processInfo.environment["BALLOOND_VM_INITRAMFS"] ?? ""
+
+struct GuestError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+let repositoryRoot: String = {
+    var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    while dir.path != "/" && !FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) {
+        dir = dir.deletingLastPathComponent()
+    }
+    return dir.path
+}()
+
+/// A QEMU TCG guest booted with tests/vm/boot.sh and stopped by its saved pid.
+final class Guest {
+    let workdir: String
+    private var stopped = false
+
+    /// Boots and waits until the guest's control agent answers.
+    init(name: String, memory: String = "1G", extra: [String] = []) throws {
+        workdir = "\(repositoryRoot)/tests/vm/work/t-\(name)-\(getpid())"
+        try? FileManager.default.removeItem(atPath: workdir)
+        let boot = Process()
+        boot.executableURL = URL(fileURLWithPath: "\(repositoryRoot)/tests/vm/boot.sh")
+        boot.arguments = ["-w", workdir, "-i", vmInitramfs, "-m", memory, "--timeout", "900", "--ready-timeout", "90"] + extra
+        // To a file, not a pipe: QEMU keeps running in the background and
+        // would hold a pipe open forever.
+        let logPath = workdir + ".boot.log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        boot.standardOutput = log
+        boot.standardError = log
+        try boot.run()
+        boot.waitUntilExit()
+        try? log.close()
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        try? FileManager.default.removeItem(atPath: logPath)
+        guard boot.terminationStatus == 0 else { throw GuestError("boot failed:\n\(text)") }
+    }
+
+    var port0: String { workdir + "/port0.sock" }
+    var controlSocket: String { workdir + "/control.sock" }
+    var console: String { (try? String(contentsOfFile: workdir + "/console.log", encoding: .utf8)) ?? "" }
+
+    /// Runs one shell command line in the guest: (output, exit status).
+    func run(_ command: String, timeout: Double = 120) throws -> (output: String, status: Int32) {
+        let fd = try StreamSocket.connectUnix(path: controlSocket)
+        defer { fd.close() }
+        let tag = "t\(UInt32.random(in: 0...UInt32.max))"
+        try fd.writeAll(Array("\n@\(tag) \(command)\n".utf8))
+        var buffer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let deadline = Date().addingTimeInterval(timeout)
+        let marker = Array("\n__BALLOOND_RC__ ".utf8)
+        while true {
+            // Replies to other tags (stale) are dropped through their marker.
+            while let m = find(marker, in: buffer) {
+                guard let end = buffer[(m + marker.count)...].firstIndex(of: 0x0A) else { break }
+                let fields = String(decoding: buffer[(m + marker.count)..<end], as: UTF8.self).split(separator: " ")
+                if fields.count == 2, fields[1] == tag, let rc = Int32(fields[0]) {
+                    return (String(decoding: buffer[..<m], as: UTF8.self), rc)
+                }
+                buffer.removeSubrange(...end)
+            }
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { throw GuestError("guest command timed out after \(timeout) s: \(command)") }
+            var p = pollfd(fd: fd.raw, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, Int32(min(left, 1) * 1000)) > 0 else { continue }
+            let n = Glibc.read(fd.raw, &chunk, chunk.count)
+            guard n > 0 else { throw GuestError("control channel closed (guest died?)\n\(console.suffix(3000))") }
+            buffer.append(contentsOf: chunk[..<n])
+        }
+    }
+
+    /// Runs a command that must succeed; returns its output.
+    @discardableResult
+    func sh(_ command: String, timeout: Double = 120) throws -> String {
+        let (output, status) = try run(command, timeout: timeout)
+        guard status == 0 else { throw GuestError("`\(command)` exited \(status):\n\(output)") }
+        return output
+    }
+
+    func meminfo(_ key: String) throws -> UInt64 {
+        let v = try sh("awk '/^\(key):/ {print $2}' /proc/meminfo").trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let kb = UInt64(v) else { throw GuestError("no \(key) in guest meminfo") }
+        return kb * 1024
+    }
+
+    /// Starts balloond in the background with a config; returns its pid.
+    func startDaemon(config: String, arguments: String = "", name: String = "balloond") throws -> Int32 {
+        // `config` uses \n escapes for printf to expand.
+        try sh("printf '\(config)' > /tmp/\(name).conf")
+        let pid = try sh("balloond --config /tmp/\(name).conf \(arguments) >/tmp/\(name).log 2>&1 & echo $!")
+        guard let p = Int32(pid.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw GuestError("no pid: \(pid)") }
+        for _ in 0..<300 {
+            if try daemonLog(name).contains("started") { return p }
+            if try run("kill -0 \(p)").status != 0 { throw GuestError("balloond died at start:\n\(try daemonLog(name))") }
+            usleep(100_000)
+        }
+        throw GuestError("balloond did not start:\n\(try daemonLog(name))")
+    }
+
+    func daemonLog(_ name: String = "balloond") throws -> String { try sh("cat /tmp/\(name).log") }
+
+    /// utime + stime of a guest process, in clock ticks (100 a second).
+    func cpuTicks(_ pid: Int32) throws -> UInt64 {
+        let stat = try sh("cat /proc/\(pid)/stat")
+        // Fields after the ")" of the command name: state is field 3, utime 14, stime 15.
+        guard let close = stat.lastIndex(of: ")") else { throw GuestError("bad stat") }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return UInt64(fields[11])! + UInt64(fields[12])!
+    }
+
+    func stop() {
+        guard !stopped else { return }
+        stopped = true
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "\(repositoryRoot)/tests/vm/stop.sh")
+        p.arguments = [workdir]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try? p.run()
+        p.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: workdir)
+    }
+
+    deinit { stop() }
+}
+
+func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+    guard haystack.count >= needle.count else { return nil }
+    var i = 0
+    while i <= haystack.count - needle.count {
+        if haystack[i] == needle[0] && Array(haystack[i..<(i + needle.count)]) == needle { return i }
+        i += 1
+    }
+    return nil
+}
+
+/// A host session on the guest's virtio-serial port (QEMU's chardev socket).
+func hostSession(_ guest: Guest, timeout: Int64 = 60) throws -> GuestSession {
+    try GuestSession.open(.unix(path: guest.port0), timeout: .seconds(timeout))
+}
+
+/// Waits for an event from the session, collecting every event seen.
+func waitForEvent(_ session: GuestSession, _ name: String, timeout: Int64 = 240, into seen: inout [Event]) throws -> Event {
+    let deadline = Date().addingTimeInterval(Double(timeout))
+    while Date() < deadline {
+        guard let event = try session.nextEvent(timeout: .seconds(max(1, Int64(deadline.timeIntervalSinceNow)))) else { break }
+        seen.append(event)
+        if event.name == name { return event }
+    }
+    throw GuestError("no \(name) within \(timeout) s; saw \(seen.map(\.name))")
+}
+
+/// Records the guest console and daemon log when a test fails.
+func withGuestDiagnostics<T>(_ guest: Guest, _ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch {
+        let log = (try? guest.daemonLog()) ?? "(no daemon log)"
+        Issue.record("\(error)\n--- balloond log ---\n\(log)\n--- console (tail) ---\n\(guest.console.suffix(4000))")
+        throw error
+    }
+}
