@@ -23,7 +23,9 @@ public enum JSON: Sendable, Equatable {
         case (.int, _), (.uint, _), (.double, _):
             if let x = a.uint64, let y = b.uint64 { return x == y }
             if let x = a.int64, let y = b.int64 { return x == y }
-            if let x = a.double, let y = b.double { return x == y }
+            // Only two non-integral (or out-of-range) doubles compare as doubles: an
+            // exact integer never equals a double that merely rounds to it.
+            if case let .double(x) = a, case let .double(y) = b { return x == y }
             return false
         default: return false
         }
@@ -184,7 +186,6 @@ extension JSON {
         }
 
         mutating func parseValue(depth: Int) throws(JSONParseError) -> JSON {
-            guard depth <= JSON.maxDepth else { throw error("nested deeper than \(JSON.maxDepth) levels") }
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input") }
             switch bytes[index] {
@@ -206,7 +207,13 @@ extension JSON {
             }
         }
 
+        /// `depth` counts the containers around this one: the 32nd level has depth 31.
+        func checkDepth(_ depth: Int) throws(JSONParseError) {
+            guard depth < JSON.maxDepth else { throw error("nested deeper than \(JSON.maxDepth) levels") }
+        }
+
         mutating func parseObject(depth: Int) throws(JSONParseError) -> JSON {
+            try checkDepth(depth)
             index += 1
             var members: [(String, JSON)] = []
             skipWhitespace()
@@ -228,6 +235,7 @@ extension JSON {
         }
 
         mutating func parseArray(depth: Int) throws(JSONParseError) -> JSON {
+            try checkDepth(depth)
             index += 1
             var items: [JSON] = []
             skipWhitespace()

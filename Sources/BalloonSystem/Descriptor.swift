@@ -68,7 +68,8 @@ public final class ProcFileReader {
     public init(_ path: String, capacity: Int = 16384) throws(SystemError) {
         self.path = path
         self.descriptor = try Descriptor.open(path, flags: O_RDONLY)
-        self.buffer = .allocate(byteCount: capacity, alignment: 16)
+        // At least one byte: the buffer doubles when full, and 0 * 2 stays 0.
+        self.buffer = .allocate(byteCount: max(capacity, 1), alignment: 16)
     }
 
     deinit { buffer.deallocate() }
