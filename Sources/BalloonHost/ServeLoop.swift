@@ -73,6 +73,8 @@ public struct ServeStatus: Sendable, Equatable {
     public var desiredTarget: UInt64?
     public var controlClients = 0
     public var clientsDropped: UInt64 = 0
+    /// Lines from the guest that were not valid messages (ignored).
+    public var malformedLines: UInt64 = 0
     public var guest = ""
     public var memoryBackend: String?
 
@@ -87,6 +89,7 @@ public struct ServeStatus: Sendable, Equatable {
             "bytes-held": .uint(bytesHeld), "punch-failures": .uint(punchFailures),
             "desired-target": desiredTarget.map(JSON.uint) ?? .null,
             "control-clients": .int(Int64(controlClients)), "clients-dropped": .uint(clientsDropped),
+            "malformed-lines": .uint(malformedLines),
             "guest": .string(guest), "memory-backend": memoryBackend.map(JSON.string) ?? .null,
         ]
     }
@@ -109,6 +112,7 @@ public struct ServeStatus: Sendable, Equatable {
         desiredTarget = json["desired-target"]?.uint64
         controlClients = Int(json["control-clients"]?.int64 ?? 0)
         clientsDropped = json["clients-dropped"]?.uint64 ?? 0
+        malformedLines = json["malformed-lines"]?.uint64 ?? 0
         guest = json["guest"]?.string ?? ""
         memoryBackend = json["memory-backend"]?.string
     }
@@ -279,7 +283,7 @@ public final class ServeLoop {
             s.bytesHeld = ledger.heldBytes
             s.refused = ledger.refused
         }
-        s.refused.malformed += guestMalformed
+        s.malformedLines = guestMalformed
         if let puncher {
             s.bytesFreed = puncher.bytesFreed
             s.punches = puncher.punches
