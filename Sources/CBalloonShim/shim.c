@@ -98,3 +98,22 @@ int cballoon_unix_connect(int fd, const char *path) {
 int cballoon_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
 
 int cballoon_accept4(int fd, int flags) { return accept4(fd, NULL, NULL, flags); }
+
+// balloonctl serve (appended).
+#include <linux/falloc.h>
+#include <poll.h>
+
+const int cballoon_FALLOC_FL_PUNCH_HOLE = FALLOC_FL_PUNCH_HOLE;
+const int cballoon_FALLOC_FL_KEEP_SIZE = FALLOC_FL_KEEP_SIZE;
+
+int cballoon_fallocate(int fd, int mode, int64_t offset, int64_t length) {
+    return fallocate(fd, mode, (off_t)offset, (off_t)length);
+}
+
+int cballoon_peer_closed(int fd) {
+    struct pollfd p;
+    p.fd = fd; p.events = POLLRDHUP; p.revents = 0;
+    int n = poll(&p, 1, 0);
+    if (n < 0) return -1;
+    return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) ? 1 : 0;
+}

@@ -9,10 +9,13 @@ struct Balloonctl: ParsableCommand {
         abstract: "Control and watch a guest's balloond memory balloon.",
         discussion: """
             Connect with exactly one of --unix PATH (QEMU -chardev socket, or balloond's own unix \
-            socket), --vsock CID:PORT, or --hybrid-vsock PATH:PORT (Firecracker, Cloud Hypervisor). \
+            socket), --vsock CID:PORT, or --hybrid-vsock PATH:PORT (Firecracker, Cloud Hypervisor), \
+            or --control PATH (the control socket of a running `balloonctl serve`). \
             Exit codes: 0 ok, 1 usage, connection or protocol error, 2 target unreachable.
             """,
-        subcommands: [Info.self, SetTarget.self, Query.self, Stats.self, Watch.self, Events.self]
+        subcommands: [
+            Info.self, SetTarget.self, Query.self, Stats.self, Watch.self, Events.self, Serve.self, ServeStatusCommand.self,
+        ]
     )
 
     /// Runs the command and exits: 0 ok, 1 usage/connection/protocol error
@@ -43,7 +46,9 @@ struct Balloonctl: ParsableCommand {
 /// Options that may also be written before the subcommand
 /// (`balloonctl --unix PATH set 1G`): argument-parser reads them only after
 /// it, so they are moved there. The value says whether the option takes one.
-let globalOptionArity: [String: Bool] = ["--unix": true, "--vsock": true, "--hybrid-vsock": true, "--timeout": true, "--json": false]
+let globalOptionArity: [String: Bool] = [
+    "--unix": true, "--vsock": true, "--hybrid-vsock": true, "--control": true, "--timeout": true, "--json": false,
+]
 
 func placeGlobalOptions(_ arguments: [String]) -> [String] {
     var leading: [String] = []
@@ -95,6 +100,11 @@ struct GlobalOptions: ParsableArguments {
         help: ArgumentHelp("Firecracker / Cloud Hypervisor vsock unix socket and guest port.", valueName: "path:port"))
     var hybridVsock: String?
 
+    @Option(
+        name: .customLong("control"),
+        help: ArgumentHelp("The control socket of a running `balloonctl serve` (instead of the guest).", valueName: "path"))
+    var control: String?
+
     @Option(help: ArgumentHelp("Seconds to wait for the guest to answer.", valueName: "seconds"))
     var timeout: Double = 5
 
@@ -102,12 +112,12 @@ struct GlobalOptions: ParsableArguments {
     var json = false
 
     func validate() throws {
-        let given = [unix, vsock, hybridVsock].compactMap { $0 }.count
+        let given = [unix, vsock, hybridVsock, control].compactMap { $0 }.count
         guard given == 1 else {
             throw ValidationError(
                 given == 0
-                    ? "say where the guest is: one of --unix PATH, --vsock CID:PORT, --hybrid-vsock PATH:PORT"
-                    : "give only one of --unix, --vsock, --hybrid-vsock")
+                    ? "say where the guest is: one of --unix PATH, --vsock CID:PORT, --hybrid-vsock PATH:PORT, --control PATH"
+                    : "give only one of --unix, --vsock, --hybrid-vsock, --control")
         }
         guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
     }
@@ -116,6 +126,8 @@ struct GlobalOptions: ParsableArguments {
         if let unix { return .unix(path: unix) }
         if let vsock { return try GuestAddress.parseVsock(vsock) }
         if let hybridVsock { return try GuestAddress.parseHybridVsock(hybridVsock) }
+        // serve's control socket speaks the same protocol.
+        if let control { return .unix(path: control) }
         throw .usage("no guest address given")
     }
 

@@ -63,4 +63,15 @@ int cballoon_unix_connect(int fd, const char *path);
 // prctl(PR_SET_PDEATHSIG), oom_score_adj is a /proc file.
 int cballoon_set_pdeathsig(int sig);
 
+
+// balloonctl serve: freeing guest RAM in a memory-backend file.
+// fallocate(FALLOC_FL_PUNCH_HOLE|FALLOC_FL_KEEP_SIZE): Glibc exports neither
+// fallocate nor the flags without _GNU_SOURCE.
+extern const int cballoon_FALLOC_FL_PUNCH_HOLE;
+extern const int cballoon_FALLOC_FL_KEEP_SIZE;
+int cballoon_fallocate(int fd, int mode, int64_t offset, int64_t length);
+// 1 if the peer has shut down its side (POLLRDHUP/POLLHUP/POLLERR) even when
+// unread bytes remain, 0 if not, -1 with errno on failure. Never blocks.
+int cballoon_peer_closed(int fd);
+
 #endif

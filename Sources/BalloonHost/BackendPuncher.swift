@@ -1,0 +1,59 @@
+import BalloonProtocol
+import BalloonSystem
+
+/// Frees guest memory in the RAM backend file by punching holes
+/// (`fallocate(FALLOC_FL_PUNCH_HOLE|FALLOC_FL_KEEP_SIZE)`), only where a
+/// `FrameLedger` accepted the range, and never past the guest RAM the map
+/// covers (checked again here, as a last line of defence).
+public final class BackendPuncher {
+    public let file: BackingFile
+    /// Guest RAM in the file: punches must end at or below this offset.
+    public let ramSize: UInt64
+    public private(set) var bytesFreed: UInt64 = 0
+    /// fallocate calls made.
+    public private(set) var punches: UInt64 = 0
+    public private(set) var failures: UInt64 = 0
+    public private(set) var lastError: SystemError?
+
+    /// Opens `path` O_RDWR. Guest RAM = `ramSize`, or the file's size.
+    public init(path: String, ramSize: UInt64? = nil) throws(HostError) {
+        let file: BackingFile
+        do { file = try BackingFile(path: path) } catch {
+            throw .usage("cannot open the memory backend \(path): \(error.errno)")
+        }
+        let status: BackingFile.Status
+        do { status = try file.status() } catch { throw .usage("cannot stat the memory backend \(path): \(error.errno)") }
+        guard status.isRegular else {
+            throw .usage("the memory backend \(path) is not a regular file (use the mem-path of a memory-backend-file)")
+        }
+        let size = ramSize ?? status.size
+        guard size > 0 else { throw .usage("the memory backend \(path) is empty: give --ram-size or the guest's RAM file") }
+        guard size <= status.size else {
+            throw .usage("--ram-size \(HumanBytes.format(size)) exceeds the memory backend \(path) (\(HumanBytes.format(status.size)))")
+        }
+        self.file = file
+        self.ramSize = size
+    }
+
+    /// Punches each range. A range past `ramSize` is never punched (returns
+    /// false for it). Errors are counted and kept in `lastError`.
+    @discardableResult
+    public func punch(_ ranges: [RamMap.FileRange]) -> [Bool] {
+        ranges.map { range in
+            guard range.length > 0, range.offset < ramSize, range.length <= ramSize - range.offset else {
+                failures += 1
+                return false
+            }
+            do throws(SystemError) {
+                try file.punchHole(offset: range.offset, length: range.length)
+            } catch {
+                failures += 1
+                lastError = error
+                return false
+            }
+            punches += 1
+            bytesFreed += range.length
+            return true
+        }
+    }
+}

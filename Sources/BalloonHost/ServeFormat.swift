@@ -1,0 +1,23 @@
+import BalloonProtocol
+
+extension HostFormat {
+    /// `balloonctl serve-status` as label/value rows.
+    public static func serveStatus(_ s: ServeStatus) -> String {
+        let r = s.refused
+        return rows([
+            ("guest", s.guest.isEmpty ? "-" : s.guest),
+            ("guest connected", s.guestConnected ? "yes" : "no"),
+            ("reconnects", String(s.reconnects)),
+            ("desired target", s.desiredTarget.map(HumanBytes.format) ?? "-"),
+            ("memory backend", s.memoryBackend ?? "-"),
+            ("frame reporting", s.frameReporting ? "on" : "off"),
+            ("frames held", "\(s.framesHeld) (\(HumanBytes.format(s.bytesHeld)))"),
+            ("bytes freed", HumanBytes.format(s.bytesFreed)),
+            ("punches", String(s.punches) + (s.punchFailures > 0 ? " (\(s.punchFailures) failed)" : "")),
+            ("refused", "outside RAM \(r.outsideRam), overlap \(r.overlap), rate limit \(r.rateLimit), malformed \(r.malformed)"),
+            ("control clients", "\(s.controlClients) (dropped \(s.clientsDropped))"),
+            ("malformed lines", String(s.malformedLines)),
+            ("last error", s.lastError ?? "-"),
+        ])
+    }
+}

@@ -1,0 +1,181 @@
+import BalloonHost
+import BalloonProtocol
+import BalloonSystem
+import Glibc
+
+// Helpers for the punching and serve tests: sparse files on /dev/shm, a
+// program running in the background, polling serve-status.
+
+/// A file on /dev/shm filled with a byte pattern so its blocks are allocated;
+/// removed by `remove()`.
+struct ShmFile {
+    let path: String
+
+    init(size: Int, fill: UInt8 = 0xAB) {
+        path = "/dev/shm/balloonhost-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        precondition(fd >= 0, "cannot create \(path)")
+        let chunk = [UInt8](repeating: fill, count: 1 << 20)
+        var written = 0
+        while written < size {
+            let n = chunk.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, min($0.count, size - written)) }
+            precondition(n > 0)
+            written += n
+        }
+        close(fd)
+    }
+
+    func remove() { unlink(path) }
+
+    func status() -> BackingFile.Status {
+        let file = try! BackingFile(path: path)
+        return try! file.status()
+    }
+
+    /// The bytes at [offset, offset + count).
+    func read(_ offset: UInt64, _ count: Int) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        defer { close(fd) }
+        var out = [UInt8](repeating: 0, count: count)
+        let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+        precondition(n == count)
+        return out
+    }
+
+    func isFilled(_ offset: UInt64, _ count: Int, with byte: UInt8) -> Bool { read(offset, count).allSatisfy { $0 == byte } }
+}
+
+/// A program started in the background with stdout/stderr in files.
+final class Background: @unchecked Sendable {
+    let pid: pid_t
+    let outPath: String
+    let errPath: String
+    private var finished: ProcessResult?
+
+    init(_ path: String, _ arguments: [String], in dir: TempDir, name: String) {
+        outPath = dir.path + "/\(name).out"
+        errPath = dir.path + "/\(name).err"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        precondition(rc == 0, "posix_spawn \(path) failed: \(rc)")
+        self.pid = pid
+    }
+
+    /// Waits for the exit (at most `seconds`, then SIGKILL).
+    @discardableResult
+    func wait(seconds: Double = 20) -> ProcessResult {
+        if let finished { return finished }
+        var status: Int32 = 0
+        let deadline = Deadline(after: .secondsValue(seconds))
+        while true {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { break }
+            if deadline.expired {
+                kill(pid, SIGKILL)
+                while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+                break
+            }
+            HostIO.sleep(milliseconds: 10)
+        }
+        let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        func slurp(_ p: String) -> String { String(decoding: (try? readWholeFile(p)) ?? [], as: UTF8.self) }
+        let result = ProcessResult(status: code, stdout: slurp(outPath), stderr: slurp(errPath))
+        finished = result
+        return result
+    }
+
+    func terminate() -> ProcessResult {
+        if finished == nil { kill(pid, SIGTERM) }
+        return wait()
+    }
+
+    var stderrSoFar: String { String(decoding: (try? readWholeFile(errPath)) ?? [], as: UTF8.self) }
+}
+
+/// serve-status through the control socket, or nil if serve does not answer.
+func serveStatus(_ control: String) -> ServeStatus? {
+    guard let session = try? GuestSession.open(.unix(path: control), timeout: .seconds(2)) else { return nil }
+    defer { session.close() }
+    guard let value = try? session.call(ServeCommand.status) else { return nil }
+    return ServeStatus(value)
+}
+
+/// Polls serve-status until `condition` holds (true) or `seconds` pass (false).
+@discardableResult
+func waitForStatus(_ control: String, seconds: Double = 10, _ condition: (ServeStatus) -> Bool) -> ServeStatus? {
+    let deadline = Deadline(after: .secondsValue(seconds))
+    var last: ServeStatus?
+    while !deadline.expired {
+        if let s = serveStatus(control) {
+            last = s
+            if condition(s) { return s }
+        }
+        HostIO.sleep(milliseconds: 20)
+    }
+    _ = last
+    return nil
+}
+
+/// A thread-safe log of what the fake guest saw.
+final class Recorder: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private var items: [String] = []
+    init() { pthread_mutex_init(&mutex, nil) }
+    func add(_ s: String) {
+        pthread_mutex_lock(&mutex)
+        items.append(s)
+        pthread_mutex_unlock(&mutex)
+    }
+    var all: [String] {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return items
+    }
+}
+
+extension FakeGuest {
+    /// Answers requests the generic way until one named `command` arrives,
+    /// which is returned unanswered. nil on EOF or timeout.
+    func serveUntil(_ command: String, recorder: Recorder, timeoutMs: Int32 = 10_000) -> Request? {
+        while let r = readRequest(timeoutMs: timeoutMs) {
+            recorder.add(r.execute + " " + r.arguments.serialized())
+            if r.execute == command { return r }
+            answer(r)
+        }
+        return nil
+    }
+
+    /// Answers every request until EOF.
+    func serveAll(recorder: Recorder) {
+        _ = serveUntil("(never)", recorder: recorder, timeoutMs: 20_000)
+    }
+
+    func answer(_ r: Request) {
+        switch r.execute {
+        case CommandName.sync: answerSync(r)
+        case CommandName.info: reply(r, Canned.info)
+        case CommandName.query: reply(r, Canned.query(target: 0, actual: 0, state: "idle"))
+        case CommandName.stats: reply(r, Canned.stats)
+        case CommandName.setTarget:
+            let t = r.arguments["target"]?.uint64 ?? 0
+            reply(r, ["target": .uint(t), "effective-target": .uint(t), "actual": 0])
+            event(EventName.balloonChange, Canned.progress(actual: 4096, target: t))
+        case CommandName.setStatsInterval: reply(r, ["interval-ms": r.arguments["interval-ms"] ?? 0])
+        case "set-frame-reporting": reply(r, ["enabled": r.arguments["enabled"] ?? false, "page-size": 4096, "frames": 0])
+        case "frames-ack": reply(r, ["acked": r.arguments["seq"] ?? 0])
+        default: fail(r, .commandNotFound, "no command \(r.execute)")
+        }
+    }
+
+    func frames(_ name: String, seq: UInt64, _ ranges: [JSON]) {
+        event(name, ["seq": .uint(seq), "page-size": 4096, "ranges": .array(ranges)])
+    }
+}
