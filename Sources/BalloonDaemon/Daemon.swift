@@ -594,10 +594,10 @@ public final class Daemon {
 
     private func stopFrameReporting(because why: String) {
         guard reserver.reportingFrames else { return }
-        let waiting = reserver.pendingBytes
         reserver.disableFrameReporting()
         nextRescanAt = nil
-        logger.info("frame reporting off: \(why)", metadata: waiting > 0 ? ["released-unacknowledged": "\(HumanBytes.format(waiting))"] : [:])
+        let waiting = reserver.pendingBytes
+        logger.info("frame reporting off: \(why)", metadata: waiting > 0 ? ["held-until-grace-ends": "\(HumanBytes.format(waiting))"] : [:])
     }
 
     private func frameTimerFired() {

@@ -20,6 +20,9 @@ public final class RegionReserver: MemoryReserver {
         var frames: [FrameRun] = []
         /// The FRAMES_INFLATED that reported `frames`.
         var reportedSeq: UInt64?
+        /// Reported but never acknowledged when reporting ended: a host may
+        /// still be freeing it, so it is not released before this time.
+        var holdUntil: UInt64?
         init(_ region: LockedRegion) { self.region = region }
         var pages: Int { region.length / PageSize.bytes }
     }
@@ -77,13 +80,13 @@ public final class RegionReserver: MemoryReserver {
                 chunks.removeLast()
                 heldBytes -= length
                 remaining -= length
-                release(last.region, frames: last.frames, reportedSeq: last.reportedSeq)
+                release(last.region, frames: last.frames, reportedSeq: last.reportedSeq, holdUntil: last.holdUntil)
             } else {
                 let keep = Int(length - remaining)
                 let (head, tail) = Frames.split(last.frames, atPage: keep / PageSize.bytes)
                 last.frames = head
                 if let tailRegion = last.region.detachTail(at: keep) {
-                    release(tailRegion, frames: tail, reportedSeq: last.reportedSeq)
+                    release(tailRegion, frames: tail, reportedSeq: last.reportedSeq, holdUntil: last.holdUntil)
                 }
                 heldBytes -= remaining
                 remaining = 0
@@ -98,9 +101,13 @@ public final class RegionReserver: MemoryReserver {
         pending.removeAll()
     }
 
-    private func release(_ region: LockedRegion, frames: [FrameRun], reportedSeq: UInt64?) {
+    private func release(_ region: LockedRegion, frames: [FrameRun], reportedSeq: UInt64?, holdUntil: UInt64?) {
         guard reportingFrames, let reportedSeq, !frames.isEmpty else {
-            region.release()
+            if let holdUntil, holdUntil > clock.milliseconds {
+                pending.append(PendingRelease(region: region, waitFor: .max, deadline: holdUntil))
+            } else {
+                region.release()
+            }
             return
         }
         let deflatedSeq = send("FRAMES_DEFLATED", frames)
@@ -150,21 +157,24 @@ public final class RegionReserver: MemoryReserver {
         for chunk in chunks where chunk.reportedSeq == nil { reportInflated(chunk) }
     }
 
-    /// Reporting off (host asked, or the host went away): nothing further
-    /// will be freed by that host, so waiting releases happen now.
+    /// Reporting off (the host asked, or went away). A host may still have a
+    /// free in flight for frames it never acknowledged (it may not even have
+    /// read the report yet), so such memory keeps waiting out the grace time
+    /// before it can be released; acknowledged memory is free to go.
     public func disableFrameReporting() {
         reportingFrames = false
+        let holdUntil = clock.milliseconds + Self.releaseGraceMilliseconds
         for chunk in chunks {
+            if let seq = chunk.reportedSeq, seq > ackedSeq { chunk.holdUntil = holdUntil }
             chunk.frames = []
             chunk.reportedSeq = nil
         }
-        for p in pending { p.region.release() }
-        pending.removeAll()
     }
 
     /// The host finished acting on every FRAMES_* event up to `seq`.
     public func acknowledge(_ seq: UInt64) {
         ackedSeq = max(ackedSeq, min(seq, self.seq))
+        for chunk in chunks { if let r = chunk.reportedSeq, r <= ackedSeq { chunk.holdUntil = nil } }
         pending.removeAll { p in
             guard p.waitFor <= ackedSeq else { return false }
             p.region.release()

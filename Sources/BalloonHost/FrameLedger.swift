@@ -7,15 +7,6 @@ import BalloonProtocol
 // already reported (nor another range of the same event), and fits the rate
 // limit. Pure: the caller supplies the clock and does the punching.
 
-/// Protocol names for frame reporting (docs/protocol.md, protocol v1).
-public enum FrameProtocol {
-    public static let setFrameReporting = "set-frame-reporting"
-    public static let framesAck = "frames-ack"
-    public static let rescanFrames = "rescan-frames"
-    public static let framesInflated = "FRAMES_INFLATED"
-    public static let framesDeflated = "FRAMES_DEFLATED"
-}
-
 /// Why ranges were refused, counted by kind.
 public struct RefusalCounters: Sendable, Equatable {
     /// Not entirely inside guest RAM (the PCI hole, beyond the end, overflow).
@@ -162,8 +153,8 @@ public struct FrameLedger: Sendable {
     /// Handles an event by name; nil if it is not a `FRAMES_*` event.
     public mutating func handle(event name: String, data: JSON, now: UInt64) -> FrameDecision? {
         switch name {
-        case FrameProtocol.framesInflated: return inflate(FrameReport(data), now: now)
-        case FrameProtocol.framesDeflated: return deflate(FrameReport(data))
+        case EventName.framesInflated: return inflate(FrameReport(data), now: now)
+        case EventName.framesDeflated: return deflate(FrameReport(data))
         default: return nil
         }
     }

@@ -50,10 +50,10 @@ public enum ServeCommand {
     /// Forwarded to the guest as they are.
     public static let forwarded: Set<String> = [
         CommandName.info, CommandName.setTarget, CommandName.query, CommandName.stats, CommandName.setStatsInterval,
-        FrameProtocol.rescanFrames,
+        CommandName.rescanFrames,
     ]
     /// Owned by serve: refused from control clients.
-    public static let owned: Set<String> = [FrameProtocol.framesAck, FrameProtocol.setFrameReporting]
+    public static let owned: Set<String> = [CommandName.framesAck, CommandName.setFrameReporting]
     public static let notConnected = "guest not connected (reconnecting)"
 }
 
@@ -470,7 +470,7 @@ public final class ServeLoop {
         hadSession = true
         options.log("guest \(options.guest) connected and synced")
         if ledger != nil {
-            guestRequest(FrameProtocol.setFrameReporting, ["enabled": true], for: .frameReporting)
+            guestRequest(CommandName.setFrameReporting, ["enabled": true], for: .frameReporting)
         }
         guestRequest(CommandName.query, for: .query)
     }
@@ -489,7 +489,7 @@ public final class ServeLoop {
             }
             guestReply(p.what, command: p.command, response.result)
         case let .event(event):
-            if event.name == FrameProtocol.framesInflated || event.name == FrameProtocol.framesDeflated {
+            if event.name == EventName.framesInflated || event.name == EventName.framesDeflated {
                 frameEvent(event, link)
             } else {
                 broadcast(line + [0x0A])
@@ -546,7 +546,7 @@ public final class ServeLoop {
     private func frameEvent(_ event: Event, _ link: GuestLink) {
         guard ledger != nil, let puncher else {
             // No backend: nothing to free. Acknowledge (ignored) if there is a seq.
-            if let seq = event.data["seq"]?.uint64 { guestRequest(FrameProtocol.framesAck, ["seq": .uint(seq)], for: .ack(seq)) }
+            if let seq = event.data["seq"]?.uint64 { guestRequest(CommandName.framesAck, ["seq": .uint(seq)], for: .ack(seq)) }
             return
         }
         // Rule 3: a session that has ended frees nothing more. The peer may
@@ -570,7 +570,7 @@ public final class ServeLoop {
             options.log("\(event.name) seq \(decision.seq.map(String.init) ?? "?"): refused ranges (totals: outside RAM \(r.outsideRam), overlap \(r.overlap), rate limit \(r.rateLimit), malformed \(r.malformed))")
         }
         if let seq = decision.seq {
-            guestRequest(FrameProtocol.framesAck, ["seq": .uint(seq)], for: .ack(seq))
+            guestRequest(CommandName.framesAck, ["seq": .uint(seq)], for: .ack(seq))
         }
     }
 

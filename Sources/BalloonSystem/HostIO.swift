@@ -1,3 +1,4 @@
+import CBalloonShim
 import Glibc
 import SystemPackage
 

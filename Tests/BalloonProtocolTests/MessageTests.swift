@@ -203,9 +203,11 @@ struct MessageDecodeTests {
 
     @Test func namesMatchTheSpec() {
         #expect(ProtocolVersion.current == 1)
-        #expect(CommandName.all == ["sync", "info", "set-target", "query", "stats", "set-stats-interval"])
-        #expect([EventName.balloonChange, EventName.targetReached, EventName.targetUnreachable, EventName.stats]
-            == ["BALLOON_CHANGE", "TARGET_REACHED", "TARGET_UNREACHABLE", "STATS"])
+        #expect(CommandName.all == ["sync", "info", "set-target", "query", "stats", "set-stats-interval",
+                                    "set-frame-reporting", "frames-ack", "rescan-frames"])
+        #expect([EventName.balloonChange, EventName.targetReached, EventName.targetUnreachable, EventName.stats,
+                  EventName.framesInflated, EventName.framesDeflated]
+            == ["BALLOON_CHANGE", "TARGET_REACHED", "TARGET_UNREACHABLE", "STATS", "FRAMES_INFLATED", "FRAMES_DEFLATED"])
     }
 }
 

@@ -40,7 +40,7 @@ final class Guest {
         // To a file, not a pipe: QEMU keeps running in the background and
         // would hold a pipe open forever.
         let logPath = workdir + ".boot.log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         boot.standardOutput = log
         boot.standardError = log
