@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(name: "BalloonSystemTests", dependencies: ["BalloonSystem"]),
         .testTarget(name: "BalloonHostTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem"]),
         // Real-guest scenarios (QEMU TCG); `make test` enables them.
-        .testTarget(name: "VMTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem"]),
+        .testTarget(name: "VMTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "balloonctl"]),
         .testTarget(
             name: "SystemTests",
             dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "balloond", "balloonctl"]

@@ -34,22 +34,15 @@ final class Guest {
     init(name: String, memory: String = "1G", extra: [String] = []) throws {
         workdir = "\(repositoryRoot)/tests/vm/work/t-\(name)-\(getpid())"
         try? FileManager.default.removeItem(atPath: workdir)
-        let boot = Process()
-        boot.executableURL = URL(fileURLWithPath: "\(repositoryRoot)/tests/vm/boot.sh")
-        boot.arguments = ["-w", workdir, "-i", vmInitramfs, "-m", memory, "--timeout", "900", "--ready-timeout", "90"] + extra
-        // To a file, not a pipe: QEMU keeps running in the background and
-        // would hold a pipe open forever.
+        // Output to a file, not a pipe: QEMU keeps running in the background
+        // and would hold a pipe open forever.
         let logPath = workdir + ".boot.log"
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        boot.standardOutput = log
-        boot.standardError = log
-        try boot.run()
-        boot.waitUntilExit()
-        try? log.close()
+        let status = try spawnAndWait("\(repositoryRoot)/tests/vm/boot.sh",
+            ["-w", workdir, "-i", vmInitramfs, "-m", memory, "--timeout", "900", "--ready-timeout", "90"] + extra,
+            output: logPath)
         let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
         try? FileManager.default.removeItem(atPath: logPath)
-        guard boot.terminationStatus == 0 else { throw GuestError("boot failed:\n\(text)") }
+        guard status == 0 else { throw GuestError("boot failed (\(status)):\n\(text)") }
     }
 
     var port0: String { workdir + "/port0.sock" }
@@ -128,17 +121,32 @@ final class Guest {
     func stop() {
         guard !stopped else { return }
         stopped = true
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "\(repositoryRoot)/tests/vm/stop.sh")
-        p.arguments = [workdir]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try? p.run()
-        p.waitUntilExit()
+        _ = try? spawnAndWait("\(repositoryRoot)/tests/vm/stop.sh", [workdir], output: "/dev/null")
         try? FileManager.default.removeItem(atPath: workdir)
     }
 
     deinit { stop() }
+}
+
+/// Runs a program to completion with stdout and stderr to a file. Foundation's
+/// Process is not used here: its child reaping did not happen reliably under
+/// the test runner once the child left background processes behind.
+func spawnAndWait(_ path: String, _ arguments: [String], output: String) throws -> Int32 {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+    guard rc == 0 else { throw GuestError("cannot run \(path): \(String(cString: strerror(rc)))") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    // Exit code when exited normally, else 128 + signal.
+    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
 }
 
 func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
