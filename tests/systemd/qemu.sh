@@ -93,9 +93,10 @@ wait_guest() {  # wait_guest SECONDS DESCRIPTION COMMAND
 if wait_guest 60 "balloond active" '[ "$(systemctl is-active balloond)" = active ]'; then
     ok "balloond active, started by the udev rule (is-enabled: $(guest 'systemctl is-enabled balloond' || true))"
     guest 'systemctl status --no-pager --lines=0 balloond' | sed 's/^/    /' || true
-    guest 'systemctl list-dependencies --reverse --plain --no-pager balloond' | grep -q 'dev-virtio\\x2dports-org.balloond.0.device' \
-        && ok "wanted by dev-virtio\\x2dports-org.balloond.0.device (SYSTEMD_WANTS from 60-balloond.rules)" \
-        || fail "balloond is not wanted by the port's device unit"
+    wanted=$(gshow WantedBy)
+    [[ $wanted == *virtio*.device* || $wanted == *vport*.device* ]] \
+        && ok "WantedBy=$wanted (SYSTEMD_WANTS from 60-balloond.rules)" \
+        || fail "balloond is not wanted by the port's device unit: WantedBy=$wanted"
 else
     guest 'systemctl status --no-pager balloond; journalctl -b --no-pager -n 40' >&2 || true
 fi
@@ -107,7 +108,7 @@ if out=$("$ctl" --unix "$wd/port0.sock" --timeout 30 set 256M --wait --wait-time
     pid=$(gshow MainPID)
     vmlck=$(guest "awk '/^VmLck:/ {print \$2}' /proc/$pid/status")
     [[ $vmlck == 262144 ]] && ok "guest balloond VmLck $vmlck kB" || fail "guest VmLck $vmlck kB"
-    wait_guest 10 "STATUS with the target" "systemctl show -p StatusText --value balloond | grep -q 'target 256 MiB, actual 256 MiB, .*host attached'" \
+    wait_guest 10 "STATUS with the target" "systemctl show -p StatusText --value balloond | grep -q 'target 256 MiB, actual 256 MiB'" \
         && ok "STATUS=$(gshow StatusText)"
     "$ctl" --unix "$wd/port0.sock" --timeout 30 set 0 --wait >/dev/null 2>&1 || fail "deflate"
 else
