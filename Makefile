@@ -4,7 +4,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all deps build release demo test test-vm bench clean
+.PHONY: all deps build release demo deb test test-vm test-systemd bench clean
 
 all: build
 
@@ -21,6 +21,11 @@ release:
 demo: deps release
 	@scripts/demo.sh
 
+# balloond_VERSION_amd64.deb (balloond with a static Swift runtime + libsystemd,
+# static balloonctl, unit, udev rule, conffile, man pages, completions); lintian.
+deb: deps
+	@scripts/mkdeb.sh
+
 # Unit tests run in parallel; system tests (real mlock, measured against
 # /proc/meminfo) run on their own so nothing else locks memory meanwhile.
 test: deps
@@ -28,16 +33,23 @@ test: deps
 	$(SWIFT) test --skip-build --skip SystemTests --skip VMTests
 	$(SWIFT) test --skip-build --no-parallel --filter SystemTests
 	$(MAKE) test-vm
+	$(MAKE) test-systemd
 
-# Real-guest tests: QEMU TCG guests with static balloond/balloonctl inside.
+# Real-guest tests: QEMU TCG guests with balloond (static Swift runtime) and a
+# static balloonctl inside.
 test-vm: deps
 	$(SWIFT) build --build-tests
 	initramfs=$$(scripts/build-vm-artifacts.sh) && \
 	BALLOOND_VM_TESTS=1 BALLOOND_VM_INITRAMFS=$$initramfs \
 	$(SWIFT) test --skip-build --no-parallel --filter VMTests
 
+# The .deb under real systemd: systemd-nspawn (install, status, reload, broken
+# config, watchdog) and a QEMU TCG boot (udev rule, host balloonctl).
+test-systemd: deps
+	@tests/systemd/test.sh
+
 bench: deps release
 	@bench/run.sh
 
 clean:
-	rm -rf .build bench/out
+	rm -rf .build bench/out tests/systemd/work balloond_*.deb

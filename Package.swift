@@ -47,6 +47,22 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // libsystemd (sd-daemon, sd-journal) from pkg-config; Debian ships only
+        // libsystemd.so, so balloond links it dynamically (static Swift runtime).
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        // systemd integration: sd_notify ServiceNotifier (READY, RELOADING,
+        // STOPPING, STATUS, WATCHDOG) and a journald LogHandler.
+        .target(
+            name: "BalloonSystemd",
+            dependencies: [
+                "CSystemd", "BalloonDaemon",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The host side: connecting to a guest channel and a session over it.
         .target(
             name: "BalloonHost",
@@ -55,7 +71,7 @@ let package = Package(
         .executableTarget(
             name: "balloond",
             dependencies: [
-                "BalloonDaemon",
+                "BalloonDaemon", "BalloonSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -81,6 +97,10 @@ let package = Package(
         .testTarget(name: "BalloonConfigTests", dependencies: ["BalloonConfig"]),
         .testTarget(name: "BalloonControllerTests", dependencies: ["BalloonController"]),
         .testTarget(name: "BalloonSystemTests", dependencies: ["BalloonSystem"]),
+        .testTarget(
+            name: "BalloonSystemdTests",
+            dependencies: ["BalloonSystemd", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(name: "BalloonHostTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem"]),
         // Real-guest scenarios (QEMU TCG); `make test` enables them.
         .testTarget(name: "VMTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "balloonctl"]),

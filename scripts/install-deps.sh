@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages balloond needs to build, test and demo;
 # nothing when they are already there.
+#   gcc make procps util-linux  build and system tests
+#   libsystemd-dev pkg-config   the CSystemd target (sd-daemon, sd-journal)
+#   dpkg-dev lintian            make deb (dpkg-deb, dpkg-shlibdeps, lintian)
+#   debootstrap systemd-container e2fsprogs   tests/systemd (nspawn, image)
 set -euo pipefail
 need=()
-for pkg in gcc make procps util-linux; do
+for pkg in gcc make procps util-linux libsystemd-dev pkg-config dpkg-dev lintian debootstrap \
+           systemd-container e2fsprogs file binutils; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then

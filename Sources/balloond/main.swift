@@ -1,6 +1,7 @@
 import ArgumentParser
 import BalloonConfig
 import BalloonDaemon
+import BalloonSystemd
 import Glibc
 import Logging
 
@@ -23,12 +24,25 @@ struct Balloond: ParsableCommand {
 
     func run() throws {
         let path = config ?? "/etc/balloond.conf"
+        // Under systemd, stderr is the journal: log structured entries with
+        // sd_journal_send instead (never both).
+        let journal = JournalStream.standardErrorIsJournal()
         let loaded: LoadedConfig
         let override: ChannelSpec?
         do {
             loaded = try ConfigLoader.load(path: path, required: config != nil)
             override = try channel.map { (text) throws(ConfigError) in try ChannelSpec.parse(text) }
         } catch {
+            if journal, !dumpConfig {
+                var metadata: Logger.Metadata = [:]
+                if !error.file.isEmpty { metadata["config-file"] = "\(error.file)" }
+                if let line = error.line { metadata["config-line"] = "\(line)" }
+                if let section = error.section { metadata["config-section"] = "\(section)" }
+                if let key = error.key { metadata["config-key"] = "\(key)" }
+                Logger(label: "balloond") { JournalLogHandler(label: $0) }
+                    .error("invalid configuration: \(error)", metadata: metadata)
+                Glibc.exit(1)
+            }
             fail("\(error)")
         }
         if dumpConfig {
@@ -38,6 +52,11 @@ struct Balloond: ParsableCommand {
             return
         }
         LoggingSystem.bootstrap { label in
+            if journal {
+                var handler = JournalLogHandler(label: label)
+                handler.logLevel = .trace
+                return handler
+            }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = .trace
             return handler
@@ -47,11 +66,14 @@ struct Balloond: ParsableCommand {
         let testFaults = getenv("BALLOOND_TEST_FAULTS").map { String(cString: $0) == "1" } ?? false
         let options = DaemonOptions(
             configPath: path, configRequired: config != nil, channelOverride: override, testFaults: testFaults)
+        // sd_notify when run by systemd (NOTIFY_SOCKET); a no-op otherwise.
+        let notifier = SystemdNotifier(logger: logger)
         do {
-            let daemon = try Daemon(options: options, loaded: loaded, logger: logger)
+            let daemon = try Daemon(options: options, loaded: loaded, logger: logger, notifier: notifier)
             try daemon.run()
         } catch {
             logger.critical("\(error)")
+            if journal { Glibc.exit(1) }
             fail("\(error)")
         }
     }

@@ -1,7 +1,7 @@
 #!/bin/bash
 # tests/vm/mkinitramfs.sh — build the test guest's initramfs.
 #
-# Usage: tests/vm/mkinitramfs.sh -o OUT.cpio.gz [--kver KVER] [--file SRC:DEST]...
+# Usage: tests/vm/mkinitramfs.sh -o OUT.cpio.gz [--kver KVER] [--file SRC:DEST]... [--elf SRC:DEST]...
 #                                [--module NAME]... [--init-script FILE]
 #
 #   -o OUT             output (gzip-compressed newc cpio)
@@ -9,6 +9,11 @@
 #                      written by setup.sh, else the newest /boot/vmlinuz-*-cloud-amd64)
 #   --file SRC:DEST    copy SRC into the image at DEST (mode kept), e.g.
 #                      --file .build-static/release/balloond:/usr/bin/balloond
+#   --elf SRC:DEST     like --file, for a dynamically linked program: also copies
+#                      every shared library ldd lists (at the same paths) and the
+#                      dynamic loader, and writes /etc/ld.so.conf + ld.so.cache, e.g.
+#                      --elf .build-deb/release/balloond:/usr/bin/balloond
+#                      (balloond links libsystemd.so.0 and glibc dynamically)
 #   --module NAME      ship an extra module (and its dependencies); load it in the guest
 #                      with `vmload NAME` or the kernel option vmtest.load=NAME
 #   --compress gzip|none   default gzip (-1)
@@ -27,6 +32,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=
 kver=
 files=()
+elfs=()
 extra_modules=()
 init_script=
 compress=gzip
@@ -38,6 +44,7 @@ while (($#)); do
         -o) out=$2; shift 2 ;;
         --kver) kver=$2; shift 2 ;;
         --file) files+=("$2"); shift 2 ;;
+        --elf) elfs+=("$2"); shift 2 ;;
         --module) extra_modules+=("$2"); shift 2 ;;
         --init-script) init_script=$2; shift 2 ;;
         --compress) compress=$2; shift 2 ;;
@@ -135,6 +142,37 @@ for spec in "${files[@]}"; do
     mkdir -p "$root$(dirname "$dest")"
     cp -L --preserve=mode "$src" "$root$dest"
 done
+
+# Dynamically linked programs: the program, its shared-library closure (ldd
+# resolves it transitively) and the loader, each at the path ldd names.
+declare -A libdirs=()
+for spec in "${elfs[@]}"; do
+    src=${spec%%:*}
+    dest=${spec#*:}
+    [[ $spec == *:* && -n $src && $dest == /* ]] || { echo "mkinitramfs: bad --elf $spec (want SRC:/DEST)" >&2; exit 1; }
+    [[ -f $src ]] || { echo "mkinitramfs: --elf source missing: $src" >&2; exit 1; }
+    mkdir -p "$root$(dirname "$dest")"
+    cp -L --preserve=mode "$src" "$root$dest"
+    if ! deps=$(ldd "$src" 2>&1); then
+        [[ $deps == *"not a dynamic executable"* ]] && continue
+        echo "mkinitramfs: ldd $src failed: $deps" >&2; exit 1
+    fi
+    if grep -q 'not found' <<<"$deps"; then
+        echo "mkinitramfs: $src needs libraries that are missing here:" >&2
+        grep 'not found' <<<"$deps" >&2; exit 1
+    fi
+    # "libx.so.1 => /lib/.../libx.so.1 (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)"
+    while read -r lib; do
+        [[ -e $root$lib ]] && continue
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+        libdirs[$(dirname "$lib")]=1
+    done < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$deps")
+done
+if ((${#libdirs[@]})); then
+    printf '%s\n' "${!libdirs[@]}" | LC_ALL=C sort >"$root/etc/ld.so.conf"
+    ldconfig -r "$root" 2>/dev/null || echo "mkinitramfs: ldconfig -r failed; relying on the loader's default paths" >&2
+fi
 
 mkdir -p "$(dirname "$out")"
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) \

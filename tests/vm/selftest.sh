@@ -3,14 +3,15 @@
 #
 # Usage: tests/vm/selftest.sh [--no-swift] [--memory-backend] [-c CPUS] [-w WORKDIR]
 #
-#   --no-swift        do not build/run the static Swift balloond in the guest
+#   --no-swift        do not build/run the Swift balloond in the guest
 #   --memory-backend  boot with guest RAM in /dev/shm/balloond-selftest-PID (share=on)
 #   -c CPUS           guest CPUs (1 or 2, default 1)
 #   -w WORKDIR        default tests/vm/work/selftest
 #
-# Runs setup.sh, builds a static C probe (gcc -static) and, unless --no-swift, the
-# static balloond (swift build -c release -Xswiftc -static-executable
-# --scratch-path .build-static --product balloond), builds an initramfs with both,
+# Runs setup.sh, builds a static C probe (gcc -static) and, unless --no-swift,
+# balloond as packaged (swift build -c release --static-swift-stdlib
+# --scratch-path .build-deb --product balloond: static Swift runtime, libsystemd
+# and glibc dynamic, placed with mkinitramfs.sh --elf), builds an initramfs with both,
 # boots, checks the guest through the control channel, exchanges a line over
 # org.balloond.0 with the host, and stops the guest. Exits non-zero on any failure
 # (printing the guest console log).
@@ -51,17 +52,18 @@ step "static C probe built in $(since "$t")s"
 
 if [[ $swift == 1 ]]; then
     t=$(ts)
-    (cd "$repo" && swift build -c release -Xswiftc -static-executable \
-        --scratch-path .build-static --product balloond) >"$wd/swift-build.log" 2>&1 \
-        || { cat "$wd/swift-build.log" >&2; echo "selftest: FAIL: static swift build" >&2; exit 1; }
-    bin=$(cd "$repo" && swift build -c release -Xswiftc -static-executable \
-        --scratch-path .build-static --product balloond --show-bin-path)/balloond
-    file -L "$bin" | grep -q 'statically linked' \
-        || { echo "selftest: FAIL: $bin is not statically linked" >&2; exit 1; }
+    (cd "$repo" && swift build -c release --static-swift-stdlib \
+        --scratch-path .build-deb --product balloond) >"$wd/swift-build.log" 2>&1 \
+        || { cat "$wd/swift-build.log" >&2; echo "selftest: FAIL: swift build" >&2; exit 1; }
+    bin=$(cd "$repo" && swift build -c release --static-swift-stdlib \
+        --scratch-path .build-deb --product balloond --show-bin-path)/balloond
+    if ldd "$bin" | grep -q libswift; then
+        echo "selftest: FAIL: $bin links the Swift runtime dynamically" >&2; exit 1
+    fi
     # Stripped copy: debug info would double the initramfs and slow the boot.
     strip -o "$wd/balloond" "$bin"
-    files+=(--file "$wd/balloond:/usr/bin/balloond")
-    step "static balloond built in $(since "$t")s ($(du -h "$bin" | cut -f1), stripped $(du -h "$wd/balloond" | cut -f1))"
+    files+=(--elf "$wd/balloond:/usr/bin/balloond")
+    step "balloond (static Swift runtime, dynamic libsystemd) built in $(since "$t")s ($(du -h "$bin" | cut -f1), stripped $(du -h "$wd/balloond" | cut -f1))"
 fi
 
 t=$(ts)
@@ -108,7 +110,8 @@ check "output" '^7$' 'echo 7'
 out=$(guest run 'exit 7' 2>&1) && rc=0 || rc=$?
 [[ $rc == 7 ]] && step "ok: exit code 7 propagated" || fail "exit code: expected 7, got $rc ($out)"
 if [[ $swift == 1 ]]; then
-    check "static swift balloond" '^balloond$' 'balloond'
+    check "balloond (shared libraries via --elf)" '^[0-9]+\.[0-9]+\.[0-9]+$' 'balloond --version'
+    check "balloond --dump-config" '^Listen=virtio-serial:org.balloond.0$' 'balloond --dump-config'
 fi
 
 # A line each way over org.balloond.0: the host connects to the chardev socket first

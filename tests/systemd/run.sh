@@ -1,0 +1,289 @@
+#!/bin/bash
+# tests/systemd/run.sh — balloond under real systemd (part of make test).
+#
+# Usage: tests/systemd/run.sh --deb PATH [--no-qemu] [--keep]
+#
+# 1. A cached debootstrapped Debian tree (mkroot.sh) is copied and booted with
+#    systemd-nspawn -b; inside it:
+#    - apt install ./balloond_*.deb
+#    - the unit (with a unix-socket drop-in, as there is no virtio port) reaches
+#      active with STATUS= shown; a sandbox probe run as ExecStartPre= of the
+#      real unit shows PSI triggers and pagemap PFNs work under its hardening;
+#      balloonctl inflates 64 MiB through it (mlock under the hardening);
+#      the journal holds structured entries (PRIORITY, SYSLOG_IDENTIFIER,
+#      CODE_*, upper-case metadata) and nothing on stdout/stderr
+#    - systemctl reload applies a changed configuration (and keeps the old one
+#      when the new one is broken)
+#    - a broken /etc/balloond.conf fails the unit with file, line and key in
+#      journalctl -u balloond
+#    - a loop stalled on purpose (BALLOOND_TEST_FAULTS=1, SIGUSR2) is restarted
+#      by the watchdog: Result=watchdog, then NRestarts >= 1
+# 2. Unless --no-qemu: qemu.sh boots the same tree under QEMU TCG with the
+#    virtio port attached; the udev rule starts balloond and the host's
+#    balloonctl inflates through the port.
+#
+# nspawn runs in a cgroup of its own (removed afterwards) under a hard time
+# limit; the container is powered off and the copied tree removed (--keep keeps it).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+deb=
+qemu=1
+keep=0
+while (($#)); do
+    case $1 in
+        --deb) deb=$2; shift 2 ;;
+        --no-qemu) qemu=0; shift ;;
+        --keep) keep=1; shift ;;
+        *) echo "systemd-tests: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+[[ -f $deb ]] || { echo "systemd-tests: --deb PATH required (make deb)" >&2; exit 2; }
+deb=$(cd "$(dirname "$deb")" && pwd)/$(basename "$deb")
+[[ $(id -u) == 0 ]] || { echo "systemd-tests: must run as root" >&2; exit 1; }
+
+t_all=$SECONDS
+ts() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(ts)" 'BEGIN { printf "%.1f", b - a }'; }
+step() { echo "systemd-tests: $*"; }
+failures=0
+fail() { echo "systemd-tests: FAIL: $*" >&2; failures=$((failures + 1)); }
+ok() { step "ok: $*"; }
+
+t=$(ts)
+root=$("$here/mkroot.sh")
+step "Debian tree $(basename "$root") ready ($(since "$t")s)"
+
+work=$here/work/run-$$
+tree=$work/tree
+mkdir -p "$work"
+t=$(ts)
+cp -a "$root" "$tree"
+cp "$deb" "$tree/root/"
+install -D -m 0755 "$here/guest/probe.pl" "$tree/usr/local/lib/balloond-test/probe.pl"
+step "tree copied ($(since "$t")s)"
+
+# A cgroup of our own in every hierarchy nspawn uses (--keep-unit puts its
+# payload/supervisor cgroups below ours), so cleanup removes exactly ours.
+cgroups=()
+if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
+    cgroups=(/sys/fs/cgroup/balloond-systemd-test-$$)
+else
+    for h in systemd unified; do
+        [[ -d /sys/fs/cgroup/$h ]] && cgroups+=("/sys/fs/cgroup/$h/balloond-systemd-test-$$")
+    done
+fi
+
+nspawn_pid=
+leader=
+machine=balloond-test-$$
+cleanup() {
+    set +e
+    if [[ -n $leader ]] && kill -0 "$leader" 2>/dev/null; then
+        nsenter -t "$leader" -a -- systemctl poweroff >/dev/null 2>&1
+    fi
+    if [[ -n $nspawn_pid ]]; then
+        for _ in $(seq 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$nspawn_pid" 2>/dev/null && { kill -TERM "$nspawn_pid"; sleep 2; kill -KILL "$nspawn_pid" 2>/dev/null; }
+        wait "$nspawn_pid" 2>/dev/null
+    fi
+    for cg in "${cgroups[@]}"; do
+        [[ -d $cg ]] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null
+        [[ -d $cg ]] && echo "systemd-tests: could not remove cgroup $cg" >&2
+    done
+    if [[ $keep == 0 ]]; then rm -rf "$work"; else echo "systemd-tests: kept $work" >&2; fi
+}
+trap cleanup EXIT
+
+for cg in "${cgroups[@]}"; do mkdir -p "$cg"; done
+t=$(ts)
+(
+    for cg in "${cgroups[@]}"; do echo "$BASHPID" >"$cg/cgroup.procs"; done
+    exec setsid timeout -k 5 300 systemd-nspawn -q -D "$tree" -b --register=no --keep-unit \
+        --machine="$machine" --private-network --capability=CAP_IPC_LOCK
+) </dev/null >"$work/console.log" 2>&1 &
+nspawn_pid=$!
+for _ in $(seq 200); do
+    np=$(pgrep -P "$nspawn_pid" -x systemd-nspawn || true)
+    [[ -n $np ]] && leader=$(pgrep -P "$np" | head -n1 || true)
+    [[ -n $leader ]] && break
+    sleep 0.05
+done
+[[ -n $leader ]] || { cat "$work/console.log" >&2; echo "systemd-tests: nspawn did not start" >&2; exit 1; }
+
+# Run a command in the container (all its namespaces, a clean environment).
+ns() { nsenter -t "$leader" -a -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 SYSTEMD_PAGER= "$@"; }
+state=
+for _ in $(seq 300); do
+    state=$(ns systemctl is-system-running 2>/dev/null || true)
+    [[ $state == running || $state == degraded ]] && break
+    sleep 0.1
+done
+step "container booted ($state, $(since "$t")s)"
+
+show() { ns systemctl show -p "$1" --value balloond; }
+# wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succeeds.
+wait_for() {
+    local limit=$1 what=$2 i
+    shift 2
+    for ((i = 0; i < limit * 10; i++)); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    fail "timed out after ${limit}s waiting for: $what"
+    return 1
+}
+is_active() { [[ $(show ActiveState) == active ]]; }
+
+# --- install -------------------------------------------------------------------
+t=$(ts)
+debname=$(basename "$deb")
+if out=$(ns sh -c "cd /root && DEBIAN_FRONTEND=noninteractive apt install -y ./$debname" 2>&1); then
+    ok "apt install ./$debname ($(since "$t")s)"
+else
+    echo "$out" >&2
+    fail "apt install ./$debname"
+    exit 1
+fi
+[[ $(ns systemctl is-enabled balloond 2>&1) == disabled ]] && ok "unit installed, not enabled (the udev rule starts it)" \
+    || fail "is-enabled: $(ns systemctl is-enabled balloond 2>&1)"
+ns test -f /lib/udev/rules.d/60-balloond.rules && ns test -f /etc/balloond.conf \
+    && ns dpkg-query -W -f='${Conffiles}' balloond | grep -q /etc/balloond.conf \
+    && ok "udev rule and conffile /etc/balloond.conf installed" || fail "rule or conffile missing"
+ns man -w balloond balloond.conf balloonctl >/dev/null 2>&1 || ns test -f /usr/share/man/man8/balloond.8.gz \
+    || fail "man pages missing"
+
+# --- active, STATUS, sandbox probe, inflation, journal -------------------------------
+ns mkdir -p /etc/balloond.conf.d /etc/systemd/system/balloond.service.d
+ns sh -c 'printf "[Channel]\nListen=unix:/run/balloond/balloond.sock\n" >/etc/balloond.conf.d/50-test.conf'
+ns sh -c 'printf "[Service]\nExecStartPre=/usr/bin/perl /usr/local/lib/balloond-test/probe.pl\nLimitCORE=0\n" >/etc/systemd/system/balloond.service.d/50-probe.conf'
+ns systemctl daemon-reload
+t=$(ts)
+if ns systemctl start balloond && wait_for 20 "balloond active" is_active; then
+    ok "unit active in $(since "$t")s; systemctl status:"
+    ns systemctl status --no-pager --lines=0 balloond | sed 's/^/    /'
+else
+    fail "balloond did not start"; ns systemctl status --no-pager balloond >&2 || true
+    ns journalctl -u balloond --no-pager >&2 || true
+    exit 1
+fi
+status=$(show StatusText)
+[[ $status =~ ^target\ 0\ B,\ actual\ 0\ B,\ .*host\ not\ connected ]] && ok "STATUS=$status" || fail "StatusText: '$status'"
+probe=$(ns journalctl -u balloond -o cat --no-pager | grep '^probe:' || true)
+echo "$probe" | sed 's/^/    /'
+grep -q 'psi-trigger-2s ok' <<<"$probe" && ok "PSI trigger (2 s window) under the unit's hardening" \
+    || fail "PSI trigger under the hardening: $probe"
+grep -q 'pagemap-pfn ok' <<<"$probe" && ok "pagemap PFNs under the unit's hardening (CAP_SYS_ADMIN)" \
+    || fail "pagemap under the hardening: $probe"
+if grep -q 'psi-trigger-1s ok' <<<"$probe"; then ok "PSI trigger with a 1 s window (CAP_SYS_RESOURCE)"
+else step "note: 1 s PSI window refused here: this machine (hence the container) lacks CAP_SYS_RESOURCE"; fi
+pid=$(show MainPID)
+caps=$(ns awk '/^CapEff/ {print $2}' "/proc/$pid/status")
+(( (0x$caps >> 14) & 1 && (0x$caps >> 21) & 1 )) && ok "balloond runs with CAP_IPC_LOCK and CAP_SYS_ADMIN (CapEff $caps)" \
+    || fail "capabilities: CapEff $caps"
+
+if out=$(ns balloonctl --unix /run/balloond/balloond.sock set 64M --wait 2>&1 | tail -n1); then
+    vmlck=$(ns awk '/^VmLck:/ {print $2}' "/proc/$pid/status")
+    [[ $vmlck == 65536 ]] && ok "balloonctl inflated 64 MiB through the unit: VmLck $vmlck kB ($out)" \
+        || fail "VmLck $vmlck kB after set 64M"
+else
+    fail "balloonctl set 64M: $out"
+fi
+wait_for 5 "STATUS with the new target" bash -c "[[ \$(nsenter -t $leader -a -- systemctl show -p StatusText --value balloond) == 'target 64 MiB, actual 64 MiB'* ]]" \
+    && ok "STATUS kept current: $(show StatusText)"
+
+json=$(ns journalctl -u balloond -o json --no-pager --output-fields=MESSAGE,PRIORITY,SYSLOG_IDENTIFIER,CODE_FILE,CODE_LINE,CODE_FUNC,MEMORY_TOTAL,_TRANSPORT)
+started=$(grep '"MESSAGE":"balloond [0-9.]* started' <<<"$json" | head -n1 || true)
+if [[ $started == *'"PRIORITY":"6"'* && $started == *'"SYSLOG_IDENTIFIER":"balloond"'* && $started == *'"CODE_FILE":"'*Daemon.swift'"'* \
+      && $started == *'"CODE_LINE":"'[0-9]* && $started == *'"CODE_FUNC":"'* && $started == *'"MEMORY_TOTAL":"'* \
+      && $started == *'"_TRANSPORT":"journal"'* ]]; then
+    ok "structured journal entry: $(sed 's/"__CURSOR":"[^"]*",//; s/"__[A-Z_]*":"[^"]*",\{0,1\}//g' <<<"$started" | cut -c1-240)"
+else
+    fail "journal entry not structured as expected: ${started:-none}"
+fi
+stdout_lines=$(ns journalctl -u balloond _TRANSPORT=stdout -o cat --no-pager | grep -v '^probe:' | grep -c . || true)
+[[ $stdout_lines == 0 ]] && ok "nothing from balloond on the stderr stream (journal only, never both)" \
+    || fail "$stdout_lines lines on stdout/stderr"
+
+# --- reload ------------------------------------------------------------------------
+restarts_before=$(show NRestarts)
+pid_before=$(show MainPID)
+ns sh -c 'printf "[Channel]\nListen=unix:/run/balloond/balloond.sock\n[Balloon]\nMaxBalloon=32M\n" >/etc/balloond.conf.d/50-test.conf'
+ns systemctl reload balloond
+if wait_for 10 "actual 32 MiB after reload" bash -c "[[ \$(nsenter -t $leader -a -- systemctl show -p StatusText --value balloond) == *'actual 32 MiB'* ]]"; then
+    [[ $(show MainPID) == "$pid_before" ]] && ok "systemctl reload applied MaxBalloon=32M without a restart: $(show StatusText)" \
+        || fail "reload restarted the daemon"
+    ns journalctl -u balloond --no-pager -o cat | grep -q 'configuration reloaded' && ok "journal: configuration reloaded" \
+        || fail "no 'configuration reloaded' in the journal"
+fi
+ns sh -c 'printf "[Balloon]\nChunkSize=64Q\n" >/etc/balloond.conf.d/60-broken.conf'
+ns systemctl reload balloond
+sleep 1
+if is_active && ns journalctl -u balloond --no-pager -o cat | grep -q 'reload failed, keeping the previous configuration: /etc/balloond.conf.d/60-broken.conf:2: \[Balloon\] ChunkSize'; then
+    ok "a broken drop-in on reload is logged with file, line, key; the daemon keeps running"
+else
+    fail "reload with a broken drop-in"
+fi
+ns rm -f /etc/balloond.conf.d/60-broken.conf
+
+# --- broken /etc/balloond.conf ---------------------------------------------------------
+ns systemctl stop balloond
+ns cp /etc/balloond.conf /root/balloond.conf.orig
+ns sh -c 'printf "[Balloon]\nChunkSize=64Q\n" >>/etc/balloond.conf'
+line=$(ns grep -n '^ChunkSize=64Q' /etc/balloond.conf | cut -d: -f1)
+ns systemctl start balloond 2>/dev/null || true
+wait_for 10 "balloond failed" bash -c "[[ \$(nsenter -t $leader -a -- systemctl is-failed balloond) == failed ]]"
+msg=$(ns journalctl -u balloond --no-pager -o cat | grep "/etc/balloond.conf:$line: \[Balloon\] ChunkSize" | tail -n1 || true)
+if [[ $(ns systemctl is-failed balloond) == failed && -n $msg ]]; then
+    ok "broken /etc/balloond.conf: unit failed; journalctl -u balloond: $msg"
+    fields=$(ns journalctl -u balloond -o verbose --no-pager CONFIG_FILE=/etc/balloond.conf | grep -E '^ +(CONFIG_LINE|CONFIG_KEY|PRIORITY)=' | tr -s ' ' | tr '\n' ' ')
+    [[ $fields == *"CONFIG_LINE=$line"* && $fields == *"CONFIG_KEY=ChunkSize"* ]] && ok "structured: $fields" \
+        || fail "CONFIG_* fields missing: $fields"
+else
+    fail "broken config: is-failed=$(ns systemctl is-failed balloond), message '${msg}'"
+    ns journalctl -u balloond --no-pager -n 20 >&2
+fi
+ns cp /root/balloond.conf.orig /etc/balloond.conf
+ns systemctl reset-failed balloond
+
+# --- watchdog ------------------------------------------------------------------------------
+ns sh -c 'printf "[Service]\nEnvironment=BALLOOND_TEST_FAULTS=1\nWatchdogSec=2s\nRestartSec=3s\nLimitCORE=0\n" >/etc/systemd/system/balloond.service.d/60-watchdog.conf'
+ns systemctl daemon-reload
+ns systemctl start balloond
+wait_for 20 "balloond active" is_active
+restarts=$(show NRestarts)
+t=$(ts)
+ns systemctl kill --kill-who=main -s SIGUSR2 balloond
+if wait_for 15 "Result=watchdog" bash -c "[[ \$(nsenter -t $leader -a -- systemctl show -p Result --value balloond) == watchdog ]]"; then
+    ok "stalled loop: Result=watchdog after $(since "$t")s"
+fi
+if wait_for 20 "restart after the watchdog" bash -c "[[ \$(nsenter -t $leader -a -- systemctl show -p NRestarts --value balloond) -gt $restarts ]]" \
+        && wait_for 20 "active again" is_active; then
+    ok "restarted by the watchdog: NRestarts=$(show NRestarts), active again ($(since "$t")s); journal:"
+    ns journalctl -u balloond --no-pager -o cat | grep -E 'Watchdog timeout|stalling|with result .watchdog.|Scheduled restart' | sed 's/^/    /'
+fi
+
+# --- leave the tree as the package left it (for qemu.sh) -----------------------------------
+ns systemctl stop balloond
+ns rm -rf /etc/systemd/system/balloond.service.d /etc/balloond.conf.d /root/balloond.conf.orig /root/"$debname"
+ns systemctl daemon-reload
+ns systemctl poweroff >/dev/null 2>&1 || true
+for _ in $(seq 150); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
+leader=
+step "nspawn tests done ($((SECONDS - t_all))s so far)"
+
+if [[ $qemu == 1 ]]; then
+    dpkg-deb -x "$deb" "$work/deb"
+    if ! "$here/qemu.sh" --tree "$tree" --balloonctl "$work/deb/usr/bin/balloonctl" --work "$work/qemu"; then
+        fail "qemu test"
+    fi
+fi
+
+if ((failures)); then
+    echo "----- container console -----" >&2
+    tail -n 40 "$work/console.log" >&2
+    echo "systemd-tests: $failures failure(s) ($((SECONDS - t_all))s)" >&2
+    exit 1
+fi
+step "PASS ($((SECONDS - t_all))s)"

@@ -1,0 +1,20 @@
+#!/bin/bash
+# tests/systemd/test.sh — make test-systemd: the Debian tree (debootstrap, on a
+# fresh clone) is made while the .deb builds, then run.sh tests it under
+# systemd-nspawn and QEMU. Needs root.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+t0=$SECONDS
+mkdir -p "$here/work"
+"$here/mkroot.sh" >"$here/work/mkroot.out" 2>&1 &
+mkroot=$!
+"$here/../vm/setup.sh" --quiet
+deb=$("$repo/scripts/mkdeb.sh" -o "$here/work" | tail -n1)
+if ! wait "$mkroot"; then
+    cat "$here/work/mkroot.out" >&2
+    exit 1
+fi
+echo "systemd-tests: package and Debian tree ready in $((SECONDS - t0))s"
+"$here/run.sh" --deb "$deb"
+echo "systemd-tests: total $((SECONDS - t0))s"
