@@ -71,6 +71,7 @@ let package = Package(
         .executableTarget(
             name: "balloond",
             dependencies: [
+                "BalloonSystem",
                 "BalloonDaemon", "BalloonSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

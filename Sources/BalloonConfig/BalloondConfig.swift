@@ -35,6 +35,22 @@ public struct BalloondConfig: Sendable, Equatable {
     /// `Interval=`: period of STATS events in milliseconds; 0 = off.
     public var statsIntervalMilliseconds: UInt64 = 0
 
+    // [Pressure]
+    /// PSI triggers on /proc/pressure/memory by tier; nil = off.
+    public var lightTrigger: PSITriggerSpec? = PSITriggerSpec(kind: .some, stallMilliseconds: 50, windowMilliseconds: 500)
+    public var heavyTrigger: PSITriggerSpec? = PSITriggerSpec(kind: .full, stallMilliseconds: 100, windowMilliseconds: 1000)
+    public var severeTrigger: PSITriggerSpec? = PSITriggerSpec(kind: .full, stallMilliseconds: 500, windowMilliseconds: 1000)
+    /// `LightStep=`: percent of the balloon a light signal gives back (1–100).
+    public var lightStepPercent: UInt64 = 10
+    /// `FloorMargin=`: below the floor, deflate until MemAvailable is floor + this.
+    public var floorMargin: UInt64 = 64 << 20
+    /// `ReclaimSignals=`: watch allocstall_*, pgscan_direct and oom_kill.
+    public var reclaimSignals: Bool = true
+    /// `QuietPeriod=`: no re-inflation until this long without pressure (ms).
+    public var quietPeriodMilliseconds: UInt64 = 60_000
+    /// `HolderProcesses=`: hold chunks in child processes the OOM killer takes first.
+    public var holderProcesses: Bool = true
+
     // [Log]
     /// `Level=`.
     public var logLevel: LogLevel = .info
@@ -79,7 +95,27 @@ enum ConfigSection: String, CaseIterable {
     case channel = "Channel"
     case balloon = "Balloon"
     case stats = "Stats"
+    case pressure = "Pressure"
     case log = "Log"
+}
+
+/// A PSI trigger as the config writes it: `some 50ms 500ms` (kind, stall,
+/// window); the kernel takes windows of 500 ms to 10 s.
+public struct PSITriggerSpec: Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: String, Sendable { case some, full }
+    public var kind: Kind
+    public var stallMilliseconds: UInt64
+    public var windowMilliseconds: UInt64
+
+    public init(kind: Kind, stallMilliseconds: UInt64, windowMilliseconds: UInt64) {
+        self.kind = kind
+        self.stallMilliseconds = stallMilliseconds
+        self.windowMilliseconds = windowMilliseconds
+    }
+
+    public var description: String {
+        "\(kind.rawValue) \(renderDuration(milliseconds: stallMilliseconds)) \(renderDuration(milliseconds: windowMilliseconds))"
+    }
 }
 
 /// Every key, in file order. The parser, the renderer and the error messages
@@ -88,6 +124,7 @@ enum ConfigKey: CaseIterable {
     case listen, vsockAllowedCIDs
     case chunkSize, maxBalloon, memAvailableFloor, transparentHugePages, initialTarget, frameRescanInterval
     case statsInterval
+    case lightTrigger, heavyTrigger, severeTrigger, lightStep, floorMargin, reclaimSignals, quietPeriod, holderProcesses
     case logLevel
 
     var section: ConfigSection {
@@ -96,6 +133,9 @@ enum ConfigKey: CaseIterable {
         case .chunkSize, .maxBalloon, .memAvailableFloor, .transparentHugePages, .initialTarget, .frameRescanInterval:
             return .balloon
         case .statsInterval: return .stats
+        case .lightTrigger, .heavyTrigger, .severeTrigger, .lightStep, .floorMargin, .reclaimSignals, .quietPeriod,
+             .holderProcesses:
+            return .pressure
         case .logLevel: return .log
         }
     }
@@ -111,6 +151,14 @@ enum ConfigKey: CaseIterable {
         case .initialTarget: return "InitialTarget"
         case .frameRescanInterval: return "FrameRescanInterval"
         case .statsInterval: return "Interval"
+        case .lightTrigger: return "LightTrigger"
+        case .heavyTrigger: return "HeavyTrigger"
+        case .severeTrigger: return "SevereTrigger"
+        case .lightStep: return "LightStep"
+        case .floorMargin: return "FloorMargin"
+        case .reclaimSignals: return "ReclaimSignals"
+        case .quietPeriod: return "QuietPeriod"
+        case .holderProcesses: return "HolderProcesses"
         case .logLevel: return "Level"
         }
     }
@@ -134,6 +182,14 @@ enum ConfigKey: CaseIterable {
         case .initialTarget: return config.initialTarget.description
         case .frameRescanInterval: return renderDuration(milliseconds: config.frameRescanIntervalMilliseconds)
         case .statsInterval: return renderDuration(milliseconds: config.statsIntervalMilliseconds)
+        case .lightTrigger: return config.lightTrigger?.description ?? "off"
+        case .heavyTrigger: return config.heavyTrigger?.description ?? "off"
+        case .severeTrigger: return config.severeTrigger?.description ?? "off"
+        case .lightStep: return "\(config.lightStepPercent)%"
+        case .floorMargin: return SizeSpec.bytes(config.floorMargin).description
+        case .reclaimSignals: return config.reclaimSignals ? "yes" : "no"
+        case .quietPeriod: return renderDuration(milliseconds: config.quietPeriodMilliseconds)
+        case .holderProcesses: return config.holderProcesses ? "yes" : "no"
         case .logLevel: return config.logLevel.rawValue
         }
     }
@@ -151,6 +207,14 @@ enum ConfigKey: CaseIterable {
         case .initialTarget: config.initialTarget = defaults.initialTarget
         case .frameRescanInterval: config.frameRescanIntervalMilliseconds = defaults.frameRescanIntervalMilliseconds
         case .statsInterval: config.statsIntervalMilliseconds = defaults.statsIntervalMilliseconds
+        case .lightTrigger: config.lightTrigger = defaults.lightTrigger
+        case .heavyTrigger: config.heavyTrigger = defaults.heavyTrigger
+        case .severeTrigger: config.severeTrigger = defaults.severeTrigger
+        case .lightStep: config.lightStepPercent = defaults.lightStepPercent
+        case .floorMargin: config.floorMargin = defaults.floorMargin
+        case .reclaimSignals: config.reclaimSignals = defaults.reclaimSignals
+        case .quietPeriod: config.quietPeriodMilliseconds = defaults.quietPeriodMilliseconds
+        case .holderProcesses: config.holderProcesses = defaults.holderProcesses
         case .logLevel: config.logLevel = defaults.logLevel
         }
     }
@@ -214,6 +278,26 @@ enum ConfigKey: CaseIterable {
                 throw ValueError("\"\(value)\" is shorter than the minimum \(minimum)ms (use 0 to turn STATS events off)")
             }
             config.statsIntervalMilliseconds = milliseconds
+        case .lightTrigger: config.lightTrigger = try parseTrigger(value)
+        case .heavyTrigger: config.heavyTrigger = try parseTrigger(value)
+        case .severeTrigger: config.severeTrigger = try parseTrigger(value)
+        case .lightStep:
+            guard case let .percent(p) = try parseSize(value, allowPercent: true), p >= 1, p == p.rounded() else {
+                throw ValueError("\"\(value)\" is not a whole percentage from 1% to 100%")
+            }
+            config.lightStepPercent = UInt64(p)
+        case .floorMargin:
+            guard case let .bytes(bytes) = try parseSize(value, allowPercent: false) else {
+                throw ValueError("\"\(value)\" is not a size")
+            }
+            config.floorMargin = bytes
+        case .reclaimSignals: config.reclaimSignals = try parseBool(value)
+        case .quietPeriod:
+            guard let milliseconds = parseDuration(value) else {
+                throw ValueError("\"\(value)\" is not a duration (use e.g. 60s or 5min)")
+            }
+            config.quietPeriodMilliseconds = milliseconds
+        case .holderProcesses: config.holderProcesses = try parseBool(value)
         case .logLevel:
             guard let level = LogLevel(rawValue: value.lowercased()) else {
                 let names = LogLevel.allCases.map(\.rawValue).joined(separator: ", ")
@@ -284,6 +368,27 @@ func parseCIDs(_ value: String) throws(ValueError) -> VsockPeers {
         cids.append(cid)
     }
     return .cids(cids)
+}
+
+/// `off`, or `some|full STALL WINDOW` with the kernel's limits: a window of
+/// 500 ms to 10 s and a stall above 0 and at most the window.
+func parseTrigger(_ value: String) throws(ValueError) -> PSITriggerSpec? {
+    if value.lowercased() == "off" { return nil }
+    let words = value.split(whereSeparator: { $0 == " " || $0 == "\t" })
+    let usage = "(use e.g. \"some 50ms 500ms\", \"full 100ms 1s\" or off)"
+    guard words.count == 3, let kind = PSITriggerSpec.Kind(rawValue: String(words[0])) else {
+        throw ValueError("\"\(value)\" is not a PSI trigger \(usage)")
+    }
+    guard let stall = parseDuration(String(words[1])), let window = parseDuration(String(words[2])) else {
+        throw ValueError("\"\(value)\" is not a PSI trigger: stall and window must be durations \(usage)")
+    }
+    guard (500...10_000).contains(window) else {
+        throw ValueError("\"\(value)\": the window must be from 500ms to 10s (the kernel's limits)")
+    }
+    guard stall > 0, stall <= window else {
+        throw ValueError("\"\(value)\": the stall must be above 0 and at most the window")
+    }
+    return PSITriggerSpec(kind: kind, stallMilliseconds: stall, windowMilliseconds: window)
 }
 
 /// A systemd-style time span in milliseconds, rounded down: `0`, `10s`,

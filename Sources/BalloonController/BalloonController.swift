@@ -6,12 +6,16 @@ public enum UnreachableReason: Sendable, Equatable {
     case availableFloor(floor: UInt64, available: UInt64)
     /// The kernel refused memory (mmap or mlock failed).
     case reserveFailed(String)
+    /// Memory pressure: the balloon gave memory back and waits for a quiet
+    /// period before growing again.
+    case pressure(ceiling: UInt64, quietUntil: UInt64)
 
     public var code: String {
         switch self {
         case .maxBalloon: "max-balloon"
         case .availableFloor: "mem-available-floor"
         case .reserveFailed: "reserve-failed"
+        case .pressure: "pressure"
         }
     }
 
@@ -21,13 +25,17 @@ public enum UnreachableReason: Sendable, Equatable {
         case let .availableFloor(floor, available):
             "inflating further would take MemAvailable (\(available) bytes) below the floor of \(floor) bytes (MemAvailableFloor=)"
         case let .reserveFailed(why): "the kernel refused memory: \(why)"
+        case let .pressure(ceiling, _):
+            "memory pressure: the balloon is held at \(ceiling) bytes until the guest has been quiet for the quiet period (QuietPeriod=)"
         }
     }
 
     /// Conditions that can clear by themselves are retried on a timer.
     var isTransient: Bool {
-        if case .maxBalloon = self { return false }
-        return true
+        switch self {
+        case .maxBalloon, .pressure: false
+        default: true
+        }
     }
 }
 
@@ -40,6 +48,50 @@ public enum ControllerEvent: Sendable, Equatable {
     case balloonChange(actual: UInt64, target: UInt64)
     case targetReached(actual: UInt64, target: UInt64)
     case targetUnreachable(actual: UInt64, target: UInt64, reason: UnreachableReason)
+    /// Memory given back because of pressure (or lost to the OOM killer).
+    case deflated(bytes: UInt64, reason: PressureSignal, actual: UInt64)
+}
+
+/// What tells the daemon the guest needs memory back.
+public enum PressureSignal: Sendable, Equatable {
+    public enum Tier: String, Sendable, CaseIterable { case light, heavy, severe }
+    /// A PSI trigger of this tier fired.
+    case psi(Tier)
+    /// MemAvailable fell below the floor.
+    case belowFloor(available: UInt64)
+    /// allocstall_* or pgscan_direct rose in /proc/vmstat: direct reclaim.
+    case directReclaim
+    /// oom_kill rose in /proc/vmstat: the kernel killed something.
+    case oomKill
+    /// A balloon holder process was killed (the OOM killer's last resort took
+    /// balloon memory); the bytes are already gone.
+    case holderKilled(bytes: UInt64)
+
+    /// The reason named in DEFLATED events and logs.
+    public var name: String {
+        switch self {
+        case let .psi(tier): "psi-\(tier.rawValue)"
+        case .belowFloor: "mem-available-floor"
+        case .directReclaim: "direct-reclaim"
+        case .oomKill: "oom-kill"
+        case .holderKilled: "holder-killed"
+        }
+    }
+}
+
+/// How the balloon answers pressure (the `[Pressure]` section).
+public struct PressurePolicy: Sendable, Equatable {
+    /// Share of the balloon a light signal gives back (at least one chunk).
+    public var lightStepPercent: UInt64 = 10
+    /// Below the floor, deflate until MemAvailable is floor + this.
+    public var floorMargin: UInt64 = 64 << 20
+    /// No growth until the guest has been free of pressure this long.
+    public var quietPeriod: UInt64 = 60_000
+    /// Signals this soon after the balloon grew are blamed on the growth:
+    /// inflation stops, nothing is deflated.
+    public var selfInflictedWindow: UInt64 = 2_000
+
+    public init() {}
 }
 
 public enum TargetError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -88,6 +140,17 @@ public final class BalloonController {
     private var lastChange: ControllerEvent?
     private var events: [ControllerEvent] = []
 
+    public var policy = PressurePolicy()
+    /// While set, the balloon may not grow above this (pressure backoff).
+    public private(set) var pressureCeiling: UInt64?
+    /// When the ceiling lifts if no further pressure arrives.
+    public private(set) var quietUntil: UInt64?
+    /// Last time the balloon grew (monotonic ms).
+    public private(set) var lastGrowthAt: UInt64?
+    /// Totals for `query`.
+    public private(set) var pressureDeflatedBytes: UInt64 = 0
+    public private(set) var lastDeflate: (bytes: UInt64, reason: PressureSignal, at: UInt64)?
+
     public init(limits: BalloonLimits, clock: MonotonicClock, probe: MemoryProbe, reserver: MemoryReserver) {
         self.limits = limits
         self.clock = clock
@@ -97,12 +160,15 @@ public final class BalloonController {
 
     public var actual: UInt64 { reserver.heldBytes }
 
-    /// The target clamped to the maximum balloon.
-    public var effectiveTarget: UInt64 { min(target, limits.maxBalloon) }
+    /// The target clamped to the maximum balloon and any pressure ceiling.
+    public var effectiveTarget: UInt64 { min(target, limits.maxBalloon, pressureCeiling ?? .max) }
 
     /// Why actual will differ from target, once settled; nil if it will match.
     public var reason: UnreachableReason? {
         if let blockedBy { return blockedBy }
+        if let ceiling = pressureCeiling, ceiling < min(target, limits.maxBalloon) {
+            return .pressure(ceiling: ceiling, quietUntil: quietUntil ?? 0)
+        }
         if target > limits.maxBalloon { return .maxBalloon(limit: limits.maxBalloon) }
         return nil
     }
@@ -145,6 +211,12 @@ public final class BalloonController {
     /// Does at most one chunk of work.
     public func step() -> StepOutcome {
         let now = clock.milliseconds
+        if let quiet = quietUntil, now >= quiet {
+            // Quiet long enough: grow toward the host's target again.
+            quietUntil = nil
+            pressureCeiling = nil
+            announcePending = true
+        }
         if let retryAt {
             if now < retryAt { return .waitUntil(retryAt) }
             self.retryAt = nil
@@ -170,7 +242,81 @@ public final class BalloonController {
             }
         }
         settle()
+        if let quiet = quietUntil, pressureCeiling.map({ $0 < min(target, limits.maxBalloon) }) == true {
+            return .waitUntil(quiet)
+        }
         return .idle
+    }
+
+    // MARK: - Pressure
+
+    /// Answers a pressure signal at once: stops growth, starts (or extends)
+    /// the quiet period, and gives memory back unless the signal is blamed on
+    /// the balloon's own growth. Returns the bytes given back.
+    @discardableResult
+    public func pressure(_ signal: PressureSignal) -> UInt64 {
+        let now = clock.milliseconds
+        let actual = self.actual
+        quietUntil = now + policy.quietPeriod
+        var amount: UInt64
+        switch signal {
+        case .psi(.light), .directReclaim:
+            amount = max(actual / 100 * policy.lightStepPercent, limits.chunkSize)
+        case .psi(.heavy):
+            amount = max(actual / 2, limits.chunkSize)
+        case .psi(.severe), .oomKill:
+            amount = actual
+        case let .belowFloor(available):
+            let wanted = limits.availableFloor + policy.floorMargin
+            amount = wanted > available ? roundUpToPage(wanted - available) : 0
+        case let .holderKilled(bytes):
+            // Already gone; account for it and hold where we are.
+            amount = 0
+            pressureDeflatedBytes += bytes
+            lastDeflate = (bytes, signal, now)
+            pressureCeiling = min(pressureCeiling ?? actual, actual)
+            events.append(.deflated(bytes: bytes, reason: signal, actual: actual))
+            moved = true
+            return bytes
+        }
+        // Stalls right after our own growth are our doing: stop growing only.
+        // A floor breach and an OOM kill are answered whatever caused them.
+        switch signal {
+        case .psi(.light), .psi(.heavy), .psi(.severe), .directReclaim:
+            if let grew = lastGrowthAt, now - grew < policy.selfInflictedWindow { amount = 0 }
+        default: break
+        }
+        amount = min(amount, actual)
+        if amount > 0 { reserver.shrink(by: amount) }
+        let after = self.actual
+        pressureCeiling = min(pressureCeiling ?? after, after)
+        if amount > 0 {
+            pressureDeflatedBytes += amount
+            lastDeflate = (amount, signal, now)
+            events.append(.deflated(bytes: amount, reason: signal, actual: after))
+            moved = true
+        }
+        return amount
+    }
+
+    /// While the balloon holds memory, how often to check MemAvailable and
+    /// /proc/vmstat: every 100 ms near the floor, up to 1 s with headroom;
+    /// nil (no wake-ups at all) while the balloon is empty.
+    public func floorCheckInterval(available: UInt64?) -> UInt64? {
+        guard actual > 0 else { return nil }
+        guard let available else { return 1000 }
+        let floor = limits.availableFloor
+        let headroom = available > floor ? available - floor : 0
+        switch headroom {
+        case ..<(128 << 20): return 100
+        case ..<(256 << 20): return 250
+        case ..<(512 << 20): return 500
+        default: return 1000
+        }
+    }
+
+    private func roundUpToPage(_ bytes: UInt64) -> UInt64 {
+        (bytes + limits.pageSize - 1) / limits.pageSize * limits.pageSize
     }
 
     private enum InflateResult { case moved, blocked(UnreachableReason) }
@@ -190,6 +336,7 @@ public final class BalloonController {
         } catch {
             return .blocked(.reserveFailed(error.description))
         }
+        lastGrowthAt = clock.milliseconds
         return .moved
     }
 

@@ -30,7 +30,8 @@ public struct DaemonOptions: Sendable {
 /// a host's request or a signal is served between chunks.
 public final class Daemon {
     private enum Token: UInt64 {
-        case signals = 1, retryTimer, statsTimer, reattachTimer, watchdogTimer, frameTimer, listener, connection
+        case signals = 1, retryTimer, statsTimer, reattachTimer, watchdogTimer, frameTimer, floorTimer, listener, connection
+        case lightTrigger = 100, heavyTrigger, severeTrigger
     }
 
     private let options: DaemonOptions
@@ -47,6 +48,12 @@ public final class Daemon {
     private let frameTimer: TimerDescriptor
     private var frameTimerAt: UInt64?
     private var nextRescanAt: UInt64?
+    /// Pressure: PSI triggers by tier, the floor/vmstat timer, counters.
+    private var triggers: [PressureSignal.Tier: ActiveTrigger] = [:]
+    private let floorTimer: TimerDescriptor
+    private var floorTimerInterval: UInt64?
+    private var reclaimBaseline: ReclaimCounters?
+    private var protectedFromOOM = false
     private let notifier: ServiceNotifier
     private var lastStatus = ""
     private let clock = SystemMonotonicClock()
@@ -74,19 +81,20 @@ public final class Daemon {
         self.config = loaded.config
         self.configSources = loaded.sources
         signal(SIGPIPE, SIG_IGN)
-        signals = try SignalDescriptor(signals: [SIGTERM, SIGINT, SIGHUP, SIGIO] + (options.testFaults ? [SIGUSR2] : []))
+        signals = try SignalDescriptor(signals: [SIGTERM, SIGINT, SIGHUP, SIGIO, SIGCHLD] + (options.testFaults ? [SIGUSR2] : []))
         epoll = try Epoll()
         retryTimer = try TimerDescriptor()
         statsTimer = try TimerDescriptor()
         reattachTimer = try TimerDescriptor()
         watchdogTimer = try TimerDescriptor()
         frameTimer = try TimerDescriptor()
+        floorTimer = try TimerDescriptor()
         sampler = try MemorySampler()
         guard let total = sampler.memoryTotal() else {
             throw DaemonError("cannot read MemTotal from /proc/meminfo")
         }
         memoryTotal = total
-        reserver = RegionReserver(transparentHugePages: config.transparentHugePages, clock: clock)
+        reserver = RegionReserver(transparentHugePages: config.transparentHugePages, useHolders: config.holderProcesses, clock: clock)
         controller = BalloonController(
             limits: Self.limits(config, memoryTotal: total), clock: clock, probe: sampler, reserver: reserver)
         try epoll.add(signals.descriptor.raw, events: .readable, token: Token.signals.rawValue)
@@ -95,6 +103,8 @@ public final class Daemon {
         try epoll.add(reattachTimer.descriptor.raw, events: .readable, token: Token.reattachTimer.rawValue)
         try epoll.add(watchdogTimer.descriptor.raw, events: .readable, token: Token.watchdogTimer.rawValue)
         try epoll.add(frameTimer.descriptor.raw, events: .readable, token: Token.frameTimer.rawValue)
+        try epoll.add(floorTimer.descriptor.raw, events: .readable, token: Token.floorTimer.rawValue)
+        controller.policy = Self.policy(config)
         // Pinged from this loop at half the supervisor's interval, so a stuck
         // loop (not just a live process) is what the watchdog catches.
         if let interval = notifier.watchdogIntervalMilliseconds, interval > 0 {
@@ -106,6 +116,8 @@ public final class Daemon {
         if initial > 0 { _ = try? controller.setTarget(min(initial, total)) }
         reserver.emit = { [unowned self] name, data in self.sendEvent(name, data: data) }
         reserver.warn = { [unowned self] message in self.logger.warning("\(message)") }
+        openTriggers()
+        if config.holderProcesses { protectFromOOMKiller() }
         logger.info("balloond \(balloondVersion) started", metadata: [
             "channel": "\(endpoint?.label ?? "-")",
             "memory-total": "\(HumanBytes.format(total))",
@@ -157,6 +169,12 @@ public final class Daemon {
                     frameTimer.acknowledge()
                     frameTimerAt = nil
                     frameTimerFired()
+                case .floorTimer:
+                    floorTimer.acknowledge()
+                    checkFloorAndReclaim()
+                case .lightTrigger: pressureTriggerFired(.light)
+                case .heavyTrigger: pressureTriggerFired(.heavy)
+                case .severeTrigger: pressureTriggerFired(.severe)
                 case .listener: acceptConnections()
                 case .connection: serviceConnection(events)
                 case nil: logger.warning("epoll reported an unknown token \(token)")
@@ -165,6 +183,7 @@ public final class Daemon {
             }
             if needsStep && running { stepController() }
             rearmFrameTimer()
+            rearmFloorTimer()
             updateStatus()
         }
         notifier.stopping()
@@ -178,6 +197,7 @@ public final class Daemon {
             else { connection != nil ? "connected" : "not connected" }
         var text = "target \(HumanBytes.format(controller.target)), actual \(HumanBytes.format(controller.actual)), \(controller.state.rawValue), host \(host)"
         if let reason = controller.reason { text += " (\(reason.code))" }
+        if let quiet = controller.quietUntil, quiet > clock.milliseconds { text += ", pressure backoff" } else { text += ", no pressure" }
         guard text != lastStatus else { return }
         lastStatus = text
         notifier.status(text)
@@ -206,6 +226,9 @@ public final class Daemon {
             case let .targetReached(actual, target):
                 logger.info("target reached", metadata: ["actual": "\(HumanBytes.format(actual))"])
                 sendEvent(EventName.targetReached, data: ["actual": .uint(actual), "target": .uint(target)])
+            case let .deflated(bytes, reason, actual):
+                logger.notice("pressure: gave back \(HumanBytes.format(bytes)) (\(reason.name))", metadata: ["actual": "\(HumanBytes.format(actual))"])
+                sendEvent(EventName.deflated, data: ["bytes": .uint(bytes), "reason": .string(reason.name), "actual": .uint(actual)])
             case let .targetUnreachable(actual, target, reason):
                 logger.notice("target unreachable: \(reason.desc)", metadata: [
                     "actual": "\(HumanBytes.format(actual))", "target": "\(HumanBytes.format(target))",
@@ -228,6 +251,13 @@ public final class Daemon {
                 running = false
             case SIGHUP: reload()
             case SIGIO: checkPortAttached()
+            case SIGCHLD:
+                let lost = reserver.reapDeadHolders()
+                if lost > 0 {
+                    logger.warning("the kernel's OOM killer took a balloon holder: \(HumanBytes.format(lost)) of balloon memory is gone; no workload was killed for it")
+                    controller.pressure(.holderKilled(bytes: lost))
+                    needsStep = true
+                }
             case SIGUSR2 where options.testFaults:
                 logger.warning("test fault: stalling the event loop (BALLOOND_TEST_FAULTS)")
                 while true { sleep(3600) }
@@ -287,6 +317,13 @@ public final class Daemon {
         configSources = loaded.sources
         logger.logLevel = Logger.Level(config.logLevel)
         reserver.transparentHugePages = config.transparentHugePages
+        reserver.useHolders = config.holderProcesses
+        controller.policy = Self.policy(config)
+        if config.lightTrigger != old.lightTrigger || config.heavyTrigger != old.heavyTrigger || config.severeTrigger != old.severeTrigger {
+            closeTriggers()
+            openTriggers()
+        }
+        if config.holderProcesses && !protectedFromOOM { protectFromOOMKiller() }
         let limits = Self.limits(config, memoryTotal: memoryTotal)
         if limits != controller.limits {
             controller.updateLimits(limits)
@@ -525,6 +562,14 @@ public final class Daemon {
                 "max-balloon": .uint(limits.maxBalloon), "mem-available-floor": .uint(limits.availableFloor),
                 "chunk-size": .uint(limits.chunkSize), "transparent-huge-pages": .bool(config.transparentHugePages),
                 "channel": .string(endpoint?.label ?? ""),
+                "pressure-triggers": .array(PressureSignal.Tier.allCases.compactMap { tier in
+                    triggers[tier].map { t in
+                        ["tier": .string(tier.rawValue), "requested": .string(t.requested), "active": .string(t.active),
+                         "two-second-fallback": .bool(t.fallback)]
+                    }
+                }),
+                "holder-processes": .bool(config.holderProcesses),
+                "protected-from-oom-killer": .bool(protectedFromOOM),
             ]
         case CommandName.setTarget:
             try args.allowOnly(["target"])
@@ -590,6 +635,130 @@ public final class Daemon {
         }
     }
 
+    // MARK: - Pressure
+
+    struct ActiveTrigger {
+        var trigger: PressureTrigger
+        var requested: String
+        var active: String
+        var fallback: Bool
+    }
+
+    static func policy(_ config: BalloondConfig) -> PressurePolicy {
+        var policy = PressurePolicy()
+        policy.lightStepPercent = config.lightStepPercent
+        policy.floorMargin = config.floorMargin
+        policy.quietPeriod = config.quietPeriodMilliseconds
+        return policy
+    }
+
+    /// Opens the configured PSI triggers. Without CAP_SYS_RESOURCE the kernel
+    /// takes only windows that are multiples of 2 s: such a trigger falls
+    /// back to a 2 s window with the same stall share, said once in the log
+    /// and in `info`.
+    private func openTriggers() {
+        guard sampler.hasPressure else {
+            logger.warning("no /proc/pressure/memory (kernel without PSI): pressure is watched through MemAvailable and /proc/vmstat only")
+            return
+        }
+        let tiers: [(PressureSignal.Tier, PSITriggerSpec?, Token)] = [
+            (.light, config.lightTrigger, .lightTrigger), (.heavy, config.heavyTrigger, .heavyTrigger),
+            (.severe, config.severeTrigger, .severeTrigger),
+        ]
+        var fellBack: [String] = []
+        for (tier, spec, token) in tiers {
+            guard let spec else { continue }
+            let kind: PressureTrigger.Kind = spec.kind == .some ? .some : .full
+            let stall = spec.stallMilliseconds * 1000, window = spec.windowMilliseconds * 1000
+            var active: PressureTrigger?
+            var fallback = false
+            do {
+                active = try PressureTrigger(kind: kind, stallMicroseconds: stall, windowMicroseconds: window)
+            } catch where error.errno == .invalidArgument && window % PressureTrigger.unprivilegedWindowGranularity != 0 {
+                let twoSeconds = PressureTrigger.unprivilegedWindowGranularity
+                active = try? PressureTrigger(kind: kind, stallMicroseconds: stall * twoSeconds / window, windowMicroseconds: twoSeconds)
+                fallback = active != nil
+                if fallback { fellBack.append("\(tier.rawValue) \(spec)") }
+            } catch {
+                logger.error("cannot set the \(tier.rawValue) PSI trigger \"\(spec)\": \(error)")
+            }
+            guard let active else { continue }
+            do {
+                try epoll.add(active.descriptor.raw, events: .priority, token: token.rawValue)
+                let shown = "\(active.kind.rawValue) \(active.stallMicroseconds / 1000)ms \(active.windowMicroseconds / 1000)ms"
+                triggers[tier] = ActiveTrigger(trigger: active, requested: spec.description, active: shown, fallback: fallback)
+            } catch {
+                logger.error("cannot watch the \(tier.rawValue) PSI trigger: \(error)")
+            }
+        }
+        if !fellBack.isEmpty {
+            logger.warning("PSI triggers with windows that are not multiples of 2 s need CAP_SYS_RESOURCE; using 2 s windows with the same stall share for: \(fellBack.joined(separator: ", "))")
+        }
+    }
+
+    private func closeTriggers() {
+        for (_, t) in triggers { epoll.remove(t.trigger.descriptor.raw) }
+        triggers.removeAll()
+    }
+
+    private func pressureTriggerFired(_ tier: PressureSignal.Tier) {
+        let given = controller.pressure(.psi(tier))
+        logger.debug("PSI \(tier.rawValue) trigger fired", metadata: ["gave-back": "\(HumanBytes.format(given))"])
+        needsStep = true
+    }
+
+    /// The OOM killer must take holders, never the daemon (which would lose
+    /// every chunk's bookkeeping): oom_score_adj=-1000 (CAP_SYS_RESOURCE).
+    private func protectFromOOMKiller() {
+        do {
+            let fd = try Descriptor.open("/proc/self/oom_score_adj", flags: O_WRONLY)
+            try fd.writeAll(Array("-1000".utf8))
+            protectedFromOOM = true
+        } catch {
+            logger.warning("cannot protect balloond from the OOM killer (oom_score_adj=-1000 needs CAP_SYS_RESOURCE or OOMScoreAdjust= in the unit): \(error)")
+        }
+    }
+
+    /// The timer runs only while the balloon holds memory, faster near the floor.
+    private func rearmFloorTimer() {
+        let interval = controller.floorCheckInterval(available: controller.actual > 0 ? sampler.lastAvailable : nil)
+        guard interval != floorTimerInterval else { return }
+        if floorTimerInterval == nil {
+            // Starting: counters that rose while the balloon was empty are not news.
+            reclaimBaseline = readReclaimCounters()
+        }
+        floorTimerInterval = interval
+        if let interval {
+            try? floorTimer.arm(afterMilliseconds: interval, repeating: true)
+        } else {
+            try? floorTimer.disarm()
+        }
+    }
+
+    private func readReclaimCounters() -> ReclaimCounters? {
+        guard config.reclaimSignals else { return nil }
+        return ReclaimCounters(vmstat: sampler.vmstatValues())
+    }
+
+    private func checkFloorAndReclaim() {
+        guard controller.actual > 0 else { return }
+        if let available = sampler.availableBytes(), available < controller.limits.availableFloor {
+            controller.pressure(.belowFloor(available: available))
+            needsStep = true
+        }
+        guard let now = readReclaimCounters() else { return }
+        defer { reclaimBaseline = now }
+        guard let before = reclaimBaseline, controller.actual > 0 else { return }
+        if now.oomKills > before.oomKills {
+            logger.warning("the kernel's OOM killer killed a process: deflating everything")
+            controller.pressure(.oomKill)
+            needsStep = true
+        } else if now.allocStalls > before.allocStalls || now.directScans > before.directScans {
+            controller.pressure(.directReclaim)
+            needsStep = true
+        }
+    }
+
     // MARK: - Frame reporting
 
     private func stopFrameReporting(because why: String) {
@@ -647,7 +816,24 @@ public final class Daemon {
                 "mem-available-floor": .uint(limits.availableFloor), "chunk-size": .uint(limits.chunkSize),
             ],
             "reason": reason,
+            "pressure": pressureJSON(),
         ]
+    }
+
+    private func pressureJSON() -> JSON {
+        let now = clock.milliseconds
+        var members: [(String, JSON)] = [
+            ("state", .string(controller.quietUntil.map { $0 > now } == true ? "backoff" : "calm")),
+            ("ceiling", controller.pressureCeiling.map { .uint($0) } ?? .null),
+            ("quiet-for-ms", controller.quietUntil.map { .uint($0 > now ? $0 - now : 0) } ?? .null),
+            ("deflated-total", .uint(controller.pressureDeflatedBytes)),
+        ]
+        if let last = controller.lastDeflate {
+            members.append(("last-deflate", ["bytes": .uint(last.bytes), "reason": .string(last.reason.name), "ago-ms": .uint(now - last.at)]))
+        } else {
+            members.append(("last-deflate", .null))
+        }
+        return .object(members)
     }
 }
 

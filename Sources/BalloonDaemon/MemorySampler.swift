@@ -25,7 +25,17 @@ public final class MemorySampler: MemoryProbe {
         (try? meminfo.read()).map { ProcParse.meminfo($0) } ?? [:]
     }
 
-    public func availableBytes() -> UInt64? { meminfoValues()["MemAvailable"] }
+    /// MemAvailable as last read (by the controller's probe or the floor check).
+    public private(set) var lastAvailable: UInt64?
+
+    public func availableBytes() -> UInt64? {
+        lastAvailable = meminfoValues()["MemAvailable"]
+        return lastAvailable
+    }
+
+    public func vmstatValues() -> [String: UInt64] {
+        (try? vmstat.read()).map { ProcParse.vmstat($0) } ?? [:]
+    }
 
     public func memoryTotal() -> UInt64? { meminfoValues()["MemTotal"] }
 
@@ -36,7 +46,7 @@ public final class MemorySampler: MemoryProbe {
 
     public func virtioStats() -> VirtioStats {
         let mem = meminfoValues()
-        let vm = (try? vmstat.read()).map { ProcParse.vmstat($0) } ?? [:]
+        let vm = vmstatValues()
         return VirtioStats(meminfo: mem, vmstat: vm, pageSize: pageSize)
     }
 
@@ -61,5 +71,19 @@ public final class MemorySampler: MemoryProbe {
             "avg10": .double(line.avg10), "avg60": .double(line.avg60), "avg300": .double(line.avg300),
             "total": .uint(line.total),
         ]
+    }
+}
+
+/// The /proc/vmstat counters that mean the guest is short of memory.
+struct ReclaimCounters: Equatable {
+    var allocStalls: UInt64
+    var directScans: UInt64
+    var oomKills: UInt64
+
+    init(vmstat: [String: UInt64]) {
+        // allocstall_<zone> on current kernels, one allocstall on old ones.
+        allocStalls = vmstat.filter { $0.key.hasPrefix("allocstall") }.values.reduce(0, &+)
+        directScans = vmstat["pgscan_direct"] ?? vmstat.filter { $0.key.hasPrefix("pgscan_direct_") && $0.key != "pgscan_direct_throttle" }.values.reduce(0, &+)
+        oomKills = vmstat["oom_kill"] ?? 0
     }
 }

@@ -1,3 +1,4 @@
+import Glibc
 import BalloonController
 import BalloonProtocol
 import BalloonSystem
@@ -14,26 +15,85 @@ import BalloonSystem
 public final class RegionReserver: MemoryReserver {
     public static let releaseGraceMilliseconds: UInt64 = 5000
 
+    /// Where a chunk's memory lives: in this process, or in a holder child.
+    enum Memory {
+        case local(LockedRegion)
+        case holder(HolderProcess)
+
+        var length: Int {
+            switch self {
+            case let .local(r): r.length
+            case let .holder(h): h.length
+            }
+        }
+
+        var address: UInt {
+            switch self {
+            case let .local(r): UInt(bitPattern: r.base)
+            case let .holder(h): h.address
+            }
+        }
+
+        var pagemapPath: String {
+            switch self {
+            case .local: "/proc/self/pagemap"
+            case let .holder(h): "/proc/\(h.pid)/pagemap"
+            }
+        }
+
+        func release() {
+            switch self {
+            case let .local(r): r.release()
+            case let .holder(h): h.release()
+            }
+        }
+
+        /// Keeps the first `keep` bytes; returns how to give the rest back,
+        /// now or later.
+        func splitTail(keeping keep: Int) -> (length: Int, release: () -> Void) {
+            switch self {
+            case let .local(r):
+                let before = r.length
+                guard let tail = r.detachTail(at: keep) else { return (0, {}) }
+                return (before - keep, { tail.release() })
+            case let .holder(h):
+                // One process holds the whole chunk: the tail goes when the
+                // holder is told to shrink (never growing it back).
+                return (h.length - keep, { h.shrink(to: min(keep, h.length)) })
+            }
+        }
+    }
+
     final class Chunk {
-        var region: LockedRegion
-        /// Frames behind the region's pages, known while reporting is on.
+        var memory: Memory
+        /// Bytes of `memory` still in the balloon (a tail may be waiting to go).
+        var length: Int
+        /// Frames behind the chunk's pages, known while reporting is on.
         var frames: [FrameRun] = []
         /// The FRAMES_INFLATED that reported `frames`.
         var reportedSeq: UInt64?
         /// Reported but never acknowledged when reporting ended: a host may
         /// still be freeing it, so it is not released before this time.
         var holdUntil: UInt64?
-        init(_ region: LockedRegion) { self.region = region }
-        var pages: Int { region.length / PageSize.bytes }
+        init(_ memory: Memory) {
+            self.memory = memory
+            self.length = memory.length
+        }
+        var pages: Int { length / PageSize.bytes }
     }
 
     struct PendingRelease {
-        var region: LockedRegion
+        var length: Int
+        var release: () -> Void
         var waitFor: UInt64
         var deadline: UInt64
     }
 
     public var transparentHugePages: Bool
+    /// Hold chunks in holder processes (the OOM killer's last resort).
+    public var useHolders: Bool
+    /// The executable a holder runs (this program).
+    public var holderExecutable = "/proc/self/exe"
     public private(set) var heldBytes: UInt64 = 0
     private(set) var chunks: [Chunk] = []
     private var pending: [PendingRelease] = []
@@ -48,25 +108,35 @@ public final class RegionReserver: MemoryReserver {
     var emit: (_ name: String, _ data: JSON) -> Void = { _, _ in }
     var warn: (_ message: String) -> Void = { _ in }
 
-    public init(transparentHugePages: Bool, clock: MonotonicClock) {
+    public init(transparentHugePages: Bool, useHolders: Bool = false, clock: MonotonicClock) {
         self.transparentHugePages = transparentHugePages
+        self.useHolders = useHolders
         self.clock = clock
     }
 
+    /// Holder pids, for tests and status.
+    public var holderPIDs: [pid_t] {
+        chunks.compactMap { if case let .holder(h) = $0.memory { h.pid } else { nil } }
+    }
+
     /// Bytes still locked while waiting for the host (not part of `actual`).
-    public var pendingBytes: UInt64 { pending.reduce(0) { $0 + UInt64($1.region.length) } }
+    public var pendingBytes: UInt64 { pending.reduce(0) { $0 + UInt64($1.length) } }
 
     /// When the earliest pending release must happen regardless of the host.
     public var nextDeadline: UInt64? { pending.map(\.deadline).min() }
 
     public func grow(by bytes: UInt64) throws(ReserveError) {
-        let region: LockedRegion
+        let memory: Memory
         do {
-            region = try LockedRegion(length: Int(bytes), hugePages: transparentHugePages)
+            if useHolders {
+                memory = .holder(try HolderProcess(executable: holderExecutable, length: Int(bytes), hugePages: transparentHugePages))
+            } else {
+                memory = .local(try LockedRegion(length: Int(bytes), hugePages: transparentHugePages))
+            }
         } catch {
             throw ReserveError(error.description)
         }
-        let chunk = Chunk(region)
+        let chunk = Chunk(memory)
         chunks.append(chunk)
         heldBytes += bytes
         if reportingFrames { reportInflated(chunk) }
@@ -75,19 +145,20 @@ public final class RegionReserver: MemoryReserver {
     public func shrink(by bytes: UInt64) {
         var remaining = min(bytes, heldBytes)
         while remaining > 0, let last = chunks.last {
-            let length = UInt64(last.region.length)
+            let length = UInt64(last.length)
             if length <= remaining {
                 chunks.removeLast()
                 heldBytes -= length
                 remaining -= length
-                release(last.region, frames: last.frames, reportedSeq: last.reportedSeq, holdUntil: last.holdUntil)
+                let memory = last.memory
+                release(length: Int(length), memory.release, frames: last.frames, reportedSeq: last.reportedSeq, holdUntil: last.holdUntil)
             } else {
                 let keep = Int(length - remaining)
                 let (head, tail) = Frames.split(last.frames, atPage: keep / PageSize.bytes)
                 last.frames = head
-                if let tailRegion = last.region.detachTail(at: keep) {
-                    release(tailRegion, frames: tail, reportedSeq: last.reportedSeq, holdUntil: last.holdUntil)
-                }
+                last.length = keep
+                let (tailLength, releaseTail) = last.memory.splitTail(keeping: keep)
+                release(length: tailLength, releaseTail, frames: tail, reportedSeq: last.reportedSeq, holdUntil: last.holdUntil)
                 heldBytes -= remaining
                 remaining = 0
             }
@@ -97,26 +168,48 @@ public final class RegionReserver: MemoryReserver {
     /// Gives everything back at once, without waiting for anyone (shutdown).
     public func releaseAll() {
         shrink(by: heldBytes)
-        for p in pending { p.region.release() }
+        for p in pending { p.release() }
         pending.removeAll()
     }
 
-    private func release(_ region: LockedRegion, frames: [FrameRun], reportedSeq: UInt64?, holdUntil: UInt64?) {
+    private func release(length: Int, _ action: @escaping () -> Void, frames: [FrameRun], reportedSeq: UInt64?, holdUntil: UInt64?) {
         guard reportingFrames, let reportedSeq, !frames.isEmpty else {
             if let holdUntil, holdUntil > clock.milliseconds {
-                pending.append(PendingRelease(region: region, waitFor: .max, deadline: holdUntil))
+                pending.append(PendingRelease(length: length, release: action, waitFor: .max, deadline: holdUntil))
             } else {
-                region.release()
+                action()
             }
             return
         }
         let deflatedSeq = send("FRAMES_DEFLATED", frames)
         if reportedSeq <= ackedSeq {
-            region.release()  // The host has nothing in flight for these frames.
+            action()  // The host has nothing in flight for these frames.
         } else {
             pending.append(PendingRelease(
-                region: region, waitFor: deflatedSeq, deadline: clock.milliseconds + Self.releaseGraceMilliseconds))
+                length: length, release: action, waitFor: deflatedSeq, deadline: clock.milliseconds + Self.releaseGraceMilliseconds))
         }
+    }
+
+    /// Finds holders that died on their own (the OOM killer's last resort):
+    /// their memory is already back with the kernel. Returns the bytes lost.
+    public func reapDeadHolders() -> UInt64 {
+        var lost: UInt64 = 0
+        chunks.removeAll { chunk in
+            guard case let .holder(h) = chunk.memory else { return false }
+            var status: Int32 = 0
+            guard waitpid(h.pid, &status, WNOHANG) == h.pid else { return false }
+            h.markReaped()
+            lost += UInt64(chunk.length)
+            if reportingFrames, chunk.reportedSeq != nil, !chunk.frames.isEmpty {
+                _ = send("FRAMES_DEFLATED", chunk.frames)
+            }
+            return true
+        }
+        heldBytes -= lost
+        // Children released by us were reaped synchronously; collect any stray.
+        var status: Int32 = 0
+        while waitpid(-1, &status, WNOHANG) > 0 {}
+        return lost
     }
 
     // MARK: - Frame reporting
@@ -136,7 +229,9 @@ public final class RegionReserver: MemoryReserver {
         }
         // Probe before saying yes: without CAP_SYS_ADMIN frames are hidden.
         if let probe = chunks.first {
-            do { _ = try pagemap!.frames(at: probe.region.base, pages: 1) } catch { throw .unavailable(error.description) }
+            do { _ = try Pagemap(path: probe.memory.pagemapPath).frames(at: probe.memory.address, pages: 1) } catch {
+                throw .unavailable("\(error)")
+            }
         } else {
             do {
                 let scratch = try LockedRegion(length: PageSize.bytes, hugePages: false)
@@ -177,7 +272,7 @@ public final class RegionReserver: MemoryReserver {
         for chunk in chunks { if let r = chunk.reportedSeq, r <= ackedSeq { chunk.holdUntil = nil } }
         pending.removeAll { p in
             guard p.waitFor <= ackedSeq else { return false }
-            p.region.release()
+            p.release()
             return true
         }
     }
@@ -188,8 +283,8 @@ public final class RegionReserver: MemoryReserver {
         var released: UInt64 = 0
         pending.removeAll { p in
             guard p.deadline <= now else { return false }
-            released += UInt64(p.region.length)
-            p.region.release()
+            released += UInt64(p.length)
+            p.release()
             return true
         }
         return released
@@ -198,10 +293,10 @@ public final class RegionReserver: MemoryReserver {
     /// Re-reads every chunk's frames; reports frames that moved. Returns the
     /// number of pages whose frame changed.
     public func rescanFrames() -> Int {
-        guard reportingFrames, let pagemap else { return 0 }
+        guard reportingFrames else { return 0 }
         var moved = 0
         for chunk in chunks {
-            guard let now = try? pagemap.frames(at: chunk.region.base, pages: chunk.pages) else { continue }
+            guard let now = try? frames(of: chunk) else { continue }
             let fresh = Frames.runs(pfns: now)
             let (left, arrived) = Frames.moved(from: chunk.frames, to: fresh, pages: chunk.pages)
             guard !left.isEmpty || !arrived.isEmpty else { continue }
@@ -213,13 +308,22 @@ public final class RegionReserver: MemoryReserver {
         return moved
     }
 
+    private func frames(of chunk: Chunk) throws -> [UInt64?] {
+        switch chunk.memory {
+        case .local:
+            guard let pagemap else { throw Pagemap.Failure.framesHidden }
+            return try pagemap.frames(at: chunk.memory.address, pages: chunk.pages)
+        case .holder:
+            return try Pagemap(path: chunk.memory.pagemapPath).frames(at: chunk.memory.address, pages: chunk.pages)
+        }
+    }
+
     private func reportInflated(_ chunk: Chunk) {
-        guard let pagemap else { return }
         do {
-            chunk.frames = Frames.runs(pfns: try pagemap.frames(at: chunk.region.base, pages: chunk.pages))
+            chunk.frames = Frames.runs(pfns: try frames(of: chunk))
             chunk.reportedSeq = send("FRAMES_INFLATED", chunk.frames)
         } catch {
-            warn("cannot read the frames of a \(chunk.region.length)-byte chunk: \(error)")
+            warn("cannot read the frames of a \(chunk.length)-byte chunk: \(error)")
         }
     }
 

@@ -25,6 +25,7 @@ public enum EventName {
     public static let stats = "STATS"
     public static let framesInflated = "FRAMES_INFLATED"
     public static let framesDeflated = "FRAMES_DEFLATED"
+    public static let deflated = "DEFLATED"
 }
 
 /// Error classes, as QMP names its classes.

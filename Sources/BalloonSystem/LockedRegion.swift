@@ -11,7 +11,7 @@ public final class LockedRegion {
     private var released = false
 
     /// Maps `length` bytes (a page multiple), advises THP on or off, keeps the
-    /// region out of forked children, optionally touches every page, and
+    /// region out of forked children and core dumps, optionally touches every page, and
     /// locks it. mlock populates the pages itself (write faults for a private
     /// writable mapping), so touching first is optional work.
     public init(length: Int, hugePages: Bool, touch: Bool = false) throws(SystemError) {
@@ -24,6 +24,8 @@ public final class LockedRegion {
             // THP may be disabled system-wide (EINVAL): not fatal, just slower.
             _ = madvise(base, length, advice)
             _ = try syscall("madvise(MADV_DONTFORK)") { madvise(base, length, cballoon_MADV_DONTFORK) }
+            // A core dump (the watchdog's SIGABRT) must not write the balloon out.
+            _ = madvise(base, length, cballoon_MADV_DONTDUMP)
             if touch {
                 let step = PageSize.bytes
                 var offset = 0

@@ -24,8 +24,13 @@ public final class Pagemap {
 
     /// Frame numbers of `pages` pages from `address` (nil for a page not present).
     public func frames(at address: UnsafeRawPointer, pages: Int) throws(Failure) -> [UInt64?] {
+        try frames(at: UInt(bitPattern: address), pages: pages)
+    }
+
+    /// The same for an address in the process whose pagemap this is.
+    public func frames(at address: UInt, pages: Int) throws(Failure) -> [UInt64?] {
         var entries = [UInt64](repeating: 0, count: pages)
-        let offset = Int(bitPattern: address) / pageSize * 8
+        let offset = Int(address / UInt(pageSize)) * 8
         let wanted = pages * 8
         var done = 0
         while done < wanted {

@@ -9,6 +9,7 @@
 const int cballoon_MADV_HUGEPAGE = MADV_HUGEPAGE;
 const int cballoon_MADV_NOHUGEPAGE = MADV_NOHUGEPAGE;
 const int cballoon_MADV_DONTFORK = MADV_DONTFORK;
+const int cballoon_MADV_DONTDUMP = MADV_DONTDUMP;
 const int cballoon_MAP_FAILED_ERRNO_SENTINEL = -1;
 
 const uint32_t cballoon_EPOLLIN = EPOLLIN;
@@ -117,3 +118,5 @@ int cballoon_peer_closed(int fd) {
     if (n < 0) return -1;
     return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) ? 1 : 0;
 }
+
+int cballoon_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }

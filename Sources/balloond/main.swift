@@ -1,6 +1,7 @@
 import ArgumentParser
 import BalloonConfig
 import BalloonDaemon
+import BalloonSystem
 import BalloonSystemd
 import Glibc
 import Logging
@@ -41,9 +42,9 @@ struct Balloond: ParsableCommand {
                 if let key = error.key { metadata["config-key"] = "\(key)" }
                 Logger(label: "balloond") { JournalLogHandler(label: $0) }
                     .error("invalid configuration: \(error)", metadata: metadata)
-                Glibc.exit(1)
+                Glibc.exit(exitConfigError)
             }
-            fail("\(error)")
+            fail("\(error)", status: exitConfigError)
         }
         if dumpConfig {
             var effective = loaded.config
@@ -78,11 +79,20 @@ struct Balloond: ParsableCommand {
         }
     }
 
-    private func fail(_ message: String) -> Never {
+    private func fail(_ message: String, status: Int32 = 1) -> Never {
         let line = Array("balloond: \(message)\n".utf8)
         _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-        Glibc.exit(1)
+        Glibc.exit(status)
     }
 }
 
+/// A configuration that cannot be used (sysexits' EX_CONFIG): the unit does
+/// not restart on it, unlike a failure that may pass (a channel not there yet).
+let exitConfigError: Int32 = 78
+
+// A balloon holder child (see HolderProcess) runs this same program; it must
+// not parse options or start a daemon.
+if CommandLine.arguments.count > 1, CommandLine.arguments[1] == HolderProcess.argument {
+    HolderMain.run(arguments: Array(CommandLine.arguments.dropFirst(2)))
+}
 Balloond.main()

@@ -276,6 +276,16 @@ struct ShippedFileTests {
             [Stats]
             Interval=0
 
+            [Pressure]
+            LightTrigger=some 50ms 500ms
+            HeavyTrigger=full 100ms 1s
+            SevereTrigger=full 500ms 1s
+            LightStep=10%
+            FloorMargin=64M
+            ReclaimSignals=yes
+            QuietPeriod=1min
+            HolderProcesses=yes
+
             [Log]
             Level=info
 

@@ -196,6 +196,29 @@ struct ParserTests {
         #expect(try parse("[Balloon]\nFrameRescanInterval=5min\nFrameRescanInterval=").frameRescanIntervalMilliseconds == 60_000)
     }
 
+    @Test func pressureSection() throws {
+        let c = try parse("""
+            [Pressure]
+            LightTrigger=full 20ms 2s
+            HeavyTrigger=off
+            SevereTrigger=some 1s 10s
+            LightStep=25%
+            FloorMargin=128M
+            ReclaimSignals=no
+            QuietPeriod=5min
+            HolderProcesses=no
+            """)
+        #expect(c.lightTrigger == PSITriggerSpec(kind: .full, stallMilliseconds: 20, windowMilliseconds: 2000))
+        #expect(c.heavyTrigger == nil)
+        #expect(c.severeTrigger == PSITriggerSpec(kind: .some, stallMilliseconds: 1000, windowMilliseconds: 10_000))
+        #expect(c.lightStepPercent == 25)
+        #expect(c.floorMargin == 128 << 20)
+        #expect(c.reclaimSignals == false)
+        #expect(c.quietPeriodMilliseconds == 300_000)
+        #expect(c.holderProcesses == false)
+        #expect(c.lightTrigger?.description == "full 20ms 2s")
+    }
+
     @Test func chunkSizeLimits() throws {
         #expect(try parse("[Balloon]\nChunkSize=2M").chunkSize == 2 << 20)
         #expect(try parse("[Balloon]\nChunkSize=1G").chunkSize == 1 << 30)
@@ -251,6 +274,24 @@ struct ParserTests {
                  line: 2, section: "Balloon", key: "FrameRescanInterval", mentions: "shorter than the minimum 1000ms"),
         BadInput(name: "bad rescan", text: "[Balloon]\nFrameRescanInterval=often",
                  line: 2, section: "Balloon", key: "FrameRescanInterval", mentions: "\"often\" is not a duration"),
+        BadInput(name: "trigger kind", text: "[Pressure]\nLightTrigger=most 50ms 500ms",
+                 line: 2, section: "Pressure", key: "LightTrigger", mentions: "is not a PSI trigger"),
+        BadInput(name: "trigger words", text: "[Pressure]\nHeavyTrigger=full 100ms",
+                 line: 2, section: "Pressure", key: "HeavyTrigger", mentions: "is not a PSI trigger"),
+        BadInput(name: "trigger window", text: "[Pressure]\nSevereTrigger=full 100ms 20s",
+                 line: 2, section: "Pressure", key: "SevereTrigger", mentions: "window must be from 500ms to 10s"),
+        BadInput(name: "trigger stall", text: "[Pressure]\nLightTrigger=some 2s 1s",
+                 line: 2, section: "Pressure", key: "LightTrigger", mentions: "at most the window"),
+        BadInput(name: "light step", text: "[Pressure]\nLightStep=0%",
+                 line: 2, section: "Pressure", key: "LightStep", mentions: "whole percentage"),
+        BadInput(name: "light step bytes", text: "[Pressure]\nLightStep=64M",
+                 line: 2, section: "Pressure", key: "LightStep", mentions: "whole percentage"),
+        BadInput(name: "floor margin percent", text: "[Pressure]\nFloorMargin=5%",
+                 line: 2, section: "Pressure", key: "FloorMargin", mentions: "%"),
+        BadInput(name: "quiet period", text: "[Pressure]\nQuietPeriod=soon",
+                 line: 2, section: "Pressure", key: "QuietPeriod", mentions: "is not a duration"),
+        BadInput(name: "holders", text: "[Pressure]\nHolderProcesses=sometimes",
+                 line: 2, section: "Pressure", key: "HolderProcesses", mentions: "is not a boolean"),
         BadInput(name: "bad channel", text: "[Channel]\nListen=tcp:1234",
                  line: 2, section: "Channel", key: "Listen", mentions: "\"tcp:1234\" is not a channel"),
         BadInput(name: "bad vsock port", text: "[Channel]\nListen=vsock:http",

@@ -5,7 +5,9 @@ import Glibc
 import Testing
 
 /// balloond as a real process on a unix socket, real mlock, measured in
-/// /proc/meminfo (Mlocked) and the daemon's /proc/PID/status (VmLck).
+/// /proc/meminfo (Mlocked) and VmLck in /proc/PID/status of the daemon and
+/// its holder processes (by default each chunk lives in a holder; with
+/// HolderProcesses=no, in the daemon itself).
 /// `make test` runs this suite alone so nothing else locks memory meanwhile.
 @Suite(.serialized) struct InflateAndDeflate {
     /// Inflates to `size`, checks every measure agrees, returns the events.
@@ -15,10 +17,10 @@ import Testing
         #expect(reply.result.map { $0["target"]?.uint64 } == .success(size))
         let reached = try client.waitForEvent("TARGET_REACHED", into: &events)
         #expect(reached.data["actual"]?.uint64 == size)
-        let vmLck = statusValue(daemon.pid, "VmLck") ?? 0
+        let vmLck = balloonLocked(daemon.pid)
         let mlocked = meminfo("Mlocked")
         let actual = try client.value("query")["actual"]?.uint64
-        // VmLck counts exactly what this process locked.
+        // VmLck counts exactly what the balloon's processes locked.
         #expect(vmLck == size, "VmLck \(vmLck) after inflating \(size)")
         #expect(actual == vmLck, "reported actual \(actual ?? 0) vs locked \(vmLck)")
         // Mlocked is system-wide: within ±2% of the inflated amount.
@@ -31,7 +33,7 @@ import Testing
         var events: [Event] = []
         try client.call("set-target", ["target": 0], events: &events)
         _ = try client.waitForEvent("TARGET_REACHED", into: &events)
-        #expect(statusValue(daemon.pid, "VmLck") == 0)
+        #expect(balloonLocked(daemon.pid) == 0)
         #expect(try client.value("query")["actual"]?.uint64 == 0)
         let delta = Int64(meminfo("Mlocked")) - Int64(baselineMlocked)
         #expect(abs(delta) <= Int64(inflated) / 50, "Mlocked still \(delta) above baseline after deflate")
@@ -43,7 +45,7 @@ import Testing
         let client = try RawClient(socket: box.socket)
         try client.sync()
         let baseline = meminfo("Mlocked")
-        #expect(statusValue(daemon.pid, "VmLck") == 0)
+        #expect(balloonLocked(daemon.pid) == 0)
 
         let events = try inflate(client, daemon: daemon, to: 256 * MiB, baselineMlocked: baseline)
         // Movement events, then the arrival: last BALLOON_CHANGE has the final actual.
@@ -62,6 +64,19 @@ import Testing
         #expect(daemon.waitForExit() == 0)
     }
 
+    @Test func inProcessChunksShowInTheDaemonsOwnVmLck() throws {
+        let box = try Sandbox(config: "[Balloon]\nChunkSize=64M\n[Pressure]\nHolderProcesses=no\n")
+        let daemon = try DaemonProcess(arguments: ["--config", box.configPath], waitForSocket: box.socket)
+        let client = try RawClient(socket: box.socket)
+        try client.sync()
+        let baseline = meminfo("Mlocked")
+        _ = try inflate(client, daemon: daemon, to: 256 * MiB, baselineMlocked: baseline)
+        #expect(statusValue(daemon.pid, "VmLck") == 256 * MiB)
+        #expect(children(of: daemon.pid).isEmpty)
+        try deflate(client, daemon: daemon, inflated: 256 * MiB, baselineMlocked: baseline)
+        #expect(statusValue(daemon.pid, "VmLck") == 0)
+    }
+
     @Test func sigtermDeflatesTellsTheHostAndExitsZero() throws {
         let box = try Sandbox()
         let daemon = try DaemonProcess(arguments: ["--config", box.configPath], waitForSocket: box.socket)
@@ -71,7 +86,7 @@ import Testing
         var events: [Event] = []
         try client.call("set-target", ["target": .uint(128 * MiB)], events: &events)
         _ = try client.waitForEvent("TARGET_REACHED", into: &events)
-        #expect(statusValue(daemon.pid, "VmLck") == 128 * MiB)
+        #expect(balloonLocked(daemon.pid) == 128 * MiB)
 
         daemon.signal(SIGTERM)
         events = []
@@ -97,7 +112,7 @@ import Testing
         #expect(reached.data["actual"]?.uint64 == 32 * MiB)
         let peak = events.compactMap { $0.data["actual"]?.uint64 }.max() ?? 0
         #expect(peak < 1 * GiB, "the 1 GiB inflation was not preempted (peak \(peak))")
-        #expect(statusValue(daemon.pid, "VmLck") == 32 * MiB)
+        #expect(balloonLocked(daemon.pid) == 32 * MiB)
     }
 }
 
@@ -205,13 +220,13 @@ import Testing
         #expect(unreachable.data["reason"]?["code"]?.string == "max-balloon")
         #expect(unreachable.data["actual"]?.uint64 == 192 * MiB)
         #expect(unreachable.data["target"]?.uint64 == 512 * MiB)
-        #expect(statusValue(daemon.pid, "VmLck") == 192 * MiB)
+        #expect(balloonLocked(daemon.pid) == 192 * MiB)
         let query = try client.value("query")
         #expect(query["state"]?.string == "unreachable")
         #expect(query["reason"]?["code"]?.string == "max-balloon")
         try client.call("set-target", ["target": 0])
         _ = try client.waitForEvent("TARGET_REACHED", into: &events)
-        #expect(statusValue(daemon.pid, "VmLck") == 0)
+        #expect(balloonLocked(daemon.pid) == 0)
     }
 
     @Test func statsEventsArriveAtTheRequestedInterval() throws {
@@ -234,14 +249,14 @@ import Testing
     @Test func brokenConfigStopsTheDaemonNamingFileLineAndKey() throws {
         let box = try Sandbox(config: "[Balloon]\nChunkSize=64Q\n")
         let daemon = try DaemonProcess(arguments: ["--config", box.configPath], waitForSocket: nil)
-        #expect(daemon.waitForExit() == 1)
+        #expect(daemon.waitForExit() == 78)  // EX_CONFIG
         #expect(daemon.log.contains("\(box.configPath):4"))
         #expect(daemon.log.contains("ChunkSize"))
     }
 
     @Test func missingExplicitConfigIsAnError() throws {
         let daemon = try DaemonProcess(arguments: ["--config", "/nonexistent/balloond.conf"], waitForSocket: nil)
-        #expect(daemon.waitForExit() == 1)
+        #expect(daemon.waitForExit() == 78)
         #expect(daemon.log.contains("/nonexistent/balloond.conf"))
     }
 

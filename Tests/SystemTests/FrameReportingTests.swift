@@ -88,19 +88,19 @@ func ranges(_ event: Event) -> [(UInt64, UInt64)] {
         _ = try client.waitForEvent("TARGET_REACHED", into: &events)
         #expect(ranges(deflated).reduce(0) { $0 + $1.1 } == 4096)
         #expect(try client.value("query")["actual"]?.uint64 == 16 * MiB)
-        #expect(statusValue(daemon.pid, "VmLck") == 32 * MiB, "released before the host acknowledged")
+        #expect(balloonLocked(daemon.pid) == 32 * MiB, "released before the host acknowledged")
 
         // The ack of the deflate releases it.
         let seq = deflated.data["seq"]!.uint64!
         #expect(try client.value("frames-ack", ["seq": .uint(seq)])["acked"]?.uint64 == seq)
-        #expect(statusValue(daemon.pid, "VmLck") == 16 * MiB)
+        #expect(balloonLocked(daemon.pid) == 16 * MiB)
 
         // Once the inflate report is acknowledged, a deflate releases at once.
         events = []
         try client.call("set-target", ["target": 0], events: &events)
         _ = try client.waitForEvent("TARGET_REACHED", into: &events)
         #expect(events.contains { $0.name == "FRAMES_DEFLATED" })
-        #expect(statusValue(daemon.pid, "VmLck") == 0)
+        #expect(balloonLocked(daemon.pid) == 0)
     }
 
     @Test func aHostThatGoesAwayDoesNotMakeUnacknowledgedMemorySafe() throws {
@@ -124,10 +124,10 @@ func ranges(_ event: Event) -> [(UInt64, UInt64)] {
         try next.call("set-target", ["target": 0], events: &events)
         _ = try next.waitForEvent("TARGET_REACHED", into: &events)
         #expect(!events.contains { $0.name.hasPrefix("FRAMES_") })
-        #expect(statusValue(daemon.pid, "VmLck") == 16 * MiB, "unacknowledged memory released before the grace time")
+        #expect(balloonLocked(daemon.pid) == 16 * MiB, "unacknowledged memory released before the grace time")
         var lock: UInt64? = nil
         for _ in 0..<400 {
-            lock = statusValue(daemon.pid, "VmLck")
+            lock = balloonLocked(daemon.pid)
             if lock == 0 { break }
             usleep(20_000)
         }
@@ -143,10 +143,10 @@ func ranges(_ event: Event) -> [(UInt64, UInt64)] {
         _ = try client.waitForEvent("TARGET_REACHED", into: &events)
         try client.call("set-target", ["target": 0], events: &events)
         _ = try client.waitForEvent("FRAMES_DEFLATED", into: &events)
-        #expect(statusValue(daemon.pid, "VmLck") == 16 * MiB)
+        #expect(balloonLocked(daemon.pid) == 16 * MiB)
         var lock: UInt64? = nil
         for _ in 0..<400 {  // up to 8 s; the grace is 5 s
-            lock = statusValue(daemon.pid, "VmLck")
+            lock = balloonLocked(daemon.pid)
             if lock == 0 { break }
             usleep(20_000)
         }

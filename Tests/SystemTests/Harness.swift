@@ -37,6 +37,17 @@ func statusValue(_ pid: Int32, _ key: String) -> UInt64? {
     ProcessStatus.value(key, pid: String(pid))
 }
 
+/// The daemon's child processes (balloon holders).
+func children(of pid: Int32) -> [Int32] {
+    let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+    return text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+}
+
+/// Memory the balloon has locked: the daemon's VmLck and its holders'.
+func balloonLocked(_ pid: Int32) -> UInt64 {
+    ([pid] + children(of: pid)).reduce(0) { $0 + (statusValue($1, "VmLck") ?? 0) }
+}
+
 /// A temporary directory with a config for a daemon on a unix socket.
 final class Sandbox {
     let dir: String

@@ -47,8 +47,10 @@ struct HostReclaim {
         defer { if serve.isRunning { serve.terminate(); serve.waitUntilExit() } }
         try withGuestDiagnostics(guest) {
             // Touch most of the guest's RAM (tmpfs lives in RAM), then free it:
-            // the guest's free pages stay allocated in the host file.
-            try guest.sh("dd if=/dev/zero of=/dev/shm/fill bs=1M count=720 2>/dev/null; sync; rm /dev/shm/fill", timeout: 300)
+            // the guest's free pages stay allocated in the host file. The
+            // guest's own tmpfs mounts stop at half of RAM: use a larger one.
+            try guest.sh("mkdir -p /mnt/big && mount -t tmpfs -o size=900M none /mnt/big")
+            try guest.sh("dd if=/dev/zero of=/mnt/big/fill bs=1M count=720 2>/dev/null; rm /mnt/big/fill", timeout: 300)
             _ = try guest.startDaemon(config: "[Channel]\\nListen=virtio-serial:org.balloond.0\\n[Balloon]\\nChunkSize=32M\\n")
 
             let serveLog = guest.workdir + "/serve.log"
@@ -94,7 +96,7 @@ struct HostReclaim {
             #expect(back.status == 0, "set 0: \(back.output)")
             // The guest uses that memory again: 600 MiB of random data, written
             // and checksummed on the way in, read back and checksummed again.
-            let sums = try guest.sh("head -c 600M /dev/urandom | tee /dev/shm/data | md5sum; md5sum < /dev/shm/data", timeout: 600)
+            let sums = try guest.sh("dd if=/dev/urandom bs=1M count=600 2>/dev/null | tee /mnt/big/data | md5sum; md5sum < /mnt/big/data", timeout: 600)
             let lines = sums.split(separator: "\n").map { $0.split(separator: " ").first.map(String.init) ?? "" }
             #expect(lines.count == 2 && lines[0] == lines[1] && lines[0].count == 32, "checksums differ: \(sums)")
             #expect(allocatedBytes(backend) > after, "the host did not give memory back on use")

@@ -21,6 +21,7 @@
 extern const int cballoon_MADV_HUGEPAGE;
 extern const int cballoon_MADV_NOHUGEPAGE;
 extern const int cballoon_MADV_DONTFORK;
+extern const int cballoon_MADV_DONTDUMP;
 extern const int cballoon_MAP_FAILED_ERRNO_SENTINEL;
 
 extern const uint32_t cballoon_EPOLLIN;
@@ -74,4 +75,8 @@ int cballoon_fallocate(int fd, int mode, int64_t offset, int64_t length);
 // unread bytes remain, 0 if not, -1 with errno on failure. Never blocks.
 int cballoon_peer_closed(int fd);
 
+
+
+// pipe2 is a GNU extension Glibc's module does not export.
+int cballoon_pipe2(int fds[2], int flags);
 #endif

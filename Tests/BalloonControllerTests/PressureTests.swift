@@ -1,0 +1,110 @@
+import Testing
+@testable import BalloonController
+
+private let MiB: UInt64 = 1 << 20
+private let GiB: UInt64 = 1 << 30
+
+/// A rig with a 512 MiB balloon whose last growth is long past.
+private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
+    let rig = Rig()
+    try rig.controller.setTarget(size)
+    rig.run()
+    _ = rig.controller.takeEvents()
+    rig.clock.advance(10_000)
+    return rig
+}
+
+@Suite struct PressureResponse {
+    @Test func lightSignalGivesBackTenPercentButAtLeastAChunk() throws {
+        let rig = try settledRig(1 * GiB)
+        #expect(rig.controller.pressure(.psi(.light)) == 1 * GiB / 100 * 10)
+        let small = try settledRig(128 * MiB)
+        #expect(small.controller.pressure(.psi(.light)) == 64 * MiB)  // one chunk
+        #expect(small.controller.takeEvents() == [.deflated(bytes: 64 * MiB, reason: .psi(.light), actual: 64 * MiB)])
+    }
+
+    @Test func heavyGivesBackHalfAndSevereEverything() throws {
+        let heavy = try settledRig()
+        #expect(heavy.controller.pressure(.psi(.heavy)) == 256 * MiB)
+        #expect(heavy.controller.actual == 256 * MiB)
+        let severe = try settledRig()
+        #expect(severe.controller.pressure(.psi(.severe)) == 512 * MiB)
+        #expect(severe.controller.actual == 0)
+    }
+
+    @Test func directReclaimIsAStepAndOOMKillIsEverything() throws {
+        let reclaim = try settledRig()
+        #expect(reclaim.controller.pressure(.directReclaim) == 64 * MiB)
+        let oom = try settledRig()
+        #expect(oom.controller.pressure(.oomKill) == 512 * MiB)
+        #expect(oom.controller.takeEvents() == [.deflated(bytes: 512 * MiB, reason: .oomKill, actual: 0)])
+    }
+
+    @Test func belowTheFloorDeflatesToFloorPlusMargin() throws {
+        let rig = try settledRig()
+        // Floor 256 MiB + margin 64 MiB = 320 MiB wanted; 200 MiB available.
+        #expect(rig.controller.pressure(.belowFloor(available: 200 * MiB)) == 120 * MiB)
+        #expect(rig.controller.actual == 392 * MiB)
+        // Already above floor + margin: nothing to give back.
+        #expect(rig.controller.pressure(.belowFloor(available: 400 * MiB)) == 0)
+    }
+
+    @Test func pressureRightAfterOwnGrowthStopsGrowthButDeflatesNothing() throws {
+        let rig = Rig()
+        try rig.controller.setTarget(512 * MiB)
+        #expect(rig.controller.step() == .more)  // grew 64 MiB just now
+        rig.clock.advance(500)
+        #expect(rig.controller.pressure(.psi(.heavy)) == 0)
+        #expect(rig.controller.actual == 64 * MiB)
+        #expect(rig.controller.takeEvents().allSatisfy { if case .deflated = $0 { false } else { true } })
+        // ... and growth has stopped.
+        let (_, outcome) = rig.run()
+        #expect(rig.controller.actual == 64 * MiB)
+        guard case .waitUntil = outcome else { Issue.record("expected to wait for the quiet period"); return }
+        #expect(rig.controller.reason?.code == "pressure")
+        // But a floor breach or an OOM kill is answered even then.
+        #expect(rig.controller.pressure(.oomKill) == 64 * MiB)
+    }
+
+    @Test func reinflatesOnlyAfterAQuietPeriod() throws {
+        let rig = try settledRig()
+        rig.controller.pressure(.psi(.heavy))
+        rig.run()
+        let events = rig.controller.takeEvents()
+        #expect(events.last == .targetUnreachable(actual: 256 * MiB, target: 512 * MiB,
+                                                  reason: .pressure(ceiling: 256 * MiB, quietUntil: rig.controller.quietUntil!)))
+        // 30 s later another signal: the quiet period starts over.
+        rig.clock.advance(30_000)
+        rig.controller.pressure(.psi(.light))
+        rig.run()
+        #expect(rig.controller.actual == 192 * MiB)
+        rig.clock.advance(59_000)
+        rig.run()
+        #expect(rig.controller.actual == 192 * MiB, "grew before the guest was quiet for 60 s")
+        rig.clock.advance(2_000)
+        rig.run()
+        #expect(rig.controller.actual == 512 * MiB)
+        #expect(rig.controller.pressureCeiling == nil)
+        #expect(rig.controller.takeEvents().last == .targetReached(actual: 512 * MiB, target: 512 * MiB))
+    }
+
+    @Test func aLostHolderIsAccountedAndHolds() throws {
+        let rig = try settledRig()
+        rig.reserver.shrink(by: 64 * MiB)  // the kernel took it
+        #expect(rig.controller.pressure(.holderKilled(bytes: 64 * MiB)) == 64 * MiB)
+        #expect(rig.controller.pressureDeflatedBytes == 64 * MiB)
+        #expect(rig.controller.takeEvents() == [.deflated(bytes: 64 * MiB, reason: .holderKilled(bytes: 64 * MiB), actual: 448 * MiB)])
+        rig.run()
+        #expect(rig.controller.actual == 448 * MiB)
+    }
+
+    @Test func floorCheckIntervalAdaptsToHeadroom() throws {
+        let empty = Rig()
+        #expect(empty.controller.floorCheckInterval(available: 100 * MiB) == nil)
+        let rig = try settledRig(64 * MiB)
+        #expect(rig.controller.floorCheckInterval(available: 300 * MiB) == 100)
+        #expect(rig.controller.floorCheckInterval(available: 450 * MiB) == 250)
+        #expect(rig.controller.floorCheckInterval(available: 700 * MiB) == 500)
+        #expect(rig.controller.floorCheckInterval(available: 4 * GiB) == 1000)
+    }
+}
