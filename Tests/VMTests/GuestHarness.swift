@@ -109,6 +109,12 @@ final class Guest {
 
     func daemonLog(_ name: String = "balloond") throws -> String { try sh("cat /tmp/\(name).log") }
 
+    /// Memory the balloon has locked: VmLck of the daemon and its holders.
+    func balloonLocked(_ pid: Int32) throws -> UInt64 {
+        let kb = try sh("for p in \(pid) $(cat /proc/\(pid)/task/\(pid)/children); do awk '/^VmLck:/ {print $2}' /proc/$p/status; done | awk '{s+=$1} END {print s+0}'")
+        return (UInt64(kb.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) * 1024
+    }
+
     /// utime + stime of a guest process, in clock ticks (100 a second).
     func cpuTicks(_ pid: Int32) throws -> UInt64 {
         let stat = try sh("cat /proc/\(pid)/stat")
