@@ -37,7 +37,7 @@ let package = Package(
         // Pure parser of /etc/balloond.conf and its drop-ins.
         .target(name: "BalloonConfig"),
         // Pure: targets, clamps, chunks; driven by a clock and a reserver.
-        .target(name: "BalloonController"),
+        .target(name: "BalloonController", dependencies: ["BalloonProtocol"]),
         // The guest agent: the epoll loop wiring channel, controller, stats.
         .target(
             name: "BalloonDaemon",
@@ -96,7 +96,7 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "BalloonConfigTests", dependencies: ["BalloonConfig"]),
-        .testTarget(name: "BalloonControllerTests", dependencies: ["BalloonController"]),
+        .testTarget(name: "BalloonControllerTests", dependencies: ["BalloonController", "BalloonProtocol"]),
         .testTarget(name: "BalloonSystemTests", dependencies: ["BalloonSystem"]),
         .testTarget(
             name: "BalloonSystemdTests",

@@ -40,7 +40,9 @@ ctl info
 step "inflate to 256 MiB"
 ctl set 256M --wait
 meminfo
-echo "  balloond VmLck: $(awk '/^VmLck:/ {print $2/1024 " MiB"}' /proc/$pid/status)"
+holders=$(cat /proc/$pid/task/$pid/children)
+locked=$(for p in $pid $holders; do awk '/^VmLck:/ {print $2}' /proc/$p/status; done | awk '{s+=$1} END {print s/1024}')
+echo "  locked by balloond and its $(wc -w <<<"$holders") holder processes (oom_score_adj=1000): $locked MiB"
 step "stats"
 ctl stats
 step "deflate"

@@ -1,3 +1,5 @@
+import BalloonProtocol
+
 /// A run of consecutive guest frames behind consecutive pages of a chunk:
 /// pages [pageOffset, pageOffset+count) of the chunk are frames [pfn, pfn+count).
 public struct FrameRun: Sendable, Equatable {
@@ -12,18 +14,6 @@ public struct FrameRun: Sendable, Equatable {
     }
 }
 
-/// A range of guest frames as the protocol reports it: `[pfn, count]`.
-public struct FrameRange: Sendable, Equatable, Comparable {
-    public var pfn: UInt64
-    public var count: UInt64
-
-    public init(pfn: UInt64, count: UInt64) {
-        self.pfn = pfn
-        self.count = count
-    }
-
-    public static func < (a: FrameRange, b: FrameRange) -> Bool { a.pfn < b.pfn }
-}
 
 public enum Frames {
     /// Builds runs from one frame number per page (nil: page not present).

@@ -330,7 +330,7 @@ public final class RegionReserver: MemoryReserver {
     /// Sends one FRAMES_* event; returns its sequence number.
     private func send(_ name: String, _ runs: [FrameRun]) -> UInt64 {
         seq += 1
-        let ranges = Frames.ranges(runs).map { JSON.array([.uint($0.pfn), .uint($0.count)]) }
+        let ranges = Frames.ranges(runs).map(\.json)
         emit(name, ["seq": .uint(seq), "page-size": .uint(UInt64(PageSize.bytes)), "ranges": .array(ranges)])
         return seq
     }

@@ -62,29 +62,19 @@ public struct TokenBucket: Sendable, Equatable {
     }
 }
 
-/// One `[PFN, COUNT]` run of frames.
-public struct FrameRun: Sendable, Equatable {
-    public var pfn: UInt64
-    public var count: UInt64
-    public init(pfn: UInt64, count: UInt64) {
-        self.pfn = pfn
-        self.count = count
-    }
-}
-
 /// A `FRAMES_INFLATED`/`FRAMES_DEFLATED` event's data, as far as it could be
 /// read. `runs` has nil for entries that are not `[PFN, COUNT]` pairs.
 public struct FrameReport: Sendable, Equatable {
     public var seq: UInt64?
     public var pageSize: UInt64?
-    public var runs: [FrameRun?]?
+    public var runs: [FrameRange?]?
 
     /// Page sizes accepted: powers of two from 4 KiB to 1 GiB.
     public static func validPageSize(_ size: UInt64) -> Bool {
         size >= 4096 && size <= 1 << 30 && size & (size - 1) == 0
     }
 
-    public init(seq: UInt64?, pageSize: UInt64?, runs: [FrameRun?]?) {
+    public init(seq: UInt64?, pageSize: UInt64?, runs: [FrameRange?]?) {
         self.seq = seq
         self.pageSize = pageSize
         self.runs = runs
@@ -93,12 +83,8 @@ public struct FrameReport: Sendable, Equatable {
     public init(_ data: JSON) {
         seq = data["seq"]?.uint64
         pageSize = data["page-size"]?.uint64
-        runs = data["ranges"]?.array?.map { item -> FrameRun? in
-            guard let pair = item.array, pair.count == 2, let pfn = pair[0].uint64, let count = pair[1].uint64, count > 0 else {
-                return nil
-            }
-            return FrameRun(pfn: pfn, count: count)
-        }
+        // An empty range is as malformed as a non-pair.
+        runs = data["ranges"]?.array?.map { FrameRange(json: $0).flatMap { $0.count > 0 ? $0 : nil } }
     }
 }
 

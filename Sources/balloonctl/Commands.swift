@@ -87,8 +87,8 @@ enum Console {
     static func error(_ text: String) { HostIO.write("balloonctl: " + text + "\n", to: 2) }
 }
 
-/// The options every subcommand takes.
-struct GlobalOptions: ParsableArguments {
+/// Where the guest's channel is: shared by every subcommand and by `serve`.
+struct GuestTransportOptions: ParsableArguments {
     @Option(name: .customLong("unix"), help: ArgumentHelp("Unix socket of the guest channel (QEMU -chardev socket path).", valueName: "path"))
     var unix: String?
 
@@ -99,6 +99,22 @@ struct GlobalOptions: ParsableArguments {
         name: .customLong("hybrid-vsock"),
         help: ArgumentHelp("Firecracker / Cloud Hypervisor vsock unix socket and guest port.", valueName: "path:port"))
     var hybridVsock: String?
+
+    /// How many of the three were given.
+    var given: Int { [unix, vsock, hybridVsock].compactMap { $0 }.count }
+
+    /// The guest's address, or nil if none of the three was given.
+    func guestAddress() throws(HostError) -> GuestAddress? {
+        if let unix { return .unix(path: unix) }
+        if let vsock { return try GuestAddress.parseVsock(vsock) }
+        if let hybridVsock { return try GuestAddress.parseHybridVsock(hybridVsock) }
+        return nil
+    }
+}
+
+/// The options every subcommand takes.
+struct GlobalOptions: ParsableArguments {
+    @OptionGroup var transport: GuestTransportOptions
 
     @Option(
         name: .customLong("control"),
@@ -112,7 +128,7 @@ struct GlobalOptions: ParsableArguments {
     var json = false
 
     func validate() throws {
-        let given = [unix, vsock, hybridVsock, control].compactMap { $0 }.count
+        let given = transport.given + (control == nil ? 0 : 1)
         guard given == 1 else {
             throw ValidationError(
                 given == 0
@@ -123,9 +139,7 @@ struct GlobalOptions: ParsableArguments {
     }
 
     func address() throws(HostError) -> GuestAddress {
-        if let unix { return .unix(path: unix) }
-        if let vsock { return try GuestAddress.parseVsock(vsock) }
-        if let hybridVsock { return try GuestAddress.parseHybridVsock(hybridVsock) }
+        if let guest = try transport.guestAddress() { return guest }
         // serve's control socket speaks the same protocol.
         if let control { return .unix(path: control) }
         throw .usage("no guest address given")

@@ -18,16 +18,7 @@ struct Serve: ParsableCommand {
             what is already held, and the rate limit. Stops on SIGINT or SIGTERM.
             """)
 
-    @Option(name: .customLong("unix"), help: ArgumentHelp("Unix socket of the guest channel.", valueName: "path"))
-    var unix: String?
-
-    @Option(name: .customLong("vsock"), help: ArgumentHelp("vsock address of balloond in the guest.", valueName: "cid:port"))
-    var vsock: String?
-
-    @Option(
-        name: .customLong("hybrid-vsock"),
-        help: ArgumentHelp("Firecracker / Cloud Hypervisor vsock unix socket and guest port.", valueName: "path:port"))
-    var hybridVsock: String?
+    @OptionGroup var transport: GuestTransportOptions
 
     @Option(name: .customLong("control"), help: ArgumentHelp("The control socket to create (mode 0600).", valueName: "path"))
     var control: String
@@ -54,7 +45,7 @@ struct Serve: ParsableCommand {
     var json = false
 
     func validate() throws {
-        let given = [unix, vsock, hybridVsock].compactMap { $0 }.count
+        let given = transport.given
         guard given == 1 else {
             throw ValidationError(
                 given == 0
@@ -68,10 +59,8 @@ struct Serve: ParsableCommand {
     }
 
     func guestAddress() throws(HostError) -> GuestAddress {
-        if let unix { return .unix(path: unix) }
-        if let vsock { return try GuestAddress.parseVsock(vsock) }
-        if let hybridVsock { return try GuestAddress.parseHybridVsock(hybridVsock) }
-        throw .usage("no guest address given")
+        guard let guest = try transport.guestAddress() else { throw .usage("no guest address given") }
+        return guest
     }
 
     func run() throws {

@@ -1,3 +1,4 @@
+import BalloonProtocol
 import Testing
 @testable import BalloonController
 
