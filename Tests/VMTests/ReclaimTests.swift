@@ -94,11 +94,14 @@ struct HostReclaim {
 
             let back = try runHost(["--control", control, "--timeout", "60", "set", "0", "--wait", "--wait-timeout", "300"])
             #expect(back.status == 0, "set 0: \(back.output)")
-            // The guest uses that memory again: 600 MiB of random data, written
-            // and checksummed on the way in, read back and checksummed again.
-            let sums = try guest.sh("dd if=/dev/urandom bs=1M count=600 2>/dev/null | tee /mnt/big/data | md5sum; md5sum < /mnt/big/data", timeout: 600)
-            let lines = sums.split(separator: "\n").map { $0.split(separator: " ").first.map(String.init) ?? "" }
-            #expect(lines.count == 2 && lines[0] == lines[1] && lines[0].count == 32, "checksums differ: \(sums)")
+            // The guest uses that memory again: 512 MiB written from a 32 MiB
+            // random seed, then compared byte for byte with the same stream
+            // (urandom and md5 of the whole are too slow under TCG).
+            try guest.sh("dd if=/dev/urandom of=/mnt/big/seed bs=1M count=32 2>/dev/null", timeout: 300)
+            try guest.sh("for i in $(seq 16); do cat /mnt/big/seed; done > /mnt/big/data", timeout: 300)
+            let compare = try guest.run("for i in $(seq 16); do cat /mnt/big/seed; done | cmp - /mnt/big/data && echo same", timeout: 300)
+            #expect(compare.status == 0 && compare.output.contains("same"), "contents differ after deflate: \(compare.output)")
+            #expect(try guest.sh("ls -l /mnt/big/data").contains("536870912"))
             #expect(allocatedBytes(backend) > after, "the host did not give memory back on use")
         }
     }
