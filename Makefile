@@ -4,7 +4,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all deps build release demo deb test test-vm test-systemd bench clean
+.PHONY: all deps build release demo deb test test-vm test-systemd bench bench-vm clean
 
 all: build
 
@@ -50,6 +50,12 @@ test-systemd: deps
 
 bench: deps release
 	@bench/run.sh
+
+# balloond vs the kernel's virtio_balloon in the same QEMU TCG guest (512 MiB
+# balloon in and out; host memory freed from a shared RAM file); as root.
+# Writes bench/results-vm.json and bench/results-vm.md.
+bench-vm: deps
+	@bench/vm.sh
 
 clean:
 	rm -rf .build bench/out tests/systemd/work balloond_*.deb
