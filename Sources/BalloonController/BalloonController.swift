@@ -23,7 +23,7 @@ public enum UnreachableReason: Sendable, Equatable {
         switch self {
         case let .maxBalloon(limit): "the target exceeds the maximum balloon of \(limit) bytes (MaxBalloon=)"
         case let .availableFloor(floor, available):
-            "inflating further would take MemAvailable (\(available) bytes) below the floor of \(floor) bytes (MemAvailableFloor=)"
+            "inflating further would take MemAvailable (\(available) bytes) too close to the floor of \(floor) bytes (MemAvailableFloor= plus [Pressure] FloorMargin=)"
         case let .reserveFailed(why): "the kernel refused memory: \(why)"
         case let .pressure(ceiling, _):
             "memory pressure: the balloon is held at \(ceiling) bytes until the guest has been quiet for the quiet period (QuietPeriod=)"
@@ -323,9 +323,13 @@ public final class BalloonController {
 
     private func inflateOnce(toward goal: UInt64, from actual: UInt64) -> InflateResult {
         var size = min(limits.chunkSize, goal - actual)
-        // MemAvailable drops by what we lock; never let it cross the floor.
+        // MemAvailable drops by what we lock. Growth stops at the floor plus
+        // the margin, pressure deflation starts below the floor: the gap keeps
+        // ordinary jitter (and the holders' own few pages) from making the
+        // balloon deflate because of its own growth.
         if let available = probe.availableBytes() {
-            let room = available > limits.availableFloor ? available - limits.availableFloor : 0
+            let stopLine = limits.availableFloor + policy.floorMargin
+            let room = available > stopLine ? available - stopLine : 0
             if room < size {
                 size = room / limits.pageSize * limits.pageSize
                 if size == 0 { return .blocked(.availableFloor(floor: limits.availableFloor, available: available)) }
