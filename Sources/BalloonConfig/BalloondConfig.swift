@@ -23,8 +23,8 @@ public struct BalloondConfig: Sendable, Equatable {
     public var maxBalloon: SizeSpec = .percent(80)
     /// `MemAvailableFloor=`: MemAvailable is kept above the largest of these.
     public var memAvailableFloor: [SizeSpec] = [.bytes(256 << 20), .percent(3)]
-    /// `TransparentHugePages=`: madvise(MADV_HUGEPAGE) balloon chunks.
-    public var transparentHugePages: Bool = true
+    /// `TransparentHugePages=`: how balloon chunks are advised for THP.
+    public var transparentHugePages: HugePageMode = .auto
     /// `InitialTarget=`: the target to move to at start, before any host speaks.
     public var initialTarget: SizeSpec = .bytes(0)
     /// `FrameRescanInterval=`: how often reported frames are re-read while the
@@ -97,6 +97,15 @@ enum ConfigSection: String, CaseIterable {
     case stats = "Stats"
     case pressure = "Pressure"
     case log = "Log"
+}
+
+/// `TransparentHugePages=`: `yes` advises MADV_HUGEPAGE (huge pages even at
+/// the cost of compaction), `no` MADV_NOHUGEPAGE, `auto` follows the system:
+/// with THP `always` chunks are left to the kernel (huge pages where free, no
+/// forced compaction stalls), with `madvise` they are advised, with `never`
+/// nothing is done.
+public enum HugePageMode: String, Sendable, Equatable {
+    case auto, yes, no
 }
 
 /// A PSI trigger as the config writes it: `some 50ms 500ms` (kind, stall,
@@ -178,7 +187,7 @@ enum ConfigKey: CaseIterable {
         case .chunkSize: return SizeSpec.bytes(config.chunkSize).description
         case .maxBalloon: return config.maxBalloon.description
         case .memAvailableFloor: return config.memAvailableFloor.map(\.description).joined(separator: " ")
-        case .transparentHugePages: return config.transparentHugePages ? "yes" : "no"
+        case .transparentHugePages: return config.transparentHugePages.rawValue
         case .initialTarget: return config.initialTarget.description
         case .frameRescanInterval: return renderDuration(milliseconds: config.frameRescanIntervalMilliseconds)
         case .statsInterval: return renderDuration(milliseconds: config.statsIntervalMilliseconds)
@@ -257,7 +266,15 @@ enum ConfigKey: CaseIterable {
             for item in items { floors.append(try parseSize(String(item), allowPercent: true)) }
             config.memAvailableFloor = floors
         case .transparentHugePages:
-            config.transparentHugePages = try parseBool(value)
+            if value.lowercased() == "auto" {
+                config.transparentHugePages = .auto
+            } else {
+                do {
+                    config.transparentHugePages = try parseBool(value) ? .yes : .no
+                } catch {
+                    throw ValueError("\"\(value)\" is not a boolean or auto (use auto, yes or no)")
+                }
+            }
         case .initialTarget:
             config.initialTarget = try parseSize(value, allowPercent: true)
         case .frameRescanInterval:

@@ -88,8 +88,13 @@ public struct PressurePolicy: Sendable, Equatable {
     /// No growth until the guest has been free of pressure this long.
     public var quietPeriod: UInt64 = 60_000
     /// Signals this soon after the balloon grew are blamed on the growth:
-    /// inflation stops, nothing is deflated.
+    /// nothing is deflated, and growth pauses for `selfInflictedPause`.
     public var selfInflictedWindow: UInt64 = 2_000
+    /// The breather after a stall the balloon's own growth caused (faulting
+    /// and zeroing pages, compaction). Pressure that is real outlasts it: the
+    /// next signal then comes with no growth in the window and is answered
+    /// in full, with the whole quiet period.
+    public var selfInflictedPause: UInt64 = 5_000
 
     public init() {}
 }
@@ -257,7 +262,6 @@ public final class BalloonController {
     public func pressure(_ signal: PressureSignal) -> UInt64 {
         let now = clock.milliseconds
         let actual = self.actual
-        quietUntil = now + policy.quietPeriod
         var amount: UInt64
         switch signal {
         case .psi(.light), .directReclaim:
@@ -271,6 +275,7 @@ public final class BalloonController {
             amount = wanted > available ? roundUpToPage(wanted - available) : 0
         case let .holderKilled(bytes):
             // Already gone; account for it and hold where we are.
+            quietUntil = now + policy.quietPeriod
             amount = 0
             pressureDeflatedBytes += bytes
             lastDeflate = (bytes, signal, now)
@@ -279,12 +284,19 @@ public final class BalloonController {
             moved = true
             return bytes
         }
-        // Stalls right after our own growth are our doing: stop growing only.
+        // Stalls right after our own growth are our doing: pause growth only.
         // A floor breach and an OOM kill are answered whatever caused them.
+        var selfInflicted = false
         switch signal {
         case .psi(.light), .psi(.heavy), .psi(.severe), .directReclaim:
-            if let grew = lastGrowthAt, now - grew < policy.selfInflictedWindow { amount = 0 }
+            if let grew = lastGrowthAt, now - grew < policy.selfInflictedWindow { selfInflicted = true }
         default: break
+        }
+        if selfInflicted {
+            amount = 0
+            quietUntil = max(quietUntil ?? 0, now + policy.selfInflictedPause)
+        } else {
+            quietUntil = now + policy.quietPeriod
         }
         amount = min(amount, actual)
         if amount > 0 { reserver.shrink(by: amount) }

@@ -94,7 +94,7 @@ public final class Daemon {
             throw DaemonError("cannot read MemTotal from /proc/meminfo")
         }
         memoryTotal = total
-        reserver = RegionReserver(transparentHugePages: config.transparentHugePages, useHolders: config.holderProcesses, clock: clock)
+        reserver = RegionReserver(hugePageAdvice: Self.hugePageAdvice(config.transparentHugePages), useHolders: config.holderProcesses, clock: clock)
         controller = BalloonController(
             limits: Self.limits(config, memoryTotal: total), clock: clock, probe: sampler, reserver: reserver)
         try epoll.add(signals.descriptor.raw, events: .readable, token: Token.signals.rawValue)
@@ -124,11 +124,23 @@ public final class Daemon {
             "max-balloon": "\(HumanBytes.format(controller.limits.maxBalloon))",
             "mem-available-floor": "\(HumanBytes.format(controller.limits.availableFloor))",
             "chunk-size": "\(HumanBytes.format(controller.limits.chunkSize))",
-            "thp": "\(config.transparentHugePages)",
+            "thp": "\(config.transparentHugePages.rawValue) (\(reserver.hugePageAdvice.rawValue); system \(systemHugePageMode() ?? "none"))",
         ])
     }
 
     deinit { scratch.deallocate() }
+
+    /// `auto` follows the system: with THP `always` the kernel already uses
+    /// huge pages where free, and MADV_HUGEPAGE would add direct compaction
+    /// stalls (which count as memory pressure); with `madvise` huge pages come
+    /// only when asked for.
+    static func hugePageAdvice(_ mode: HugePageMode) -> HugePageAdvice {
+        switch mode {
+        case .yes: return .advise
+        case .no: return .forbid
+        case .auto: return systemHugePageMode() == "madvise" ? .advise : .leave
+        }
+    }
 
     static func limits(_ config: BalloondConfig, memoryTotal: UInt64) -> BalloonLimits {
         BalloonLimits(
@@ -316,7 +328,7 @@ public final class Daemon {
         config = loaded.config
         configSources = loaded.sources
         logger.logLevel = Logger.Level(config.logLevel)
-        reserver.transparentHugePages = config.transparentHugePages
+        reserver.hugePageAdvice = Self.hugePageAdvice(config.transparentHugePages)
         reserver.useHolders = config.holderProcesses
         controller.policy = Self.policy(config)
         if config.lightTrigger != old.lightTrigger || config.heavyTrigger != old.heavyTrigger || config.severeTrigger != old.severeTrigger {
@@ -560,7 +572,8 @@ public final class Daemon {
                 "features": ["stats", "stats-events", "balloon-events", "frame-reporting"],
                 "page-size": .uint(limits.pageSize), "memory-total": .uint(limits.memoryTotal),
                 "max-balloon": .uint(limits.maxBalloon), "mem-available-floor": .uint(limits.availableFloor),
-                "chunk-size": .uint(limits.chunkSize), "transparent-huge-pages": .bool(config.transparentHugePages),
+                "chunk-size": .uint(limits.chunkSize), "transparent-huge-pages": .bool(reserver.hugePageAdvice != .forbid && systemHugePageMode().map { $0 != "never" } == true),
+                "huge-page-advice": .string(reserver.hugePageAdvice.rawValue),
                 "channel": .string(endpoint?.label ?? ""),
                 "pressure-triggers": .array(PressureSignal.Tier.allCases.compactMap { tier in
                     triggers[tier].map { t in

@@ -89,7 +89,8 @@ public final class RegionReserver: MemoryReserver {
         var deadline: UInt64
     }
 
-    public var transparentHugePages: Bool
+    /// How new chunks are advised for transparent huge pages.
+    public var hugePageAdvice: HugePageAdvice
     /// Hold chunks in holder processes (the OOM killer's last resort).
     public var useHolders: Bool
     /// The executable a holder runs (this program).
@@ -108,8 +109,8 @@ public final class RegionReserver: MemoryReserver {
     var emit: (_ name: String, _ data: JSON) -> Void = { _, _ in }
     var warn: (_ message: String) -> Void = { _ in }
 
-    public init(transparentHugePages: Bool, useHolders: Bool = false, clock: MonotonicClock) {
-        self.transparentHugePages = transparentHugePages
+    public init(hugePageAdvice: HugePageAdvice, useHolders: Bool = false, clock: MonotonicClock) {
+        self.hugePageAdvice = hugePageAdvice
         self.useHolders = useHolders
         self.clock = clock
     }
@@ -129,9 +130,9 @@ public final class RegionReserver: MemoryReserver {
         let memory: Memory
         do {
             if useHolders {
-                memory = .holder(try HolderProcess(executable: holderExecutable, length: Int(bytes), hugePages: transparentHugePages))
+                memory = .holder(try HolderProcess(executable: holderExecutable, length: Int(bytes), advice: hugePageAdvice))
             } else {
-                memory = .local(try LockedRegion(length: Int(bytes), hugePages: transparentHugePages))
+                memory = .local(try LockedRegion(length: Int(bytes), advice: hugePageAdvice))
             }
         } catch {
             throw ReserveError(error.description)

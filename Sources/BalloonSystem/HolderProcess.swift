@@ -8,7 +8,7 @@ import Glibc
 /// (PR_SET_PDEATHSIG), which gives the memory back at once.
 ///
 /// The child is this same executable run as `EXE --internal-holder BYTES THP`
-/// (see `HolderMain`); it answers on its stdout and takes commands on stdin:
+/// (THP = advise|forbid|leave; see `HolderMain`); it answers on its stdout and takes commands on stdin:
 /// `ok ADDRESS` after locking (or `error TEXT`); `shrink LENGTH` → `ok`.
 public final class HolderProcess {
     public let pid: pid_t
@@ -21,7 +21,7 @@ public final class HolderProcess {
 
     public static let argument = "--internal-holder"
 
-    public init(executable: String, length: Int, hugePages: Bool) throws(SystemError) {
+    public init(executable: String, length: Int, advice: HugePageAdvice) throws(SystemError) {
         var toChild: [Int32] = [0, 0], fromChild: [Int32] = [0, 0]
         _ = try syscall("pipe2") { cballoon_pipe2(&toChild, O_CLOEXEC) }
         let commandsEnd = Descriptor(adopting: toChild[1]), childIn = Descriptor(adopting: toChild[0])
@@ -47,7 +47,7 @@ public final class HolderProcess {
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
-        let args = [executable, Self.argument, String(length), hugePages ? "1" : "0"]
+        let args = [executable, Self.argument, String(length), advice.rawValue]
         let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
@@ -121,8 +121,8 @@ public final class HolderProcess {
 /// The child side of a holder: `balloond --internal-holder BYTES THP`.
 public enum HolderMain {
     public static func run(arguments: [String]) -> Never {
-        guard arguments.count == 2, let length = Int(arguments[0]) else {
-            reply("error usage: \(HolderProcess.argument) BYTES THP")
+        guard arguments.count == 2, let length = Int(arguments[0]), let advice = HugePageAdvice(rawValue: arguments[1]) else {
+            reply("error usage: \(HolderProcess.argument) BYTES advise|forbid|leave")
             exit(2)
         }
         // Die with the daemon, whatever kills it.
@@ -135,7 +135,7 @@ public enum HolderMain {
         }
         let region: LockedRegion
         do {
-            region = try LockedRegion(length: length, hugePages: arguments[1] == "1")
+            region = try LockedRegion(length: length, advice: advice)
         } catch {
             reply("error \(error)")
             exit(1)

@@ -1,6 +1,16 @@
 import CBalloonShim
 import Glibc
 
+/// What a region asks of transparent huge pages.
+public enum HugePageAdvice: String, Sendable {
+    /// MADV_HUGEPAGE: huge pages, even at the cost of compaction.
+    case advise
+    /// MADV_NOHUGEPAGE: base pages only.
+    case forbid
+    /// No advice: the system setting decides (still 2 MiB aligned).
+    case leave
+}
+
 /// Anonymous memory that is mapped, populated and mlocked: one chunk of the
 /// balloon. Released with munlock + munmap (deflate), or shrunk from its tail.
 public final class LockedRegion {
@@ -10,19 +20,26 @@ public final class LockedRegion {
     public private(set) var length: Int
     private var released = false
 
-    /// Maps `length` bytes (a page multiple), advises THP on or off, keeps the
+    /// Maps `length` bytes (a page multiple), advises THP as asked, keeps the
     /// region out of forked children and core dumps, optionally touches every page, and
     /// locks it. mlock populates the pages itself (write faults for a private
     /// writable mapping), so touching first is optional work.
-    public init(length: Int, hugePages: Bool, touch: Bool = false) throws(SystemError) {
+    public convenience init(length: Int, hugePages: Bool, touch: Bool = false) throws(SystemError) {
+        try self.init(length: length, advice: hugePages ? .advise : .forbid, touch: touch)
+    }
+
+    public init(length: Int, advice: HugePageAdvice, touch: Bool = false) throws(SystemError) {
         precondition(length > 0 && length % PageSize.bytes == 0, "region length must be a page multiple")
-        let base = try Self.map(length: length, alignTo: hugePages ? Self.hugePageSize : PageSize.bytes)
+        let base = try Self.map(length: length, alignTo: advice == .forbid ? PageSize.bytes : Self.hugePageSize)
         self.base = base
         self.length = length
         do {
-            let advice = hugePages ? cballoon_MADV_HUGEPAGE : cballoon_MADV_NOHUGEPAGE
             // THP may be disabled system-wide (EINVAL): not fatal, just slower.
-            _ = madvise(base, length, advice)
+            switch advice {
+            case .advise: _ = madvise(base, length, cballoon_MADV_HUGEPAGE)
+            case .forbid: _ = madvise(base, length, cballoon_MADV_NOHUGEPAGE)
+            case .leave: break
+            }
             _ = try syscall("madvise(MADV_DONTFORK)") { madvise(base, length, cballoon_MADV_DONTFORK) }
             // A core dump (the watchdog's SIGABRT) must not write the balloon out.
             _ = madvise(base, length, cballoon_MADV_DONTDUMP)
@@ -107,4 +124,13 @@ public enum ProcessStatus {
         }
         return nil
     }
+}
+
+/// The system's THP mode from /sys/kernel/mm/transparent_hugepage/enabled
+/// (`always`, `madvise` or `never`; nil without THP).
+public func systemHugePageMode(path: String = "/sys/kernel/mm/transparent_hugepage/enabled") -> String? {
+    guard let bytes = try? readWholeFile(path) else { return nil }
+    let text = String(decoding: bytes, as: UTF8.self)
+    guard let open = text.firstIndex(of: "["), let close = text[open...].firstIndex(of: "]") else { return nil }
+    return String(text[text.index(after: open)..<close])
 }

@@ -217,7 +217,7 @@ struct ShippedFileTests {
         config.chunkSize = 2_101_248
         config.maxBalloon = .bytes(1_610_612_736)
         config.memAvailableFloor = [.percent(2.5), .bytes(123_456_789), .percent(1.0 / 3.0)]
-        config.transparentHugePages = false
+        config.transparentHugePages = .no
         config.initialTarget = .percent(0.00001)
         config.statsIntervalMilliseconds = 90_500
         config.logLevel = .critical
@@ -269,7 +269,7 @@ struct ShippedFileTests {
             ChunkSize=64M
             MaxBalloon=80%
             MemAvailableFloor=256M 3%
-            TransparentHugePages=yes
+            TransparentHugePages=auto
             InitialTarget=0
             FrameRescanInterval=1min
 

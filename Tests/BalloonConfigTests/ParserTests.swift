@@ -34,7 +34,7 @@ struct ParserTests {
         #expect(config.chunkSize == 64 << 20)
         #expect(config.maxBalloon == .percent(80))
         #expect(config.memAvailableFloor == [.bytes(256 << 20), .percent(3)])
-        #expect(config.transparentHugePages)
+        #expect(config.transparentHugePages == .auto)
         #expect(config.initialTarget == .bytes(0))
         #expect(config.statsIntervalMilliseconds == 0)
         #expect(config.logLevel == .info)
@@ -61,7 +61,7 @@ struct ParserTests {
         #expect(config.chunkSize == 128 << 20)
         #expect(config.maxBalloon == .bytes(6 << 30))
         #expect(config.memAvailableFloor == [.bytes(512 << 20), .percent(5), .bytes(1 << 30)])
-        #expect(!config.transparentHugePages)
+        #expect(config.transparentHugePages == .no)
         #expect(config.initialTarget == .percent(10))
         #expect(config.statsIntervalMilliseconds == 2000)
         #expect(config.logLevel == .debug)
@@ -70,14 +70,22 @@ struct ParserTests {
     @Test(arguments: ["yes", "true", "on", "1", "YES", "True"])
     func trueBooleans(text: String) throws {
         var config = BalloondConfig()
-        config.transparentHugePages = false
+        config.transparentHugePages = .no
         try ConfigParser.apply("[Balloon]\nTransparentHugePages=\(text)", file: "f", to: &config)
-        #expect(config.transparentHugePages)
+        #expect(config.transparentHugePages == .yes)
+    }
+
+    @Test(arguments: ["auto", "AUTO", "Auto"])
+    func autoHugePages(text: String) throws {
+        var config = BalloondConfig()
+        config.transparentHugePages = .no
+        try ConfigParser.apply("[Balloon]\nTransparentHugePages=\(text)", file: "f", to: &config)
+        #expect(config.transparentHugePages == .auto)
     }
 
     @Test(arguments: ["no", "false", "off", "0", "NO", "Off"])
     func falseBooleans(text: String) throws {
-        #expect(try parse("[Balloon]\nTransparentHugePages=\(text)").transparentHugePages == false)
+        #expect(try parse("[Balloon]\nTransparentHugePages=\(text)").transparentHugePages == .no)
     }
 
     @Test func vsockAny() throws {
@@ -265,7 +273,7 @@ struct ParserTests {
         BadInput(name: "chunk size zero", text: "[Balloon]\nChunkSize=0",
                  line: 2, section: "Balloon", key: "ChunkSize", mentions: "less than the minimum"),
         BadInput(name: "bad bool", text: "[Balloon]\nTransparentHugePages=maybe",
-                 line: 2, section: "Balloon", key: "TransparentHugePages", mentions: "\"maybe\" is not a boolean"),
+                 line: 2, section: "Balloon", key: "TransparentHugePages", mentions: "\"maybe\" is not a boolean or auto"),
         BadInput(name: "bad duration", text: "[Stats]\nInterval=10x",
                  line: 2, section: "Stats", key: "Interval", mentions: "\"10x\" is not a duration"),
         BadInput(name: "duration too short", text: "[Stats]\nInterval=50ms",

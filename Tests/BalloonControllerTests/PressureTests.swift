@@ -57,13 +57,26 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
         #expect(rig.controller.pressure(.psi(.heavy)) == 0)
         #expect(rig.controller.actual == 64 * MiB)
         #expect(rig.controller.takeEvents().allSatisfy { if case .deflated = $0 { false } else { true } })
-        // ... and growth has stopped.
-        let (_, outcome) = rig.run()
+        // ... and growth pauses for a breather, not the whole quiet period.
+        #expect(rig.controller.step() == .waitUntil(rig.controller.quietUntil!))
         #expect(rig.controller.actual == 64 * MiB)
-        guard case .waitUntil = outcome else { Issue.record("expected to wait for the quiet period"); return }
         #expect(rig.controller.reason?.code == "pressure")
-        // But a floor breach or an OOM kill is answered even then.
-        #expect(rig.controller.pressure(.oomKill) == 64 * MiB)
+        #expect(rig.controller.quietUntil! - rig.clock.milliseconds == rig.controller.policy.selfInflictedPause)
+        rig.clock.advance(rig.controller.policy.selfInflictedPause)
+        #expect(rig.controller.step() == .more)
+        #expect(rig.controller.actual == 128 * MiB)
+        // A floor breach or an OOM kill is answered even right after growth.
+        #expect(rig.controller.pressure(.oomKill) == 128 * MiB)
+    }
+
+    @Test func pressureThatOutlastsTheBreatherIsAnsweredInFull() throws {
+        let rig = Rig()
+        try rig.controller.setTarget(512 * MiB)
+        #expect(rig.controller.step() == .more)
+        rig.controller.pressure(.psi(.heavy))        // blamed on the growth
+        rig.clock.advance(3_000)                     // no growth since: real pressure
+        #expect(rig.controller.pressure(.psi(.heavy)) == 64 * MiB)  // half, at least a chunk
+        #expect(rig.controller.quietUntil! - rig.clock.milliseconds == rig.controller.policy.quietPeriod)
     }
 
     @Test func reinflatesOnlyAfterAQuietPeriod() throws {
