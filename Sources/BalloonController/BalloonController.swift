@@ -23,7 +23,7 @@ public enum UnreachableReason: Sendable, Equatable {
         switch self {
         case let .maxBalloon(limit): "the target exceeds the maximum balloon of \(limit) bytes (MaxBalloon=)"
         case let .availableFloor(floor, available):
-            "inflating further would take MemAvailable (\(available) bytes) too close to the floor of \(floor) bytes (MemAvailableFloor= plus [Pressure] FloorMargin=)"
+            "inflating further would take MemAvailable (\(available) bytes) within 16 MiB of the floor of \(floor) bytes (MemAvailableFloor=)"
         case let .reserveFailed(why): "the kernel refused memory: \(why)"
         case let .pressure(ceiling, _):
             "memory pressure: the balloon is held at \(ceiling) bytes until the guest has been quiet for the quiet period (QuietPeriod=)"
@@ -85,6 +85,10 @@ public struct PressurePolicy: Sendable, Equatable {
     public var lightStepPercent: UInt64 = 10
     /// Below the floor, deflate until MemAvailable is floor + this.
     public var floorMargin: UInt64 = 64 << 20
+    /// Growth stops this far above the floor: enough that jitter and the
+    /// holders' own pages (about 1 MiB each) do not trip the floor check
+    /// right after the balloon grew, small enough not to waste memory.
+    public var growthHeadroom: UInt64 = 16 << 20
     /// No growth until the guest has been free of pressure this long.
     public var quietPeriod: UInt64 = 60_000
     /// Signals this soon after the balloon grew are blamed on the growth:
@@ -335,12 +339,12 @@ public final class BalloonController {
 
     private func inflateOnce(toward goal: UInt64, from actual: UInt64) -> InflateResult {
         var size = min(limits.chunkSize, goal - actual)
-        // MemAvailable drops by what we lock. Growth stops at the floor plus
-        // the margin, pressure deflation starts below the floor: the gap keeps
-        // ordinary jitter (and the holders' own few pages) from making the
-        // balloon deflate because of its own growth.
+        // MemAvailable drops by what we lock. Growth stops a little above the
+        // floor, pressure deflation starts below it: the gap keeps ordinary
+        // jitter (and the holders' own pages) from making the balloon deflate
+        // because of its own growth.
         if let available = probe.availableBytes() {
-            let stopLine = limits.availableFloor + policy.floorMargin
+            let stopLine = limits.availableFloor + min(policy.growthHeadroom, policy.floorMargin)
             let room = available > stopLine ? available - stopLine : 0
             if room < size {
                 size = room / limits.pageSize * limits.pageSize
