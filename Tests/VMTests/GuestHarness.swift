@@ -177,6 +177,10 @@ func waitForEvent(_ session: GuestSession, _ name: String, timeout: Int64 = 240,
         guard let event = try session.nextEvent(timeout: .seconds(max(1, Int64(deadline.timeIntervalSinceNow)))) else { break }
         seen.append(event)
         if event.name == name { return event }
+        // Waiting for arrival: an unreachable target will not arrive.
+        if name == "TARGET_REACHED", event.name == "TARGET_UNREACHABLE" {
+            throw GuestError("TARGET_UNREACHABLE instead of TARGET_REACHED: \(event.data.serialized())")
+        }
     }
     throw GuestError("no \(name) within \(timeout) s; saw \(seen.map(\.name))")
 }
