@@ -169,7 +169,9 @@ struct RealGuestScenarios {
             let config = "[Channel]\\nListen=virtio-serial:org.balloond.0\\n[Balloon]\\nChunkSize=8M\\n"
             let pid = try guest.startDaemon(config: config)
             let mlocked0 = try guest.meminfo("Mlocked")
-            let target = 512 * MiB
+            // Small chunks so the kill lands mid-way; 48 holders of ~1 MiB
+            // each fit above the floor of a 1 GiB guest.
+            let target = 384 * MiB
             let session = try hostSession(guest)
             _ = try session.setTarget(target)
             var actual: UInt64 = 0
