@@ -93,8 +93,6 @@ public final class RegionReserver: MemoryReserver {
     public var hugePageAdvice: HugePageAdvice
     /// Hold chunks in holder processes (the OOM killer's last resort).
     public var useHolders: Bool
-    /// The executable a holder runs (this program).
-    public var holderExecutable = "/proc/self/exe"
     public private(set) var heldBytes: UInt64 = 0
     private(set) var chunks: [Chunk] = []
     private var pending: [PendingRelease] = []
@@ -115,7 +113,16 @@ public final class RegionReserver: MemoryReserver {
         self.clock = clock
     }
 
-    /// Holder pids, for tests and status.
+    /// A forked holder waiting for its chunk, so growing never waits for a fork.
+    private var spare: HolderProcess?
+
+    /// Ends the spare holder (no growth expected soon, or holders turned off).
+    public func dropSpareHolder() {
+        spare?.release()
+        spare = nil
+    }
+
+    /// Holder pids (chunk holders only), for tests and status.
     public var holderPIDs: [pid_t] {
         chunks.compactMap { if case let .holder(h) = $0.memory { h.pid } else { nil } }
     }
@@ -130,7 +137,18 @@ public final class RegionReserver: MemoryReserver {
         let memory: Memory
         do {
             if useHolders {
-                memory = .holder(try HolderProcess(executable: holderExecutable, length: Int(bytes), advice: hugePageAdvice))
+                let holder: HolderProcess
+                if let ready = spare {
+                    holder = ready
+                } else {
+                    holder = try HolderProcess()
+                }
+                spare = nil
+                holder.startLock(length: Int(bytes), advice: hugePageAdvice)
+                // While it locks (on another CPU), fork the next one.
+                spare = try? HolderProcess()
+                try holder.finishLock()
+                memory = .holder(holder)
             } else {
                 memory = .local(try LockedRegion(length: Int(bytes), advice: hugePageAdvice))
             }
@@ -164,10 +182,13 @@ public final class RegionReserver: MemoryReserver {
                 remaining = 0
             }
         }
+        // An empty balloon keeps no spare holder around.
+        if heldBytes == 0 { dropSpareHolder() }
     }
 
     /// Gives everything back at once, without waiting for anyone (shutdown).
     public func releaseAll() {
+        dropSpareHolder()
         shrink(by: heldBytes)
         for p in pending { p.release() }
         pending.removeAll()
@@ -199,6 +220,7 @@ public final class RegionReserver: MemoryReserver {
             guard case let .holder(h) = chunk.memory else { return false }
             var status: Int32 = 0
             guard waitpid(h.pid, &status, WNOHANG) == h.pid else { return false }
+            _ = status
             h.markReaped()
             lost += UInt64(chunk.length)
             if reportingFrames, chunk.reportedSeq != nil, !chunk.frames.isEmpty {
@@ -207,9 +229,11 @@ public final class RegionReserver: MemoryReserver {
             return true
         }
         heldBytes -= lost
-        // Children released by us were reaped synchronously; collect any stray.
-        var status: Int32 = 0
-        while waitpid(-1, &status, WNOHANG) > 0 {}
+        // A spare the OOM killer took (or that died) is simply replaced later.
+        if let s = spare {
+            var status: Int32 = 0
+            if waitpid(s.pid, &status, WNOHANG) == s.pid { s.markReaped(); spare = nil }
+        }
         return lost
     }
 

@@ -7,70 +7,84 @@ import Glibc
 /// killer takes it before any workload, and dies with the daemon
 /// (PR_SET_PDEATHSIG), which gives the memory back at once.
 ///
-/// The child is this same executable run as `EXE --internal-holder BYTES THP`
-/// (THP = advise|forbid|leave; see `HolderMain`); it answers on its stdout and takes commands on stdin:
-/// `ok ADDRESS` after locking (or `error TEXT`); `shrink LENGTH` → `ok`.
+/// The child is a fork of the daemon that never execs: copy-on-write makes
+/// it cost a few pages, and creating it takes a fraction of a millisecond
+/// (an exec of the whole daemon, with its loader and relocations, cost about
+/// 1 MiB and several milliseconds per chunk). This relies on the daemon being
+/// single-threaded, which it is (one epoll loop, no Dispatch, no Foundation).
+/// The child's work is `cballoon_holder_main` (C, so it writes almost nothing
+/// to the pages it shares with the daemon). It answers on a pipe and takes
+/// commands on another: `ok ADDRESS` after locking (or `error TEXT`);
+/// `shrink LENGTH` → `ok`.
 public final class HolderProcess {
     public let pid: pid_t
-    /// The chunk's address in the child (for /proc/PID/pagemap).
-    public let address: UInt
-    public private(set) var length: Int
+    /// The chunk's address in the child (for /proc/PID/pagemap); 0 while spare.
+    public private(set) var address: UInt = 0
+    public private(set) var length: Int = 0
     private let commands: Descriptor
     private let replies: Descriptor
     private var reaped = false
 
-    public static let argument = "--internal-holder"
-
-    public init(executable: String, length: Int, advice: HugePageAdvice) throws(SystemError) {
+    /// Forks a spare holder: a child that waits for `lock(length:advice:)`.
+    /// Forking marks the daemon's pages copy-on-write, so its next writes
+    /// fault; forking the next spare while the current holder locks its chunk
+    /// keeps that cost off the inflation path.
+    public init() throws(SystemError) {
         var toChild: [Int32] = [0, 0], fromChild: [Int32] = [0, 0]
         _ = try syscall("pipe2") { cballoon_pipe2(&toChild, O_CLOEXEC) }
         let commandsEnd = Descriptor(adopting: toChild[1]), childIn = Descriptor(adopting: toChild[0])
         _ = try syscall("pipe2") { cballoon_pipe2(&fromChild, O_CLOEXEC) }
         let repliesEnd = Descriptor(adopting: fromChild[0]), childOut = Descriptor(adopting: fromChild[1])
+        let parent = getpid()
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, childIn.raw, 0)
-        posix_spawn_file_actions_adddup2(&actions, childOut.raw, 1)
-        // The daemon blocks the signals it reads through signalfd; the child
-        // must not inherit that mask (SIGTERM would not end it).
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGPIPE)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let args = [executable, Self.argument, String(length), advice.rawValue]
-        let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
-        guard rc == 0 else { throw SystemError("posix_spawn", subject: executable, errno: .init(rawValue: rc)) }
+        let child = fork()
+        if child == 0 {
+            // The child: keep only its two pipes (as 0 and 1) and stderr.
+            dup2(childIn.raw, 0)
+            dup2(childOut.raw, 1)
+            cballoon_close_from(3)
+            cballoon_unblock_all_signals()
+            signal(SIGPIPE, SIG_DFL)
+            cballoon_holder_main(parent)
+        }
+        guard child > 0 else { throw SystemError("fork", subject: "balloon holder", errno: .init(rawValue: errno)) }
         childIn.close()
         childOut.close()
         pid = child
         commands = commandsEnd
         replies = repliesEnd
-        self.length = length
+    }
 
-        let line = Self.readLine(repliesEnd)
+    /// Asks the holder to map and lock its chunk; `finishLock()` waits for it.
+    public func startLock(length: Int, advice: HugePageAdvice) {
+        let code = switch advice { case .advise: 1; case .forbid: 0; case .leave: 2 }
+        send("lock \(length) \(code)\n")
+        self.length = length
+    }
+
+    /// Waits until the chunk is locked (or the holder failed).
+    public func finishLock() throws(SystemError) {
+        let line = Self.readLine(replies)
         let words = line?.split(separator: " ", maxSplits: 1) ?? []
         guard words.first == "ok", words.count == 2, let addr = UInt(words[1], radix: 16) else {
-            kill(child, SIGKILL)
-            var status: Int32 = 0
-            waitpid(child, &status, 0)
-            reaped = true
+            release()
+            length = 0
             let why = words.first == "error" && words.count == 2 ? String(words[1]) : "the holder process exited (\(line ?? "no answer"))"
             throw SystemError("holder", subject: why, errno: .init(rawValue: ENOMEM))
         }
         address = addr
+    }
+
+    /// A holder with its chunk locked, in one step.
+    public convenience init(length: Int, advice: HugePageAdvice) throws(SystemError) {
+        try self.init()
+        startLock(length: length, advice: advice)
+        try finishLock()
+    }
+
+    private func send(_ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.write(commands.raw, $0.baseAddress, $0.count) }
     }
 
     deinit { release() }
@@ -82,8 +96,7 @@ public final class HolderProcess {
     public func shrink(to newLength: Int) {
         guard !reaped, newLength < length else { return }
         if newLength == 0 { release(); return }
-        let command = Array("shrink \(newLength)\n".utf8)
-        _ = command.withUnsafeBytes { Glibc.write(commands.raw, $0.baseAddress, $0.count) }
+        send("shrink \(newLength)\n")
         if Self.readLine(replies) == "ok" { length = newLength } else { release() }
     }
 
@@ -115,48 +128,5 @@ public final class HolderProcess {
             if byte == 0x0A { return String(decoding: out, as: UTF8.self) }
             out.append(byte)
         }
-    }
-}
-
-/// The child side of a holder: `balloond --internal-holder BYTES THP`.
-public enum HolderMain {
-    public static func run(arguments: [String]) -> Never {
-        guard arguments.count == 2, let length = Int(arguments[0]), let advice = HugePageAdvice(rawValue: arguments[1]) else {
-            reply("error usage: \(HolderProcess.argument) BYTES advise|forbid|leave")
-            exit(2)
-        }
-        // Die with the daemon, whatever kills it.
-        _ = cballoon_set_pdeathsig(SIGKILL)
-        if getppid() == 1 { exit(1) }
-        // First in line for the OOM killer: this is balloon memory.
-        if let fd = try? Descriptor.open("/proc/self/oom_score_adj", flags: O_WRONLY) {
-            let v = Array("1000".utf8)
-            _ = v.withUnsafeBytes { Glibc.write(fd.raw, $0.baseAddress, $0.count) }
-        }
-        let region: LockedRegion
-        do {
-            region = try LockedRegion(length: length, advice: advice)
-        } catch {
-            reply("error \(error)")
-            exit(1)
-        }
-        reply("ok \(String(UInt(bitPattern: region.base), radix: 16))")
-        let stdin = Descriptor(adopting: 0)
-        while let line = HolderProcess.readLine(stdin) {
-            let words = line.split(separator: " ")
-            if words.count == 2, words[0] == "shrink", let n = Int(words[1]), n % PageSize.bytes == 0, n <= region.length {
-                region.shrink(to: n)
-                reply("ok")
-            } else {
-                reply("error unknown command")
-            }
-        }
-        // The daemon closed the pipe: it is gone or done with us.
-        exit(0)
-    }
-
-    static func reply(_ text: String) {
-        let bytes = Array((text + "\n").utf8)
-        _ = bytes.withUnsafeBytes { Glibc.write(1, $0.baseAddress, $0.count) }
     }
 }

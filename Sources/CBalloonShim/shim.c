@@ -120,3 +120,109 @@ int cballoon_peer_closed(int fd) {
 }
 
 int cballoon_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+
+#include <sys/syscall.h>
+void cballoon_close_from(int first) {
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, (unsigned)first, ~0U, 0) == 0) return;
+#endif
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = first; fd < (max > 0 ? max : 65536); fd++) close((int)fd);
+}
+
+void cballoon_unblock_all_signals(void) {
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+}
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static void holder_reply(const char *text) {
+    size_t n = strlen(text), done = 0;
+    while (done < n) {
+        ssize_t w = write(1, text + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return;
+        done += (size_t)w;
+    }
+}
+
+/* Reads one line from fd 0 into buf (without the newline); -1 at EOF. */
+static int holder_read_line(char *buf, size_t size, size_t *used, char *out, size_t outsize) {
+    for (;;) {
+        char *nl = memchr(buf, '\n', *used);
+        if (nl) {
+            size_t len = (size_t)(nl - buf);
+            if (len >= outsize) len = outsize - 1;
+            memcpy(out, buf, len);
+            out[len] = 0;
+            size_t rest = *used - (size_t)(nl + 1 - buf);
+            memmove(buf, nl + 1, rest);
+            *used = rest;
+            return 0;
+        }
+        if (*used == size) *used = 0;  /* an over-long line: drop it */
+        ssize_t n = read(0, buf + *used, size - *used);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        *used += (size_t)n;
+    }
+}
+
+void cballoon_holder_main(pid_t parent) {
+    char buf[256], line[128], reply[128];
+    size_t used = 0;
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() != parent) _exit(1);  /* the daemon died before we could ask */
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) { (void)!write(fd, "1000", 4); close(fd); }
+
+    /* A spare holder waits here until the daemon hands it a chunk. */
+    unsigned long long length_ll;
+    int advice;
+    if (holder_read_line(buf, sizeof buf, &used, line, sizeof line) != 0) _exit(0);
+    if (sscanf(line, "lock %llu %d", &length_ll, &advice) != 2 || length_ll == 0) {
+        holder_reply("error expected: lock LENGTH ADVICE\n");
+        _exit(1);
+    }
+    size_t length = (size_t)length_ll;
+    const size_t huge = 2u << 20;
+    size_t span = advice == 0 ? length : length + huge;
+    char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) {
+        snprintf(reply, sizeof reply, "error mmap %zu bytes: %s\n", length, strerror(errno));
+        holder_reply(reply);
+        _exit(1);
+    }
+    char *base = raw;
+    if (span != length) {
+        base = (char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+        if (base > raw) munmap(raw, (size_t)(base - raw));
+        size_t tail = (size_t)((raw + span) - (base + length));
+        if (tail) munmap(base + length, tail);
+    }
+    if (advice == 1) madvise(base, length, MADV_HUGEPAGE);
+    if (advice == 0) madvise(base, length, MADV_NOHUGEPAGE);
+    madvise(base, length, MADV_DONTDUMP);
+    if (mlock(base, length) != 0) {
+        snprintf(reply, sizeof reply, "error mlock %zu bytes: %s\n", length, strerror(errno));
+        holder_reply(reply);
+        _exit(1);
+    }
+    snprintf(reply, sizeof reply, "ok %lx\n", (unsigned long)(uintptr_t)base);
+    holder_reply(reply);
+
+    size_t held = length, page = (size_t)sysconf(_SC_PAGESIZE);
+    while (holder_read_line(buf, sizeof buf, &used, line, sizeof line) == 0) {
+        unsigned long long want;
+        if (sscanf(line, "shrink %llu", &want) == 1 && want <= held && want % page == 0) {
+            if (want < held) { munlock(base + want, held - want); munmap(base + want, held - want); held = (size_t)want; }
+            holder_reply("ok\n");
+        } else {
+            holder_reply("error unknown command\n");
+        }
+    }
+    _exit(0);  /* the daemon closed the pipe: gone, or done with us */
+}

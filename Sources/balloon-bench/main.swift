@@ -84,13 +84,37 @@ final class Daemon {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
+    /// The balloon holder processes (children of the daemon).
+    var holders: [Int32] {
+        let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+        return text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// What the balloon has locked: the daemon's VmLck and its holders'.
+    var lockedTotal: UInt64 { ([pid] + holders).reduce(0) { $0 + Self.status("VmLck", pid: $1) } }
+
+    /// The holders' own memory: private dirty pages beyond their chunk
+    /// (copy-on-write pages still shared with the daemon are not theirs),
+    /// and page tables.
+    var holderOverhead: UInt64 {
+        holders.reduce(0) { sum, h in
+            let text = (try? String(contentsOfFile: "/proc/\(h)/smaps_rollup", encoding: .utf8)) ?? ""
+            let dirty = text.split(separator: "\n").first { $0.hasPrefix("Private_Dirty:") }
+                .flatMap { UInt64($0.split(separator: " ", omittingEmptySubsequences: true)[1]) }.map { $0 * 1024 } ?? 0
+            let locked = Self.status("VmLck", pid: h)
+            return sum + (dirty > locked ? dirty - locked : 0) + Self.status("VmPTE", pid: h)
+        }
+    }
+
     /// CPU time in seconds from /proc/PID/schedstat (nanosecond resolution).
     func cpuSeconds() -> Double {
         let text = (try? String(contentsOfFile: "/proc/\(pid)/schedstat", encoding: .utf8)) ?? "0"
         return Double(text.split(separator: " ")[0])! / 1e9
     }
 
-    func status(_ key: String) -> UInt64 {
+    func status(_ key: String) -> UInt64 { Self.status(key, pid: pid) }
+
+    static func status(_ key: String, pid: Int32) -> UInt64 {
         let text = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
         for line in text.split(separator: "\n") where line.hasPrefix(key + ":") {
             return UInt64(line.split(separator: " ", omittingEmptySubsequences: true)[1])! * 1024
@@ -144,7 +168,7 @@ for thp in [true, false] {
                 cInflate.append(i); cDeflate.append(d)
             } else {
                 dInflate.append(try move(session, to: GiB))
-                guard daemon.status("VmLck") == GiB else { throw BenchError("VmLck is not 1 GiB after inflating") }
+                guard daemon.lockedTotal == GiB else { throw BenchError("the balloon's VmLck is not 1 GiB after inflating") }
                 dDeflate.append(try move(session, to: 0))
             }
         }
@@ -202,6 +226,15 @@ do {
         ]))
         rows.append(("idle \(Int(idleSeconds)) s, balloon \(label): CPU", String(format: "%.4f%% (%.1f ms)", percent, cpu * 1000), "≤ 0.05%", percent <= 0.05))
         rows.append(("idle \(Int(idleSeconds)) s, balloon \(label): RSS excluding balloon", String(format: "%.1f MiB", rssExcl), "≤ 12 MiB", rssExcl <= 12))
+        if size > 0 {
+            let holders = daemon.holders.count, overhead = Double(daemon.holderOverhead) / Double(MiB)
+            results.append(("holders_\(size == 0 ? "empty" : "512mib")", [
+                "count": .int(Int64(holders)), "private_overhead_mib": .double(overhead),
+                "locked_bytes": .uint(daemon.lockedTotal),
+            ]))
+            rows.append(("balloon \(label): holder processes' own memory (info)",
+                String(format: "%d holders, %.2f MiB (private dirty beyond the chunk + page tables)", holders, overhead), "—", true))
+        }
     }
     session.close()
     daemon.stop()

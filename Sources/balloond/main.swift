@@ -1,7 +1,6 @@
 import ArgumentParser
 import BalloonConfig
 import BalloonDaemon
-import BalloonSystem
 import BalloonSystemd
 import Glibc
 import Logging
@@ -90,9 +89,4 @@ struct Balloond: ParsableCommand {
 /// not restart on it, unlike a failure that may pass (a channel not there yet).
 let exitConfigError: Int32 = 78
 
-// A balloon holder child (see HolderProcess) runs this same program; it must
-// not parse options or start a daemon.
-if CommandLine.arguments.count > 1, CommandLine.arguments[1] == HolderProcess.argument {
-    HolderMain.run(arguments: Array(CommandLine.arguments.dropFirst(2)))
-}
 Balloond.main()

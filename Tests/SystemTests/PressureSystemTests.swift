@@ -17,10 +17,13 @@ import Testing
         var events: [Event] = []
         try client.call("set-target", ["target": .uint(96 * MiB)], events: &events)
         _ = try client.waitForEvent("TARGET_REACHED", into: &events)
-        let holders = children(of: daemon.pid)
+        // Holders with a chunk each, and at most one spare waiting for the next.
+        let all = children(of: daemon.pid)
+        let holders = all.filter { (statusValue($0, "VmLck") ?? 0) > 0 }
         #expect(holders.count == 3)
-        for pid in holders {
-            #expect(statusValue(pid, "VmLck") == 32 * MiB)
+        #expect(all.count <= 4)
+        for pid in holders { #expect(statusValue(pid, "VmLck") == 32 * MiB) }
+        for pid in all {
             let adj = (try? String(contentsOfFile: "/proc/\(pid)/oom_score_adj", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(adj == "1000", "holder \(pid) has oom_score_adj \(adj ?? "?")")
         }
@@ -60,7 +63,7 @@ import Testing
         try client.call("set-target", ["target": .uint(64 * MiB)], events: &events)
         _ = try client.waitForEvent("TARGET_REACHED", into: &events)
         let holders = children(of: daemon.pid)
-        #expect(holders.count == 2)
+        #expect(holders.filter { (statusValue($0, "VmLck") ?? 0) > 0 }.count == 2)
         daemon.signal(SIGKILL)
         _ = daemon.waitForExit()
         for _ in 0..<100 where holders.contains(where: { kill($0, 0) == 0 }) { usleep(20_000) }

@@ -77,6 +77,21 @@ int cballoon_peer_closed(int fd);
 
 
 
+// Closes every descriptor from `first` on (close_range, or a loop where the
+// kernel lacks it): a forked holder keeps only its pipes.
+void cballoon_close_from(int first);
+// Empties the calling thread's signal mask (a forked child starts with the
+// daemon's, which blocks the signals it reads through signalfd).
+void cballoon_unblock_all_signals(void);
+
+// The body of a forked balloon holder (see HolderProcess.swift), in C so the
+// child writes almost nothing to the memory it shares copy-on-write with the
+// daemon. It waits for "lock LENGTH ADVICE" (advice: 1 advise, 0 forbid,
+// 2 leave) on fd 0, maps LENGTH bytes (2 MiB aligned), advises THP,
+// MADV_DONTDUMP, mlocks, answers "ok ADDRESS" (or "error TEXT") on fd 1,
+// then serves "shrink LENGTH" until fd 0 closes. Never returns.
+void cballoon_holder_main(pid_t parent) __attribute__((noreturn));
+
 // pipe2 is a GNU extension Glibc's module does not export.
 int cballoon_pipe2(int fds[2], int flags);
 #endif
