@@ -4,7 +4,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all deps build release demo deb test test-vm test-systemd bench clean
+.PHONY: all deps build release demo deb test test-vm test-systemd bench bench-pressure clean
 
 all: build
 
@@ -50,6 +50,15 @@ test-systemd: deps
 
 bench: deps release
 	@bench/run.sh
+
+# Issue 4's pressure benchmark in real guests (QEMU TCG): workloads A-D, 20
+# randomized runs each, balloond vs the kernel's virtio_balloon with
+# deflate-on-oom, and the E controls; writes bench/results-pressure.{json,md}.
+# BENCH_RUNS and BENCH_SEED override the run count and the seed.
+bench-pressure: deps
+	initramfs=$$(scripts/build-vm-artifacts.sh) && \
+	python3 bench/pressure.py --initramfs $$initramfs --runs $${BENCH_RUNS:-20} \
+	    $${BENCH_SEED:+--seed $$BENCH_SEED}
 
 clean:
 	rm -rf .build bench/out tests/systemd/work balloond_*.deb
