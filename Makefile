@@ -4,7 +4,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all deps build release demo deb test test-vm test-systemd bench bench-vm clean
+.PHONY: all deps build release demo deb test test-vm test-systemd bench bench-vm bench-pressure clean
 
 all: build
 
@@ -56,6 +56,20 @@ bench: deps release
 # Writes bench/results-vm.json and bench/results-vm.md.
 bench-vm: deps
 	@bench/vm.sh
+
+# Issue 4's pressure benchmark in real guests (QEMU TCG): workloads A-D, 20
+# randomized runs each, balloond vs the kernel's virtio_balloon with
+# deflate-on-oom, and the E controls; writes bench/results-pressure.{json,md}.
+# BENCH_RUNS and BENCH_SEED override the run count and the seed.
+# Two guests at a time (A then C; B, D then E), merged at the end: ~45 min here.
+bench-pressure: deps
+	initramfs=$$(scripts/build-vm-artifacts.sh) && mkdir -p bench/out && \
+	seed=$${BENCH_SEED:-$$RANDOM$$RANDOM} && \
+	common="--initramfs $$initramfs --runs $${BENCH_RUNS:-20} --seed $$seed" && \
+	{ python3 bench/pressure.py $$common --only A,C --out bench/out/p1.json --md bench/out/p1.md & \
+	  python3 bench/pressure.py $$common --only B,D,E --out bench/out/p2.json --md bench/out/p2.md; rc2=$$?; \
+	  wait $$! && [ $$rc2 = 0 ]; } && \
+	python3 bench/pressure.py --initramfs $$initramfs --merge bench/out/p1.json bench/out/p2.json
 
 clean:
 	rm -rf .build bench/out tests/systemd/work balloond_*.deb

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds what the real-guest tests boot: the guest packages (tests/vm/setup.sh),
 # balloond as it ships (static Swift runtime; glibc and libsystemd dynamic, so
-# their closure goes in with --elf), a static balloonctl, and an initramfs.
+# their closure goes in with --elf), a static balloonctl, the static pressure
+# workload, virtio_blk (pressure tests mount a disk; ext4 is built in), and an
+# initramfs.
 # Prints the initramfs path on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,9 @@ swift build "${daemon[@]}" --product balloond >&2
 swift build "${tool[@]}" --product balloonctl >&2
 strip -o "$work/balloond" "$(swift build "${daemon[@]}" --show-bin-path)/balloond"
 strip -o "$work/balloonctl" "$(swift build "${tool[@]}" --show-bin-path)/balloonctl"
+# The pressure workloads (tests/vm/src/workload.c), static.
+gcc -static -O2 -Wall -Wextra -pthread -o "$work/workload" tests/vm/src/workload.c >&2
 tests/vm/mkinitramfs.sh -o "$work/balloond-initramfs.cpio.gz" \
-    --elf "$work/balloond:/usr/bin/balloond" --file "$work/balloonctl:/usr/bin/balloonctl" >&2
+    --elf "$work/balloond:/usr/bin/balloond" --file "$work/balloonctl:/usr/bin/balloonctl" \
+    --file "$work/workload:/usr/bin/workload" --module virtio_blk >&2
 echo "$PWD/$work/balloond-initramfs.cpio.gz"

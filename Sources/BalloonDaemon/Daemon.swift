@@ -54,6 +54,13 @@ public final class Daemon {
     private var floorTimerInterval: UInt64?
     private var reclaimBaseline: ReclaimCounters?
     private var protectedFromOOM = false
+    /// When the current loop turn woke (CLOCK_MONOTONIC µs): the moment a
+    /// PSI trigger or the floor timer is seen.
+    private var wokeAt: UInt64 = 0
+    /// For each DEFLATED the controller has queued, in order: when its signal
+    /// was seen and when the memory had been given back (µs).
+    private var deflateTimes: [(signalAt: UInt64, deflatedAt: UInt64)] = []
+    private var lastDeflateTimes: (signalAt: UInt64, deflatedAt: UInt64)?
     private let notifier: ServiceNotifier
     private var lastStatus = ""
     private let clock = SystemMonotonicClock()
@@ -162,6 +169,7 @@ public final class Daemon {
         updateStatus()
         while running {
             let ready = try epoll.wait(timeoutMilliseconds: needsStep ? 0 : -1)
+            wokeAt = monotonicMicroseconds()
             for (token, events) in ready {
                 switch Token(rawValue: token) {
                 case .signals: handleSignals()
@@ -239,8 +247,15 @@ public final class Daemon {
                 logger.info("target reached", metadata: ["actual": "\(HumanBytes.format(actual))"])
                 sendEvent(EventName.targetReached, data: ["actual": .uint(actual), "target": .uint(target)])
             case let .deflated(bytes, reason, actual):
-                logger.notice("pressure: gave back \(HumanBytes.format(bytes)) (\(reason.name))", metadata: ["actual": "\(HumanBytes.format(actual))"])
-                sendEvent(EventName.deflated, data: ["bytes": .uint(bytes), "reason": .string(reason.name), "actual": .uint(actual)])
+                let times = deflateTimes.isEmpty ? nil : deflateTimes.removeFirst()
+                var metadata: Logger.Metadata = ["actual": "\(HumanBytes.format(actual))"]
+                var data: [(String, JSON)] = [("bytes", .uint(bytes)), ("reason", .string(reason.name)), ("actual", .uint(actual))]
+                if let times {
+                    metadata["latency-us"] = "\(times.deflatedAt - times.signalAt)"
+                    data += [("signal-at", .uint(times.signalAt)), ("deflated-at", .uint(times.deflatedAt))]
+                }
+                logger.notice("pressure: gave back \(HumanBytes.format(bytes)) (\(reason.name))", metadata: metadata)
+                sendEvent(EventName.deflated, data: .object(data))
             case let .targetUnreachable(actual, target, reason):
                 logger.notice("target unreachable: \(reason.desc)", metadata: [
                     "actual": "\(HumanBytes.format(actual))", "target": "\(HumanBytes.format(target))",
@@ -267,7 +282,7 @@ public final class Daemon {
                 let lost = reserver.reapDeadHolders()
                 if lost > 0 {
                     logger.warning("the kernel's OOM killer took a balloon holder: \(HumanBytes.format(lost)) of balloon memory is gone; no workload was killed for it")
-                    controller.pressure(.holderKilled(bytes: lost))
+                    applyPressure(.holderKilled(bytes: lost))
                     needsStep = true
                 }
             case SIGUSR2 where options.testFaults:
@@ -714,8 +729,31 @@ public final class Daemon {
         triggers.removeAll()
     }
 
+    /// CLOCK_MONOTONIC in microseconds (DEFLATED `signal-at`/`deflated-at`:
+    /// the same clock as `clock_gettime(CLOCK_MONOTONIC)` anywhere in the guest).
+    private func monotonicMicroseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1000
+    }
+
+    /// Hands a signal to the controller, noting when it was seen and when
+    /// the memory was back (the controller gives it back synchronously), for
+    /// the DEFLATED event's `signal-at`/`deflated-at`.
+    @discardableResult
+    private func applyPressure(_ signal: PressureSignal) -> UInt64 {
+        let given = controller.pressure(signal)
+        if given > 0 {
+            let times = (signalAt: wokeAt, deflatedAt: monotonicMicroseconds())
+            deflateTimes.append(times)
+            lastDeflateTimes = times
+        }
+        needsStep = true
+        return given
+    }
+
     private func pressureTriggerFired(_ tier: PressureSignal.Tier) {
-        let given = controller.pressure(.psi(tier))
+        let given = applyPressure(.psi(tier))
         logger.debug("PSI \(tier.rawValue) trigger fired", metadata: ["gave-back": "\(HumanBytes.format(given))"])
         needsStep = true
     }
@@ -756,19 +794,16 @@ public final class Daemon {
     private func checkFloorAndReclaim() {
         guard controller.actual > 0 else { return }
         if let available = sampler.availableBytes(), available < controller.limits.availableFloor {
-            controller.pressure(.belowFloor(available: available))
-            needsStep = true
+            applyPressure(.belowFloor(available: available))
         }
         guard let now = readReclaimCounters() else { return }
         defer { reclaimBaseline = now }
         guard let before = reclaimBaseline, controller.actual > 0 else { return }
         if now.oomKills > before.oomKills {
             logger.warning("the kernel's OOM killer killed a process: deflating everything")
-            controller.pressure(.oomKill)
-            needsStep = true
+            applyPressure(.oomKill)
         } else if now.allocStalls > before.allocStalls || now.directScans > before.directScans {
-            controller.pressure(.directReclaim)
-            needsStep = true
+            applyPressure(.directReclaim)
         }
     }
 
@@ -842,7 +877,11 @@ public final class Daemon {
             ("deflated-total", .uint(controller.pressureDeflatedBytes)),
         ]
         if let last = controller.lastDeflate {
-            members.append(("last-deflate", ["bytes": .uint(last.bytes), "reason": .string(last.reason.name), "ago-ms": .uint(now - last.at)]))
+            var fields: [(String, JSON)] = [("bytes", .uint(last.bytes)), ("reason", .string(last.reason.name)), ("ago-ms", .uint(now - last.at))]
+            if let times = lastDeflateTimes {
+                fields += [("signal-at", .uint(times.signalAt)), ("deflated-at", .uint(times.deflatedAt))]
+            }
+            members.append(("last-deflate", .object(fields)))
         } else {
             members.append(("last-deflate", .null))
         }

@@ -1,0 +1,249 @@
+/* workload: memory-pressure workloads for balloond's real-guest tests and
+ * `make bench-pressure` (static: gcc -static -O2).
+ *
+ *   workload ramp MB RATE_MB_S          anonymous memory, 1 MiB steps at a steady rate,
+ *                                       every page touched; held 0.5 s
+ *   workload instant MB                 one mmap + memset, as fast as possible; held 0.5 s
+ *   workload thrash FILE SECONDS        read FILE (larger than free memory) over and over
+ *   workload workingset FILE MB_ANON RATE_MB_S
+ *                                       read FILE (fits in memory) over and over while
+ *                                       ramping MB_ANON of anonymous memory at RATE
+ *   workload idle S | cpu S | io FILE S controls: sleep; spin; write+fdatasync FILE
+ *
+ * Each mode exits 0 on completion (an OOM kill shows as a signal exit) and prints
+ * one result line on stdout:
+ *
+ *   workload MODE ok runtime-ms=R start-us=S end-us=E [psi-stall-us=T psi-some-us=A psi-full-us=B]
+ *
+ * S and E are CLOCK_MONOTONIC in microseconds (the clock balloond's DEFLATED
+ * `signal-at`/`deflated-at` use). With WORKLOAD_PSI_MS=N in the environment a
+ * thread samples /proc/pressure/memory every N ms and reports when the first
+ * memory stall of the run began: T is the first sample at which `some total`
+ * rose by at least 10% of the sampling interval, back-dated by the rise
+ * (the stall has been going on that long), never before the previous sample.
+ * A and B are the `some`/`full` totals accumulated during the run.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void sleep_until_us(uint64_t t) {
+    uint64_t n = now_us();
+    if (t <= n) return;
+    struct timespec ts = { (time_t)((t - n) / 1000000u), (long)(((t - n) % 1000000u) * 1000u) };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+}
+
+static void die(const char *what) {
+    fprintf(stderr, "workload: %s: %s\n", what, strerror(errno));
+    exit(2);
+}
+
+/* ---- PSI sampler ---- */
+static volatile int psi_run;
+static uint64_t psi_interval_ms, psi_stall_us, psi_some0, psi_full0, psi_some1, psi_full1;
+static pthread_t psi_thread;
+
+static int read_psi(uint64_t *some, uint64_t *full) {
+    char buf[512];
+    int fd = open("/proc/pressure/memory", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    char *s = strstr(buf, "some"), *f = strstr(buf, "full");
+    char *st = s ? strstr(s, "total=") : NULL, *ft = f ? strstr(f, "total=") : NULL;
+    if (!st || !ft) return -1;
+    *some = strtoull(st + 6, NULL, 10);
+    *full = strtoull(ft + 6, NULL, 10);
+    return 0;
+}
+
+static void *psi_main(void *arg) {
+    (void)arg;
+    uint64_t prev_some = psi_some0, full, some, prev_t = now_us();
+    while (psi_run) {
+        usleep((useconds_t)(psi_interval_ms * 1000));
+        uint64_t t = now_us();
+        if (read_psi(&some, &full) < 0) break;
+        uint64_t rise = some - prev_some;
+        if (!psi_stall_us && rise * 10 >= (t - prev_t)) {
+            uint64_t start = t > rise ? t - rise : 0;
+            psi_stall_us = start > prev_t ? start : prev_t;
+        }
+        prev_some = some;
+        prev_t = t;
+    }
+    return NULL;
+}
+
+static uint64_t t_start;
+static const char *mode_name;
+
+static void begin(const char *mode) {
+    mode_name = mode;
+    const char *e = getenv("WORKLOAD_PSI_MS");
+    if (e && atoi(e) > 0 && read_psi(&psi_some0, &psi_full0) == 0) {
+        psi_interval_ms = (uint64_t)atoi(e);
+        psi_run = 1;
+        if (pthread_create(&psi_thread, NULL, psi_main, NULL) != 0) psi_run = 0;
+    }
+    t_start = now_us();
+}
+
+static int finish(void) {
+    uint64_t t_end = now_us();
+    printf("workload %s ok runtime-ms=%llu start-us=%llu end-us=%llu", mode_name,
+           (unsigned long long)((t_end - t_start) / 1000), (unsigned long long)t_start,
+           (unsigned long long)t_end);
+    if (psi_run) {
+        psi_run = 0;
+        pthread_join(psi_thread, NULL);
+        if (read_psi(&psi_some1, &psi_full1) == 0)
+            printf(" psi-stall-us=%llu psi-some-us=%llu psi-full-us=%llu", (unsigned long long)psi_stall_us,
+                   (unsigned long long)(psi_some1 - psi_some0), (unsigned long long)(psi_full1 - psi_full0));
+    }
+    printf("\n");
+    fflush(stdout);
+    return 0;
+}
+
+/* ---- anonymous memory ---- */
+static long page_size;
+
+static char *map_anon(size_t bytes) {
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) die("mmap");
+    return p;
+}
+
+static void touch(char *p, size_t bytes) {
+    for (size_t o = 0; o < bytes; o += (size_t)page_size) p[o] = (char)(o | 1);
+}
+
+/* ---- file reading ---- */
+static char iobuf[1 << 20];
+
+/* Reads up to `bytes` from fd, wrapping at EOF; returns bytes read. */
+static size_t read_some(int fd, size_t bytes) {
+    size_t done = 0;
+    while (done < bytes) {
+        ssize_t n = read(fd, iobuf, sizeof iobuf);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            die("read");
+        }
+        if (n == 0) {
+            if (lseek(fd, 0, SEEK_SET) < 0) die("lseek");
+            continue;
+        }
+        done += (size_t)n;
+    }
+    return done;
+}
+
+static int open_file(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die(path);
+    return fd;
+}
+
+int main(int argc, char **argv) {
+    page_size = sysconf(_SC_PAGESIZE);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc < 3) {
+        fprintf(stderr, "usage: workload ramp MB RATE | instant MB | thrash FILE S | workingset FILE MB RATE | idle S | cpu S | io FILE S\n");
+        return 2;
+    }
+    const char *mode = argv[1];
+    if (!strcmp(mode, "ramp") && argc == 4) {
+        size_t mb = strtoull(argv[2], NULL, 10);
+        double rate = atof(argv[3]);
+        char *p = map_anon(mb << 20);
+        begin(mode);
+        for (size_t i = 0; i < mb; i++) {
+            sleep_until_us(t_start + (uint64_t)((double)i * 1e6 / rate));
+            touch(p + (i << 20), 1 << 20);
+        }
+        usleep(500000);
+        return finish();
+    }
+    if (!strcmp(mode, "instant") && argc == 3) {
+        size_t mb = strtoull(argv[2], NULL, 10);
+        begin(mode);
+        char *p = map_anon(mb << 20);
+        memset(p, 1, mb << 20);
+        usleep(500000);
+        return finish();
+    }
+    if (!strcmp(mode, "thrash") && argc == 4) {
+        int fd = open_file(argv[2]);
+        uint64_t dur = (uint64_t)(atof(argv[3]) * 1e6);
+        begin(mode);
+        while (now_us() - t_start < dur) read_some(fd, 16 << 20);
+        return finish();
+    }
+    if (!strcmp(mode, "workingset") && argc == 5) {
+        int fd = open_file(argv[2]);
+        size_t mb = strtoull(argv[3], NULL, 10);
+        double rate = atof(argv[4]);
+        char *p = map_anon(mb << 20);
+        begin(mode);
+        for (size_t i = 0; i < mb; i++) {
+            /* Between anonymous steps, keep re-reading the file working set. */
+            uint64_t next = t_start + (uint64_t)((double)i * 1e6 / rate);
+            while (now_us() < next) read_some(fd, 1 << 20);
+            touch(p + (i << 20), 1 << 20);
+        }
+        usleep(500000);
+        return finish();
+    }
+    if (!strcmp(mode, "idle") && argc == 3) {
+        begin(mode);
+        sleep_until_us(t_start + (uint64_t)(atof(argv[2]) * 1e6));
+        return finish();
+    }
+    if (!strcmp(mode, "cpu") && argc == 3) {
+        uint64_t dur = (uint64_t)(atof(argv[2]) * 1e6);
+        volatile uint64_t x = 1;
+        begin(mode);
+        while (now_us() - t_start < dur)
+            for (int i = 0; i < 100000; i++) x = x * 6364136223846793005ull + 1442695040888963407ull;
+        return finish();
+    }
+    if (!strcmp(mode, "io") && argc == 4) {
+        int fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0) die(argv[2]);
+        uint64_t dur = (uint64_t)(atof(argv[3]) * 1e6);
+        memset(iobuf, 0x5a, sizeof iobuf);
+        size_t off = 0;
+        begin(mode);
+        /* 1 MiB writes over a 32 MiB file, fdatasync every 4 MiB: I/O-bound,
+         * not memory-bound. */
+        while (now_us() - t_start < dur) {
+            if (pwrite(fd, iobuf, sizeof iobuf, (off_t)off) < 0) die("pwrite");
+            off = (off + sizeof iobuf) % (32u << 20);
+            if (off % (4u << 20) == 0 && fdatasync(fd) < 0) die("fdatasync");
+        }
+        close(fd);
+        return finish();
+    }
+    fprintf(stderr, "workload: bad arguments for %s\n", mode);
+    return 2;
+}
