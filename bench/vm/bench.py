@@ -342,7 +342,7 @@ def machine(args) -> dict:
         "commit": cmd_out(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]),
         "guest": "QEMU TCG, -machine pc -cpu max, -m 1G, 1 vCPU, memory-backend-file share=on in /dev/shm, "
                  "virtio-balloon-pci present in every run",
-        "balloond_config": "built-in defaults (ChunkSize=64M, TransparentHugePages=yes, MaxBalloon=80%, "
+        "balloond_config": "built-in defaults (ChunkSize=64M, TransparentHugePages=auto, MaxBalloon=80%, "
                            "MemAvailableFloor=256M 3%)" if args.balloond_thp is None else
                            f"defaults but TransparentHugePages={args.balloond_thp} (diagnostic variant)",
         "method": "fresh guest boot per run; runs alternate balloond, virtio_balloon; medians; ratios are "
