@@ -10,7 +10,6 @@ const int cballoon_MADV_HUGEPAGE = MADV_HUGEPAGE;
 const int cballoon_MADV_NOHUGEPAGE = MADV_NOHUGEPAGE;
 const int cballoon_MADV_DONTFORK = MADV_DONTFORK;
 const int cballoon_MADV_DONTDUMP = MADV_DONTDUMP;
-const int cballoon_MAP_FAILED_ERRNO_SENTINEL = -1;
 
 const uint32_t cballoon_EPOLLIN = EPOLLIN;
 const uint32_t cballoon_EPOLLOUT = EPOLLOUT;

@@ -210,25 +210,8 @@ func balloonctlPath() -> String {
     return String(dir) + "/balloonctl"
 }
 
-/// Runs a program with stdout/stderr captured in files; waits for it.
+/// Runs a program with stdout/stderr captured in files; waits for it
+/// (without a deadline, unlike a `Background` the test stops itself).
 func run(_ path: String, _ arguments: [String], in dir: TempDir) -> ProcessResult {
-    let outPath = dir.path + "/stdout", errPath = dir.path + "/stderr"
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var pid: pid_t = 0
-    let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
-    precondition(rc == 0, "posix_spawn \(path) failed: \(rc)")
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-    let exitStatus = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-    func slurp(_ p: String) -> String {
-        String(decoding: (try? readWholeFile(p)) ?? [], as: UTF8.self)
-    }
-    return ProcessResult(status: exitStatus, stdout: slurp(outPath), stderr: slurp(errPath))
+    Background(path, arguments, in: dir, name: "run").wait(seconds: 100 * 365 * 86400)
 }

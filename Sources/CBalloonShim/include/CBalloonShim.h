@@ -22,7 +22,6 @@ extern const int cballoon_MADV_HUGEPAGE;
 extern const int cballoon_MADV_NOHUGEPAGE;
 extern const int cballoon_MADV_DONTFORK;
 extern const int cballoon_MADV_DONTDUMP;
-extern const int cballoon_MAP_FAILED_ERRNO_SENTINEL;
 
 extern const uint32_t cballoon_EPOLLIN;
 extern const uint32_t cballoon_EPOLLOUT;
