@@ -58,9 +58,11 @@ public final class Daemon {
     /// PSI trigger or the floor timer is seen.
     private var wokeAt: UInt64 = 0
     /// For each DEFLATED the controller has queued, in order: when its signal
-    /// was seen and when the memory had been given back (µs).
-    private var deflateTimes: [(signalAt: UInt64, deflatedAt: UInt64)] = []
-    private var lastDeflateTimes: (signalAt: UInt64, deflatedAt: UInt64)?
+    /// was seen, when the first memory went back and when all of it had (µs).
+    private var deflateTimes: [DeflateTimes] = []
+    private var lastDeflateTimes: DeflateTimes?
+    /// The first release of the pressure deflate under way (µs).
+    private var firstReturnedAt: UInt64?
     private let notifier: ServiceNotifier
     private var lastStatus = ""
     private let clock = SystemMonotonicClock()
@@ -123,6 +125,9 @@ public final class Daemon {
         if initial > 0 { _ = try? controller.setTarget(min(initial, total)) }
         reserver.emit = { [unowned self] name, data in self.sendEvent(name, data: data) }
         reserver.warn = { [unowned self] message in self.logger.warning("\(message)") }
+        reserver.returned = { [unowned self] in
+            if self.firstReturnedAt == nil { self.firstReturnedAt = self.monotonicMicroseconds() }
+        }
         openTriggers()
         if config.holderProcesses { protectFromOOMKiller() }
         logger.info("balloond \(balloondVersion) started", metadata: [
@@ -252,7 +257,8 @@ public final class Daemon {
                 var data: [(String, JSON)] = [("bytes", .uint(bytes)), ("reason", .string(reason.name)), ("actual", .uint(actual))]
                 if let times {
                     metadata["latency-us"] = "\(times.deflatedAt - times.signalAt)"
-                    data += [("signal-at", .uint(times.signalAt)), ("deflated-at", .uint(times.deflatedAt))]
+                    if let first = times.firstReturnedAt { metadata["first-returned-us"] = "\(first - times.signalAt)" }
+                    data += times.fields
                 }
                 logger.notice("pressure: gave back \(HumanBytes.format(bytes)) (\(reason.name))", metadata: metadata)
                 sendEvent(EventName.deflated, data: .object(data))
@@ -742,9 +748,11 @@ public final class Daemon {
     /// the DEFLATED event's `signal-at`/`deflated-at`.
     @discardableResult
     private func applyPressure(_ signal: PressureSignal) -> UInt64 {
+        firstReturnedAt = nil
         let given = controller.pressure(signal)
         if given > 0 {
-            let times = (signalAt: wokeAt, deflatedAt: monotonicMicroseconds())
+            let deflatedAt = monotonicMicroseconds()
+            let times = DeflateTimes(signalAt: wokeAt, firstReturnedAt: firstReturnedAt, deflatedAt: deflatedAt)
             deflateTimes.append(times)
             lastDeflateTimes = times
         }
@@ -878,9 +886,7 @@ public final class Daemon {
         ]
         if let last = controller.lastDeflate {
             var fields: [(String, JSON)] = [("bytes", .uint(last.bytes)), ("reason", .string(last.reason.name)), ("ago-ms", .uint(now - last.at))]
-            if let times = lastDeflateTimes {
-                fields += [("signal-at", .uint(times.signalAt)), ("deflated-at", .uint(times.deflatedAt))]
-            }
+            if let times = lastDeflateTimes { fields += times.fields }
             members.append(("last-deflate", .object(fields)))
         } else {
             members.append(("last-deflate", .null))
@@ -905,5 +911,21 @@ extension Logger.Level {
         case .error: self = .error
         case .critical: self = .critical
         }
+    }
+}
+
+/// When a pressure deflate happened, for DEFLATED and `query` (guest
+/// CLOCK_MONOTONIC µs): the signal seen, the first chunk (or part) back with
+/// the kernel, all of it back. No first return when nothing was released in
+/// the step itself (a holder the OOM killer took; memory that waits for the
+/// host's frame acknowledgement).
+struct DeflateTimes {
+    var signalAt: UInt64
+    var firstReturnedAt: UInt64?
+    var deflatedAt: UInt64
+
+    var fields: [(String, JSON)] {
+        [("signal-at", .uint(signalAt))] + (firstReturnedAt.map { [("first-returned-at", JSON.uint($0))] } ?? [])
+            + [("deflated-at", .uint(deflatedAt))]
     }
 }

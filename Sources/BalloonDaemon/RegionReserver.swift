@@ -106,6 +106,9 @@ public final class RegionReserver: MemoryReserver {
     /// Sends a FRAMES_* event to the host.
     var emit: (_ name: String, _ data: JSON) -> Void = { _, _ in }
     var warn: (_ message: String) -> Void = { _ in }
+    /// Called each time memory goes back to the kernel during `shrink` (the
+    /// daemon notes the first one of a pressure deflate).
+    var returned: () -> Void = {}
 
     public init(hugePageAdvice: HugePageAdvice, useHolders: Bool = false, clock: MonotonicClock) {
         self.hugePageAdvice = hugePageAdvice
@@ -200,12 +203,14 @@ public final class RegionReserver: MemoryReserver {
                 pending.append(PendingRelease(length: length, release: action, waitFor: .max, deadline: holdUntil))
             } else {
                 action()
+                returned()
             }
             return
         }
         let deflatedSeq = send("FRAMES_DEFLATED", frames)
         if reportedSeq <= ackedSeq {
             action()  // The host has nothing in flight for these frames.
+            returned()
         } else {
             pending.append(PendingRelease(
                 length: length, release: action, waitFor: deflatedSeq, deadline: clock.milliseconds + Self.releaseGraceMilliseconds))
@@ -321,8 +326,7 @@ public final class RegionReserver: MemoryReserver {
         guard reportingFrames else { return 0 }
         var moved = 0
         for chunk in chunks {
-            guard let now = try? frames(of: chunk) else { continue }
-            let fresh = Frames.runs(pfns: now)
+            guard let fresh = try? frames(of: chunk) else { continue }
             let (left, arrived) = Frames.moved(from: chunk.frames, to: fresh, pages: chunk.pages)
             guard !left.isEmpty || !arrived.isEmpty else { continue }
             moved += max(Frames.frameCount(left), Frames.frameCount(arrived))
@@ -333,19 +337,21 @@ public final class RegionReserver: MemoryReserver {
         return moved
     }
 
-    private func frames(of chunk: Chunk) throws -> [UInt64?] {
+    private func frames(of chunk: Chunk) throws -> [FrameRun] {
+        let runs: [PagemapRun]
         switch chunk.memory {
         case .local:
             guard let pagemap else { throw Pagemap.Failure.framesHidden }
-            return try pagemap.frames(at: chunk.memory.address, pages: chunk.pages)
+            runs = try pagemap.runs(at: chunk.memory.address, pages: chunk.pages)
         case .holder:
-            return try Pagemap(path: chunk.memory.pagemapPath).frames(at: chunk.memory.address, pages: chunk.pages)
+            runs = try Pagemap(path: chunk.memory.pagemapPath).runs(at: chunk.memory.address, pages: chunk.pages)
         }
+        return runs.map { FrameRun(pageOffset: $0.pageOffset, pfn: $0.pfn, count: $0.count) }
     }
 
     private func reportInflated(_ chunk: Chunk) {
         do {
-            chunk.frames = Frames.runs(pfns: try frames(of: chunk))
+            chunk.frames = try frames(of: chunk)
             chunk.reportedSeq = send("FRAMES_INFLATED", chunk.frames)
         } catch {
             warn("cannot read the frames of a \(chunk.length)-byte chunk: \(error)")

@@ -37,6 +37,13 @@ import Testing
         #expect(deflated.data["reason"]?.string == "holder-killed")
         #expect(deflated.data["bytes"]?.uint64 == 32 * MiB)
         #expect(deflated.data["actual"]?.uint64 == 64 * MiB)
+        // Times on the guest's CLOCK_MONOTONIC; nothing was released in the
+        // step (the holder's memory was gone before the signal), so no
+        // first-returned-at.
+        let signalAt = try #require(deflated.data["signal-at"]?.uint64)
+        let deflatedAt = try #require(deflated.data["deflated-at"]?.uint64)
+        #expect(signalAt <= deflatedAt)
+        #expect(deflated.data["first-returned-at"] == nil)
         let query = try client.value("query")
         #expect(query["actual"]?.uint64 == 64 * MiB)
         #expect(query["pressure"]?["state"]?.string == "backoff")

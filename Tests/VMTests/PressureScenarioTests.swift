@@ -135,6 +135,13 @@ final class PressureGuest {
             #expect(deflateReasons.contains(reason), "\(label): DEFLATED with reason \(reason)")
             #expect((e.data["bytes"]?.uint64 ?? 0) > 0)
             #expect(e.data["actual"]?.uint64 != nil)
+            // When the signal was seen, the first chunk back, all of it back.
+            let signalAt = e.data["signal-at"]?.uint64 ?? 0, deflatedAt = e.data["deflated-at"]?.uint64 ?? 0
+            #expect(signalAt > 0 && signalAt <= deflatedAt, "\(label): \(e.data)")
+            if reason != "holder-killed" {
+                let first = e.data["first-returned-at"]?.uint64 ?? 0
+                #expect(signalAt <= first && first <= deflatedAt, "\(label): \(e.data)")
+            }
         }
         #expect(status.actual == deflated.last?.data["actual"]?.uint64 ?? status.actual)
         #expect((status.raw["pressure"]?["deflated-total"]?.uint64 ?? 0) > 0, "\(label): query shows no pressure deflate")

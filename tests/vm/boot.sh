@@ -1,7 +1,7 @@
 #!/bin/bash
 # tests/vm/boot.sh — boot the test guest under QEMU TCG in the background.
 #
-# Usage: tests/vm/boot.sh [-w WORKDIR] [-i INITRAMFS] [-k KERNEL] [-m MEM] [-c CPUS]
+# Usage: tests/vm/boot.sh [-w WORKDIR] [-i INITRAMFS] [-k KERNEL] [-m MEM] [-c CPUS] [--cpu MODEL]
 #                         [--memory-backend /dev/shm/FILE] [--vsock]
 #                         [--balloon-device] [--deflate-on-oom]
 #                         [--append 'KERNEL ARGS'] [--timeout SECONDS]
@@ -12,6 +12,9 @@
 #   -k KERNEL         default: a copy of /boot/vmlinuz-KVER in tests/vm/work/
 #   -m MEM            guest RAM (default 1G)
 #   -c CPUS           1 or 2 (default 1)
+#   --cpu MODEL       QEMU -cpu (default max); e.g. max,erms=off: TCG runs `rep stosb`
+#                     a byte per iteration, so with ERMS the guest's page zeroing is
+#                     about 8x slower than with `rep stosq` (see bench/vm/bench.py)
 #   --memory-backend /dev/shm/FILE
 #                     guest RAM in a shared file (memory-backend-file, share=on) the
 #                     host can see and punch holes in; stop.sh deletes the file
@@ -39,6 +42,7 @@ initrd=$work/initramfs.cpio.gz
 kernel=
 mem=1G
 cpus=1
+cpu_model=max
 membackend=
 vsock=0
 balloon=0
@@ -57,6 +61,7 @@ while (($#)); do
         -k|--kernel) kernel=$2; shift 2 ;;
         -m|--memory) mem=$2; shift 2 ;;
         -c|--cpus) cpus=$2; shift 2 ;;
+        --cpu) cpu_model=$2; shift 2 ;;
         --memory-backend) membackend=$2; shift 2 ;;
         --vsock) vsock=1; shift ;;
         --balloon-device) balloon=1; shift ;;
@@ -106,7 +111,7 @@ args=(
     -name balloond-test
     -accel tcg
     -machine pc
-    -cpu max
+    -cpu "$cpu_model"
     -smp "$cpus"
     -m "$mem"
     -nodefaults -no-user-config -display none -no-reboot
