@@ -37,7 +37,7 @@ public struct BalloondConfig: Sendable, Equatable {
 
     // [Pressure]
     /// PSI triggers on /proc/pressure/memory by tier; nil = off.
-    public var lightTrigger: PSITriggerSpec? = PSITriggerSpec(kind: .some, stallMilliseconds: 50, windowMilliseconds: 500)
+    public var lightTrigger: PSITriggerSpec? = PSITriggerSpec(kind: .some, stallMilliseconds: 20, windowMilliseconds: 500)
     public var heavyTrigger: PSITriggerSpec? = PSITriggerSpec(kind: .full, stallMilliseconds: 100, windowMilliseconds: 1000)
     public var severeTrigger: PSITriggerSpec? = PSITriggerSpec(kind: .full, stallMilliseconds: 500, windowMilliseconds: 1000)
     /// `LightStep=`: percent of the balloon a light signal gives back (1–100).

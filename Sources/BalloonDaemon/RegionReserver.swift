@@ -338,15 +338,17 @@ public final class RegionReserver: MemoryReserver {
     }
 
     private func frames(of chunk: Chunk) throws -> [FrameRun] {
-        let runs: [PagemapRun]
+        let map: Pagemap
         switch chunk.memory {
         case .local:
             guard let pagemap else { throw Pagemap.Failure.framesHidden }
-            runs = try pagemap.runs(at: chunk.memory.address, pages: chunk.pages)
+            map = pagemap
         case .holder:
-            runs = try Pagemap(path: chunk.memory.pagemapPath).runs(at: chunk.memory.address, pages: chunk.pages)
+            map = try Pagemap(path: chunk.memory.pagemapPath)
         }
-        return runs.map { FrameRun(pageOffset: $0.pageOffset, pfn: $0.pfn, count: $0.count) }
+        var runs: [FrameRun] = []
+        try map.forEachRun(at: chunk.memory.address, pages: chunk.pages) { runs.append(FrameRun(pageOffset: $0, pfn: $1, count: $2)) }
+        return runs
     }
 
     private func reportInflated(_ chunk: Chunk) {

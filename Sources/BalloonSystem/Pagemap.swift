@@ -4,10 +4,12 @@ import Glibc
 /// bits 0–54 = the frame number, which reads as 0 without CAP_SYS_ADMIN.
 public final class Pagemap {
     private let descriptor: Descriptor
+    private let path: String
     private let pageSize = PageSize.bytes
 
     public init(path: String = "/proc/self/pagemap") throws(SystemError) {
         descriptor = try Descriptor.open(path, flags: O_RDONLY)
+        self.path = path
     }
 
     public enum Failure: Error, Equatable, CustomStringConvertible {
@@ -30,16 +32,18 @@ public final class Pagemap {
     /// The same for an address in the process whose pagemap this is.
     public func frames(at address: UInt, pages: Int) throws(Failure) -> [UInt64?] {
         var out: [UInt64?] = Array(repeating: nil, count: pages)
-        for run in try runs(at: address, pages: pages) {
-            for i in 0..<run.count { out[run.pageOffset + i] = run.pfn + UInt64(i) }
+        try forEachRun(at: address, pages: pages) { offset, pfn, count in
+            for i in 0..<count { out[offset + i] = pfn + UInt64(i) }
         }
         return out
     }
 
-    /// Runs of present pages from `address` whose frames are consecutive
-    /// too, read in one pass over the raw entries (a 64 MiB chunk of 4 KiB
-    /// pages is 16,384 entries: this is on the inflation path).
-    public func runs(at address: UInt, pages: Int) throws(Failure) -> [PagemapRun] {
+    /// Calls `body` for each run of present pages from `address` whose
+    /// frames are consecutive too (pages [offset, offset+count) are frames
+    /// [pfn, pfn+count)), in page order, in one pass over the raw entries (a
+    /// 64 MiB chunk of 4 KiB pages is 16,384 entries: this is on the
+    /// inflation path).
+    public func forEachRun(at address: UInt, pages: Int, _ body: (_ pageOffset: Int, _ pfn: UInt64, _ count: Int) -> Void) throws(Failure) {
         var entries = [UInt64](repeating: 0, count: pages)
         let offset = Int(address / UInt(pageSize)) * 8
         let wanted = pages * 8
@@ -47,7 +51,7 @@ public final class Pagemap {
         while done < wanted {
             let n: Int
             do {
-                n = try syscall("pread", subject: "/proc/self/pagemap") {
+                n = try syscall("pread", subject: path) {
                     entries.withUnsafeMutableBytes { Glibc.pread(descriptor.raw, $0.baseAddress! + done, wanted - done, off_t(offset + done)) }
                 }
             } catch {
@@ -57,7 +61,6 @@ public final class Pagemap {
             done += n
         }
         let read = done / 8
-        var out: [PagemapRun] = []
         var hidden = false
         entries.withUnsafeBufferPointer { raw in
             var page = 0
@@ -68,25 +71,10 @@ public final class Pagemap {
                 if pfn == 0 { hidden = true; return }
                 var end = page + 1
                 while end < read, raw[end] & (1 << 63) != 0, raw[end] & ((1 << 55) - 1) == pfn + UInt64(end - page) { end += 1 }
-                out.append(PagemapRun(pageOffset: page, pfn: pfn, count: end - page))
+                body(page, pfn, end - page)
                 page = end
             }
         }
         if hidden { throw .framesHidden }
-        return out
-    }
-}
-
-/// Pages [pageOffset, pageOffset+count) from the address asked for are
-/// frames [pfn, pfn+count).
-public struct PagemapRun: Equatable, Sendable {
-    public var pageOffset: Int
-    public var pfn: UInt64
-    public var count: Int
-
-    public init(pageOffset: Int, pfn: UInt64, count: Int) {
-        self.pageOffset = pageOffset
-        self.pfn = pfn
-        self.count = count
     }
 }

@@ -277,7 +277,7 @@ struct ShippedFileTests {
             Interval=0
 
             [Pressure]
-            LightTrigger=some 50ms 500ms
+            LightTrigger=some 20ms 500ms
             HeavyTrigger=full 100ms 1s
             SevereTrigger=full 500ms 1s
             LightStep=10%

@@ -6,6 +6,14 @@ import Testing
 /// numbers are visible). Each run is checked against one-page reads.
 @Suite("Pagemap")
 struct PagemapTests {
+    struct Run { var pageOffset: Int; var pfn: UInt64; var count: Int }
+
+    func readRuns(_ pagemap: Pagemap, at address: UInt, pages: Int) throws -> [Run] {
+        var out: [Run] = []
+        try pagemap.forEachRun(at: address, pages: pages) { out.append(Run(pageOffset: $0, pfn: $1, count: $2)) }
+        return out
+    }
+
     @Test func runsCoverExactlyThePresentPagesWithConsecutiveFrames() throws {
         let pages = 64
         let length = pages * PageSize.bytes
@@ -20,7 +28,7 @@ struct PagemapTests {
         }
         let pagemap = try Pagemap()
         let address = UInt(bitPattern: base)
-        let runs = try pagemap.runs(at: address, pages: pages)
+        let runs = try readRuns(pagemap, at: address, pages: pages)
 
         var covered = Set<Int>()
         var lastEnd = 0
@@ -55,7 +63,7 @@ struct PagemapTests {
         let base = try #require(UnsafeMutableRawPointer(bitPattern: aligned))
         guard madvise(base, 2 << 20, MADV_HUGEPAGE) == 0 else { return }  // THP compiled out
         memset(base, 1, 2 << 20)
-        let runs = try Pagemap().runs(at: aligned, pages: (2 << 20) / PageSize.bytes)
+        let runs = try readRuns(Pagemap(), at: aligned, pages: (2 << 20) / PageSize.bytes)
         let total = runs.reduce(0) { $0 + $1.count }
         #expect(total == (2 << 20) / PageSize.bytes)
         // A huge page (KPF_THP in /proc/kpageflags) is 512 consecutive
