@@ -289,7 +289,6 @@ public final class Daemon {
                 if lost > 0 {
                     logger.warning("the kernel's OOM killer took a balloon holder: \(HumanBytes.format(lost)) of balloon memory is gone; no workload was killed for it")
                     applyPressure(.holderKilled(bytes: lost))
-                    needsStep = true
                 }
             case SIGUSR2 where options.testFaults:
                 logger.warning("test fault: stalling the event loop (BALLOOND_TEST_FAULTS)")
@@ -743,9 +742,10 @@ public final class Daemon {
         return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1000
     }
 
-    /// Hands a signal to the controller, noting when it was seen and when
-    /// the memory was back (the controller gives it back synchronously), for
-    /// the DEFLATED event's `signal-at`/`deflated-at`.
+    /// Hands a signal to the controller, noting when it was seen, when the
+    /// first memory and when all of it was back (the controller gives it back
+    /// synchronously), for DEFLATED's `signal-at`/`first-returned-at`/
+    /// `deflated-at`; the loop then steps the controller.
     @discardableResult
     private func applyPressure(_ signal: PressureSignal) -> UInt64 {
         firstReturnedAt = nil
@@ -763,7 +763,6 @@ public final class Daemon {
     private func pressureTriggerFired(_ tier: PressureSignal.Tier) {
         let given = applyPressure(.psi(tier))
         logger.debug("PSI \(tier.rawValue) trigger fired", metadata: ["gave-back": "\(HumanBytes.format(given))"])
-        needsStep = true
     }
 
     /// The OOM killer must take holders, never the daemon (which would lose

@@ -225,7 +225,6 @@ public final class RegionReserver: MemoryReserver {
             guard case let .holder(h) = chunk.memory else { return false }
             var status: Int32 = 0
             guard waitpid(h.pid, &status, WNOHANG) == h.pid else { return false }
-            _ = status
             h.markReaped()
             lost += UInt64(chunk.length)
             if reportingFrames, chunk.reportedSeq != nil, !chunk.frames.isEmpty {

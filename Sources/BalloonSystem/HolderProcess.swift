@@ -25,7 +25,7 @@ public final class HolderProcess {
     private let replies: Descriptor
     private var reaped = false
 
-    /// Forks a spare holder: a child that waits for `lock(length:advice:)`.
+    /// Forks a spare holder: a child that waits for `startLock(length:advice:)`.
     /// Forking marks the daemon's pages copy-on-write, so its next writes
     /// fault; forking the next spare while the current holder locks its chunk
     /// keeps that cost off the inflation path.

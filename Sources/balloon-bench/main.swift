@@ -228,7 +228,7 @@ do {
         rows.append(("idle \(Int(idleSeconds)) s, balloon \(label): RSS excluding balloon", String(format: "%.1f MiB", rssExcl), "≤ 12 MiB", rssExcl <= 12))
         if size > 0 {
             let holders = daemon.holders.count, overhead = Double(daemon.holderOverhead) / Double(MiB)
-            results.append(("holders_\(size == 0 ? "empty" : "512mib")", [
+            results.append(("holders_512mib", [
                 "count": .int(Int64(holders)), "private_overhead_mib": .double(overhead),
                 "locked_bytes": .uint(daemon.lockedTotal),
             ]))

@@ -117,6 +117,15 @@ final class PressureGuest {
         }
     }
 
+    /// A–D: the balloon at half of RAM, then the workload (its command made
+    /// from the guest's RAM in MiB), which must survive.
+    func inflateHalfThenSurvive(_ label: String, _ command: (_ megabytesOfRAM: UInt64) -> String) throws {
+        try inflateHalf()
+        let oom0 = try oomKills()
+        let result = try runWorkload(command(megabytesOfRAM))
+        try expectSurvived(result, oomBefore: oom0, label)
+    }
+
     /// What every workload of A–D must satisfy.
     func expectSurvived(_ result: (status: Int32, output: String), oomBefore: UInt64, _ label: String) throws {
         #expect(result.status == 0, "\(label): the workload exited \(result.status): \(result.output)")
@@ -171,20 +180,14 @@ struct PressureScenarios {
     /// A: anonymous memory ramping at a steady rate to 70% of RAM.
     @Test func anonymousRamp() throws {
         try withPressureGuest("ramp") { p in
-            try p.inflateHalf()
-            let oom0 = try p.oomKills()
-            let result = try p.runWorkload("workload ramp \(p.megabytesOfRAM * 70 / 100) 100")
-            try p.expectSurvived(result, oomBefore: oom0, "A ramp")
+            try p.inflateHalfThenSurvive("A ramp") { "workload ramp \($0 * 70 / 100) 100" }
         }
     }
 
     /// B: one allocation of 60% of RAM, touched as fast as possible.
     @Test func instantAllocation() throws {
         try withPressureGuest("instant") { p in
-            try p.inflateHalf()
-            let oom0 = try p.oomKills()
-            let result = try p.runWorkload("workload instant \(p.megabytesOfRAM * 60 / 100)")
-            try p.expectSurvived(result, oomBefore: oom0, "B instant")
+            try p.inflateHalfThenSurvive("B instant") { "workload instant \($0 * 60 / 100)" }
         }
     }
 
@@ -192,10 +195,7 @@ struct PressureScenarios {
     @Test func pageCacheThrash() throws {
         try withPressureGuest("thrash") { p in
             try p.makeFile("/mnt/disk/big", megabytes: 1280)
-            try p.inflateHalf()
-            let oom0 = try p.oomKills()
-            let result = try p.runWorkload("workload thrash /mnt/disk/big 12")
-            try p.expectSurvived(result, oomBefore: oom0, "C thrash")
+            try p.inflateHalfThenSurvive("C thrash") { _ in "workload thrash /mnt/disk/big 12" }
         }
     }
 
@@ -203,10 +203,7 @@ struct PressureScenarios {
     @Test func fileWorkingSetPlusAnonymousRamp() throws {
         try withPressureGuest("workingset") { p in
             try p.makeFile("/mnt/disk/ws", megabytes: 192)
-            try p.inflateHalf()
-            let oom0 = try p.oomKills()
-            let result = try p.runWorkload("workload workingset /mnt/disk/ws \(p.megabytesOfRAM * 50 / 100) 50")
-            try p.expectSurvived(result, oomBefore: oom0, "D workingset")
+            try p.inflateHalfThenSurvive("D workingset") { "workload workingset /mnt/disk/ws \($0 * 50 / 100) 50" }
         }
     }
 
