@@ -89,25 +89,28 @@ let package = Package(
             name: "balloon-bench",
             dependencies: ["BalloonHost", "BalloonProtocol"]
         ),
-        .testTarget(name: "BalloonProtocolTests", dependencies: ["BalloonProtocol"]),
+        // Shared by the test targets: a seeded RNG, waits on a condition, the
+        // repository's files (docs, /proc fixtures, shipped configs).
+        .target(name: "BalloonTestSupport", path: "Tests/BalloonTestSupport"),
+        .testTarget(name: "BalloonProtocolTests", dependencies: ["BalloonProtocol", "BalloonTestSupport"]),
         .testTarget(
             name: "BalloonStatsTests",
-            dependencies: ["BalloonStats"],
+            dependencies: ["BalloonStats", "BalloonTestSupport"],
             resources: [.copy("Fixtures")]
         ),
-        .testTarget(name: "BalloonConfigTests", dependencies: ["BalloonConfig"]),
-        .testTarget(name: "BalloonControllerTests", dependencies: ["BalloonController", "BalloonProtocol"]),
-        .testTarget(name: "BalloonSystemTests", dependencies: ["BalloonSystem"]),
+        .testTarget(name: "BalloonConfigTests", dependencies: ["BalloonConfig", "BalloonTestSupport"]),
+        .testTarget(name: "BalloonControllerTests", dependencies: ["BalloonController", "BalloonProtocol", "BalloonTestSupport"]),
+        .testTarget(name: "BalloonSystemTests", dependencies: ["BalloonSystem", "BalloonTestSupport"]),
         .testTarget(
             name: "BalloonSystemdTests",
-            dependencies: ["BalloonSystemd", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["BalloonSystemd", "BalloonTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
-        .testTarget(name: "BalloonHostTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem"]),
+        .testTarget(name: "BalloonHostTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "BalloonTestSupport"]),
         // Real-guest scenarios (QEMU TCG); `make test` enables them.
-        .testTarget(name: "VMTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "balloonctl"]),
+        .testTarget(name: "VMTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "BalloonTestSupport", "balloonctl"]),
         .testTarget(
             name: "SystemTests",
-            dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "balloond", "balloonctl"]
+            dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "BalloonTestSupport", "balloond", "balloonctl"]
         ),
     ]
 )
