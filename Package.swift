@@ -29,8 +29,9 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
-        // Pure: JSON, line framing, the v1 messages.
-        .target(name: "BalloonProtocol"),
+        // Pure: JSON, line framing, the v1 messages (stats replies carry
+        // BalloonStats' virtio stats and PSI lines).
+        .target(name: "BalloonProtocol", dependencies: ["BalloonStats"]),
         // Pure: /proc/meminfo, /proc/vmstat, /proc/pressure parsers and the
         // virtio stats computed from them.
         .target(name: "BalloonStats"),

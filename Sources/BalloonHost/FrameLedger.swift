@@ -7,27 +7,6 @@ import BalloonProtocol
 // already reported (nor another range of the same event), and fits the rate
 // limit. Pure: the caller supplies the clock and does the punching.
 
-/// Why ranges were refused, counted by kind.
-public struct RefusalCounters: Sendable, Equatable {
-    /// Not entirely inside guest RAM (the PCI hole, beyond the end, overflow).
-    public var outsideRam: UInt64 = 0
-    /// Overlapping a range already held, or another range of the same event.
-    public var overlap: UInt64 = 0
-    /// Over the punch rate limit.
-    public var rateLimit: UInt64 = 0
-    /// Not a `[PFN, COUNT]` pair of integers, COUNT 0, a bad `page-size` or
-    /// `seq`, or a `FRAMES_DEFLATED` range that was not held.
-    public var malformed: UInt64 = 0
-
-    public init() {}
-
-    public var total: UInt64 { outsideRam + overlap + rateLimit + malformed }
-
-    public var json: JSON {
-        ["outside-ram": .uint(outsideRam), "overlap": .uint(overlap), "rate-limit": .uint(rateLimit), "malformed": .uint(malformed)]
-    }
-}
-
 /// A token bucket in bytes: `rate` bytes per second, holding at most
 /// `capacity`. A request larger than the capacity passes when the bucket is
 /// full and leaves it in debt, so the long-run rate holds either way.
@@ -62,35 +41,9 @@ public struct TokenBucket: Sendable, Equatable {
     }
 }
 
-/// A `FRAMES_INFLATED`/`FRAMES_DEFLATED` event's data, as far as it could be
-/// read. `runs` has nil for entries that are not `[PFN, COUNT]` pairs.
-public struct FrameReport: Sendable, Equatable {
-    public var seq: UInt64?
-    public var pageSize: UInt64?
-    public var runs: [FrameRange?]?
-
-    /// Page sizes accepted: powers of two from 4 KiB to 1 GiB.
-    public static func validPageSize(_ size: UInt64) -> Bool {
-        size >= 4096 && size <= 1 << 30 && size & (size - 1) == 0
-    }
-
-    public init(seq: UInt64?, pageSize: UInt64?, runs: [FrameRange?]?) {
-        self.seq = seq
-        self.pageSize = pageSize
-        self.runs = runs
-    }
-
-    public init(_ data: JSON) {
-        seq = data["seq"]?.uint64
-        pageSize = data["page-size"]?.uint64
-        // An empty range is as malformed as a non-pair.
-        runs = data["ranges"]?.array?.map { FrameRange(json: $0).flatMap { $0.count > 0 ? $0 : nil } }
-    }
-}
-
 /// What to do about one `FRAMES_*` event.
 public struct FrameDecision: Sendable, Equatable {
-    /// The `seq` to acknowledge once acted upon (nil: the event had none).
+    /// The `seq` to acknowledge once acted upon (nil: the event was not a report).
     public var seq: UInt64?
     /// File ranges to punch, sorted by offset, adjacent ones coalesced.
     public var punches: [RamMap.FileRange] = []
@@ -136,24 +89,36 @@ public struct FrameLedger: Sendable {
         unfreed.removeAll()
     }
 
-    /// Handles an event by name; nil if it is not a `FRAMES_*` event.
-    public mutating func handle(event name: String, data: JSON, now: UInt64) -> FrameDecision? {
-        switch name {
-        case EventName.framesInflated: return inflate(FrameReport(data), now: now)
-        case EventName.framesDeflated: return deflate(FrameReport(data))
-        default: return nil
+    /// Handles a `FRAMES_*` event; nil for the other events.
+    public mutating func handle(_ event: GuestEvent, now: UInt64) -> FrameDecision? {
+        switch event {
+        case let .framesInflated(report): return inflate(report, now: now)
+        case let .framesDeflated(report): return deflate(report)
+        case .balloonChange, .targetReached, .targetUnreachable, .stats, .deflated: return nil
         }
+    }
+
+    /// A `FRAMES_*` event that is not a report at all (no `seq`, no
+    /// `page-size`, `ranges` not an array): refused whole, nothing to acknowledge.
+    public mutating func refuseMalformed() -> FrameDecision {
+        var decision = FrameDecision(seq: nil)
+        decision.refused.malformed = 1
+        add(decision.refused)
+        return decision
     }
 
     /// Validated GPA byte ranges of a report; invalid entries counted.
     private mutating func gpaRanges(_ report: FrameReport, _ decision: inout FrameDecision) -> [(start: UInt64, end: UInt64)?]? {
-        guard let pageSize = report.pageSize, FrameReport.validPageSize(pageSize), let runs = report.runs else {
+        let pageSize = report.pageSize
+        guard FrameReport.validPageSize(pageSize) else {
             decision.refused.malformed += 1
             return nil
         }
         self.pageSize = pageSize
-        return runs.map { run -> (start: UInt64, end: UInt64)? in
-            guard let run else { decision.refused.malformed += 1; return nil }
+        decision.refused.malformed += UInt64(report.unreadableRanges)
+        return report.ranges.map { run -> (start: UInt64, end: UInt64)? in
+            // An empty range is as malformed as a non-pair.
+            guard run.count > 0 else { decision.refused.malformed += 1; return nil }
             let (start, o1) = run.pfn.multipliedReportingOverflow(by: pageSize)
             let (length, o2) = run.count.multipliedReportingOverflow(by: pageSize)
             let (end, o3) = start.addingReportingOverflow(length)
@@ -167,7 +132,6 @@ public struct FrameLedger: Sendable {
     public mutating func inflate(_ report: FrameReport, now: UInt64) -> FrameDecision {
         var decision = FrameDecision(seq: report.seq)
         defer { add(decision.refused) }
-        if report.seq == nil { decision.refused.malformed += 1 }
         guard let ranges = gpaRanges(report, &decision) else { return decision }
         var seenThisEvent = IntervalSet()
         var pieces: [RamMap.FileRange] = []
@@ -200,7 +164,6 @@ public struct FrameLedger: Sendable {
     public mutating func deflate(_ report: FrameReport) -> FrameDecision {
         var decision = FrameDecision(seq: report.seq)
         defer { add(decision.refused) }
-        if report.seq == nil { decision.refused.malformed += 1 }
         guard let ranges = gpaRanges(report, &decision) else { return decision }
         for case let (start, end)? in ranges {
             let removed = held.remove(start, end) + unfreed.remove(start, end)

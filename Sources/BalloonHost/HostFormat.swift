@@ -136,21 +136,18 @@ public enum HostFormat {
     /// One event per line: `1795000000.123456 BALLOON_CHANGE actual 192 MiB / target 256 MiB`.
     public static func event(_ event: Event) -> String {
         let head = "\(timestamp(event.timestamp)) \(event.name)"
-        switch event.name {
-        case EventName.balloonChange, EventName.targetReached:
-            if let p = BalloonProgress(event) { return head + " " + progress(actual: p.actual, target: p.target) }
-        case EventName.targetUnreachable:
-            if let p = BalloonProgress(event) {
-                return head + " " + progress(actual: p.actual, target: p.target) + " reason " + (p.reason?.description ?? "-")
-            }
-        case EventName.stats:
+        switch try? GuestEvent(event) {
+        case let .balloonChange(p)?, let .targetReached(p)?:
+            return head + " " + progress(actual: p.actual, target: p.target)
+        case let .targetUnreachable(p, reason)?:
+            return head + " " + progress(actual: p.actual, target: p.target) + " reason " + reason.description
+        case .stats?:
             let s = GuestStats(event.data)
             return head + " MemAvailable \(bytes(s.stats.availableMemory)) MemFree \(bytes(s.stats.freeMemory))"
                 + " PSI some \(psi(s.some)) full \(psi(s.full))"
                 + " balloon \(bytes(s.balloonActual)) / \(bytes(s.balloonTarget))"
-        default:
-            break
+        case .deflated?, .framesInflated?, .framesDeflated?, nil:
+            return head + " " + event.data.serialized()
         }
-        return head + " " + event.data.serialized()
     }
 }

@@ -185,17 +185,3 @@ public struct GuestStats: Sendable, Equatable {
 
     public var hasPressure: Bool { some != nil || full != nil }
 }
-
-/// `BALLOON_CHANGE`, `TARGET_REACHED` and `TARGET_UNREACHABLE` data.
-public struct BalloonProgress: Sendable, Equatable {
-    public var actual: UInt64
-    public var target: UInt64
-    public var reason: UnreachableReason?
-
-    public init?(_ event: Event) {
-        guard let actual = event.data["actual"]?.uint64, let target = event.data["target"]?.uint64 else { return nil }
-        self.actual = actual
-        self.target = target
-        reason = UnreachableReason(event.data["reason"])
-    }
-}

@@ -57,67 +57,6 @@ public enum ServeCommand {
     public static let notConnected = "guest not connected (reconnecting)"
 }
 
-/// The `serve-status` reply.
-public struct ServeStatus: Sendable, Equatable {
-    public var guestConnected = false
-    /// Sessions re-established after the first one.
-    public var reconnects: UInt64 = 0
-    public var frameReporting = false
-    public var framesHeld: UInt64 = 0
-    public var bytesHeld: UInt64 = 0
-    public var bytesFreed: UInt64 = 0
-    public var punches: UInt64 = 0
-    public var punchFailures: UInt64 = 0
-    public var refused = RefusalCounters()
-    public var lastError: String?
-    public var desiredTarget: UInt64?
-    public var controlClients = 0
-    public var clientsDropped: UInt64 = 0
-    /// Lines from the guest that were not valid messages (ignored).
-    public var malformedLines: UInt64 = 0
-    public var guest = ""
-    public var memoryBackend: String?
-
-    public init() {}
-
-    public var json: JSON {
-        [
-            "guest-connected": .bool(guestConnected), "reconnects": .uint(reconnects),
-            "frame-reporting": .bool(frameReporting), "frames-held": .uint(framesHeld),
-            "bytes-freed": .uint(bytesFreed), "punches": .uint(punches), "refused": refused.json,
-            "last-error": lastError.map(JSON.string) ?? .null,
-            "bytes-held": .uint(bytesHeld), "punch-failures": .uint(punchFailures),
-            "desired-target": desiredTarget.map(JSON.uint) ?? .null,
-            "control-clients": .int(Int64(controlClients)), "clients-dropped": .uint(clientsDropped),
-            "malformed-lines": .uint(malformedLines),
-            "guest": .string(guest), "memory-backend": memoryBackend.map(JSON.string) ?? .null,
-        ]
-    }
-
-    public init(_ json: JSON) {
-        guestConnected = json["guest-connected"]?.bool ?? false
-        reconnects = json["reconnects"]?.uint64 ?? 0
-        frameReporting = json["frame-reporting"]?.bool ?? false
-        framesHeld = json["frames-held"]?.uint64 ?? 0
-        bytesHeld = json["bytes-held"]?.uint64 ?? 0
-        bytesFreed = json["bytes-freed"]?.uint64 ?? 0
-        punches = json["punches"]?.uint64 ?? 0
-        punchFailures = json["punch-failures"]?.uint64 ?? 0
-        let r = json["refused"]
-        refused.outsideRam = r?["outside-ram"]?.uint64 ?? 0
-        refused.overlap = r?["overlap"]?.uint64 ?? 0
-        refused.rateLimit = r?["rate-limit"]?.uint64 ?? 0
-        refused.malformed = r?["malformed"]?.uint64 ?? 0
-        lastError = json["last-error"]?.string
-        desiredTarget = json["desired-target"]?.uint64
-        controlClients = Int(json["control-clients"]?.int64 ?? 0)
-        clientsDropped = json["clients-dropped"]?.uint64 ?? 0
-        malformedLines = json["malformed-lines"]?.uint64 ?? 0
-        guest = json["guest"]?.string ?? ""
-        memoryBackend = json["memory-backend"]?.string
-    }
-}
-
 /// Bytes waiting to go out on a non-blocking socket.
 struct Outbox {
     private var bytes: [UInt8] = []
@@ -546,7 +485,9 @@ public final class ServeLoop {
     private func frameEvent(_ event: Event, _ link: GuestLink) {
         guard ledger != nil, let puncher else {
             // No backend: nothing to free. Acknowledge (ignored) if there is a seq.
-            if let seq = event.data["seq"]?.uint64 { guestRequest(CommandName.framesAck, ["seq": .uint(seq)], for: .ack(seq)) }
+            if let r = (try? GuestEvent(event))?.frameReport {
+                guestRequest(CommandName.framesAck, ["seq": .uint(r.seq)], for: .ack(r.seq))
+            }
             return
         }
         // Rule 3: a session that has ended frees nothing more. The peer may
@@ -556,7 +497,12 @@ public final class ServeLoop {
             return
         }
         let now = clock()
-        guard let decision = ledger!.handle(event: event.name, data: event.data, now: now) else { return }
+        let decision: FrameDecision
+        if let typed = try? GuestEvent(event), let d = ledger!.handle(typed, now: now) {
+            decision = d
+        } else {
+            decision = ledger!.refuseMalformed()
+        }
         let failuresBefore = puncher.failures
         if !decision.punches.isEmpty { puncher.punch(decision.punches) }
         if puncher.failures > failuresBefore {

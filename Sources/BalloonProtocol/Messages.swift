@@ -3,7 +3,7 @@ public enum ProtocolVersion {
     public static let current = 1
 }
 
-/// The commands of protocol v1.
+/// The commands of protocol v1. To be removed: use `Command` / `Command.Name`.
 public enum CommandName {
     public static let sync = "sync"
     public static let info = "info"
@@ -17,7 +17,7 @@ public enum CommandName {
     public static let all = [sync, info, setTarget, query, stats, setStatsInterval, setFrameReporting, framesAck, rescanFrames]
 }
 
-/// The events of protocol v1.
+/// The events of protocol v1. To be removed: use `GuestEvent` / `GuestEvent.Name`.
 public enum EventName {
     public static let balloonChange = "BALLOON_CHANGE"
     public static let targetReached = "TARGET_REACHED"
@@ -91,6 +91,11 @@ public struct Response: Sendable, Equatable {
     public init(id: JSON?, result: Result<JSON, ProtocolError>) {
         self.id = id
         self.result = result
+    }
+
+    /// A successful reply carrying a typed value.
+    public init(id: JSON?, reply: some ReplyValue) {
+        self.init(id: id, result: .success(reply.json))
     }
 
     public var json: JSON {
@@ -168,6 +173,7 @@ public enum Message: Sendable, Equatable {
 }
 
 /// Typed access to a request's arguments, with errors that name the argument.
+/// To be removed: `Command.init(_:scope:)` does every check.
 public struct Arguments: Sendable {
     public let command: String
     public let value: JSON

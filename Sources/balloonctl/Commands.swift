@@ -220,18 +220,17 @@ struct SetTarget: ParsableCommand {
                 return try afterTimeout(session, reply: reply)
             }
             if options.json { Console.line(event.json.serialized()) }
-            guard let p = BalloonProgress(event) else { continue }
-            switch event.name {
-            case EventName.balloonChange:
+            switch try? GuestEvent(event) {
+            case let .balloonChange(p)?:
                 progress.show(actual: p.actual, target: p.target)
-            case EventName.targetReached where p.target == reply.target || p.target == reply.effectiveTarget:
+            case let .targetReached(p)? where p.target == reply.target || p.target == reply.effectiveTarget:
                 progress.show(actual: p.actual, target: p.target)
                 progress.finish()
                 if !options.json { Console.line("target reached") }
                 return
-            case EventName.targetUnreachable:
+            case let .targetUnreachable(p, reason)?:
                 progress.finish()
-                throw Unreachable(target: reply.target, actual: p.actual, reason: p.reason)
+                throw Unreachable(target: reply.target, actual: p.actual, reason: UnreachableReason(code: reason.code.rawValue, desc: reason.desc))
             default:
                 continue
             }

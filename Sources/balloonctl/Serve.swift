@@ -98,6 +98,6 @@ struct ServeStatusCommand: ParsableCommand {
     func run() throws {
         let session = try options.open()
         let value = try session.call(ServeCommand.status)
-        Console.out(options.json ? value.serialized() + "\n" : HostFormat.serveStatus(ServeStatus(value)))
+        Console.out(options.json ? value.serialized() + "\n" : HostFormat.serveStatus(try ServeStatus(json: value)))
     }
 }

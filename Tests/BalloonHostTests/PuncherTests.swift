@@ -22,7 +22,7 @@ private let page: UInt64 = 4096
         var ledger = FrameLedger(map: try RamMap.linear(size: puncher.ramSize), punchRate: 1 << 40, now: 0)
         // 2 MiB at 4 MiB as two touching ranges (one fallocate), and 4 KiB at 10 MiB.
         let data: JSON = ["seq": 1, "page-size": 4096, "ranges": [[1024, 256], [1280, 256], [2560, 1]]]
-        let handled = ledger.handle(event: "FRAMES_INFLATED", data: data, now: 0)
+        let handled = ledger.handle(try GuestEvent(.framesInflated, data: data), now: 0)
         let decision = try #require(handled)
         #expect(decision.punches.count == 2)
         #expect(puncher.punch(decision.punches) == [true, true])
@@ -48,7 +48,7 @@ private let page: UInt64 = 4096
         let puncher = try BackendPuncher(path: file.path, ramSize: 8 * MiB)
         var ledger = FrameLedger(map: try RamMap.linear(size: puncher.ramSize), punchRate: 1 << 40, now: 0)
         let data: JSON = ["seq": 3, "page-size": 4096, "ranges": [[2048, 16], [2047, 2], [3000, 1]]]
-        let handled = ledger.handle(event: "FRAMES_INFLATED", data: data, now: 0)
+        let handled = ledger.handle(try GuestEvent(.framesInflated, data: data), now: 0)
         let decision = try #require(handled)
         #expect(decision.refused.outsideRam == 3)
         #expect(decision.punches.isEmpty)

@@ -105,7 +105,7 @@ func serveStatus(_ control: String) -> ServeStatus? {
     guard let session = try? GuestSession.open(.unix(path: control), timeout: .seconds(2)) else { return nil }
     defer { session.close() }
     guard let value = try? session.call(ServeCommand.status) else { return nil }
-    return ServeStatus(value)
+    return try? ServeStatus(json: value)
 }
 
 /// Polls serve-status until `condition` holds (true) or `seconds` pass (false).

@@ -100,7 +100,7 @@ import Testing
         var names: [String] = []
         while let e = try session.nextEvent(timeout: .seconds(5)) {
             names.append(e.name)
-            actuals.append(BalloonProgress(e)?.actual ?? 0)
+            actuals.append((try? GuestEvent(e))?.progress?.actual ?? 0)
             if e.name == EventName.targetReached { break }
         }
         #expect(names == [EventName.balloonChange, EventName.balloonChange, EventName.balloonChange,

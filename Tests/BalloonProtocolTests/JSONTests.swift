@@ -1,3 +1,4 @@
+import BalloonTestSupport
 import Testing
 @testable import BalloonProtocol
 
@@ -309,26 +310,13 @@ struct JSONValueTests {
 
 // MARK: - Property-style tests
 
-/// SplitMix64: small, seeded, reproducible.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 @Suite("JSON properties")
 struct JSONPropertyTests {
     static let alphabet: [UInt8] = Array(#"{}[]":,.-+eE0123456789 tfnrulasx\/"#.utf8) + [0x00, 0x0A, 0x1F, 0x7F, 0x80, 0xC3, 0xA9, 0xED, 0xF0, 0xFF]
 
     @Test("random bytes never trap the parser")
     func randomBytes() {
-        var rng = SeededGenerator(seed: 0xBA11_00D)
+        var rng = SeededRandom(seed: 0xBA11_00D)
         var accepted = 0
         for i in 0..<4000 {
             let length = Int.random(in: 0...48, using: &rng)
@@ -352,7 +340,7 @@ struct JSONPropertyTests {
 
     @Test("mutated valid documents never trap the parser")
     func mutatedDocuments() {
-        var rng = SeededGenerator(seed: 42)
+        var rng = SeededRandom(seed: 42)
         for _ in 0..<2000 {
             var bytes = Array(Self.randomValue(depth: 0, rng: &rng).serialized().utf8)
             for _ in 0..<Int.random(in: 1...3, using: &rng) {
@@ -376,7 +364,7 @@ struct JSONPropertyTests {
 
     @Test("random values round-trip: parse(serialized(v)) == v")
     func randomValuesRoundTrip() throws {
-        var rng = SeededGenerator(seed: 7)
+        var rng = SeededRandom(seed: 7)
         for _ in 0..<3000 {
             let value = Self.randomValue(depth: 0, rng: &rng)
             let text = value.serialized()
@@ -386,7 +374,7 @@ struct JSONPropertyTests {
         }
     }
 
-    static func randomValue(depth: Int, rng: inout SeededGenerator) -> JSON {
+    static func randomValue(depth: Int, rng: inout SeededRandom) -> JSON {
         let kinds = depth >= 5 ? 7 : 9
         switch Int.random(in: 0..<kinds, using: &rng) {
         case 0: return .null
@@ -407,7 +395,7 @@ struct JSONPropertyTests {
         }
     }
 
-    static func randomString(rng: inout SeededGenerator) -> String {
+    static func randomString(rng: inout SeededRandom) -> String {
         var s = String.UnicodeScalarView()
         for _ in 0..<Int.random(in: 0...12, using: &rng) {
             let scalar: Unicode.Scalar

@@ -1,3 +1,4 @@
+import BalloonTestSupport
 import Testing
 import BalloonProtocol
 
@@ -133,7 +134,7 @@ struct LineFramerTests {
     func boundedMemory() {
         let limit = 65_536
         var framer = LineFramer(maxLineBytes: limit)
-        var rng = SeededGenerator(seed: 99)
+        var rng = SeededRandom(seed: 99)
         var reports = 0
         var maxBuffered = 0
         for _ in 0..<64 {
@@ -153,7 +154,7 @@ struct LineFramerTests {
 
     @Test func bufferedBytesNeverExceedsTheLimitByteByByte() {
         var framer = LineFramer(maxLineBytes: 32)
-        var rng = SeededGenerator(seed: 5)
+        var rng = SeededRandom(seed: 5)
         for _ in 0..<20_000 {
             // CRs included: a held CR must not push the buffer past the limit.
             let byte: UInt8 = [0x0D, 0x61, 0x61, 0x61, 0x0A, 0xFF].randomElement(using: &rng)!

@@ -1,0 +1,199 @@
+/// Why the balloon stops short of its target (`reason` in `query` and
+/// `TARGET_UNREACHABLE`).
+public struct StopReason: Sendable, Equatable, CustomStringConvertible {
+    public enum Code: String, Sendable, CaseIterable {
+        case maxBalloon = "max-balloon"
+        case memAvailableFloor = "mem-available-floor"
+        case reserveFailed = "reserve-failed"
+        case pressure
+    }
+
+    public var code: Code
+    public var desc: String
+
+    public init(code: Code, desc: String) {
+        self.code = code
+        self.desc = desc
+    }
+
+    public var description: String { desc.isEmpty ? code.rawValue : "\(code.rawValue): \(desc)" }
+
+    public var json: JSON { ["code": .string(code.rawValue), "desc": .string(desc)] }
+
+    init(fields f: Fields) throws(ProtocolError) {
+        self.init(code: try f.enumeration("code", Code.self), desc: try f.string("desc"))
+    }
+}
+
+/// Why the balloon gave memory back (`DEFLATED`, `query` `last-deflate`;
+/// docs/pressure.md).
+public enum DeflateReason: String, Sendable, CaseIterable {
+    case psiLight = "psi-light"
+    case psiHeavy = "psi-heavy"
+    case psiSevere = "psi-severe"
+    case memAvailableFloor = "mem-available-floor"
+    case directReclaim = "direct-reclaim"
+    case oomKill = "oom-kill"
+    case holderKilled = "holder-killed"
+}
+
+/// When a pressure deflate happened, in guest `CLOCK_MONOTONIC` time: the
+/// signal seen, the first memory back with the kernel (absent when nothing
+/// was released in the step itself), all of it back.
+public struct DeflateTiming: Sendable, Equatable {
+    public var signalAt: MonotonicTimestamp
+    public var firstReturnedAt: MonotonicTimestamp?
+    public var deflatedAt: MonotonicTimestamp
+
+    public init(signalAt: MonotonicTimestamp, firstReturnedAt: MonotonicTimestamp?, deflatedAt: MonotonicTimestamp) {
+        self.signalAt = signalAt
+        self.firstReturnedAt = firstReturnedAt
+        self.deflatedAt = deflatedAt
+    }
+
+    /// `signal-at`, [`first-returned-at`,] `deflated-at`, in that order.
+    public var members: [(String, JSON)] {
+        [("signal-at", .uint(signalAt.microseconds))]
+            + (firstReturnedAt.map { [("first-returned-at", JSON.uint($0.microseconds))] } ?? [])
+            + [("deflated-at", .uint(deflatedAt.microseconds))]
+    }
+
+    /// nil when the object carries no times.
+    init?(fields f: Fields) throws(ProtocolError) {
+        guard f.value["signal-at"] != nil else { return nil }
+        signalAt = MonotonicTimestamp(microseconds: try f.uint64("signal-at"))
+        firstReturnedAt = try f.optionalUInt64("first-returned-at").map(MonotonicTimestamp.init(microseconds:))
+        deflatedAt = MonotonicTimestamp(microseconds: try f.uint64("deflated-at"))
+    }
+}
+
+/// The `query` reply.
+public struct QueryReply: ReplyValue {
+    public enum State: String, Sendable, CaseIterable { case idle, inflating, deflating, unreachable }
+
+    public struct Limits: Sendable, Equatable {
+        public var memoryTotal: UInt64
+        public var maxBalloon: UInt64
+        public var memAvailableFloor: UInt64
+        public var chunkSize: UInt64
+
+        public init(memoryTotal: UInt64, maxBalloon: UInt64, memAvailableFloor: UInt64, chunkSize: UInt64) {
+            self.memoryTotal = memoryTotal
+            self.maxBalloon = maxBalloon
+            self.memAvailableFloor = memAvailableFloor
+            self.chunkSize = chunkSize
+        }
+    }
+
+    /// The pressure backoff (docs/pressure.md).
+    public struct Pressure: Sendable, Equatable {
+        public enum State: String, Sendable, CaseIterable { case calm, backoff }
+
+        public struct LastDeflate: Sendable, Equatable {
+            public var bytes: UInt64
+            public var reason: DeflateReason
+            /// How long ago it was.
+            public var ago: Duration
+            public var timing: DeflateTiming?
+
+            public init(bytes: UInt64, reason: DeflateReason, ago: Duration, timing: DeflateTiming?) {
+                self.bytes = bytes
+                self.reason = reason
+                self.ago = ago
+                self.timing = timing
+            }
+        }
+
+        public var state: State
+        /// The size the balloon may not grow above during the backoff.
+        public var ceiling: UInt64?
+        /// How long the guest must stay free of pressure before the balloon grows again.
+        public var quietFor: Duration?
+        /// Every byte given back to pressure (or lost to the OOM killer) since the daemon started.
+        public var deflatedTotal: UInt64
+        public var lastDeflate: LastDeflate?
+
+        public init(state: State, ceiling: UInt64?, quietFor: Duration?, deflatedTotal: UInt64, lastDeflate: LastDeflate?) {
+            self.state = state
+            self.ceiling = ceiling
+            self.quietFor = quietFor
+            self.deflatedTotal = deflatedTotal
+            self.lastDeflate = lastDeflate
+        }
+
+        public var json: JSON {
+            let last: JSON = lastDeflate.map { d in
+                .object([("bytes", .uint(d.bytes)), ("reason", .string(d.reason.rawValue)), ("ago-ms", .uint(d.ago.wholeMilliseconds))]
+                    + (d.timing?.members ?? []))
+            } ?? .null
+            return [
+                "state": .string(state.rawValue), "ceiling": ceiling.map(JSON.uint) ?? .null,
+                "quiet-for-ms": quietFor.map { .uint($0.wholeMilliseconds) } ?? .null,
+                "deflated-total": .uint(deflatedTotal), "last-deflate": last,
+            ]
+        }
+
+        init(fields f: Fields) throws(ProtocolError) {
+            state = try f.enumeration("state", State.self)
+            ceiling = try f.optionalUInt64("ceiling")
+            quietFor = try f.optionalUInt64("quiet-for-ms").map(Duration.milliseconds(exactly:))
+            deflatedTotal = try f.uint64("deflated-total")
+            if let d = try f.optionalObject("last-deflate") {
+                lastDeflate = LastDeflate(
+                    bytes: try d.uint64("bytes"), reason: try d.enumeration("reason", DeflateReason.self),
+                    ago: .milliseconds(exactly: try d.uint64("ago-ms")), timing: try DeflateTiming(fields: d))
+            } else {
+                lastDeflate = nil
+            }
+        }
+    }
+
+    public var target: UInt64
+    public var effectiveTarget: UInt64
+    public var actual: UInt64
+    public var state: State
+    public var limits: Limits
+    /// nil when actual will reach the target.
+    public var reason: StopReason?
+    public var pressure: Pressure
+
+    public init(
+        target: UInt64, effectiveTarget: UInt64, actual: UInt64, state: State, limits: Limits, reason: StopReason?,
+        pressure: Pressure
+    ) {
+        self.target = target
+        self.effectiveTarget = effectiveTarget
+        self.actual = actual
+        self.state = state
+        self.limits = limits
+        self.reason = reason
+        self.pressure = pressure
+    }
+
+    public var json: JSON {
+        [
+            "target": .uint(target), "effective-target": .uint(effectiveTarget), "actual": .uint(actual),
+            "state": .string(state.rawValue),
+            "limits": [
+                "memory-total": .uint(limits.memoryTotal), "max-balloon": .uint(limits.maxBalloon),
+                "mem-available-floor": .uint(limits.memAvailableFloor), "chunk-size": .uint(limits.chunkSize),
+            ],
+            "reason": reason?.json ?? .null,
+            "pressure": pressure.json,
+        ]
+    }
+
+    public init(json: JSON) throws(ProtocolError) {
+        let f = try Fields(json, "query reply")
+        target = try f.uint64("target")
+        effectiveTarget = try f.uint64("effective-target")
+        actual = try f.uint64("actual")
+        state = try f.enumeration("state", State.self)
+        let l = try f.object("limits")
+        limits = Limits(
+            memoryTotal: try l.uint64("memory-total"), maxBalloon: try l.uint64("max-balloon"),
+            memAvailableFloor: try l.uint64("mem-available-floor"), chunkSize: try l.uint64("chunk-size"))
+        reason = try f.optionalObject("reason").map { r throws(ProtocolError) in try StopReason(fields: r) }
+        pressure = try Pressure(fields: try f.object("pressure"))
+    }
+}

@@ -1,0 +1,83 @@
+/// Why `balloonctl serve` refused reported frame ranges, counted by kind
+/// (docs/balloonctl.md "Freeing frames").
+public struct RefusalCounters: Sendable, Equatable {
+    /// Not entirely inside guest RAM (the PCI hole, beyond the end, overflow).
+    public var outsideRam: UInt64 = 0
+    /// Overlapping a range already held, or another range of the same event.
+    public var overlap: UInt64 = 0
+    /// Over the punch rate limit.
+    public var rateLimit: UInt64 = 0
+    /// COUNT 0, a bad `page-size`, a `FRAMES_DEFLATED` range that was not
+    /// held, or an event that is not a well-formed report.
+    public var malformed: UInt64 = 0
+
+    public init() {}
+
+    public var total: UInt64 { outsideRam + overlap + rateLimit + malformed }
+
+    public var json: JSON {
+        ["outside-ram": .uint(outsideRam), "overlap": .uint(overlap), "rate-limit": .uint(rateLimit), "malformed": .uint(malformed)]
+    }
+}
+
+/// The `serve-status` reply of `balloonctl serve`'s control socket.
+public struct ServeStatus: ReplyValue {
+    public var guestConnected = false
+    /// Sessions re-established after the first one.
+    public var reconnects: UInt64 = 0
+    public var frameReporting = false
+    public var framesHeld: UInt64 = 0
+    public var bytesHeld: UInt64 = 0
+    public var bytesFreed: UInt64 = 0
+    public var punches: UInt64 = 0
+    public var punchFailures: UInt64 = 0
+    public var refused = RefusalCounters()
+    public var lastError: String?
+    public var desiredTarget: UInt64?
+    public var controlClients = 0
+    public var clientsDropped: UInt64 = 0
+    /// Lines from the guest that were not valid messages (ignored).
+    public var malformedLines: UInt64 = 0
+    public var guest = ""
+    public var memoryBackend: String?
+
+    public init() {}
+
+    public var json: JSON {
+        [
+            "guest-connected": .bool(guestConnected), "reconnects": .uint(reconnects),
+            "frame-reporting": .bool(frameReporting), "frames-held": .uint(framesHeld),
+            "bytes-freed": .uint(bytesFreed), "punches": .uint(punches), "refused": refused.json,
+            "last-error": lastError.map(JSON.string) ?? .null,
+            "bytes-held": .uint(bytesHeld), "punch-failures": .uint(punchFailures),
+            "desired-target": desiredTarget.map(JSON.uint) ?? .null,
+            "control-clients": .int(Int64(controlClients)), "clients-dropped": .uint(clientsDropped),
+            "malformed-lines": .uint(malformedLines),
+            "guest": .string(guest), "memory-backend": memoryBackend.map(JSON.string) ?? .null,
+        ]
+    }
+
+    public init(json: JSON) throws(ProtocolError) {
+        let f = try Fields(json, "serve-status reply")
+        guestConnected = try f.bool("guest-connected")
+        reconnects = try f.uint64("reconnects")
+        frameReporting = try f.bool("frame-reporting")
+        framesHeld = try f.uint64("frames-held")
+        bytesHeld = try f.uint64("bytes-held")
+        bytesFreed = try f.uint64("bytes-freed")
+        punches = try f.uint64("punches")
+        punchFailures = try f.uint64("punch-failures")
+        let r = try f.object("refused")
+        refused.outsideRam = try r.uint64("outside-ram")
+        refused.overlap = try r.uint64("overlap")
+        refused.rateLimit = try r.uint64("rate-limit")
+        refused.malformed = try r.uint64("malformed")
+        lastError = try f.optionalString("last-error")
+        desiredTarget = try f.optionalUInt64("desired-target")
+        controlClients = Int(clamping: try f.uint64("control-clients"))
+        clientsDropped = try f.uint64("clients-dropped")
+        malformedLines = try f.uint64("malformed-lines")
+        guest = try f.string("guest")
+        memoryBackend = try f.optionalString("memory-backend")
+    }
+}
