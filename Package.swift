@@ -67,7 +67,7 @@ let package = Package(
         // The host side: connecting to a guest channel and a session over it.
         .target(
             name: "BalloonHost",
-            dependencies: ["BalloonSystem", "BalloonProtocol"]
+            dependencies: ["BalloonSystem", "BalloonProtocol", "BalloonStats"]
         ),
         .executableTarget(
             name: "balloond",

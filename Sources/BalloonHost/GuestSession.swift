@@ -49,7 +49,7 @@ public final class GuestSession {
     @discardableResult
     public func sync() throws(HostError) -> Int64 {
         let id = Int64.random(in: 1...(1 << 53 - 1))
-        let request = Message.request(Request(CommandName.sync, arguments: ["id": .int(id)], id: .int(id)))
+        let request = Message.request(Command.sync(id: .int(id)).request(id: .int(id)))
         try send([LineFramer.resyncByte] + request.encoded())
         pendingLines.removeAll()
         queuedEvents.removeAll()
@@ -70,13 +70,15 @@ public final class GuestSession {
 
     // MARK: - calls
 
-    /// Sends `command` and waits for the reply with its id. Events that
-    /// arrive meanwhile are queued; replies with other ids are stale and
-    /// dropped. An error reply throws `HostError.guest`.
-    public func call(_ command: String, arguments: JSON = .object([])) throws(HostError) -> JSON {
+    /// Sends `command` and waits for the reply with its id; returns the
+    /// `return` value as received. Events that arrive meanwhile are queued;
+    /// replies with other ids are stale and dropped. An error reply throws
+    /// `HostError.guest`.
+    public func call(_ command: Command) throws(HostError) -> JSON {
+        let name = command.name.rawValue
         let id = JSON.int(nextID)
         nextID += 1
-        try send(Message.request(Request(command, arguments: arguments, id: id)).encoded())
+        try send(Message.request(command.request(id: id)).encoded())
         let deadline = Deadline(after: timeout)
         while true {
             while !pendingLines.isEmpty {
@@ -90,20 +92,20 @@ public final class GuestSession {
                     if response.id == id {
                         switch response.result {
                         case let .success(value): return value
-                        case let .failure(error): throw .guest(command: command, error)
+                        case let .failure(error): throw .guest(command: name, error)
                         }
                     }
                     // An error without an id is the guest refusing a line it
                     // could not read (MalformedMessage, LineTooLong): ours,
                     // since only one request is outstanding.
                     if response.id == nil || response.id == .null, case let .failure(error) = response.result {
-                        throw .guest(command: command, error)
+                        throw .guest(command: name, error)
                     }
                 case .request:
                     continue  // The guest does not send requests; ignore.
                 }
             }
-            try readMore(deadline: deadline, waitingFor: "the reply to \(command)", syncing: false)
+            try readMore(deadline: deadline, waitingFor: "the reply to \(name)", syncing: false)
         }
     }
 
@@ -136,32 +138,29 @@ public final class GuestSession {
 
     // MARK: - typed commands
 
-    public func info() throws(HostError) -> GuestInfo {
-        GuestInfo(try call(CommandName.info))
+    /// Sends `command` and decodes its reply as `R`.
+    public func call<R: ReplyValue>(_ command: Command, as type: R.Type) throws(HostError) -> R {
+        try Self.decode(try call(command), as: type, for: command.name)
     }
 
-    public func setTarget(_ bytes: UInt64) throws(HostError) -> TargetReply {
-        let value = try call(CommandName.setTarget, arguments: ["target": .uint(bytes)])
-        return try TargetReply(value, command: CommandName.setTarget)
+    /// A reply as `R`; a reply that is not one is `HostError.badReply`.
+    public static func decode<R: ReplyValue>(_ value: JSON, as _: R.Type, for command: Command.Name) throws(HostError) -> R {
+        do { return try R(json: value) } catch { throw .badReply(command: command.rawValue, detail: error.desc) }
     }
 
-    public func query() throws(HostError) -> BalloonStatus {
-        try BalloonStatus(try call(CommandName.query))
-    }
+    public func info() throws(HostError) -> InfoReply { try call(.info, as: InfoReply.self) }
 
-    public func stats() throws(HostError) -> GuestStats {
-        GuestStats(try call(CommandName.stats))
-    }
+    public func setTarget(_ bytes: UInt64) throws(HostError) -> SetTargetReply { try call(.setTarget(bytes), as: SetTargetReply.self) }
 
-    /// Asks for `STATS` events every `milliseconds` (0 stops). Returns the
+    public func query() throws(HostError) -> QueryReply { try call(.query, as: QueryReply.self) }
+
+    public func stats() throws(HostError) -> StatsReply { try call(.stats, as: StatsReply.self) }
+
+    /// Asks for `STATS` events every `interval` (`.zero` stops). Returns the
     /// interval the guest confirmed.
     @discardableResult
-    public func setStatsInterval(_ milliseconds: UInt64) throws(HostError) -> UInt64 {
-        let value = try call(CommandName.setStatsInterval, arguments: ["interval-ms": .uint(milliseconds)])
-        guard let ms = value["interval-ms"]?.uint64 else {
-            throw .badReply(command: CommandName.setStatsInterval, detail: "no \"interval-ms\" in \(value.serialized())")
-        }
-        return ms
+    public func setStatsInterval(_ interval: Duration) throws(HostError) -> Duration {
+        try call(.setStatsInterval(interval), as: StatsIntervalReply.self).interval
     }
 
     // MARK: - I/O

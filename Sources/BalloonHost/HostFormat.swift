@@ -1,4 +1,5 @@
 import BalloonProtocol
+import BalloonStats
 
 /// Text for people: what balloonctl prints. Pure, so it is tested directly.
 public enum HostFormat {
@@ -50,47 +51,42 @@ public enum HostFormat {
         s.count >= width ? s : String(repeating: " ", count: width - s.count) + s
     }
 
-    public static func info(_ info: GuestInfo) -> String {
+    public static func info(_ info: InfoReply) -> String {
         rows([
-            ("version", info.version ?? "-"),
-            ("protocol", info.protocolVersion.map { String($0) } ?? "-"),
+            ("version", info.version),
+            ("protocol", String(info.protocolVersion)),
             ("features", info.features.isEmpty ? "-" : info.features.joined(separator: ", ")),
-            ("page size", bytes(info.pageSize)),
-            ("memory total", bytes(info.memoryTotal)),
-            ("max balloon", bytes(info.maxBalloon)),
-            ("MemAvailable floor", bytes(info.memAvailableFloor)),
-            ("chunk size", bytes(info.chunkSize)),
-            ("transparent huge pages", info.transparentHugePages.map { $0 ? "yes" : "no" } ?? "-"),
-            ("channel", info.channel ?? "-"),
+            ("page size", HumanBytes.format(info.pageSize)),
+            ("memory total", HumanBytes.format(info.memoryTotal)),
+            ("max balloon", HumanBytes.format(info.maxBalloon)),
+            ("MemAvailable floor", HumanBytes.format(info.memAvailableFloor)),
+            ("chunk size", HumanBytes.format(info.chunkSize)),
+            ("transparent huge pages", info.transparentHugePages ? "yes" : "no"),
+            ("channel", info.channel.isEmpty ? "-" : info.channel),
         ])
     }
 
-    public static func status(_ status: BalloonStatus) -> String {
+    public static func status(_ status: QueryReply) -> String {
         rows([
             ("target", HumanBytes.format(status.target)),
             ("effective target", HumanBytes.format(status.effectiveTarget)),
             ("actual", HumanBytes.format(status.actual)),
-            ("state", status.state),
+            ("state", status.state.rawValue),
             ("reason", status.reason?.description ?? "-"),
         ])
     }
 
     /// The 16 stats (bytes humanised, counts plain, absent `-`), PSI and the balloon.
-    public static func stats(_ stats: GuestStats) -> String {
+    public static func stats(_ stats: StatsReply) -> String {
         var lines: [(String, String)] = []
-        for (name, unit) in VirtioStats.names {
-            let value = stats.stats[name]
-            let text: String
-            switch unit {
-            case .bytes: text = bytes(value)
-            case .count: text = value.map { String($0) } ?? "-"
-            }
-            lines.append((name, text))
+        for stat in VirtioStat.allCases {
+            let value = stats.stats[stat]
+            lines.append((stat.name, stat.isBytes ? bytes(value) : value.map { String($0) } ?? "-"))
         }
         var out = rows(lines)
         out += "\n"
         out += pad("pressure", 8) + padLeft("avg10", 8) + padLeft("avg60", 8) + padLeft("avg300", 8) + padLeft("total µs", 14) + "\n"
-        for (label, line) in [("some", stats.some), ("full", stats.full)] {
+        for (label, line) in [("some", stats.pressure?.some), ("full", stats.pressure?.full)] {
             if let line {
                 out += pad(label, 8) + padLeft(fixed(line.avg10, decimals: 2), 8) + padLeft(fixed(line.avg60, decimals: 2), 8)
                     + padLeft(fixed(line.avg300, decimals: 2), 8) + padLeft(String(line.total), 14) + "\n"
@@ -104,23 +100,23 @@ public enum HostFormat {
     }
 
     /// One `watch` refresh as a single line (when stdout is not a terminal).
-    public static func watchLine(status: BalloonStatus, stats: GuestStats) -> String {
-        "target \(HumanBytes.format(status.target))  actual \(HumanBytes.format(status.actual))  state \(status.state)"
-            + "  MemAvailable \(bytes(stats.stats.availableMemory))  MemFree \(bytes(stats.stats.freeMemory))"
-            + "  PSI some \(psi(stats.some)) full \(psi(stats.full))"
+    public static func watchLine(status: QueryReply, stats: StatsReply) -> String {
+        "target \(HumanBytes.format(status.target))  actual \(HumanBytes.format(status.actual))  state \(status.state.rawValue)"
+            + "  MemAvailable \(bytes(stats.stats[.availableMemory]))  MemFree \(bytes(stats.stats[.freeMemory]))"
+            + "  PSI some \(psi(stats.pressure?.some)) full \(psi(stats.pressure?.full))"
     }
 
     /// One `watch` refresh as a block (for a terminal, redrawn in place).
-    public static func watchBlock(status: BalloonStatus, stats: GuestStats) -> String {
+    public static func watchBlock(status: QueryReply, stats: StatsReply) -> String {
         rows([
             ("target", HumanBytes.format(status.target)
                 + (status.effectiveTarget != status.target ? " (effective \(HumanBytes.format(status.effectiveTarget)))" : "")),
             ("actual", HumanBytes.format(status.actual)),
-            ("state", status.state + (status.reason.map { " (\($0))" } ?? "")),
-            ("MemAvailable", bytes(stats.stats.availableMemory)),
-            ("MemFree", bytes(stats.stats.freeMemory)),
-            ("PSI some avg10", psi(stats.some)),
-            ("PSI full avg10", psi(stats.full)),
+            ("state", status.state.rawValue + (status.reason.map { " (\($0))" } ?? "")),
+            ("MemAvailable", bytes(stats.stats[.availableMemory])),
+            ("MemFree", bytes(stats.stats[.freeMemory])),
+            ("PSI some avg10", psi(stats.pressure?.some)),
+            ("PSI full avg10", psi(stats.pressure?.full)),
         ])
     }
 
@@ -141,10 +137,9 @@ public enum HostFormat {
             return head + " " + progress(actual: p.actual, target: p.target)
         case let .targetUnreachable(p, reason)?:
             return head + " " + progress(actual: p.actual, target: p.target) + " reason " + reason.description
-        case .stats?:
-            let s = GuestStats(event.data)
-            return head + " MemAvailable \(bytes(s.stats.availableMemory)) MemFree \(bytes(s.stats.freeMemory))"
-                + " PSI some \(psi(s.some)) full \(psi(s.full))"
+        case let .stats(s)?:
+            return head + " MemAvailable \(bytes(s.stats[.availableMemory])) MemFree \(bytes(s.stats[.freeMemory]))"
+                + " PSI some \(psi(s.pressure?.some)) full \(psi(s.pressure?.full))"
                 + " balloon \(bytes(s.balloonActual)) / \(bytes(s.balloonTarget))"
         case .deflated?, .framesInflated?, .framesDeflated?, nil:
             return head + " " + event.data.serialized()

@@ -44,16 +44,8 @@ public struct ServeOptions {
     }
 }
 
-/// Commands only `serve` answers on its control socket.
+/// What `serve` tells control clients while it has no guest session.
 public enum ServeCommand {
-    public static let status = "serve-status"
-    /// Forwarded to the guest as they are.
-    public static let forwarded: Set<String> = [
-        CommandName.info, CommandName.setTarget, CommandName.query, CommandName.stats, CommandName.setStatsInterval,
-        CommandName.rescanFrames,
-    ]
-    /// Owned by serve: refused from control clients.
-    public static let owned: Set<String> = [CommandName.framesAck, CommandName.setFrameReporting]
     public static let notConnected = "guest not connected (reconnecting)"
 }
 
@@ -118,7 +110,7 @@ public final class ServeLoop {
 
     /// What a reply from the guest is for.
     private enum Pending {
-        case forward(client: UInt64, id: JSON?, command: String, target: UInt64?, previousDesired: UInt64?)
+        case forward(client: UInt64, id: JSON?, target: UInt64?, previousDesired: UInt64?)
         case frameReporting
         case query
         case setTarget(UInt64)
@@ -134,7 +126,7 @@ public final class ServeLoop {
         var sawResync = false
         var synced = false
         var nextID: Int64 = 1
-        var pending: [Int64: (what: Pending, sentAt: UInt64, command: String)] = [:]
+        var pending: [Int64: (what: Pending, sentAt: UInt64, command: Command.Name)] = [:]
         let connectedAt: UInt64
         var wantsWrite = false
 
@@ -310,7 +302,7 @@ public final class ServeLoop {
             disconnect("\(error)")
             return
         }
-        let request = Message.request(Request(CommandName.sync, arguments: ["id": .int(syncID)], id: .int(syncID)))
+        let request = Message.request(Command.sync(id: .int(syncID)).request(id: .int(syncID)))
         sendToGuest([LineFramer.resyncByte] + request.encoded())
     }
 
@@ -331,7 +323,7 @@ public final class ServeLoop {
         status.frameReporting = false
         ledger?.resetSession()
         for (_, p) in link.pending.sorted(by: { $0.key < $1.key }) {
-            if case let .forward(clientID, id, _, target, previous) = p.what {
+            if case let .forward(clientID, id, target, previous) = p.what {
                 if let target, status.desiredTarget == target { status.desiredTarget = previous }
                 replyToClient(clientID, Response(id: id, result: .failure(ProtocolError(.genericError, "guest connection lost before it answered (reconnecting)"))))
             }
@@ -362,12 +354,12 @@ public final class ServeLoop {
     }
 
     /// Sends a request of serve's own or a forwarded one; returns its id.
-    private func guestRequest(_ command: String, _ arguments: JSON = .object([]), for what: Pending) {
+    private func guestRequest(_ command: Command, for what: Pending) {
         guard let link, link.synced else { return }
         let id = link.nextID
         link.nextID += 1
-        link.pending[id] = (what, clock(), command)
-        sendToGuest(Message.request(Request(command, arguments: arguments, id: .int(id))).encoded())
+        link.pending[id] = (what, clock(), command.name)
+        sendToGuest(Message.request(command.request(id: .int(id))).encoded())
     }
 
     private func guestReadable() {
@@ -409,9 +401,9 @@ public final class ServeLoop {
         hadSession = true
         options.log("guest \(options.guest) connected and synced")
         if ledger != nil {
-            guestRequest(CommandName.setFrameReporting, ["enabled": true], for: .frameReporting)
+            guestRequest(.setFrameReporting(enabled: true), for: .frameReporting)
         }
-        guestRequest(CommandName.query, for: .query)
+        guestRequest(.query, for: .query)
     }
 
     private func guestLine(_ line: [UInt8], _ link: GuestLink) {
@@ -426,9 +418,9 @@ public final class ServeLoop {
                 if case let .failure(error) = response.result { options.log("guest error without a matching request: \(error)") }
                 return
             }
-            guestReply(p.what, command: p.command, response.result)
+            guestReply(p.what, response.result)
         case let .event(event):
-            if event.name == EventName.framesInflated || event.name == EventName.framesDeflated {
+            if event.name == GuestEvent.Name.framesInflated.rawValue || event.name == GuestEvent.Name.framesDeflated.rawValue {
                 frameEvent(event, link)
             } else {
                 broadcast(line + [0x0A])
@@ -438,16 +430,17 @@ public final class ServeLoop {
         }
     }
 
-    private func guestReply(_ what: Pending, command: String, _ result: Result<JSON, ProtocolError>) {
+    private func guestReply(_ what: Pending, _ result: Result<JSON, ProtocolError>) {
         switch what {
-        case let .forward(clientID, id, _, target, previous):
+        case let .forward(clientID, id, target, previous):
             if case .failure = result, let target, status.desiredTarget == target { status.desiredTarget = previous }
             replyToClient(clientID, Response(id: id, result: result))
         case .frameReporting:
             switch result {
             case let .success(value):
-                status.frameReporting = value["enabled"]?.bool ?? true
-                options.log("frame reporting on (the guest holds \(value["frames"]?.uint64.map(String.init) ?? "?") frames)")
+                let reply = try? FrameReportingReply(json: value)
+                status.frameReporting = reply?.enabled ?? true
+                options.log("frame reporting on (the guest holds \(reply.map { String($0.frames) } ?? "?") frames)")
             case let .failure(error):
                 status.frameReporting = false
                 status.lastError = "set-frame-reporting failed: \(error)"
@@ -457,13 +450,13 @@ public final class ServeLoop {
             switch result {
             case let .success(value):
                 guard let desired = status.desiredTarget else { return }
-                guard let current = try? BalloonStatus(value) else {
+                guard let current = try? QueryReply(json: value) else {
                     options.log("unexpected query reply: \(value.serialized())")
                     return
                 }
                 if current.target != desired {
                     options.log("re-applying target \(HumanBytes.format(desired)) (guest has \(HumanBytes.format(current.target)), actual \(HumanBytes.format(current.actual)))")
-                    guestRequest(CommandName.setTarget, ["target": .uint(desired)], for: .setTarget(desired))
+                    guestRequest(.setTarget(desired), for: .setTarget(desired))
                 }
             case let .failure(error):
                 options.log("query failed: \(error)")
@@ -486,7 +479,7 @@ public final class ServeLoop {
         guard ledger != nil, let puncher else {
             // No backend: nothing to free. Acknowledge (ignored) if there is a seq.
             if let r = (try? GuestEvent(event))?.frameReport {
-                guestRequest(CommandName.framesAck, ["seq": .uint(r.seq)], for: .ack(r.seq))
+                guestRequest(.framesAck(seq: r.seq), for: .ack(r.seq))
             }
             return
         }
@@ -516,7 +509,7 @@ public final class ServeLoop {
             options.log("\(event.name) seq \(decision.seq.map(String.init) ?? "?"): refused ranges (totals: outside RAM \(r.outsideRam), overlap \(r.overlap), rate limit \(r.rateLimit), malformed \(r.malformed))")
         }
         if let seq = decision.seq {
-            guestRequest(CommandName.framesAck, ["seq": .uint(seq)], for: .ack(seq))
+            guestRequest(.framesAck(seq: seq), for: .ack(seq))
         }
     }
 
@@ -531,7 +524,7 @@ public final class ServeLoop {
             return
         }
         if let oldest = link.pending.values.min(by: { $0.sentAt < $1.sentAt }), now &- oldest.sentAt > limit {
-            disconnect("the guest did not answer \(oldest.command) within \(HostFormat.seconds(options.guestTimeout.seconds))")
+            disconnect("the guest did not answer \(oldest.command.rawValue) within \(HostFormat.seconds(options.guestTimeout.seconds))")
         }
     }
 
@@ -592,33 +585,30 @@ public final class ServeLoop {
     }
 
     private func clientRequest(_ client: Client, _ request: Request) {
-        let command = request.execute
-        func fail(_ cls: ErrorClass, _ desc: String) {
-            send(client, Response(id: request.id, result: .failure(ProtocolError(cls, desc))))
+        func fail(_ error: ProtocolError) {
+            send(client, Response(id: request.id, result: .failure(error)))
         }
+        let command: Command
+        do { command = try Command(request, scope: .serveControl) } catch { return fail(error) }
         switch command {
-        case CommandName.sync:
-            guard let id = request.arguments["id"] else { return fail(.invalidParameter, "sync: missing argument \"id\"") }
+        case let .sync(id):
             enqueue(client, [LineFramer.resyncByte] + Message.response(Response(id: request.id, result: .success(id))).encoded())
-        case ServeCommand.status:
-            send(client, Response(id: request.id, result: .success(currentStatus.json)))
-        case _ where ServeCommand.owned.contains(command):
-            fail(.invalidParameter, "\(command) is owned by balloonctl serve (it enables frame reporting when it has a memory backend)")
-        case _ where ServeCommand.forwarded.contains(command):
-            guard let link, link.synced else { return fail(.genericError, ServeCommand.notConnected) }
+        case .serveStatus:
+            send(client, Response(id: request.id, reply: currentStatus))
+        case .framesAck, .setFrameReporting:
+            fail(ProtocolError(.invalidParameter, "\(command.name.rawValue) is owned by balloonctl serve (it enables frame reporting when it has a memory backend)"))
+        case .info, .setTarget, .query, .stats, .setStatsInterval, .rescanFrames:
+            guard let link, link.synced else { return fail(ProtocolError(.genericError, ServeCommand.notConnected)) }
             var target: UInt64?
             var previous: UInt64?
-            if command == CommandName.setTarget, let t = request.arguments["target"]?.uint64 {
+            if case let .setTarget(t) = command {
                 // Recorded now, so a re-apply racing with this call uses it;
                 // restored if the guest refuses it.
                 target = t
                 previous = status.desiredTarget
                 status.desiredTarget = t
             }
-            guestRequest(command, request.arguments,
-                for: .forward(client: client.id, id: request.id, command: command, target: target, previousDesired: previous))
-        default:
-            fail(.commandNotFound, "no such command: \(command)")
+            guestRequest(command, for: .forward(client: client.id, id: request.id, target: target, previousDesired: previous))
         }
     }
 

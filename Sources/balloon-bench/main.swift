@@ -130,8 +130,11 @@ func move(_ session: GuestSession, to target: UInt64) throws -> Double {
     let reply = try session.setTarget(target)
     if reply.actual == target { return now() - t0 }
     while let event = try session.nextEvent(timeout: .seconds(120)) {
-        if event.name == EventName.targetReached, event.data["target"]?.uint64 == target { return now() - t0 }
-        if event.name == EventName.targetUnreachable { throw BenchError("target \(target) unreachable: \(event.data.serialized())") }
+        switch try? GuestEvent(event) {
+        case let .targetReached(p)? where p.target == target: return now() - t0
+        case let .targetUnreachable(_, reason)?: throw BenchError("target \(target) unreachable: \(reason)")
+        default: continue
+        }
     }
     throw BenchError("no TARGET_REACHED")
 }
@@ -196,12 +199,12 @@ for thp in [true, false] {
 do {
     let daemon = try Daemon(thp: true, executable: balloondPath)
     let session = try daemon.session()
-    for _ in 0..<500 { _ = try session.call(CommandName.stats) }
+    for _ in 0..<500 { _ = try session.call(.stats) }
     var latencies: [Double] = []
     latencies.reserveCapacity(10_000)
     for _ in 0..<10_000 {
         let t0 = now()
-        _ = try session.call(CommandName.stats)
+        _ = try session.call(.stats)
         latencies.append(now() - t0)
     }
     latencies.sort()

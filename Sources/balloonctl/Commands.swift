@@ -73,7 +73,7 @@ func placeGlobalOptions(_ arguments: [String]) -> [String] {
 struct Unreachable: Error, CustomStringConvertible {
     var target: UInt64
     var actual: UInt64
-    var reason: UnreachableReason?
+    var reason: StopReason?
     var description: String {
         "target \(HumanBytes.format(target)) is unreachable: \(reason?.description ?? "no reason given")"
             + " (actual \(HumanBytes.format(actual)))"
@@ -158,8 +158,8 @@ struct Info: ParsableCommand {
 
     func run() throws {
         let session = try options.open()
-        let info = try session.info()
-        Console.out(options.json ? info.raw.serialized() + "\n" : HostFormat.info(info))
+        let raw = try session.call(.info)
+        Console.out(options.json ? raw.serialized() + "\n" : HostFormat.info(try GuestSession.decode(raw, as: InfoReply.self, for: .info)))
     }
 }
 
@@ -186,11 +186,12 @@ struct SetTarget: ParsableCommand {
     func run() throws {
         let bytes = try HostSize.parse(size)
         let session = try options.open()
-        let reply = try session.setTarget(bytes)
+        let raw = try session.call(.setTarget(bytes))
+        let reply = try GuestSession.decode(raw, as: SetTargetReply.self, for: .setTarget)
         // A reply precedes the events its movement causes: earlier ones are not ours.
         session.discardQueuedEvents()
         if options.json {
-            Console.line(reply.raw.serialized())
+            Console.line(raw.serialized())
         } else {
             var text = "target \(HumanBytes.format(reply.target))"
             if reply.effectiveTarget != reply.target {
@@ -205,11 +206,11 @@ struct SetTarget: ParsableCommand {
             return
         }
         if reply.isStoppedShort {
-            let status = try session.query()
-            if options.json { Console.line(status.raw.serialized()) }
+            let (status, raw) = try query(session)
+            if options.json { Console.line(raw.serialized()) }
             throw Unreachable(
                 target: reply.target, actual: status.actual,
-                reason: status.reason ?? UnreachableReason(code: UnreachableReason.maxBalloon, desc: "the target exceeds max-balloon"))
+                reason: status.reason ?? StopReason(code: .maxBalloon, desc: "the target exceeds max-balloon"))
         }
 
         let deadline = Deadline(after: .secondsValue(waitTimeout))
@@ -230,7 +231,7 @@ struct SetTarget: ParsableCommand {
                 return
             case let .targetUnreachable(p, reason)?:
                 progress.finish()
-                throw Unreachable(target: reply.target, actual: p.actual, reason: UnreachableReason(code: reason.code.rawValue, desc: reason.desc))
+                throw Unreachable(target: reply.target, actual: p.actual, reason: reason)
             default:
                 continue
             }
@@ -238,19 +239,25 @@ struct SetTarget: ParsableCommand {
     }
 
     /// No verdict within --wait-timeout: ask where the balloon is.
-    private func afterTimeout(_ session: GuestSession, reply: TargetReply) throws {
-        let status = try session.query()
-        if options.json { Console.line(status.raw.serialized()) }
+    private func afterTimeout(_ session: GuestSession, reply: SetTargetReply) throws {
+        let (status, raw) = try query(session)
+        if options.json { Console.line(raw.serialized()) }
         if status.actual == status.target && status.effectiveTarget == status.target {
             if !options.json { Console.line(HostFormat.progress(actual: status.actual, target: status.target) + ": target reached") }
             return
         }
-        if status.state == "unreachable" || status.reason != nil {
+        if status.state == .unreachable || status.reason != nil {
             throw Unreachable(target: status.target, actual: status.actual, reason: status.reason)
         }
         throw HostError.usage(
             "timed out after \(HostFormat.seconds(waitTimeout)) waiting for the target: "
-                + HostFormat.progress(actual: status.actual, target: status.target) + " (state \(status.state))")
+                + HostFormat.progress(actual: status.actual, target: status.target) + " (state \(status.state.rawValue))")
+    }
+
+    /// `query`, typed and as received (for --json).
+    private func query(_ session: GuestSession) throws(HostError) -> (QueryReply, JSON) {
+        let raw = try session.call(.query)
+        return (try GuestSession.decode(raw, as: QueryReply.self, for: .query), raw)
     }
 }
 
@@ -284,8 +291,8 @@ struct Query: ParsableCommand {
 
     func run() throws {
         let session = try options.open()
-        let status = try session.query()
-        Console.out(options.json ? status.raw.serialized() + "\n" : HostFormat.status(status))
+        let raw = try session.call(.query)
+        Console.out(options.json ? raw.serialized() + "\n" : HostFormat.status(try GuestSession.decode(raw, as: QueryReply.self, for: .query)))
     }
 }
 
@@ -296,8 +303,8 @@ struct Stats: ParsableCommand {
 
     func run() throws {
         let session = try options.open()
-        let stats = try session.stats()
-        Console.out(options.json ? stats.raw.serialized() + "\n" : HostFormat.stats(stats))
+        let raw = try session.call(.stats)
+        Console.out(options.json ? raw.serialized() + "\n" : HostFormat.stats(try GuestSession.decode(raw, as: StatsReply.self, for: .stats)))
     }
 }
 
@@ -323,10 +330,12 @@ struct Watch: ParsableCommand {
         let session = try options.open()
         var refreshes = 0
         while true {
-            let stats = try session.stats()
-            let status = try session.query()
+            let rawStats = try session.call(.stats)
+            let rawQuery = try session.call(.query)
+            let stats = try GuestSession.decode(rawStats, as: StatsReply.self, for: .stats)
+            let status = try GuestSession.decode(rawQuery, as: QueryReply.self, for: .query)
             if options.json {
-                Console.line(JSON.object([("query", status.raw), ("stats", stats.raw)]).serialized())
+                Console.line(JSON.object([(Command.Name.query.rawValue, rawQuery), (Command.Name.stats.rawValue, rawStats)]).serialized())
             } else if Console.isTerminal {
                 Console.out("\u{1B}[H\u{1B}[2J" + HostFormat.watchBlock(status: status, stats: stats))
             } else {
@@ -359,7 +368,7 @@ struct Events: ParsableCommand {
 
     func run() throws {
         let session = try options.open()
-        if let statsInterval { try session.setStatsInterval(statsInterval) }
+        if let statsInterval { try session.setStatsInterval(.milliseconds(statsInterval)) }
         var seen = 0
         while count.map({ seen < $0 }) ?? true {
             guard let event = try session.nextEvent(timeout: nil) else { continue }

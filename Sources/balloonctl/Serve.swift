@@ -90,14 +90,14 @@ struct Serve: ParsableCommand {
 
 struct ServeStatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "serve-status",
+        commandName: Command.Name.serveStatus.rawValue,
         abstract: "Show a running `balloonctl serve`'s counters (use with --control PATH).",
         aliases: ["status"])
     @OptionGroup var options: GlobalOptions
 
     func run() throws {
         let session = try options.open()
-        let value = try session.call(ServeCommand.status)
+        let value = try session.call(.serveStatus)
         Console.out(options.json ? value.serialized() + "\n" : HostFormat.serveStatus(try ServeStatus(json: value)))
     }
 }

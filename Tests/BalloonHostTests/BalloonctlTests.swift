@@ -12,7 +12,7 @@ import Testing
     /// Serves one balloonctl run: sync, info, query, stats, set-stats-interval
     /// as canned; `onSet` answers set-target.
     func guest(
-        at path: String, query: JSON = Canned.query(target: 0, actual: 0, state: "idle"),
+        at path: String, query: JSON = Canned.query(target: 0, actual: 0, state: .idle),
         onSet: @escaping @Sendable (FakeGuest, Request) -> Void = { g, r in
             g.reply(r, ["target": r.arguments["target"] ?? 0, "effective-target": r.arguments["target"] ?? 0, "actual": 0])
         }
@@ -21,15 +21,15 @@ import Testing
             // Stale bytes a previous host left unread.
             g.write("{\"return\":{},\"id\":3}\n")
             while let r = g.readRequest() {
-                switch r.execute {
-                case CommandName.sync: g.answerSync(r)
-                case CommandName.info: g.reply(r, Canned.info)
-                case CommandName.query: g.reply(r, query)
-                case CommandName.stats: g.reply(r, Canned.stats)
-                case CommandName.setTarget: onSet(g, r)
-                case CommandName.setStatsInterval:
-                    g.reply(r, ["interval-ms": r.arguments["interval-ms"] ?? 0])
-                    for _ in 0..<3 { g.event(EventName.stats, Canned.stats) }
+                switch try? Command(r) {
+                case .sync?: g.answerSync(r)
+                case .info?: g.reply(r, Canned.info)
+                case .query?: g.reply(r, query)
+                case .stats?: g.reply(r, Canned.stats)
+                case .setTarget?: onSet(g, r)
+                case let .setStatsInterval(interval)?:
+                    g.reply(r, StatsIntervalReply(interval: interval).json)
+                    for _ in 0..<3 { g.event(.stats(Canned.statsReply)) }
                 default: g.fail(r, .commandNotFound, "no command \(r.execute)")
                 }
             }
@@ -73,13 +73,13 @@ import Testing
         let thread = try guest(at: sock) { g, r in
             #expect(r.arguments["target"]?.uint64 == target)
             // An event from an earlier movement, before the reply: not ours.
-            g.event(EventName.targetReached, Canned.progress(actual: 0, target: 0))
+            g.event(.targetReached(.init(actual: 0, target: 0)))
             g.reply(r, ["target": .uint(target), "effective-target": .uint(target), "actual": 0])
             for step in UInt64(1)...4 {
                 HostIO.sleep(milliseconds: 20)
-                g.event(EventName.balloonChange, Canned.progress(actual: step * 64 << 20, target: target))
+                g.event(.balloonChange(.init(actual: step * 64 << 20, target: target)))
             }
-            g.event(EventName.targetReached, Canned.progress(actual: target, target: target))
+            g.event(.targetReached(.init(actual: target, target: target)))
         }
         defer { thread.join() }
         let r = run(exe, ["set", "256M", "--wait", "--unix", sock], in: dir)
@@ -110,11 +110,9 @@ import Testing
         let sock = dir.path + "/g.sock"
         let thread = try guest(at: sock) { g, r in
             g.reply(r, ["target": .uint(8 << 30), "effective-target": .uint(6 << 30), "actual": .uint(5 << 30)])
-            g.event(EventName.balloonChange, Canned.progress(actual: 6 << 30, target: 8 << 30))
-            g.event(EventName.targetUnreachable, [
-                "actual": .uint(6 << 30), "target": .uint(8 << 30),
-                "reason": ["code": "max-balloon", "desc": "the target exceeds max-balloon (6 GiB)"],
-            ])
+            g.event(.balloonChange(.init(actual: 6 << 30, target: 8 << 30)))
+            g.event(.targetUnreachable(
+                .init(actual: 6 << 30, target: 8 << 30), reason: .init(code: .maxBalloon, desc: "the target exceeds max-balloon (6 GiB)")))
         }
         defer { thread.join() }
         let r = run(exe, ["set", "8G", "--wait", "--unix", sock], in: dir)
@@ -126,9 +124,9 @@ import Testing
         let dir = TempDir()
         defer { dir.remove() }
         let sock = dir.path + "/g.sock"
-        let reason: JSON = ["code": "max-balloon", "desc": "the target exceeds max-balloon"]
+        let reason = StopReason(code: .maxBalloon, desc: "the target exceeds max-balloon")
         let thread = try guest(
-            at: sock, query: Canned.query(target: 8 << 30, effective: 6 << 30, actual: 6 << 30, state: "unreachable", reason: reason)
+            at: sock, query: Canned.query(target: 8 << 30, effective: 6 << 30, actual: 6 << 30, state: .unreachable, reason: reason)
         ) { g, r in
             g.reply(r, ["target": .uint(8 << 30), "effective-target": .uint(6 << 30), "actual": .uint(6 << 30)])
         }
@@ -142,7 +140,7 @@ import Testing
         let dir = TempDir()
         defer { dir.remove() }
         let sock = dir.path + "/g.sock"
-        let thread = try guest(at: sock, query: Canned.query(target: 1 << 30, actual: 512 << 20, state: "inflating")) { g, r in
+        let thread = try guest(at: sock, query: Canned.query(target: 1 << 30, actual: 512 << 20, state: .inflating)) { g, r in
             g.reply(r, ["target": .uint(1 << 30), "effective-target": .uint(1 << 30), "actual": 0])
         }
         defer { thread.join() }
@@ -193,7 +191,7 @@ import Testing
         let dir = TempDir()
         defer { dir.remove() }
         let sock = dir.path + "/g.sock"
-        let t1 = try guest(at: sock, query: Canned.query(target: 1 << 30, actual: 768 << 20, state: "inflating"))
+        let t1 = try guest(at: sock, query: Canned.query(target: 1 << 30, actual: 768 << 20, state: .inflating))
         let q = run(exe, ["query", "--unix", sock], in: dir)
         t1.join()
         #expect(q.status == 0, "\(q.stderr)")
@@ -212,7 +210,7 @@ import Testing
         let dir = TempDir()
         defer { dir.remove() }
         let sock = dir.path + "/g.sock"
-        let thread = try guest(at: sock, query: Canned.query(target: 256 << 20, actual: 128 << 20, state: "inflating"))
+        let thread = try guest(at: sock, query: Canned.query(target: 256 << 20, actual: 128 << 20, state: .inflating))
         defer { thread.join() }
         let r = run(exe, ["watch", "--interval", "0.1", "--count", "3", "--unix", sock], in: dir)
         #expect(r.status == 0, "\(r.stderr)")
@@ -236,8 +234,7 @@ import Testing
         for line in lines {
             let message = try Message.decode(Array(line.utf8))
             guard case let .event(e) = message else { Issue.record("not an event: \(line)"); continue }
-            #expect(e.name == EventName.stats)
-            #expect(GuestStats(e.data) == GuestStats(Canned.stats))
+            #expect(try GuestEvent(e) == .stats(Canned.statsReply))
         }
     }
 }

@@ -48,8 +48,13 @@ final class FakeGuest: @unchecked Sendable {
         writeLine(Response(id: request.id, result: .failure(ProtocolError(cls, desc))).json)
     }
 
-    func event(_ name: String, _ data: JSON) {
-        writeLine(Event(name, data: data, timestamp: Timestamp(seconds: 1_795_000_000, microseconds: 42)).json)
+    func event(_ event: GuestEvent) {
+        writeLine(event.event(at: Canned.timestamp).json)
+    }
+
+    /// An event as an untrusted guest may send it (the data unchecked).
+    func rawEvent(_ name: GuestEvent.Name, _ data: JSON) {
+        writeLine(Event(name.rawValue, data: data, timestamp: Canned.timestamp).json)
     }
 
     /// The guest's answer to `sync`: 0xFF, then the id.
@@ -62,7 +67,7 @@ final class FakeGuest: @unchecked Sendable {
     @discardableResult
     func awaitSync() -> Bool {
         while let r = readRequest() {
-            if r.execute == CommandName.sync { answerSync(r); return true }
+            if r.execute == Command.Name.sync.rawValue { answerSync(r); return true }
         }
         return false
     }
@@ -71,22 +76,27 @@ final class FakeGuest: @unchecked Sendable {
 // MARK: - canned replies
 
 enum Canned {
-    static let info: JSON = [
-        "version": "0.1.0", "protocol": 1, "features": ["stats", "stats-events", "balloon-events"],
-        "page-size": 4096, "memory-total": 8_331_440_128, "max-balloon": 6_665_152_102,
-        "mem-available-floor": 268_435_456, "chunk-size": 67_108_864, "transparent-huge-pages": true,
-        "channel": "virtio-serial:/dev/virtio-ports/org.balloond.0", "some-future-field": ["x": 1],
-    ]
+    /// A valid `info` reply plus a field from the future.
+    static let info: JSON = {
+        let info = InfoReply(
+            version: "0.1.0", features: ["stats", "stats-events", "balloon-events"], pageSize: 4096, memoryTotal: 8_331_440_128,
+            maxBalloon: 6_665_152_102, memAvailableFloor: 268_435_456, chunkSize: 67_108_864, transparentHugePages: true,
+            hugePageAdvice: .advise, channel: "virtio-serial:/dev/virtio-ports/org.balloond.0", pressureTriggers: [],
+            holderProcesses: true, protectedFromOOMKiller: true)
+        return .object(info.json.object! + [("some-future-field", ["x": 1])])
+    }()
 
-    static func query(target: UInt64, effective: UInt64? = nil, actual: UInt64, state: String, reason: JSON = .null) -> JSON {
-        [
-            "target": .uint(target), "effective-target": .uint(effective ?? target), "actual": .uint(actual),
-            "state": .string(state),
-            "limits": ["memory-total": 8_331_440_128, "max-balloon": 6_665_152_102, "mem-available-floor": 268_435_456,
-                       "chunk-size": 67_108_864],
-            "reason": reason,
-        ]
+    static func query(
+        target: UInt64, effective: UInt64? = nil, actual: UInt64, state: QueryReply.State, reason: StopReason? = nil
+    ) -> JSON {
+        QueryReply(
+            target: target, effectiveTarget: effective ?? target, actual: actual, state: state,
+            limits: .init(memoryTotal: 8_331_440_128, maxBalloon: 6_665_152_102, memAvailableFloor: 268_435_456, chunkSize: 67_108_864),
+            reason: reason, pressure: .init(state: .calm, ceiling: nil, quietFor: nil, deflatedTotal: 0, lastDeflate: nil)
+        ).json
     }
+
+    static let timestamp = Timestamp(seconds: 1_795_000_000, microseconds: 42)
 
     /// No htlb-* counters (the guest has no hugetlbfs), an unknown stat and field.
     static let stats: JSON = [
@@ -104,7 +114,7 @@ enum Canned {
         "timestamp": ["seconds": 1_795_000_000, "microseconds": 123_456],
     ]
 
-    static func progress(actual: UInt64, target: UInt64) -> JSON { ["actual": .uint(actual), "target": .uint(target)] }
+    static let statsReply = try! StatsReply(json: stats)
 }
 
 // MARK: - threads, sockets, processes

@@ -1,5 +1,6 @@
 import BalloonHost
 import BalloonProtocol
+import BalloonStats
 import Testing
 
 @Suite struct HostSizeTests {
@@ -30,43 +31,45 @@ import Testing
 }
 
 @Suite struct ReplyDecodingTests {
-    @Test func infoIgnoresUnknownFields() {
-        let info = GuestInfo(Canned.info)
+    @Test func infoIgnoresUnknownFields() throws {
+        let info = try GuestSession.decode(Canned.info, as: InfoReply.self, for: .info)
         #expect(info.protocolVersion == 1)
         #expect(info.memoryTotal == 8_331_440_128)
         #expect(info.maxBalloon == 6_665_152_102)
         #expect(info.memAvailableFloor == 268_435_456)
         #expect(info.transparentHugePages == true)
         #expect(info.channel == "virtio-serial:/dev/virtio-ports/org.balloond.0")
-        let sparse = GuestInfo(["version": "9.9", "new-thing": true])
-        #expect(sparse.version == "9.9" && sparse.pageSize == nil && sparse.features.isEmpty)
+        let error = #expect(throws: HostError.self) { try GuestSession.decode(["version": "9.9", "new-thing": true], as: InfoReply.self, for: .info) }
+        #expect(error?.description.contains("info reply: missing field \"protocol\"") == true, "\(String(describing: error))")
     }
 
     @Test func targetReplyStates() throws {
-        let done = try TargetReply(["target": 4096, "effective-target": 4096, "actual": 4096])
+        let done = SetTargetReply(target: 4096, effectiveTarget: 4096, actual: 4096)
         #expect(done.isDone && !done.isStoppedShort)
-        let short = try TargetReply(["target": 8192, "effective-target": 4096, "actual": 4096])
+        let short = SetTargetReply(target: 8192, effectiveTarget: 4096, actual: 4096)
         #expect(!short.isDone && short.isStoppedShort)
-        let moving = try TargetReply(["target": 8192, "effective-target": 8192, "actual": 0])
+        let moving = SetTargetReply(target: 8192, effectiveTarget: 8192, actual: 0)
         #expect(!moving.isDone && !moving.isStoppedShort)
-        #expect(throws: HostError.self) { try TargetReply(["target": 1]) }
+        #expect(throws: HostError.self) { try GuestSession.decode(["target": 1], as: SetTargetReply.self, for: .setTarget) }
     }
 
     @Test func queryWithReason() throws {
-        let status = try BalloonStatus(
-            Canned.query(target: 8 << 30, effective: 6 << 30, actual: 6 << 30, state: "unreachable",
-                         reason: ["code": "max-balloon", "desc": "the target exceeds max-balloon (6 GiB)"]))
-        #expect(status.state == "unreachable")
-        #expect(status.reason == UnreachableReason(code: "max-balloon", desc: "the target exceeds max-balloon (6 GiB)"))
-        #expect(status.chunkSize == 64 << 20)
-        #expect(try BalloonStatus(Canned.query(target: 0, actual: 0, state: "idle")).reason == nil)
+        let reason = StopReason(code: .maxBalloon, desc: "the target exceeds max-balloon (6 GiB)")
+        let status = try QueryReply(json: Canned.query(target: 8 << 30, effective: 6 << 30, actual: 6 << 30, state: .unreachable, reason: reason))
+        #expect(status.state == .unreachable)
+        #expect(status.reason == reason)
+        #expect(status.limits.chunkSize == 64 << 20)
+        #expect(try QueryReply(json: Canned.query(target: 0, actual: 0, state: .idle)).reason == nil)
     }
 
-    @Test func statsMissingAndNullPressure() {
-        let stats = GuestStats(["stats": ["swap-in": 1], "pressure": nil])
-        #expect(stats.stats["swap-in"] == 1)
-        #expect(stats.stats["oom-kills"] == nil)
-        #expect(!stats.hasPressure && stats.some == nil && stats.balloonTarget == nil && stats.timestamp == nil)
+    @Test func statsMissingAndNullPressure() throws {
+        let stats = try StatsReply(json: [
+            "stats": ["swap-in": 1], "pressure": nil, "balloon": ["target": 0, "actual": 0],
+            "timestamp": ["seconds": 1, "microseconds": 0],
+        ])
+        #expect(stats.stats[.swapIn] == 1)
+        #expect(stats.stats[.oomKills] == nil)
+        #expect(stats.pressure == nil)
     }
 }
 
@@ -84,21 +87,21 @@ import Testing
         #expect(HostFormat.progress(actual: 192 << 20, target: 256 << 20) == "actual 192 MiB / target 256 MiB")
     }
 
-    @Test func statsTableShowsAllSixteenAndDashes() {
-        let text = HostFormat.stats(GuestStats(Canned.stats))
-        for (name, _) in VirtioStats.names { #expect(text.contains(name)) }
+    @Test func statsTableShowsAllSixteenAndDashes() throws {
+        let text = HostFormat.stats(try StatsReply(json: Canned.stats))
+        for stat in VirtioStat.allCases { #expect(text.contains(stat.name)) }
         let lines = text.split(separator: "\n")
         #expect(lines.first { $0.hasPrefix("htlb-pgalloc") }?.hasSuffix(" -") == true)
         #expect(lines.first { $0.hasPrefix("major-faults") }?.hasSuffix(" 1234") == true)
         #expect(lines.first { $0.hasPrefix("swap-out") }?.hasSuffix(" 4 KiB") == true)
         #expect(lines.first { $0.hasPrefix("total-memory") }?.hasSuffix(" 7.8 GiB") == true)
+        #expect(lines.first { $0.hasPrefix("async-scans") }?.hasSuffix(" 10 B") == true)  // bytes, as the driver reports them
         #expect(lines.contains { $0.hasPrefix("some") && $0.contains("1.25") && $0.contains("12345") })
         #expect(text.contains("balloon  target 256 MiB / actual 128 MiB"))
     }
 
     @Test func eventLines() {
-        let change = Event(EventName.balloonChange, data: Canned.progress(actual: 192 << 20, target: 256 << 20),
-                           timestamp: Timestamp(seconds: 10, microseconds: 5))
+        let change = GuestEvent.balloonChange(.init(actual: 192 << 20, target: 256 << 20)).event(at: Timestamp(seconds: 10, microseconds: 5))
         #expect(HostFormat.event(change) == "10.000005 BALLOON_CHANGE actual 192 MiB / target 256 MiB")
         let other = Event("FUTURE", data: ["x": 1], timestamp: Timestamp(seconds: 1, microseconds: 0))
         #expect(HostFormat.event(other) == "1.000000 FUTURE {\"x\":1}")

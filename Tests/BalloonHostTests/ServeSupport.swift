@@ -104,8 +104,7 @@ final class Background: @unchecked Sendable {
 func serveStatus(_ control: String) -> ServeStatus? {
     guard let session = try? GuestSession.open(.unix(path: control), timeout: .seconds(2)) else { return nil }
     defer { session.close() }
-    guard let value = try? session.call(ServeCommand.status) else { return nil }
-    return try? ServeStatus(json: value)
+    return try? session.call(.serveStatus, as: ServeStatus.self)
 }
 
 /// Polls serve-status until `condition` holds (true) or `seconds` pass (false).
@@ -144,10 +143,10 @@ final class Recorder: @unchecked Sendable {
 extension FakeGuest {
     /// Answers requests the generic way until one named `command` arrives,
     /// which is returned unanswered. nil on EOF or timeout.
-    func serveUntil(_ command: String, recorder: Recorder, timeoutMs: Int32 = 10_000) -> Request? {
+    func serveUntil(_ command: Command.Name?, recorder: Recorder, timeoutMs: Int32 = 10_000) -> Request? {
         while let r = readRequest(timeoutMs: timeoutMs) {
             recorder.add(r.execute + " " + r.arguments.serialized())
-            if r.execute == command { return r }
+            if r.execute == command?.rawValue { return r }
             answer(r)
         }
         return nil
@@ -155,27 +154,28 @@ extension FakeGuest {
 
     /// Answers every request until EOF.
     func serveAll(recorder: Recorder) {
-        _ = serveUntil("(never)", recorder: recorder, timeoutMs: 20_000)
+        _ = serveUntil(nil, recorder: recorder, timeoutMs: 20_000)
     }
 
     func answer(_ r: Request) {
-        switch r.execute {
-        case CommandName.sync: answerSync(r)
-        case CommandName.info: reply(r, Canned.info)
-        case CommandName.query: reply(r, Canned.query(target: 0, actual: 0, state: "idle"))
-        case CommandName.stats: reply(r, Canned.stats)
-        case CommandName.setTarget:
-            let t = r.arguments["target"]?.uint64 ?? 0
-            reply(r, ["target": .uint(t), "effective-target": .uint(t), "actual": 0])
-            event(EventName.balloonChange, Canned.progress(actual: 4096, target: t))
-        case CommandName.setStatsInterval: reply(r, ["interval-ms": r.arguments["interval-ms"] ?? 0])
-        case "set-frame-reporting": reply(r, ["enabled": r.arguments["enabled"] ?? false, "page-size": 4096, "frames": 0])
-        case "frames-ack": reply(r, ["acked": r.arguments["seq"] ?? 0])
-        default: fail(r, .commandNotFound, "no command \(r.execute)")
+        let command: Command
+        do { command = try Command(r) } catch { return fail(r, error.errorClass, error.desc) }
+        switch command {
+        case .sync: answerSync(r)
+        case .info: reply(r, Canned.info)
+        case .query: reply(r, Canned.query(target: 0, actual: 0, state: .idle))
+        case .stats: reply(r, Canned.stats)
+        case let .setTarget(t):
+            reply(r, SetTargetReply(target: t, effectiveTarget: t, actual: 0).json)
+            event(.balloonChange(.init(actual: 4096, target: t)))
+        case let .setStatsInterval(interval): reply(r, StatsIntervalReply(interval: interval).json)
+        case let .setFrameReporting(enabled): reply(r, FrameReportingReply(enabled: enabled, pageSize: 4096, frames: 0).json)
+        case let .framesAck(seq): reply(r, FramesAckReply(acked: seq).json)
+        case .rescanFrames, .serveStatus: fail(r, .commandNotFound, "no command \(r.execute)")
         }
     }
 
-    func frames(_ name: String, seq: UInt64, _ ranges: [JSON]) {
-        event(name, ["seq": .uint(seq), "page-size": 4096, "ranges": .array(ranges)])
+    func frames(_ name: GuestEvent.Name, seq: UInt64, _ ranges: [JSON]) {
+        rawEvent(name, ["seq": .uint(seq), "page-size": 4096, "ranges": .array(ranges)])
     }
 }

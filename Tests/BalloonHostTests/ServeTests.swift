@@ -10,9 +10,9 @@ private let MiB: UInt64 = 1 << 20
 /// unix socket, a RAM backend file on /dev/shm, other balloonctl calls
 /// through the control socket.
 /// The error class a call through `session` fails with (nil: it worked).
-private func errorClass(_ session: GuestSession, _ command: String, _ arguments: JSON = .object([])) -> ErrorClass? {
+private func errorClass(_ session: GuestSession, _ command: Command) -> ErrorClass? {
     do {
-        _ = try session.call(command, arguments: arguments)
+        _ = try session.call(command)
         return nil
     } catch {
         switch error {
@@ -20,6 +20,24 @@ private func errorClass(_ session: GuestSession, _ command: String, _ arguments:
         default: return nil
         }
     }
+}
+
+/// The reply to one request line written as is (for what `Command` cannot say).
+private func rawReply(_ path: String, _ line: String) throws -> Response? {
+    let fd = try GuestAddress.unix(path: path).connect(timeout: .seconds(5))
+    defer { fd.close() }
+    try HostIO.sendAll(fd.raw, Array((line + "\n").utf8))
+    var framer = LineFramer()
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+    defer { buffer.deallocate() }
+    while try HostIO.waitReadable(fd.raw, timeoutMilliseconds: 10_000) {
+        let n = try HostIO.read(fd.raw, into: buffer)
+        guard n > 0 else { return nil }
+        for case let .line(l) in framer.feed(UnsafeRawBufferPointer(rebasing: buffer[..<n])) {
+            if case let .response(r) = try Message.decode(l) { return r }
+        }
+    }
+    return nil
 }
 
 @Suite(.serialized) struct ServeTests {
@@ -36,29 +54,29 @@ private func errorClass(_ session: GuestSession, _ command: String, _ arguments:
 
         // Session 1: frame reporting, the --target, frames (some malicious), then close on `info`.
         let guest1 = try serveOnce(path: gsock) { g in
-            guard let fr = g.serveUntil("set-frame-reporting", recorder: first) else { return }
+            guard let fr = g.serveUntil(.setFrameReporting, recorder: first) else { return }
             #expect(fr.arguments["enabled"] == .bool(true))
             g.answer(fr)
-            guard let q = g.serveUntil(CommandName.query, recorder: first) else { return }
+            guard let q = g.serveUntil(.query, recorder: first) else { return }
             g.answer(q)  // target 0: serve applies --target
-            guard let st = g.serveUntil(CommandName.setTarget, recorder: first) else { return }
+            guard let st = g.serveUntil(.setTarget, recorder: first) else { return }
             #expect(st.arguments["target"]?.uint64 == 128 * MiB)
             g.answer(st)
-            g.frames("FRAMES_INFLATED", seq: 1, [
+            g.frames(.framesInflated, seq: 1, [
                 [256, 256],  // 1 MiB at 1 MiB
                 [1024, 512],  // 2 MiB at 4 MiB
                 [300, 10],  // overlaps the first range of this event
                 [12288, 16],  // 48 MiB: in the file, outside guest RAM (--ram-size 32M)
                 ["x", 1],  // malformed
             ])
-            guard let a1 = g.serveUntil("frames-ack", recorder: first) else { return }
+            guard let a1 = g.serveUntil(.framesAck, recorder: first) else { return }
             #expect(a1.arguments["seq"]?.uint64 == 1)
             g.answer(a1)
-            g.frames("FRAMES_DEFLATED", seq: 2, [[256, 256], [5000, 1]])  // the second was never held
-            guard let a2 = g.serveUntil("frames-ack", recorder: first) else { return }
+            g.frames(.framesDeflated, seq: 2, [[256, 256], [5000, 1]])  // the second was never held
+            guard let a2 = g.serveUntil(.framesAck, recorder: first) else { return }
             #expect(a2.arguments["seq"]?.uint64 == 2)
             g.answer(a2)
-            guard let info = g.serveUntil(CommandName.info, recorder: first) else { return }
+            guard let info = g.serveUntil(.info, recorder: first) else { return }
             g.answer(info)  // and hang up
         }
 
@@ -117,10 +135,18 @@ private func errorClass(_ session: GuestSession, _ command: String, _ arguments:
 
         // Frame reporting belongs to serve.
         let session = try GuestSession.open(.unix(path: csock))
-        #expect(errorClass(session, "frames-ack", ["seq": 1]) == .invalidParameter)
-        #expect(errorClass(session, "set-frame-reporting", ["enabled": false]) == .invalidParameter)
-        #expect(errorClass(session, "no-such-command") == .commandNotFound)
-        #expect(errorClass(session, CommandName.query) == nil)
+        #expect(errorClass(session, .framesAck(seq: 1)) == .invalidParameter)
+        #expect(errorClass(session, .setFrameReporting(enabled: false)) == .invalidParameter)
+        #expect(errorClass(session, .query) == nil)
+        let unknown = try rawReply(csock, #"{"execute":"no-such-command","id":5}"#)
+        #expect(unknown?.id == 5)
+        if case let .failure(e)? = unknown?.result {
+            #expect(e == Command.notFound("no-such-command", scope: .serveControl))
+        } else {
+            Issue.record("no-such-command was not refused: \(String(describing: unknown))")
+        }
+        let typo = try rawReply(csock, #"{"execute":"set-target","arguments":{"tagret":1},"id":6}"#)
+        #expect(typo?.result == .failure(ProtocolError(.invalidParameter, "set-target: unknown argument \"tagret\" (accepted: target)")))
         session.close()
 
         // The guest hangs up after `info`: serve forgets the frames and reconnects.
@@ -136,15 +162,15 @@ private func errorClass(_ session: GuestSession, _ command: String, _ arguments:
 
         // Session 2, a fresh listener: a restarted guest (target 0, actual 0).
         let guest2 = try serveOnce(path: gsock) { g in
-            guard let fr = g.serveUntil("set-frame-reporting", recorder: second) else { return }
+            guard let fr = g.serveUntil(.setFrameReporting, recorder: second) else { return }
             g.answer(fr)
-            guard let q = g.serveUntil(CommandName.query, recorder: second) else { return }
+            guard let q = g.serveUntil(.query, recorder: second) else { return }
             g.answer(q)
-            guard let st = g.serveUntil(CommandName.setTarget, recorder: second) else { return }
+            guard let st = g.serveUntil(.setTarget, recorder: second) else { return }
             #expect(st.arguments["target"]?.uint64 == 256 * MiB)  // the last `set`, re-applied
             g.answer(st)
-            g.frames("FRAMES_INFLATED", seq: 1, [[2048, 256]])  // 1 MiB at 8 MiB
-            guard let a = g.serveUntil("frames-ack", recorder: second) else { return }
+            g.frames(.framesInflated, seq: 1, [[2048, 256]])  // 1 MiB at 8 MiB
+            guard let a = g.serveUntil(.framesAck, recorder: second) else { return }
             #expect(a.arguments["seq"]?.uint64 == 1)
             g.answer(a)
             g.serveAll(recorder: second)
@@ -179,7 +205,7 @@ private func errorClass(_ session: GuestSession, _ command: String, _ arguments:
         let slow = try StreamSocket.connectUnix(path: csock)
         var burst: [UInt8] = [0xFF]
         for i in 0..<4000 {
-            burst += Message.request(Request(ServeCommand.status, id: .int(Int64(i)))).encoded()
+            burst += Message.request(Command.serveStatus.request(id: .int(Int64(i)))).encoded()
         }
         try? HostIO.sendAll(slow.raw, burst)
 

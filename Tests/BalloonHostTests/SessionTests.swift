@@ -1,5 +1,6 @@
 import BalloonHost
 import BalloonProtocol
+import BalloonStats
 import BalloonSystem
 import Glibc
 import Testing
@@ -10,9 +11,9 @@ import Testing
             // Left in the channel while nobody listened: an old reply, an event,
             // an old sync reply from another host (with its own 0xFF), a partial line.
             guest.write("{\"return\":{\"target\":1},\"id\":1}\n")
-            guest.event(EventName.targetReached, Canned.progress(actual: 1, target: 1))
+            guest.event(.targetReached(.init(actual: 1, target: 1)))
             guest.write([0xFF] + Array("{\"return\":777,\"id\":777}\n{\"event\":\"BALLOON_CH".utf8))
-            guard let sync = guest.readRequest(), sync.execute == CommandName.sync else { return }
+            guard let sync = guest.readRequest(), sync.execute == Command.Name.sync.rawValue else { return }
             #expect(guest.resyncsSeen == 1)  // the host wrote 0xFF before the request
             #expect(sync.id != nil && sync.id == sync.arguments["id"])
             // More stale output written after the request but before the answer.
@@ -38,16 +39,16 @@ import Testing
             // 0xFF, then a reply to someone else's sync, then ours after another 0xFF.
             guest.write([0xFF])
             guest.write("{\"return\":12345,\"id\":12345}\n")
-            guest.event(EventName.balloonChange, Canned.progress(actual: 0, target: 0))
+            guest.event(.balloonChange(.init(actual: 0, target: 0)))
             guest.answerSync(sync)
             guard let q = guest.readRequest() else { return }
-            guest.reply(q, Canned.query(target: 0, actual: 0, state: "idle"))
+            guest.reply(q, Canned.query(target: 0, actual: 0, state: .idle))
         }
         defer { thread.join() }
         let session = GuestSession(descriptor: host)
         let id = try session.sync()
         #expect(id > 0 && id < 1 << 53)
-        #expect(try session.query().state == "idle")
+        #expect(try session.query().state == .idle)
         #expect(session.pendingEvents.isEmpty)
     }
 
@@ -57,7 +58,7 @@ import Testing
             guard let r = guest.readRequest() else { return }
             guest.write(Array("{\"event\":\"BALL".utf8) + [0xFF])  // cut off by a resync
             guest.write([0xFF])
-            guest.reply(r, Canned.query(target: 4096, actual: 4096, state: "idle"))
+            guest.reply(r, Canned.query(target: 4096, actual: 4096, state: .idle))
         }
         defer { thread.join() }
         let session = GuestSession(descriptor: host)
@@ -71,19 +72,19 @@ import Testing
         let (host, thread) = try pairWithGuest { guest in
             guest.awaitSync()
             guard let set = guest.readRequest() else { return }
-            #expect(set.execute == CommandName.setTarget)
+            #expect((try? Command(set)) == .setTarget(256 << 20))
             #expect(set.arguments["target"]?.uint64 == 256 << 20)
-            guest.event(EventName.stats, Canned.stats)
+            guest.event(.stats(Canned.statsReply))
             // A reply, then two events and a second reply in one write.
             guest.reply(set, ["target": .uint(256 << 20), "effective-target": .uint(256 << 20), "actual": 0])
             guest.write(
-                Canned.progress(actual: 64 << 20, target: 256 << 20).eventLine(EventName.balloonChange)
-                    + Canned.progress(actual: 128 << 20, target: 256 << 20).eventLine(EventName.balloonChange))
+                GuestEvent.balloonChange(.init(actual: 64 << 20, target: 256 << 20)).line
+                    + GuestEvent.balloonChange(.init(actual: 128 << 20, target: 256 << 20)).line)
             guard let q = guest.readRequest() else { return }
-            guest.event(EventName.balloonChange, Canned.progress(actual: 192 << 20, target: 256 << 20))
-            guest.reply(q, Canned.query(target: 256 << 20, actual: 192 << 20, state: "inflating"))
-            guest.event(EventName.balloonChange, Canned.progress(actual: 256 << 20, target: 256 << 20))
-            guest.event(EventName.targetReached, Canned.progress(actual: 256 << 20, target: 256 << 20))
+            guest.event(.balloonChange(.init(actual: 192 << 20, target: 256 << 20)))
+            guest.reply(q, Canned.query(target: 256 << 20, actual: 192 << 20, state: .inflating))
+            guest.event(.balloonChange(.init(actual: 256 << 20, target: 256 << 20)))
+            guest.event(.targetReached(.init(actual: 256 << 20, target: 256 << 20)))
             _ = guest.readRequest(timeoutMs: 3000)  // until the host hangs up
         }
         defer { thread.join() }
@@ -93,18 +94,17 @@ import Testing
         let reply = try session.setTarget(256 << 20)
         #expect(reply.target == 256 << 20 && reply.effectiveTarget == 256 << 20 && reply.actual == 0)
         #expect(!reply.isDone && !reply.isStoppedShort)
-        #expect(session.pendingEvents.map(\.name) == [EventName.stats])
+        #expect(session.pendingEvents.map(\.name) == [GuestEvent.Name.stats.rawValue])
         session.discardQueuedEvents()
-        #expect(try session.query().state == "inflating")
+        #expect(try session.query().state == .inflating)
         var actuals: [UInt64] = []
         var names: [String] = []
         while let e = try session.nextEvent(timeout: .seconds(5)) {
             names.append(e.name)
             actuals.append((try? GuestEvent(e))?.progress?.actual ?? 0)
-            if e.name == EventName.targetReached { break }
+            if e.name == GuestEvent.Name.targetReached.rawValue { break }
         }
-        #expect(names == [EventName.balloonChange, EventName.balloonChange, EventName.balloonChange,
-                          EventName.balloonChange, EventName.targetReached])
+        #expect(names == [.balloonChange, .balloonChange, .balloonChange, .balloonChange, .targetReached].map(\GuestEvent.Name.rawValue))
         let mib: [UInt64] = [64, 128, 192, 256, 256]
         #expect(actuals == mib.map { $0 << 20 })
         #expect(try session.nextEvent(timeout: .milliseconds(50)) == nil)
@@ -125,9 +125,9 @@ import Testing
         defer { thread.join() }
         let session = GuestSession(descriptor: host)
         try session.sync()
-        #expect(try session.setStatsInterval(100) == 100)
-        #expect(try session.setStatsInterval(0) == 0)
-        #expect(try session.setStatsInterval(2500) == 2500)
+        #expect(try session.setStatsInterval(.milliseconds(100)) == .milliseconds(100))
+        #expect(try session.setStatsInterval(.zero) == .zero)
+        #expect(try session.setStatsInterval(.milliseconds(2500)) == .milliseconds(2500))
     }
 
     @Test func errorReplyThrowsWithClassAndDesc() throws {
@@ -228,10 +228,10 @@ import Testing
         defer { thread.join() }
         let session = try GuestSession.open(.unix(path: path))
         let stats = try session.stats()
-        #expect(stats.stats["major-faults"] == 1234)
-        #expect(stats.stats["htlb-pgalloc"] == nil)
-        #expect(stats.stats.availableMemory == 7_500_000_000)
-        #expect(stats.some?.avg10 == 1.25 && stats.some?.total == 12345)
+        #expect(stats.stats[.majorFaults] == 1234)
+        #expect(stats.stats[.htlbPgalloc] == nil)
+        #expect(stats.stats[.availableMemory] == 7_500_000_000)
+        #expect(stats.pressure?.some?.avg10 == 1.25 && stats.pressure?.some?.total == 12345)
         #expect(stats.balloonActual == 134_217_728)
         session.close()
     }
@@ -325,9 +325,7 @@ import Testing
     }
 }
 
-extension JSON {
-    /// This value as the data of an event line.
-    func eventLine(_ name: String) -> String {
-        Event(name, data: self, timestamp: Timestamp(seconds: 1, microseconds: 2)).json.serialized() + "\n"
-    }
+extension GuestEvent {
+    /// This event as one line on the wire.
+    var line: String { event(at: Timestamp(seconds: 1, microseconds: 2)).json.serialized() + "\n" }
 }

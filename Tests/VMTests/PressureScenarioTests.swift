@@ -67,7 +67,7 @@ final class PressureGuest {
     func inflateHalf() throws {
         daemonPID = try guest.startDaemon(config: pressureDefaultsConfig)
         session = try hostSession(guest)
-        memoryTotal = try session.info().memoryTotal ?? 0
+        memoryTotal = try session.info().memoryTotal
         let half = memoryTotal / 2 / 4096 * 4096
         _ = try session.setTarget(half)
         var seen: [Event] = []
@@ -153,7 +153,7 @@ final class PressureGuest {
             }
         }
         #expect(status.actual == deflated.last?.data["actual"]?.uint64 ?? status.actual)
-        #expect((status.raw["pressure"]?["deflated-total"]?.uint64 ?? 0) > 0, "\(label): query shows no pressure deflate")
+        #expect(status.pressure.deflatedTotal > 0, "\(label): query shows no pressure deflate")
         let summary = deflated.map { "\($0.data["reason"]?.string ?? "?"):\(($0.data["bytes"]?.uint64 ?? 0) / MiB)M" }
         print("\(label): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines)); deflates \(summary); holders killed \(killed.count); actual now \(status.actual / MiB) MiB")
     }

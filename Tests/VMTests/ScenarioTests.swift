@@ -19,7 +19,7 @@ struct RealGuestScenarios {
             var pid = try guest.startDaemon(config: portConfig)
             let session = try hostSession(guest)
             let info = try session.info()
-            #expect((info.memoryTotal ?? 0) > 900 * MiB)
+            #expect(info.memoryTotal > 900 * MiB)
             #expect(info.channel == "virtio-serial:/dev/virtio-ports/org.balloond.0")
             session.close()
             try guest.sh("kill -TERM \(pid); while kill -0 \(pid) 2>/dev/null; do sleep 0.1; done")
@@ -59,7 +59,7 @@ struct RealGuestScenarios {
                 let s = try hostSession(guest)
                 let status = try s.query()
                 #expect(status.target == target, "round \(round): the target was lost")
-                if status.state == "inflating" || status.state == "deflating" { sawMoving += 1 }
+                if status.state == .inflating || status.state == .deflating { sawMoving += 1 }
                 if round % 10 == 9 {
                     target = target == 0 ? 384 * MiB : 0
                     let reply = try s.setTarget(target)
@@ -93,7 +93,7 @@ struct RealGuestScenarios {
         try withGuestDiagnostics(guest) {
             let pid = try guest.startDaemon(config: portConfig)
             let session = try hostSession(guest)
-            let total = try session.info().memoryTotal ?? 0
+            let total = try session.info().memoryTotal
             let half = total / 2 / 4096 * 4096
             let mlocked0 = try guest.meminfo("Mlocked"), available0 = try guest.meminfo("MemAvailable")
             var seen: [Event] = []
@@ -126,11 +126,11 @@ struct RealGuestScenarios {
             let code = unreachable.data["reason"]?["code"]?.string
             #expect(code == "mem-available-floor" || code == "pressure", "reason \(code ?? "none")")
             #expect(!seen.contains { $0.name == "DEFLATED" }, "deflated because of its own inflation: \(seen.map(\.name))")
-            let floor = try session.info().memAvailableFloor ?? 0
+            let floor = try session.info().memAvailableFloor
             #expect(try guest.meminfo("MemAvailable") >= floor - 8 * MiB)
             let status = try session.query()
-            #expect(status.state == "unreachable")
-            #expect(status.reason?.code == code)
+            #expect(status.state == .unreachable)
+            #expect(status.reason?.code.rawValue == code)
             #expect(status.actual < reply.effectiveTarget)
             _ = try session.setTarget(0)
         }
