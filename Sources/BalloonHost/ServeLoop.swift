@@ -13,103 +13,27 @@ import Glibc
 // (immediate for unix sockets; the hybrid vsock handshake waits at most
 // `connectTimeout`) and the fallocate calls.
 
-/// What `serve` needs to run.
-public struct ServeOptions {
-    /// The guest channel.
-    public var guest: GuestAddress
-    /// The control socket to listen on (created mode 0600).
-    public var controlPath: String
-    /// The target to keep applying after every (re)connect; later `set-target`
-    /// calls on the control socket replace it.
-    public var desiredTarget: UInt64?
-    /// How long the guest may take to answer `sync` and each request before
-    /// the connection is considered dead and re-made.
-    public var guestTimeout: Duration = .seconds(10)
-    /// The longest a connect (hybrid vsock handshake) may block the loop.
-    public var connectTimeout: Duration = .seconds(2)
-    /// Reconnect backoff: first delay, doubled after each failure up to the max.
-    public var backoffInitialMilliseconds: UInt64 = 200
-    public var backoffMaxMilliseconds: UInt64 = 5000
-    /// A control client whose unsent output exceeds this is dropped.
-    public var clientOutboxLimit = 1 << 20
-    public var maxClients = 64
-    /// Stop on SIGINT/SIGTERM (blocks them in the calling thread).
-    public var handleSignals = false
-    /// Where log lines go (one line each, no newline).
-    public var log: (String) -> Void = { _ in }
-
-    public init(guest: GuestAddress, controlPath: String) {
-        self.guest = guest
-        self.controlPath = controlPath
-    }
-}
-
-/// What `serve` tells control clients while it has no guest session.
-public enum ServeCommand {
-    public static let notConnected = "guest not connected (reconnecting)"
-}
-
-/// Bytes waiting to go out on a non-blocking socket.
-struct Outbox {
-    private var bytes: [UInt8] = []
-    private var start = 0
-
-    var count: Int { bytes.count - start }
-    var isEmpty: Bool { count == 0 }
-
-    mutating func append(_ more: [UInt8]) {
-        if start > 0 && start >= bytes.count / 2 {
-            bytes.removeFirst(start)
-            start = 0
-        }
-        bytes.append(contentsOf: more)
-    }
-
-    mutating func removeAll() {
-        bytes.removeAll()
-        start = 0
-    }
-
-    /// Sends what the socket takes. True when everything went.
-    mutating func flush(_ fd: Int32) throws(SystemError) -> Bool {
-        while start < bytes.count {
-            let from = start
-            let result: Result<Int?, SystemError> = bytes.withUnsafeBytes { raw in
-                do throws(SystemError) { return .success(try StreamIO.sendSome(fd, UnsafeRawBufferPointer(rebasing: raw[from...]))) } catch {
-                    return .failure(error)
-                }
-            }
-            switch result {
-            case let .failure(error): throw error
-            case .success(nil): return false
-            case let .success(n?): start += n
-            }
-        }
-        bytes.removeAll(keepingCapacity: true)
-        start = 0
-        return true
-    }
-}
-
 public final class ServeLoop {
     public let options: ServeOptions
-    private var ledger: FrameLedger?
-    private let puncher: BackendPuncher?
-    private let clock: () -> UInt64
+    var ledger: FrameLedger?
+    let puncher: BackendPuncher?
+    let clock: () -> UInt64
 
-    private let epoll: Epoll
-    private let listener: Descriptor
-    private let reconnectTimer: TimerDescriptor
-    private let tickTimer: TimerDescriptor
-    private let stopEvent: EventDescriptor
-    private var signals: SignalDescriptor?
-    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+    let epoll: Epoll
+    let listener: Descriptor
+    let reconnectTimer: TimerDescriptor
+    let tickTimer: TimerDescriptor
+    let stopEvent: EventDescriptor
+    var signals: SignalDescriptor?
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
 
-    private enum Kind: UInt64 { case listener = 1, guest, reconnect, tick, signal, stop, client }
-    private static func token(_ kind: Kind, _ id: UInt64 = 0) -> UInt64 { id << 8 | kind.rawValue }
+    enum Kind: UInt64 { case listener = 1, guest, reconnect, tick, signal, stop, client }
+    static func token(_ kind: Kind, _ id: UInt64 = 0) -> UInt64 { id << 8 | kind.rawValue }
+    /// How often guest request timeouts are checked.
+    static let tick: Duration = .milliseconds(250)
 
     /// What a reply from the guest is for.
-    private enum Pending {
+    enum Pending {
         case forward(client: UInt64, id: JSON?, target: UInt64?, previousDesired: UInt64?)
         case frameReporting
         case query
@@ -117,50 +41,17 @@ public final class ServeLoop {
         case ack(UInt64)
     }
 
-    private final class GuestLink {
-        let fd: Descriptor
-        let generation: UInt64
-        let syncID: Int64
-        var framer = LineFramer()
-        var outbox = Outbox()
-        var sawResync = false
-        var synced = false
-        var nextID: Int64 = 1
-        var pending: [Int64: (what: Pending, sentAt: UInt64, command: Command.Name)] = [:]
-        let connectedAt: UInt64
-        var wantsWrite = false
-
-        init(fd: Descriptor, generation: UInt64, syncID: Int64, now: UInt64) {
-            self.fd = fd
-            self.generation = generation
-            self.syncID = syncID
-            connectedAt = now
-        }
-    }
-
-    private final class Client {
-        let id: UInt64
-        let fd: Descriptor
-        var framer = LineFramer()
-        var outbox = Outbox()
-        var wantsWrite = false
-        init(id: UInt64, fd: Descriptor) {
-            self.id = id
-            self.fd = fd
-        }
-    }
-
-    private var link: GuestLink?
-    private var generation: UInt64 = 0
-    private var clients: [UInt64: Client] = [:]
-    private var nextClientID: UInt64 = 1
-    private var backoff: UInt64
-    private var stopping = false
-    private var hadSession = false
-    private var lastConnectError: String?
-    private var lastRefusalLog: UInt64 = 0
-    private var guestMalformed: UInt64 = 0
-    private var status = ServeStatus()
+    var link: GuestLink?
+    var generation: UInt64 = 0
+    var clients: [UInt64: Client] = [:]
+    var nextClientID: UInt64 = 1
+    var backoff: Duration
+    var stopping = false
+    var hadSession = false
+    var lastConnectError: String?
+    var lastRefusalLog: UInt64 = 0
+    var guestMalformed: UInt64 = 0
+    var status = ServeStatus()
 
     /// Listens on the control socket. `frames`: the ledger and puncher when a
     /// memory backend was given. `clock`: monotonic nanoseconds.
@@ -172,7 +63,7 @@ public final class ServeLoop {
         self.ledger = frames?.ledger
         self.puncher = frames?.puncher
         self.clock = clock
-        backoff = options.backoffInitialMilliseconds
+        backoff = options.backoffInitial
         status.desiredTarget = options.desiredTarget
         status.guest = options.guest.description
         status.memoryBackend = frames?.puncher.file.path
@@ -195,7 +86,7 @@ public final class ServeLoop {
             try epoll.add(reconnectTimer.descriptor.raw, events: .readable, token: Self.token(.reconnect))
             try epoll.add(tickTimer.descriptor.raw, events: .readable, token: Self.token(.tick))
             try epoll.add(stopEvent.descriptor.raw, events: .readable, token: Self.token(.stop))
-            try tickTimer.arm(afterMilliseconds: 250, repeating: true)
+            try tickTimer.arm(afterMilliseconds: Self.tick.milliseconds, repeating: true)
         } catch { throw .io(error) }
     }
 
@@ -239,7 +130,7 @@ public final class ServeLoop {
         shutdown()
     }
 
-    private func dispatch(_ token: UInt64, _ ev: EpollEvents) {
+    func dispatch(_ token: UInt64, _ ev: EpollEvents) {
         guard let kind = Kind(rawValue: token & 0xFF) else { return }
         let id = token >> 8
         switch kind {
@@ -269,7 +160,7 @@ public final class ServeLoop {
         }
     }
 
-    private func shutdown() {
+    func shutdown() {
         if link != nil { disconnect("serve is stopping", reconnect: false) }
         for client in clients.values { drop(client, reason: nil) }
         epoll.remove(listener.raw)
@@ -278,379 +169,4 @@ public final class ServeLoop {
         options.log("stopped")
     }
 
-    // MARK: - guest connection
-
-    private func connectGuest() {
-        let fd: Descriptor
-        do {
-            fd = try options.guest.connect(timeout: options.connectTimeout)
-            try? fd.setNonBlocking()
-        } catch {
-            let text = error.description
-            status.lastError = text
-            if text != lastConnectError { options.log(text + " (retrying)") }
-            lastConnectError = text
-            scheduleReconnect()
-            return
-        }
-        lastConnectError = nil
-        generation += 1
-        let syncID = Int64.random(in: 1...(1 << 53 - 1))
-        let link = GuestLink(fd: fd, generation: generation, syncID: syncID, now: clock())
-        self.link = link
-        do { try epoll.add(fd.raw, events: .readable, token: Self.token(.guest, generation)) } catch {
-            disconnect("\(error)")
-            return
-        }
-        let request = Message.request(Command.sync(id: .int(syncID)).request(id: .int(syncID)))
-        sendToGuest([LineFramer.resyncByte] + request.encoded())
-    }
-
-    private func scheduleReconnect() {
-        try? reconnectTimer.arm(afterMilliseconds: backoff)
-        backoff = min(backoff * 2, options.backoffMaxMilliseconds)
-    }
-
-    /// Drops the session: pending forwarded requests get an error, the frames
-    /// the guest reported are forgotten (nothing further is freed for this
-    /// session, protocol rule 3), and a reconnect is scheduled.
-    private func disconnect(_ reason: String, reconnect: Bool = true) {
-        guard let link else { return }
-        self.link = nil
-        epoll.remove(link.fd.raw)
-        link.fd.close()
-        status.lastError = reason
-        status.frameReporting = false
-        ledger?.resetSession()
-        for (_, p) in link.pending.sorted(by: { $0.key < $1.key }) {
-            if case let .forward(clientID, id, target, previous) = p.what {
-                if let target, status.desiredTarget == target { status.desiredTarget = previous }
-                replyToClient(clientID, Response(id: id, result: .failure(ProtocolError(.genericError, "guest connection lost before it answered (reconnecting)"))))
-            }
-        }
-        if reconnect {
-            options.log("guest connection lost: \(reason); reconnecting in \(HostFormat.seconds(Double(backoff) / 1000))")
-            scheduleReconnect()
-        }
-    }
-
-    private func sendToGuest(_ bytes: [UInt8]) {
-        guard let link else { return }
-        link.outbox.append(bytes)
-        flushGuest()
-    }
-
-    private func flushGuest() {
-        guard let link else { return }
-        do {
-            let drained = try link.outbox.flush(link.fd.raw)
-            if drained == link.wantsWrite {
-                link.wantsWrite = !drained
-                try epoll.modify(link.fd.raw, events: drained ? .readable : [.readable, .writable], token: Self.token(.guest, link.generation))
-            }
-        } catch {
-            disconnect("write to the guest failed: \(error.errno)")
-        }
-    }
-
-    /// Sends a request of serve's own or a forwarded one; returns its id.
-    private func guestRequest(_ command: Command, for what: Pending) {
-        guard let link, link.synced else { return }
-        let id = link.nextID
-        link.nextID += 1
-        link.pending[id] = (what, clock(), command.name)
-        sendToGuest(Message.request(command.request(id: .int(id))).encoded())
-    }
-
-    private func guestReadable() {
-        guard let link else { return }
-        let n: Int?
-        do { n = try StreamIO.receiveSome(link.fd.raw, into: buffer) } catch {
-            disconnect("read from the guest failed: \(error.errno)")
-            return
-        }
-        guard let n else { return }
-        if n == 0 {
-            disconnect("the guest closed the connection")
-            return
-        }
-        for item in link.framer.feed(UnsafeRawBufferPointer(rebasing: buffer[..<n])) {
-            guard self.link === link else { return }  // disconnected meanwhile
-            switch item {
-            case .resync:
-                if !link.synced { link.sawResync = true }
-            case .tooLong:
-                guestMalformed += 1
-            case let .line(line):
-                if link.synced {
-                    guestLine(line, link)
-                } else if link.sawResync, case let .response(r)? = try? Message.decode(line), r.id == .int(link.syncID),
-                    case let .success(value) = r.result, value == .int(link.syncID)
-                {
-                    synced(link)
-                }
-            // Before the guest's 0xFF and sync reply: stale, dropped.
-            }
-        }
-    }
-
-    private func synced(_ link: GuestLink) {
-        link.synced = true
-        backoff = options.backoffInitialMilliseconds
-        if hadSession { status.reconnects += 1 }
-        hadSession = true
-        options.log("guest \(options.guest) connected and synced")
-        if ledger != nil {
-            guestRequest(.setFrameReporting(enabled: true), for: .frameReporting)
-        }
-        guestRequest(.query, for: .query)
-    }
-
-    private func guestLine(_ line: [UInt8], _ link: GuestLink) {
-        let message: Message
-        do { message = try Message.decode(line) } catch {
-            guestMalformed += 1
-            return
-        }
-        switch message {
-        case let .response(response):
-            guard let id = response.id?.int64, let p = link.pending.removeValue(forKey: id) else {
-                if case let .failure(error) = response.result { options.log("guest error without a matching request: \(error)") }
-                return
-            }
-            guestReply(p.what, response.result)
-        case let .event(event):
-            if event.name == GuestEvent.Name.framesInflated.rawValue || event.name == GuestEvent.Name.framesDeflated.rawValue {
-                frameEvent(event, link)
-            } else {
-                broadcast(line + [0x0A])
-            }
-        case .request:
-            return
-        }
-    }
-
-    private func guestReply(_ what: Pending, _ result: Result<JSON, ProtocolError>) {
-        switch what {
-        case let .forward(clientID, id, target, previous):
-            if case .failure = result, let target, status.desiredTarget == target { status.desiredTarget = previous }
-            replyToClient(clientID, Response(id: id, result: result))
-        case .frameReporting:
-            switch result {
-            case let .success(value):
-                let reply = try? FrameReportingReply(json: value)
-                status.frameReporting = reply?.enabled ?? true
-                options.log("frame reporting on (the guest holds \(reply.map { String($0.frames) } ?? "?") frames)")
-            case let .failure(error):
-                status.frameReporting = false
-                status.lastError = "set-frame-reporting failed: \(error)"
-                options.log("set-frame-reporting failed: \(error); frames will not be freed")
-            }
-        case .query:
-            switch result {
-            case let .success(value):
-                guard let desired = status.desiredTarget else { return }
-                guard let current = try? QueryReply(json: value) else {
-                    options.log("unexpected query reply: \(value.serialized())")
-                    return
-                }
-                if current.target != desired {
-                    options.log("re-applying target \(HumanBytes.format(desired)) (guest has \(HumanBytes.format(current.target)), actual \(HumanBytes.format(current.actual)))")
-                    guestRequest(.setTarget(desired), for: .setTarget(desired))
-                }
-            case let .failure(error):
-                options.log("query failed: \(error)")
-            }
-        case let .setTarget(target):
-            if case let .failure(error) = result {
-                status.lastError = "set-target \(target) failed: \(error)"
-                options.log("set-target \(HumanBytes.format(target)) failed: \(error)")
-            }
-        case let .ack(seq):
-            if case let .failure(error) = result {
-                status.lastError = "frames-ack \(seq) failed: \(error)"
-                options.log("frames-ack \(seq) failed: \(error)")
-            }
-        }
-    }
-
-    /// FRAMES_INFLATED / FRAMES_DEFLATED: validate, punch, then acknowledge.
-    private func frameEvent(_ event: Event, _ link: GuestLink) {
-        guard ledger != nil, let puncher else {
-            // No backend: nothing to free. Acknowledge (ignored) if there is a seq.
-            if let r = (try? GuestEvent(event))?.frameReport {
-                guestRequest(.framesAck(seq: r.seq), for: .ack(r.seq))
-            }
-            return
-        }
-        // Rule 3: a session that has ended frees nothing more. The peer may
-        // have closed with this event still unread: check before punching.
-        if StreamIO.peerClosed(link.fd.raw) {
-            disconnect("the guest closed the connection (\(event.name) not acted upon)")
-            return
-        }
-        let now = clock()
-        let decision: FrameDecision
-        if let typed = try? GuestEvent(event), let d = ledger!.handle(typed, now: now) {
-            decision = d
-        } else {
-            decision = ledger!.refuseMalformed()
-        }
-        let failuresBefore = puncher.failures
-        if !decision.punches.isEmpty { puncher.punch(decision.punches) }
-        if puncher.failures > failuresBefore {
-            let text = puncher.lastError.map { "\($0)" } ?? "a range beyond guest RAM"
-            status.lastError = "punch failed: \(text)"
-            options.log("punch failed: \(text)")
-        }
-        if decision.refused.total > 0, now &- lastRefusalLog >= 1_000_000_000 || lastRefusalLog == 0 {
-            lastRefusalLog = now
-            let r = ledger!.refused
-            options.log("\(event.name) seq \(decision.seq.map(String.init) ?? "?"): refused ranges (totals: outside RAM \(r.outsideRam), overlap \(r.overlap), rate limit \(r.rateLimit), malformed \(r.malformed))")
-        }
-        if let seq = decision.seq {
-            guestRequest(.framesAck(seq: seq), for: .ack(seq))
-        }
-    }
-
-    private func checkTimeouts() {
-        guard let link else { return }
-        let now = clock()
-        let limit = UInt64(options.guestTimeout.seconds * 1e9)
-        if !link.synced {
-            if now &- link.connectedAt > limit {
-                disconnect("the guest did not answer sync within \(HostFormat.seconds(options.guestTimeout.seconds))")
-            }
-            return
-        }
-        if let oldest = link.pending.values.min(by: { $0.sentAt < $1.sentAt }), now &- oldest.sentAt > limit {
-            disconnect("the guest did not answer \(oldest.command.rawValue) within \(HostFormat.seconds(options.guestTimeout.seconds))")
-        }
-    }
-
-    // MARK: - control clients
-
-    private func acceptClients() {
-        while true {
-            let fd: Descriptor?
-            do { fd = try StreamSocket.accept(listener) } catch {
-                options.log("accept on \(options.controlPath) failed: \(error)")
-                return
-            }
-            guard let fd else { return }
-            guard clients.count < options.maxClients else {
-                options.log("control client refused: \(options.maxClients) already connected")
-                fd.close()
-                continue
-            }
-            let client = Client(id: nextClientID, fd: fd)
-            nextClientID += 1
-            do { try epoll.add(fd.raw, events: .readable, token: Self.token(.client, client.id)) } catch {
-                fd.close()
-                continue
-            }
-            clients[client.id] = client
-        }
-    }
-
-    private func clientReadable(_ client: Client) {
-        let n: Int?
-        do { n = try StreamIO.receiveSome(client.fd.raw, into: buffer) } catch {
-            drop(client, reason: nil)
-            return
-        }
-        guard let n else { return }
-        if n == 0 {
-            drop(client, reason: nil)
-            return
-        }
-        for item in client.framer.feed(UnsafeRawBufferPointer(rebasing: buffer[..<n])) {
-            guard clients[client.id] != nil else { return }
-            switch item {
-            case .resync:
-                continue
-            case let .tooLong(limit):
-                send(client, Response(id: nil, result: .failure(ProtocolError(.lineTooLong, "line longer than \(limit) bytes dropped"))))
-            case let .line(line):
-                switch Result(catching: { () throws(ProtocolError) -> Message in try Message.decode(line) }) {
-                case let .failure(error):
-                    send(client, Response(id: nil, result: .failure(error)))
-                case let .success(.request(request)):
-                    clientRequest(client, request)
-                case .success:
-                    send(client, Response(id: nil, result: .failure(ProtocolError(.malformedMessage, "expected a request"))))
-                }
-            }
-        }
-    }
-
-    private func clientRequest(_ client: Client, _ request: Request) {
-        func fail(_ error: ProtocolError) {
-            send(client, Response(id: request.id, result: .failure(error)))
-        }
-        let command: Command
-        do { command = try Command(request, scope: .serveControl) } catch { return fail(error) }
-        switch command {
-        case let .sync(id):
-            enqueue(client, [LineFramer.resyncByte] + Message.response(Response(id: request.id, result: .success(id))).encoded())
-        case .serveStatus:
-            send(client, Response(id: request.id, reply: currentStatus))
-        case .framesAck, .setFrameReporting:
-            fail(ProtocolError(.invalidParameter, "\(command.name.rawValue) is owned by balloonctl serve (it enables frame reporting when it has a memory backend)"))
-        case .info, .setTarget, .query, .stats, .setStatsInterval, .rescanFrames:
-            guard let link, link.synced else { return fail(ProtocolError(.genericError, ServeCommand.notConnected)) }
-            var target: UInt64?
-            var previous: UInt64?
-            if case let .setTarget(t) = command {
-                // Recorded now, so a re-apply racing with this call uses it;
-                // restored if the guest refuses it.
-                target = t
-                previous = status.desiredTarget
-                status.desiredTarget = t
-            }
-            guestRequest(command, for: .forward(client: client.id, id: request.id, target: target, previousDesired: previous))
-        }
-    }
-
-    private func replyToClient(_ clientID: UInt64, _ response: Response) {
-        guard let client = clients[clientID] else { return }
-        send(client, response)
-    }
-
-    private func send(_ client: Client, _ response: Response) {
-        enqueue(client, Message.response(response).encoded())
-    }
-
-    private func broadcast(_ bytes: [UInt8]) {
-        for client in Array(clients.values) { enqueue(client, bytes) }
-    }
-
-    private func enqueue(_ client: Client, _ bytes: [UInt8]) {
-        guard clients[client.id] != nil else { return }
-        client.outbox.append(bytes)
-        flushClient(client)
-        if clients[client.id] != nil, client.outbox.count > options.clientOutboxLimit {
-            status.clientsDropped += 1
-            drop(client, reason: "not reading (\(client.outbox.count) bytes unsent)")
-        }
-    }
-
-    private func flushClient(_ client: Client) {
-        do {
-            let drained = try client.outbox.flush(client.fd.raw)
-            if drained == client.wantsWrite {
-                client.wantsWrite = !drained
-                try epoll.modify(client.fd.raw, events: drained ? .readable : [.readable, .writable], token: Self.token(.client, client.id))
-            }
-        } catch {
-            drop(client, reason: nil)
-        }
-    }
-
-    private func drop(_ client: Client, reason: String?) {
-        guard clients.removeValue(forKey: client.id) != nil else { return }
-        if let reason { options.log("control client \(client.id) dropped: \(reason)") }
-        epoll.remove(client.fd.raw)
-        client.fd.close()
-    }
 }

@@ -1,6 +1,7 @@
 import BalloonHost
 import BalloonProtocol
 import BalloonSystem
+import BalloonTestSupport
 import Glibc
 
 // Helpers for the punching and serve tests: sparse files on /dev/shm, a
@@ -73,23 +74,25 @@ final class Background: @unchecked Sendable {
     @discardableResult
     func wait(seconds: Double = 20) -> ProcessResult {
         if let finished { return finished }
-        var status: Int32 = 0
-        let deadline = Deadline(after: .secondsValue(seconds))
-        while true {
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { break }
-            if deadline.expired {
-                kill(pid, SIGKILL)
-                while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-                break
-            }
-            HostIO.sleep(milliseconds: 10)
+        if waitUntil(timeout: .secondsValue(seconds), { reap(blocking: false) }) == false {
+            kill(pid, SIGKILL)
+            _ = reap(blocking: true)
         }
+        return finished!
+    }
+
+    /// True once the program has exited (its result is then kept).
+    var hasExited: Bool { finished != nil || reap(blocking: false) }
+
+    private func reap(blocking: Bool) -> Bool {
+        var status: Int32 = 0
+        var r: pid_t
+        repeat { r = waitpid(pid, &status, blocking ? 0 : WNOHANG) } while r == -1 && errno == EINTR
+        guard r == pid else { return false }
         let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
         func slurp(_ p: String) -> String { String(decoding: (try? readWholeFile(p)) ?? [], as: UTF8.self) }
-        let result = ProcessResult(status: code, stdout: slurp(outPath), stderr: slurp(errPath))
-        finished = result
-        return result
+        finished = ProcessResult(status: code, stdout: slurp(outPath), stderr: slurp(errPath))
+        return true
     }
 
     func terminate() -> ProcessResult {
@@ -107,20 +110,12 @@ func serveStatus(_ control: String) -> ServeStatus? {
     return try? session.call(.serveStatus, as: ServeStatus.self)
 }
 
-/// Polls serve-status until `condition` holds (true) or `seconds` pass (false).
+/// Polls serve-status until `condition` holds (the status) or `seconds` pass (nil).
 @discardableResult
 func waitForStatus(_ control: String, seconds: Double = 10, _ condition: (ServeStatus) -> Bool) -> ServeStatus? {
-    let deadline = Deadline(after: .secondsValue(seconds))
-    var last: ServeStatus?
-    while !deadline.expired {
-        if let s = serveStatus(control) {
-            last = s
-            if condition(s) { return s }
-        }
-        HostIO.sleep(milliseconds: 20)
+    waitFor(timeout: .secondsValue(seconds), interval: .milliseconds(20)) {
+        serveStatus(control).flatMap { condition($0) ? $0 : nil }
     }
-    _ = last
-    return nil
 }
 
 /// A thread-safe log of what the fake guest saw.

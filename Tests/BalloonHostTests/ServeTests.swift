@@ -1,6 +1,7 @@
 import BalloonHost
 import BalloonProtocol
 import BalloonSystem
+import BalloonTestSupport
 import Glibc
 import Testing
 
@@ -112,11 +113,14 @@ private func rawReply(_ path: String, _ line: String) throws -> Response? {
 
         // An events client, then `set` through serve: the guest's BALLOON_CHANGE reaches it.
         let events = Background(exe, ["events", "--count", "1", "--control", csock], in: dir, name: "events")
-        #expect(waitForStatus(csock) { $0.controlClients >= 2 } != nil)
-        HostIO.sleep(milliseconds: 300)
-        let set = run(exe, ["--control", csock, "set", "256M"], in: dir)
-        #expect(set.status == 0, "\(set.stderr)")
-        #expect(set.stdout == "target 256 MiB, actual 0 B\n")
+        // Until the events client has synced, the BALLOON_CHANGE is stale to it: set until it sees one.
+        let delivered = waitUntil(timeout: .seconds(10), interval: .milliseconds(50)) {
+            let set = run(exe, ["--control", csock, "set", "256M"], in: dir)
+            #expect(set.status == 0, "\(set.stderr)")
+            #expect(set.stdout == "target 256 MiB, actual 0 B\n")
+            return events.hasExited
+        }
+        #expect(delivered)
         let ev = events.wait(seconds: 10)
         #expect(ev.status == 0, "\(ev.stderr)")
         #expect(ev.stdout.contains("BALLOON_CHANGE actual 4 KiB / target 256 MiB"))

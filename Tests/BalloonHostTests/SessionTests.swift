@@ -303,8 +303,8 @@ import Testing
         defer { dir.remove() }
         let path = dir.path + "/v.sock"
         let thread = try serveOnce(path: path) { vmm in
-            _ = try? HostIO.waitReadable(vmm.fd.raw, timeoutMilliseconds: 100)
-            HostIO.sleep(milliseconds: 600)
+            // Never answers CONNECT; holds the connection until the host gives up.
+            _ = vmm.readRequest(timeoutMs: 10_000)
         }
         defer { thread.join() }
         let error = #expect(throws: HostError.self) {

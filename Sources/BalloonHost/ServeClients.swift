@@ -1,0 +1,145 @@
+import BalloonProtocol
+import BalloonSystem
+
+// serve's control clients: the control socket speaks the guest's protocol;
+// serve answers sync and serve-status itself, forwards the rest to the guest
+// and broadcasts the guest's events. Each client has its own outbox.
+
+extension ServeLoop {
+    final class Client {
+        let id: UInt64
+        let fd: Descriptor
+        var framer = LineFramer()
+        var outbox = Outbox()
+        var wantsWrite = false
+        init(id: UInt64, fd: Descriptor) {
+            self.id = id
+            self.fd = fd
+        }
+    }
+
+
+    func acceptClients() {
+        while true {
+            let fd: Descriptor?
+            do { fd = try StreamSocket.accept(listener) } catch {
+                options.log("accept on \(options.controlPath) failed: \(error)")
+                return
+            }
+            guard let fd else { return }
+            guard clients.count < options.maxClients else {
+                options.log("control client refused: \(options.maxClients) already connected")
+                fd.close()
+                continue
+            }
+            let client = Client(id: nextClientID, fd: fd)
+            nextClientID += 1
+            do { try epoll.add(fd.raw, events: .readable, token: Self.token(.client, client.id)) } catch {
+                fd.close()
+                continue
+            }
+            clients[client.id] = client
+        }
+    }
+
+    func clientReadable(_ client: Client) {
+        let n: Int?
+        do { n = try StreamIO.receiveSome(client.fd.raw, into: buffer) } catch {
+            drop(client, reason: nil)
+            return
+        }
+        guard let n else { return }
+        if n == 0 {
+            drop(client, reason: nil)
+            return
+        }
+        for item in client.framer.feed(UnsafeRawBufferPointer(rebasing: buffer[..<n])) {
+            guard clients[client.id] != nil else { return }
+            switch item {
+            case .resync:
+                continue
+            case let .tooLong(limit):
+                send(client, Response(id: nil, result: .failure(ProtocolError(.lineTooLong, "line longer than \(limit) bytes dropped"))))
+            case let .line(line):
+                switch Result(catching: { () throws(ProtocolError) -> Message in try Message.decode(line) }) {
+                case let .failure(error):
+                    send(client, Response(id: nil, result: .failure(error)))
+                case let .success(.request(request)):
+                    clientRequest(client, request)
+                case .success:
+                    send(client, Response(id: nil, result: .failure(ProtocolError(.malformedMessage, "expected a request"))))
+                }
+            }
+        }
+    }
+
+    func clientRequest(_ client: Client, _ request: Request) {
+        func fail(_ error: ProtocolError) {
+            send(client, Response(id: request.id, result: .failure(error)))
+        }
+        let command: Command
+        do { command = try Command(request, scope: .serveControl) } catch { return fail(error) }
+        switch command {
+        case let .sync(id):
+            enqueue(client, [LineFramer.resyncByte] + Message.response(Response(id: request.id, result: .success(id))).encoded())
+        case .serveStatus:
+            send(client, Response(id: request.id, reply: currentStatus))
+        case .framesAck, .setFrameReporting:
+            fail(ProtocolError(.invalidParameter, "\(command.name.rawValue) is owned by balloonctl serve (it enables frame reporting when it has a memory backend)"))
+        case .info, .setTarget, .query, .stats, .setStatsInterval, .rescanFrames:
+            guard let link, link.synced else { return fail(ProtocolError(.genericError, ServeCommand.notConnected)) }
+            var target: UInt64?
+            var previous: UInt64?
+            if case let .setTarget(t) = command {
+                // Recorded now, so a re-apply racing with this call uses it;
+                // restored if the guest refuses it.
+                target = t
+                previous = status.desiredTarget
+                status.desiredTarget = t
+            }
+            guestRequest(command, for: .forward(client: client.id, id: request.id, target: target, previousDesired: previous))
+        }
+    }
+
+    func replyToClient(_ clientID: UInt64, _ response: Response) {
+        guard let client = clients[clientID] else { return }
+        send(client, response)
+    }
+
+    func send(_ client: Client, _ response: Response) {
+        enqueue(client, Message.response(response).encoded())
+    }
+
+    func broadcast(_ bytes: [UInt8]) {
+        for client in Array(clients.values) { enqueue(client, bytes) }
+    }
+
+    func enqueue(_ client: Client, _ bytes: [UInt8]) {
+        guard clients[client.id] != nil else { return }
+        client.outbox.append(bytes)
+        flushClient(client)
+        if clients[client.id] != nil, client.outbox.count > options.clientOutboxLimit {
+            status.clientsDropped += 1
+            drop(client, reason: "not reading (\(client.outbox.count) bytes unsent)")
+        }
+    }
+
+    func flushClient(_ client: Client) {
+        do {
+            let drained = try client.outbox.flush(client.fd.raw)
+            if drained == client.wantsWrite {
+                client.wantsWrite = !drained
+                try epoll.modify(client.fd.raw, events: drained ? .readable : [.readable, .writable], token: Self.token(.client, client.id))
+            }
+        } catch {
+            drop(client, reason: nil)
+        }
+    }
+
+    func drop(_ client: Client, reason: String?) {
+        guard clients.removeValue(forKey: client.id) != nil else { return }
+        if let reason { options.log("control client \(client.id) dropped: \(reason)") }
+        epoll.remove(client.fd.raw)
+        client.fd.close()
+    }
+}

@@ -1,0 +1,239 @@
+import BalloonProtocol
+import BalloonSystem
+
+// serve's guest link: connect, sync, requests and their replies, timeouts,
+// reconnect with backoff.
+
+extension ServeLoop {
+    final class GuestLink {
+        let fd: Descriptor
+        let generation: UInt64
+        let syncID: Int64
+        var framer = LineFramer()
+        var outbox = Outbox()
+        var sawResync = false
+        var synced = false
+        var nextID: Int64 = 1
+        var pending: [Int64: (what: Pending, sentAt: UInt64, command: Command.Name)] = [:]
+        let connectedAt: UInt64
+        var wantsWrite = false
+
+        init(fd: Descriptor, generation: UInt64, syncID: Int64, now: UInt64) {
+            self.fd = fd
+            self.generation = generation
+            self.syncID = syncID
+            connectedAt = now
+        }
+    }
+
+    func connectGuest() {
+        let fd: Descriptor
+        do {
+            fd = try options.guest.connect(timeout: options.connectTimeout)
+            try? fd.setNonBlocking()
+        } catch {
+            let text = error.description
+            status.lastError = text
+            if text != lastConnectError { options.log(text + " (retrying)") }
+            lastConnectError = text
+            scheduleReconnect()
+            return
+        }
+        lastConnectError = nil
+        generation += 1
+        let syncID = Int64.random(in: 1...(1 << 53 - 1))
+        let link = GuestLink(fd: fd, generation: generation, syncID: syncID, now: clock())
+        self.link = link
+        do { try epoll.add(fd.raw, events: .readable, token: Self.token(.guest, generation)) } catch {
+            disconnect("\(error)")
+            return
+        }
+        let request = Message.request(Command.sync(id: .int(syncID)).request(id: .int(syncID)))
+        sendToGuest([LineFramer.resyncByte] + request.encoded())
+    }
+
+    func scheduleReconnect() {
+        try? reconnectTimer.arm(afterMilliseconds: backoff.milliseconds)
+        backoff = min(backoff * 2, options.backoffMax)
+    }
+
+    /// Drops the session: pending forwarded requests get an error, the frames
+    /// the guest reported are forgotten (nothing further is freed for this
+    /// session, protocol rule 3), and a reconnect is scheduled.
+    func disconnect(_ reason: String, reconnect: Bool = true) {
+        guard let link else { return }
+        self.link = nil
+        epoll.remove(link.fd.raw)
+        link.fd.close()
+        status.lastError = reason
+        status.frameReporting = false
+        ledger?.resetSession()
+        for (_, p) in link.pending.sorted(by: { $0.key < $1.key }) {
+            if case let .forward(clientID, id, target, previous) = p.what {
+                if let target, status.desiredTarget == target { status.desiredTarget = previous }
+                replyToClient(clientID, Response(id: id, result: .failure(ProtocolError(.genericError, "guest connection lost before it answered (reconnecting)"))))
+            }
+        }
+        if reconnect {
+            options.log("guest connection lost: \(reason); reconnecting in \(HostFormat.seconds(backoff.seconds))")
+            scheduleReconnect()
+        }
+    }
+
+    func sendToGuest(_ bytes: [UInt8]) {
+        guard let link else { return }
+        link.outbox.append(bytes)
+        flushGuest()
+    }
+
+    func flushGuest() {
+        guard let link else { return }
+        do {
+            let drained = try link.outbox.flush(link.fd.raw)
+            if drained == link.wantsWrite {
+                link.wantsWrite = !drained
+                try epoll.modify(link.fd.raw, events: drained ? .readable : [.readable, .writable], token: Self.token(.guest, link.generation))
+            }
+        } catch {
+            disconnect("write to the guest failed: \(error.errno)")
+        }
+    }
+
+    /// Sends a request of serve's own or a forwarded one; returns its id.
+    func guestRequest(_ command: Command, for what: Pending) {
+        guard let link, link.synced else { return }
+        let id = link.nextID
+        link.nextID += 1
+        link.pending[id] = (what, clock(), command.name)
+        sendToGuest(Message.request(command.request(id: .int(id))).encoded())
+    }
+
+    func guestReadable() {
+        guard let link else { return }
+        let n: Int?
+        do { n = try StreamIO.receiveSome(link.fd.raw, into: buffer) } catch {
+            disconnect("read from the guest failed: \(error.errno)")
+            return
+        }
+        guard let n else { return }
+        if n == 0 {
+            disconnect("the guest closed the connection")
+            return
+        }
+        for item in link.framer.feed(UnsafeRawBufferPointer(rebasing: buffer[..<n])) {
+            guard self.link === link else { return }  // disconnected meanwhile
+            switch item {
+            case .resync:
+                if !link.synced { link.sawResync = true }
+            case .tooLong:
+                guestMalformed += 1
+            case let .line(line):
+                if link.synced {
+                    guestLine(line, link)
+                } else if link.sawResync, case let .response(r)? = try? Message.decode(line), r.id == .int(link.syncID),
+                    case let .success(value) = r.result, value == .int(link.syncID)
+                {
+                    synced(link)
+                }
+            // Before the guest's 0xFF and sync reply: stale, dropped.
+            }
+        }
+    }
+
+    func synced(_ link: GuestLink) {
+        link.synced = true
+        backoff = options.backoffInitial
+        if hadSession { status.reconnects += 1 }
+        hadSession = true
+        options.log("guest \(options.guest) connected and synced")
+        if ledger != nil {
+            guestRequest(.setFrameReporting(enabled: true), for: .frameReporting)
+        }
+        guestRequest(.query, for: .query)
+    }
+
+    func guestLine(_ line: [UInt8], _ link: GuestLink) {
+        let message: Message
+        do { message = try Message.decode(line) } catch {
+            guestMalformed += 1
+            return
+        }
+        switch message {
+        case let .response(response):
+            guard let id = response.id?.int64, let p = link.pending.removeValue(forKey: id) else {
+                if case let .failure(error) = response.result { options.log("guest error without a matching request: \(error)") }
+                return
+            }
+            guestReply(p.what, response.result)
+        case let .event(event):
+            switch GuestEvent.Name(rawValue: event.name) {
+            case .framesInflated?, .framesDeflated?: frameEvent(event, link)
+            // Passed on as received: clients ignore what they do not know.
+            case .balloonChange?, .targetReached?, .targetUnreachable?, .stats?, .deflated?, nil: broadcast(line + [0x0A])
+            }
+        case .request:
+            return
+        }
+    }
+
+    func guestReply(_ what: Pending, _ result: Result<JSON, ProtocolError>) {
+        switch what {
+        case let .forward(clientID, id, target, previous):
+            if case .failure = result, let target, status.desiredTarget == target { status.desiredTarget = previous }
+            replyToClient(clientID, Response(id: id, result: result))
+        case .frameReporting:
+            switch result {
+            case let .success(value):
+                let reply = try? FrameReportingReply(json: value)
+                status.frameReporting = reply?.enabled ?? true
+                options.log("frame reporting on (the guest holds \(reply.map { String($0.frames) } ?? "?") frames)")
+            case let .failure(error):
+                status.frameReporting = false
+                status.lastError = "set-frame-reporting failed: \(error)"
+                options.log("set-frame-reporting failed: \(error); frames will not be freed")
+            }
+        case .query:
+            switch result {
+            case let .success(value):
+                guard let desired = status.desiredTarget else { return }
+                guard let current = try? QueryReply(json: value) else {
+                    options.log("unexpected query reply: \(value.serialized())")
+                    return
+                }
+                if current.target != desired {
+                    options.log("re-applying target \(HumanBytes.format(desired)) (guest has \(HumanBytes.format(current.target)), actual \(HumanBytes.format(current.actual)))")
+                    guestRequest(.setTarget(desired), for: .setTarget(desired))
+                }
+            case let .failure(error):
+                options.log("query failed: \(error)")
+            }
+        case let .setTarget(target):
+            if case let .failure(error) = result {
+                status.lastError = "set-target \(target) failed: \(error)"
+                options.log("set-target \(HumanBytes.format(target)) failed: \(error)")
+            }
+        case let .ack(seq):
+            if case let .failure(error) = result {
+                status.lastError = "frames-ack \(seq) failed: \(error)"
+                options.log("frames-ack \(seq) failed: \(error)")
+            }
+        }
+    }
+
+    /// FRAMES_INFLATED / FRAMES_DEFLATED: validate, punch, then acknowledge.
+
+    func checkTimeouts() {
+        guard let link else { return }
+        let now = clock()
+        let limit = UInt64(options.guestTimeout.seconds * 1e9)
+        if !link.synced {
+            if now &- link.connectedAt > limit {
+                disconnect("the guest did not answer sync within \(HostFormat.seconds(options.guestTimeout.seconds))")
+            }
+            return
+        }
+        if let oldest = link.pending.values.min(by: { $0.sentAt < $1.sentAt }), now &- oldest.sentAt > limit {
+            disconnect("the guest did not answer \(oldest.command.rawValue) within \(HostFormat.seconds(options.guestTimeout.seconds))")
+        }
+    }
+}

@@ -1,0 +1,46 @@
+import BalloonProtocol
+
+/// What `serve` needs to run.
+public struct ServeOptions {
+    /// The guest channel.
+    public var guest: GuestAddress
+    /// The control socket to listen on (created mode 0600).
+    public var controlPath: String
+    /// The target to keep applying after every (re)connect; later `set-target`
+    /// calls on the control socket replace it.
+    public var desiredTarget: UInt64?
+    /// How long the guest may take to answer `sync` and each request before
+    /// the connection is considered dead and re-made.
+    public var guestTimeout: Duration = .seconds(10)
+    /// The longest a connect (hybrid vsock handshake) may block the loop.
+    public var connectTimeout: Duration = .seconds(2)
+    /// Reconnect backoff: first delay, doubled after each failure up to the max.
+    public var backoffInitial: Duration = .milliseconds(200)
+    public var backoffMax: Duration = .seconds(5)
+    /// A control client whose unsent output exceeds this is dropped.
+    public var clientOutboxLimit = 1 << 20
+    public var maxClients = 64
+    /// Stop on SIGINT/SIGTERM (blocks them in the calling thread).
+    public var handleSignals = false
+    /// Where log lines go (one line each, no newline).
+    public var log: (String) -> Void = { _ in }
+
+    public init(guest: GuestAddress, controlPath: String) {
+        self.guest = guest
+        self.controlPath = controlPath
+    }
+}
+
+/// What `serve` tells control clients while it has no guest session.
+public enum ServeCommand {
+    public static let notConnected = "guest not connected (reconnecting)"
+}
+
+extension Duration {
+    /// Whole milliseconds (rounded down, at least 0), for timerfd and epoll.
+    var milliseconds: UInt64 {
+        let (s, attos) = components
+        guard s >= 0 else { return 0 }
+        return UInt64(s) &* 1000 &+ UInt64(attos / 1_000_000_000_000_000)
+    }
+}
