@@ -53,7 +53,7 @@ extension ServeLoop {
     }
 
     func scheduleReconnect() {
-        try? reconnectTimer.arm(afterMilliseconds: backoff.milliseconds)
+        try? reconnectTimer.arm(afterMilliseconds: backoff.wholeMilliseconds)
         backoff = min(backoff * 2, options.backoffMax)
     }
 

@@ -86,7 +86,7 @@ public final class ServeLoop {
             try epoll.add(reconnectTimer.descriptor.raw, events: .readable, token: Self.token(.reconnect))
             try epoll.add(tickTimer.descriptor.raw, events: .readable, token: Self.token(.tick))
             try epoll.add(stopEvent.descriptor.raw, events: .readable, token: Self.token(.stop))
-            try tickTimer.arm(afterMilliseconds: Self.tick.milliseconds, repeating: true)
+            try tickTimer.arm(afterMilliseconds: Self.tick.wholeMilliseconds, repeating: true)
         } catch { throw .io(error) }
     }
 

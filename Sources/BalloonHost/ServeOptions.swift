@@ -38,7 +38,7 @@ public enum ServeCommand {
 
 extension Duration {
     /// Whole milliseconds (rounded down, at least 0), for timerfd and epoll.
-    var milliseconds: UInt64 {
+    var wholeMilliseconds: UInt64 {
         let (s, attos) = components
         guard s >= 0 else { return 0 }
         return UInt64(s) &* 1000 &+ UInt64(attos / 1_000_000_000_000_000)
