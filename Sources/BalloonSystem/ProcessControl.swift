@@ -40,6 +40,14 @@ public enum ProcessControl {
         _ = try syscall("unlink", subject: path) { unlink(path) }
     }
 
+    /// The device and inode behind a descriptor (is fd 2 still the journal
+    /// stream systemd named in JOURNAL_STREAM?).
+    public static func fileIdentity(of fd: Int32) throws(SystemError) -> (device: UInt64, inode: UInt64) {
+        var st = stat()
+        _ = try syscall("fstat", subject: "descriptor \(fd)") { fstat(fd, &st) }
+        return (UInt64(st.st_dev), UInt64(st.st_ino))
+    }
+
     /// Blocks this thread for good (a test fault that stalls the event loop
     /// so the supervisor's watchdog can be seen to act).
     public static func stallForever() -> Never {

@@ -15,9 +15,9 @@ public enum JournalStream {
     /// `value` is `DEV:INODE` in decimal, compared with `fstat(descriptor)`.
     public static func matches(descriptor: Int32, value: String?) -> Bool {
         guard let value, let (device, inode) = parse(value) else { return false }
-        var st = stat()
-        guard fstat(descriptor, &st) == 0 else { return false }
-        return UInt64(st.st_dev) == device && UInt64(st.st_ino) == inode
+        // A descriptor that cannot be examined is not the journal.
+        guard let identity = try? ProcessControl.fileIdentity(of: descriptor) else { return false }
+        return identity.device == device && identity.inode == inode
     }
 
     static func parse(_ value: String) -> (UInt64, UInt64)? {
