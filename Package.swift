@@ -108,8 +108,10 @@ let package = Package(
         .testTarget(
             name: "BalloonDaemonTests",
             dependencies: [
-                "BalloonDaemon", "BalloonChannel", "BalloonConfig", "BalloonProtocol", "BalloonSystem", "BalloonTestSupport",
+                "BalloonDaemon", "BalloonChannel", "BalloonConfig", "BalloonController", "BalloonProtocol", "BalloonSystem",
+                "BalloonTestSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .testTarget(name: "BalloonSystemTests", dependencies: ["BalloonSystem", "BalloonTestSupport"]),

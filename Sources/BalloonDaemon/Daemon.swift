@@ -74,10 +74,10 @@ public final class Daemon {
         statsTimer = try setup("the stats timer") { () throws(SystemError) in try TimerDescriptor() }
         watchdogTimer = try setup("the watchdog timer") { () throws(SystemError) in try TimerDescriptor() }
         sampler = try setup("/proc readers") { () throws(SystemError) in try MemorySampler() }
-        do {
-            guard let total = try sampler.memoryTotal() else { throw DaemonError.noMemoryTotal(nil) }
-            memoryTotal = total
-        } catch let error as DaemonError { throw error } catch { throw .noMemoryTotal(error as? SystemError) }
+        let total: UInt64?
+        do { total = try sampler.memoryTotal() } catch { throw .noMemoryTotal(error) }
+        guard let total else { throw .noMemoryTotal(nil) }
+        memoryTotal = total
         let reporter = FrameReporter(clock: clock, pageSize: UInt64(PageSize.bytes), grace: options.frameReleaseGrace)
         chunks = ChunkStack(hugePageAdvice: Self.hugePageAdvice(config.transparentHugePages), useHolders: config.holderProcesses, reporter: reporter)
         controller = BalloonController(
