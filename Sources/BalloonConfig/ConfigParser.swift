@@ -69,7 +69,7 @@ public enum ConfigParser {
                 continue
             }
             do {
-                try key.apply(value, to: &result)
+                try key.apply(value, &result)
             } catch {
                 throw ConfigError(
                     file: file, line: lineNumber, section: section.rawValue, key: keyName, message: error.message)

@@ -32,9 +32,8 @@ public final class BackingFile {
     }
 
     public func status() throws(SystemError) -> Status {
-        var st = stat()
-        _ = try syscall("fstat", subject: path) { fstat(descriptor.raw, &st) }
-        return Status(size: UInt64(st.st_size), blocks: UInt64(st.st_blocks), isRegular: (st.st_mode & S_IFMT) == S_IFREG)
+        let st = try descriptor.status(subject: path)
+        return Status(size: st.size, blocks: st.blocks, isRegular: st.kind == .regular)
     }
 
     /// `fallocate(FALLOC_FL_PUNCH_HOLE|FALLOC_FL_KEEP_SIZE, offset, length)`:
@@ -42,47 +41,11 @@ public final class BackingFile {
     public func punchHole(offset: UInt64, length: UInt64) throws(SystemError) {
         guard length > 0 else { return }
         guard offset <= UInt64(Int64.max), length <= UInt64(Int64.max) - offset else {
-            throw SystemError("fallocate(PUNCH_HOLE)", subject: "\(path) offset \(offset) length \(length)", errno: .invalidArgument)
+            throw SystemError("fallocate(PUNCH_HOLE)", subject: "\(path) offset \(offset) length \(length)", cause: .outOfRange)
         }
         _ = try syscall("fallocate(PUNCH_HOLE)", subject: "\(path) offset \(offset) length \(length)") {
             cballoon_fallocate(descriptor.raw, cballoon_FALLOC_FL_PUNCH_HOLE | cballoon_FALLOC_FL_KEEP_SIZE, Int64(offset), Int64(length))
         }
-    }
-}
-
-/// Non-blocking stream helpers for an event loop (balloonctl serve).
-public enum StreamIO {
-    /// Sends what the socket takes now, without SIGPIPE. nil: it would block.
-    public static func sendSome(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int? {
-        guard bytes.count > 0 else { return 0 }
-        return try nonBlockingSyscall("send") { Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
-    }
-
-    /// Reads what is there; 0 is end of stream, nil means nothing yet.
-    public static func receiveSome(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
-        try nonBlockingSyscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
-    }
-
-    /// Whether the peer has shut its side down (unread bytes may remain).
-    public static func peerClosed(_ fd: Int32) -> Bool {
-        cballoon_peer_closed(fd) == 1
-    }
-
-    /// A listening unix socket only its owner can use (mode 0600): created
-    /// under umask 0177, so there is no window where others could connect.
-    public static func listenUnixPrivate(path: String, backlog: Int32 = 16) throws(SystemError) -> Descriptor {
-        let old = umask(0o177)
-        defer { umask(old) }
-        let fd = try StreamSocket.listenUnix(path: path, backlog: backlog)
-        _ = try syscall("chmod", subject: path) { chmod(path, 0o600) }
-        return fd
-    }
-
-    /// The file mode bits of `path` (tests, diagnostics).
-    public static func mode(of path: String) throws(SystemError) -> UInt32 {
-        var st = stat()
-        _ = try syscall("stat", subject: path) { stat(path, &st) }
-        return UInt32(st.st_mode) & 0o7777
     }
 }
 

@@ -1,3 +1,4 @@
+import CBalloonShim
 import Glibc
 import SystemPackage
 
@@ -13,7 +14,10 @@ public final class Descriptor {
     public func close() {
         guard !closed else { return }
         closed = true
-        _ = Glibc.close(raw)  // close(2) must not be retried on EINTR on Linux.
+        // close(2) must not be retried on EINTR on Linux; the descriptor is
+        // gone either way, so a failure leaves nothing to do. EBADF (closed
+        // twice) still stops the process.
+        bestEffortSyscall("close", retryingEINTR: false) { Glibc.close(raw) }
     }
 
     public var isClosed: Bool { closed }
@@ -51,10 +55,45 @@ public final class Descriptor {
         try syscall("pread") { Glibc.pread(raw, buffer.baseAddress, buffer.count, off_t(offset)) }
     }
 
+    /// Reads a fixed-size value (an eventfd/timerfd counter, a signalfd
+    /// record): nil if nothing is there yet. These descriptors hand out whole
+    /// records, so a short read cannot happen.
+    func readRecord<T>(_ type: T.Type, _ operation: @autoclosure () -> String) throws(SystemError) -> T? {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: MemoryLayout<T>.size, alignment: MemoryLayout<T>.alignment)
+        defer { buffer.deallocate() }
+        guard let n = try nonBlockingSyscall(operation(), { Glibc.read(raw, buffer.baseAddress, buffer.count) }) else {
+            return nil
+        }
+        precondition(n == buffer.count, "\(operation()): a short read of \(n) bytes from a record descriptor")
+        return buffer.load(as: T.self)
+    }
+
     public func setNonBlocking(_ on: Bool = true) throws(SystemError) {
-        let flags = try syscall("fcntl(F_GETFL)") { cballoonGetFlags(raw) }
+        let flags = try syscall("fcntl(F_GETFL)") { cballoon_fcntl_getfl(raw) }
         let wanted = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK
-        if wanted != flags { _ = try syscall("fcntl(F_SETFL)") { cballoonSetFlags(raw, wanted) } }
+        if wanted != flags { _ = try syscall("fcntl(F_SETFL)") { cballoon_fcntl_setfl(raw, wanted) } }
+    }
+
+    /// fstat(2): what kind of file this is, its size and allocation.
+    public func status(subject: String? = nil) throws(SystemError) -> FileStatus {
+        var st = stat()
+        _ = try syscall("fstat", subject: subject) { fstat(raw, &st) }
+        return FileStatus(st)
+    }
+
+    /// Reads from the current position to end of file, or until more than
+    /// `limit` bytes arrived (then the result has `limit + 1` or more bytes,
+    /// and the caller decides what a file that large means).
+    public func readToEnd(limit: Int, subject: String? = nil) throws(SystemError) -> [UInt8] {
+        var out: [UInt8] = []
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 16384, alignment: 16)
+        defer { chunk.deallocate() }
+        while out.count <= limit {
+            let n = try syscall("read", subject: subject) { Glibc.read(raw, chunk.baseAddress, chunk.count) }
+            if n == 0 { break }
+            out.append(contentsOf: chunk[..<n])
+        }
+        return out
     }
 }
 
@@ -94,15 +133,7 @@ public final class ProcFileReader {
     public func bytes() throws(SystemError) -> [UInt8] { Array(try read()) }
 }
 
-/// Reads a whole file once (config, small /proc files).
+/// Reads a whole file once (small /proc and /sys files).
 public func readWholeFile(_ path: String) throws(SystemError) -> [UInt8] {
-    let fd = try Descriptor.open(path, flags: O_RDONLY)
-    var out: [UInt8] = []
-    let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
-    defer { chunk.deallocate() }
-    while true {
-        let n = try syscall("read", subject: path) { Glibc.read(fd.raw, chunk.baseAddress, chunk.count) }
-        if n == 0 { return out }
-        out.append(contentsOf: chunk[..<n])
-    }
+    try Descriptor.open(path, flags: O_RDONLY).readToEnd(limit: .max, subject: path)
 }

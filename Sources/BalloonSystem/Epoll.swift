@@ -21,31 +21,51 @@ public final class Epoll {
         descriptor = Descriptor(adopting: try syscall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) })
     }
 
-    public func add(_ fd: Int32, events: EpollEvents, token: UInt64) throws(SystemError) {
-        _ = try syscall("epoll_ctl(ADD)") { cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_ADD, fd, events.rawValue, token) }
+    public func add(_ fd: Descriptor, events: EpollEvents, token: UInt64) throws(SystemError) {
+        _ = try syscall("epoll_ctl(ADD)") { cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_ADD, fd.raw, events.rawValue, token) }
     }
 
-    public func modify(_ fd: Int32, events: EpollEvents, token: UInt64) throws(SystemError) {
-        _ = try syscall("epoll_ctl(MOD)") { cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_MOD, fd, events.rawValue, token) }
+    public func modify(_ fd: Descriptor, events: EpollEvents, token: UInt64) throws(SystemError) {
+        _ = try syscall("epoll_ctl(MOD)") { cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_MOD, fd.raw, events.rawValue, token) }
     }
 
-    /// Removes a registration; a descriptor that is already gone is not an error.
-    public func remove(_ fd: Int32) {
-        _ = cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_DEL, fd, 0, 0)
+    /// Removes a registration; a descriptor that is already gone (closed:
+    /// EBADF, or its number reused: ENOENT) is not an error.
+    public func remove(_ fd: Descriptor) { remove(raw: fd.raw) }
+
+    private func remove(raw fd: Int32) {
+        bestEffortSyscall("epoll_ctl(DEL)", tolerating: [.badFileDescriptor]) {
+            cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_DEL, fd, 0, 0)
+        }
     }
 
-    /// Waits up to `timeoutMilliseconds` (-1: forever). EINTR returns no events.
+    /// Waits up to `timeoutMilliseconds` (-1: forever). EINTR returns no
+    /// events, so the caller sees a signal's effects before waiting again.
     public func wait(timeoutMilliseconds: Int32, max: Int = 32) throws(SystemError) -> [(token: UInt64, events: EpollEvents)] {
         let count = min(max, 64)
         var evs = [UInt32](repeating: 0, count: count)
         var data = [UInt64](repeating: 0, count: count)
-        let n = cballoon_epoll_wait(descriptor.raw, &evs, &data, Int32(count), timeoutMilliseconds)
-        if n < 0 {
-            if errno == EINTR { return [] }
-            throw SystemError("epoll_wait", errno: .init(rawValue: errno))
+        let n: Int32
+        switch funnel({ "epoll_wait" }, retryingEINTR: false, { cballoon_epoll_wait(descriptor.raw, &evs, &data, Int32(count), timeoutMilliseconds) }) {
+        case .success(let ready): n = ready
+        case .failure(let code) where code == .interrupted: return []
+        case .failure(let code): throw SystemError("epoll_wait", errno: code)
         }
         return (0..<Int(n)).map { (data[$0], EpollEvents(rawValue: evs[$0])) }
     }
+
+    @available(*, deprecated, message: "use add(_: Descriptor, events:token:)")
+    public func add(_ fd: Int32, events: EpollEvents, token: UInt64) throws(SystemError) {
+        _ = try syscall("epoll_ctl(ADD)") { cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_ADD, fd, events.rawValue, token) }
+    }
+
+    @available(*, deprecated, message: "use modify(_: Descriptor, events:token:)")
+    public func modify(_ fd: Int32, events: EpollEvents, token: UInt64) throws(SystemError) {
+        _ = try syscall("epoll_ctl(MOD)") { cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_MOD, fd, events.rawValue, token) }
+    }
+
+    @available(*, deprecated, message: "use remove(_: Descriptor)")
+    public func remove(_ fd: Int32) { remove(raw: fd) }
 }
 
 /// A timerfd on CLOCK_MONOTONIC.
@@ -58,23 +78,30 @@ public final class TimerDescriptor {
         })
     }
 
-    /// Arms the timer to fire once after `milliseconds` (0 disarms).
-    public func arm(afterMilliseconds milliseconds: UInt64, repeating: Bool = false) throws(SystemError) {
+    /// Arms the timer to fire once after `delay` (then every `delay` if
+    /// `repeating`); zero disarms. Below a nanosecond counts as zero.
+    public func arm(after delay: Duration, repeating: Bool = false) throws(SystemError) {
+        let (seconds, attoseconds) = delay.components
         var spec = itimerspec()
-        spec.it_value.tv_sec = Int(milliseconds / 1000)
-        spec.it_value.tv_nsec = Int(milliseconds % 1000) * 1_000_000
+        spec.it_value.tv_sec = Int(max(seconds, 0))
+        spec.it_value.tv_nsec = seconds < 0 ? 0 : Int(attoseconds / 1_000_000_000)
         if repeating { spec.it_interval = spec.it_value }
         _ = try syscall("timerfd_settime") { timerfd_settime(descriptor.raw, 0, &spec, nil) }
     }
 
-    public func disarm() throws(SystemError) { try arm(afterMilliseconds: 0) }
+    /// Arms the timer to fire once after `milliseconds` (0 disarms).
+    public func arm(afterMilliseconds milliseconds: UInt64, repeating: Bool = false) throws(SystemError) {
+        try arm(after: .seconds(Int64(milliseconds / 1000)) + .milliseconds(Int64(milliseconds % 1000)), repeating: repeating)
+    }
+
+    public func disarm() throws(SystemError) { try arm(after: .zero) }
 
     /// Consumes the expiration count (0 if it had not fired).
     @discardableResult
     public func acknowledge() -> UInt64 {
-        var count: UInt64 = 0
-        let n = Glibc.read(descriptor.raw, &count, 8)
-        return n == 8 ? count : 0
+        // A timerfd read fails only with EAGAIN (not fired) or ECANCELED (not
+        // used here); either way nothing expired that the caller must act on.
+        ((try? descriptor.readRecord(UInt64.self, "read(timerfd)")) ?? nil) ?? 0
     }
 }
 
@@ -86,15 +113,17 @@ public final class EventDescriptor {
         descriptor = Descriptor(adopting: try syscall("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) })
     }
 
+    /// Adds one; EAGAIN (the counter is at its maximum) still wakes the reader.
     public func signal() {
         var one: UInt64 = 1
-        _ = Glibc.write(descriptor.raw, &one, 8)
+        bestEffortSyscall("write(eventfd)") { Glibc.write(descriptor.raw, &one, 8) }
     }
 
+    /// Takes the count (0 if nothing was signalled).
     @discardableResult
     public func acknowledge() -> UInt64 {
-        var count: UInt64 = 0
-        return Glibc.read(descriptor.raw, &count, 8) == 8 ? count : 0
+        // An eventfd read fails only with EAGAIN: nothing signalled.
+        ((try? descriptor.readRecord(UInt64.self, "read(eventfd)")) ?? nil) ?? 0
     }
 }
 
@@ -113,8 +142,8 @@ public final class SignalDescriptor {
 
     /// The next pending signal number, or nil.
     public func next() -> Int32? {
-        var info = signalfd_siginfo()
-        let n = Glibc.read(descriptor.raw, &info, MemoryLayout<signalfd_siginfo>.size)
-        return n == MemoryLayout<signalfd_siginfo>.size ? Int32(info.ssi_signo) : nil
+        // A signalfd read fails only with EAGAIN: nothing pending.
+        guard let info = (try? descriptor.readRecord(signalfd_siginfo.self, "read(signalfd)")) ?? nil else { return nil }
+        return Int32(info.ssi_signo)
     }
 }

@@ -9,6 +9,11 @@ public enum HugePageAdvice: String, Sendable {
     case forbid
     /// No advice: the system setting decides (still 2 MiB aligned).
     case leave
+
+    /// The `advice` argument of `cballoon_map_locked` and of a holder's `lock` line.
+    var shimCode: Int32 {
+        switch self { case .advise: 1; case .forbid: 0; case .leave: 2 }
+    }
 }
 
 /// Anonymous memory that is mapped, populated and mlocked: one chunk of the
@@ -30,30 +35,15 @@ public final class LockedRegion {
 
     public init(length: Int, advice: HugePageAdvice, touch: Bool = false) throws(SystemError) {
         precondition(length > 0 && length % PageSize.bytes == 0, "region length must be a page multiple")
-        let base = try Self.map(length: length, alignTo: advice == .forbid ? PageSize.bytes : Self.hugePageSize)
-        self.base = base
-        self.length = length
-        do {
-            // THP may be disabled system-wide (EINVAL): not fatal, just slower.
-            switch advice {
-            case .advise: _ = madvise(base, length, cballoon_MADV_HUGEPAGE)
-            case .forbid: _ = madvise(base, length, cballoon_MADV_NOHUGEPAGE)
-            case .leave: break
-            }
-            _ = try syscall("madvise(MADV_DONTFORK)") { madvise(base, length, cballoon_MADV_DONTFORK) }
-            // A core dump (the watchdog's SIGABRT) must not write the balloon out.
-            _ = madvise(base, length, cballoon_MADV_DONTDUMP)
-            if touch {
-                let step = PageSize.bytes
-                var offset = 0
-                while offset < length { base.storeBytes(of: 1, toByteOffset: offset, as: UInt8.self); offset += step }
-            }
-            _ = try syscall("mlock", subject: "\(length) bytes") { mlock(base, length) }
-        } catch {
-            munmap(base, length)
-            released = true
-            throw error
+        // The same routine as a holder process's (cballoon_map_locked), plus
+        // MADV_DONTFORK: the daemon forks holders, which must not inherit this.
+        var mapped: UnsafeMutableRawPointer?
+        var failed: UnsafePointer<CChar>?
+        _ = try syscall(failed.map { String(cString: $0) } ?? "mmap", subject: "\(length) bytes") {
+            cballoon_map_locked(length, advice.shimCode, 1, touch ? 1 : 0, &mapped, &failed)
         }
+        self.base = mapped!
+        self.length = length
     }
 
     /// Adopts an already locked mapping (a tail split off another region).
@@ -79,9 +69,7 @@ public final class LockedRegion {
     public func shrink(to newLength: Int) {
         precondition(newLength >= 0 && newLength <= length && newLength % PageSize.bytes == 0)
         guard !released, newLength < length else { return }
-        let tail = base + newLength
-        munlock(tail, length - newLength)
-        munmap(tail, length - newLength)
+        Self.unmap(base + newLength, length - newLength)
         length = newLength
         if newLength == 0 { released = true }
     }
@@ -90,25 +78,14 @@ public final class LockedRegion {
     public func release() {
         guard !released else { return }
         released = true
-        munlock(base, length)
-        munmap(base, length)
+        Self.unmap(base, length)
     }
 
-    private static func map(length: Int, alignTo alignment: Int) throws(SystemError) -> UnsafeMutableRawPointer {
-        // Over-map and trim so huge pages can back the whole region.
-        let span = alignment > PageSize.bytes ? length + alignment : length
-        let raw = mmap(nil, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-        guard let raw, raw != MAP_FAILED else {
-            throw SystemError("mmap", subject: "\(length) bytes", errno: .init(rawValue: errno))
-        }
-        guard span != length else { return raw }
-        let address = UInt(bitPattern: raw)
-        let aligned = (address + UInt(alignment) - 1) & ~(UInt(alignment) - 1)
-        let head = Int(aligned - address)
-        if head > 0 { munmap(raw, head) }
-        let tail = span - head - length
-        if tail > 0 { munmap(UnsafeMutableRawPointer(bitPattern: aligned + UInt(length)), tail) }
-        return UnsafeMutableRawPointer(bitPattern: aligned)!
+    /// munlock + munmap of a range this region owns: they fail only for a
+    /// range that was never mapped, which the funnel treats as a bug.
+    private static func unmap(_ start: UnsafeMutableRawPointer, _ count: Int) {
+        bestEffortSyscall("munlock") { munlock(start, count) }
+        bestEffortSyscall("munmap") { munmap(start, count) }
     }
 }
 

@@ -74,16 +74,15 @@ public enum StreamSocket {
     }
 
     private static func removeStaleSocket(_ path: String) throws(SystemError) {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        guard (st.st_mode & S_IFMT) == S_IFSOCK else {
-            throw SystemError("bind", subject: "\(path) (exists and is not a socket)", errno: .fileExists)
-        }
+        // Nothing there (or nothing we can see): bind says what is wrong.
+        guard let status = try? FileStatus.ofLink(path) else { return }
+        guard status.kind == .socket else { throw SystemError("bind", subject: path, cause: .notASocket) }
         if let live = try? connectUnix(path: path) {
             live.close()
-            throw SystemError("bind", subject: "\(path) (another process is listening)", errno: .addressInUse)
+            throw SystemError("bind", subject: path, cause: .socketInUse)
         }
-        unlink(path)
+        // Gone meanwhile is as good as removed; anything else, bind reports.
+        _ = try? syscall("unlink", subject: path) { unlink(path) }
     }
 }
 
@@ -93,7 +92,7 @@ public let vsockLocalCID: UInt32 = cballoon_VMADDR_CID_LOCAL
 /// The guest end of a virtio-serial port. While no host is attached, poll
 /// reports HUP and read returns 0 without end; with O_ASYNC + F_SETOWN the
 /// kernel sends SIGIO when a host attaches, which is how the loop avoids
-/// spinning (DESIGN §4).
+/// spinning (docs/architecture.md).
 public enum VirtioSerialPort {
     public static let directory = "/dev/virtio-ports"
 
@@ -114,7 +113,9 @@ public enum VirtioSerialPort {
     /// Whether a host is attached now (poll without HUP).
     public static func hostAttached(_ fd: Descriptor) -> Bool {
         var p = pollfd(fd: fd.raw, events: Int16(POLLIN), revents: 0)
-        let n = poll(&p, 1, 0)
-        return n >= 0 && (p.revents & Int16(POLLHUP)) == 0
+        // A zero-timeout poll of one descriptor we own fails only without
+        // memory (ENOMEM): then no host is known to be there.
+        guard case .success = funnel({ "poll" }, { poll(&p, 1, 0) }) else { return false }
+        return (p.revents & Int16(POLLHUP)) == 0
     }
 }
