@@ -101,7 +101,7 @@ let package = Package(
             dependencies: ["BalloonStats", "BalloonTestSupport"],
             resources: [.copy("Fixtures")]
         ),
-        .testTarget(name: "BalloonConfigTests", dependencies: ["BalloonConfig", "BalloonTestSupport"]),
+        .testTarget(name: "BalloonConfigTests", dependencies: ["BalloonConfig", "BalloonProtocol", "BalloonTestSupport"]),
         .testTarget(name: "BalloonControllerTests", dependencies: ["BalloonController", "BalloonProtocol", "BalloonTestSupport"]),
         .testTarget(name: "BalloonSystemTests", dependencies: ["BalloonSystem", "BalloonTestSupport"]),
         .testTarget(
