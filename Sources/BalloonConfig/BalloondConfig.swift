@@ -3,75 +3,75 @@
 /// Each key's section, name, syntax, rendering and docs line are in one
 /// table, `ConfigKey.allCases` (ConfigKeys.swift); its default is the
 /// property's initial value here.
-public struct BalloondConfig: Sendable, Equatable {
+package struct BalloondConfig: Sendable, Equatable {
     /// The page size chunk sizes must be a multiple of.
-    public static let pageSize: UInt64 = 4096
+    package static let pageSize: UInt64 = 4096
     /// Smallest and largest `ChunkSize=`.
-    public static let chunkSizeRange: ClosedRange<UInt64> = (2 << 20)...(1 << 30)
+    package static let chunkSizeRange: ClosedRange<UInt64> = (2 << 20)...(1 << 30)
     /// Smallest non-zero `FrameRescanInterval=`.
-    public static let minimumFrameRescanInterval: Duration = .seconds(1)
+    package static let minimumFrameRescanInterval: Duration = .seconds(1)
 
     // [Channel]
     /// `Listen=`: where the host connects.
-    public var listen: ChannelSpec = .virtioSerial("org.balloond.0")
+    package var listen: ChannelSpec = .virtioSerial("org.balloond.0")
     /// `VsockAllowedCIDs=`: who may connect over vsock.
-    public var vsockAllowedCIDs: VsockPeers = .cids([2])
+    package var vsockAllowedCIDs: VsockPeers = .cids([2])
 
     // [Balloon]
     /// `ChunkSize=`: bytes reserved or released per step, a page multiple in 2M...1G.
-    public var chunkSize: UInt64 = 64 << 20
+    package var chunkSize: UInt64 = 64 << 20
     /// `MaxBalloon=`: the most the balloon may hold.
-    public var maxBalloon: SizeSpec = .percent(80)
+    package var maxBalloon: SizeSpec = .percent(80)
     /// `MemAvailableFloor=`: MemAvailable is kept above the largest of these.
-    public var memAvailableFloor: [SizeSpec] = [.bytes(256 << 20), .percent(3)]
+    package var memAvailableFloor: [SizeSpec] = [.bytes(256 << 20), .percent(3)]
     /// `TransparentHugePages=`: how balloon chunks are advised for THP.
-    public var transparentHugePages: HugePageMode = .auto
+    package var transparentHugePages: HugePageMode = .auto
     /// `InitialTarget=`: the target to move to at start, before any host speaks.
-    public var initialTarget: SizeSpec = .bytes(0)
+    package var initialTarget: SizeSpec = .bytes(0)
     /// `FrameRescanInterval=`: how often reported frames are re-read while the
     /// host has frame reporting on; zero = only on request.
-    public var frameRescanInterval: Duration = .seconds(60)
+    package var frameRescanInterval: Duration = .seconds(60)
 
     // [Stats]
     /// `Interval=`: period of STATS events; zero = off. Bounds: `StatsIntervalLimits`.
-    public var statsInterval: Duration = .zero
+    package var statsInterval: Duration = .zero
 
     // [Pressure]
     /// PSI triggers on /proc/pressure/memory by tier; nil = off.
-    public var lightTrigger: PSITriggerSpec? = PSITriggerSpec(kind: .some, stall: .milliseconds(20), window: .milliseconds(500))
-    public var heavyTrigger: PSITriggerSpec? = PSITriggerSpec(kind: .full, stall: .milliseconds(100), window: .seconds(1))
-    public var severeTrigger: PSITriggerSpec? = PSITriggerSpec(kind: .full, stall: .milliseconds(500), window: .seconds(1))
+    package var lightTrigger: PSITriggerSpec? = PSITriggerSpec(kind: .some, stall: .milliseconds(20), window: .milliseconds(500))
+    package var heavyTrigger: PSITriggerSpec? = PSITriggerSpec(kind: .full, stall: .milliseconds(100), window: .seconds(1))
+    package var severeTrigger: PSITriggerSpec? = PSITriggerSpec(kind: .full, stall: .milliseconds(500), window: .seconds(1))
     /// `LightStep=`: percent of the balloon a light signal gives back (1–100).
-    public var lightStepPercent: UInt64 = 10
+    package var lightStepPercent: UInt64 = 10
     /// `FloorMargin=`: below the floor, deflate until MemAvailable is floor + this.
-    public var floorMargin: UInt64 = 64 << 20
+    package var floorMargin: UInt64 = 64 << 20
     /// `ReclaimSignals=`: watch allocstall_*, pgscan_direct and oom_kill.
-    public var reclaimSignals: Bool = true
+    package var reclaimSignals: Bool = true
     /// `QuietPeriod=`: no re-inflation until this long without pressure.
-    public var quietPeriod: Duration = .seconds(60)
+    package var quietPeriod: Duration = .seconds(60)
     /// `HolderProcesses=`: hold chunks in child processes the OOM killer takes first.
-    public var holderProcesses: Bool = true
+    package var holderProcesses: Bool = true
 
     // [Log]
     /// `Level=`.
-    public var logLevel: LogLevel = .info
+    package var logLevel: LogLevel = .info
 
     /// All defaults.
-    public init() {}
+    package init() {}
 
     /// The defaults `Key=` puts back.
     static let defaults = BalloondConfig()
 
     /// The MemAvailable floor in bytes: the largest of `memAvailableFloor`
     /// resolved against `memTotal` (0 if the list is empty).
-    public func floorBytes(memTotal: UInt64) -> UInt64 {
+    package func floorBytes(memTotal: UInt64) -> UInt64 {
         memAvailableFloor.map { $0.resolve(memTotal: memTotal) }.max() ?? 0
     }
 
     /// The effective configuration in the file format, every key present,
     /// re-parseable to an equal value; used by `balloond --dump-config`.
     /// The header comment lists `sources`, the files it came from, in order.
-    public func render(sources: [String]) -> String {
+    package func render(sources: [String]) -> String {
         var out = "# balloond: effective configuration (balloond --dump-config)\n"
         if sources.isEmpty {
             out += "# Built-in defaults only: no configuration file was read.\n"
@@ -102,28 +102,28 @@ public struct BalloondConfig: Sendable, Equatable {
 /// with THP `always` chunks are left to the kernel (huge pages where free, no
 /// forced compaction stalls), with `madvise` they are advised, with `never`
 /// nothing is done.
-public enum HugePageMode: String, Sendable, Equatable {
+package enum HugePageMode: String, Sendable, Equatable {
     case auto, yes, no
 }
 
 /// A PSI trigger as the config writes it: `some 50ms 500ms` (kind, stall,
 /// window); the kernel takes windows of 500 ms to 10 s.
-public struct PSITriggerSpec: Sendable, Equatable, CustomStringConvertible {
-    public enum Kind: String, Sendable { case some, full }
+package struct PSITriggerSpec: Sendable, Equatable, CustomStringConvertible {
+    package enum Kind: String, Sendable { case some, full }
     /// The windows the kernel accepts.
-    public static let windowRange: ClosedRange<Duration> = .milliseconds(500) ... .seconds(10)
+    package static let windowRange: ClosedRange<Duration> = .milliseconds(500) ... .seconds(10)
 
-    public var kind: Kind
-    public var stall: Duration
-    public var window: Duration
+    package var kind: Kind
+    package var stall: Duration
+    package var window: Duration
 
-    public init(kind: Kind, stall: Duration, window: Duration) {
+    package init(kind: Kind, stall: Duration, window: Duration) {
         self.kind = kind
         self.stall = stall
         self.window = window
     }
 
-    public var description: String {
+    package var description: String {
         "\(kind.rawValue) \(renderDuration(stall)) \(renderDuration(window))"
     }
 }
@@ -132,22 +132,22 @@ public struct PSITriggerSpec: Sendable, Equatable, CustomStringConvertible {
 
 extension BalloondConfig {
     @available(*, deprecated, message: "use minimumFrameRescanInterval (a Duration)")
-    public static var minimumFrameRescanIntervalMilliseconds: UInt64 { minimumFrameRescanInterval.configMilliseconds }
+    package static var minimumFrameRescanIntervalMilliseconds: UInt64 { minimumFrameRescanInterval.configMilliseconds }
     @available(*, deprecated, message: "use StatsIntervalLimits.minimum (BalloonProtocol)")
-    public static var minimumStatsIntervalMilliseconds: UInt64 { 100 }
+    package static var minimumStatsIntervalMilliseconds: UInt64 { 100 }
 
     @available(*, deprecated, message: "use frameRescanInterval (a Duration)")
-    public var frameRescanIntervalMilliseconds: UInt64 {
+    package var frameRescanIntervalMilliseconds: UInt64 {
         get { frameRescanInterval.configMilliseconds }
         set { frameRescanInterval = Duration(configMilliseconds: newValue) }
     }
     @available(*, deprecated, message: "use statsInterval (a Duration)")
-    public var statsIntervalMilliseconds: UInt64 {
+    package var statsIntervalMilliseconds: UInt64 {
         get { statsInterval.configMilliseconds }
         set { statsInterval = Duration(configMilliseconds: newValue) }
     }
     @available(*, deprecated, message: "use quietPeriod (a Duration)")
-    public var quietPeriodMilliseconds: UInt64 {
+    package var quietPeriodMilliseconds: UInt64 {
         get { quietPeriod.configMilliseconds }
         set { quietPeriod = Duration(configMilliseconds: newValue) }
     }
@@ -155,12 +155,12 @@ extension BalloondConfig {
 
 extension PSITriggerSpec {
     @available(*, deprecated, message: "use init(kind:stall:window:) with Durations")
-    public init(kind: Kind, stallMilliseconds: UInt64, windowMilliseconds: UInt64) {
+    package init(kind: Kind, stallMilliseconds: UInt64, windowMilliseconds: UInt64) {
         self.init(kind: kind, stall: Duration(configMilliseconds: stallMilliseconds),
                   window: Duration(configMilliseconds: windowMilliseconds))
     }
     @available(*, deprecated, message: "use stall (a Duration)")
-    public var stallMilliseconds: UInt64 { stall.configMilliseconds }
+    package var stallMilliseconds: UInt64 { stall.configMilliseconds }
     @available(*, deprecated, message: "use window (a Duration)")
-    public var windowMilliseconds: UInt64 { window.configMilliseconds }
+    package var windowMilliseconds: UInt64 { window.configMilliseconds }
 }

@@ -2,19 +2,19 @@ import BalloonSystem
 
 /// A configuration and the files it was built from, in the order applied.
 public struct LoadedConfig: Sendable {
-    public var config: BalloondConfig
-    public var sources: [String]
+    package var config: BalloondConfig
+    package var sources: [String]
 
-    public init(config: BalloondConfig, sources: [String]) {
+    package init(config: BalloondConfig, sources: [String]) {
         self.config = config
         self.sources = sources
     }
 }
 
 /// Reads the main file and its drop-ins from disk.
-public enum ConfigLoader {
+package enum ConfigLoader {
     /// The file read when `--config` is not given.
-    public static let defaultPath = "/etc/balloond.conf"
+    package static let defaultPath = "/etc/balloond.conf"
     /// Files larger than this are refused rather than read.
     static let maximumFileBytes = 1 << 20
 
@@ -27,7 +27,7 @@ public enum ConfigLoader {
     /// Drop-ins are the regular files (or symlinks to them) in `path.d/` whose
     /// names end in `.conf` and do not start with `.`, applied in byte order of
     /// their names. Subdirectories are skipped. The first error stops loading.
-    public static func load(path: String, required: Bool) throws(ConfigError) -> LoadedConfig {
+    package static func load(path: String, required: Bool) throws(ConfigError) -> LoadedConfig {
         var config = BalloondConfig()
         var sources: [String] = []
         if let text = try readFile(path, missingIsOK: !required) {

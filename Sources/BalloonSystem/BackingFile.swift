@@ -6,39 +6,39 @@ import SystemPackage
 /// `-object memory-backend-file,mem-path=/dev/shm/…,share=on`) that can have
 /// holes punched in it to give the memory behind freed guest frames back.
 public final class BackingFile {
-    public let path: String
-    public let descriptor: Descriptor
+    package let path: String
+    package let descriptor: Descriptor
 
     /// Opens `path` read-write (the file must exist; it is never created or truncated).
-    public init(path: String) throws(SystemError) {
+    package init(path: String) throws(SystemError) {
         self.path = path
         descriptor = try Descriptor.open(path, flags: O_RDWR)
     }
 
     /// Adopts an already open descriptor (a memfd, tests).
-    public init(descriptor: Descriptor, path: String) {
+    package init(descriptor: Descriptor, path: String) {
         self.path = path
         self.descriptor = descriptor
     }
 
-    public struct Status: Sendable, Equatable {
+    package struct Status: Sendable, Equatable {
         /// st_size in bytes.
-        public var size: UInt64
+        package var size: UInt64
         /// st_blocks: 512-byte units actually allocated.
-        public var blocks: UInt64
+        package var blocks: UInt64
         /// Whether it is a regular file.
-        public var isRegular: Bool
-        public var allocatedBytes: UInt64 { blocks * 512 }
+        package var isRegular: Bool
+        package var allocatedBytes: UInt64 { blocks * 512 }
     }
 
-    public func status() throws(SystemError) -> Status {
+    package func status() throws(SystemError) -> Status {
         let st = try descriptor.status(subject: path)
         return Status(size: st.size, blocks: st.blocks, isRegular: st.kind == .regular)
     }
 
     /// `fallocate(FALLOC_FL_PUNCH_HOLE|FALLOC_FL_KEEP_SIZE, offset, length)`:
     /// frees the blocks, the size stays, the range reads back as zeros.
-    public func punchHole(offset: UInt64, length: UInt64) throws(SystemError) {
+    package func punchHole(offset: UInt64, length: UInt64) throws(SystemError) {
         guard length > 0 else { return }
         guard offset <= UInt64(Int64.max), length <= UInt64(Int64.max) - offset else {
             throw SystemError("fallocate(PUNCH_HOLE)", subject: "\(path) offset \(offset) length \(length)", cause: .outOfRange)

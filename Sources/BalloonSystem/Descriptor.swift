@@ -4,14 +4,14 @@ import SystemPackage
 
 /// An owned file descriptor, closed exactly once when the last reference goes.
 public final class Descriptor {
-    public let raw: Int32
+    package let raw: Int32
     private var closed = false
 
-    public init(adopting raw: Int32) { self.raw = raw }
+    package init(adopting raw: Int32) { self.raw = raw }
 
     deinit { close() }
 
-    public func close() {
+    package func close() {
         guard !closed else { return }
         closed = true
         // close(2) must not be retried on EINTR on Linux; the descriptor is
@@ -20,27 +20,27 @@ public final class Descriptor {
         bestEffortSyscall("close", retryingEINTR: false) { Glibc.close(raw) }
     }
 
-    public var isClosed: Bool { closed }
+    package var isClosed: Bool { closed }
 
     /// Opens a file; `flags` are `O_*` values, `O_CLOEXEC` is always added.
-    public static func open(_ path: String, flags: Int32, mode: mode_t = 0o644) throws(SystemError) -> Descriptor {
+    package static func open(_ path: String, flags: Int32, mode: mode_t = 0o644) throws(SystemError) -> Descriptor {
         let fd = try syscall("open", subject: path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
         return Descriptor(adopting: fd)
     }
 
     /// Reads what is available; 0 means end of file (or, on a virtio port, no host).
     /// nil means the read would block.
-    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
+    package func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
         try nonBlockingSyscall("read") { Glibc.read(raw, buffer.baseAddress, buffer.count) }
     }
 
     /// Writes as much as the descriptor takes now; nil means it would block.
-    public func write(_ buffer: UnsafeRawBufferPointer) throws(SystemError) -> Int? {
+    package func write(_ buffer: UnsafeRawBufferPointer) throws(SystemError) -> Int? {
         try nonBlockingSyscall("write") { Glibc.write(raw, buffer.baseAddress, buffer.count) }
     }
 
     /// Writes everything, blocking as needed (for blocking descriptors).
-    public func writeAll(_ bytes: [UInt8]) throws(SystemError) {
+    package func writeAll(_ bytes: [UInt8]) throws(SystemError) {
         var offset = 0
         while offset < bytes.count {
             let remaining = bytes.count - offset
@@ -51,7 +51,7 @@ public final class Descriptor {
         }
     }
 
-    public func pread(into buffer: UnsafeMutableRawBufferPointer, offset: Int) throws(SystemError) -> Int {
+    package func pread(into buffer: UnsafeMutableRawBufferPointer, offset: Int) throws(SystemError) -> Int {
         try syscall("pread") { Glibc.pread(raw, buffer.baseAddress, buffer.count, off_t(offset)) }
     }
 
@@ -68,14 +68,14 @@ public final class Descriptor {
         return buffer.load(as: T.self)
     }
 
-    public func setNonBlocking(_ on: Bool = true) throws(SystemError) {
+    package func setNonBlocking(_ on: Bool = true) throws(SystemError) {
         let flags = try syscall("fcntl(F_GETFL)") { cballoon_fcntl_getfl(raw) }
         let wanted = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK
         if wanted != flags { _ = try syscall("fcntl(F_SETFL)") { cballoon_fcntl_setfl(raw, wanted) } }
     }
 
     /// fstat(2): what kind of file this is, its size and allocation.
-    public func status(subject: String? = nil) throws(SystemError) -> FileStatus {
+    package func status(subject: String? = nil) throws(SystemError) -> FileStatus {
         var st = stat()
         _ = try syscall("fstat", subject: subject) { fstat(raw, &st) }
         return FileStatus(st)
@@ -84,7 +84,7 @@ public final class Descriptor {
     /// Reads from the current position to end of file, or until more than
     /// `limit` bytes arrived (then the result has `limit + 1` or more bytes,
     /// and the caller decides what a file that large means).
-    public func readToEnd(limit: Int, subject: String? = nil) throws(SystemError) -> [UInt8] {
+    package func readToEnd(limit: Int, subject: String? = nil) throws(SystemError) -> [UInt8] {
         var out: [UInt8] = []
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 16384, alignment: 16)
         defer { chunk.deallocate() }
@@ -99,12 +99,12 @@ public final class Descriptor {
 
 /// Reads a whole small file (e.g. /proc/meminfo) from offset 0 each time,
 /// keeping the descriptor and the buffer: /proc seq files regenerate on pread(0).
-public final class ProcFileReader {
-    public let path: String
+package final class ProcFileReader {
+    package let path: String
     private let descriptor: Descriptor
     private var buffer: UnsafeMutableRawBufferPointer
 
-    public init(_ path: String, capacity: Int = 16384) throws(SystemError) {
+    package init(_ path: String, capacity: Int = 16384) throws(SystemError) {
         self.path = path
         self.descriptor = try Descriptor.open(path, flags: O_RDONLY)
         // At least one byte: the buffer doubles when full, and 0 * 2 stays 0.
@@ -115,7 +115,7 @@ public final class ProcFileReader {
 
     /// The file's current contents, valid until the next call; the buffer
     /// grows if the file does not fit.
-    public func read() throws(SystemError) -> UnsafeRawBufferPointer {
+    package func read() throws(SystemError) -> UnsafeRawBufferPointer {
         while true {
             var total = 0
             while total < buffer.count {
@@ -130,10 +130,10 @@ public final class ProcFileReader {
         }
     }
 
-    public func bytes() throws(SystemError) -> [UInt8] { Array(try read()) }
+    package func bytes() throws(SystemError) -> [UInt8] { Array(try read()) }
 }
 
 /// Reads a whole file once (small /proc and /sys files).
-public func readWholeFile(_ path: String) throws(SystemError) -> [UInt8] {
+package func readWholeFile(_ path: String) throws(SystemError) -> [UInt8] {
     try Descriptor.open(path, flags: O_RDONLY).readToEnd(limit: .max, subject: path)
 }

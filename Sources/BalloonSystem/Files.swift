@@ -2,18 +2,18 @@ import Glibc
 import SystemPackage
 
 /// What stat(2) says about a file, as much as balloond asks.
-public struct FileStatus: Sendable, Equatable {
-    public enum Kind: Sendable, Equatable {
+package struct FileStatus: Sendable, Equatable {
+    package enum Kind: Sendable, Equatable {
         case regular, directory, characterDevice, blockDevice, fifo, socket, symbolicLink, unknown
     }
 
-    public var kind: Kind
+    package var kind: Kind
     /// st_size in bytes.
-    public var size: UInt64
+    package var size: UInt64
     /// st_blocks: 512-byte units actually allocated.
-    public var blocks: UInt64
+    package var blocks: UInt64
     /// The permission bits (st_mode & 07777).
-    public var permissions: UInt32
+    package var permissions: UInt32
 
     init(_ st: stat) {
         kind = switch st.st_mode & S_IFMT {
@@ -32,14 +32,14 @@ public struct FileStatus: Sendable, Equatable {
     }
 
     /// stat(2), following symbolic links.
-    public static func of(_ path: String) throws(SystemError) -> FileStatus {
+    package static func of(_ path: String) throws(SystemError) -> FileStatus {
         var st = stat()
         _ = try syscall("stat", subject: path) { stat(path, &st) }
         return FileStatus(st)
     }
 
     /// lstat(2): a symbolic link is reported as one.
-    public static func ofLink(_ path: String) throws(SystemError) -> FileStatus {
+    package static func ofLink(_ path: String) throws(SystemError) -> FileStatus {
         var st = stat()
         _ = try syscall("lstat", subject: path) { lstat(path, &st) }
         return FileStatus(st)
@@ -49,14 +49,14 @@ public struct FileStatus: Sendable, Equatable {
 extension Descriptor {
     /// Opens a file for reading. `nonBlocking`: a FIFO given by mistake
     /// fails or reads empty instead of hanging the caller.
-    public static func openForReading(_ path: String, nonBlocking: Bool = false) throws(SystemError) -> Descriptor {
+    package static func openForReading(_ path: String, nonBlocking: Bool = false) throws(SystemError) -> Descriptor {
         try open(path, flags: O_RDONLY | (nonBlocking ? O_NONBLOCK : 0))
     }
 }
 
 /// The names in a directory (without `.` and `..`), in the order readdir
 /// gives them.
-public func directoryEntries(_ path: String) throws(SystemError) -> [String] {
+package func directoryEntries(_ path: String) throws(SystemError) -> [String] {
     guard let stream = opendir(path) else {
         throw SystemError("opendir", subject: path, errno: Errno(rawValue: Glibc.errno))
     }

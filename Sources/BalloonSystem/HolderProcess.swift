@@ -18,11 +18,11 @@ import SystemPackage
 /// commands on another: `ok ADDRESS` after locking (or `error CALL ERRNO`);
 /// `shrink LENGTH` → `ok`. The chunk is mapped and locked by the same C
 /// routine as a `LockedRegion` (`cballoon_map_locked`).
-public final class HolderProcess {
-    public let pid: pid_t
+package final class HolderProcess {
+    package let pid: pid_t
     /// The chunk's address in the child (for /proc/PID/pagemap); 0 while spare.
-    public private(set) var address: UInt = 0
-    public private(set) var length: Int = 0
+    package private(set) var address: UInt = 0
+    package private(set) var length: Int = 0
     private let commands: Descriptor
     private let replies: Descriptor
     private var reaped = false
@@ -31,7 +31,7 @@ public final class HolderProcess {
     /// Forking marks the daemon's pages copy-on-write, so its next writes
     /// fault; forking the next spare while the current holder locks its chunk
     /// keeps that cost off the inflation path.
-    public init() throws(SystemError) {
+    package init() throws(SystemError) {
         var toChild: [Int32] = [0, 0], fromChild: [Int32] = [0, 0]
         _ = try syscall("pipe2") { cballoon_pipe2(&toChild, O_CLOEXEC) }
         let commandsEnd = Descriptor(adopting: toChild[1]), childIn = Descriptor(adopting: toChild[0])
@@ -58,7 +58,7 @@ public final class HolderProcess {
     }
 
     /// Asks the holder to map and lock its chunk; `finishLock()` waits for it.
-    public func startLock(length: Int, advice: HugePageAdvice) {
+    package func startLock(length: Int, advice: HugePageAdvice) {
         send("lock \(length) \(advice.shimCode)\n")
         self.length = length
     }
@@ -67,7 +67,7 @@ public final class HolderProcess {
     /// in the holder comes back as that call with its errno (mlock's EAGAIN
     /// is RLIMIT_MEMLOCK, ENOMEM is memory); a holder that died or answered
     /// anything else is `.holderExited`.
-    public func finishLock() throws(SystemError) {
+    package func finishLock() throws(SystemError) {
         let line = readLine()
         let words = line?.split(separator: " ") ?? []
         if words.count == 2, words[0] == "ok", let addr = UInt(words[1], radix: 16) {
@@ -84,7 +84,7 @@ public final class HolderProcess {
     }
 
     /// A holder with its chunk locked, in one step.
-    public convenience init(length: Int, advice: HugePageAdvice) throws(SystemError) {
+    package convenience init(length: Int, advice: HugePageAdvice) throws(SystemError) {
         try self.init()
         startLock(length: length, advice: advice)
         try finishLock()
@@ -99,10 +99,10 @@ public final class HolderProcess {
     deinit { release() }
 
     /// Whether the child still runs (not killed by the OOM killer).
-    public var isAlive: Bool { !reaped && bestEffortSyscall("kill(0)") { kill(pid, 0) } == nil }
+    package var isAlive: Bool { !reaped && bestEffortSyscall("kill(0)") { kill(pid, 0) } == nil }
 
     /// Gives the tail back: the child munlocks and unmaps it.
-    public func shrink(to newLength: Int) {
+    package func shrink(to newLength: Int) {
         guard !reaped, newLength < length else { return }
         if newLength == 0 { release(); return }
         send("shrink \(newLength)\n")
@@ -110,7 +110,7 @@ public final class HolderProcess {
     }
 
     /// Ends the child: the kernel gives its memory back as the process exits.
-    public func release() {
+    package func release() {
         guard !reaped else { return }
         reaped = true
         // Our own unreaped child: neither call can fail but for a bug.
@@ -122,7 +122,7 @@ public final class HolderProcess {
     }
 
     /// Called when the daemon reaped this child itself (it died on its own).
-    public func markReaped() {
+    package func markReaped() {
         reaped = true
         commands.close()
         replies.close()

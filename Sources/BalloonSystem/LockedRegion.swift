@@ -18,22 +18,22 @@ public enum HugePageAdvice: String, Sendable {
 
 /// Anonymous memory that is mapped, populated and mlocked: one chunk of the
 /// balloon. Released with munlock + munmap (deflate), or shrunk from its tail.
-public final class LockedRegion {
-    public static let hugePageSize = 2 << 20
+package final class LockedRegion {
+    package static let hugePageSize = 2 << 20
 
-    public let base: UnsafeMutableRawPointer
-    public private(set) var length: Int
+    package let base: UnsafeMutableRawPointer
+    package private(set) var length: Int
     private var released = false
 
     /// Maps `length` bytes (a page multiple), advises THP as asked, keeps the
     /// region out of forked children and core dumps, optionally touches every page, and
     /// locks it. mlock populates the pages itself (write faults for a private
     /// writable mapping), so touching first is optional work.
-    public convenience init(length: Int, hugePages: Bool, touch: Bool = false) throws(SystemError) {
+    package convenience init(length: Int, hugePages: Bool, touch: Bool = false) throws(SystemError) {
         try self.init(length: length, advice: hugePages ? .advise : .forbid, touch: touch)
     }
 
-    public init(length: Int, advice: HugePageAdvice, touch: Bool = false) throws(SystemError) {
+    package init(length: Int, advice: HugePageAdvice, touch: Bool = false) throws(SystemError) {
         precondition(length > 0 && length % PageSize.bytes == 0, "region length must be a page multiple")
         // The same routine as a holder process's (cballoon_map_locked), plus
         // MADV_DONTFORK: the daemon forks holders, which must not inherit this.
@@ -56,7 +56,7 @@ public final class LockedRegion {
 
     /// Splits off the tail from `newLength` on as a region of its own, still
     /// locked, so it can be released later than the rest (no syscall).
-    public func detachTail(at newLength: Int) -> LockedRegion? {
+    package func detachTail(at newLength: Int) -> LockedRegion? {
         precondition(newLength >= 0 && newLength <= length && newLength % PageSize.bytes == 0)
         guard !released, newLength < length else { return nil }
         let tail = LockedRegion(adopting: base + newLength, length: length - newLength)
@@ -66,7 +66,7 @@ public final class LockedRegion {
     }
 
     /// Gives the tail back so the region is `newLength` bytes (a page multiple).
-    public func shrink(to newLength: Int) {
+    package func shrink(to newLength: Int) {
         precondition(newLength >= 0 && newLength <= length && newLength % PageSize.bytes == 0)
         guard !released, newLength < length else { return }
         Self.unmap(base + newLength, length - newLength)
@@ -75,7 +75,7 @@ public final class LockedRegion {
     }
 
     /// munlock + munmap; the pages go back to the guest's free memory.
-    public func release() {
+    package func release() {
         guard !released else { return }
         released = true
         Self.unmap(base, length)
@@ -90,9 +90,9 @@ public final class LockedRegion {
 }
 
 /// Facts about this process from /proc/self/status (VmLck, VmRSS).
-public enum ProcessStatus {
+package enum ProcessStatus {
     /// The value of a `Key:   123 kB` line, in bytes.
-    public static func value(_ key: String, pid: String = "self") -> UInt64? {
+    package static func value(_ key: String, pid: String = "self") -> UInt64? {
         guard let bytes = try? readWholeFile("/proc/\(pid)/status") else { return nil }
         let text = String(decoding: bytes, as: UTF8.self)
         for line in text.split(separator: "\n") where line.hasPrefix(key + ":") {
@@ -105,7 +105,7 @@ public enum ProcessStatus {
 
 /// The system's THP mode from /sys/kernel/mm/transparent_hugepage/enabled
 /// (`always`, `madvise` or `never`; nil without THP).
-public func systemHugePageMode(path: String = "/sys/kernel/mm/transparent_hugepage/enabled") -> String? {
+package func systemHugePageMode(path: String = "/sys/kernel/mm/transparent_hugepage/enabled") -> String? {
     guard let bytes = try? readWholeFile(path) else { return nil }
     let text = String(decoding: bytes, as: UTF8.self)
     guard let open = text.firstIndex(of: "["), let close = text[open...].firstIndex(of: "]") else { return nil }

@@ -1,9 +1,9 @@
 import CBalloonShim
 import Glibc
 
-public enum PageSize {
+package enum PageSize {
     /// sysconf(_SC_PAGESIZE) cannot fail on Linux.
-    public static let bytes: Int = Int(sysconf(Int32(_SC_PAGESIZE)))
+    package static let bytes: Int = Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
 

@@ -2,9 +2,9 @@ import CBalloonShim
 import Glibc
 
 /// Non-blocking stream helpers for an event loop (balloonctl serve).
-public enum StreamIO {
+package enum StreamIO {
     /// Sends what the socket takes now, without SIGPIPE. nil: it would block.
-    public static func sendSome(_ fd: Descriptor, _ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int? {
+    package static func sendSome(_ fd: Descriptor, _ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int? {
         try sendSome(raw: fd.raw, bytes)
     }
 
@@ -14,13 +14,13 @@ public enum StreamIO {
     }
 
     /// Reads what is there; 0 is end of stream, nil means nothing yet.
-    public static func receiveSome(_ fd: Descriptor, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
+    package static func receiveSome(_ fd: Descriptor, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
         try fd.read(into: buffer)
     }
 
     /// Whether the peer has shut its side down (unread bytes may remain).
     /// A failed poll (ENOMEM) says nothing either way: not closed.
-    public static func peerClosed(_ fd: Descriptor) -> Bool { peerClosed(raw: fd.raw) }
+    package static func peerClosed(_ fd: Descriptor) -> Bool { peerClosed(raw: fd.raw) }
 
     static func peerClosed(raw fd: Int32) -> Bool {
         guard case .success(let closed) = funnel({ "poll(POLLRDHUP)" }, { cballoon_peer_closed(fd) }) else { return false }
@@ -29,7 +29,7 @@ public enum StreamIO {
 
     /// A listening unix socket only its owner can use (mode 0600): created
     /// under umask 0177, so there is no window where others could connect.
-    public static func listenUnixPrivate(path: String, backlog: Int32 = 16) throws(SystemError) -> Descriptor {
+    package static func listenUnixPrivate(path: String, backlog: Int32 = 16) throws(SystemError) -> Descriptor {
         let old = umask(0o177)  // umask(2) cannot fail
         defer { umask(old) }
         let fd = try StreamSocket.listenUnix(path: path, backlog: backlog)
@@ -38,22 +38,22 @@ public enum StreamIO {
     }
 
     /// The file mode bits of `path` (tests, diagnostics).
-    public static func mode(of path: String) throws(SystemError) -> UInt32 {
+    package static func mode(of path: String) throws(SystemError) -> UInt32 {
         try FileStatus.of(path).permissions
     }
 
     // MARK: - Forwards for callers still on bare descriptor numbers
 
     @available(*, deprecated, message: "use sendSome(_: Descriptor, _:)")
-    public static func sendSome(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int? {
+    package static func sendSome(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int? {
         try sendSome(raw: fd, bytes)
     }
 
     @available(*, deprecated, message: "use receiveSome(_: Descriptor, into:)")
-    public static func receiveSome(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
+    package static func receiveSome(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
         try nonBlockingSyscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
     }
 
     @available(*, deprecated, message: "use peerClosed(_: Descriptor)")
-    public static func peerClosed(_ fd: Int32) -> Bool { peerClosed(raw: fd) }
+    package static func peerClosed(_ fd: Int32) -> Bool { peerClosed(raw: fd) }
 }

@@ -5,12 +5,12 @@ import SystemPackage
 /// kernel returned, or a failure of BalloonSystem's own that no syscall
 /// reported (never dressed up as an errno).
 public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var operation: String
-    public var subject: String?
-    public var cause: Cause
+    package var operation: String
+    package var subject: String?
+    package var cause: Cause
 
     /// Why the operation failed.
-    public enum Cause: Sendable, Equatable, CustomStringConvertible {
+    package enum Cause: Sendable, Equatable, CustomStringConvertible {
         /// The call returned -1 with this errno.
         case errno(Errno)
         /// A path meant for a socket is taken by something else.
@@ -22,7 +22,7 @@ public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
         /// A balloon holder process ended without answering.
         case holderExited(answer: String?)
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .errno(let code): "\(code)"
             case .notASocket: "exists and is not a socket"
@@ -33,18 +33,18 @@ public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    public init(_ operation: String, subject: String? = nil, cause: Cause) {
+    package init(_ operation: String, subject: String? = nil, cause: Cause) {
         self.operation = operation
         self.subject = subject
         self.cause = cause
     }
 
-    public init(_ operation: String, subject: String? = nil, errno: Errno) {
+    package init(_ operation: String, subject: String? = nil, errno: Errno) {
         self.init(operation, subject: subject, cause: .errno(errno))
     }
 
     /// The errno of a failed call; nil for a failure that is not a syscall's.
-    public var errno: Errno? {
+    package var errno: Errno? {
         if case .errno(let code) = cause { return code }
         return nil
     }
@@ -56,7 +56,7 @@ public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 /// What a failed call's errno means to the funnel.
-public enum ErrnoClass: Sendable, Equatable {
+package enum ErrnoClass: Sendable, Equatable {
     /// EINTR: a signal arrived; the call is made again.
     case interrupted
     /// EAGAIN/EWOULDBLOCK: nothing to do now on a non-blocking descriptor.
@@ -67,7 +67,7 @@ public enum ErrnoClass: Sendable, Equatable {
     /// Anything else: an ordinary failure for the caller to handle.
     case failure
 
-    public init(_ code: Errno) {
+    package init(_ code: Errno) {
         switch code {
         case .interrupted: self = .interrupted
         case .resourceTemporarilyUnavailable, .wouldBlock: self = .wouldBlock
@@ -108,7 +108,7 @@ func programmingError(_ operation: String, _ code: Errno) -> Never {
 /// stops on EBADF/EFAULT, and turns any other failure into a `SystemError`
 /// naming the call.
 @inline(__always)
-public func syscall<T: FixedWidthInteger>(
+package func syscall<T: FixedWidthInteger>(
     _ operation: @autoclosure () -> String,
     subject: @autoclosure () -> String? = nil,
     _ body: () -> T
@@ -121,7 +121,7 @@ public func syscall<T: FixedWidthInteger>(
 
 /// Like `syscall`, but `EAGAIN`/`EWOULDBLOCK` is an ordinary outcome (nil).
 @inline(__always)
-public func nonBlockingSyscall<T: FixedWidthInteger>(
+package func nonBlockingSyscall<T: FixedWidthInteger>(
     _ operation: @autoclosure () -> String,
     subject: @autoclosure () -> String? = nil,
     _ body: () -> T
