@@ -1,12 +1,13 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// Targets follow DESIGN §6: a C shim, a thin syscall layer, pure libraries
-// (protocol, stats, config, controller), the guest agent and host libraries,
-// and two thin executables.
+// Targets as docs/architecture.md lays them out: a C shim, a thin syscall
+// layer, pure libraries (protocol, stats, config, controller), the guest agent
+// and host libraries, and two thin executables. Linux only: it uses epoll,
+// signalfd, timerfd, memfd and vsock, and SwiftPM has no Linux platform to
+// name, so `platforms` lists none (and no macOS).
 let package = Package(
     name: "balloond",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "balloond", targets: ["balloond"]),
         .executable(name: "balloonctl", targets: ["balloonctl"]),
@@ -35,8 +36,10 @@ let package = Package(
         // Pure: /proc/meminfo, /proc/vmstat, /proc/pressure parsers and the
         // virtio stats computed from them.
         .target(name: "BalloonStats"),
-        // Pure parser of /etc/balloond.conf and its drop-ins.
-        .target(name: "BalloonConfig"),
+        // Pure parser of /etc/balloond.conf and its drop-ins; the loader reads
+        // the files through BalloonSystem, and the stats-interval bounds are
+        // the protocol's.
+        .target(name: "BalloonConfig", dependencies: ["BalloonSystem", "BalloonProtocol"]),
         // One peer speaking lines over a descriptor: framer, bounded outbox,
         // write interest; the guest's host connection, for the host side too.
         .target(name: "BalloonChannel", dependencies: ["BalloonSystem", "BalloonProtocol"]),
@@ -103,7 +106,7 @@ let package = Package(
             dependencies: ["BalloonStats", "BalloonTestSupport"],
             resources: [.copy("Fixtures")]
         ),
-        .testTarget(name: "BalloonConfigTests", dependencies: ["BalloonConfig", "BalloonTestSupport"]),
+        .testTarget(name: "BalloonConfigTests", dependencies: ["BalloonConfig", "BalloonProtocol", "BalloonTestSupport"]),
         .testTarget(name: "BalloonControllerTests", dependencies: ["BalloonController", "BalloonProtocol", "BalloonTestSupport"]),
         .testTarget(
             name: "BalloonDaemonTests",

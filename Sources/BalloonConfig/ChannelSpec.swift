@@ -12,9 +12,9 @@ public enum ChannelSpec: Sendable, Equatable, CustomStringConvertible {
     case unix(path: String)
 
     /// The vsock port used by `vsock` and `vsock:`.
-    public static let defaultVsockPort: UInt32 = 7468
+    package static let defaultVsockPort: UInt32 = 7468
     /// Where virtio-serial port names are looked up.
-    public static let virtioPortsDirectory = "/dev/virtio-ports/"
+    package static let virtioPortsDirectory = "/dev/virtio-ports/"
     /// `VMADDR_PORT_ANY`; not a port one can listen on by name.
     static let vsockPortAny: UInt32 = 0xFFFF_FFFF
     /// `sizeof(sockaddr_un.sun_path)` less the terminating NUL.
@@ -22,7 +22,7 @@ public enum ChannelSpec: Sendable, Equatable, CustomStringConvertible {
 
     /// The device to open for a virtio-serial channel: a name resolved under
     /// `/dev/virtio-ports/`, an absolute path as is; nil for other channels.
-    public var devicePath: String? {
+    package var devicePath: String? {
         guard case .virtioSerial(let nameOrPath) = self else { return nil }
         return nameOrPath.hasPrefix("/") ? nameOrPath : Self.virtioPortsDirectory + nameOrPath
     }
@@ -39,7 +39,7 @@ public enum ChannelSpec: Sendable, Equatable, CustomStringConvertible {
 
     /// Parses a channel. Leading and trailing whitespace is ignored. The error
     /// has an empty `file` and no line; the configuration parser fills them in.
-    public static func parse(_ text: String) throws(ConfigError) -> ChannelSpec {
+    package static func parse(_ text: String) throws(ConfigError) -> ChannelSpec {
         let text = trimmed(text)
         func fail(_ why: String) -> ConfigError {
             ConfigError(file: "", message: "\"\(text)\" is not a channel: \(why)")
@@ -82,11 +82,11 @@ public enum ChannelSpec: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Which vsock peers may connect (`VsockAllowedCIDs=`).
-public enum VsockPeers: Sendable, Equatable {
+package enum VsockPeers: Sendable, Equatable {
     case any
     case cids([UInt32])
 
-    public func allows(_ cid: UInt32) -> Bool {
+    package func allows(_ cid: UInt32) -> Bool {
         switch self {
         case .any: return true
         case .cids(let cids): return cids.contains(cid)

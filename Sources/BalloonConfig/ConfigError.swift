@@ -4,19 +4,19 @@
 ///
 /// `description` reads like
 /// `/etc/balloond.conf:12: [Balloon] ChunkSize: "64Q" is not a size (use e.g. 64M or 2G)`.
-public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+package struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The file at fault; empty for a value not read from a file (e.g. `--channel`).
-    public var file: String
+    package var file: String
     /// 1-based line number, or nil for errors about a whole file or directory.
-    public var line: Int?
+    package var line: Int?
     /// The section in effect, or the unknown section's name.
-    public var section: String?
+    package var section: String?
     /// The key at fault, if the error is about one.
-    public var key: String?
+    package var key: String?
     /// What is wrong, without the location.
-    public var message: String
+    package var message: String
 
-    public init(file: String, line: Int? = nil, section: String? = nil, key: String? = nil, message: String) {
+    package init(file: String, line: Int? = nil, section: String? = nil, key: String? = nil, message: String) {
         self.file = file
         self.line = line
         self.section = section
@@ -24,7 +24,7 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
         self.message = message
     }
 
-    public var description: String {
+    package var description: String {
         var text = file
         if let line { text += ":\(line)" }
         if !text.isEmpty { text += ": " }

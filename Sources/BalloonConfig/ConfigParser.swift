@@ -3,10 +3,10 @@
 /// around keys and values is ignored; a repeated key's last value wins; an
 /// empty value (`Key=`) puts the key's default back. Every file starts outside
 /// any section, so each drop-in needs its own headers.
-public enum ConfigParser {
+package enum ConfigParser {
     /// Applies one file's text on top of `config`. On error `config` is left
     /// unchanged and the error names `file`, the line and the key (or line).
-    public static func apply(_ text: String, file: String, to config: inout BalloondConfig) throws(ConfigError) {
+    package static func apply(_ text: String, file: String, to config: inout BalloondConfig) throws(ConfigError) {
         var result = config
         var section: ConfigSection?
         var lineNumber = 0
@@ -69,7 +69,7 @@ public enum ConfigParser {
                 continue
             }
             do {
-                try key.apply(value, to: &result)
+                try key.apply(value, &result)
             } catch {
                 throw ConfigError(
                     file: file, line: lineNumber, section: section.rawValue, key: keyName, message: error.message)

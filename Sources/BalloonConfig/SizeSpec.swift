@@ -6,12 +6,12 @@
 /// by `B` or `iB` (`512M`, `2GiB`, `1.5G`, `4096`, `4096B`); fractional byte
 /// counts are rounded down. A percentage is a number from 0 to 100 followed by
 /// `%` (`25%`, `2.5%`).
-public enum SizeSpec: Sendable, Equatable, CustomStringConvertible {
+package enum SizeSpec: Sendable, Equatable, CustomStringConvertible {
     case bytes(UInt64)
     case percent(Double)
 
     /// Why a text is not a size.
-    public enum ParseError: Error, Sendable, Equatable, CustomStringConvertible {
+    package enum ParseError: Error, Sendable, Equatable, CustomStringConvertible {
         /// Nothing but whitespace.
         case empty
         /// Not a number with an optional K/M/G/T suffix (or percentage).
@@ -25,7 +25,7 @@ public enum SizeSpec: Sendable, Equatable, CustomStringConvertible {
         /// A percentage above 100.
         case percentOutOfRange
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .empty: return "empty size"
             case .notASize: return "not a size"
@@ -39,7 +39,7 @@ public enum SizeSpec: Sendable, Equatable, CustomStringConvertible {
 
     /// The number of bytes this size stands for on a machine with `memTotal`
     /// bytes of memory. Percentages are rounded down and never exceed `memTotal`.
-    public func resolve(memTotal: UInt64) -> UInt64 {
+    package func resolve(memTotal: UInt64) -> UInt64 {
         switch self {
         case .bytes(let value):
             return value
@@ -54,7 +54,7 @@ public enum SizeSpec: Sendable, Equatable, CustomStringConvertible {
 
     /// Parses a size; leading and trailing whitespace is ignored.
     /// Use `try? SizeSpec.parse(...)` where the reason does not matter.
-    public static func parse(_ text: some StringProtocol, allowPercent: Bool) throws(ParseError) -> SizeSpec {
+    package static func parse(_ text: some StringProtocol, allowPercent: Bool) throws(ParseError) -> SizeSpec {
         let bytes = trimASCIIWhitespace(Array(text.utf8))
         guard !bytes.isEmpty else { throw .empty }
         if bytes[0] == UInt8(ascii: "-") { throw .negative }
@@ -95,7 +95,7 @@ public enum SizeSpec: Sendable, Equatable, CustomStringConvertible {
     /// The size in a form `parse` accepts and that parses back to an equal
     /// value: the largest exact unit (`64M`, `1G`, `4096`, `0`) or a percentage
     /// without exponent (`80%`, `2.5%`).
-    public var description: String {
+    package var description: String {
         switch self {
         case .bytes(let value):
             if value == 0 { return "0" }

@@ -69,7 +69,7 @@ extension ReserveError {
     /// Keeps the system error as the cause. mlock(2) fails with ENOMEM past
     /// RLIMIT_MEMLOCK (without CAP_IPC_LOCK) and with EAGAIN when the pages
     /// could not be had; mmap(2) the other way round (EAGAIN: the lock limit).
-    /// A holder's failure does not carry the child's errno: `other`.
+    /// A holder reports the failed call and its errno, so it maps the same way.
     init(_ error: SystemError) {
         let kind: Kind = switch (error.operation, error.errno) {
         case ("mlock", .noMemory), ("mmap", .resourceTemporarilyUnavailable): .memoryLockLimit

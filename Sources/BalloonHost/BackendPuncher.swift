@@ -19,10 +19,10 @@ public final class BackendPuncher {
     public init(path: String, ramSize: UInt64? = nil) throws(HostError) {
         let file: BackingFile
         do { file = try BackingFile(path: path) } catch {
-            throw .usage("cannot open the memory backend \(path): \(error.errno)")
+            throw .usage("cannot open the memory backend \(path): \(error.cause)")
         }
         let status: BackingFile.Status
-        do { status = try file.status() } catch { throw .usage("cannot stat the memory backend \(path): \(error.errno)") }
+        do { status = try file.status() } catch { throw .usage("cannot stat the memory backend \(path): \(error.cause)") }
         guard status.isRegular else {
             throw .usage("the memory backend \(path) is not a regular file (use the mem-path of a memory-backend-file)")
         }

@@ -30,7 +30,7 @@ public enum HostError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .connect(address, error):
-            return "cannot connect to \(address): \(error.errno)"
+            return "cannot connect to \(address): \(error.cause)"
         case let .handshake(address, detail):
             return "hybrid vsock handshake with \(address) failed: \(detail)"
         case let .timeout(what, seconds):

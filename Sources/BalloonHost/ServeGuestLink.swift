@@ -95,7 +95,7 @@ extension ServeLoop {
                 try epoll.modify(link.fd.raw, events: drained ? .readable : [.readable, .writable], token: Self.token(.guest, link.generation))
             }
         } catch {
-            disconnect("write to the guest failed: \(error.errno)")
+            disconnect("write to the guest failed: \(error.cause)")
         }
     }
 
@@ -112,7 +112,7 @@ extension ServeLoop {
         guard let link else { return }
         let n: Int?
         do { n = try StreamIO.receiveSome(link.fd.raw, into: buffer) } catch {
-            disconnect("read from the guest failed: \(error.errno)")
+            disconnect("read from the guest failed: \(error.cause)")
             return
         }
         guard let n else { return }

@@ -13,13 +13,13 @@
 /// One line of a PSI file: averages in percent of wall time over 10 s, 60 s and
 /// 300 s, and the total stall time in microseconds since boot.
 public struct PressureLine: Sendable, Equatable {
-    public var avg10: Double
-    public var avg60: Double
-    public var avg300: Double
+    package var avg10: Double
+    package var avg60: Double
+    package var avg300: Double
     /// Cumulative stall time in microseconds.
-    public var total: UInt64
+    package var total: UInt64
 
-    public init(avg10: Double, avg60: Double, avg300: Double, total: UInt64) {
+    package init(avg10: Double, avg60: Double, avg300: Double, total: UInt64) {
         self.avg10 = avg10
         self.avg60 = avg60
         self.avg300 = avg300
@@ -30,27 +30,27 @@ public struct PressureLine: Sendable, Equatable {
 /// The contents of a PSI file. `full` is nil where the kernel prints no "full"
 /// line (e.g. /proc/pressure/cpu before 5.13); both are nil without PSI.
 public struct Pressure: Sendable, Equatable {
-    public var some: PressureLine?
-    public var full: PressureLine?
+    package var some: PressureLine?
+    package var full: PressureLine?
 
-    public init(some: PressureLine? = nil, full: PressureLine? = nil) {
+    package init(some: PressureLine? = nil, full: PressureLine? = nil) {
         self.some = some
         self.full = full
     }
 }
 
-public enum ProcParse {
+package enum ProcParse {
     // MARK: meminfo
 
     /// /proc/meminfo: key -> value in BYTES for "kB" lines (value * 1024,
     /// saturating); lines without a unit (HugePages_Total etc.) as-is.
     /// Lines with any other unit or trailing text are skipped.
-    public static func meminfo(_ bytes: some Collection<UInt8>) -> [String: UInt64] {
+    package static func meminfo(_ bytes: some Collection<UInt8>) -> [String: UInt64] {
         withContiguousBytes(bytes, meminfo(buffer:))
     }
 
     /// Same as `meminfo(_:)` for a raw buffer (e.g. straight from `read(2)`).
-    public static func meminfo(_ raw: UnsafeRawBufferPointer) -> [String: UInt64] {
+    package static func meminfo(_ raw: UnsafeRawBufferPointer) -> [String: UInt64] {
         meminfo(buffer: raw.bindMemory(to: UInt8.self))
     }
 
@@ -86,12 +86,12 @@ public enum ProcParse {
     // MARK: vmstat
 
     /// /proc/vmstat: key -> value, from "key<blanks>digits" lines.
-    public static func vmstat(_ bytes: some Collection<UInt8>) -> [String: UInt64] {
+    package static func vmstat(_ bytes: some Collection<UInt8>) -> [String: UInt64] {
         withContiguousBytes(bytes, vmstat(buffer:))
     }
 
     /// Same as `vmstat(_:)` for a raw buffer.
-    public static func vmstat(_ raw: UnsafeRawBufferPointer) -> [String: UInt64] {
+    package static func vmstat(_ raw: UnsafeRawBufferPointer) -> [String: UInt64] {
         vmstat(buffer: raw.bindMemory(to: UInt8.self))
     }
 
@@ -123,12 +123,12 @@ public enum ProcParse {
     /// "some avg10=0.00 avg60=0.00 avg300=0.00 total=0" and "full ..." lines.
     /// A line lacking any of the four fields, or with a malformed one, is
     /// skipped (that half is nil); unknown `key=value` fields are ignored.
-    public static func pressure(_ bytes: some Collection<UInt8>) -> Pressure {
+    package static func pressure(_ bytes: some Collection<UInt8>) -> Pressure {
         withContiguousBytes(bytes, pressure(buffer:))
     }
 
     /// Same as `pressure(_:)` for a raw buffer.
-    public static func pressure(_ raw: UnsafeRawBufferPointer) -> Pressure {
+    package static func pressure(_ raw: UnsafeRawBufferPointer) -> Pressure {
         pressure(buffer: raw.bindMemory(to: UInt8.self))
     }
 

@@ -4,14 +4,14 @@
 // tags 10-15). docs/stats.md lists the source of each value.
 
 /// The stats-queue tags 0-15, named as QEMU names them without "stat-".
-public enum VirtioStat: Int, CaseIterable, Sendable {
+package enum VirtioStat: Int, CaseIterable, Sendable {
     case swapIn = 0, swapOut, majorFaults, minorFaults, freeMemory, totalMemory, availableMemory, diskCaches,
         htlbPgalloc, htlbPgfail, oomKills, allocStalls, asyncScans, directScans, asyncReclaims, directReclaims
 
     /// The tag number on the wire.
-    @inlinable public var tag: Int { rawValue }
+    @inlinable package var tag: Int { rawValue }
 
-    public var name: String {
+    package var name: String {
         switch self {
         case .swapIn: "swap-in"
         case .swapOut: "swap-out"
@@ -33,7 +33,7 @@ public enum VirtioStat: Int, CaseIterable, Sendable {
     }
 
     /// True for stats measured in bytes, false for event counts.
-    public var isBytes: Bool {
+    package var isBytes: Bool {
         switch self {
         case .swapIn, .swapOut, .freeMemory, .totalMemory, .availableMemory, .diskCaches,
             .asyncScans, .directScans, .asyncReclaims, .directReclaims:
@@ -43,7 +43,7 @@ public enum VirtioStat: Int, CaseIterable, Sendable {
         }
     }
 
-    public init?(name: String) {
+    package init?(name: String) {
         guard let stat = VirtioStat.allCases.first(where: { $0.name == name }) else { return nil }
         self = stat
     }
@@ -58,9 +58,9 @@ public struct VirtioStats: Sendable, Equatable {
     ) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     private var mask: UInt16 = 0
 
-    public init() {}
+    package init() {}
 
-    public subscript(_ stat: VirtioStat) -> UInt64? {
+    package subscript(_ stat: VirtioStat) -> UInt64? {
         get {
             guard mask & (1 << stat.rawValue) != 0 else { return nil }
             return withUnsafeBytes(of: values) { $0.load(fromByteOffset: stat.rawValue * 8, as: UInt64.self) }
@@ -82,7 +82,7 @@ public struct VirtioStats: Sendable, Equatable {
     }
 
     /// The present stats in tag order.
-    public var present: [(stat: VirtioStat, value: UInt64)] {
+    package var present: [(stat: VirtioStat, value: UInt64)] {
         var out: [(stat: VirtioStat, value: UInt64)] = []
         out.reserveCapacity(mask.nonzeroBitCount)
         for stat in VirtioStat.allCases {
@@ -117,7 +117,7 @@ public struct VirtioStats: Sendable, Equatable {
     ///
     /// `pageSize` is the kernel page size in bytes (sysconf(_SC_PAGESIZE)).
     /// Products and sums saturate at UInt64.max instead of trapping.
-    public init(meminfo: [String: UInt64], vmstat: [String: UInt64], pageSize: UInt64) {
+    package init(meminfo: [String: UInt64], vmstat: [String: UInt64], pageSize: UInt64) {
         self.init()
         func bytes(_ pages: UInt64?) -> UInt64? {
             guard let pages else { return nil }
@@ -143,7 +143,7 @@ public struct VirtioStats: Sendable, Equatable {
     }
 
     /// Parses both files and computes the stats.
-    public init(meminfo: some Collection<UInt8>, vmstat: some Collection<UInt8>, pageSize: UInt64) {
+    package init(meminfo: some Collection<UInt8>, vmstat: some Collection<UInt8>, pageSize: UInt64) {
         self.init(meminfo: ProcParse.meminfo(meminfo), vmstat: ProcParse.vmstat(vmstat), pageSize: pageSize)
     }
 

@@ -2,108 +2,137 @@ import CBalloonShim
 import Glibc
 
 /// Readiness bits as epoll reports them.
-public struct EpollEvents: OptionSet, Sendable, Hashable {
-    public let rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
-    public static let readable = EpollEvents(rawValue: cballoon_EPOLLIN)
-    public static let writable = EpollEvents(rawValue: cballoon_EPOLLOUT)
-    public static let priority = EpollEvents(rawValue: cballoon_EPOLLPRI)
-    public static let error = EpollEvents(rawValue: cballoon_EPOLLERR)
-    public static let hangup = EpollEvents(rawValue: cballoon_EPOLLHUP)
-    public static let peerClosed = EpollEvents(rawValue: cballoon_EPOLLRDHUP)
+package struct EpollEvents: OptionSet, Sendable, Hashable {
+    package let rawValue: UInt32
+    package init(rawValue: UInt32) { self.rawValue = rawValue }
+    package static let readable = EpollEvents(rawValue: cballoon_EPOLLIN)
+    package static let writable = EpollEvents(rawValue: cballoon_EPOLLOUT)
+    package static let priority = EpollEvents(rawValue: cballoon_EPOLLPRI)
+    package static let error = EpollEvents(rawValue: cballoon_EPOLLERR)
+    package static let hangup = EpollEvents(rawValue: cballoon_EPOLLHUP)
+    package static let peerClosed = EpollEvents(rawValue: cballoon_EPOLLRDHUP)
 }
 
 /// An epoll instance. Registrations carry a caller-chosen 64-bit token.
-public final class Epoll {
-    public let descriptor: Descriptor
+package final class Epoll {
+    package let descriptor: Descriptor
 
-    public init() throws(SystemError) {
+    package init() throws(SystemError) {
         descriptor = Descriptor(adopting: try syscall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) })
     }
 
-    public func add(_ fd: Int32, events: EpollEvents, token: UInt64) throws(SystemError) {
-        _ = try syscall("epoll_ctl(ADD)") { cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_ADD, fd, events.rawValue, token) }
+    package func add(_ fd: Descriptor, events: EpollEvents, token: UInt64) throws(SystemError) {
+        _ = try syscall("epoll_ctl(ADD)") { cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_ADD, fd.raw, events.rawValue, token) }
     }
 
-    public func modify(_ fd: Int32, events: EpollEvents, token: UInt64) throws(SystemError) {
-        _ = try syscall("epoll_ctl(MOD)") { cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_MOD, fd, events.rawValue, token) }
+    package func modify(_ fd: Descriptor, events: EpollEvents, token: UInt64) throws(SystemError) {
+        _ = try syscall("epoll_ctl(MOD)") { cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_MOD, fd.raw, events.rawValue, token) }
     }
 
-    /// Removes a registration; a descriptor that is already gone is not an error.
-    public func remove(_ fd: Int32) {
-        _ = cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_DEL, fd, 0, 0)
+    /// Removes a registration; a descriptor that is already gone (closed:
+    /// EBADF, or its number reused: ENOENT) is not an error.
+    package func remove(_ fd: Descriptor) { remove(raw: fd.raw) }
+
+    private func remove(raw fd: Int32) {
+        bestEffortSyscall("epoll_ctl(DEL)", tolerating: [.badFileDescriptor]) {
+            cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_DEL, fd, 0, 0)
+        }
     }
 
-    /// Waits up to `timeoutMilliseconds` (-1: forever). EINTR returns no events.
-    public func wait(timeoutMilliseconds: Int32, max: Int = 32) throws(SystemError) -> [(token: UInt64, events: EpollEvents)] {
+    /// Waits up to `timeoutMilliseconds` (-1: forever). EINTR returns no
+    /// events, so the caller sees a signal's effects before waiting again.
+    package func wait(timeoutMilliseconds: Int32, max: Int = 32) throws(SystemError) -> [(token: UInt64, events: EpollEvents)] {
         let count = min(max, 64)
         var evs = [UInt32](repeating: 0, count: count)
         var data = [UInt64](repeating: 0, count: count)
-        let n = cballoon_epoll_wait(descriptor.raw, &evs, &data, Int32(count), timeoutMilliseconds)
-        if n < 0 {
-            if errno == EINTR { return [] }
-            throw SystemError("epoll_wait", errno: .init(rawValue: errno))
+        let n: Int32
+        switch funnel({ "epoll_wait" }, retryingEINTR: false, { cballoon_epoll_wait(descriptor.raw, &evs, &data, Int32(count), timeoutMilliseconds) }) {
+        case .success(let ready): n = ready
+        case .failure(let code) where code == .interrupted: return []
+        case .failure(let code): throw SystemError("epoll_wait", errno: code)
         }
         return (0..<Int(n)).map { (data[$0], EpollEvents(rawValue: evs[$0])) }
     }
+
+    @available(*, deprecated, message: "use add(_: Descriptor, events:token:)")
+    package func add(_ fd: Int32, events: EpollEvents, token: UInt64) throws(SystemError) {
+        _ = try syscall("epoll_ctl(ADD)") { cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_ADD, fd, events.rawValue, token) }
+    }
+
+    @available(*, deprecated, message: "use modify(_: Descriptor, events:token:)")
+    package func modify(_ fd: Int32, events: EpollEvents, token: UInt64) throws(SystemError) {
+        _ = try syscall("epoll_ctl(MOD)") { cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_MOD, fd, events.rawValue, token) }
+    }
+
+    @available(*, deprecated, message: "use remove(_: Descriptor)")
+    package func remove(_ fd: Int32) { remove(raw: fd) }
 }
 
 /// A timerfd on CLOCK_MONOTONIC.
-public final class TimerDescriptor {
-    public let descriptor: Descriptor
+package final class TimerDescriptor {
+    package let descriptor: Descriptor
 
-    public init() throws(SystemError) {
+    package init() throws(SystemError) {
         descriptor = Descriptor(adopting: try syscall("timerfd_create") {
             timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC))
         })
     }
 
-    /// Arms the timer to fire once after `milliseconds` (0 disarms).
-    public func arm(afterMilliseconds milliseconds: UInt64, repeating: Bool = false) throws(SystemError) {
+    /// Arms the timer to fire once after `delay` (then every `delay` if
+    /// `repeating`); zero disarms. Below a nanosecond counts as zero.
+    package func arm(after delay: Duration, repeating: Bool = false) throws(SystemError) {
+        let (seconds, attoseconds) = delay.components
         var spec = itimerspec()
-        spec.it_value.tv_sec = Int(milliseconds / 1000)
-        spec.it_value.tv_nsec = Int(milliseconds % 1000) * 1_000_000
+        spec.it_value.tv_sec = Int(max(seconds, 0))
+        spec.it_value.tv_nsec = seconds < 0 ? 0 : Int(attoseconds / 1_000_000_000)
         if repeating { spec.it_interval = spec.it_value }
         _ = try syscall("timerfd_settime") { timerfd_settime(descriptor.raw, 0, &spec, nil) }
     }
 
-    public func disarm() throws(SystemError) { try arm(afterMilliseconds: 0) }
+    /// Arms the timer to fire once after `milliseconds` (0 disarms).
+    package func arm(afterMilliseconds milliseconds: UInt64, repeating: Bool = false) throws(SystemError) {
+        try arm(after: .seconds(Int64(milliseconds / 1000)) + .milliseconds(Int64(milliseconds % 1000)), repeating: repeating)
+    }
+
+    package func disarm() throws(SystemError) { try arm(after: .zero) }
 
     /// Consumes the expiration count (0 if it had not fired).
     @discardableResult
-    public func acknowledge() -> UInt64 {
-        var count: UInt64 = 0
-        let n = Glibc.read(descriptor.raw, &count, 8)
-        return n == 8 ? count : 0
+    package func acknowledge() -> UInt64 {
+        // A timerfd read fails only with EAGAIN (not fired) or ECANCELED (not
+        // used here); either way nothing expired that the caller must act on.
+        ((try? descriptor.readRecord(UInt64.self, "read(timerfd)")) ?? nil) ?? 0
     }
 }
 
 /// An eventfd, for waking the loop from another thread or a test.
-public final class EventDescriptor {
-    public let descriptor: Descriptor
+package final class EventDescriptor {
+    package let descriptor: Descriptor
 
-    public init() throws(SystemError) {
+    package init() throws(SystemError) {
         descriptor = Descriptor(adopting: try syscall("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) })
     }
 
-    public func signal() {
+    /// Adds one; EAGAIN (the counter is at its maximum) still wakes the reader.
+    package func signal() {
         var one: UInt64 = 1
-        _ = Glibc.write(descriptor.raw, &one, 8)
+        bestEffortSyscall("write(eventfd)") { Glibc.write(descriptor.raw, &one, 8) }
     }
 
+    /// Takes the count (0 if nothing was signalled).
     @discardableResult
-    public func acknowledge() -> UInt64 {
-        var count: UInt64 = 0
-        return Glibc.read(descriptor.raw, &count, 8) == 8 ? count : 0
+    package func acknowledge() -> UInt64 {
+        // An eventfd read fails only with EAGAIN: nothing signalled.
+        ((try? descriptor.readRecord(UInt64.self, "read(eventfd)")) ?? nil) ?? 0
     }
 }
 
 /// Signals delivered as reads from a descriptor; they are blocked for normal
 /// delivery in the calling thread (call before starting other threads).
-public final class SignalDescriptor {
-    public let descriptor: Descriptor
+package final class SignalDescriptor {
+    package let descriptor: Descriptor
 
-    public init(signals: [Int32]) throws(SystemError) {
+    package init(signals: [Int32]) throws(SystemError) {
         var set = sigset_t()
         _ = try syscall("pthread_sigmask") { signals.withUnsafeBufferPointer { cballoon_block_signals($0.baseAddress, Int32($0.count), &set) } }
         descriptor = Descriptor(adopting: try syscall("signalfd") {
@@ -112,9 +141,9 @@ public final class SignalDescriptor {
     }
 
     /// The next pending signal number, or nil.
-    public func next() -> Int32? {
-        var info = signalfd_siginfo()
-        let n = Glibc.read(descriptor.raw, &info, MemoryLayout<signalfd_siginfo>.size)
-        return n == MemoryLayout<signalfd_siginfo>.size ? Int32(info.ssi_signo) : nil
+    package func next() -> Int32? {
+        // A signalfd read fails only with EAGAIN: nothing pending.
+        guard let info = (try? descriptor.readRecord(signalfd_siginfo.self, "read(signalfd)")) ?? nil else { return nil }
+        return Int32(info.ssi_signo)
     }
 }

@@ -2,86 +2,126 @@ import CBalloonShim
 import Glibc
 import SystemPackage
 
+/// The standard streams, which a process writes to but does not own.
+package enum StandardStream: Int32, Sendable {
+    case input = 0, output = 1, error = 2
+}
+
 /// Small blocking-I/O helpers for the host side (balloonctl and its library):
 /// waiting with a timeout, writing without SIGPIPE, terminals, and an
 /// interrupt (SIGINT/SIGTERM) that can be waited on like a descriptor.
-public enum HostIO {
+package enum HostIO {
     /// Waits until `fd` is readable (or has hung up / errored: a read will
     /// then say what happened). Returns false when the timeout passed first.
     /// A negative timeout waits forever. EINTR counts as "not yet".
-    public static func waitReadable(_ fd: Int32, timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
+    package static func waitReadable(_ fd: Descriptor, timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
+        try waitReadable(raw: fd.raw, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    static func waitReadable(raw fd: Int32, timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let n = Glibc.poll(&p, 1, timeoutMilliseconds)
-        if n < 0 {
-            if errno == EINTR { return false }
-            throw SystemError("poll", errno: Errno(rawValue: errno))
+        switch funnel({ "poll" }, retryingEINTR: false, { Glibc.poll(&p, 1, timeoutMilliseconds) }) {
+        case .success(let n): return n > 0
+        case .failure(let code) where code == .interrupted: return false
+        case .failure(let code): throw SystemError("poll", errno: code)
         }
-        return n > 0
     }
 
     /// Reads what is there (blocking if nothing is); 0 means end of stream.
-    public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int {
-        try syscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    package static func read(_ fd: Descriptor, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int {
+        try syscall("read") { Glibc.read(fd.raw, buffer.baseAddress, buffer.count) }
     }
 
     /// Writes every byte; on a socket with MSG_NOSIGNAL so a peer that went
     /// away is an EPIPE error rather than a fatal SIGPIPE.
-    public static func sendAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
+    package static func sendAll(_ fd: Descriptor, _ bytes: [UInt8]) throws(SystemError) {
+        try sendAll(raw: fd.raw, bytes)
+    }
+
+    static func sendAll(raw fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
         var offset = 0
+        var isSocket = true
         while offset < bytes.count {
             let remaining = bytes.count - offset
             let start = offset
-            var sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + start, remaining, Int32(MSG_NOSIGNAL)) }
-            if sent < 0 && errno == ENOTSOCK {
-                sent = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + start, remaining) }
+            if isSocket {
+                switch funnel({ "send" }, { bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + start, remaining, Int32(MSG_NOSIGNAL)) } }) {
+                case .success(let sent): offset += sent
+                case .failure(let code) where code == .notSocket: isSocket = false  // a pipe or file: write(2)
+                case .failure(let code): throw SystemError("send", errno: code)
+                }
+            } else {
+                offset += try syscall("write") { bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + start, remaining) } }
             }
-            if sent < 0 {
-                if errno == EINTR { continue }
-                throw SystemError("send", errno: Errno(rawValue: errno))
-            }
-            offset += sent
         }
     }
 
-    /// Writes text to a standard stream (1 or 2) unbuffered; errors are ignored
-    /// (a closed pipe on stdout is not worth a crash).
-    public static func write(_ text: String, to fd: Int32) {
+    /// Writes text to a standard stream unbuffered; errors are ignored (a
+    /// closed pipe on stdout is not worth a crash).
+    package static func write(_ text: String, to stream: StandardStream) {
         var bytes = Array(text.utf8)
         while !bytes.isEmpty {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return
+            let n = bytes.withUnsafeBytes { buffer in
+                // Not ours: it may have been closed before we started (EBADF).
+                funnel({ "write" }, tolerating: [.badFileDescriptor]) { Glibc.write(stream.rawValue, buffer.baseAddress, buffer.count) }
             }
-            bytes.removeFirst(n)
+            guard case .success(let written) = n else { return }  // EPIPE and the like: nobody is reading
+            bytes.removeFirst(written)
         }
     }
 
-    public static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
+    package static func isTerminal(_ stream: StandardStream) -> Bool { isatty(stream.rawValue) == 1 }
 
     /// Sleeps for about `milliseconds` (used by tests' fake peers).
-    public static func sleep(milliseconds: Int) {
+    package static func sleep(milliseconds: Int) {
         var ts = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
         var left = timespec()
-        while nanosleep(&ts, &left) == -1 && errno == EINTR { ts = left }
+        // nanosleep reports EINTR with the time left in `left`: sleep the rest.
+        while case .failure = funnel({ "nanosleep" }, retryingEINTR: false, { nanosleep(&ts, &left) }) { ts = left }
     }
+
+    // MARK: - Forwards for callers still on bare descriptor numbers
+
+    @available(*, deprecated, message: "use waitReadable(_: Descriptor, timeoutMilliseconds:)")
+    package static func waitReadable(_ fd: Int32, timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
+        try waitReadable(raw: fd, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    @available(*, deprecated, message: "use read(_: Descriptor, into:)")
+    package static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int {
+        try syscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    @available(*, deprecated, message: "use sendAll(_: Descriptor, _:)")
+    package static func sendAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
+        try sendAll(raw: fd, bytes)
+    }
+
+    @available(*, deprecated, message: "use write(_:to: StandardStream)")
+    package static func write(_ text: String, to fd: Int32) {
+        guard let stream = StandardStream(rawValue: fd) else { preconditionFailure("HostIO.write: fd \(fd) is not a standard stream") }
+        write(text, to: stream)
+    }
+
+    @available(*, deprecated, message: "use isTerminal(_: StandardStream)")
+    package static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 }
 
 /// SIGINT and SIGTERM as a descriptor: blocked for normal delivery in the
 /// calling thread, so create it before other threads exist. `wait` doubles as
 /// an interruptible sleep.
-public final class InterruptWatcher {
+package final class InterruptWatcher {
     private let signals: SignalDescriptor
-    public private(set) var interrupted = false
+    package private(set) var interrupted = false
 
-    public init() throws(SystemError) {
+    package init() throws(SystemError) {
         signals = try SignalDescriptor(signals: [SIGINT, SIGTERM])
     }
 
     /// Sleeps up to `timeoutMilliseconds`; true as soon as an interrupt arrives.
-    public func wait(timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
+    package func wait(timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
         if interrupted { return true }
-        if try HostIO.waitReadable(signals.descriptor.raw, timeoutMilliseconds: timeoutMilliseconds) {
+        if try HostIO.waitReadable(signals.descriptor, timeoutMilliseconds: timeoutMilliseconds) {
             while signals.next() != nil { interrupted = true }
         }
         return interrupted

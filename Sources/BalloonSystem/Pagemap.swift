@@ -2,21 +2,21 @@ import Glibc
 
 /// /proc/self/pagemap: one 64-bit entry per virtual page; bit 63 = present,
 /// bits 0–54 = the frame number, which reads as 0 without CAP_SYS_ADMIN.
-public final class Pagemap {
+package final class Pagemap {
     private let descriptor: Descriptor
     private let path: String
     private let pageSize = PageSize.bytes
 
-    public init(path: String = "/proc/self/pagemap") throws(SystemError) {
+    package init(path: String = "/proc/self/pagemap") throws(SystemError) {
         descriptor = try Descriptor.open(path, flags: O_RDONLY)
         self.path = path
     }
 
-    public enum Failure: Error, Equatable, CustomStringConvertible {
+    package enum Failure: Error, Equatable, CustomStringConvertible {
         case system(SystemError)
         /// Present pages with frame number 0: the kernel hides frames.
         case framesHidden
-        public var description: String {
+        package var description: String {
             switch self {
             case let .system(e): "\(e)"
             case .framesHidden: "/proc/self/pagemap shows no frame numbers (needs CAP_SYS_ADMIN)"
@@ -25,12 +25,12 @@ public final class Pagemap {
     }
 
     /// Frame numbers of `pages` pages from `address` (nil for a page not present).
-    public func frames(at address: UnsafeRawPointer, pages: Int) throws(Failure) -> [UInt64?] {
+    package func frames(at address: UnsafeRawPointer, pages: Int) throws(Failure) -> [UInt64?] {
         try frames(at: UInt(bitPattern: address), pages: pages)
     }
 
     /// The same for an address in the process whose pagemap this is.
-    public func frames(at address: UInt, pages: Int) throws(Failure) -> [UInt64?] {
+    package func frames(at address: UInt, pages: Int) throws(Failure) -> [UInt64?] {
         var out: [UInt64?] = Array(repeating: nil, count: pages)
         try forEachRun(at: address, pages: pages) { offset, pfn, count in
             for i in 0..<count { out[offset + i] = pfn + UInt64(i) }
@@ -43,7 +43,7 @@ public final class Pagemap {
     /// [pfn, pfn+count)), in page order, in one pass over the raw entries (a
     /// 64 MiB chunk of 4 KiB pages is 16,384 entries: this is on the
     /// inflation path).
-    public func forEachRun(at address: UInt, pages: Int, _ body: (_ pageOffset: Int, _ pfn: UInt64, _ count: Int) -> Void) throws(Failure) {
+    package func forEachRun(at address: UInt, pages: Int, _ body: (_ pageOffset: Int, _ pfn: UInt64, _ count: Int) -> Void) throws(Failure) {
         var entries = [UInt64](repeating: 0, count: pages)
         let offset = Int(address / UInt(pageSize)) * 8
         let wanted = pages * 8

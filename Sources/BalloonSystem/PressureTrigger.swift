@@ -5,19 +5,19 @@ import SystemPackage
 /// /proc/pressure/memory opened O_RDWR|O_NONBLOCK; the kernel then reports
 /// EPOLLPRI on the descriptor when the stall threshold is crossed within a
 /// window (at most once per window).
-public final class PressureTrigger {
-    public enum Kind: String, Sendable { case some, full }
+package final class PressureTrigger {
+    package enum Kind: String, Sendable { case some, full }
 
-    public let descriptor: Descriptor
-    public let kind: Kind
-    public let stallMicroseconds: UInt64
-    public let windowMicroseconds: UInt64
+    package let descriptor: Descriptor
+    package let kind: Kind
+    package let stallMicroseconds: UInt64
+    package let windowMicroseconds: UInt64
 
     /// Without CAP_SYS_RESOURCE the kernel accepts only windows that are
     /// whole multiples of 2 s (EINVAL otherwise).
-    public static let unprivilegedWindowGranularity: UInt64 = 2_000_000
+    package static let unprivilegedWindowGranularity: UInt64 = 2_000_000
 
-    public init(kind: Kind, stallMicroseconds: UInt64, windowMicroseconds: UInt64,
+    package init(kind: Kind, stallMicroseconds: UInt64, windowMicroseconds: UInt64,
                 path: String = "/proc/pressure/memory") throws(SystemError) {
         let fd = try Descriptor.open(path, flags: O_RDWR | O_NONBLOCK)
         let spec = "\(kind.rawValue) \(stallMicroseconds) \(windowMicroseconds)"
@@ -31,5 +31,5 @@ public final class PressureTrigger {
         self.windowMicroseconds = windowMicroseconds
     }
 
-    public var spec: String { "\(kind.rawValue) \(stallMicroseconds) \(windowMicroseconds)" }
+    package var spec: String { "\(kind.rawValue) \(stallMicroseconds) \(windowMicroseconds)" }
 }

@@ -1,11 +1,14 @@
 import CBalloonShim
 import Glibc
 
-// Thin re-exports so other files in this target need not import the shim's
-// spelling everywhere.
-@inline(__always) func cballoonGetFlags(_ fd: Int32) -> Int32 { cballoon_fcntl_getfl(fd) }
-@inline(__always) func cballoonSetFlags(_ fd: Int32, _ flags: Int32) -> Int32 { cballoon_fcntl_setfl(fd, flags) }
-
-public enum PageSize {
-    public static let bytes: Int = Int(sysconf(Int32(_SC_PAGESIZE)))
+package enum PageSize {
+    /// sysconf(_SC_PAGESIZE) cannot fail on Linux.
+    package static let bytes: Int = Int(sysconf(Int32(_SC_PAGESIZE)))
 }
+
+
+// Linux only (epoll, signalfd, timerfd, memfd, vsock, /proc): SwiftPM cannot
+// name Linux in `platforms`, so say it where a build elsewhere would stop.
+#if !os(Linux)
+#error("balloond builds for Linux only")
+#endif

@@ -2,10 +2,10 @@ import CBalloonShim
 import Glibc
 
 /// Stream sockets: unix (development, tests, QEMU chardev) and vsock.
-public enum StreamSocket {
+package enum StreamSocket {
     /// Listens on a unix socket path, replacing a stale socket file left by a
     /// previous run (only if it is a socket nobody answers on).
-    public static func listenUnix(path: String, backlog: Int32 = 4) throws(SystemError) -> Descriptor {
+    package static func listenUnix(path: String, backlog: Int32 = 4) throws(SystemError) -> Descriptor {
         try removeStaleSocket(path)
         let fd = Descriptor(adopting: try syscall("socket(AF_UNIX)") {
             socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
@@ -16,7 +16,7 @@ public enum StreamSocket {
     }
 
     /// Connects to a unix socket; the result is blocking unless asked otherwise.
-    public static func connectUnix(path: String, nonBlocking: Bool = false) throws(SystemError) -> Descriptor {
+    package static func connectUnix(path: String, nonBlocking: Bool = false) throws(SystemError) -> Descriptor {
         let fd = Descriptor(adopting: try syscall("socket(AF_UNIX)") {
             socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         })
@@ -26,14 +26,14 @@ public enum StreamSocket {
     }
 
     /// Accepts one pending connection (non-blocking), or nil if none.
-    public static func accept(_ listener: Descriptor) throws(SystemError) -> Descriptor? {
+    package static func accept(_ listener: Descriptor) throws(SystemError) -> Descriptor? {
         guard let fd = try nonBlockingSyscall("accept4", {
             cballoon_accept4(listener.raw, Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
         }) else { return nil }
         return Descriptor(adopting: fd)
     }
 
-    public static func listenVsock(port: UInt32, cid: UInt32 = cballoon_VMADDR_CID_ANY, backlog: Int32 = 4) throws(SystemError) -> Descriptor {
+    package static func listenVsock(port: UInt32, cid: UInt32 = cballoon_VMADDR_CID_ANY, backlog: Int32 = 4) throws(SystemError) -> Descriptor {
         let fd = Descriptor(adopting: try syscall("socket(AF_VSOCK)") {
             socket(AF_VSOCK, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         })
@@ -43,7 +43,7 @@ public enum StreamSocket {
     }
 
     /// Accepts a vsock connection and says which CID it came from.
-    public static func acceptVsock(_ listener: Descriptor) throws(SystemError) -> (Descriptor, cid: UInt32)? {
+    package static func acceptVsock(_ listener: Descriptor) throws(SystemError) -> (Descriptor, cid: UInt32)? {
         var cid: UInt32 = 0, port: UInt32 = 0
         guard let fd = try nonBlockingSyscall("accept4(vsock)", {
             cballoon_vsock_accept(listener.raw, &cid, &port, Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
@@ -51,7 +51,7 @@ public enum StreamSocket {
         return (Descriptor(adopting: fd), cid)
     }
 
-    public static func connectVsock(cid: UInt32, port: UInt32) throws(SystemError) -> Descriptor {
+    package static func connectVsock(cid: UInt32, port: UInt32) throws(SystemError) -> Descriptor {
         let fd = Descriptor(adopting: try syscall("socket(AF_VSOCK)") {
             socket(AF_VSOCK, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         })
@@ -60,13 +60,13 @@ public enum StreamSocket {
     }
 
     /// A connected pair, for tests.
-    public static func pair() throws(SystemError) -> (Descriptor, Descriptor) {
+    package static func pair() throws(SystemError) -> (Descriptor, Descriptor) {
         var fds: [Int32] = [0, 0]
         _ = try syscall("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) }
         return (Descriptor(adopting: fds[0]), Descriptor(adopting: fds[1]))
     }
 
-    public static func setReceiveTimeout(_ fd: Descriptor, milliseconds: Int) throws(SystemError) {
+    package static func setReceiveTimeout(_ fd: Descriptor, milliseconds: Int) throws(SystemError) {
         var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
         _ = try syscall("setsockopt(SO_RCVTIMEO)") {
             setsockopt(fd.raw, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -74,35 +74,34 @@ public enum StreamSocket {
     }
 
     private static func removeStaleSocket(_ path: String) throws(SystemError) {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        guard (st.st_mode & S_IFMT) == S_IFSOCK else {
-            throw SystemError("bind", subject: "\(path) (exists and is not a socket)", errno: .fileExists)
-        }
+        // Nothing there (or nothing we can see): bind says what is wrong.
+        guard let status = try? FileStatus.ofLink(path) else { return }
+        guard status.kind == .socket else { throw SystemError("bind", subject: path, cause: .notASocket) }
         if let live = try? connectUnix(path: path) {
             live.close()
-            throw SystemError("bind", subject: "\(path) (another process is listening)", errno: .addressInUse)
+            throw SystemError("bind", subject: path, cause: .socketInUse)
         }
-        unlink(path)
+        // Gone meanwhile is as good as removed; anything else, bind reports.
+        _ = try? syscall("unlink", subject: path) { unlink(path) }
     }
 }
 
-public let vsockHostCID: UInt32 = cballoon_VMADDR_CID_HOST
-public let vsockLocalCID: UInt32 = cballoon_VMADDR_CID_LOCAL
+package let vsockHostCID: UInt32 = cballoon_VMADDR_CID_HOST
+package let vsockLocalCID: UInt32 = cballoon_VMADDR_CID_LOCAL
 
 /// The guest end of a virtio-serial port. While no host is attached, poll
 /// reports HUP and read returns 0 without end; with O_ASYNC + F_SETOWN the
 /// kernel sends SIGIO when a host attaches, which is how the loop avoids
-/// spinning (DESIGN §4).
-public enum VirtioSerialPort {
-    public static let directory = "/dev/virtio-ports"
+/// spinning (docs/architecture.md).
+package enum VirtioSerialPort {
+    package static let directory = "/dev/virtio-ports"
 
     /// A bare name is looked up under /dev/virtio-ports; a path is used as is.
-    public static func path(for nameOrPath: String) -> String {
+    package static func path(for nameOrPath: String) -> String {
         nameOrPath.hasPrefix("/") ? nameOrPath : "\(directory)/\(nameOrPath)"
     }
 
-    public static func open(_ nameOrPath: String) throws(SystemError) -> Descriptor {
+    package static func open(_ nameOrPath: String) throws(SystemError) -> Descriptor {
         let path = path(for: nameOrPath)
         let fd = try Descriptor.open(path, flags: O_RDWR | O_NONBLOCK)
         let flags = try syscall("fcntl(F_GETFL)", subject: path) { cballoon_fcntl_getfl(fd.raw) }
@@ -112,9 +111,11 @@ public enum VirtioSerialPort {
     }
 
     /// Whether a host is attached now (poll without HUP).
-    public static func hostAttached(_ fd: Descriptor) -> Bool {
+    package static func hostAttached(_ fd: Descriptor) -> Bool {
         var p = pollfd(fd: fd.raw, events: Int16(POLLIN), revents: 0)
-        let n = poll(&p, 1, 0)
-        return n >= 0 && (p.revents & Int16(POLLHUP)) == 0
+        // A zero-timeout poll of one descriptor we own fails only without
+        // memory (ENOMEM): then no host is known to be there.
+        guard case .success = funnel({ "poll" }, { poll(&p, 1, 0) }) else { return false }
+        return (p.revents & Int16(POLLHUP)) == 0
     }
 }

@@ -138,6 +138,40 @@ void cballoon_unblock_all_signals(void) {
 #include <stdio.h>
 #include <stdlib.h>
 
+int cballoon_map_locked(size_t length, int advice, int dontfork, int touch, void **out, const char **failed) {
+    const size_t huge = 2u << 20;
+    /* Over-map and trim so huge pages can back the whole region. */
+    size_t span = advice == 0 ? length : length + huge;
+    char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) { *failed = "mmap"; return -1; }
+    char *base = raw;
+    if (span != length) {
+        base = (char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+        if (base > raw) munmap(raw, (size_t)(base - raw));
+        size_t tail = (size_t)((raw + span) - (base + length));
+        if (tail) munmap(base + length, tail);
+    }
+    /* THP may be disabled system-wide (EINVAL): not fatal, just slower. */
+    if (advice == 1) madvise(base, length, MADV_HUGEPAGE);
+    if (advice == 0) madvise(base, length, MADV_NOHUGEPAGE);
+    /* A core dump (the watchdog's SIGABRT) must not write the balloon out. */
+    madvise(base, length, MADV_DONTDUMP);
+    int saved;
+    if (dontfork && madvise(base, length, MADV_DONTFORK) != 0) { *failed = "madvise(MADV_DONTFORK)"; goto fail; }
+    if (touch) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        for (size_t offset = 0; offset < length; offset += page) ((volatile char *)base)[offset] = 1;
+    }
+    if (mlock(base, length) != 0) { *failed = "mlock"; goto fail; }
+    *out = base;
+    return 0;
+fail:
+    saved = errno;
+    munmap(base, length);
+    errno = saved;
+    return -1;
+}
+
 static void holder_reply(const char *text) {
     size_t n = strlen(text), done = 0;
     while (done < n) {
@@ -187,29 +221,15 @@ void cballoon_holder_main(pid_t parent) {
         _exit(1);
     }
     size_t length = (size_t)length_ll;
-    const size_t huge = 2u << 20;
-    size_t span = advice == 0 ? length : length + huge;
-    char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) {
-        snprintf(reply, sizeof reply, "error mmap %zu bytes: %s\n", length, strerror(errno));
+    void *mapped;
+    const char *failed;
+    if (cballoon_map_locked(length, advice, 0, 0, &mapped, &failed) != 0) {
+        /* The call and its errno, so the daemon keeps EAGAIN apart from ENOMEM. */
+        snprintf(reply, sizeof reply, "error %s %d\n", failed, errno);
         holder_reply(reply);
         _exit(1);
     }
-    char *base = raw;
-    if (span != length) {
-        base = (char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
-        if (base > raw) munmap(raw, (size_t)(base - raw));
-        size_t tail = (size_t)((raw + span) - (base + length));
-        if (tail) munmap(base + length, tail);
-    }
-    if (advice == 1) madvise(base, length, MADV_HUGEPAGE);
-    if (advice == 0) madvise(base, length, MADV_NOHUGEPAGE);
-    madvise(base, length, MADV_DONTDUMP);
-    if (mlock(base, length) != 0) {
-        snprintf(reply, sizeof reply, "error mlock %zu bytes: %s\n", length, strerror(errno));
-        holder_reply(reply);
-        _exit(1);
-    }
+    char *base = mapped;
     snprintf(reply, sizeof reply, "ok %lx\n", (unsigned long)(uintptr_t)base);
     holder_reply(reply);
 

@@ -107,7 +107,7 @@ struct LoaderTests {
         expected.maxBalloon = .bytes(2 << 30)  // 10-a over main
         expected.initialTarget = .bytes(0)  // set by 20-b, reset by 9-last
         expected.logLevel = .error  // 9-last over main
-        expected.statsIntervalMilliseconds = 5000
+        expected.statsInterval = .milliseconds(5000)
         #expect(loaded.config == expected)
     }
 
@@ -219,7 +219,7 @@ struct ShippedFileTests {
         config.memAvailableFloor = [.percent(2.5), .bytes(123_456_789), .percent(1.0 / 3.0)]
         config.transparentHugePages = .no
         config.initialTarget = .percent(0.00001)
-        config.statsIntervalMilliseconds = 90_500
+        config.statsInterval = .milliseconds(90_500)
         config.logLevel = .critical
         return config
     }
@@ -228,7 +228,7 @@ struct ShippedFileTests {
         BalloondConfig(),
         nonDefault(),
         { var c = BalloondConfig(); c.listen = .vsock(port: 4_294_967_294); c.vsockAllowedCIDs = .any; return c }(),
-        { var c = BalloondConfig(); c.listen = .virtioSerial("/dev/vport0p1"); c.statsIntervalMilliseconds = 3_600_000; return c }(),
+        { var c = BalloondConfig(); c.listen = .virtioSerial("/dev/vport0p1"); c.statsInterval = .milliseconds(3_600_000); return c }(),
     ])
     func renderRoundTrips(config: BalloondConfig) throws {
         let text = config.render(sources: ["/etc/balloond.conf", "/etc/balloond.conf.d/10-x.conf"])

@@ -36,7 +36,7 @@ struct ParserTests {
         #expect(config.memAvailableFloor == [.bytes(256 << 20), .percent(3)])
         #expect(config.transparentHugePages == .auto)
         #expect(config.initialTarget == .bytes(0))
-        #expect(config.statsIntervalMilliseconds == 0)
+        #expect(config.statsInterval == .milliseconds(0))
         #expect(config.logLevel == .info)
     }
 
@@ -63,7 +63,7 @@ struct ParserTests {
         #expect(config.memAvailableFloor == [.bytes(512 << 20), .percent(5), .bytes(1 << 30)])
         #expect(config.transparentHugePages == .no)
         #expect(config.initialTarget == .percent(10))
-        #expect(config.statsIntervalMilliseconds == 2000)
+        #expect(config.statsInterval == .milliseconds(2000))
         #expect(config.logLevel == .debug)
     }
 
@@ -190,18 +190,18 @@ struct ParserTests {
     }
 
     @Test func statsInterval() throws {
-        #expect(try parse("[Stats]\nInterval=0").statsIntervalMilliseconds == 0)
-        #expect(try parse("[Stats]\nInterval=100ms").statsIntervalMilliseconds == 100)
-        #expect(try parse("[Stats]\nInterval=10").statsIntervalMilliseconds == 10_000)
-        #expect(try parse("[Stats]\nInterval=1min").statsIntervalMilliseconds == 60_000)
+        #expect(try parse("[Stats]\nInterval=0").statsInterval == .milliseconds(0))
+        #expect(try parse("[Stats]\nInterval=100ms").statsInterval == .milliseconds(100))
+        #expect(try parse("[Stats]\nInterval=10").statsInterval == .milliseconds(10_000))
+        #expect(try parse("[Stats]\nInterval=1min").statsInterval == .milliseconds(60_000))
     }
 
     @Test func frameRescanInterval() throws {
-        #expect(try parse("").frameRescanIntervalMilliseconds == 60_000)
-        #expect(try parse("[Balloon]\nFrameRescanInterval=0").frameRescanIntervalMilliseconds == 0)
-        #expect(try parse("[Balloon]\nFrameRescanInterval=1s").frameRescanIntervalMilliseconds == 1000)
-        #expect(try parse("[Balloon]\nFrameRescanInterval=5min").frameRescanIntervalMilliseconds == 300_000)
-        #expect(try parse("[Balloon]\nFrameRescanInterval=5min\nFrameRescanInterval=").frameRescanIntervalMilliseconds == 60_000)
+        #expect(try parse("").frameRescanInterval == .milliseconds(60_000))
+        #expect(try parse("[Balloon]\nFrameRescanInterval=0").frameRescanInterval == .milliseconds(0))
+        #expect(try parse("[Balloon]\nFrameRescanInterval=1s").frameRescanInterval == .milliseconds(1000))
+        #expect(try parse("[Balloon]\nFrameRescanInterval=5min").frameRescanInterval == .milliseconds(300_000))
+        #expect(try parse("[Balloon]\nFrameRescanInterval=5min\nFrameRescanInterval=").frameRescanInterval == .milliseconds(60_000))
     }
 
     @Test func pressureSection() throws {
@@ -216,13 +216,13 @@ struct ParserTests {
             QuietPeriod=5min
             HolderProcesses=no
             """)
-        #expect(c.lightTrigger == PSITriggerSpec(kind: .full, stallMilliseconds: 20, windowMilliseconds: 2000))
+        #expect(c.lightTrigger == PSITriggerSpec(kind: .full, stall: .milliseconds(20), window: .milliseconds(2000)))
         #expect(c.heavyTrigger == nil)
-        #expect(c.severeTrigger == PSITriggerSpec(kind: .some, stallMilliseconds: 1000, windowMilliseconds: 10_000))
+        #expect(c.severeTrigger == PSITriggerSpec(kind: .some, stall: .milliseconds(1000), window: .milliseconds(10_000)))
         #expect(c.lightStepPercent == 25)
         #expect(c.floorMargin == 128 << 20)
         #expect(c.reclaimSignals == false)
-        #expect(c.quietPeriodMilliseconds == 300_000)
+        #expect(c.quietPeriod == .milliseconds(300_000))
         #expect(c.holderProcesses == false)
         #expect(c.lightTrigger?.description == "full 20ms 2s")
     }

@@ -1,3 +1,4 @@
+import BalloonTestSupport
 import Testing
 
 @testable import BalloonStats
@@ -85,7 +86,7 @@ struct MalformedInputTests {
     }
 
     @Test func binaryGarbageNeverCrashesAndYieldsOnlySaneKeys() {
-        var rng = SplitMix64(seed: 0x6261_6c6c_6f6f_6e64)
+        var rng = SeededRandom(seed: 0x6261_6c6c_6f6f_6e64)
         let alphabet: [UInt8] = Array("0123456789 :\t\r\n=.kBsomefullavgtotal_".utf8)
         for round in 0..<2000 {
             let n = Int(rng.next() % 512)
@@ -138,18 +139,5 @@ struct MalformedInputTests {
             "other avg10=1.00 avg60=1.00 avg300=1.00 total=1\nsome avg10=1.00 avg60=2.00 avg300=3.00 total=4 extra=zz\n"))
         #expect(p.some == PressureLine(avg10: 1, avg60: 2, avg300: 3, total: 4))
         #expect(p.full == nil)
-    }
-}
-
-/// Deterministic generator so a failure can be reproduced.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -14,19 +14,48 @@ struct SyscallFunnelTests {
             #expect(error.operation == "open")
             #expect(error.subject == path)
             #expect(error.errno == .noSuchFileOrDirectory)
-            #expect(error.errno.rawValue == ENOENT)
+            #expect(error.errno?.rawValue == ENOENT)
             #expect(error.description == "open \(path): No such file or directory")
         }
     }
 
     @Test func funnelReportsTheCallAndErrno() {
         do {
-            _ = try syscall("close", subject: "fd -1") { Glibc.close(-1) }
-            Issue.record("close(-1) succeeded")
+            _ = try syscall("unlink", subject: "/nonexistent-balloond-test/x") { unlink("/nonexistent-balloond-test/x") }
+            Issue.record("unlink of a missing path succeeded")
         } catch {
-            #expect(error == SystemError("close", subject: "fd -1", errno: .badFileDescriptor))
-            #expect(error.description.hasPrefix("close fd -1: "))
+            #expect(error == SystemError("unlink", subject: "/nonexistent-balloond-test/x", errno: .noSuchFileOrDirectory))
+            #expect(error.cause == .errno(.noSuchFileOrDirectory))
+            #expect(error.description.hasPrefix("unlink /nonexistent-balloond-test/x: "))
         }
+    }
+
+    /// EBADF and EFAULT stop the process (naming the call); the crash
+    /// itself is not tested, the classification that leads to it is.
+    @Test(arguments: [
+        (Errno.badFileDescriptor, ErrnoClass.programmingError),
+        (.badAddress, .programmingError),
+        (.interrupted, .interrupted),
+        (.resourceTemporarilyUnavailable, .wouldBlock),
+        (.wouldBlock, .wouldBlock),
+        (.noSuchFileOrDirectory, .failure),
+        (.noMemory, .failure),
+        (.invalidArgument, .failure),
+        (.brokenPipe, .failure),
+        (.noSuchProcess, .failure),
+    ])
+    func errnoClassification(code: Errno, expected: ErrnoClass) {
+        #expect(ErrnoClass(code) == expected)
+    }
+
+    @Test func failuresThatAreNotASyscallsHaveNoErrno() {
+        let causes: [SystemError.Cause] = [.notASocket, .socketInUse, .outOfRange, .holderExited(answer: nil)]
+        for cause in causes {
+            let error = SystemError("bind", subject: "/x", cause: cause)
+            #expect(error.errno == nil)
+            #expect(error.description == "bind /x: \(cause)")
+        }
+        #expect(SystemError("mlock", errno: .noMemory).errno == .noMemory)
     }
 
     @Test func descriptionWithoutSubject() {

@@ -1,4 +1,5 @@
 import BalloonSystem
+import BalloonTestSupport
 import Glibc
 import SystemPackage
 import Testing
@@ -29,20 +30,19 @@ func receive(_ fd: Descriptor, max: Int = 4096) throws -> [UInt8]? {
     return Array(buffer[..<n])
 }
 
-/// Reads until `count` bytes arrived (blocking descriptors, or polling briefly).
+/// Reads until `count` bytes arrived (blocking descriptors, or waiting on a
+/// non-blocking one until they are there).
 func receive(_ fd: Descriptor, exactly count: Int) throws -> [UInt8] {
     var out: [UInt8] = []
-    var spins = 0
-    while out.count < count {
-        guard let chunk = try receive(fd, max: count - out.count) else {
-            spins += 1
-            try #require(spins < 2000, "timed out waiting for \(count - out.count) more bytes")
-            usleep(1000)
-            continue
-        }
-        try #require(!chunk.isEmpty, "unexpected end of file after \(out.count) bytes")
+    var ended = false
+    let complete = try waitUntil {
+        guard let chunk = try receive(fd, max: count - out.count) else { return false }
+        if chunk.isEmpty { ended = true; return true }
         out += chunk
+        return out.count == count
     }
+    try #require(!ended, "unexpected end of file after \(out.count) bytes")
+    try #require(complete, "timed out waiting for \(count - out.count) more bytes")
     return out
 }
 

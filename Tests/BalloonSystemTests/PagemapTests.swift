@@ -55,25 +55,30 @@ struct PagemapTests {
         #expect(frames.compactMap { $0 }.count == pages - hole.count)
     }
 
-    @Test func aWholeHugePageIsOneRun() throws {
+    @Test(.enabled(if: systemHugePageMode() != nil, "this kernel has no transparent huge pages (MADV_HUGEPAGE is EINVAL)"))
+    func aWholeHugePageIsOneRun() throws {
         let length = 4 << 20
         let raw = try #require(mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
         defer { munmap(raw, length) }
         let aligned = (UInt(bitPattern: raw) + UInt(2 << 20) - 1) & ~UInt((2 << 20) - 1)
         let base = try #require(UnsafeMutableRawPointer(bitPattern: aligned))
-        guard madvise(base, 2 << 20, MADV_HUGEPAGE) == 0 else { return }  // THP compiled out
+        try #require(madvise(base, 2 << 20, MADV_HUGEPAGE) == 0, "MADV_HUGEPAGE: errno \(errno)")
         memset(base, 1, 2 << 20)
         let runs = try readRuns(Pagemap(), at: aligned, pages: (2 << 20) / PageSize.bytes)
         let total = runs.reduce(0) { $0 + $1.count }
         #expect(total == (2 << 20) / PageSize.bytes)
         // A huge page (KPF_THP in /proc/kpageflags) is 512 consecutive
-        // frames: one run. Without a free huge page the kernel fell back to
-        // 4 KiB pages, and there is nothing more to check.
+        // frames: one run. Without a free huge page the kernel falls back to
+        // 4 KiB pages: that is reported as a known issue, not a silent pass.
         let flags = try Descriptor.open("/proc/kpageflags", flags: O_RDONLY)
         var word: UInt64 = 0
         let n = pread(flags.raw, &word, 8, off_t(try #require(runs.first).pfn * 8))
         #expect(n == 8)
-        if word & (1 << 22) != 0 {
+        let isHuge = word & (1 << 22) != 0
+        withKnownIssue("no free huge page: the kernel backed the range with 4 KiB pages", isIntermittent: true) {
+            try #require(isHuge)
+        }
+        if isHuge {
             #expect(runs.count == 1, "\(runs)")
         }
     }

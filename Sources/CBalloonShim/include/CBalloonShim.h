@@ -91,6 +91,14 @@ void cballoon_unblock_all_signals(void);
 // then serves "shrink LENGTH" until fd 0 closes. Never returns.
 void cballoon_holder_main(pid_t parent) __attribute__((noreturn));
 
+// One chunk of the balloon, shared by LockedRegion (in the daemon) and the
+// holder body: maps `length` bytes of private anonymous memory (2 MiB aligned
+// unless advice is 0), advises THP (advice 1 MADV_HUGEPAGE, 0
+// MADV_NOHUGEPAGE, 2 nothing), MADV_DONTDUMP, MADV_DONTFORK if `dontfork`,
+// writes one byte per page if `touch`, and mlocks. 0 with *out set; -1 with
+// errno and *failed naming the call that failed, nothing left mapped.
+int cballoon_map_locked(size_t length, int advice, int dontfork, int touch, void **out, const char **failed);
+
 // pipe2 is a GNU extension Glibc's module does not export.
 int cballoon_pipe2(int fds[2], int flags);
 #endif
