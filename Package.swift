@@ -29,8 +29,10 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
-        // Pure: JSON, line framing, the v1 messages.
-        .target(name: "BalloonProtocol"),
+        // Writes the version (VERSION + git describe) before each build.
+        .plugin(name: "BalloonVersion", capability: .buildTool()),
+        // Pure: JSON, line framing, the v1 messages; the version.
+        .target(name: "BalloonProtocol", plugins: ["BalloonVersion"]),
         // Pure: /proc/meminfo, /proc/vmstat, /proc/pressure parsers and the
         // virtio stats computed from them.
         .target(name: "BalloonStats"),

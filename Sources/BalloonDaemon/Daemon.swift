@@ -5,7 +5,7 @@ import BalloonSystem
 import Glibc
 import Logging
 
-public let balloondVersion = "0.1.0"
+public let balloondVersion = BalloondVersion.current
 
 public struct DaemonOptions: Sendable {
     public var configPath: String

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# scripts/build-release.sh — the two release builds that ship (make deb, make
+# install, the VM artifacts):
+#   balloond    the Swift runtime linked statically (--static-swift-stdlib);
+#               libsystemd.so.0 and glibc stay dynamic (Debian ships no
+#               libsystemd.a)
+#   balloonctl  fully static (-Xswiftc -static-executable)
+# Reproducible: the source and scratch directories are mapped to fixed names in
+# everything the compilers write (#file strings, debug info), so two builds of
+# one commit from any two directories give the same bytes.
+#
+# Usage: scripts/build-release.sh [--scratch DIR]
+#   DIR/deb and DIR/static are the scratch paths (default .build-deb and
+#   .build-static in the repository).
+# Prints two lines: the path of balloond, then the path of balloonctl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+export PATH=/opt/swift/usr/bin:$PATH
+daemon_scratch=$repo/.build-deb
+tool_scratch=$repo/.build-static
+while (($#)); do
+    case $1 in
+        --scratch) daemon_scratch=$(realpath -m "$2")/deb; tool_scratch=$(realpath -m "$2")/static; shift 2 ;;
+        *) echo "build-release: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+# -file-prefix-map covers #file/#filePath and debug info for Swift; the -Xcc
+# form the C shim and the Clang importer. A scratch path maps to what the
+# default one inside the repository maps to, so the order in which a compiler
+# tries the two prefixes does not matter.
+maps() {
+    local scratch=$1 name=$2
+    for pair in "$scratch=/usr/src/balloond/$name" "$repo=/usr/src/balloond"; do
+        printf '%s\n' -Xswiftc -file-prefix-map -Xswiftc "$pair" -Xcc "-ffile-prefix-map=$pair"
+    done
+}
+mapfile -t daemon_maps < <(maps "$daemon_scratch" .build-deb)
+mapfile -t tool_maps < <(maps "$tool_scratch" .build-static)
+daemon=(-c release --static-swift-stdlib --scratch-path "$daemon_scratch" "${daemon_maps[@]}")
+tool=(-c release -Xswiftc -static-executable --scratch-path "$tool_scratch" "${tool_maps[@]}")
+
+swift build "${daemon[@]}" --product balloond >&2
+swift build "${tool[@]}" --product balloonctl >&2
+daemon_bin=$(swift build "${daemon[@]}" --show-bin-path)/balloond
+tool_bin=$(swift build "${tool[@]}" --show-bin-path)/balloonctl
+
+if ldd "$daemon_bin" | grep -q libswift; then
+    echo "build-release: $daemon_bin links the Swift runtime dynamically" >&2; exit 1
+fi
+file -L "$tool_bin" | grep -q 'statically linked' \
+    || { echo "build-release: $tool_bin is not static" >&2; exit 1; }
+echo "$daemon_bin"
+echo "$tool_bin"
