@@ -43,7 +43,8 @@ maintainer=$(sed -n 's/^Maintainer: //p' packaging/debian/control.in)
 say() { echo "mkdeb: $*" >&2; }
 t0=$SECONDS
 say "building balloond $version (static Swift runtime) and balloonctl (static)"
-mapfile -t bins < <(scripts/build-release.sh "${scratch[@]}")
+built=$(scripts/build-release.sh "${scratch[@]}")
+mapfile -t bins <<<"$built"
 dyn=$(dirname "${bins[0]}")
 stat=$(dirname "${bins[1]}")
 say "built in $((SECONDS - t0))s"
@@ -67,7 +68,7 @@ install -m 0644 packaging/balloond.service "$pkg/lib/systemd/system/balloond.ser
 install -m 0644 packaging/60-balloond.rules "$pkg/lib/udev/rules.d/60-balloond.rules"
 for page in balloonctl.1 balloond.conf.5 balloond.8; do
     # The header names this build's version (the file says the release's).
-    sed -E "1s/\"balloond [^\"]*\"/\"balloond $version\"/" "packaging/man/$page" \
+    sed -E "/^\.TH /s/\"balloond [^\"]*\"/\"balloond $version\"/" "packaging/man/$page" \
         | gzip -9n >"$pkg/usr/share/man/man${page##*.}/$page.gz"
 done
 for tool in "$pkg/usr/bin/balloonctl" "$pkg/usr/sbin/balloond"; do

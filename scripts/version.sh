@@ -87,7 +87,7 @@ let generatedBalloondVersion = \"$(full)\""
         new=${2:?--set X.Y.Z}
         [[ $new =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "version.sh: '$new' is not X.Y.Z" >&2; exit 2; }
         echo "$new" >"$root/VERSION"
-        sed -i -E "1s/\"balloond [0-9]+\.[0-9]+\.[0-9]+\"/\"balloond $new\"/" "$root"/packaging/man/*.[0-9]
+        sed -i -E "/^\\.TH /s/\"balloond [0-9]+\.[0-9]+\.[0-9]+\"/\"balloond $new\"/" "$root"/packaging/man/*.[0-9]
         sed -i -E "s/^(Current release: \*\*)[0-9]+\.[0-9]+\.[0-9]+(\*\*)/\1$new\2/" "$root/README.md"
         echo "version.sh: VERSION, man page headers and README now say $new; add its CHANGELOG.md section" >&2
         ;;
