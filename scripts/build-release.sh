@@ -39,8 +39,12 @@ maps() {
 }
 mapfile -t daemon_maps < <(maps "$daemon_scratch" .build-deb)
 mapfile -t tool_maps < <(maps "$tool_scratch" .build-static)
-daemon=(-c release --static-swift-stdlib --scratch-path "$daemon_scratch" "${daemon_maps[@]}")
-tool=(-c release -Xswiftc -static-executable --scratch-path "$tool_scratch" "${tool_maps[@]}")
+# Incremental LLVM code generation stores a hash of each LLVM module in the
+# object (.swift_modhash), and that hash differs between build directories;
+# without it the section is zeros.
+same=(-Xswiftc -Xfrontend -Xswiftc -disable-incremental-llvm-codegen)
+daemon=(-c release --static-swift-stdlib --scratch-path "$daemon_scratch" "${daemon_maps[@]}" "${same[@]}")
+tool=(-c release -Xswiftc -static-executable --scratch-path "$tool_scratch" "${tool_maps[@]}" "${same[@]}")
 
 swift build "${daemon[@]}" --product balloond >&2
 swift build "${tool[@]}" --product balloonctl >&2

@@ -9,7 +9,9 @@
 #      pages' headers and its changelog all say scripts/version.sh's version
 #   4. make install DESTDIR=$(mktemp -d): the tree, modes, the unit's
 #      ExecStart=, a kept config on a second install
-#   5. make deb again from a copy of this tree in another directory, with a
+#   5. make dist twice: the same tarball; in it, scripts/version.sh says the
+#      commit's version and time without git
+#   6. make deb again from a copy of this tree in another directory, with a
 #      fresh scratch path (so the Swift build itself is checked): the two
 #      packages are byte-identical, else the first difference is shown
 # Needs root only for what make deb needs. Prints the time of each step.
@@ -142,7 +144,22 @@ make -s install DESTDIR="$dest" >/dev/null 2>&1
 grep -q "^# a local edit" "$dest/etc/balloond.conf" || fail "a second make install overwrote /etc/balloond.conf"
 done_step "make install DESTDIR=$dest"
 
-# 5. Reproducible: the same tree copied elsewhere, built in a fresh scratch
+# 5. make dist: deterministic, and the tarball knows its version without git.
+scripts/dist.sh "$work/dist1" >/dev/null 2>&1
+scripts/dist.sh "$work/dist2" >/dev/null 2>&1
+tarball=$work/dist1/balloond-${version%.dirty}.tar.gz
+[[ -f $tarball ]] || fail "make dist made no $(basename "$tarball"): $(ls "$work/dist1")"
+cmp -s "$tarball" "$work/dist2/$(basename "$tarball")" || fail "two make dist runs gave different tarballs"
+(cd "$work/dist1" && sha256sum --quiet -c SHA256SUMS) || fail "dist/SHA256SUMS does not match"
+mkdir -p "$work/dist1/x"
+tar -xzf "$tarball" -C "$work/dist1/x"
+unpacked=$work/dist1/x/balloond-${version%.dirty}
+expect_eq "scripts/version.sh in the tarball" "$("$unpacked/scripts/version.sh")" "${version%.dirty}"
+expect_eq "the tarball's SOURCE_DATE_EPOCH" "$("$unpacked/scripts/version.sh" --epoch)" "$(scripts/version.sh --epoch)"
+[[ -f $unpacked/LICENSE && -f $unpacked/Package.swift && ! -e $unpacked/.git ]] || fail "the tarball's tree is incomplete"
+done_step "make dist"
+
+# 6. Reproducible: the same tree copied elsewhere, built in a fresh scratch
 # path, with the version and time of this tree (.tarball-version, as in a
 # make dist tarball).
 elsewhere=$(mktemp -d "${TMPDIR:-/tmp}/balloond-repro.XXXXXX")
