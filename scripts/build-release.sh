@@ -41,8 +41,10 @@ mapfile -t daemon_maps < <(maps "$daemon_scratch" .build-deb)
 mapfile -t tool_maps < <(maps "$tool_scratch" .build-static)
 # Incremental LLVM code generation stores a hash of each LLVM module in the
 # object (.swift_modhash), and that hash differs between build directories;
-# without it the section is zeros.
-same=(-Xswiftc -Xfrontend -Xswiftc -disable-incremental-llvm-codegen)
+# without it the section is zeros. No debug info: the shipped binaries are
+# stripped anyway, and the DWARF names Clang module cache files whose hashes
+# depend on the build directory, which changed the linker's build ID.
+same=(-Xswiftc -Xfrontend -Xswiftc -disable-incremental-llvm-codegen -Xswiftc -gnone -Xcc -g0)
 daemon=(-c release --static-swift-stdlib --scratch-path "$daemon_scratch" "${daemon_maps[@]}" "${same[@]}")
 tool=(-c release -Xswiftc -static-executable --scratch-path "$tool_scratch" "${tool_maps[@]}" "${same[@]}")
 
