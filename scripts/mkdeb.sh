@@ -94,7 +94,7 @@ depends=$(cd "$stage/src" && dpkg-shlibdeps -O "$pkg/usr/sbin/balloond" 2>/dev/n
     || { echo "mkdeb: unexpected dependencies from dpkg-shlibdeps: '$depends'" >&2; exit 1; }
 # As dpkg-gencontrol counts it (KiB per file, rounded up; 1 per directory),
 # not du's blocks, which depend on the file system.
-size=$(find "$pkg" -path "$pkg/DEBIAN" -prune -o -mindepth 1 -printf '%y %s\n' \
+size=$(find "$pkg" -mindepth 1 -path "$pkg/DEBIAN" -prune -o -printf '%y %s\n' \
     | awk '{ n += ($1 == "f") ? int(($2 + 1023) / 1024) : 1 } END { print n }')
 sed -e "s/@VERSION@/$version/" -e "s/@SIZE@/$size/" -e "s/@DEPENDS@/$depends/" \
     packaging/debian/control.in >"$pkg/DEBIAN/control"
