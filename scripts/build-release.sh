@@ -7,8 +7,9 @@
 #               libsystemd.a)
 #   balloonctl  fully static (-Xswiftc -static-executable)
 # Reproducible: the source and scratch directories are mapped to fixed names in
-# everything the compilers write (#file strings, debug info), so two builds of
-# one commit from any two directories give the same bytes.
+# everything the compilers write (#file strings), and the compiler runs without
+# address space randomisation, so two builds of one commit in the same
+# directories give the same bytes (docs/releasing.md says why not in any two).
 #
 # Usage: scripts/build-release.sh [--scratch DIR]
 #   DIR/deb and DIR/static are the scratch paths (default .build-deb and
@@ -48,8 +49,13 @@ same=(-Xswiftc -Xfrontend -Xswiftc -disable-incremental-llvm-codegen -Xswiftc -g
 daemon=(-c release --static-swift-stdlib --scratch-path "$daemon_scratch" "${daemon_maps[@]}" "${same[@]}")
 tool=(-c release -Xswiftc -static-executable --scratch-path "$tool_scratch" "${tool_maps[@]}" "${same[@]}")
 
-swift build "${daemon[@]}" --product balloond >&2
-swift build "${tool[@]}" --product balloonctl >&2
+# swift-frontend 6.3.1 is not deterministic by itself: some functions come out
+# with instructions in another order from run to run, depending on where its
+# own data lands in memory. Without address space randomisation, the same
+# directories give the same code every time (docs/releasing.md).
+fixed=(setarch "$(uname -m)" -R)
+"${fixed[@]}" swift build "${daemon[@]}" --product balloond >&2
+"${fixed[@]}" swift build "${tool[@]}" --product balloonctl >&2
 daemon_bin=$(swift build "${daemon[@]}" --show-bin-path)/balloond
 tool_bin=$(swift build "${tool[@]}" --show-bin-path)/balloonctl
 
