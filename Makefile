@@ -59,8 +59,8 @@ test: deps
 # Release checks (tests/release/test.sh): the licence line check fails when it
 # should, one version everywhere (the packaged binaries' --version, a running
 # daemon's info reply, the package, man pages, changelog, README), make
-# install's tree, and two make deb builds of this tree (the second from a copy
-# elsewhere, in a fresh scratch path) giving byte-identical packages.
+# install's tree, make dist, and two make deb builds (the second from empty
+# scratch paths) giving byte-identical packages. ~5 min (two release builds).
 test-release: deps
 	@tests/release/test.sh
 
