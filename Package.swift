@@ -1,4 +1,5 @@
 // swift-tools-version:6.1
+// SPDX-License-Identifier: Apache-2.0
 import PackageDescription
 
 // Targets as docs/architecture.md lays them out: a C shim, a thin syscall
@@ -30,9 +31,11 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // Writes the version (VERSION + git describe) before each build.
+        .plugin(name: "BalloonVersion", capability: .buildTool()),
         // Pure: JSON, line framing, the v1 messages (stats replies carry
-        // BalloonStats' virtio stats and PSI lines).
-        .target(name: "BalloonProtocol", dependencies: ["BalloonStats"]),
+        // BalloonStats' virtio stats and PSI lines); the version.
+        .target(name: "BalloonProtocol", dependencies: ["BalloonStats"], plugins: ["BalloonVersion"]),
         // Pure: /proc/meminfo, /proc/vmstat, /proc/pressure parsers and the
         // virtio stats computed from them.
         .target(name: "BalloonStats"),

@@ -10,12 +10,11 @@ cd "$(dirname "$0")/.."
 tests/vm/setup.sh --quiet >&2
 work=tests/vm/work
 mkdir -p "$work"
-daemon=(-c release --static-swift-stdlib --scratch-path .build-deb)
-tool=(-c release -Xswiftc -static-executable --scratch-path .build-static)
-swift build "${daemon[@]}" --product balloond >&2
-swift build "${tool[@]}" --product balloonctl >&2
-strip -o "$work/balloond" "$(swift build "${daemon[@]}" --show-bin-path)/balloond"
-strip -o "$work/balloonctl" "$(swift build "${tool[@]}" --show-bin-path)/balloonctl"
+# The builds make deb ships (same scratch paths and flags: no rebuild between them).
+built=$(scripts/build-release.sh)
+mapfile -t bins <<<"$built"
+strip -o "$work/balloond" "${bins[0]}"
+strip -o "$work/balloonctl" "${bins[1]}"
 # The pressure workloads (tests/vm/src/workload.c), static.
 gcc -static -O2 -Wall -Wextra -pthread -o "$work/workload" tests/vm/src/workload.c >&2
 tests/vm/mkinitramfs.sh -o "$work/balloond-initramfs.cpio.gz" \

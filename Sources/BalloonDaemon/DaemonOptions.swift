@@ -1,8 +1,9 @@
 import BalloonConfig
 import BalloonController
+import BalloonProtocol
 import BalloonSystem
 
-public let balloondVersion = "0.1.0"
+public let balloondVersion = BalloondVersion.current
 
 public struct DaemonOptions: Sendable {
     public var configPath: String

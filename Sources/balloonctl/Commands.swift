@@ -13,6 +13,7 @@ struct Balloonctl: ParsableCommand {
             or --control PATH (the control socket of a running `balloonctl serve`). \
             Exit codes: 0 ok, 1 usage, connection or protocol error, 2 target unreachable.
             """,
+        version: BalloondVersion.current,
         subcommands: [
             Info.self, SetTarget.self, Query.self, Stats.self, Watch.self, Events.self, Serve.self, ServeStatusCommand.self,
         ]

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# scripts/build-release.sh — the two release builds that ship (make deb, make
+# install, the VM artifacts):
+#   balloond    the Swift runtime linked statically (--static-swift-stdlib);
+#               libsystemd.so.0 and glibc stay dynamic (Debian ships no
+#               libsystemd.a)
+#   balloonctl  fully static (-Xswiftc -static-executable)
+# Reproducible: the source and scratch directories are mapped to fixed names in
+# everything the compilers write (#file strings), and the compiler runs without
+# address space randomisation, so two builds of one commit in the same
+# directories give the same bytes (docs/releasing.md says why not in any two).
+#
+# Usage: scripts/build-release.sh [--scratch DIR]
+#   DIR/deb and DIR/static are the scratch paths (default .build-deb and
+#   .build-static in the repository).
+# Prints two lines: the path of balloond, then the path of balloonctl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+export PATH=/opt/swift/usr/bin:$PATH
+daemon_scratch=$repo/.build-deb
+tool_scratch=$repo/.build-static
+while (($#)); do
+    case $1 in
+        --scratch) daemon_scratch=$(realpath -m "$2")/deb; tool_scratch=$(realpath -m "$2")/static; shift 2 ;;
+        *) echo "build-release: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+# -file-prefix-map covers #file/#filePath and debug info for Swift; the -Xcc
+# form the C shim and the Clang importer. A scratch path maps to what the
+# default one inside the repository maps to, so the order in which a compiler
+# tries the two prefixes does not matter.
+maps() {
+    local scratch=$1 name=$2
+    for pair in "$scratch=/usr/src/balloond/$name" "$repo=/usr/src/balloond"; do
+        printf '%s\n' -Xswiftc -file-prefix-map -Xswiftc "$pair" -Xcc "-ffile-prefix-map=$pair"
+    done
+}
+mapfile -t daemon_maps < <(maps "$daemon_scratch" .build-deb)
+mapfile -t tool_maps < <(maps "$tool_scratch" .build-static)
+# Incremental LLVM code generation stores a hash of each LLVM module in the
+# object (.swift_modhash), and that hash differs between build directories;
+# without it the section is zeros. No debug info: the shipped binaries are
+# stripped anyway, and the DWARF names Clang module cache files whose hashes
+# depend on the build directory, which changed the linker's build ID.
+same=(-Xswiftc -Xfrontend -Xswiftc -disable-incremental-llvm-codegen -Xswiftc -gnone -Xcc -g0)
+daemon=(-c release --static-swift-stdlib --scratch-path "$daemon_scratch" "${daemon_maps[@]}" "${same[@]}")
+tool=(-c release -Xswiftc -static-executable --scratch-path "$tool_scratch" "${tool_maps[@]}" "${same[@]}")
+
+# swift-frontend 6.3.1 is not deterministic by itself: some functions come out
+# with instructions in another order from run to run, depending on where its
+# own data lands in memory. Without address space randomisation, the same
+# directories give the same code every time (docs/releasing.md).
+fixed=(setarch "$(uname -m)" -R)
+"${fixed[@]}" swift build "${daemon[@]}" --product balloond >&2
+"${fixed[@]}" swift build "${tool[@]}" --product balloonctl >&2
+daemon_bin=$(swift build "${daemon[@]}" --show-bin-path)/balloond
+tool_bin=$(swift build "${tool[@]}" --show-bin-path)/balloonctl
+
+if ldd "$daemon_bin" | grep -q libswift; then
+    echo "build-release: $daemon_bin links the Swift runtime dynamically" >&2; exit 1
+fi
+file -L "$tool_bin" | grep -q 'statically linked' \
+    || { echo "build-release: $tool_bin is not static" >&2; exit 1; }
+echo "$daemon_bin"
+echo "$tool_bin"
