@@ -534,7 +534,10 @@ def main() -> int:
         merged = dict(parts[0])
         merged["workloads"] = {}
         merged["guests"] = {}
-        merged["provenance"]["merged_parts"] = [p_.get("provenance") for p_ in parts]
+        merged["provenance"] = {**parts[0].get("provenance", {}), "merged_parts": [p_.get("provenance") for p_ in parts]}
+        commits = {p_.get("provenance", {}).get("commit") for p_ in parts}
+        if len(commits) > 1:
+            merged["provenance"]["commit"] = " + ".join(sorted(str(c) for c in commits))
         for part in parts:
             merged["workloads"].update(part.get("workloads", {}))
             merged["guests"].update(part.get("guests", {}))

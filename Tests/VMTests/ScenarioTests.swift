@@ -43,8 +43,8 @@ struct RealGuestScenarios {
             let status = try late.query()
             #expect(status.target == stale, "the complete request written before the daemon opened the port was not executed")
             // It really moved: the daemon locked that memory.
-            let locked = waitUntil(timeout: .seconds(240), interval: .milliseconds(200)) {
-                (try? late.query().actual) == stale
+            let locked = try waitUntil(timeout: .seconds(240), interval: .milliseconds(200)) {
+                try late.query().actual == stale
             }
             #expect(locked, "the balloon did not reach the early target")
             #expect(abs(Int64(try guest.meminfo("Mlocked")) - Int64(mlocked0) - Int64(stale)) <= Int64(2 * MiB))
