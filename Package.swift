@@ -37,14 +37,18 @@ let package = Package(
         .target(name: "BalloonStats"),
         // Pure parser of /etc/balloond.conf and its drop-ins.
         .target(name: "BalloonConfig"),
-        // Pure: targets, clamps, chunks; driven by a clock and a reserver.
+        // One peer speaking lines over a descriptor: framer, bounded outbox,
+        // write interest; the guest's host connection, for the host side too.
+        .target(name: "BalloonChannel", dependencies: ["BalloonSystem", "BalloonProtocol"]),
+        // Pure: targets, clamps, chunks, frame reporting's bookkeeping;
+        // driven by a clock and a reserver.
         .target(name: "BalloonController", dependencies: ["BalloonProtocol"]),
         // The guest agent: the epoll loop wiring channel, controller, stats.
         .target(
             name: "BalloonDaemon",
             dependencies: [
                 "BalloonSystem", "BalloonProtocol", "BalloonStats", "BalloonConfig",
-                "BalloonController",
+                "BalloonController", "BalloonChannel",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -60,7 +64,7 @@ let package = Package(
         .target(
             name: "BalloonSystemd",
             dependencies: [
-                "CSystemd", "BalloonDaemon",
+                "CSystemd", "BalloonDaemon", "BalloonSystem",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -101,6 +105,15 @@ let package = Package(
         ),
         .testTarget(name: "BalloonConfigTests", dependencies: ["BalloonConfig", "BalloonTestSupport"]),
         .testTarget(name: "BalloonControllerTests", dependencies: ["BalloonController", "BalloonProtocol", "BalloonTestSupport"]),
+        .testTarget(
+            name: "BalloonDaemonTests",
+            dependencies: [
+                "BalloonDaemon", "BalloonChannel", "BalloonConfig", "BalloonController", "BalloonProtocol", "BalloonSystem",
+                "BalloonTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .testTarget(name: "BalloonSystemTests", dependencies: ["BalloonSystem", "BalloonTestSupport"]),
         .testTarget(
             name: "BalloonSystemdTests",

@@ -1,164 +1,45 @@
-/// Why the balloon stops short of the host's target.
-public enum UnreachableReason: Sendable, Equatable {
-    /// The target exceeds the configured maximum balloon.
-    case maxBalloon(limit: UInt64)
-    /// Inflating further would take MemAvailable below the floor.
-    case availableFloor(floor: UInt64, available: UInt64)
-    /// The kernel refused memory (mmap or mlock failed).
-    case reserveFailed(String)
-    /// Memory pressure: the balloon gave memory back and waits for a quiet
-    /// period before growing again.
-    case pressure(ceiling: UInt64, quietUntil: UInt64)
-
-    public var code: String {
-        switch self {
-        case .maxBalloon: "max-balloon"
-        case .availableFloor: "mem-available-floor"
-        case .reserveFailed: "reserve-failed"
-        case .pressure: "pressure"
-        }
-    }
-
-    public var desc: String {
-        switch self {
-        case let .maxBalloon(limit): "the target exceeds the maximum balloon of \(limit) bytes (MaxBalloon=)"
-        case let .availableFloor(floor, available):
-            "inflating further would take MemAvailable (\(available) bytes) within 16 MiB of the floor of \(floor) bytes (MemAvailableFloor=)"
-        case let .reserveFailed(why): "the kernel refused memory: \(why)"
-        case let .pressure(ceiling, _):
-            "memory pressure: the balloon is held at \(ceiling) bytes until the guest has been quiet for the quiet period (QuietPeriod=)"
-        }
-    }
-
-    /// Conditions that can clear by themselves are retried on a timer.
-    var isTransient: Bool {
-        switch self {
-        case .maxBalloon, .pressure: false
-        default: true
-        }
-    }
-}
-
-public enum BalloonState: String, Sendable {
-    case idle, inflating, deflating, unreachable
-}
-
-/// What the host is told, in order (docs/protocol.md, "Events").
-public enum ControllerEvent: Sendable, Equatable {
-    case balloonChange(actual: UInt64, target: UInt64)
-    case targetReached(actual: UInt64, target: UInt64)
-    case targetUnreachable(actual: UInt64, target: UInt64, reason: UnreachableReason)
-    /// Memory given back because of pressure (or lost to the OOM killer).
-    case deflated(bytes: UInt64, reason: PressureSignal, actual: UInt64)
-}
-
-/// What tells the daemon the guest needs memory back.
-public enum PressureSignal: Sendable, Equatable {
-    public enum Tier: String, Sendable, CaseIterable { case light, heavy, severe }
-    /// A PSI trigger of this tier fired.
-    case psi(Tier)
-    /// MemAvailable fell below the floor.
-    case belowFloor(available: UInt64)
-    /// allocstall_* or pgscan_direct rose in /proc/vmstat: direct reclaim.
-    case directReclaim
-    /// oom_kill rose in /proc/vmstat: the kernel killed something.
-    case oomKill
-    /// A balloon holder process was killed (the OOM killer's last resort took
-    /// balloon memory); the bytes are already gone.
-    case holderKilled(bytes: UInt64)
-
-    /// The reason named in DEFLATED events and logs.
-    public var name: String {
-        switch self {
-        case let .psi(tier): "psi-\(tier.rawValue)"
-        case .belowFloor: "mem-available-floor"
-        case .directReclaim: "direct-reclaim"
-        case .oomKill: "oom-kill"
-        case .holderKilled: "holder-killed"
-        }
-    }
-}
-
-/// How the balloon answers pressure (the `[Pressure]` section).
-public struct PressurePolicy: Sendable, Equatable {
-    /// Share of the balloon a light signal gives back (at least one chunk).
-    public var lightStepPercent: UInt64 = 10
-    /// Below the floor, deflate until MemAvailable is floor + this.
-    public var floorMargin: UInt64 = 64 << 20
-    /// Growth stops this far above the floor: enough that jitter and the
-    /// holders' own pages (about 1 MiB each) do not trip the floor check
-    /// right after the balloon grew, small enough not to waste memory.
-    public var growthHeadroom: UInt64 = 16 << 20
-    /// No growth until the guest has been free of pressure this long.
-    public var quietPeriod: UInt64 = 60_000
-    /// Signals this soon after the balloon grew are blamed on the growth:
-    /// nothing is deflated, and growth pauses for `selfInflictedPause`.
-    public var selfInflictedWindow: UInt64 = 2_000
-    /// The breather after a stall the balloon's own growth caused (faulting
-    /// and zeroing pages, compaction). Pressure that is real outlasts it: the
-    /// next signal then comes with no growth in the window and is answered
-    /// in full, with the whole quiet period.
-    public var selfInflictedPause: UInt64 = 5_000
-
-    public init() {}
-}
-
-public enum TargetError: Error, Sendable, Equatable, CustomStringConvertible {
-    case exceedsMemory(target: UInt64, memoryTotal: UInt64)
-    public var description: String {
-        switch self {
-        case let .exceedsMemory(target, total):
-            "target \(target) bytes exceeds the guest's memory of \(total) bytes"
-        }
-    }
-}
-
-/// What the caller should do after `step()`.
-public enum StepOutcome: Sendable, Equatable {
-    /// More work: service pending I/O, then call `step()` again.
-    case more
-    /// Nothing to do until this monotonic time (a retry), unless something changes.
-    case waitUntil(UInt64)
-    /// Settled; no timer needed.
-    case idle
-}
+import BalloonProtocol
 
 /// Moves the balloon toward the host's target one chunk per step, so a new
 /// target or a signal can preempt a large inflation between steps. Pure: all
 /// effects go through the reserver; time comes from the clock.
+///
+/// Its events (docs/protocol.md, "Events") queue in order with any others
+/// the daemon's parts `post` (the frame reporter's `FRAMES_*`), and leave
+/// through `takeEvents()`.
 public final class BalloonController {
-    public static let changeEventInterval: UInt64 = 1000
-    public static let retryInterval: UInt64 = 5000
+    public static let changeEventInterval: Duration = .seconds(1)
+    public static let retryInterval: Duration = .seconds(5)
 
     public private(set) var limits: BalloonLimits
     /// The host's target (page-rounded).
     public private(set) var target: UInt64 = 0
     /// Why the balloon is short of the target now, if it is and will stay so.
-    public private(set) var blockedBy: UnreachableReason?
+    private(set) var blockedBy: Shortfall?
 
-    private let clock: MonotonicClock
+    let clock: MonotonicClock
     private let probe: MemoryProbe
-    private let reserver: MemoryReserver
-    private var retryAt: UInt64?
-    private var lastChangeEventAt: UInt64?
+    let reserver: MemoryReserver
+    private var retryAt: Duration?
+    private var lastChangeEventAt: Duration?
     private var moved = false
     /// Set by a new target: the next settle is announced even if nothing moved.
     private var announcePending = false
-    private var lastAnnounced: ControllerEvent?
+    private var lastAnnounced: GuestEvent?
     /// The last BALLOON_CHANGE produced, so arrival does not repeat it.
-    private var lastChange: ControllerEvent?
-    private var events: [ControllerEvent] = []
+    private var lastChange: GuestEvent?
+    private var events: [GuestEvent] = []
 
     public var policy = PressurePolicy()
     /// While set, the balloon may not grow above this (pressure backoff).
-    public private(set) var pressureCeiling: UInt64?
+    public internal(set) var pressureCeiling: UInt64?
     /// When the ceiling lifts if no further pressure arrives.
-    public private(set) var quietUntil: UInt64?
-    /// Last time the balloon grew (monotonic ms).
-    public private(set) var lastGrowthAt: UInt64?
+    public internal(set) var quietUntil: Duration?
+    /// Last time the balloon grew.
+    public private(set) var lastGrowthAt: Duration?
     /// Totals for `query`.
     public private(set) var pressureDeflatedBytes: UInt64 = 0
-    public private(set) var lastDeflate: (bytes: UInt64, reason: PressureSignal, at: UInt64)?
+    public private(set) var lastDeflate: (bytes: UInt64, reason: PressureSignal, at: Duration)?
 
     public init(limits: BalloonLimits, clock: MonotonicClock, probe: MemoryProbe, reserver: MemoryReserver) {
         self.limits = limits
@@ -172,13 +53,22 @@ public final class BalloonController {
     /// The target clamped to the maximum balloon and any pressure ceiling.
     public var effectiveTarget: UInt64 { min(target, limits.maxBalloon, pressureCeiling ?? .max) }
 
-    /// Why actual will differ from target, once settled; nil if it will match.
-    public var reason: UnreachableReason? {
+    var shortfall: Shortfall? {
         if let blockedBy { return blockedBy }
         if let ceiling = pressureCeiling, ceiling < min(target, limits.maxBalloon) {
-            return .pressure(ceiling: ceiling, quietUntil: quietUntil ?? 0)
+            return .pressure(ceiling: ceiling, quietUntil: quietUntil ?? .zero)
         }
         if target > limits.maxBalloon { return .maxBalloon(limit: limits.maxBalloon) }
+        return nil
+    }
+
+    /// Why actual will differ from target, once settled; nil if it will match.
+    public var reason: StopReason? { shortfall?.stopReason }
+
+    /// Why the last inflation failed, while it blocks the balloon: the
+    /// reserver's error with its cause (EAGAIN and ENOMEM differ).
+    public var reserveFailure: ReserveError? {
+        if case let .reserveFailed(error)? = blockedBy { return error }
         return nil
     }
 
@@ -211,15 +101,19 @@ public final class BalloonController {
         announcePending = true
     }
 
+    /// Queues an event another part produced (the frame reporter's), in
+    /// order with the controller's own.
+    public func post(_ event: GuestEvent) { events.append(event) }
+
     /// Events produced since the last call, in order.
-    public func takeEvents() -> [ControllerEvent] {
+    public func takeEvents() -> [GuestEvent] {
         defer { events.removeAll() }
         return events
     }
 
     /// Does at most one chunk of work.
     public func step() -> StepOutcome {
-        let now = clock.milliseconds
+        let now = clock.now
         if let quiet = quietUntil, now >= quiet {
             // Quiet long enough: grow toward the host's target again.
             quietUntil = nil
@@ -257,85 +151,14 @@ public final class BalloonController {
         return .idle
     }
 
-    // MARK: - Pressure
-
-    /// Answers a pressure signal at once: stops growth, starts (or extends)
-    /// the quiet period, and gives memory back unless the signal is blamed on
-    /// the balloon's own growth. Returns the bytes given back.
-    @discardableResult
-    public func pressure(_ signal: PressureSignal) -> UInt64 {
-        let now = clock.milliseconds
-        let actual = self.actual
-        var amount: UInt64
-        switch signal {
-        case .psi(.light), .directReclaim:
-            amount = max(actual / 100 * policy.lightStepPercent, limits.chunkSize)
-        case .psi(.heavy):
-            amount = max(actual / 2, limits.chunkSize)
-        case .psi(.severe), .oomKill:
-            amount = actual
-        case let .belowFloor(available):
-            let wanted = limits.availableFloor + policy.floorMargin
-            amount = wanted > available ? roundUpToPage(wanted - available) : 0
-        case let .holderKilled(bytes):
-            // Already gone; account for it and hold where we are.
-            quietUntil = now + policy.quietPeriod
-            amount = 0
-            pressureDeflatedBytes += bytes
-            lastDeflate = (bytes, signal, now)
-            pressureCeiling = min(pressureCeiling ?? actual, actual)
-            events.append(.deflated(bytes: bytes, reason: signal, actual: actual))
-            moved = true
-            return bytes
-        }
-        // Stalls right after our own growth are our doing: pause growth only.
-        // A floor breach and an OOM kill are answered whatever caused them.
-        var selfInflicted = false
-        switch signal {
-        case .psi(.light), .psi(.heavy), .psi(.severe), .directReclaim:
-            if let grew = lastGrowthAt, now - grew < policy.selfInflictedWindow { selfInflicted = true }
-        default: break
-        }
-        if selfInflicted {
-            amount = 0
-            quietUntil = max(quietUntil ?? 0, now + policy.selfInflictedPause)
-        } else {
-            quietUntil = now + policy.quietPeriod
-        }
-        amount = min(amount, actual)
-        if amount > 0 { reserver.shrink(by: amount) }
-        let after = self.actual
-        pressureCeiling = min(pressureCeiling ?? after, after)
-        if amount > 0 {
-            pressureDeflatedBytes += amount
-            lastDeflate = (amount, signal, now)
-            events.append(.deflated(bytes: amount, reason: signal, actual: after))
-            moved = true
-        }
-        return amount
+    func noteDeflate(_ bytes: UInt64, _ signal: PressureSignal, now: Duration, actual: UInt64) {
+        pressureDeflatedBytes += bytes
+        lastDeflate = (bytes, signal, now)
+        events.append(.deflated(DeflatedEvent(bytes: bytes, reason: signal.reason, actual: actual, timing: nil)))
+        moved = true
     }
 
-    /// While the balloon holds memory, how often to check MemAvailable and
-    /// /proc/vmstat: every 100 ms near the floor, up to 1 s with headroom;
-    /// nil (no wake-ups at all) while the balloon is empty.
-    public func floorCheckInterval(available: UInt64?) -> UInt64? {
-        guard actual > 0 else { return nil }
-        guard let available else { return 1000 }
-        let floor = limits.availableFloor
-        let headroom = available > floor ? available - floor : 0
-        switch headroom {
-        case ..<(128 << 20): return 100
-        case ..<(256 << 20): return 250
-        case ..<(512 << 20): return 500
-        default: return 1000
-        }
-    }
-
-    private func roundUpToPage(_ bytes: UInt64) -> UInt64 {
-        (bytes + limits.pageSize - 1) / limits.pageSize * limits.pageSize
-    }
-
-    private enum InflateResult { case moved, blocked(UnreachableReason) }
+    private enum InflateResult { case moved, blocked(Shortfall) }
 
     private func inflateOnce(toward goal: UInt64, from actual: UInt64) -> InflateResult {
         var size = min(limits.chunkSize, goal - actual)
@@ -354,13 +177,13 @@ public final class BalloonController {
         do {
             try reserver.grow(by: size)
         } catch {
-            return .blocked(.reserveFailed(error.description))
+            return .blocked(.reserveFailed(error))
         }
-        lastGrowthAt = clock.milliseconds
+        lastGrowthAt = clock.now
         return .moved
     }
 
-    private func noteMovement(_ now: UInt64) {
+    private func noteMovement(_ now: Duration) {
         moved = true
         if let last = lastChangeEventAt, now - last < Self.changeEventInterval { return }
         lastChangeEventAt = now
@@ -368,34 +191,30 @@ public final class BalloonController {
     }
 
     private func emitChange() {
-        let change = ControllerEvent.balloonChange(actual: actual, target: target)
+        let change = GuestEvent.balloonChange(BalloonProgress(actual: actual, target: target))
         events.append(change)
         lastChange = change
     }
 
     /// Announces arrival: a final BALLOON_CHANGE, then reached or unreachable.
     private func settle() {
-        let actual = self.actual
-        let verdict: ControllerEvent = if let reason {
-            .targetUnreachable(actual: actual, target: target, reason: reason)
-        } else {
-            .targetReached(actual: actual, target: target)
-        }
+        let progress = BalloonProgress(actual: actual, target: target)
+        let verdict: GuestEvent = if let reason { .targetUnreachable(progress, reason: reason) } else { .targetReached(progress) }
         // A retry that ends the same way as before is not news.
         guard moved || announcePending || !sameOutcome(verdict, lastAnnounced) else { return }
         // Arrival repeats the last BALLOON_CHANGE only if it was not already said.
-        if lastChange != .balloonChange(actual: actual, target: target) || !moved { emitChange() }
+        if lastChange != .balloonChange(progress) || !moved { emitChange() }
         events.append(verdict)
-        lastChangeEventAt = clock.milliseconds
+        lastChangeEventAt = clock.now
         lastAnnounced = verdict
         moved = false
         announcePending = false
     }
 
-    private func sameOutcome(_ a: ControllerEvent, _ b: ControllerEvent?) -> Bool {
+    private func sameOutcome(_ a: GuestEvent, _ b: GuestEvent?) -> Bool {
         switch (a, b) {
-        case let (.targetReached(x, t), .targetReached(y, u)?): return x == y && t == u
-        case let (.targetUnreachable(x, t, r), .targetUnreachable(y, u, s)?): return x == y && t == u && r.code == s.code
+        case let (.targetReached(x), .targetReached(y)?): return x == y
+        case let (.targetUnreachable(x, r), .targetUnreachable(y, s)?): return x == y && r.code == s.code
         default: return false
         }
     }

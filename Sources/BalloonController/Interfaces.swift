@@ -1,7 +1,7 @@
-/// Milliseconds on a monotonic clock. The daemon uses CLOCK_MONOTONIC; tests
-/// use a clock they advance by hand.
+/// A monotonic clock: the time since its epoch. The daemon reads
+/// CLOCK_MONOTONIC (BalloonSystem's `SystemClock`); tests advance a fake by hand.
 public protocol MonotonicClock: AnyObject {
-    var milliseconds: UInt64 { get }
+    var now: Duration { get }
 }
 
 /// What the controller asks of the memory it does not own: one chunk at a
@@ -15,9 +15,39 @@ public protocol MemoryReserver: AnyObject {
     func shrink(by bytes: UInt64)
 }
 
+/// Why the kernel refused memory, keeping the failure below (the reserver's
+/// `SystemError`, with the call and errno) as `cause`.
 public struct ReserveError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+    public enum Kind: Sendable, Equatable {
+        /// The locked-memory limit (RLIMIT_MEMLOCK) is too low: ENOMEM from
+        /// mlock(2), EAGAIN from mmap(2).
+        case memoryLockLimit
+        /// The guest has no memory to give: EAGAIN from mlock(2) (pages could
+        /// not be had), ENOMEM from mmap(2).
+        case outOfMemory
+        /// Anything else (a holder that could not be forked, ...).
+        case other
+    }
+
+    public var kind: Kind
+    public var cause: any Error & Sendable & CustomStringConvertible
+
+    public init(_ kind: Kind, cause: any Error & Sendable & CustomStringConvertible) {
+        self.kind = kind
+        self.cause = cause
+    }
+
+    public var description: String {
+        switch kind {
+        case .memoryLockLimit: "\(cause) (the locked-memory limit is too low: RLIMIT_MEMLOCK, LimitMEMLOCK= in the unit)"
+        case .outOfMemory: "\(cause) (the guest has no memory to spare)"
+        case .other: "\(cause)"
+        }
+    }
+
+    public static func == (a: ReserveError, b: ReserveError) -> Bool {
+        a.kind == b.kind && a.cause.description == b.cause.description
+    }
 }
 
 /// The guest's available memory, read fresh before each inflation step.

@@ -1,6 +1,5 @@
 import BalloonConfig
 import BalloonSystem
-import Glibc
 
 /// Where hosts come from: a listening socket (unix, vsock) that yields
 /// connections, or a virtio-serial port that is itself the connection.
@@ -38,7 +37,8 @@ enum ChannelEndpoint {
     func close() {
         if case let .listener(fd, .unix(path)) = self {
             fd.close()
-            unlink(path)
+            // Gone already (removed by hand, or a newer listener's): nothing to clean.
+            try? ProcessControl.removeFile(path)
         } else {
             descriptor.close()
         }

@@ -4,7 +4,9 @@ import BalloonStats
 import BalloonSystem
 
 /// Reads /proc/meminfo, /proc/vmstat and /proc/pressure/memory through
-/// descriptors kept open, and builds the `stats` reply.
+/// descriptors kept open, and builds the `stats` reply. A /proc file that
+/// cannot be read reads as empty: its values are left out of the stats and
+/// the controller sees no MemAvailable (it then does not hold back growth).
 public final class MemorySampler: MemoryProbe {
     private let meminfo: ProcFileReader
     private let vmstat: ProcFileReader
@@ -15,14 +17,14 @@ public final class MemorySampler: MemoryProbe {
     public init(procRoot: String = "/proc") throws(SystemError) {
         meminfo = try ProcFileReader("\(procRoot)/meminfo")
         vmstat = try ProcFileReader("\(procRoot)/vmstat")
-        pressure = try? ProcFileReader("\(procRoot)/pressure/memory")
+        pressure = try? ProcFileReader("\(procRoot)/pressure/memory")  // Absent without PSI: nil says so.
         pageSize = UInt64(PageSize.bytes)
     }
 
     public var hasPressure: Bool { pressure != nil }
 
     public func meminfoValues() -> [String: UInt64] {
-        (try? meminfo.read()).map { ProcParse.meminfo($0) } ?? [:]
+        (try? meminfo.read()).map { ProcParse.meminfo($0) } ?? [:]  // Unreadable reads as empty (above).
     }
 
     /// MemAvailable as last read (by the controller's probe or the floor check).
@@ -34,12 +36,14 @@ public final class MemorySampler: MemoryProbe {
     }
 
     public func vmstatValues() -> [String: UInt64] {
-        (try? vmstat.read()).map { ProcParse.vmstat($0) } ?? [:]
+        (try? vmstat.read()).map { ProcParse.vmstat($0) } ?? [:]  // Unreadable reads as empty (above).
     }
 
-    public func memoryTotal() -> UInt64? { meminfoValues()["MemTotal"] }
+    /// MemTotal, or nil if /proc/meminfo has none; a failed read throws.
+    public func memoryTotal() throws(SystemError) -> UInt64? { ProcParse.meminfo(try meminfo.read())["MemTotal"] }
 
     public func readPressure() -> Pressure? {
+        // Unreadable reads as no PSI line (above).
         guard let pressure, let bytes = try? pressure.read() else { return nil }
         return ProcParse.pressure(bytes)
     }
@@ -51,26 +55,8 @@ public final class MemorySampler: MemoryProbe {
     }
 
     /// The `stats` reply and `STATS` event body (docs/protocol.md).
-    public func statsJSON(target: UInt64, actual: UInt64) -> JSON {
-        let stats = virtioStats()
-        let values: [(String, JSON)] = stats.present.map { ($0.stat.name, .uint($0.value)) }
-        let pressureJSON: JSON = readPressure().map { p in
-            .object([("some", Self.json(p.some)), ("full", Self.json(p.full))])
-        } ?? .null
-        return [
-            "stats": .object(values),
-            "pressure": pressureJSON,
-            "balloon": ["target": .uint(target), "actual": .uint(actual)],
-            "timestamp": wallClockTimestamp().json,
-        ]
-    }
-
-    static func json(_ line: PressureLine?) -> JSON {
-        guard let line else { return .null }
-        return [
-            "avg10": .double(line.avg10), "avg60": .double(line.avg60), "avg300": .double(line.avg300),
-            "total": .uint(line.total),
-        ]
+    public func statsReply(target: UInt64, actual: UInt64) -> StatsReply {
+        StatsReply(stats: virtioStats(), pressure: readPressure(), balloonTarget: target, balloonActual: actual, timestamp: wallClockTimestamp())
     }
 }
 

@@ -3,31 +3,6 @@ public enum ProtocolVersion {
     public static let current = 1
 }
 
-/// The commands of protocol v1. To be removed: use `Command` / `Command.Name`.
-public enum CommandName {
-    public static let sync = "sync"
-    public static let info = "info"
-    public static let setTarget = "set-target"
-    public static let query = "query"
-    public static let stats = "stats"
-    public static let setStatsInterval = "set-stats-interval"
-    public static let setFrameReporting = "set-frame-reporting"
-    public static let framesAck = "frames-ack"
-    public static let rescanFrames = "rescan-frames"
-    public static let all = [sync, info, setTarget, query, stats, setStatsInterval, setFrameReporting, framesAck, rescanFrames]
-}
-
-/// The events of protocol v1. To be removed: use `GuestEvent` / `GuestEvent.Name`.
-public enum EventName {
-    public static let balloonChange = "BALLOON_CHANGE"
-    public static let targetReached = "TARGET_REACHED"
-    public static let targetUnreachable = "TARGET_UNREACHABLE"
-    public static let stats = "STATS"
-    public static let framesInflated = "FRAMES_INFLATED"
-    public static let framesDeflated = "FRAMES_DEFLATED"
-    public static let deflated = "DEFLATED"
-}
-
 /// Error classes, as QMP names its classes.
 public enum ErrorClass: String, Sendable, CaseIterable {
     /// The line is not JSON, not an object, or not a request.
@@ -169,44 +144,5 @@ public enum Message: Sendable, Equatable {
         json.write(into: &out)
         out.append(0x0A)
         return out
-    }
-}
-
-/// Typed access to a request's arguments, with errors that name the argument.
-/// To be removed: `Command.init(_:scope:)` does every check.
-public struct Arguments: Sendable {
-    public let command: String
-    public let value: JSON
-
-    public init(_ request: Request) {
-        command = request.execute
-        value = request.arguments
-    }
-
-    public func uint64(_ key: String) throws(ProtocolError) -> UInt64 {
-        guard let v = value[key] else { throw ProtocolError(.invalidParameter, "\(command): missing argument \"\(key)\"") }
-        guard let n = v.uint64 else {
-            throw ProtocolError(.invalidParameter, "\(command): \"\(key)\" must be a non-negative integer, got \(v.serialized())")
-        }
-        return n
-    }
-
-    public func optionalUInt64(_ key: String) throws(ProtocolError) -> UInt64? {
-        guard value[key] != nil else { return nil }
-        return try uint64(key)
-    }
-
-    public func optionalBool(_ key: String) throws(ProtocolError) -> Bool? {
-        guard let v = value[key] else { return nil }
-        guard let b = v.bool else { throw ProtocolError(.invalidParameter, "\(command): \"\(key)\" must be true or false") }
-        return b
-    }
-
-    /// Rejects arguments the command does not know (catches typos in scripts).
-    public func allowOnly(_ keys: Set<String>) throws(ProtocolError) {
-        for (key, _) in value.object ?? [] where !keys.contains(key) {
-            let known = keys.isEmpty ? "none" : keys.sorted().joined(separator: ", ")
-            throw ProtocolError(.invalidParameter, "\(command): unknown argument \"\(key)\" (accepted: \(known))")
-        }
     }
 }

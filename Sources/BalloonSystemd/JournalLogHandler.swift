@@ -1,3 +1,4 @@
+import BalloonSystem
 import CSystemd
 import Glibc
 import Logging
@@ -8,15 +9,15 @@ import Logging
 /// redirected inherits the variable, so the variable alone proves nothing).
 public enum JournalStream {
     public static func standardErrorIsJournal() -> Bool {
-        matches(descriptor: 2, value: getenv("JOURNAL_STREAM").map { String(cString: $0) })
+        matches(descriptor: 2, value: ProcessControl.environment("JOURNAL_STREAM"))
     }
 
     /// `value` is `DEV:INODE` in decimal, compared with `fstat(descriptor)`.
     public static func matches(descriptor: Int32, value: String?) -> Bool {
         guard let value, let (device, inode) = parse(value) else { return false }
-        var st = stat()
-        guard fstat(descriptor, &st) == 0 else { return false }
-        return UInt64(st.st_dev) == device && UInt64(st.st_ino) == inode
+        // A descriptor that cannot be examined is not the journal.
+        guard let identity = try? ProcessControl.fileIdentity(of: descriptor) else { return false }
+        return identity.device == device && identity.inode == inode
     }
 
     static func parse(_ value: String) -> (UInt64, UInt64)? {
@@ -64,8 +65,7 @@ public struct JournalLogHandler: LogHandler {
         if JournalFields.send(fields) != 0 {
             var text = JournalFields.plainText(message: "\(event.message)", metadata: merged)
             text = "\(identifier): \(text)\n"
-            let bytes = Array(text.utf8)
-            _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+            ProcessControl.writeToStandardError(Array(text.utf8))
         }
     }
 }

@@ -1,4 +1,5 @@
 import BalloonDaemon
+import BalloonSystem
 import CSystemd
 import Glibc
 import Logging
@@ -14,8 +15,8 @@ import Logging
 /// the watchdog timer.
 public final class SystemdNotifier: ServiceNotifier {
     private var logger: Logger
-    /// `WATCHDOG_USEC` (for this process) in milliseconds, nil when no watchdog.
-    public let watchdogIntervalMilliseconds: UInt64?
+    /// `WATCHDOG_USEC` (for this process), nil when no watchdog.
+    public let watchdogInterval: Duration?
     /// Whether `NOTIFY_SOCKET` was set when this notifier was made.
     public let supervised: Bool
     /// State → failures since the last success (for rate-limited reports).
@@ -23,14 +24,14 @@ public final class SystemdNotifier: ServiceNotifier {
 
     public init(logger: Logger) {
         self.logger = logger
-        supervised = getenv("NOTIFY_SOCKET") != nil
+        supervised = ProcessControl.environment("NOTIFY_SOCKET") != nil
         var usec: UInt64 = 0
         // > 0: enabled for this process (WATCHDOG_PID, if set, is ours).
         let r = sd_watchdog_enabled(0, &usec)
         if r > 0, usec > 0 {
-            watchdogIntervalMilliseconds = max(1, usec / 1000)
+            watchdogInterval = .microseconds(Int64(clamping: usec))
         } else {
-            watchdogIntervalMilliseconds = nil
+            watchdogInterval = nil
             if r < 0 {
                 logger.error("sd_watchdog_enabled failed; no watchdog pings will be sent", metadata: [
                     "errno": "\(-r)", "error": "\(Self.errorText(-r))",
@@ -44,9 +45,7 @@ public final class SystemdNotifier: ServiceNotifier {
     /// `RELOADING=1` with `MONOTONIC_USEC=` (required by systemd ≥ 253 for
     /// `Type=notify-reload`, harmless before); `ready()` ends the reload.
     public func reloading() {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        let usec = UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1000
+        let usec = SystemClock.monotonic().inMicroseconds
         notify("RELOADING=1\nMONOTONIC_USEC=\(usec)", kind: "RELOADING=1")
     }
 
@@ -79,7 +78,7 @@ public final class SystemdNotifier: ServiceNotifier {
             logger.error("sd_notify(\(kind)) sent nothing: NOTIFY_SOCKET is no longer set")
         } else {
             logger.error("sd_notify(\(kind)) failed: \(Self.errorText(-r)); systemd may consider balloond hung", metadata: [
-                "errno": "\(-r)", "notify-socket": "\(getenv("NOTIFY_SOCKET").map { String(cString: $0) } ?? "")",
+                "errno": "\(-r)", "notify-socket": "\(ProcessControl.environment("NOTIFY_SOCKET") ?? "")",
             ])
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BalloonConfig
 import BalloonDaemon
+import BalloonSystem
 import BalloonSystemd
 import Glibc
 import Logging
@@ -63,9 +64,13 @@ struct Balloond: ParsableCommand {
         }
         var logger = Logger(label: "balloond")
         logger.logLevel = Logger.Level(loaded.config.logLevel)
-        let testFaults = getenv("BALLOOND_TEST_FAULTS").map { String(cString: $0) == "1" } ?? false
-        let options = DaemonOptions(
+        let testFaults = ProcessControl.environment("BALLOOND_TEST_FAULTS") == "1"
+        var options = DaemonOptions(
             configPath: path, configRequired: config != nil, channelOverride: override, testFaults: testFaults)
+        // Tests only: frame reporting's grace time, so a test need not wait 5 s.
+        if let ms = ProcessControl.environment("BALLOOND_TEST_FRAME_GRACE_MS").flatMap(UInt64.init) {
+            options.frameReleaseGrace = .milliseconds(Int64(clamping: ms))
+        }
         // sd_notify when run by systemd (NOTIFY_SOCKET); a no-op otherwise.
         let notifier = SystemdNotifier(logger: logger)
         do {
@@ -79,8 +84,7 @@ struct Balloond: ParsableCommand {
     }
 
     private func fail(_ message: String, status: Int32 = 1) -> Never {
-        let line = Array("balloond: \(message)\n".utf8)
-        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        ProcessControl.writeToStandardError(Array("balloond: \(message)\n".utf8))
         Glibc.exit(status)
     }
 }

@@ -1,3 +1,4 @@
+import BalloonProtocol
 import Testing
 @testable import BalloonController
 
@@ -5,8 +6,20 @@ private let MiB: UInt64 = 1 << 20
 private let GiB: UInt64 = 1 << 30
 
 final class FakeClock: MonotonicClock {
-    var milliseconds: UInt64 = 1_000_000
-    func advance(_ ms: UInt64) { milliseconds += ms }
+    var now: Duration = .seconds(1000)
+    func advance(_ duration: Duration) { now += duration }
+}
+
+/// A reserver's failure below the controller, as a `SystemError` prints.
+struct FakeCause: Error, Sendable, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+func change(_ actual: UInt64, _ target: UInt64) -> GuestEvent { .balloonChange(BalloonProgress(actual: actual, target: target)) }
+func reached(_ actual: UInt64, _ target: UInt64) -> GuestEvent { .targetReached(BalloonProgress(actual: actual, target: target)) }
+func deflated(_ bytes: UInt64, _ reason: DeflateReason, actual: UInt64) -> GuestEvent {
+    .deflated(DeflatedEvent(bytes: bytes, reason: reason, actual: actual, timing: nil))
 }
 
 final class FakeProbe: MemoryProbe {
@@ -54,14 +67,14 @@ struct Rig {
     }
 
     /// Steps until the controller stops asking for more, advancing the clock
-    /// by `msPerStep` each step; returns the number of steps.
+    /// by `perStep` each step; returns the number of steps.
     @discardableResult
-    func run(msPerStep: UInt64 = 10, limit: Int = 10_000) -> (steps: Int, outcome: StepOutcome) {
+    func run(perStep: Duration = .milliseconds(10), limit: Int = 10_000) -> (steps: Int, outcome: StepOutcome) {
         var steps = 0
         while steps < limit {
             let outcome = controller.step()
             steps += 1
-            clock.advance(msPerStep)
+            clock.advance(perStep)
             if outcome != .more { return (steps, outcome) }
         }
         return (steps, .more)
@@ -121,9 +134,10 @@ struct Rig {
         rig.run()
         #expect(rig.controller.actual == 512 * MiB)
         #expect(rig.controller.state == .unreachable)
-        #expect(rig.controller.reason == .maxBalloon(limit: 512 * MiB))
+        let reason = StopReason(code: .maxBalloon, desc: "the target exceeds the maximum balloon of \(512 * MiB) bytes (MaxBalloon=)")
+        #expect(rig.controller.reason == reason)
         let events = rig.controller.takeEvents()
-        #expect(events.last == .targetUnreachable(actual: 512 * MiB, target: 768 * MiB, reason: .maxBalloon(limit: 512 * MiB)))
+        #expect(events.last == .targetUnreachable(BalloonProgress(actual: 512 * MiB, target: 768 * MiB), reason: reason))
     }
 
     @Test func floorStopsInflationAndIsRetried() throws {
@@ -135,9 +149,9 @@ struct Rig {
         #expect(rig.controller.actual == 752 * MiB)
         #expect(rig.probe.available == 272 * MiB)
         guard case let .waitUntil(when) = outcome else { Issue.record("expected a retry, got \(outcome)"); return }
-        #expect(when > rig.clock.milliseconds - 10)
+        #expect(when > rig.clock.now - .milliseconds(10))
         #expect(rig.controller.state == .unreachable)
-        #expect(rig.controller.reason?.code == "mem-available-floor")
+        #expect(rig.controller.reason?.code == .memAvailableFloor)
         let first = rig.controller.takeEvents()
         #expect(first.filter { if case .targetUnreachable = $0 { true } else { false } }.count == 1)
 
@@ -153,7 +167,7 @@ struct Rig {
         rig.clock.advance(BalloonController.retryInterval)
         rig.run()
         #expect(rig.controller.actual == 2 * GiB)
-        #expect(rig.controller.takeEvents().last == .targetReached(actual: 2 * GiB, target: 2 * GiB))
+        #expect(rig.controller.takeEvents().last == reached(2 * GiB, 2 * GiB))
     }
 
     @Test func floorTakesAPartialChunkUpToTheFloorAndHeadroom() throws {
@@ -165,16 +179,38 @@ struct Rig {
 
     @Test func reserveFailureIsReportedAndRetried() throws {
         let rig = Rig()
-        rig.reserver.failNext = ReserveError("mlock 67108864 bytes: Resource temporarily unavailable")
+        let failure = ReserveError(.outOfMemory, cause: FakeCause("mlock 67108864 bytes: Resource temporarily unavailable"))
+        rig.reserver.failNext = failure
         try rig.controller.setTarget(128 * MiB)
         let (_, outcome) = rig.run()
         #expect(rig.controller.actual == 0)
-        #expect(rig.controller.reason == .reserveFailed("mlock 67108864 bytes: Resource temporarily unavailable"))
+        #expect(rig.controller.reserveFailure == failure)
+        #expect(rig.controller.reason == StopReason(
+            code: .reserveFailed, desc: "the kernel refused memory: mlock 67108864 bytes: Resource temporarily unavailable (the guest has no memory to spare)"))
         guard case .waitUntil = outcome else { Issue.record("expected a retry"); return }
         rig.clock.advance(BalloonController.retryInterval)
         rig.run()
         #expect(rig.controller.actual == 128 * MiB)
         #expect(rig.controller.reason == nil)
+    }
+
+    /// The cause is kept: a locked-memory limit reads differently from a
+    /// guest out of memory, and the failure itself stays at hand.
+    @Test(arguments: [
+        (ReserveError.Kind.memoryLockLimit, "mlock 67108864 bytes: Cannot allocate memory (the locked-memory limit is too low: RLIMIT_MEMLOCK, LimitMEMLOCK= in the unit)"),
+        (.outOfMemory, "mlock 67108864 bytes: Cannot allocate memory (the guest has no memory to spare)"),
+        (.other, "mlock 67108864 bytes: Cannot allocate memory"),
+    ])
+    func reserveFailureSaysWhichLimitRefused(kind: ReserveError.Kind, desc: String) throws {
+        let rig = Rig()
+        rig.reserver.failNext = ReserveError(kind, cause: FakeCause("mlock 67108864 bytes: Cannot allocate memory"))
+        try rig.controller.setTarget(64 * MiB)
+        rig.run()
+        #expect(rig.controller.reserveFailure?.kind == kind)
+        #expect(rig.controller.reserveFailure?.cause is FakeCause)
+        let events = rig.controller.takeEvents()
+        guard case let .targetUnreachable(_, reason)? = events.last else { Issue.record("no TARGET_UNREACHABLE: \(events)"); return }
+        #expect(reason == StopReason(code: .reserveFailed, desc: "the kernel refused memory: " + desc))
     }
 
     @Test func unknownAvailableMemoryDoesNotBlock() throws {
@@ -201,14 +237,14 @@ struct Rig {
     @Test func balloonChangeAtMostOncePerSecondWhileMoving() throws {
         let rig = Rig(chunk: 4 * MiB)
         try rig.controller.setTarget(1 * GiB)  // 256 steps of 10 ms: 2.56 s of movement
-        rig.run(msPerStep: 10)
+        rig.run(perStep: .milliseconds(10))
         let events = rig.controller.takeEvents()
-        let changes = events.compactMap { if case let .balloonChange(a, _) = $0 { a } else { nil } }
+        let changes = events.compactMap { if case let .balloonChange(p) = $0 { p.actual } else { nil } }
         // One at the start, one per elapsed second, one on arrival.
         #expect(changes.count >= 3 && changes.count <= 4)
         #expect(changes == changes.sorted())
         #expect(changes.last == 1 * GiB)
-        #expect(events.last == .targetReached(actual: 1 * GiB, target: 1 * GiB))
+        #expect(events.last == reached(1 * GiB, 1 * GiB))
         #expect(events.dropLast().allSatisfy { if case .balloonChange = $0 { true } else { false } })
     }
 
@@ -217,17 +253,17 @@ struct Rig {
         // is reported as it happens, and the caller takes events after each step.
         let rig = Rig()
         try rig.controller.setTarget(128 * MiB)
-        var events: [ControllerEvent] = []
+        var events: [GuestEvent] = []
         while true {
             let outcome = rig.controller.step()
             events += rig.controller.takeEvents()
-            rig.clock.advance(1500)
+            rig.clock.advance(.milliseconds(1500))
             if outcome != .more { break }
         }
         #expect(events == [
-            .balloonChange(actual: 64 * MiB, target: 128 * MiB),
-            .balloonChange(actual: 128 * MiB, target: 128 * MiB),
-            .targetReached(actual: 128 * MiB, target: 128 * MiB),
+            change(64 * MiB, 128 * MiB),
+            change(128 * MiB, 128 * MiB),
+            reached(128 * MiB, 128 * MiB),
         ])
     }
 
@@ -235,7 +271,7 @@ struct Rig {
         let rig = Rig()
         try rig.controller.setTarget(0)
         rig.run()
-        #expect(rig.controller.takeEvents() == [.balloonChange(actual: 0, target: 0), .targetReached(actual: 0, target: 0)])
+        #expect(rig.controller.takeEvents() == [change(0, 0), reached(0, 0)])
         // Nothing new, nothing said.
         #expect(rig.controller.step() == .idle)
         #expect(rig.controller.takeEvents().isEmpty)
@@ -248,7 +284,7 @@ struct Rig {
         rig.controller.updateLimits(BalloonLimits(memoryTotal: 1 * GiB, maxBalloon: 256 * MiB, availableFloor: 0, chunkSize: 64 * MiB, pageSize: 4096))
         rig.run()
         #expect(rig.controller.actual == 256 * MiB)
-        #expect(rig.controller.reason == .maxBalloon(limit: 256 * MiB))
+        #expect(rig.controller.reason?.code == .maxBalloon)
     }
 
     @Test func limitsAreSanitised() {

@@ -1,3 +1,4 @@
+import BalloonProtocol
 import Testing
 @testable import BalloonController
 
@@ -10,7 +11,7 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
     try rig.controller.setTarget(size)
     rig.run()
     _ = rig.controller.takeEvents()
-    rig.clock.advance(10_000)
+    rig.clock.advance(.seconds(10))
     return rig
 }
 
@@ -20,7 +21,7 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
         #expect(rig.controller.pressure(.psi(.light)) == 1 * GiB / 100 * 10)
         let small = try settledRig(128 * MiB)
         #expect(small.controller.pressure(.psi(.light)) == 64 * MiB)  // one chunk
-        #expect(small.controller.takeEvents() == [.deflated(bytes: 64 * MiB, reason: .psi(.light), actual: 64 * MiB)])
+        #expect(small.controller.takeEvents() == [deflated(64 * MiB, .psiLight, actual: 64 * MiB)])
     }
 
     @Test func heavyGivesBackHalfAndSevereEverything() throws {
@@ -37,7 +38,7 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
         #expect(reclaim.controller.pressure(.directReclaim) == 64 * MiB)
         let oom = try settledRig()
         #expect(oom.controller.pressure(.oomKill) == 512 * MiB)
-        #expect(oom.controller.takeEvents() == [.deflated(bytes: 512 * MiB, reason: .oomKill, actual: 0)])
+        #expect(oom.controller.takeEvents() == [deflated(512 * MiB, .oomKill, actual: 0)])
     }
 
     @Test func belowTheFloorDeflatesToFloorPlusMargin() throws {
@@ -53,15 +54,15 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
         let rig = Rig()
         try rig.controller.setTarget(512 * MiB)
         #expect(rig.controller.step() == .more)  // grew 64 MiB just now
-        rig.clock.advance(500)
+        rig.clock.advance(.milliseconds(500))
         #expect(rig.controller.pressure(.psi(.heavy)) == 0)
         #expect(rig.controller.actual == 64 * MiB)
         #expect(rig.controller.takeEvents().allSatisfy { if case .deflated = $0 { false } else { true } })
         // ... and growth pauses for a breather, not the whole quiet period.
         #expect(rig.controller.step() == .waitUntil(rig.controller.quietUntil!))
         #expect(rig.controller.actual == 64 * MiB)
-        #expect(rig.controller.reason?.code == "pressure")
-        #expect(rig.controller.quietUntil! - rig.clock.milliseconds == rig.controller.policy.selfInflictedPause)
+        #expect(rig.controller.reason?.code == .pressure)
+        #expect(rig.controller.quietUntil! - rig.clock.now == rig.controller.policy.selfInflictedPause)
         rig.clock.advance(rig.controller.policy.selfInflictedPause)
         #expect(rig.controller.step() == .more)
         #expect(rig.controller.actual == 128 * MiB)
@@ -74,9 +75,9 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
         try rig.controller.setTarget(512 * MiB)
         #expect(rig.controller.step() == .more)
         rig.controller.pressure(.psi(.heavy))        // blamed on the growth
-        rig.clock.advance(3_000)                     // no growth since: real pressure
+        rig.clock.advance(.seconds(3))                     // no growth since: real pressure
         #expect(rig.controller.pressure(.psi(.heavy)) == 64 * MiB)  // half, at least a chunk
-        #expect(rig.controller.quietUntil! - rig.clock.milliseconds == rig.controller.policy.quietPeriod)
+        #expect(rig.controller.quietUntil! - rig.clock.now == rig.controller.policy.quietPeriod)
     }
 
     @Test func reinflatesOnlyAfterAQuietPeriod() throws {
@@ -84,21 +85,22 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
         rig.controller.pressure(.psi(.heavy))
         rig.run()
         let events = rig.controller.takeEvents()
-        #expect(events.last == .targetUnreachable(actual: 256 * MiB, target: 512 * MiB,
-                                                  reason: .pressure(ceiling: 256 * MiB, quietUntil: rig.controller.quietUntil!)))
+        #expect(events.last == .targetUnreachable(
+            BalloonProgress(actual: 256 * MiB, target: 512 * MiB),
+            reason: StopReason(code: .pressure, desc: "memory pressure: the balloon is held at \(256 * MiB) bytes until the guest has been quiet for the quiet period (QuietPeriod=)")))
         // 30 s later another signal: the quiet period starts over.
-        rig.clock.advance(30_000)
+        rig.clock.advance(.seconds(30))
         rig.controller.pressure(.psi(.light))
         rig.run()
         #expect(rig.controller.actual == 192 * MiB)
-        rig.clock.advance(59_000)
+        rig.clock.advance(.seconds(59))
         rig.run()
         #expect(rig.controller.actual == 192 * MiB, "grew before the guest was quiet for 60 s")
-        rig.clock.advance(2_000)
+        rig.clock.advance(.seconds(2))
         rig.run()
         #expect(rig.controller.actual == 512 * MiB)
         #expect(rig.controller.pressureCeiling == nil)
-        #expect(rig.controller.takeEvents().last == .targetReached(actual: 512 * MiB, target: 512 * MiB))
+        #expect(rig.controller.takeEvents().last == reached(512 * MiB, 512 * MiB))
     }
 
     @Test func aLostHolderIsAccountedAndHolds() throws {
@@ -106,7 +108,7 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
         rig.reserver.shrink(by: 64 * MiB)  // the kernel took it
         #expect(rig.controller.pressure(.holderKilled(bytes: 64 * MiB)) == 64 * MiB)
         #expect(rig.controller.pressureDeflatedBytes == 64 * MiB)
-        #expect(rig.controller.takeEvents() == [.deflated(bytes: 64 * MiB, reason: .holderKilled(bytes: 64 * MiB), actual: 448 * MiB)])
+        #expect(rig.controller.takeEvents() == [deflated(64 * MiB, .holderKilled, actual: 448 * MiB)])
         rig.run()
         #expect(rig.controller.actual == 448 * MiB)
     }
@@ -115,9 +117,9 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
         let empty = Rig()
         #expect(empty.controller.floorCheckInterval(available: 100 * MiB) == nil)
         let rig = try settledRig(64 * MiB)
-        #expect(rig.controller.floorCheckInterval(available: 300 * MiB) == 100)
-        #expect(rig.controller.floorCheckInterval(available: 450 * MiB) == 250)
-        #expect(rig.controller.floorCheckInterval(available: 700 * MiB) == 500)
-        #expect(rig.controller.floorCheckInterval(available: 4 * GiB) == 1000)
+        #expect(rig.controller.floorCheckInterval(available: 300 * MiB) == .milliseconds(100))
+        #expect(rig.controller.floorCheckInterval(available: 450 * MiB) == .milliseconds(250))
+        #expect(rig.controller.floorCheckInterval(available: 700 * MiB) == .milliseconds(500))
+        #expect(rig.controller.floorCheckInterval(available: 4 * GiB) == .seconds(1))
     }
 }

@@ -79,7 +79,7 @@ struct CapturingHandler: LogHandler {
     @Test func outsideSystemdEverythingIsANoOp() {
         let notifier = SystemdNotifier(logger: logger)
         #expect(!notifier.supervised)
-        #expect(notifier.watchdogIntervalMilliseconds == nil)
+        #expect(notifier.watchdogInterval == nil)
         notifier.ready()
         notifier.status("x")
         notifier.watchdog()
@@ -117,14 +117,14 @@ struct CapturingHandler: LogHandler {
         setenv("WATCHDOG_USEC", "3000000", 1)
         setenv("WATCHDOG_PID", "\(getpid())", 1)
         defer { unsetenv("WATCHDOG_USEC"); unsetenv("WATCHDOG_PID") }
-        #expect(SystemdNotifier(logger: logger).watchdogIntervalMilliseconds == 3000)
+        #expect(SystemdNotifier(logger: logger).watchdogInterval == .seconds(3))
     }
 
     @Test func aWatchdogForAnotherProcessIsNotOurs() {
         setenv("WATCHDOG_USEC", "3000000", 1)
         setenv("WATCHDOG_PID", "\(getpid() + 1)", 1)
         defer { unsetenv("WATCHDOG_USEC"); unsetenv("WATCHDOG_PID") }
-        #expect(SystemdNotifier(logger: logger).watchdogIntervalMilliseconds == nil)
+        #expect(SystemdNotifier(logger: logger).watchdogInterval == nil)
     }
 
     @Test func failuresAreReportedOnceAndRecoveryToo() throws {

@@ -1,5 +1,6 @@
 import BalloonProtocol
 import BalloonSystem
+import BalloonTestSupport
 import Foundation
 import Glibc
 import Testing
@@ -285,18 +286,11 @@ import Testing
 
         try box.writeConfig("[Balloon]\nChunkSize=16M\n")
         daemon.signal(SIGHUP)
-        var chunk: UInt64? = nil
-        for _ in 0..<100 {
-            chunk = try client.value("info")["chunk-size"]?.uint64
-            if chunk == 16 * MiB { break }
-            usleep(20_000)
-        }
-        #expect(chunk == 16 * MiB)
+        #expect(try waitUntil { try client.value("info")["chunk-size"]?.uint64 == 16 * MiB })
 
         try box.writeConfig("[Balloon]\nChunkSize=sixteen\n")
         daemon.signal(SIGHUP)
-        for _ in 0..<100 where !daemon.log.contains("keeping the previous configuration") { usleep(20_000) }
-        #expect(daemon.log.contains("keeping the previous configuration"))
+        #expect(waitUntil { daemon.log.contains("keeping the previous configuration") })
         #expect(daemon.log.contains("ChunkSize"))
         #expect(try client.value("info")["chunk-size"]?.uint64 == 16 * MiB)
         #expect(daemon.process.isRunning)

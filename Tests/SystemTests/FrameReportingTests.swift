@@ -1,5 +1,6 @@
 import BalloonProtocol
 import BalloonSystem
+import BalloonTestSupport
 import Foundation
 import Glibc
 import Testing
@@ -20,11 +21,18 @@ func ranges(_ event: Event) -> [(UInt64, UInt64)] {
 }
 
 /// Frame reporting against the real pagemap of this machine (root has
-/// CAP_SYS_ADMIN here, so frame numbers are visible).
+/// CAP_SYS_ADMIN here, so frame numbers are visible). The grace time's
+/// logic is unit-tested on a fake clock (FrameReporterTests); here the
+/// daemon runs with a short grace (BALLOOND_TEST_FRAME_GRACE_MS) where a
+/// test must see it end.
 @Suite(.serialized) struct FrameReporting {
-    func start() throws -> (Sandbox, DaemonProcess, RawClient) {
+    static let shortGrace = "1000"
+
+    func start(graceMilliseconds: String? = nil) throws -> (Sandbox, DaemonProcess, RawClient) {
         let box = try Sandbox(config: "[Balloon]\nChunkSize=16M\n")
-        let daemon = try DaemonProcess(arguments: ["--config", box.configPath], waitForSocket: box.socket)
+        let daemon = try DaemonProcess(
+            arguments: ["--config", box.configPath], waitForSocket: box.socket,
+            environment: graceMilliseconds.map { ["BALLOOND_TEST_FRAME_GRACE_MS": $0] } ?? [:])
         let client = try RawClient(socket: box.socket)
         try client.sync()
         return (box, daemon, client)
@@ -104,7 +112,7 @@ func ranges(_ event: Event) -> [(UInt64, UInt64)] {
     }
 
     @Test func aHostThatGoesAwayDoesNotMakeUnacknowledgedMemorySafe() throws {
-        let (box, daemon, client) = try start()
+        let (box, daemon, client) = try start(graceMilliseconds: Self.shortGrace)
         var events: [Event] = []
         try client.call("set-frame-reporting", ["enabled": true], events: &events)
         try client.call("set-target", ["target": .uint(32 * MiB)], events: &events)
@@ -114,7 +122,7 @@ func ranges(_ event: Event) -> [(UInt64, UInt64)] {
         #expect(seqs.count == 2)
         try client.call("frames-ack", ["seq": .uint(seqs[0])])
         client.fd.close()
-        usleep(300_000)
+        #expect(waitUntil { daemon.log.contains("frame reporting off: the host went away") })
 
         // A new host (reporting off) deflates everything: the chunk the old
         // host never acknowledged waits out the grace time; the other goes.
@@ -125,17 +133,11 @@ func ranges(_ event: Event) -> [(UInt64, UInt64)] {
         _ = try next.waitForEvent("TARGET_REACHED", into: &events)
         #expect(!events.contains { $0.name.hasPrefix("FRAMES_") })
         #expect(balloonLocked(daemon.pid) == 16 * MiB, "unacknowledged memory released before the grace time")
-        var lock: UInt64? = nil
-        for _ in 0..<400 {
-            lock = balloonLocked(daemon.pid)
-            if lock == 0 { break }
-            usleep(20_000)
-        }
-        #expect(lock == 0)
+        #expect(waitUntil { balloonLocked(daemon.pid) == 0 })
     }
 
     @Test func unackedDeflateIsReleasedAfterTheGraceTime() throws {
-        let (box, daemon, client) = try start()
+        let (box, daemon, client) = try start(graceMilliseconds: Self.shortGrace)
         _ = box
         var events: [Event] = []
         try client.call("set-frame-reporting", ["enabled": true], events: &events)
@@ -144,15 +146,8 @@ func ranges(_ event: Event) -> [(UInt64, UInt64)] {
         try client.call("set-target", ["target": 0], events: &events)
         _ = try client.waitForEvent("FRAMES_DEFLATED", into: &events)
         #expect(balloonLocked(daemon.pid) == 16 * MiB)
-        var lock: UInt64? = nil
-        for _ in 0..<400 {  // up to 8 s; the grace is 5 s
-            lock = balloonLocked(daemon.pid)
-            if lock == 0 { break }
-            usleep(20_000)
-        }
-        #expect(lock == 0)
-        for _ in 0..<100 where !daemon.log.contains("did not acknowledge") { usleep(20_000) }
-        #expect(daemon.log.contains("did not acknowledge a deflate"))
+        #expect(waitUntil { balloonLocked(daemon.pid) == 0 })
+        #expect(waitUntil { daemon.log.contains("did not acknowledge a deflate within 1000 ms") })
     }
 
     @Test func badFrameCommandsAreRefused() throws {

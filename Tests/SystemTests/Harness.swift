@@ -1,5 +1,6 @@
 import BalloonProtocol
 import BalloonSystem
+import BalloonTestSupport
 import Foundation
 import Glibc
 import Testing
@@ -75,9 +76,12 @@ final class DaemonProcess: @unchecked Sendable {
     private var stderrData = Data()
     private let lock = NSLock()
 
-    init(arguments: [String], waitForSocket socket: String?) throws {
+    init(arguments: [String], waitForSocket socket: String?, environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: productsDirectory + "/balloond")
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardError = stderrPipe
         process.standardOutput = FileHandle.nullDevice
         stderrPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
@@ -87,12 +91,9 @@ final class DaemonProcess: @unchecked Sendable {
         }
         try process.run()
         if let socket {
-            let deadline = Date().addingTimeInterval(10)
-            while !FileManager.default.fileExists(atPath: socket) {
-                guard process.isRunning, Date() < deadline else {
-                    throw HarnessError("balloond did not create \(socket): \(log)")
-                }
-                usleep(20_000)
+            let created = waitUntil { !process.isRunning || FileManager.default.fileExists(atPath: socket) }
+            guard created, process.isRunning else {
+                throw HarnessError("balloond did not create \(socket): \(log)")
             }
         }
     }
@@ -108,11 +109,7 @@ final class DaemonProcess: @unchecked Sendable {
 
     /// Waits for exit; returns the status, or nil on timeout.
     func waitForExit(timeout: TimeInterval = 15) -> Int32? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning {
-            if Date() > deadline { return nil }
-            usleep(20_000)
-        }
+        guard waitUntil(timeout: .milliseconds(Int64(timeout * 1000)), { !process.isRunning }) else { return nil }
         return process.terminationStatus
     }
 
@@ -130,8 +127,20 @@ final class RawClient {
     var pending: [LineFramer.Item] = []
     var nextID: Int64 = 1
 
+    /// The socket's file appears at bind(2), a moment before listen(2):
+    /// a refused connection is tried again until the daemon listens.
     init(socket: String) throws {
-        fd = try StreamSocket.connectUnix(path: socket)
+        var outcome: Result<Descriptor, SystemError> = .failure(SystemError("connect", subject: socket, errno: .connectionRefused))
+        waitUntil {
+            do throws(SystemError) {
+                outcome = .success(try StreamSocket.connectUnix(path: socket))
+                return true
+            } catch {
+                outcome = .failure(error)
+                return error.errno != .connectionRefused
+            }
+        }
+        fd = try outcome.get()
     }
 
     func send(_ bytes: [UInt8]) throws { try fd.writeAll(bytes) }

@@ -1,5 +1,6 @@
 import BalloonProtocol
 import BalloonSystem
+import BalloonTestSupport
 import Foundation
 import Glibc
 import Testing
@@ -73,8 +74,7 @@ import Testing
         #expect(holders.filter { (statusValue($0, "VmLck") ?? 0) > 0 }.count == 2)
         daemon.signal(SIGKILL)
         _ = daemon.waitForExit()
-        for _ in 0..<100 where holders.contains(where: { kill($0, 0) == 0 }) { usleep(20_000) }
-        #expect(holders.allSatisfy { kill($0, 0) != 0 }, "a holder outlived the daemon")
+        #expect(waitUntil { holders.allSatisfy { kill($0, 0) != 0 } }, "a holder outlived the daemon")
         #expect(abs(Int64(meminfo("Mlocked")) - Int64(baseline)) <= Int64(2 * MiB))
     }
 

@@ -1,0 +1,127 @@
+import BalloonProtocol
+
+/// What tells the daemon the guest needs memory back.
+public enum PressureSignal: Sendable, Equatable {
+    /// The PSI trigger tiers, as `info` names them.
+    public typealias Tier = InfoReply.Trigger.Tier
+    /// A PSI trigger of this tier fired.
+    case psi(Tier)
+    /// MemAvailable fell below the floor.
+    case belowFloor(available: UInt64)
+    /// allocstall_* or pgscan_direct rose in /proc/vmstat: direct reclaim.
+    case directReclaim
+    /// oom_kill rose in /proc/vmstat: the kernel killed something.
+    case oomKill
+    /// A balloon holder process was killed (the OOM killer's last resort took
+    /// balloon memory); the bytes are already gone.
+    case holderKilled(bytes: UInt64)
+
+    /// The reason named in DEFLATED events and logs.
+    public var reason: DeflateReason {
+        switch self {
+        case .psi(.light): .psiLight
+        case .psi(.heavy): .psiHeavy
+        case .psi(.severe): .psiSevere
+        case .belowFloor: .memAvailableFloor
+        case .directReclaim: .directReclaim
+        case .oomKill: .oomKill
+        case .holderKilled: .holderKilled
+        }
+    }
+}
+
+/// How the balloon answers pressure (the `[Pressure]` section).
+public struct PressurePolicy: Sendable, Equatable {
+    /// Share of the balloon a light signal gives back (at least one chunk).
+    public var lightStepPercent: UInt64 = 10
+    /// Below the floor, deflate until MemAvailable is floor + this.
+    public var floorMargin: UInt64 = 64 << 20
+    /// Growth stops this far above the floor: enough that jitter and the
+    /// holders' own pages (about 1 MiB each) do not trip the floor check
+    /// right after the balloon grew, small enough not to waste memory.
+    public var growthHeadroom: UInt64 = 16 << 20
+    /// No growth until the guest has been free of pressure this long.
+    public var quietPeriod: Duration = .seconds(60)
+    /// Signals this soon after the balloon grew are blamed on the growth:
+    /// nothing is deflated, and growth pauses for `selfInflictedPause`.
+    public var selfInflictedWindow: Duration = .seconds(2)
+    /// The breather after a stall the balloon's own growth caused (faulting
+    /// and zeroing pages, compaction). Pressure that is real outlasts it: the
+    /// next signal then comes with no growth in the window and is answered
+    /// in full, with the whole quiet period.
+    public var selfInflictedPause: Duration = .seconds(5)
+
+    public init() {}
+}
+
+extension BalloonController {
+    /// Answers a pressure signal at once: stops growth, starts (or extends)
+    /// the quiet period, and gives memory back unless the signal is blamed on
+    /// the balloon's own growth. Returns the bytes given back.
+    @discardableResult
+    public func pressure(_ signal: PressureSignal) -> UInt64 {
+        let now = clock.now
+        let actual = self.actual
+        var amount: UInt64
+        switch signal {
+        case .psi(.light), .directReclaim:
+            amount = max(actual / 100 * policy.lightStepPercent, limits.chunkSize)
+        case .psi(.heavy):
+            amount = max(actual / 2, limits.chunkSize)
+        case .psi(.severe), .oomKill:
+            amount = actual
+        case let .belowFloor(available):
+            let wanted = limits.availableFloor + policy.floorMargin
+            amount = wanted > available ? roundUpToPage(wanted - available) : 0
+        case let .holderKilled(bytes):
+            // Already gone; account for it and hold where we are.
+            quietUntil = now + policy.quietPeriod
+            pressureCeiling = min(pressureCeiling ?? actual, actual)
+            noteDeflate(bytes, signal, now: now, actual: actual)
+            return bytes
+        }
+        // Stalls right after our own growth are our doing: pause growth only.
+        // A floor breach and an OOM kill are answered whatever caused them.
+        var selfInflicted = false
+        switch signal {
+        case .psi(.light), .psi(.heavy), .psi(.severe), .directReclaim:
+            if let grew = lastGrowthAt, now - grew < policy.selfInflictedWindow { selfInflicted = true }
+        default: break
+        }
+        if selfInflicted {
+            amount = 0
+            quietUntil = max(quietUntil ?? .zero, now + policy.selfInflictedPause)
+        } else {
+            quietUntil = now + policy.quietPeriod
+        }
+        amount = min(amount, actual)
+        if amount > 0 { reserver.shrink(by: amount) }
+        let after = self.actual
+        pressureCeiling = min(pressureCeiling ?? after, after)
+        if amount > 0 { noteDeflate(amount, signal, now: now, actual: after) }
+        return amount
+    }
+
+    /// Whether a pressure backoff is in force now.
+    public var inPressureBackoff: Bool { quietUntil.map { $0 > clock.now } ?? false }
+
+    /// While the balloon holds memory, how often to check MemAvailable and
+    /// /proc/vmstat: every 100 ms near the floor, up to 1 s with headroom;
+    /// nil (no wake-ups at all) while the balloon is empty.
+    public func floorCheckInterval(available: UInt64?) -> Duration? {
+        guard actual > 0 else { return nil }
+        guard let available else { return .seconds(1) }
+        let floor = limits.availableFloor
+        let headroom = available > floor ? available - floor : 0
+        switch headroom {
+        case ..<(128 << 20): return .milliseconds(100)
+        case ..<(256 << 20): return .milliseconds(250)
+        case ..<(512 << 20): return .milliseconds(500)
+        default: return .seconds(1)
+        }
+    }
+
+    func roundUpToPage(_ bytes: UInt64) -> UInt64 {
+        (bytes + limits.pageSize - 1) / limits.pageSize * limits.pageSize
+    }
+}

@@ -1,0 +1,210 @@
+import BalloonController
+import BalloonProtocol
+import BalloonSystem
+
+/// The balloon's memory: a stack of mlocked anonymous regions, one a chunk.
+/// Deflation gives back the newest memory first, shrinking a region's tail
+/// when the target falls inside it. Frame reporting's bookkeeping (what may
+/// be released when) is the `FrameReporter`'s; this reads the frames.
+public final class ChunkStack: MemoryReserver {
+    /// How new chunks are advised for transparent huge pages.
+    public var hugePageAdvice: HugePageAdvice
+    /// Hold chunks in holder processes (the OOM killer's last resort).
+    public var useHolders: Bool
+    public private(set) var heldBytes: UInt64 = 0
+    private(set) var chunks: [Chunk] = []
+    public let reporter: FrameReporter
+    private var pagemap: Pagemap?
+    /// A forked holder waiting for its chunk, so growing never waits for a fork.
+    private var spare: HolderProcess?
+    var warn: (_ message: String) -> Void = { _ in }
+    /// Called each time memory goes back to the kernel during `shrink` (the
+    /// daemon notes the first one of a pressure deflate).
+    var returned: () -> Void = {}
+
+    public init(hugePageAdvice: HugePageAdvice, useHolders: Bool = false, reporter: FrameReporter) {
+        self.hugePageAdvice = hugePageAdvice
+        self.useHolders = useHolders
+        self.reporter = reporter
+    }
+
+    public var reportingFrames: Bool { reporter.enabled }
+
+    /// Ends the spare holder (no growth expected soon, or holders turned off).
+    public func dropSpareHolder() {
+        spare?.release()
+        spare = nil
+    }
+
+    /// Holder pids (chunk holders only), for tests and status.
+    public var holderPIDs: [Int32] {
+        chunks.compactMap { if case let .holder(h) = $0.memory { h.pid } else { nil } }
+    }
+
+    public func grow(by bytes: UInt64) throws(ReserveError) {
+        let memory: ChunkMemory
+        do throws(SystemError) {
+            if useHolders {
+                let holder: HolderProcess
+                if let ready = spare { holder = ready } else { holder = try HolderProcess() }
+                spare = nil
+                holder.startLock(length: Int(bytes), advice: hugePageAdvice)
+                // While it locks (on another CPU), fork the next one; if that
+                // fails, the next growth forks again and says why.
+                spare = try? HolderProcess()
+                try holder.finishLock()
+                memory = .holder(holder)
+            } else {
+                memory = .local(try LockedRegion(length: Int(bytes), advice: hugePageAdvice))
+            }
+        } catch {
+            throw ReserveError(error)
+        }
+        let chunk = Chunk(memory)
+        chunks.append(chunk)
+        heldBytes += bytes
+        if reporter.enabled { reportInflated(chunk) }
+    }
+
+    public func shrink(by bytes: UInt64) {
+        var remaining = min(bytes, heldBytes)
+        while remaining > 0, let last = chunks.last {
+            let length = UInt64(last.length)
+            if length <= remaining {
+                chunks.removeLast()
+                heldBytes -= length
+                remaining -= length
+                if reporter.release(length, of: last.frames, last.memory.release) { returned() }
+            } else {
+                let keep = Int(length - remaining)
+                let (head, tail) = Frames.split(last.frames.runs, atPage: keep / PageSize.bytes)
+                let leaving = ReportedFrames(runs: tail, reportedSeq: last.frames.reportedSeq, holdUntil: last.frames.holdUntil)
+                last.frames.runs = head
+                last.length = keep
+                let (tailLength, releaseTail) = last.memory.splitTail(keeping: keep)
+                if reporter.release(UInt64(tailLength), of: leaving, releaseTail) { returned() }
+                heldBytes -= remaining
+                remaining = 0
+            }
+        }
+        // An empty balloon keeps no spare holder around.
+        if heldBytes == 0 { dropSpareHolder() }
+    }
+
+    /// Gives everything back at once, without waiting for anyone (shutdown).
+    public func releaseAll() {
+        dropSpareHolder()
+        shrink(by: heldBytes)
+        reporter.releaseAll()
+    }
+
+    /// Finds holders that died on their own (the OOM killer's last resort):
+    /// their memory is already back with the kernel. Returns the bytes lost.
+    public func reapDeadHolders() -> UInt64 {
+        var lost: UInt64 = 0
+        chunks.removeAll { chunk in
+            guard case let .holder(h) = chunk.memory, reaped(h) else { return false }
+            lost += UInt64(chunk.length)
+            reporter.lost(chunk.frames)
+            return true
+        }
+        heldBytes -= lost
+        // A spare the OOM killer took (or that died) is simply replaced later.
+        if let s = spare, reaped(s) { spare = nil }
+        return lost
+    }
+
+    private func reaped(_ holder: HolderProcess) -> Bool {
+        do {
+            guard try ProcessControl.reapIfExited(holder.pid) else { return false }
+        } catch {
+            warn("cannot check balloon holder \(holder.pid): \(error)")
+            return false
+        }
+        holder.markReaped()
+        return true
+    }
+
+    // MARK: - Frame reporting
+
+    public enum FrameReportingError: Error, CustomStringConvertible {
+        case unavailable(String)
+        public var description: String {
+            switch self { case let .unavailable(why): "frame reporting is unavailable: \(why)" }
+        }
+    }
+
+    /// Switches reporting on and reads the frames held now; returns their
+    /// number. `reportHeldFrames()` then sends them (after the reply).
+    public func enableFrameReporting() throws(FrameReportingError) -> Int {
+        if pagemap == nil {
+            do { pagemap = try Pagemap() } catch { throw .unavailable("\(error)") }
+        }
+        // Probe before saying yes: without CAP_SYS_ADMIN frames are hidden.
+        if let probe = chunks.first {
+            do { _ = try Pagemap(path: probe.memory.pagemapPath).frames(at: probe.memory.address, pages: 1) } catch {
+                throw .unavailable("\(error)")
+            }
+        } else {
+            do {
+                let scratch = try LockedRegion(length: PageSize.bytes, hugePages: false)
+                defer { scratch.release() }
+                _ = try pagemap!.frames(at: scratch.base, pages: 1)
+            } catch let error as Pagemap.Failure {
+                throw .unavailable(error.description)
+            } catch {
+                throw .unavailable("\(error)")
+            }
+        }
+        reporter.enable()
+        return chunks.reduce(0) { $0 + $1.pages }
+    }
+
+    /// Reports every chunk held now (FRAMES_INFLATED, one event a chunk).
+    public func reportHeldFrames() {
+        for chunk in chunks where chunk.frames.reportedSeq == nil { reportInflated(chunk) }
+    }
+
+    public func disableFrameReporting() { reporter.disable(chunks.map(\.frames)) }
+
+    /// The host finished acting on every FRAMES_* event up to `seq`.
+    public func acknowledge(_ seq: UInt64) { reporter.acknowledge(seq, chunks: chunks.map(\.frames)) }
+
+    /// Re-reads every chunk's frames; reports frames that moved. Returns the
+    /// number of pages whose frame changed.
+    public func rescanFrames() -> Int {
+        guard reporter.enabled else { return 0 }
+        var moved = 0
+        for chunk in chunks {
+            let fresh: [FrameRun]
+            do { fresh = try frames(of: chunk) } catch {
+                warn("cannot re-read the frames of a \(chunk.length)-byte chunk: \(error)")
+                continue
+            }
+            moved += reporter.rescanned(chunk.frames, fresh: fresh, pages: chunk.pages)
+        }
+        return moved
+    }
+
+    private func frames(of chunk: Chunk) throws -> [FrameRun] {
+        let map: Pagemap
+        switch chunk.memory {
+        case .local:
+            guard let pagemap else { throw Pagemap.Failure.framesHidden }
+            map = pagemap
+        case .holder:
+            map = try Pagemap(path: chunk.memory.pagemapPath)
+        }
+        var runs: [FrameRun] = []
+        try map.forEachRun(at: chunk.memory.address, pages: chunk.pages) { runs.append(FrameRun(pageOffset: $0, pfn: $1, count: $2)) }
+        return runs
+    }
+
+    private func reportInflated(_ chunk: Chunk) {
+        do {
+            reporter.reportInflated(chunk.frames, runs: try frames(of: chunk))
+        } catch {
+            warn("cannot read the frames of a \(chunk.length)-byte chunk: \(error)")
+        }
+    }
+}

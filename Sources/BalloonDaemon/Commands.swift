@@ -1,0 +1,135 @@
+import BalloonController
+import BalloonProtocol
+import BalloonSystem
+import Logging
+
+/// The host's requests: one typed `Command` each, answered in order.
+extension Daemon {
+    func handle(_ item: LineFramer.Item) {
+        switch item {
+        case .resync: break
+        case let .tooLong(limit):
+            reply(Response(id: nil, result: .failure(ProtocolError(.lineTooLong, "line longer than \(limit) bytes discarded"))))
+        case let .line(bytes):
+            let message: Message
+            do {
+                message = try Message.decode(bytes)
+            } catch {
+                reply(Response(id: nil, result: .failure(error)))
+                return
+            }
+            guard case let .request(request) = message else {
+                reply(Response(id: nil, result: .failure(ProtocolError(.malformedMessage, "the guest accepts only requests (\"execute\")"))))
+                return
+            }
+            let result: Result<JSON, ProtocolError>
+            var synced = false
+            do {
+                let command = try Command(request)
+                result = .success(try execute(command))
+                if case .sync = command { synced = true }
+            } catch {
+                result = .failure(error)
+            }
+            // Events queued before the request was handled go first.
+            publishEvents()
+            if synced { link.send([LineFramer.resyncByte]) }
+            reply(Response(id: request.id, result: result))
+            if let work = afterReply {
+                afterReply = nil
+                work()
+                publishEvents()
+            }
+        }
+    }
+
+    private func reply(_ response: Response) {
+        link.send(Message.response(response).encoded())
+    }
+
+    private func execute(_ command: Command) throws(ProtocolError) -> JSON {
+        switch command {
+        case let .sync(id):
+            return id
+        case .info:
+            return infoReply().json
+        case let .setTarget(requested):
+            let target: UInt64
+            do {
+                target = try controller.setTarget(requested)
+            } catch {
+                throw ProtocolError(.invalidParameter, "\(command.name.rawValue): \(error)")
+            }
+            needsStep = true
+            logger.info("new target", metadata: [
+                "target": "\(HumanBytes.format(target))", "actual": "\(HumanBytes.format(controller.actual))",
+            ])
+            return SetTargetReply(target: target, effectiveTarget: controller.effectiveTarget, actual: controller.actual).json
+        case .query:
+            return queryReply().json
+        case .stats:
+            return sampler.statsReply(target: controller.target, actual: controller.actual).json
+        case let .setStatsInterval(interval):
+            do { try setStatsInterval(interval) } catch {
+                throw ProtocolError(.genericError, "\(command.name.rawValue): \(error)")
+            }
+            return StatsIntervalReply(interval: interval).json
+        case let .setFrameReporting(enabled):
+            var held = 0
+            if enabled {
+                do { held = try chunks.enableFrameReporting() } catch {
+                    throw ProtocolError(.genericError, "\(command.name.rawValue): \(error)")
+                }
+                afterReply = { [unowned self] in self.chunks.reportHeldFrames() }
+                frames.reportingStarted()
+                logger.info("frame reporting on", metadata: ["frames": "\(held)"])
+            } else {
+                frames.stopReporting(because: "the host asked")
+            }
+            return FrameReportingReply(enabled: enabled, pageSize: controller.limits.pageSize, frames: UInt64(held)).json
+        case let .framesAck(seq):
+            chunks.acknowledge(seq)
+            return FramesAckReply(acked: seq).json
+        case .rescanFrames:
+            guard chunks.reportingFrames else {
+                throw ProtocolError(.genericError, "\(command.name.rawValue): frame reporting is off (\(Command.Name.setFrameReporting.rawValue) first)")
+            }
+            return RescanFramesReply(moved: UInt64(chunks.rescanFrames())).json
+        case .serveStatus:
+            // Decoded for the guest scope, this never comes; answered as unknown.
+            throw Command.notFound(command.name.rawValue)
+        }
+    }
+
+    func infoReply() -> InfoReply {
+        let limits = controller.limits
+        let advice: InfoReply.HugePageAdvice = switch chunks.hugePageAdvice {
+        case .advise: .advise
+        case .forbid: .forbid
+        case .leave: .leave
+        }
+        return InfoReply(
+            version: balloondVersion, pageSize: limits.pageSize, memoryTotal: limits.memoryTotal,
+            maxBalloon: limits.maxBalloon, memAvailableFloor: limits.availableFloor, chunkSize: limits.chunkSize,
+            transparentHugePages: chunks.hugePageAdvice != .forbid && systemHugePageMode().map { $0 != "never" } == true,
+            hugePageAdvice: advice, channel: link.endpoint?.label ?? "", pressureTriggers: pressure.triggerInfo,
+            holderProcesses: config.holderProcesses, protectedFromOOMKiller: pressure.protectedFromOOM)
+    }
+
+    func queryReply() -> QueryReply {
+        let limits = controller.limits
+        let now = clock.now
+        let last = controller.lastDeflate.map { d in
+            QueryReply.Pressure.LastDeflate(bytes: d.bytes, reason: d.reason.reason, ago: now - d.at, timing: lastDeflateTiming)
+        }
+        let pressure = QueryReply.Pressure(
+            state: controller.inPressureBackoff ? .backoff : .calm, ceiling: controller.pressureCeiling,
+            quietFor: controller.quietUntil.map { $0 > now ? $0 - now : .zero },
+            deflatedTotal: controller.pressureDeflatedBytes, lastDeflate: last)
+        return QueryReply(
+            target: controller.target, effectiveTarget: controller.effectiveTarget, actual: controller.actual,
+            state: controller.state,
+            limits: .init(memoryTotal: limits.memoryTotal, maxBalloon: limits.maxBalloon, memAvailableFloor: limits.availableFloor, chunkSize: limits.chunkSize),
+            reason: controller.reason, pressure: pressure)
+    }
+}

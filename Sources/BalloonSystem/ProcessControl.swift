@@ -1,0 +1,56 @@
+import Glibc
+
+/// Process-wide calls the daemon and the executables need: signal
+/// dispositions, reaping children, the environment, standard error, and
+/// removing a socket's file.
+public enum ProcessControl {
+    /// A host that hangs up must not kill the daemon with SIGPIPE: writes
+    /// then fail with EPIPE, which the caller handles.
+    public static func ignoreBrokenPipe() {
+        // signal() fails only for an invalid signal number.
+        _ = signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// Reaps `pid` if it has exited; false while it runs.
+    public static func reapIfExited(_ pid: pid_t) throws(SystemError) -> Bool {
+        var status: Int32 = 0
+        return try syscall("waitpid", subject: "\(pid)") { waitpid(pid, &status, WNOHANG) } == pid
+    }
+
+    /// An environment variable's value, nil when unset.
+    public static func environment(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
+    }
+
+    /// Writes to descriptor 2 without buffering (the last words of a failing
+    /// process, or log lines when the journal cannot take them).
+    public static func writeToStandardError(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                guard let n = try? syscall("write", subject: "stderr", { write(2, buffer.baseAddress! + offset, buffer.count - offset) }),
+                      n > 0 else { return }  // Nowhere left to report a failing stderr.
+                offset += n
+            }
+        }
+    }
+
+    /// Removes a file (a unix socket's path when its listener closes).
+    public static func removeFile(_ path: String) throws(SystemError) {
+        _ = try syscall("unlink", subject: path) { unlink(path) }
+    }
+
+    /// The device and inode behind a descriptor (is fd 2 still the journal
+    /// stream systemd named in JOURNAL_STREAM?).
+    public static func fileIdentity(of fd: Int32) throws(SystemError) -> (device: UInt64, inode: UInt64) {
+        var st = stat()
+        _ = try syscall("fstat", subject: "descriptor \(fd)") { fstat(fd, &st) }
+        return (UInt64(st.st_dev), UInt64(st.st_ino))
+    }
+
+    /// Blocks this thread for good (a test fault that stalls the event loop
+    /// so the supervisor's watchdog can be seen to act).
+    public static func stallForever() -> Never {
+        while true { sleep(3600) }
+    }
+}
