@@ -12,4 +12,5 @@ static=$(swift build -c release --static-swift-stdlib --scratch-path .build-deb 
 swift build -c release --static-swift-stdlib --scratch-path .build-deb --product balloond >/dev/null
 mkdir -p bench/out
 gcc -O2 -Wall -o bench/out/mlock_baseline bench/mlock_baseline.c
-"$bin/balloon-bench" --balloond "$static/balloond" --baseline bench/out/mlock_baseline --out bench "$@"
+commit="$(git rev-parse HEAD)$(git diff --quiet HEAD -- Sources Package.swift bench || echo -dirty)"
+"$bin/balloon-bench" --balloond "$static/balloond" --baseline bench/out/mlock_baseline --out bench --commit "$commit" "$@"

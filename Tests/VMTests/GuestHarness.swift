@@ -1,6 +1,7 @@
 import BalloonHost
 import BalloonProtocol
 import BalloonSystem
+import BalloonTestSupport
 import Foundation
 import Glibc
 import Testing
@@ -99,12 +100,13 @@ final class Guest {
         try sh("printf '\(config)' > /tmp/\(name).conf")
         let pid = try sh("balloond --config /tmp/\(name).conf \(arguments) >/tmp/\(name).log 2>&1 & echo $!")
         guard let p = Int32(pid.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw GuestError("no pid: \(pid)") }
-        for _ in 0..<300 {
-            if try daemonLog(name).contains("started") { return p }
+        let started = try waitUntil(timeout: .seconds(30), interval: .milliseconds(100)) {
+            if try daemonLog(name).contains("started") { return true }
             if try run("kill -0 \(p)").status != 0 { throw GuestError("balloond died at start:\n\(try daemonLog(name))") }
-            usleep(100_000)
+            return false
         }
-        throw GuestError("balloond did not start:\n\(try daemonLog(name))")
+        guard started else { throw GuestError("balloond did not start:\n\(try daemonLog(name))") }
+        return p
     }
 
     func daemonLog(_ name: String = "balloond") throws -> String { try sh("cat /tmp/\(name).log") }

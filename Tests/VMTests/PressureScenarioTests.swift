@@ -152,7 +152,15 @@ final class PressureGuest {
                 #expect(signalAt <= first && first <= deflatedAt, "\(label): \(e.data)")
             }
         }
-        #expect(status.actual == deflated.last?.data["actual"]?.uint64 ?? status.actual)
+        // The query agrees with the last DEFLATED (no growth since: the
+        // backoff's quiet period outlasts the workload's tail).
+        let last = try #require(try deflated.last.map { e throws -> DeflatedEvent in
+            guard case let .deflated(d) = try GuestEvent(e) else { throw GuestError("not DEFLATED: \(e.name)") }
+            return d
+        }, "\(label): no DEFLATED event")
+        #expect(status.actual == last.actual, "\(label): query actual \(status.actual), last DEFLATED actual \(last.actual)")
+        #expect(status.pressure.lastDeflate?.bytes == last.bytes && status.pressure.lastDeflate?.reason == last.reason,
+                "\(label): query's last-deflate \(String(describing: status.pressure.lastDeflate)) is not the last DEFLATED \(last)")
         #expect(status.pressure.deflatedTotal > 0, "\(label): query shows no pressure deflate")
         let summary = deflated.map { "\($0.data["reason"]?.string ?? "?"):\(($0.data["bytes"]?.uint64 ?? 0) / MiB)M" }
         print("\(label): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines)); deflates \(summary); holders killed \(killed.count); actual now \(status.actual / MiB) MiB")

@@ -1,6 +1,7 @@
 import BalloonHost
 import BalloonProtocol
 import BalloonSystem
+import BalloonTestSupport
 import Foundation
 import Glibc
 import Testing
@@ -61,15 +62,14 @@ struct HostReclaim {
             serve.standardOutput = logHandle
             serve.standardError = logHandle
             try serve.run()
-            for _ in 0..<300 where !FileManager.default.fileExists(atPath: control) { usleep(100_000) }
             // Wait until serve has synced and switched frame reporting on.
-            var status = JSON.null
-            for _ in 0..<600 {
+            let status = try waitFor(timeout: .seconds(90), interval: .milliseconds(100)) { () throws -> JSON? in
+                guard FileManager.default.fileExists(atPath: control) else { return nil }
                 let r = try runHost(["--control", control, "--json", "serve-status"])
-                if r.status == 0, let j = try? JSON.parse(r.output.trimmingCharacters(in: .whitespacesAndNewlines)),
-                   j["frame-reporting"]?.bool == true { status = j; break }
-                usleep(100_000)
-            }
+                guard r.status == 0, let j = try? JSON.parse(r.output.trimmingCharacters(in: .whitespacesAndNewlines)),  // not JSON yet: keep waiting
+                      j["frame-reporting"]?.bool == true else { return nil }
+                return j
+            } ?? .null
             #expect(status["frame-reporting"]?.bool == true, "serve did not enable frame reporting: \((try? String(contentsOfFile: serveLog, encoding: .utf8)) ?? "")")
 
             let before = allocatedBytes(backend)
@@ -77,10 +77,9 @@ struct HostReclaim {
             #expect(set.status == 0, "set 512M: \(set.output)")
             // serve frees as reports arrive; give it a moment to finish.
             var after = allocatedBytes(backend)
-            for _ in 0..<100 {
+            waitUntil(timeout: .seconds(10), interval: .milliseconds(100)) {
                 after = allocatedBytes(backend)
-                if before > after, before - after >= 512 * MiB * 95 / 100 { break }
-                usleep(100_000)
+                return before > after && before - after >= 512 * MiB * 95 / 100
             }
             let freed = Int64(before) - Int64(after)
             #expect(freed >= Int64(512 * MiB * 95 / 100), "the backend's blocks dropped by \(freed / Int64(MiB)) MiB (\(before / MiB) → \(after / MiB) MiB)")

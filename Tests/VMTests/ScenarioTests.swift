@@ -1,6 +1,7 @@
 import BalloonHost
 import BalloonProtocol
 import BalloonSystem
+import BalloonTestSupport
 import Foundation
 import Glibc
 import Testing
@@ -10,9 +11,11 @@ let portConfig = "[Channel]\\nListen=virtio-serial:org.balloond.0\\n[Balloon]\\n
 /// Issue 3's scenarios in a real guest (QEMU TCG, 1 GiB, Debian's cloud kernel).
 @Suite(.serialized, .enabled(if: vmTestsEnabled, "set BALLOOND_VM_TESTS=1 (make test does)"))
 struct RealGuestScenarios {
-    /// 1. The host attaches after the daemon starts, and before it: bytes
-    /// written early are delivered to the daemon when it opens the port, and
-    /// `sync` makes them harmless.
+    /// 1. The host attaches after the daemon starts, and before it. The port
+    /// keeps what a host wrote while no daemon had it open: a complete request
+    /// is executed when the daemon opens the port (sync cannot recall it; it
+    /// discards the stale reply and events), a partial line is dropped by the
+    /// host's 0xFF, not joined to the next request (docs/protocol.md).
     @Test func hostConnectsAfterAndBeforeTheDaemonStarts() throws {
         let guest = try Guest(name: "connect")
         try withGuestDiagnostics(guest) {
@@ -23,21 +26,29 @@ struct RealGuestScenarios {
             #expect(info.channel == "virtio-serial:/dev/virtio-ports/org.balloond.0")
             session.close()
             try guest.sh("kill -TERM \(pid); while kill -0 \(pid) 2>/dev/null; do sleep 0.1; done")
+            let mlocked0 = try guest.meminfo("Mlocked")
 
-            // No daemon: the host connects and writes a stale request and half
-            // of another; the port holds them for the next opener.
+            // No daemon: the host writes a complete set-target and half of
+            // another request. When writeAll returns the bytes are in QEMU's
+            // chardev socket, which QEMU reads only once the guest opens the
+            // port: nothing to wait for.
             let early = try StreamSocket.connectUnix(path: guest.port0)
-            try early.writeAll(Array("{\"execute\":\"query\",\"id\":\"stale\"}\n{\"execute\":\"set-tar".utf8))
-            usleep(500_000)
+            let stale = 64 * MiB
+            try early.writeAll(Array("{\"execute\":\"set-target\",\"arguments\":{\"target\":\(stale)},\"id\":\"stale\"}\n{\"execute\":\"set-tar".utf8))
             pid = try guest.startDaemon(config: portConfig)
             let late = GuestSession(descriptor: early, timeout: .seconds(60))
+            // Answered at all: the half line was dropped by sync's 0xFF (joined
+            // to the sync request it would make that line malformed, unanswered).
             _ = try late.sync()
             let status = try late.query()
-            #expect(status.target == 0)
-            #expect(status.actual == 0)
-            // The stale request reached the daemon (it answered into the void
-            // that sync discarded), and the half line was dropped, not joined.
-            #expect(try guest.daemonLog().contains("target") == true)
+            #expect(status.target == stale, "the complete request written before the daemon opened the port was not executed")
+            // It really moved: the daemon locked that memory.
+            let locked = try waitUntil(timeout: .seconds(240), interval: .milliseconds(200)) {
+                try late.query().actual == stale
+            }
+            #expect(locked, "the balloon did not reach the early target")
+            #expect(abs(Int64(try guest.meminfo("Mlocked")) - Int64(mlocked0) - Int64(stale)) <= Int64(2 * MiB))
+            #expect(try guest.balloonLocked(pid) == stale)
             #expect(try guest.run("kill -0 \(pid)").status == 0)
         }
     }
@@ -76,8 +87,13 @@ struct RealGuestScenarios {
             s.close()
 
             // Nobody attached: the port reports HUP without end; the daemon
-            // must not spin. utime+stime over 10 s, in ticks of 10 ms.
-            usleep(500_000)
+            // must not spin. Once it has seen the last detach, utime+stime
+            // over 10 s, in ticks of 10 ms.
+            let detached = try waitUntil(timeout: .seconds(60), interval: .milliseconds(100)) {
+                let log = try guest.daemonLog()
+                return log.components(separatedBy: "host detached").count == log.components(separatedBy: "host attached").count
+            }
+            #expect(detached, "balloond did not log the last detach")
             let before = try guest.cpuTicks(pid)
             try guest.sh("sleep 10")
             let used = try guest.cpuTicks(pid) - before
@@ -175,10 +191,9 @@ struct RealGuestScenarios {
             let session = try hostSession(guest)
             _ = try session.setTarget(target)
             var actual: UInt64 = 0
-            for _ in 0..<2000 {
+            _ = try waitUntil(timeout: .seconds(240), interval: .milliseconds(20)) {
                 actual = try session.query().actual
-                if actual >= target * 6 / 10 { break }
-                usleep(20_000)
+                return actual >= target * 6 / 10
             }
             #expect(actual >= target * 6 / 10 && actual < target, "could not catch the inflation mid-way (actual \(actual))")
             try guest.sh("kill -KILL \(pid); while kill -0 \(pid) 2>/dev/null; do sleep 0.05; done")

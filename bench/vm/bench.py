@@ -16,7 +16,12 @@ removed) so the backend file is mostly allocated. Then:
 
 Host memory freed = drop of the backend file's allocated bytes (st_blocks x 512)
 from before the inflate to after it, each read once the value stops changing.
-Runs alternate balloond, kernel, balloond, ... Python 3.11 stdlib only.
+Runs come in pairs, one of each driver; which goes first alternates from pair to
+pair (balloond first in odd pairs). Both balloons are checked to be the same
+size (balloond's `actual`, the kernel's RAM - `query-balloon` actual). Every
+results file carries its provenance (commit, date, host, load, guest CPU model,
+guest THP mode, balloond --dump-config in the guest). Prints pass/FAIL per
+goal; exits 1 on a miss. Python 3.11 stdlib only.
 """
 
 from __future__ import annotations
@@ -174,6 +179,12 @@ class Guest:
         out = self.sh("grep -E '^(MemTotal|MemFree|MemAvailable|Mlocked):' /proc/meminfo")
         return {l.split(":")[0]: int(l.split()[1]) * 1024 for l in out.splitlines() if ":" in l}
 
+    def facts(self) -> dict:
+        """The guest's CPU model and THP mode, as this run saw them."""
+        cpu = self.sh("grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2-").strip()
+        thp = self.sh("cat /sys/kernel/mm/transparent_hugepage/enabled").strip()
+        return {"guest_cpu_model": cpu, "guest_thp": thp}
+
     def fill(self) -> float:
         t0 = time.monotonic()
         self.sh(FILL, timeout=300)
@@ -188,10 +199,12 @@ def balloond_run(args, name: str) -> dict:
     bc = args.balloonctl
     with Guest(name, args.initramfs, args.guest_cpu) as g:
         fill_s = g.fill()
+        facts = g.facts()
         conf = ""
         if args.balloond_thp is not None:  # a diagnostic variant; the record uses the defaults
             g.sh(f"printf '[Balloon]\\nTransparentHugePages={args.balloond_thp}\\n' >/tmp/balloond.conf")
             conf = " --config /tmp/balloond.conf"
+        facts["balloond_dump_config"] = g.sh(f"balloond{conf} --dump-config")
         g.sh(f"setsid balloond{conf} </dev/null >/tmp/balloond.log 2>&1 & echo $!")
         ctl = os.path.join(g.wd, "ctl.sock")
         serve_log = open(os.path.join(g.wd, "serve.log"), "w")
@@ -238,6 +251,7 @@ def balloond_run(args, name: str) -> dict:
             after, settled = settle(g.backend, t0)
             mem1 = g.meminfo()
             status = ctl_json("serve-status")
+            balloon = ctl_json("query")["actual"]
 
             t2 = time.monotonic()
             r = subprocess.run([bc, "--control", ctl, "--timeout", "60", "set", "0", "--wait", "--wait-timeout", "180"],
@@ -251,7 +265,8 @@ def balloond_run(args, name: str) -> dict:
             with open(os.path.join(g.wd, "balloond.log"), "w") as f:
                 f.write(glog)
             return {
-                "driver": "balloond", "guest_ready_seconds": g.ready_seconds, "fill_seconds": fill_s,
+                "driver": "balloond", **facts, "balloon_bytes": balloon,
+                "guest_ready_seconds": g.ready_seconds, "fill_seconds": fill_s,
                 "loadavg_1min": load, "qemu_processes": other_qemus(),
                 "balloonctl_query_seconds_median": statistics.median(rtt),
                 "inflate_seconds": t1 - t0, "deflate_seconds": t3 - t2,
@@ -279,6 +294,7 @@ def balloond_run(args, name: str) -> dict:
 def kernel_run(args, name: str) -> dict:
     with Guest(name, args.initramfs, args.guest_cpu) as g:
         fill_s = g.fill()
+        facts = g.facts()
         g.sh("vmload virtio_balloon && grep -q '^virtio_balloon ' /proc/modules")
         q = QMP(os.path.join(g.wd, "qmp.sock"))
         try:
@@ -305,12 +321,14 @@ def kernel_run(args, name: str) -> dict:
             inflate_s, polls_in = move(RAM - BALLOON)
             after, settled = settle(g.backend, t0)
             mem1 = g.meminfo()
+            balloon = RAM - q.cmd("query-balloon")["actual"]
             t2 = time.monotonic()
             deflate_s, polls_out = move(RAM)
             mem2 = g.meminfo()
             after_deflate, _ = settle(g.backend, t2)
             return {
-                "driver": "virtio_balloon", "guest_ready_seconds": g.ready_seconds, "fill_seconds": fill_s,
+                "driver": "virtio_balloon", **facts, "balloon_bytes": balloon,
+                "guest_ready_seconds": g.ready_seconds, "fill_seconds": fill_s,
                 "loadavg_1min": load, "qemu_processes": other_qemus(),
                 "inflate_seconds": inflate_s, "deflate_seconds": deflate_s,
                 "query_balloon_polls": [polls_in, polls_out],
@@ -344,14 +362,17 @@ def machine(args) -> dict:
         "host_kernel": platform.release(), "cpus": os.cpu_count(), "cpu": cpu,
         "qemu": cmd_out(["qemu-system-x86_64", "--version"]).splitlines()[0],
         "guest_kernel": open(kver_file).read().strip() if os.path.exists(kver_file) else None,
-        "commit": cmd_out(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]),
+        "commit": cmd_out(["git", "-C", REPO, "rev-parse", "HEAD"])
+                  + ("" if subprocess.run(["git", "-C", REPO, "diff", "--quiet", "HEAD", "--", "Sources", "Package.swift",
+                                           "bench", "tests/vm"]).returncode == 0 else "-dirty"),
         "guest_cpu": args.guest_cpu,
         "guest": f"QEMU TCG, -machine pc -cpu {args.guest_cpu}, -m 1G, 1 vCPU, memory-backend-file share=on in /dev/shm, "
                  "virtio-balloon-pci present in every run",
         "balloond_config": "built-in defaults (ChunkSize=64M, TransparentHugePages=auto, MaxBalloon=80%, "
                            "MemAvailableFloor=256M 3%)" if args.balloond_thp is None else
                            f"defaults but TransparentHugePages={args.balloond_thp} (diagnostic variant)",
-        "method": "fresh guest boot per run; runs alternate balloond, virtio_balloon; medians; ratios are "
+        "method": "fresh guest boot per run; pairs of one balloond and one virtio_balloon run, which goes first "
+                  "alternating (balloond first in odd pairs); min/median/max; ratios are "
                   "median(balloond)/median(virtio_balloon) from this invocation",
         "runs": args.runs,
     }
@@ -375,19 +396,32 @@ def summarise(results: dict) -> None:
                   "balloond_median": med(b, key), "virtio_balloon_median": med(k, key)}
         s[key]["ratio"] = s[key]["balloond_median"] / s[key]["virtio_balloon_median"]
         s[key]["pair_ratios"] = [x[key] / y[key] for x, y in zip(b, k)]
+        for name, rs in (("balloond", b), ("virtio_balloon", k)):
+            s[key][f"{name}_min"], s[key][f"{name}_max"] = min(r[key] for r in rs), max(r[key] for r in rs)
     for field in ("MemTotal", "MemFree", "MemAvailable", "Mlocked"):
         s[f"guest_{field}_inflate_delta"] = {
             "balloond_median": statistics.median(r["guest_meminfo_inflate_delta"].get(field, 0) for r in b),
             "virtio_balloon_median": statistics.median(r["guest_meminfo_inflate_delta"].get(field, 0) for r in k)}
     results["summary"] = s
+    sizes = sorted({r["balloon_bytes"] for r in results["runs"]})
+    s["balloon_bytes"] = sizes
     goals = {
+        "same_balloon_size_both_drivers": sizes == [BALLOON],
         "inflate_time_ratio_at_most_0.5": s["inflate_seconds"]["ratio"] <= 0.5,
         "host_bytes_freed_ratio_at_least_1": s["host_bytes_freed"]["ratio"] >= 1.0,
     }
     results["goals"] = goals
     results["pass"] = all(goals.values())
+    for key in ("guest_cpu_model", "guest_thp"):
+        results["machine"][key] = sorted({r[key] for r in results["runs"]})
+    configs = sorted({r["balloond_dump_config"] for r in b})
+    results["machine"]["balloond_effective_config"] = configs[0] if len(configs) == 1 else configs
     loads = [r["loadavg_1min"] for r in results["runs"]]
     results["machine"]["loadavg_1min_during_runs"] = [min(loads), max(loads)]
+
+
+def spread(entry: dict, driver: str, fmt) -> str:
+    return f"{fmt(entry[driver + '_median'])} ({fmt(entry[driver + '_min'])}–{fmt(entry[driver + '_max'])})"
 
 
 def markdown(results: dict) -> str:
@@ -398,23 +432,32 @@ def markdown(results: dict) -> str:
         "# balloond vs the kernel's virtio_balloon in a QEMU TCG guest (`make bench-vm`)",
         "",
         f"{m['date']}, host kernel {m['host_kernel']}, {m['cpus']} CPUs ({m['cpu']}), {m['qemu']}, "
-        f"guest kernel {m['guest_kernel']}, commit {m['commit']}.",
+        f"guest kernel {m['guest_kernel']}, commit `{m['commit']}`; host load average at start "
+        f"{' '.join(f'{x:.2f}' for x in m['loadavg_start'])}.",
+        f"Guest CPU model (guest /proc/cpuinfo): {', '.join(m['guest_cpu_model'])}; guest THP "
+        f"`{', '.join(m['guest_thp'])}`. balloond's effective settings in the guest (`balloond --dump-config`): "
+        + " ".join(f"`{l}`" for l in (m['balloond_effective_config'] if isinstance(m['balloond_effective_config'], str)
+                                      else m['balloond_effective_config'][0]).splitlines()
+                   if l and not l.startswith("#") and "=" in l) + ".",
         f"Guest: {m['guest']}. balloond: {m['balloond_config']}. "
-        f"Fresh guest per run, {n} runs each, alternating balloond / virtio_balloon; medians. "
+        f"Fresh guest per run, {n} pairs (one run of each driver; balloond first in odd pairs, the kernel in "
+        "even ones); medians, with min–max. "
         f"Host load average (1 min) during the runs {m['loadavg_1min_during_runs'][0]:.2f}–"
         f"{m['loadavg_1min_during_runs'][1]:.2f}, with other sessions' builds and QEMU guests running "
         "(TCG times vary with that; the runs alternate so both drivers see it).",
         "",
-        f"| 512 MiB balloon (median of {n}) | balloond | virtio_balloon | balloond / kernel | goal | |",
+        f"| 512 MiB balloon (median of {n}; min–max) | balloond | virtio_balloon | balloond / kernel | goal | |",
         "|---|---|---|---|---|---|",
-        f"| inflate: time to reach the target | {fmt_s(s['inflate_seconds']['balloond_median'])} | "
-        f"{fmt_s(s['inflate_seconds']['virtio_balloon_median'])} | {s['inflate_seconds']['ratio']:.2f} | ≤ 0.5 | "
+        f"| balloon size at the target (both drivers) | {', '.join(fmt_mib(x) for x in s['balloon_bytes'])} | | | "
+        f"= {fmt_mib(BALLOON)} each | {pf(g['same_balloon_size_both_drivers'])} |",
+        f"| inflate: time to reach the target | {spread(s['inflate_seconds'], 'balloond', fmt_s)} | "
+        f"{spread(s['inflate_seconds'], 'virtio_balloon', fmt_s)} | {s['inflate_seconds']['ratio']:.2f} | ≤ 0.5 | "
         f"{pf(g['inflate_time_ratio_at_most_0.5'])} |",
-        f"| host memory freed (backend file blocks) | {fmt_mib(s['host_bytes_freed']['balloond_median'])} | "
-        f"{fmt_mib(s['host_bytes_freed']['virtio_balloon_median'])} | {s['host_bytes_freed']['ratio']:.4f} | ≥ 1 | "
+        f"| host memory freed (backend file blocks) | {spread(s['host_bytes_freed'], 'balloond', fmt_mib)} | "
+        f"{spread(s['host_bytes_freed'], 'virtio_balloon', fmt_mib)} | {s['host_bytes_freed']['ratio']:.4f} | ≥ 1 | "
         f"{pf(g['host_bytes_freed_ratio_at_least_1'])} |",
-        f"| deflate: time to reach 0 | {fmt_s(s['deflate_seconds']['balloond_median'])} | "
-        f"{fmt_s(s['deflate_seconds']['virtio_balloon_median'])} | {s['deflate_seconds']['ratio']:.2f} | — | |",
+        f"| deflate: time to reach 0 | {spread(s['deflate_seconds'], 'balloond', fmt_s)} | "
+        f"{spread(s['deflate_seconds'], 'virtio_balloon', fmt_s)} | {s['deflate_seconds']['ratio']:.2f} | — | |",
         f"| inflate: host blocks at their final value by | {fmt_s(s['host_freed_settled_seconds']['balloond_median'])} | "
         f"{fmt_s(s['host_freed_settled_seconds']['virtio_balloon_median'])} | "
         f"{s['host_freed_settled_seconds']['ratio']:.2f} | — | |",
@@ -434,12 +477,12 @@ def markdown(results: dict) -> str:
         "",
         "## Runs",
         "",
-        "| # | driver | inflate | deflate | host freed | backend before → inflated → deflated | load 1 min | QEMUs on host (ours incl.) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| # | pair | driver | balloon | inflate | deflate | host freed | backend before → inflated → deflated | load 1 min | QEMUs on host (ours incl.) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(results["runs"], 1):
         lines.append(
-            f"| {i} | {r['driver']} | {fmt_s(r['inflate_seconds'])} | {fmt_s(r['deflate_seconds'])} | "
+            f"| {i} | {r['pair']} | {r['driver']} | {fmt_mib(r['balloon_bytes'])} | {fmt_s(r['inflate_seconds'])} | {fmt_s(r['deflate_seconds'])} | "
             f"{fmt_mib(r['host_bytes_freed'])} | {fmt_mib(r['backend_allocated_before'])} → "
             f"{fmt_mib(r['backend_allocated_after_inflate'])} → {fmt_mib(r['backend_allocated_after_deflate'])} | "
             f"{r['loadavg_1min']:.2f} | {r['qemu_processes']} |")
@@ -492,16 +535,20 @@ def main() -> int:
     results = {"machine": machine(args), "runs": []}
     results["machine"]["loadavg_start"] = os.getloadavg()
     t_start = time.monotonic()
+    drivers = (("balloond", balloond_run), ("virtio_balloon", kernel_run))
     for i in range(1, args.runs + 1):
-        for driver, fn in (("balloond", balloond_run), ("virtio_balloon", kernel_run)):
+        # Which driver goes first alternates, so neither always meets the host first.
+        for driver, fn in drivers if i % 2 == 1 else drivers[::-1]:
             name = f"bench-vm-{'b' if driver == 'balloond' else 'k'}{i}"
-            log(f"run {i}/{args.runs}: {driver} (load {os.getloadavg()[0]:.2f})")
+            log(f"pair {i}/{args.runs}: {driver} (load {os.getloadavg()[0]:.2f})")
             r = fn(args, name)
+            r["pair"] = i
             log(f"  inflate {fmt_s(r['inflate_seconds'])}, deflate {fmt_s(r['deflate_seconds'])}, "
                 f"host freed {fmt_mib(r['host_bytes_freed'])}")
             results["runs"].append(r)
     results["machine"]["loadavg_end"] = os.getloadavg()
     results["machine"]["total_seconds"] = time.monotonic() - t_start
+    # zip(b, k) pairs runs by pair number: both lists are in pair order.
     summarise(results)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{args.name}.json"), "w") as f:
@@ -511,7 +558,9 @@ def main() -> int:
     with open(os.path.join(args.out, f"{args.name}.md"), "w") as f:
         f.write(md)
     print(md)
-    return 0
+    for goal, ok in results["goals"].items():
+        log(f"{'pass' if ok else 'FAIL'}: {goal}")
+    return 0 if results["pass"] else 1
 
 
 if __name__ == "__main__":

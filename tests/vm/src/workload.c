@@ -9,11 +9,20 @@
  *                                       read FILE (fits in memory) over and over while
  *                                       ramping MB_ANON of anonymous memory at RATE
  *   workload idle S | cpu S | io FILE S controls: sleep; spin; write+fdatasync FILE
+ *   workload mlockwatch MS              the independent sampler (not a workload): reads
+ *                                       Mlocked from /proc/meminfo every MS ms until
+ *                                       SIGTERM, then prints
+ *       mlockwatch start-us=S start-kb=K first-drop-us=T min-kb=M samples=N max-gap-us=G
+ *                                       T: the first sample at which Mlocked was at least
+ *                                       1 MiB below K (0: never), so the balloon gave
+ *                                       memory back at most one interval (up to G when the
+ *                                       sampler itself was delayed) before T
  *
  * Each mode exits 0 on completion (an OOM kill shows as a signal exit) and prints
  * one result line on stdout:
  *
- *   workload MODE ok runtime-ms=R start-us=S end-us=E [psi-stall-us=T psi-some-us=A psi-full-us=B]
+ *   workload MODE ok runtime-ms=R start-us=S end-us=E alloc-stall-us=X
+ *            [psi-stall-us=T psi-some-us=A psi-full-us=B] [floor-cross-us=F]
  *
  * S and E are CLOCK_MONOTONIC in microseconds (the clock balloond's DEFLATED
  * `signal-at`/`deflated-at` use). With WORKLOAD_PSI_MS=N in the environment a
@@ -22,11 +31,19 @@
  * rose by at least 10% of the sampling interval, back-dated by the rise
  * (the stall has been going on that long), never before the previous sample.
  * A and B are the `some`/`full` totals accumulated during the run.
+ * With WORKLOAD_FLOOR_KB=N as well, the same thread reads MemAvailable and F is
+ * the first sample below N kB (0: never), at most one interval late.
+ * X is the workload's own view of a stall: the start of the first 1 MiB step of
+ * anonymous memory (ramp, instant, workingset) whose page touches took at least
+ * WORKLOAD_ALLOC_STALL_MS ms (default 20) and at least 8 times its fastest step
+ * so far (0: none). Under TCG on a busy host such steps also happen without
+ * memory pressure: bench/pressure.py records X but does not time from it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +74,23 @@ static void die(const char *what) {
 /* ---- PSI sampler ---- */
 static volatile int psi_run;
 static uint64_t psi_interval_ms, psi_stall_us, psi_some0, psi_full0, psi_some1, psi_full1;
+static uint64_t floor_kb, floor_cross_us;
 static pthread_t psi_thread;
+
+/* A /proc/meminfo field in kB, or -1. */
+static long long meminfo_kb(const char *key) {
+    char buf[4096];
+    int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    size_t klen = strlen(key);
+    for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (!strncmp(line, key, klen) && line[klen] == ':') return strtoll(line + klen + 1, NULL, 10);
+    return -1;
+}
 
 static int read_psi(uint64_t *some, uint64_t *full) {
     char buf[512];
@@ -82,6 +115,10 @@ static void *psi_main(void *arg) {
         usleep((useconds_t)(psi_interval_ms * 1000));
         uint64_t t = now_us();
         if (read_psi(&some, &full) < 0) break;
+        if (floor_kb && !floor_cross_us) {
+            long long avail = meminfo_kb("MemAvailable");
+            if (avail >= 0 && (uint64_t)avail < floor_kb) floor_cross_us = t;
+        }
         uint64_t rise = some - prev_some;
         if (!psi_stall_us && rise * 10 >= (t - prev_t)) {
             uint64_t start = t > rise ? t - rise : 0;
@@ -93,7 +130,16 @@ static void *psi_main(void *arg) {
     return NULL;
 }
 
-static uint64_t t_start;
+static uint64_t t_start, alloc_stall_us, alloc_stall_limit_us = 20000, fastest_step_us = UINT64_MAX;
+
+/* Notes a 1 MiB step that began at s0 and ended now. */
+static void step_done(uint64_t s0) {
+    uint64_t took = now_us() - s0;
+    if (!alloc_stall_us && alloc_stall_limit_us && fastest_step_us != UINT64_MAX && took >= alloc_stall_limit_us
+        && took >= 8 * fastest_step_us)
+        alloc_stall_us = s0;
+    if (took < fastest_step_us) fastest_step_us = took;
+}
 static const char *mode_name;
 
 static void begin(const char *mode) {
@@ -101,23 +147,28 @@ static void begin(const char *mode) {
     const char *e = getenv("WORKLOAD_PSI_MS");
     if (e && atoi(e) > 0 && read_psi(&psi_some0, &psi_full0) == 0) {
         psi_interval_ms = (uint64_t)atoi(e);
+        const char *f = getenv("WORKLOAD_FLOOR_KB");
+        if (f) floor_kb = strtoull(f, NULL, 10);
         psi_run = 1;
         if (pthread_create(&psi_thread, NULL, psi_main, NULL) != 0) psi_run = 0;
     }
+    const char *a = getenv("WORKLOAD_ALLOC_STALL_MS");
+    if (a) alloc_stall_limit_us = (uint64_t)atoi(a) * 1000u;
     t_start = now_us();
 }
 
 static int finish(void) {
     uint64_t t_end = now_us();
-    printf("workload %s ok runtime-ms=%llu start-us=%llu end-us=%llu", mode_name,
+    printf("workload %s ok runtime-ms=%llu start-us=%llu end-us=%llu alloc-stall-us=%llu", mode_name,
            (unsigned long long)((t_end - t_start) / 1000), (unsigned long long)t_start,
-           (unsigned long long)t_end);
+           (unsigned long long)t_end, (unsigned long long)alloc_stall_us);
     if (psi_run) {
         psi_run = 0;
         pthread_join(psi_thread, NULL);
         if (read_psi(&psi_some1, &psi_full1) == 0)
             printf(" psi-stall-us=%llu psi-some-us=%llu psi-full-us=%llu", (unsigned long long)psi_stall_us,
                    (unsigned long long)(psi_some1 - psi_some0), (unsigned long long)(psi_full1 - psi_full0));
+        if (floor_kb) printf(" floor-cross-us=%llu", (unsigned long long)floor_cross_us);
     }
     printf("\n");
     fflush(stdout);
@@ -133,8 +184,39 @@ static char *map_anon(size_t bytes) {
     return p;
 }
 
+/* Touches every page; a step that took too long is the workload's first stall. */
 static void touch(char *p, size_t bytes) {
+    uint64_t t0 = now_us();
     for (size_t o = 0; o < bytes; o += (size_t)page_size) p[o] = (char)(o | 1);
+    step_done(t0);
+}
+
+/* ---- the independent Mlocked sampler ---- */
+static volatile sig_atomic_t watch_stop;
+static void on_term(int sig) { (void)sig; watch_stop = 1; }
+
+static int mlockwatch(uint64_t interval_ms) {
+    signal(SIGTERM, on_term);
+    signal(SIGINT, on_term);
+    uint64_t t0 = now_us(), first_drop = 0, samples = 0, max_gap = 0, prev = t0;
+    long long start = meminfo_kb("Mlocked"), low = start;
+    if (start < 0) die("/proc/meminfo Mlocked");
+    while (!watch_stop) {
+        usleep((useconds_t)(interval_ms * 1000));
+        uint64_t t = now_us();
+        long long v = meminfo_kb("Mlocked");
+        samples++;
+        if (t - prev > max_gap) max_gap = t - prev;
+        prev = t;
+        if (v < 0) continue;
+        if (v < low) low = v;
+        if (!first_drop && v + 1024 <= start) first_drop = t;
+    }
+    printf("mlockwatch start-us=%llu start-kb=%lld first-drop-us=%llu min-kb=%lld samples=%llu max-gap-us=%llu\n",
+           (unsigned long long)t0, start, (unsigned long long)first_drop, low, (unsigned long long)samples,
+           (unsigned long long)max_gap);
+    fflush(stdout);
+    return 0;
 }
 
 /* ---- file reading ---- */
@@ -168,10 +250,11 @@ int main(int argc, char **argv) {
     page_size = sysconf(_SC_PAGESIZE);
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 3) {
-        fprintf(stderr, "usage: workload ramp MB RATE | instant MB | thrash FILE S | workingset FILE MB RATE | idle S | cpu S | io FILE S\n");
+        fprintf(stderr, "usage: workload ramp MB RATE | instant MB | thrash FILE S | workingset FILE MB RATE | idle S | cpu S | io FILE S | mlockwatch MS\n");
         return 2;
     }
     const char *mode = argv[1];
+    if (!strcmp(mode, "mlockwatch") && argc == 3) return mlockwatch(strtoull(argv[2], NULL, 10));
     if (!strcmp(mode, "ramp") && argc == 4) {
         size_t mb = strtoull(argv[2], NULL, 10);
         double rate = atof(argv[3]);
@@ -188,7 +271,12 @@ int main(int argc, char **argv) {
         size_t mb = strtoull(argv[2], NULL, 10);
         begin(mode);
         char *p = map_anon(mb << 20);
-        memset(p, 1, mb << 20);
+        /* As fast as possible, in 1 MiB steps so a stalled step shows. */
+        for (size_t i = 0; i < mb; i++) {
+            uint64_t s0 = now_us();
+            memset(p + (i << 20), 1, 1 << 20);
+            step_done(s0);
+        }
         usleep(500000);
         return finish();
     }
