@@ -4,9 +4,9 @@ import BalloonSystem
 /// Where a loop watches descriptors: `Epoll`, or a test's wrapper around it
 /// that can fail on cue.
 package protocol EventRegistry: AnyObject {
-    func add(_ fd: Int32, events: EpollEvents, token: UInt64) throws(SystemError)
-    func modify(_ fd: Int32, events: EpollEvents, token: UInt64) throws(SystemError)
-    func remove(_ fd: Int32)
+    func add(_ fd: Descriptor, events: EpollEvents, token: UInt64) throws(SystemError)
+    func modify(_ fd: Descriptor, events: EpollEvents, token: UInt64) throws(SystemError)
+    func remove(_ fd: Descriptor)
 }
 
 extension Epoll: EventRegistry {}
@@ -48,7 +48,7 @@ package final class LineConnection {
     /// output is pending).
     package func register(in registry: EventRegistry, token: UInt64, events: EpollEvents) throws(SystemError) {
         let pending = hasPendingOutput
-        try registry.add(descriptor.raw, events: pending ? events.union(.writable) : events, token: token)
+        try registry.add(descriptor, events: pending ? events.union(.writable) : events, token: token)
         self.registry = registry
         self.token = token
         self.events = events
@@ -56,7 +56,7 @@ package final class LineConnection {
     }
 
     package func unregister() {
-        registry?.remove(descriptor.raw)
+        registry?.remove(descriptor)
         registry = nil
         watchingWritable = false
     }
@@ -102,7 +102,7 @@ package final class LineConnection {
 
     private func updateWriteInterest() throws(SystemError) {
         guard let registry, hasPendingOutput != watchingWritable else { return }
-        try registry.modify(descriptor.raw, events: hasPendingOutput ? events.union(.writable) : events, token: token)
+        try registry.modify(descriptor, events: hasPendingOutput ? events.union(.writable) : events, token: token)
         watchingWritable = hasPendingOutput
     }
 

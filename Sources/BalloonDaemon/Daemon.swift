@@ -95,10 +95,10 @@ public final class Daemon {
         }
         self.logger = logger
         try setup("the loop's descriptors") { () throws(SystemError) in
-            try epoll.add(signals.descriptor.raw, events: .readable, token: Token.signals.rawValue)
-            try epoll.add(retryTimer.descriptor.raw, events: .readable, token: Token.retryTimer.rawValue)
-            try epoll.add(statsTimer.descriptor.raw, events: .readable, token: Token.statsTimer.rawValue)
-            try epoll.add(watchdogTimer.descriptor.raw, events: .readable, token: Token.watchdogTimer.rawValue)
+            try epoll.add(signals.descriptor, events: .readable, token: Token.signals.rawValue)
+            try epoll.add(retryTimer.descriptor, events: .readable, token: Token.retryTimer.rawValue)
+            try epoll.add(statsTimer.descriptor, events: .readable, token: Token.statsTimer.rawValue)
+            try epoll.add(watchdogTimer.descriptor, events: .readable, token: Token.watchdogTimer.rawValue)
         }
         // Pinged from this loop at half the supervisor's interval, so a stuck
         // loop (not just a live process) is what the watchdog catches.

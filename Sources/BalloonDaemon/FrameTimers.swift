@@ -25,7 +25,7 @@ final class FrameTimers {
         self.clock = clock
         self.logger = logger
         self.rescanInterval = rescanInterval
-        try registry.add(timer.descriptor.raw, events: .readable, token: Self.token)
+        try registry.add(timer.descriptor, events: .readable, token: Self.token)
     }
 
     /// Reporting started: the first periodic rescan is one interval away.

@@ -49,7 +49,7 @@ final class HostLink {
         self.logger = logger
         self.allowedCIDs = allowedCIDs
         reattachTimer = try TimerDescriptor()
-        try registry.add(reattachTimer.descriptor.raw, events: .readable, token: Token.reattachTimer.rawValue)
+        try registry.add(reattachTimer.descriptor, events: .readable, token: Token.reattachTimer.rawValue)
     }
 
     deinit { scratch.deallocate() }
@@ -105,7 +105,7 @@ final class HostLink {
     private func adopt(_ new: ChannelEndpoint, _ newSpec: ChannelSpec) throws(SystemError) {
         switch new {
         case let .listener(fd, _):
-            try registry.add(fd.raw, events: .readable, token: Token.listener.rawValue)
+            try registry.add(fd, events: .readable, token: Token.listener.rawValue)
         case let .virtioSerial(fd, path):
             connection = LineConnection(descriptor: fd, peer: path)
             portAttached = false
@@ -117,7 +117,7 @@ final class HostLink {
 
     private func detach() {
         connection?.unregister()
-        if case let .listener(fd, _)? = endpoint { registry.remove(fd.raw) }
+        if case let .listener(fd, _)? = endpoint { registry.remove(fd) }
         connection = nil
         portAttached = false
         disarmReattach()
@@ -280,7 +280,7 @@ final class HostLink {
     func serve(until done: () -> Bool, within limit: Duration) {
         guard let connection, connection.isRegistered else { return }
         let local: Epoll
-        let fd = connection.descriptor.raw, token = Token.connection.rawValue
+        let fd = connection.descriptor, token = Token.connection.rawValue
         do {
             local = try Epoll()
             try local.add(fd, events: .readable, token: token)

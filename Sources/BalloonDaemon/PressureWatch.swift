@@ -45,7 +45,7 @@ final class PressureWatch {
         self.controller = controller
         self.reclaimSignals = reclaimSignals
         floorTimer = try TimerDescriptor()
-        try registry.add(floorTimer.descriptor.raw, events: .readable, token: Token.floorTimer.rawValue)
+        try registry.add(floorTimer.descriptor, events: .readable, token: Token.floorTimer.rawValue)
     }
 
     /// Handles a descriptor of the watch that is ready; false for other tokens.
@@ -105,7 +105,7 @@ final class PressureWatch {
             }
             guard let active else { continue }
             do {
-                try registry.add(active.descriptor.raw, events: .priority, token: token.rawValue)
+                try registry.add(active.descriptor, events: .priority, token: token.rawValue)
                 let shown = "\(active.kind.rawValue) \(active.stallMicroseconds / 1000)ms \(active.windowMicroseconds / 1000)ms"
                 triggers[tier] = ActiveTrigger(trigger: active, requested: spec.description, active: shown, fallback: fallback)
             } catch {
@@ -119,7 +119,7 @@ final class PressureWatch {
 
     func closeTriggers() {
         for (_, t) in triggers {
-            registry.remove(t.trigger.descriptor.raw)
+            registry.remove(t.trigger.descriptor)
             t.trigger.descriptor.close()
         }
         triggers.removeAll()

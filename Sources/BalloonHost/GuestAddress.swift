@@ -70,14 +70,14 @@ public enum HybridVsock {
     @discardableResult
     public static func handshake(_ fd: Descriptor, path: String, port: UInt32, timeout: Duration) throws(HostError) -> UInt32 {
         let address = "\(path) port \(port)"
-        do { try HostIO.sendAll(fd.raw, Array("CONNECT \(port)\n".utf8)) } catch { throw .handshake(address: address, detail: "\(error)") }
+        do { try HostIO.sendAll(fd, Array("CONNECT \(port)\n".utf8)) } catch { throw .handshake(address: address, detail: "\(error)") }
         let deadline = Deadline(after: timeout)
         var line: [UInt8] = []
         let one = UnsafeMutableRawBufferPointer.allocate(byteCount: 1, alignment: 1)
         defer { one.deallocate() }
         while true {
             let ready: Bool
-            do { ready = try HostIO.waitReadable(fd.raw, timeoutMilliseconds: deadline.remainingMilliseconds()) } catch {
+            do { ready = try HostIO.waitReadable(fd, timeoutMilliseconds: deadline.remainingMilliseconds()) } catch {
                 throw .handshake(address: address, detail: "\(error)")
             }
             if !ready {
@@ -85,7 +85,7 @@ public enum HybridVsock {
                 throw .handshake(address: address, detail: "no answer to CONNECT \(port) within \(HostFormat.seconds(timeout.seconds))")
             }
             let n: Int
-            do { n = try HostIO.read(fd.raw, into: one) } catch {
+            do { n = try HostIO.read(fd, into: one) } catch {
                 throw .handshake(address: address, detail: "\(error)")
             }
             if n == 0 {

@@ -166,7 +166,7 @@ public final class GuestSession {
     // MARK: - I/O
 
     private func send(_ bytes: [UInt8]) throws(HostError) {
-        do { try HostIO.sendAll(descriptor.raw, bytes) } catch {
+        do { try HostIO.sendAll(descriptor, bytes) } catch {
             if error.errno == .brokenPipe || error.errno == .connectionReset {
                 throw .closed(waitingFor: "a write to go through")
             }
@@ -177,7 +177,7 @@ public final class GuestSession {
     /// Reads once (waiting up to the deadline) and frames what came.
     private func readMore(deadline: Deadline, waitingFor what: String, syncing: Bool) throws(HostError) {
         let ready: Bool
-        do { ready = try HostIO.waitReadable(descriptor.raw, timeoutMilliseconds: deadline.remainingMilliseconds()) } catch {
+        do { ready = try HostIO.waitReadable(descriptor, timeoutMilliseconds: deadline.remainingMilliseconds()) } catch {
             throw .io(error)
         }
         if !ready {
@@ -185,7 +185,7 @@ public final class GuestSession {
             return  // EINTR or rounding: try again.
         }
         let n: Int
-        do { n = try HostIO.read(descriptor.raw, into: readBuffer) } catch {
+        do { n = try HostIO.read(descriptor, into: readBuffer) } catch {
             if error.errno == .connectionReset { throw .closed(waitingFor: what) }
             throw .io(error)
         }

@@ -22,7 +22,7 @@ struct Outbox {
     }
 
     /// Sends what the socket takes. True when everything went.
-    mutating func flush(_ fd: Int32) throws(SystemError) -> Bool {
+    mutating func flush(_ fd: Descriptor) throws(SystemError) -> Bool {
         while start < bytes.count {
             let from = start
             let result: Result<Int?, SystemError> = bytes.withUnsafeBytes { raw in

@@ -34,7 +34,7 @@ extension ServeLoop {
             }
             let client = Client(id: nextClientID, fd: fd)
             nextClientID += 1
-            do { try epoll.add(fd.raw, events: .readable, token: Self.token(.client, client.id)) } catch {
+            do { try epoll.add(fd, events: .readable, token: Self.token(.client, client.id)) } catch {
                 fd.close()
                 continue
             }
@@ -44,7 +44,7 @@ extension ServeLoop {
 
     func clientReadable(_ client: Client) {
         let n: Int?
-        do { n = try StreamIO.receiveSome(client.fd.raw, into: buffer) } catch {
+        do { n = try StreamIO.receiveSome(client.fd, into: buffer) } catch {
             drop(client, reason: nil)
             return
         }
@@ -126,10 +126,10 @@ extension ServeLoop {
 
     func flushClient(_ client: Client) {
         do {
-            let drained = try client.outbox.flush(client.fd.raw)
+            let drained = try client.outbox.flush(client.fd)
             if drained == client.wantsWrite {
                 client.wantsWrite = !drained
-                try epoll.modify(client.fd.raw, events: drained ? .readable : [.readable, .writable], token: Self.token(.client, client.id))
+                try epoll.modify(client.fd, events: drained ? .readable : [.readable, .writable], token: Self.token(.client, client.id))
             }
         } catch {
             drop(client, reason: nil)
@@ -139,7 +139,7 @@ extension ServeLoop {
     func drop(_ client: Client, reason: String?) {
         guard clients.removeValue(forKey: client.id) != nil else { return }
         if let reason { options.log("control client \(client.id) dropped: \(reason)") }
-        epoll.remove(client.fd.raw)
+        epoll.remove(client.fd)
         client.fd.close()
     }
 }

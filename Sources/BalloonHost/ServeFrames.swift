@@ -18,7 +18,7 @@ extension ServeLoop {
         }
         // Rule 3: a session that has ended frees nothing more. The peer may
         // have closed with this event still unread: check before punching.
-        if StreamIO.peerClosed(link.fd.raw) {
+        if StreamIO.peerClosed(link.fd) {
             disconnect("the guest closed the connection (\(event.name) not acted upon)")
             return
         }

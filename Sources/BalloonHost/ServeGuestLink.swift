@@ -44,7 +44,7 @@ extension ServeLoop {
         let syncID = Int64.random(in: 1...(1 << 53 - 1))
         let link = GuestLink(fd: fd, generation: generation, syncID: syncID, now: clock())
         self.link = link
-        do { try epoll.add(fd.raw, events: .readable, token: Self.token(.guest, generation)) } catch {
+        do { try epoll.add(fd, events: .readable, token: Self.token(.guest, generation)) } catch {
             disconnect("\(error)")
             return
         }
@@ -63,7 +63,7 @@ extension ServeLoop {
     func disconnect(_ reason: String, reconnect: Bool = true) {
         guard let link else { return }
         self.link = nil
-        epoll.remove(link.fd.raw)
+        epoll.remove(link.fd)
         link.fd.close()
         status.lastError = reason
         status.frameReporting = false
@@ -89,10 +89,10 @@ extension ServeLoop {
     func flushGuest() {
         guard let link else { return }
         do {
-            let drained = try link.outbox.flush(link.fd.raw)
+            let drained = try link.outbox.flush(link.fd)
             if drained == link.wantsWrite {
                 link.wantsWrite = !drained
-                try epoll.modify(link.fd.raw, events: drained ? .readable : [.readable, .writable], token: Self.token(.guest, link.generation))
+                try epoll.modify(link.fd, events: drained ? .readable : [.readable, .writable], token: Self.token(.guest, link.generation))
             }
         } catch {
             disconnect("write to the guest failed: \(error.cause)")
@@ -111,7 +111,7 @@ extension ServeLoop {
     func guestReadable() {
         guard let link else { return }
         let n: Int?
-        do { n = try StreamIO.receiveSome(link.fd.raw, into: buffer) } catch {
+        do { n = try StreamIO.receiveSome(link.fd, into: buffer) } catch {
             disconnect("read from the guest failed: \(error.cause)")
             return
         }

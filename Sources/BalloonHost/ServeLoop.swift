@@ -80,12 +80,12 @@ public final class ServeLoop {
             if options.handleSignals {
                 let s = try SignalDescriptor(signals: [SIGINT, SIGTERM])
                 signals = s
-                try epoll.add(s.descriptor.raw, events: .readable, token: Self.token(.signal))
+                try epoll.add(s.descriptor, events: .readable, token: Self.token(.signal))
             }
-            try epoll.add(listener.raw, events: .readable, token: Self.token(.listener))
-            try epoll.add(reconnectTimer.descriptor.raw, events: .readable, token: Self.token(.reconnect))
-            try epoll.add(tickTimer.descriptor.raw, events: .readable, token: Self.token(.tick))
-            try epoll.add(stopEvent.descriptor.raw, events: .readable, token: Self.token(.stop))
+            try epoll.add(listener, events: .readable, token: Self.token(.listener))
+            try epoll.add(reconnectTimer.descriptor, events: .readable, token: Self.token(.reconnect))
+            try epoll.add(tickTimer.descriptor, events: .readable, token: Self.token(.tick))
+            try epoll.add(stopEvent.descriptor, events: .readable, token: Self.token(.stop))
             try tickTimer.arm(afterMilliseconds: Self.tick.wholeMilliseconds, repeating: true)
         } catch { throw .io(error) }
     }
@@ -163,7 +163,7 @@ public final class ServeLoop {
     func shutdown() {
         if link != nil { disconnect("serve is stopping", reconnect: false) }
         for client in clients.values { drop(client, reason: nil) }
-        epoll.remove(listener.raw)
+        epoll.remove(listener)
         listener.close()
         _ = unlink(options.controlPath)
         options.log("stopped")

@@ -53,19 +53,6 @@ package final class Epoll {
         }
         return (0..<Int(n)).map { (data[$0], EpollEvents(rawValue: evs[$0])) }
     }
-
-    @available(*, deprecated, message: "use add(_: Descriptor, events:token:)")
-    package func add(_ fd: Int32, events: EpollEvents, token: UInt64) throws(SystemError) {
-        _ = try syscall("epoll_ctl(ADD)") { cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_ADD, fd, events.rawValue, token) }
-    }
-
-    @available(*, deprecated, message: "use modify(_: Descriptor, events:token:)")
-    package func modify(_ fd: Int32, events: EpollEvents, token: UInt64) throws(SystemError) {
-        _ = try syscall("epoll_ctl(MOD)") { cballoon_epoll_ctl(descriptor.raw, EPOLL_CTL_MOD, fd, events.rawValue, token) }
-    }
-
-    @available(*, deprecated, message: "use remove(_: Descriptor)")
-    package func remove(_ fd: Int32) { remove(raw: fd) }
 }
 
 /// A timerfd on CLOCK_MONOTONIC.

@@ -79,32 +79,6 @@ package enum HostIO {
         // nanosleep reports EINTR with the time left in `left`: sleep the rest.
         while case .failure = funnel({ "nanosleep" }, retryingEINTR: false, { nanosleep(&ts, &left) }) { ts = left }
     }
-
-    // MARK: - Forwards for callers still on bare descriptor numbers
-
-    @available(*, deprecated, message: "use waitReadable(_: Descriptor, timeoutMilliseconds:)")
-    package static func waitReadable(_ fd: Int32, timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
-        try waitReadable(raw: fd, timeoutMilliseconds: timeoutMilliseconds)
-    }
-
-    @available(*, deprecated, message: "use read(_: Descriptor, into:)")
-    package static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int {
-        try syscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
-    }
-
-    @available(*, deprecated, message: "use sendAll(_: Descriptor, _:)")
-    package static func sendAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
-        try sendAll(raw: fd, bytes)
-    }
-
-    @available(*, deprecated, message: "use write(_:to: StandardStream)")
-    package static func write(_ text: String, to fd: Int32) {
-        guard let stream = StandardStream(rawValue: fd) else { preconditionFailure("HostIO.write: fd \(fd) is not a standard stream") }
-        write(text, to: stream)
-    }
-
-    @available(*, deprecated, message: "use isTerminal(_: StandardStream)")
-    package static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 }
 
 /// SIGINT and SIGTERM as a descriptor: blocked for normal delivery in the

@@ -40,11 +40,15 @@ public enum ProcessControl {
         _ = try syscall("unlink", subject: path) { unlink(path) }
     }
 
-    /// The device and inode behind a descriptor (is fd 2 still the journal
-    /// stream systemd named in JOURNAL_STREAM?).
+    /// The device and inode behind a standard descriptor (is fd 2 still the
+    /// journal stream systemd named in JOURNAL_STREAM?). A closed one is not a
+    /// programming error (the process did not open it): EBADF is an ordinary
+    /// failure here.
     public static func fileIdentity(of fd: Int32) throws(SystemError) -> (device: UInt64, inode: UInt64) {
         var st = stat()
-        _ = try syscall("fstat", subject: "descriptor \(fd)") { fstat(fd, &st) }
+        if case .failure(let code) = funnel({ "fstat" }, tolerating: [.badFileDescriptor], { fstat(fd, &st) }) {
+            throw SystemError("fstat", subject: "descriptor \(fd)", errno: code)
+        }
         return (UInt64(st.st_dev), UInt64(st.st_ino))
     }
 

@@ -41,19 +41,4 @@ package enum StreamIO {
     package static func mode(of path: String) throws(SystemError) -> UInt32 {
         try FileStatus.of(path).permissions
     }
-
-    // MARK: - Forwards for callers still on bare descriptor numbers
-
-    @available(*, deprecated, message: "use sendSome(_: Descriptor, _:)")
-    package static func sendSome(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int? {
-        try sendSome(raw: fd, bytes)
-    }
-
-    @available(*, deprecated, message: "use receiveSome(_: Descriptor, into:)")
-    package static func receiveSome(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
-        try nonBlockingSyscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
-    }
-
-    @available(*, deprecated, message: "use peerClosed(_: Descriptor)")
-    package static func peerClosed(_ fd: Int32) -> Bool { peerClosed(raw: fd) }
 }

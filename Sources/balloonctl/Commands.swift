@@ -82,10 +82,10 @@ struct Unreachable: Error, CustomStringConvertible {
 }
 
 enum Console {
-    static let isTerminal = HostIO.isTerminal(1)
-    static func out(_ text: String) { HostIO.write(text, to: 1) }
-    static func line(_ text: String) { HostIO.write(text + "\n", to: 1) }
-    static func error(_ text: String) { HostIO.write("balloonctl: " + text + "\n", to: 2) }
+    static let isTerminal = HostIO.isTerminal(.output)
+    static func out(_ text: String) { HostIO.write(text, to: .output) }
+    static func line(_ text: String) { HostIO.write(text + "\n", to: .output) }
+    static func error(_ text: String) { HostIO.write("balloonctl: " + text + "\n", to: .error) }
 }
 
 /// Where the guest's channel is: shared by every subcommand and by `serve`.

@@ -69,7 +69,7 @@ struct Serve: ParsableCommand {
         options.guestTimeout = .secondsValue(timeout)
         options.connectTimeout = .secondsValue(min(timeout, 2))
         options.handleSignals = true
-        options.log = { HostIO.write("balloonctl serve: " + $0 + "\n", to: 2) }
+        options.log = { HostIO.write("balloonctl serve: " + $0 + "\n", to: .error) }
 
         var frames: (ledger: FrameLedger, puncher: BackendPuncher)?
         if let memoryBackend {

@@ -17,7 +17,7 @@ final class FaultyRegistry: EventRegistry {
 
     init() throws { epoll = try Epoll() }
 
-    func add(_ fd: Int32, events: EpollEvents, token: UInt64) throws(SystemError) {
+    func add(_ fd: Descriptor, events: EpollEvents, token: UInt64) throws(SystemError) {
         if failAdds > 0 {
             failAdds -= 1
             throw SystemError("epoll_ctl(ADD)", errno: .noSpace)
@@ -25,12 +25,12 @@ final class FaultyRegistry: EventRegistry {
         try epoll.add(fd, events: events, token: token)
     }
 
-    func modify(_ fd: Int32, events: EpollEvents, token: UInt64) throws(SystemError) {
+    func modify(_ fd: Descriptor, events: EpollEvents, token: UInt64) throws(SystemError) {
         if failModifies { throw SystemError("epoll_ctl(MOD)", errno: .noMemory) }
         try epoll.modify(fd, events: events, token: token)
     }
 
-    func remove(_ fd: Int32) { epoll.remove(fd) }
+    func remove(_ fd: Descriptor) { epoll.remove(fd) }
 }
 
 /// Log lines, kept for the test to read.

@@ -24,8 +24,8 @@ final class FakeGuest: @unchecked Sendable {
                 let line = pending.removeFirst()
                 if case let .request(r)? = try? Message.decode(line) { return r }
             }
-            guard (try? HostIO.waitReadable(fd.raw, timeoutMilliseconds: timeoutMs)) == true else { return nil }
-            guard let n = try? HostIO.read(fd.raw, into: buffer), n > 0 else { return nil }
+            guard (try? HostIO.waitReadable(fd, timeoutMilliseconds: timeoutMs)) == true else { return nil }
+            guard let n = try? HostIO.read(fd, into: buffer), n > 0 else { return nil }
             for item in framer.feed(UnsafeRawBufferPointer(rebasing: buffer[..<n])) {
                 switch item {
                 case let .line(l): pending.append(l)
@@ -36,7 +36,7 @@ final class FakeGuest: @unchecked Sendable {
         }
     }
 
-    func write(_ bytes: [UInt8]) { try? HostIO.sendAll(fd.raw, bytes) }
+    func write(_ bytes: [UInt8]) { try? HostIO.sendAll(fd, bytes) }
     func write(_ text: String) { write(Array(text.utf8)) }
     func writeLine(_ json: JSON) { write(json.serialized() + "\n") }
 
@@ -174,7 +174,7 @@ func serveOnce(path: String, _ handler: @escaping @Sendable (FakeGuest) -> Void)
     return TestThread {
         let listener = box.value
         defer { listener.close() }
-        guard (try? HostIO.waitReadable(listener.raw, timeoutMilliseconds: 20_000)) == true,
+        guard (try? HostIO.waitReadable(listener, timeoutMilliseconds: 20_000)) == true,
             let fd = try? StreamSocket.accept(listener)
         else { return }
         try? fd.setNonBlocking(false)

@@ -27,12 +27,12 @@ private func errorClass(_ session: GuestSession, _ command: Command) -> ErrorCla
 private func rawReply(_ path: String, _ line: String) throws -> Response? {
     let fd = try GuestAddress.unix(path: path).connect(timeout: .seconds(5))
     defer { fd.close() }
-    try HostIO.sendAll(fd.raw, Array((line + "\n").utf8))
+    try HostIO.sendAll(fd, Array((line + "\n").utf8))
     var framer = LineFramer()
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
     defer { buffer.deallocate() }
-    while try HostIO.waitReadable(fd.raw, timeoutMilliseconds: 10_000) {
-        let n = try HostIO.read(fd.raw, into: buffer)
+    while try HostIO.waitReadable(fd, timeoutMilliseconds: 10_000) {
+        let n = try HostIO.read(fd, into: buffer)
         guard n > 0 else { return nil }
         for case let .line(l) in framer.feed(UnsafeRawBufferPointer(rebasing: buffer[..<n])) {
             if case let .response(r) = try Message.decode(l) { return r }
@@ -211,7 +211,7 @@ private func rawReply(_ path: String, _ line: String) throws -> Response? {
         for i in 0..<4000 {
             burst += Message.request(Command.serveStatus.request(id: .int(Int64(i)))).encoded()
         }
-        try? HostIO.sendAll(slow.raw, burst)
+        try? HostIO.sendAll(slow, burst)
 
         // Others are still served, and the slow one was dropped.
         let dropped = waitForStatus(csock) { $0.clientsDropped >= 1 }
