@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The benchmark's reference: a plain C program that reserves memory exactly
 // the way balloond's holders do (Sources/CBalloonShim/shim.c,
 // cballoon_holder_main): per chunk, mmap (over-mapped by 2 MiB and trimmed to

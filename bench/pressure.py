@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """make bench-pressure: balloond against memory pressure in a real guest (issue 4).
 
 Usage: bench/pressure.py --initramfs PATH [--runs 20] [--seed N] [--only A,B,C,D]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # make bench: builds the C baseline and runs the benchmark driver against the
 # release balloond. Root (or CAP_IPC_LOCK) is needed: it locks 1 GiB at a time.
 set -euo pipefail

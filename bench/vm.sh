@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # make bench-vm: the same QEMU TCG guest (1 GiB, 1 vCPU, RAM in a shared
 # /dev/shm file, virtio-balloon-pci present) moves a 512 MiB balloon in and out,
 # once with balloond (+ host `balloonctl serve --memory-backend`) and once with

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds what the real-guest tests boot: the guest packages (tests/vm/setup.sh),
 # balloond as it ships (static Swift runtime; glibc and libsystemd dynamic, so
 # their closure goes in with --elf), a static balloonctl, the static pressure

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A local demo: balloond on a unix-socket channel with a temporary config,
 # driven by balloonctl. Shows MemAvailable and Mlocked before and after.
 set -euo pipefail

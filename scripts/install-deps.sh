@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian packages balloond needs to build, test and demo;
 # nothing when they are already there.
 #   gcc make procps util-linux  build and system tests

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// The daemon's configuration: `/etc/balloond.conf` and its drop-ins, parsed.
 /// `init()` gives the built-in defaults, which the shipped file documents.
 /// Each key's section, name, syntax, rendering and docs line are in one

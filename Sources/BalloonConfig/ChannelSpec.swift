@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Where balloond talks to the host: the value of `Listen=` and of the
 /// daemon's `--channel` flag.
 ///

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A configuration that cannot be used, and where: the file, the line, the
 /// section and key (or, for a line that is none of those, the line itself in
 /// `message`).

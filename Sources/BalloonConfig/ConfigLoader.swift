@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import BalloonSystem
 
 /// A configuration and the files it was built from, in the order applied.

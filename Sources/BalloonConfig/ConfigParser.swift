@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// The systemd-style file format: `[Section]` headers, `Key=Value` lines,
 /// `#` and `;` comment lines, blank lines. LF or CRLF line endings; whitespace
 /// around keys and values is ignored; a repeated key's last value wins; an

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The value syntaxes of the configuration, each written once; the key table
 // (ConfigKeys.swift) says which key takes which.
 

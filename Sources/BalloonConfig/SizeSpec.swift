@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A memory size as written in the configuration: a number of bytes, or a
 /// percentage of `MemTotal` where the key allows it.
 ///

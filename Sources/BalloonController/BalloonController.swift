@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import BalloonProtocol
 
 /// Moves the balloon toward the host's target one chunk per step, so a new

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import BalloonProtocol
 
 /// A chunk's frame-reporting state, kept with the chunk (and split with it).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import BalloonProtocol
 
 /// A run of consecutive guest frames behind consecutive pages of a chunk:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A monotonic clock: the time since its epoch. The daemon reads
 /// CLOCK_MONOTONIC (BalloonSystem's `SystemClock`); tests advance a fake by hand.
 public protocol MonotonicClock: AnyObject {

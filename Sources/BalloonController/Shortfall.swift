@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import BalloonProtocol
 
 /// Why the balloon stops short of the host's target, with what the

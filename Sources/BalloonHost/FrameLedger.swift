@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import BalloonProtocol
 
 // The host's view of the frames a guest's balloon holds (docs/protocol.md

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Sizes on the command line: `4096`, `0`, `512M`, `2G`, `1.5G`, `1.5GiB`,
 /// `64k`, `1T`; units are powers of 1024 (`K`/`KB`/`KiB`, any case), a bare
 /// number or a `B` suffix is bytes. Fractions are allowed with a unit and

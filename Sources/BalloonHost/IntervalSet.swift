@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A set of disjoint half-open ranges [start, end) of UInt64, kept sorted and
 /// coalesced (touching ranges become one). Used for the guest frames a host
 /// holds: a guest may report millions of frames as a few thousand ranges,

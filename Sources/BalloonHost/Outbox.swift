@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import BalloonSystem
 
 /// Bytes waiting to go out on a non-blocking socket.

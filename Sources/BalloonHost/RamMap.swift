@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Where guest-physical addresses (GPAs) live in the guest's RAM backend file.
 ///
 /// QEMU allocates guest RAM as one block (the memory-backend file) and maps

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import BalloonProtocol
 import BalloonSystem
 import Glibc

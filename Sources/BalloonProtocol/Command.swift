@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Every command of protocol v1 (docs/protocol.md), with its arguments
 /// checked and typed, plus `serve-status`, which only `balloonctl serve`
 /// answers on its control socket (docs/balloonctl.md).

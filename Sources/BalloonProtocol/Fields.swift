@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Reads the members of one JSON object (a request's arguments, a reply, an
 /// event's data) and throws a `ProtocolError` that names the object and the
 /// member when one is missing or of the wrong type. The texts for command

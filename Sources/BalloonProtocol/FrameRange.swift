@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A range of guest frames as FRAMES_INFLATED / FRAMES_DEFLATED carry it:
 /// `[PFN, COUNT]`, COUNT frames of the event's page size from frame PFN.
 public struct FrameRange: Sendable, Equatable, Comparable {

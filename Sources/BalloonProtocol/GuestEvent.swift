@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// `BALLOON_CHANGE`, `TARGET_REACHED` and `TARGET_UNREACHABLE` data.
 public struct BalloonProgress: Sendable, Equatable {
     public var actual: UInt64

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Byte counts for people: "512 MiB", "1.5 GiB", "4 KiB", "0 B".
 public enum HumanBytes {
     public static func format(_ bytes: UInt64) -> String {

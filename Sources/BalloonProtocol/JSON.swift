@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A JSON value. The protocol's messages are small objects; this type keeps
 /// the wire format in pure Swift, without Foundation.
 public enum JSON: Sendable, Equatable {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// The bounds of the STATS event period, shared by `[Stats] Interval=` in the
 /// configuration, `set-stats-interval` on the wire and balloonctl's checks, so
 /// the three cannot disagree. Zero always means "off".

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Protocol v1 (docs/protocol.md): QMP/qemu-ga style requests, replies and events.
 public enum ProtocolVersion {
     public static let current = 1

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Why the balloon stops short of its target (`reason` in `query` and
 /// `TARGET_UNREACHABLE`).
 public struct StopReason: Sendable, Equatable, CustomStringConvertible {

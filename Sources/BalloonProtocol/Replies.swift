@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import BalloonStats
 
 // The `return` values of the v1 commands (docs/protocol.md). Each encodes

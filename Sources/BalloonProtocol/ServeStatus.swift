@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Why `balloonctl serve` refused reported frame ranges, counted by kind
 /// (docs/balloonctl.md "Freeing frames").
 public struct RefusalCounters: Sendable, Equatable {

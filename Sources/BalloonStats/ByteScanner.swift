@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Byte-level helpers shared by the /proc parsers. Everything here works on an
 // UnsafeBufferPointer<UInt8> so the hot loops do no bounds-checked collection
 // indexing and allocate nothing except the key strings the caller asks for.

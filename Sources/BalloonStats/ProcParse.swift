@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Parsers for /proc/meminfo, /proc/vmstat and /proc/pressure/{memory,cpu,io}.
 //
 // Rules shared by all three:

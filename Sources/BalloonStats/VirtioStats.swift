@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The 16 statistics of the virtio balloon stats queue, computed from
 // /proc/meminfo and /proc/vmstat the way the Linux virtio_balloon driver's
 // update_balloon_stats() computes them (Linux 6.10 and later, which added

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Glibc
 
 /// /proc/self/pagemap: one 64-bit entry per virtual page; bit 63 = present,

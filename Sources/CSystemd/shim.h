@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libsystemd (libsystemd-dev): sd_notify and the watchdog from sd-daemon.h,
 // sd_journal_sendv from sd-journal.h. Linked dynamically: Debian ships no
 // libsystemd.a, so balloond links libsystemd.so.0 (with a static Swift runtime).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `make bench`: measures balloond against its targets (issue 2) and writes
 // bench/results.json and bench/results.md with their provenance. Prints pass or
 // FAIL per goal and exits 1 on a miss. Not installed; not part of `make test`.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Foundation
 
 /// Files of the repository the tests were built from (docs, fixtures, shipped

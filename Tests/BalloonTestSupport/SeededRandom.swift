@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// SplitMix64: a small, fast generator whose sequence depends only on the
 /// seed, so a failing property test can be replayed from the seed it prints.
 public struct SeededRandom: RandomNumberGenerator, Sendable {

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """make bench-vm driver (issue 3): balloond against the kernel's virtio_balloon
 in the same QEMU TCG guest, moving a 512 MiB balloon in and out.
 

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/systemd/mkroot.sh — a cached Debian tree for the systemd tests.
 #
 # Usage: tests/systemd/mkroot.sh [--release bookworm] [--quiet]

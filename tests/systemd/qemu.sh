@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/systemd/qemu.sh — the Debian tree (with balloond installed) under QEMU
 # TCG with the virtio-serial port org.balloond.0 attached: the udev rule starts
 # balloond.service (it is not enabled), and the host's balloonctl inflates the

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/systemd/run.sh — balloond under real systemd (part of make test).
 #
 # Usage: tests/systemd/run.sh --deb PATH [--no-qemu] [--keep]

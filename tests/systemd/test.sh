@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/systemd/test.sh — make test-systemd: the Debian tree (debootstrap, on a
 # fresh clone) is made while the .deb builds, then run.sh tests it under
 # systemd-nspawn and QEMU. Needs root.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/vm/boot.sh — boot the test guest under QEMU TCG in the background.
 #
 # Usage: tests/vm/boot.sh [-w WORKDIR] [-i INITRAMFS] [-k KERNEL] [-m MEM] [-c CPUS] [--cpu MODEL]

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/vm/capture-proc.sh — copy /proc files from a running test guest into fixtures.
 #
 # Usage: tests/vm/capture-proc.sh WORKDIR OUTDIR [NOTE]

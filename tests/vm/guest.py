@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Talk to the test guest booted by tests/vm/boot.sh (Python 3.11 stdlib only).
 
 Usage:

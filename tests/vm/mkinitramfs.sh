@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/vm/mkinitramfs.sh — build the test guest's initramfs.
 #
 # Usage: tests/vm/mkinitramfs.sh -o OUT.cpio.gz [--kver KVER] [--file SRC:DEST]... [--elf SRC:DEST]...

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/vm/selftest.sh — end-to-end check of the real-guest harness.
 #
 # Usage: tests/vm/selftest.sh [--no-swift] [--memory-backend] [-c CPUS] [-w WORKDIR]

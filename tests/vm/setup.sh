@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/vm/setup.sh — install what the real-guest harness needs (idempotent).
 #
 # Usage: tests/vm/setup.sh [--quiet]

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/vm/stop.sh — stop a guest started by boot.sh, by its saved pids.
 #
 # Usage: tests/vm/stop.sh [WORKDIR]    (default tests/vm/work/guest)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Declarations Swift's Glibc module does not export (epoll, eventfd, timerfd,
 // signalfd, vm_sockets) and macro constants it cannot import.
 #ifndef CBALLOON_SHIM_H

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: Apache-2.0
 # Test-only sandbox probe (tests/systemd/run.sh): runs as ExecStartPre= of the
 # real balloond.service, so with exactly its capabilities and hardening, and
 # says whether what balloond needs works there. perl-base is in every Debian.

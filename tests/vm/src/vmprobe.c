@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* vmprobe: a small static test program for the balloond test guest.
  *
  *   vmprobe port-echo PATH LINE [TIMEOUT_S]

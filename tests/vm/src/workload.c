@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* workload: memory-pressure workloads for balloond's real-guest tests and
  * `make bench-pressure` (static: gcc -static -O2).
  *
