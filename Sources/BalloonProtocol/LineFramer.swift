@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-/// Splits a byte stream into protocol lines (DESIGN §3): one JSON object per
+/// Splits a byte stream into protocol lines (docs/protocol.md, Framing): one JSON object per
 /// line, a 0xFF byte drops any partial line, and a line longer than the bound
 /// is reported once and skipped up to its newline instead of buffered.
 public struct LineFramer: Sendable {

@@ -3,7 +3,7 @@
  *
  *   vmprobe port-echo PATH LINE [TIMEOUT_S]
  *       open the virtio-serial port PATH, write LINE + "\n", read one line and print it.
- *       read() returns 0 at once while no host is connected (DESIGN §4): poll with a
+ *       read() returns 0 at once while no host is connected (docs/architecture.md, "virtio-serial without spinning"): poll with a
  *       short sleep instead of spinning, until TIMEOUT_S (default 10).
  *   vmprobe vsock-loopback [PORT]
  *       listen on vsock VMADDR_CID_ANY:PORT (default 5000), connect to CID 1 (local,
