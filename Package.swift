@@ -98,7 +98,7 @@ let package = Package(
         // `make bench` driver; not a product.
         .executableTarget(
             name: "balloon-bench",
-            dependencies: ["BalloonHost", "BalloonProtocol"]
+            dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem"]
         ),
         // Shared by the test targets: a seeded RNG, waits on a condition, the
         // repository's files (docs, /proc fixtures, shipped configs).

@@ -92,7 +92,7 @@ public final class Daemon {
             try PressureWatch(registry: epoll, logger: logger, sampler: sampler, controller: controller, reclaimSignals: config.reclaimSignals)
         }
         frames = try setup("the frame reporting timer") { () throws(SystemError) in
-            try FrameTimers(registry: epoll, chunks: chunks, clock: clock, logger: logger, rescanInterval: .milliseconds(config.frameRescanIntervalMilliseconds))
+            try FrameTimers(registry: epoll, chunks: chunks, clock: clock, logger: logger, rescanInterval: config.frameRescanInterval)
         }
         self.logger = logger
         try setup("the loop's descriptors") { () throws(SystemError) in
@@ -105,11 +105,11 @@ public final class Daemon {
         // loop (not just a live process) is what the watchdog catches.
         if let interval = notifier.watchdogInterval, interval > .zero {
             try setup("the watchdog timer") { () throws(SystemError) in
-                try watchdogTimer.arm(afterMilliseconds: max(1, (interval / 2).inMilliseconds), repeating: true)
+                try watchdogTimer.arm(after: max(.milliseconds(1), interval / 2), repeating: true)
             }
         }
         do { try link.open(options.channelOverride ?? config.listen) } catch { throw .channel(error) }
-        try setup("the stats timer") { () throws(SystemError) in try setStatsInterval(.milliseconds(config.statsIntervalMilliseconds)) }
+        try setup("the stats timer") { () throws(SystemError) in try setStatsInterval(config.statsInterval) }
         let initial = config.initialTarget.resolve(memTotal: memoryTotal)
         // At most MemTotal: setTarget cannot refuse it.
         if initial > 0 { _ = try? controller.setTarget(min(initial, memoryTotal)) }
@@ -158,7 +158,7 @@ public final class Daemon {
         var policy = PressurePolicy()
         policy.lightStepPercent = config.lightStepPercent
         policy.floorMargin = config.floorMargin
-        policy.quietPeriod = .milliseconds(config.quietPeriodMilliseconds)
+        policy.quietPeriod = config.quietPeriod
         return policy
     }
 
@@ -173,7 +173,7 @@ public final class Daemon {
         updateStatus()
         while running {
             let ready: [(token: UInt64, events: EpollEvents)]
-            do { ready = try epoll.wait(timeoutMilliseconds: needsStep ? 0 : -1) } catch { throw .loop(error) }
+            do { ready = try epoll.wait(timeout: needsStep ? .zero : nil) } catch { throw .loop(error) }
             wokeAt = SystemClock.monotonic()
             for (token, events) in ready {
                 switch Token(rawValue: token) {
@@ -223,17 +223,17 @@ public final class Daemon {
         case let .waitUntil(when):
             needsStep = false
             let now = clock.now
-            armRetry(afterMilliseconds: max(1, when > now ? (when - now).inMilliseconds : 1))
+            armRetry(after: max(.milliseconds(1), when - now))
         case .idle:
             needsStep = false
-            armRetry(afterMilliseconds: 0)
+            armRetry(after: .zero)
         }
     }
 
-    /// 0 disarms. A timer that cannot be set leaves the retry to the next
+    /// Zero disarms. A timer that cannot be set leaves the retry to the next
     /// event that steps the controller; said in the log.
-    private func armRetry(afterMilliseconds ms: UInt64) {
-        do { try retryTimer.arm(afterMilliseconds: ms) } catch {
+    private func armRetry(after delay: Duration) {
+        do { try retryTimer.arm(after: delay) } catch {
             logger.error("cannot set the retry timer: \(error)")
         }
     }
@@ -329,7 +329,7 @@ public final class Daemon {
     }
 
     func setStatsInterval(_ interval: Duration) throws(SystemError) {
-        try statsTimer.arm(afterMilliseconds: interval.inMilliseconds, repeating: true)
+        try statsTimer.arm(after: interval, repeating: true)
     }
 }
 

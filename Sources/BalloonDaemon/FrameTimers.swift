@@ -65,7 +65,7 @@ final class FrameTimers {
         do {
             if let wanted {
                 let now = clock.now
-                try timer.arm(afterMilliseconds: max(1, wanted > now ? (wanted - now).inMilliseconds : 1))
+                try timer.arm(after: max(.milliseconds(1), wanted - now))
             } else {
                 try timer.disarm()
             }

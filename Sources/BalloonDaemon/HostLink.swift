@@ -200,7 +200,7 @@ final class HostLink {
     }
 
     private func armReattach() {
-        do { try reattachTimer.arm(afterMilliseconds: Self.reattachInterval.inMilliseconds, repeating: true) } catch {
+        do { try reattachTimer.arm(after: Self.reattachInterval, repeating: true) } catch {
             logger.error("cannot arm the virtio port's re-attach timer (SIGIO still works): \(error)")
         }
     }
@@ -298,7 +298,7 @@ final class HostLink {
             do {
                 // Writability is level-triggered: watched only while output is pending.
                 try local.modify(fd, events: connection.hasPendingOutput ? [.readable, .writable] : .readable, token: token)
-                ready = try local.wait(timeoutMilliseconds: Int32(clamping: min(deadline - now, .milliseconds(100)).inMilliseconds + 1))
+                ready = try local.wait(timeout: min(deadline - now, .milliseconds(100)))
             } catch {
                 logger.warning("cannot wait for the host at shutdown: \(error)")
                 return

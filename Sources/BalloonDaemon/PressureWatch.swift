@@ -87,15 +87,17 @@ final class PressureWatch {
         for (tier, spec, token) in tiers {
             guard let spec else { continue }
             let kind: PressureTrigger.Kind = spec.kind == .some ? .some : .full
-            let stall = spec.stallMilliseconds * 1000, window = spec.windowMilliseconds * 1000
+            let stall = spec.stall, window = spec.window
             var active: PressureTrigger?
             var fallback = false
             do {
-                active = try PressureTrigger(kind: kind, stallMicroseconds: stall, windowMicroseconds: window)
-            } catch where error.errno == .invalidArgument && window % PressureTrigger.unprivilegedWindowGranularity != 0 {
+                active = try PressureTrigger(kind: kind, stall: stall, window: window)
+            } catch where error.errno == .invalidArgument && window.inMicroseconds % PressureTrigger.unprivilegedWindowGranularity.inMicroseconds != 0 {
                 let twoSeconds = PressureTrigger.unprivilegedWindowGranularity
                 do {
-                    active = try PressureTrigger(kind: kind, stallMicroseconds: stall * twoSeconds / window, windowMicroseconds: twoSeconds)
+                    // The same stall share of a 2 s window.
+                    let share = stall.inMicroseconds * twoSeconds.inMicroseconds / max(1, window.inMicroseconds)
+                    active = try PressureTrigger(kind: kind, stall: .microseconds(share), window: twoSeconds)
                     fallback = true
                     fellBack.append("\(tier.rawValue) \(spec)")
                 } catch {
@@ -107,7 +109,7 @@ final class PressureWatch {
             guard let active else { continue }
             do {
                 try registry.add(active.descriptor, events: .priority, token: token.rawValue)
-                let shown = "\(active.kind.rawValue) \(active.stallMicroseconds / 1000)ms \(active.windowMicroseconds / 1000)ms"
+                let shown = "\(active.kind.rawValue) \(active.stall.inMilliseconds)ms \(active.window.inMilliseconds)ms"
                 triggers[tier] = ActiveTrigger(trigger: active, requested: spec.description, active: shown, fallback: fallback)
             } catch {
                 logger.error("cannot watch the \(tier.rawValue) PSI trigger: \(error)")
@@ -163,7 +165,7 @@ final class PressureWatch {
         }
         do {
             if let interval {
-                try floorTimer.arm(afterMilliseconds: max(1, interval.inMilliseconds), repeating: true)
+                try floorTimer.arm(after: max(.milliseconds(1), interval), repeating: true)
             } else {
                 try floorTimer.disarm()
             }

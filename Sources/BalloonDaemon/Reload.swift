@@ -41,7 +41,7 @@ extension Daemon {
         chunks.useHolders = config.holderProcesses
         controller.policy = Self.policy(config)
         pressure.reclaimSignals = config.reclaimSignals
-        frames.rescanInterval = .milliseconds(config.frameRescanIntervalMilliseconds)
+        frames.rescanInterval = config.frameRescanInterval
         if config.lightTrigger != old.lightTrigger || config.heavyTrigger != old.heavyTrigger || config.severeTrigger != old.severeTrigger {
             pressure.closeTriggers()
             pressure.openTriggers(config)
@@ -52,8 +52,8 @@ extension Daemon {
             controller.updateLimits(limits)
             needsStep = true
         }
-        if config.statsIntervalMilliseconds != old.statsIntervalMilliseconds {
-            do { try setStatsInterval(.milliseconds(config.statsIntervalMilliseconds)) } catch {
+        if config.statsInterval != old.statsInterval {
+            do { try setStatsInterval(config.statsInterval) } catch {
                 logger.error("reload: cannot set the stats interval, STATS events keep the previous one: \(error)")
             }
         }

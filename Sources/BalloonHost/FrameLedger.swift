@@ -15,25 +15,27 @@ public struct TokenBucket: Sendable, Equatable {
     public let rate: UInt64
     public let capacity: UInt64
     public private(set) var tokens: Double
-    private var last: UInt64
+    private var last: Duration
 
-    /// Starts full at `now` (nanoseconds on a monotonic clock).
-    public init(rate: UInt64, capacity: UInt64, now: UInt64) {
+    /// Starts full at `now` (on a monotonic clock).
+    public init(rate: UInt64, capacity: UInt64, now: Duration) {
         self.rate = rate
         self.capacity = max(capacity, 1)
         tokens = Double(self.capacity)
         last = now
     }
 
-    private mutating func refill(_ now: UInt64) {
+    private mutating func refill(_ now: Duration) {
         if now > last {
-            tokens = min(Double(capacity), tokens + Double(rate) * Double(now - last) / 1e9)
+            let (seconds, attoseconds) = (now - last).components
+            let elapsed = Double(seconds) + Double(attoseconds) / 1e18
+            tokens = min(Double(capacity), tokens + Double(rate) * elapsed)
         }
         last = max(last, now)
     }
 
     /// Takes `bytes` if they fit now; false (nothing taken) otherwise.
-    public mutating func take(_ bytes: UInt64, now: UInt64) -> Bool {
+    public mutating func take(_ bytes: UInt64, now: Duration) -> Bool {
         refill(now)
         let need = Double(min(bytes, capacity))
         guard tokens >= need else { return false }
@@ -72,7 +74,7 @@ public struct FrameLedger: Sendable {
     public private(set) var pageSize: UInt64 = 4096
 
     /// `punchRate` bytes per second with a one-second burst.
-    public init(map: RamMap, punchRate: UInt64, now: UInt64) {
+    public init(map: RamMap, punchRate: UInt64, now: Duration) {
         self.map = map
         bucket = TokenBucket(rate: punchRate, capacity: punchRate, now: now)
     }
@@ -91,7 +93,7 @@ public struct FrameLedger: Sendable {
     }
 
     /// Handles a `FRAMES_*` event; nil for the other events.
-    public mutating func handle(_ event: GuestEvent, now: UInt64) -> FrameDecision? {
+    public mutating func handle(_ event: GuestEvent, now: Duration) -> FrameDecision? {
         switch event {
         case let .framesInflated(report): return inflate(report, now: now)
         case let .framesDeflated(report): return deflate(report)
@@ -130,7 +132,7 @@ public struct FrameLedger: Sendable {
     }
 
     /// `FRAMES_INFLATED`: each range must be in RAM, new, and within the rate.
-    public mutating func inflate(_ report: FrameReport, now: UInt64) -> FrameDecision {
+    public mutating func inflate(_ report: FrameReport, now: Duration) -> FrameDecision {
         var decision = FrameDecision(seq: report.seq)
         defer { add(decision.refused) }
         guard let ranges = gpaRanges(report, &decision) else { return decision }

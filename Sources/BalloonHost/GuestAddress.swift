@@ -78,7 +78,7 @@ public enum HybridVsock {
         defer { one.deallocate() }
         while true {
             let ready: Bool
-            do { ready = try HostIO.waitReadable(fd, timeoutMilliseconds: deadline.remainingMilliseconds()) } catch {
+            do { ready = try HostIO.waitReadable(fd, timeout: deadline.remaining) } catch {
                 throw .handshake(address: address, detail: "\(error)")
             }
             if !ready {
@@ -129,14 +129,6 @@ public struct Deadline: Sendable {
         return left < .zero ? .zero : left
     }
 
-    /// What is left, for poll(): at least 0, at most Int32.max.
-    public func remainingMilliseconds() -> Int32 {
-        let left = ContinuousClock.now.duration(to: instant)
-        if left <= .zero { return 0 }
-        let (s, attos) = left.components
-        let ms = s * 1000 + (attos + 999_999_999_999_999) / 1_000_000_000_000_000
-        return Int32(clamping: ms)
-    }
 }
 
 extension Duration {

@@ -178,7 +178,7 @@ public final class GuestSession {
     /// Reads once (waiting up to the deadline) and frames what came.
     private func readMore(deadline: Deadline, waitingFor what: String, syncing: Bool) throws(HostError) {
         let ready: Bool
-        do { ready = try HostIO.waitReadable(descriptor, timeoutMilliseconds: deadline.remainingMilliseconds()) } catch {
+        do { ready = try HostIO.waitReadable(descriptor, timeout: deadline.remaining) } catch {
             throw .io(error)
         }
         if !ready {

@@ -32,7 +32,7 @@ extension ServeLoop {
             status.lastError = "punch failed: \(text)"
             options.log("punch failed: \(text)")
         }
-        if decision.refused.total > 0, now &- lastRefusalLog >= 1_000_000_000 || lastRefusalLog == 0 {
+        if decision.refused.total > 0, lastRefusalLog.map({ now - $0 >= .seconds(1) }) ?? true {
             lastRefusalLog = now
             let r = ledger!.refused
             options.log("\(event.name) seq \(decision.seq.map(String.init) ?? "?"): refused ranges (totals: outside RAM \(r.outsideRam), overlap \(r.overlap), rate limit \(r.rateLimit), malformed \(r.malformed))")

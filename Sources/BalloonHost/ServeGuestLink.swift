@@ -15,11 +15,11 @@ extension ServeLoop {
         var sawResync = false
         var synced = false
         var nextID: Int64 = 1
-        var pending: [Int64: (what: Pending, sentAt: UInt64, command: Command.Name)] = [:]
-        let connectedAt: UInt64
+        var pending: [Int64: (what: Pending, sentAt: Duration, command: Command.Name)] = [:]
+        let connectedAt: Duration
         var wantsWrite = false
 
-        init(fd: Descriptor, generation: UInt64, syncID: Int64, now: UInt64) {
+        init(fd: Descriptor, generation: UInt64, syncID: Int64, now: Duration) {
             self.fd = fd
             self.generation = generation
             self.syncID = syncID
@@ -54,7 +54,10 @@ extension ServeLoop {
     }
 
     func scheduleReconnect() {
-        try? reconnectTimer.arm(afterMilliseconds: backoff.wholeMilliseconds)
+        do { try reconnectTimer.arm(after: backoff) } catch {
+            // Without the timer serve would not reconnect: say so.
+            options.log("cannot arm the reconnect timer: \(error)")
+        }
         backoff = min(backoff * 2, options.backoffMax)
     }
 
@@ -226,14 +229,14 @@ extension ServeLoop {
     func checkTimeouts() {
         guard let link else { return }
         let now = clock()
-        let limit = UInt64(options.guestTimeout.seconds * 1e9)
+        let limit = options.guestTimeout
         if !link.synced {
-            if now &- link.connectedAt > limit {
+            if now - link.connectedAt > limit {
                 disconnect("the guest did not answer sync within \(HostFormat.seconds(options.guestTimeout.seconds))")
             }
             return
         }
-        if let oldest = link.pending.values.min(by: { $0.sentAt < $1.sentAt }), now &- oldest.sentAt > limit {
+        if let oldest = link.pending.values.min(by: { $0.sentAt < $1.sentAt }), now - oldest.sentAt > limit {
             disconnect("the guest did not answer \(oldest.command.rawValue) within \(HostFormat.seconds(options.guestTimeout.seconds))")
         }
     }

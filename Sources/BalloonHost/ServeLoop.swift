@@ -18,7 +18,7 @@ public final class ServeLoop {
     public let options: ServeOptions
     var ledger: FrameLedger?
     let puncher: BackendPuncher?
-    let clock: () -> UInt64
+    let clock: () -> Duration
 
     let epoll: Epoll
     let listener: Descriptor
@@ -50,15 +50,15 @@ public final class ServeLoop {
     var stopping = false
     var hadSession = false
     var lastConnectError: String?
-    var lastRefusalLog: UInt64 = 0
+    var lastRefusalLog: Duration?
     var guestMalformed: UInt64 = 0
     var status = ServeStatus()
 
     /// Listens on the control socket. `frames`: the ledger and puncher when a
-    /// memory backend was given. `clock`: monotonic nanoseconds.
+    /// memory backend was given. `clock`: the monotonic clock.
     public init(
         options: ServeOptions, frames: (ledger: FrameLedger, puncher: BackendPuncher)? = nil,
-        clock: @escaping () -> UInt64 = monotonicNanoseconds
+        clock: @escaping () -> Duration = SystemClock.monotonic
     ) throws(HostError) {
         self.options = options
         self.ledger = frames?.ledger
@@ -87,7 +87,7 @@ public final class ServeLoop {
             try epoll.add(reconnectTimer.descriptor, events: .readable, token: Self.token(.reconnect))
             try epoll.add(tickTimer.descriptor, events: .readable, token: Self.token(.tick))
             try epoll.add(stopEvent.descriptor, events: .readable, token: Self.token(.stop))
-            try tickTimer.arm(afterMilliseconds: Self.tick.wholeMilliseconds, repeating: true)
+            try tickTimer.arm(after: Self.tick, repeating: true)
         } catch { throw .io(error) }
     }
 
@@ -123,7 +123,7 @@ public final class ServeLoop {
         connectGuest()
         while !stopping {
             let events: [(token: UInt64, events: EpollEvents)]
-            do { events = try epoll.wait(timeoutMilliseconds: -1) } catch { throw .io(error) }
+            do { events = try epoll.wait(timeout: nil) } catch { throw .io(error) }
             for (token, ev) in events where !stopping {
                 dispatch(token, ev)
             }

@@ -50,9 +50,4 @@ public final class BackingFile {
     }
 }
 
-/// The monotonic clock in nanoseconds (CLOCK_MONOTONIC).
-public func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
+

@@ -34,3 +34,12 @@ extension Duration {
         return overflow ? .max : scaled &+ fraction
     }
 }
+
+/// A timeout as poll(2) and epoll_wait(2) take it: whole milliseconds rounded
+/// up (a wait never ends early), at most Int32.max; nil is -1, forever.
+func pollTimeout(_ timeout: Duration?) -> Int32 {
+    guard let timeout else { return -1 }
+    if timeout <= .zero { return 0 }
+    let (seconds, attoseconds) = timeout.components
+    return Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
+}

@@ -40,9 +40,10 @@ package final class Epoll {
         }
     }
 
-    /// Waits up to `timeoutMilliseconds` (-1: forever). EINTR returns no
-    /// events, so the caller sees a signal's effects before waiting again.
-    package func wait(timeoutMilliseconds: Int32, max: Int = 32) throws(SystemError) -> [(token: UInt64, events: EpollEvents)] {
+    /// Waits up to `timeout` (nil: forever). EINTR returns no events, so the
+    /// caller sees a signal's effects before waiting again.
+    package func wait(timeout: Duration?, max: Int = 32) throws(SystemError) -> [(token: UInt64, events: EpollEvents)] {
+        let timeoutMilliseconds = pollTimeout(timeout)
         let count = min(max, 64)
         var evs = [UInt32](repeating: 0, count: count)
         var data = [UInt64](repeating: 0, count: count)
@@ -75,11 +76,6 @@ package final class TimerDescriptor {
         spec.it_value.tv_nsec = seconds < 0 ? 0 : Int(attoseconds / 1_000_000_000)
         if repeating { spec.it_interval = spec.it_value }
         _ = try syscall("timerfd_settime") { timerfd_settime(descriptor.raw, 0, &spec, nil) }
-    }
-
-    /// Arms the timer to fire once after `milliseconds` (0 disarms).
-    package func arm(afterMilliseconds milliseconds: UInt64, repeating: Bool = false) throws(SystemError) {
-        try arm(after: .seconds(Int64(milliseconds / 1000)) + .milliseconds(Int64(milliseconds % 1000)), repeating: repeating)
     }
 
     package func disarm() throws(SystemError) { try arm(after: .zero) }

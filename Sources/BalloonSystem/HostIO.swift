@@ -14,14 +14,15 @@ package enum StandardStream: Int32, Sendable {
 package enum HostIO {
     /// Waits until `fd` is readable (or has hung up / errored: a read will
     /// then say what happened). Returns false when the timeout passed first.
-    /// A negative timeout waits forever. EINTR counts as "not yet".
-    package static func waitReadable(_ fd: Descriptor, timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
-        try waitReadable(raw: fd.raw, timeoutMilliseconds: timeoutMilliseconds)
+    /// A nil timeout waits forever. EINTR counts as "not yet".
+    package static func waitReadable(_ fd: Descriptor, timeout: Duration?) throws(SystemError) -> Bool {
+        try waitReadable(raw: fd.raw, timeout: timeout)
     }
 
-    static func waitReadable(raw fd: Int32, timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
+    static func waitReadable(raw fd: Int32, timeout: Duration?) throws(SystemError) -> Bool {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        switch funnel({ "poll" }, retryingEINTR: false, { Glibc.poll(&p, 1, timeoutMilliseconds) }) {
+        let milliseconds = pollTimeout(timeout)
+        switch funnel({ "poll" }, retryingEINTR: false, { Glibc.poll(&p, 1, milliseconds) }) {
         case .success(let n): return n > 0
         case .failure(let code) where code == .interrupted: return false
         case .failure(let code): throw SystemError("poll", errno: code)
@@ -73,9 +74,10 @@ package enum HostIO {
 
     package static func isTerminal(_ stream: StandardStream) -> Bool { isatty(stream.rawValue) == 1 }
 
-    /// Sleeps for about `milliseconds` (used by tests' fake peers).
-    package static func sleep(milliseconds: Int) {
-        var ts = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+    /// Sleeps for about `duration` (used by tests' fake peers).
+    package static func sleep(_ duration: Duration) {
+        let (seconds, attoseconds) = max(duration, .zero).components
+        var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
         var left = timespec()
         // nanosleep reports EINTR with the time left in `left`: sleep the rest.
         while case .failure = funnel({ "nanosleep" }, retryingEINTR: false, { nanosleep(&ts, &left) }) { ts = left }
@@ -93,10 +95,10 @@ package final class InterruptWatcher {
         signals = try SignalDescriptor(signals: [SIGINT, SIGTERM])
     }
 
-    /// Sleeps up to `timeoutMilliseconds`; true as soon as an interrupt arrives.
-    package func wait(timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
+    /// Sleeps up to `timeout`; true as soon as an interrupt arrives.
+    package func wait(timeout: Duration) throws(SystemError) -> Bool {
         if interrupted { return true }
-        if try HostIO.waitReadable(signals.descriptor, timeoutMilliseconds: timeoutMilliseconds) {
+        if try HostIO.waitReadable(signals.descriptor, timeout: timeout) {
             while signals.next() != nil { interrupted = true }
         }
         return interrupted

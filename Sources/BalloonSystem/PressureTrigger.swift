@@ -11,26 +11,28 @@ package final class PressureTrigger {
 
     package let descriptor: Descriptor
     package let kind: Kind
-    package let stallMicroseconds: UInt64
-    package let windowMicroseconds: UInt64
+    package let stall: Duration
+    package let window: Duration
 
     /// Without CAP_SYS_RESOURCE the kernel accepts only windows that are
     /// whole multiples of 2 s (EINVAL otherwise).
-    package static let unprivilegedWindowGranularity: UInt64 = 2_000_000
+    package static let unprivilegedWindowGranularity: Duration = .seconds(2)
 
-    package init(kind: Kind, stallMicroseconds: UInt64, windowMicroseconds: UInt64,
+    /// The kernel takes whole microseconds; `stall` and `window` are rounded
+    /// down to them.
+    package init(kind: Kind, stall: Duration, window: Duration,
                 path: String = "/proc/pressure/memory") throws(SystemError) {
         let fd = try Descriptor.open(path, flags: O_RDWR | O_NONBLOCK)
-        let spec = "\(kind.rawValue) \(stallMicroseconds) \(windowMicroseconds)"
+        let spec = "\(kind.rawValue) \(stall.inMicroseconds) \(window.inMicroseconds)"
         let bytes = Array(spec.utf8) + [0]
         _ = try syscall("write", subject: "\(path) (trigger \"\(spec)\")") {
             bytes.withUnsafeBytes { Glibc.write(fd.raw, $0.baseAddress, $0.count) }
         }
         self.descriptor = fd
         self.kind = kind
-        self.stallMicroseconds = stallMicroseconds
-        self.windowMicroseconds = windowMicroseconds
+        self.stall = .microseconds(stall.inMicroseconds)
+        self.window = .microseconds(window.inMicroseconds)
     }
 
-    package var spec: String { "\(kind.rawValue) \(stallMicroseconds) \(windowMicroseconds)" }
+    package var spec: String { "\(kind.rawValue) \(stall.inMicroseconds) \(window.inMicroseconds)" }
 }

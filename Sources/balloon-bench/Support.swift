@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import BalloonProtocol
+import BalloonSystem
 import Foundation
 import Glibc
 
@@ -13,10 +14,10 @@ struct BenchError: Error, CustomStringConvertible {
 
 func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 
+/// Seconds on the monotonic clock (BalloonSystem's, the one clock reader).
 func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    let (seconds, attoseconds) = SystemClock.monotonic().components
+    return Double(seconds) + Double(attoseconds) / 1e18
 }
 
 /// Polls `condition` every 10 ms for at most `seconds`; whether it held.

@@ -345,7 +345,7 @@ struct Watch: ParsableCommand {
             }
             refreshes += 1
             if let count, refreshes >= count { return }
-            if try interrupt.wait(timeoutMilliseconds: Int32(clamping: Int64((interval * 1000).rounded()))) { return }
+            if try interrupt.wait(timeout: .milliseconds(Int64((interval * 1000).rounded()))) { return }
         }
     }
 }

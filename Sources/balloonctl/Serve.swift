@@ -82,7 +82,7 @@ struct Serve: ParsableCommand {
             if let punchRate { rate = try HostSize.parse(punchRate) }
             guard rate > 0 else { throw HostError.usage("--punch-rate must be more than 0") }
             options.log("RAM map: \(map); punch rate \(HumanBytes.format(rate))/s")
-            frames = (FrameLedger(map: map, punchRate: rate, now: monotonicNanoseconds()), puncher)
+            frames = (FrameLedger(map: map, punchRate: rate, now: SystemClock.monotonic()), puncher)
         }
         let loop = try ServeLoop(options: options, frames: frames)
         try loop.run()

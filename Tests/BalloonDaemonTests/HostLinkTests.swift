@@ -81,8 +81,8 @@ final class LinkRig {
     func path(_ name: String) -> String { dir + "/" + name }
 
     /// One turn of a loop: whatever is ready goes to the link.
-    func turn(timeout: Int32 = 100) throws {
-        for (token, events) in try registry.epoll.wait(timeoutMilliseconds: timeout) {
+    func turn(timeout: Duration = .milliseconds(100)) throws {
+        for (token, events) in try registry.epoll.wait(timeout: timeout) {
             _ = link.handle(token: token, events: events)
         }
     }
@@ -90,7 +90,7 @@ final class LinkRig {
     /// Connects a client and turns the loop until the link has taken it.
     func connect(_ path: String) throws -> Descriptor {
         let client = try StreamSocket.connectUnix(path: path, nonBlocking: true)
-        let taken = try waitUntil { try turn(timeout: 10); return link.connection != nil }
+        let taken = try waitUntil { try turn(timeout: .milliseconds(10)); return link.connection != nil }
         #expect(taken, "the link did not accept the connection")
         return client
     }
@@ -150,7 +150,7 @@ final class LinkRig {
         var received = 0
         var buffer = [UInt8](repeating: 0, count: 65536)
         let done = try waitUntil {
-            try rig.turn(timeout: 10)
+            try rig.turn(timeout: .milliseconds(10))
             while let n = try buffer.withUnsafeMutableBytes({ (b) throws(SystemError) in try client.read(into: b) }), n > 0 { received += n }
             return received == payload.count
         }

@@ -25,7 +25,7 @@ final class FakeGuest: @unchecked Sendable {
                 let line = pending.removeFirst()
                 if case let .request(r)? = try? Message.decode(line) { return r }
             }
-            guard (try? HostIO.waitReadable(fd, timeoutMilliseconds: timeoutMs)) == true else { return nil }
+            guard (try? HostIO.waitReadable(fd, timeout: .milliseconds(timeoutMs))) == true else { return nil }
             guard let n = try? HostIO.read(fd, into: buffer), n > 0 else { return nil }
             for item in framer.feed(UnsafeRawBufferPointer(rebasing: buffer[..<n])) {
                 switch item {
@@ -175,7 +175,7 @@ func serveOnce(path: String, _ handler: @escaping @Sendable (FakeGuest) -> Void)
     return TestThread {
         let listener = box.value
         defer { listener.close() }
-        guard (try? HostIO.waitReadable(listener, timeoutMilliseconds: 20_000)) == true,
+        guard (try? HostIO.waitReadable(listener, timeout: .milliseconds(20_000))) == true,
             let fd = try? StreamSocket.accept(listener)
         else { return }
         try? fd.setNonBlocking(false)

@@ -7,7 +7,7 @@ import Testing
 private let page: UInt64 = 4096
 private let MiB: UInt64 = 1 << 20
 private let GiB: UInt64 = 1 << 30
-private let second: UInt64 = 1_000_000_000
+private let second: Duration = .seconds(1)
 
 private func report(_ seq: UInt64, _ ranges: [[UInt64]], pageSize: UInt64 = page) -> FrameReport {
     FrameReport(seq: seq, pageSize: pageSize, ranges: ranges.map { FrameRange(pfn: $0[0], count: $0[1]) })
@@ -17,12 +17,12 @@ private func punches(_ d: FrameDecision) -> [[UInt64]] { d.punches.map { [$0.off
 
 @Suite struct FrameLedgerTests {
     func ledger(ram: UInt64 = 64 * MiB, rate: UInt64 = 1 << 40) throws -> FrameLedger {
-        FrameLedger(map: try RamMap.linear(size: ram), punchRate: rate, now: 0)
+        FrameLedger(map: try RamMap.linear(size: ram), punchRate: rate, now: .zero)
     }
 
     @Test func acceptedRangesArePunchedCoalescedAndHeld() throws {
         var l = try ledger()
-        let d = l.inflate(report(1, [[12, 3], [10, 2], [20, 1]]), now: 0)
+        let d = l.inflate(report(1, [[12, 3], [10, 2], [20, 1]]), now: .zero)
         #expect(d.seq == 1)
         #expect(d.accepted == 3)
         #expect(d.refused == RefusalCounters())
@@ -35,7 +35,7 @@ private func punches(_ d: FrameDecision) -> [[UInt64]] { d.punches.map { [$0.off
     @Test func outsideRamIsRefused() throws {
         var l = try ledger(ram: 64 * MiB)
         let frames = 64 * MiB / page
-        let d = l.inflate(report(1, [[frames, 1], [frames - 1, 2], [UInt64.max / 2, 4], [frames - 1, 1]]), now: 0)
+        let d = l.inflate(report(1, [[frames, 1], [frames - 1, 2], [UInt64.max / 2, 4], [frames - 1, 1]]), now: .zero)
         #expect(d.refused.outsideRam == 3)
         #expect(d.accepted == 1)
         #expect(punches(d) == [[64 * MiB - page, page]])
@@ -43,21 +43,21 @@ private func punches(_ d: FrameDecision) -> [[UInt64]] { d.punches.map { [$0.off
     }
 
     @Test func theHoleOfAPcMachineIsOutsideRam() throws {
-        var l = FrameLedger(map: try RamMap.pc(ramSize: 4 * GiB), punchRate: 1 << 40, now: 0)
+        var l = FrameLedger(map: try RamMap.pc(ramSize: 4 * GiB), punchRate: 1 << 40, now: .zero)
         let hole = 3 * GiB / page
         let high = 4 * GiB / page
-        let d = l.inflate(report(7, [[hole, 1], [hole - 1, 2], [high, 256]]), now: 0)
+        let d = l.inflate(report(7, [[hole, 1], [hole - 1, 2], [high, 256]]), now: .zero)
         #expect(d.refused.outsideRam == 2)
         #expect(punches(d) == [[3 * GiB, MiB]])  // GPA 4 GiB is file offset 3 GiB
     }
 
     @Test func overlapWithHeldAndRepeatedRanges() throws {
         var l = try ledger()
-        _ = l.inflate(report(1, [[100, 10]]), now: 0)
-        let again = l.inflate(report(2, [[100, 10]]), now: 0)
+        _ = l.inflate(report(1, [[100, 10]]), now: .zero)
+        let again = l.inflate(report(2, [[100, 10]]), now: .zero)
         #expect(again.refused.overlap == 1)
         #expect(again.punches.isEmpty)
-        let partial = l.inflate(report(3, [[109, 5], [95, 6], [115, 5]]), now: 0)
+        let partial = l.inflate(report(3, [[109, 5], [95, 6], [115, 5]]), now: .zero)
         #expect(partial.refused.overlap == 2)
         #expect(punches(partial) == [[115 * page, 5 * page]])
         #expect(l.heldFrames == 15)
@@ -66,7 +66,7 @@ private func punches(_ d: FrameDecision) -> [[UInt64]] { d.punches.map { [$0.off
 
     @Test func overlapWithinOneEvent() throws {
         var l = try ledger()
-        let d = l.inflate(report(1, [[10, 5], [12, 2], [14, 4], [30, 1], [30, 1]]), now: 0)
+        let d = l.inflate(report(1, [[10, 5], [12, 2], [14, 4], [30, 1], [30, 1]]), now: .zero)
         #expect(d.refused.overlap == 3)
         #expect(punches(d) == [[10 * page, 5 * page], [30 * page, page]])
     }
@@ -75,7 +75,7 @@ private func punches(_ d: FrameDecision) -> [[UInt64]] { d.punches.map { [$0.off
         // 1 MiB/s, one second of burst.
         var l = try ledger(rate: MiB)
         let pagesPerMiB = MiB / page
-        let first = l.inflate(report(1, [[0, pagesPerMiB]]), now: 0)
+        let first = l.inflate(report(1, [[0, pagesPerMiB]]), now: .zero)
         #expect(first.accepted == 1)
         let second_ = l.inflate(report(2, [[1000, 1]]), now: second / 100)  // 10 ms later: ~10 KiB
         #expect(second_.accepted == 1)  // 4 KiB fit
@@ -95,18 +95,18 @@ private func punches(_ d: FrameDecision) -> [[UInt64]] { d.punches.map { [$0.off
 
     @Test func oversizedRangePassesOnlyWithAFullBucketAndLeavesDebt() throws {
         var l = try ledger(rate: MiB)
-        let big = l.inflate(report(1, [[0, 512]]), now: 0)  // 2 MiB > 1 MiB capacity, bucket full
+        let big = l.inflate(report(1, [[0, 512]]), now: .zero)  // 2 MiB > 1 MiB capacity, bucket full
         #expect(big.accepted == 1)
         // In debt by 1 MiB: one second later the bucket is at 0, nothing fits.
         let r3 = l.inflate(report(2, [[600, 1]]), now: second)
         #expect(r3.refused.rateLimit == 1)
-        let r4 = l.inflate(report(3, [[601, 1]]), now: 2 * second + second / 10)
+        let r4 = l.inflate(report(3, [[601, 1]]), now: second * 2 + second / 10)
         #expect(r4.accepted == 1)
     }
 
     @Test func deflateOfUntrackedIsMalformedAndHarmless() throws {
         var l = try ledger()
-        _ = l.inflate(report(1, [[10, 10]]), now: 0)
+        _ = l.inflate(report(1, [[10, 10]]), now: .zero)
         let d = l.deflate(report(2, [[12, 2], [50, 1], [19, 3]]))
         #expect(d.seq == 2)
         #expect(d.accepted == 1)
@@ -114,7 +114,7 @@ private func punches(_ d: FrameDecision) -> [[UInt64]] { d.punches.map { [$0.off
         #expect(d.punches.isEmpty)
         #expect(l.held.intervals == [.init(10 * page, 12 * page), .init(14 * page, 19 * page)])
         // Deflated frames may be inflated again.
-        let r5 = l.inflate(report(3, [[12, 2]]), now: 0)
+        let r5 = l.inflate(report(3, [[12, 2]]), now: .zero)
         #expect(r5.accepted == 1)
         #expect(l.held.intervals == [.init(10 * page, 19 * page)])
     }
@@ -122,12 +122,12 @@ private func punches(_ d: FrameDecision) -> [[UInt64]] { d.punches.map { [$0.off
     @Test func malformedReports() throws {
         var l = try ledger()
         let bad = try GuestEvent(.framesInflated, data: ["seq": 4, "page-size": 4096, "ranges": [["x", 1], [1, 0], [1], 7, [2, 1]]])
-        let handled = l.handle(bad, now: 0)
+        let handled = l.handle(bad, now: .zero)
         let d = try #require(handled)
         #expect(d.refused.malformed == 4)
         #expect(d.accepted == 1)
         #expect(d.seq == 4)
-        let badPage = l.inflate(report(5, [[1, 1]], pageSize: 1000), now: 0)
+        let badPage = l.inflate(report(5, [[1, 1]], pageSize: 1000), now: .zero)
         #expect(badPage.refused.malformed == 1)
         #expect(badPage.seq == 5)  // still acknowledged
         // Not a report at all (no seq, a range that is not a pair): refused whole.
@@ -135,27 +135,27 @@ private func punches(_ d: FrameDecision) -> [[UInt64]] { d.punches.map { [$0.off
         #expect(notReport.seq == nil)
         #expect(notReport.refused.malformed == 1)
         #expect(l.refused.malformed == 6)
-        let r6 = l.handle(.balloonChange(.init(actual: 0, target: 0)), now: 0)
+        let r6 = l.handle(.balloonChange(.init(actual: 0, target: 0)), now: .zero)
         #expect(r6 == nil)
-        let r7 = l.handle(.framesInflated(report(9, [[40, 1]])), now: 0)
+        let r7 = l.handle(.framesInflated(report(9, [[40, 1]])), now: .zero)
         #expect(r7?.accepted == 1)
-        let r8 = l.handle(.framesDeflated(report(10, [[40, 1]])), now: 0)
+        let r8 = l.handle(.framesDeflated(report(10, [[40, 1]])), now: .zero)
         #expect(r8?.accepted == 1)
     }
 
     @Test func resetSessionForgetsFramesButKeepsCounters() throws {
         var l = try ledger()
-        _ = l.inflate(report(1, [[10, 10], [10, 1]]), now: 0)
+        _ = l.inflate(report(1, [[10, 10], [10, 1]]), now: .zero)
         l.resetSession()
         #expect(l.heldBytes == 0)
         #expect(l.refused.overlap == 1)
-        let r8 = l.inflate(report(1, [[10, 10]]), now: 0)
+        let r8 = l.inflate(report(1, [[10, 10]]), now: .zero)
         #expect(r8.accepted == 1)
     }
 
     @Test func largePageSizes() throws {
         var l = try ledger(ram: 64 * MiB)
-        let d = l.inflate(report(1, [[1, 1], [31, 2]], pageSize: 2 * MiB), now: 0)
+        let d = l.inflate(report(1, [[1, 1], [31, 2]], pageSize: 2 * MiB), now: .zero)
         #expect(punches(d) == [[2 * MiB, 2 * MiB]])
         #expect(d.refused.outsideRam == 1)
     }

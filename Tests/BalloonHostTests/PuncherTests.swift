@@ -20,10 +20,10 @@ private let page: UInt64 = 4096
 
         let puncher = try BackendPuncher(path: file.path)
         #expect(puncher.ramSize == 16 * MiB)
-        var ledger = FrameLedger(map: try RamMap.linear(size: puncher.ramSize), punchRate: 1 << 40, now: 0)
+        var ledger = FrameLedger(map: try RamMap.linear(size: puncher.ramSize), punchRate: 1 << 40, now: .zero)
         // 2 MiB at 4 MiB as two touching ranges (one fallocate), and 4 KiB at 10 MiB.
         let data: JSON = ["seq": 1, "page-size": 4096, "ranges": [[1024, 256], [1280, 256], [2560, 1]]]
-        let handled = ledger.handle(try GuestEvent(.framesInflated, data: data), now: 0)
+        let handled = ledger.handle(try GuestEvent(.framesInflated, data: data), now: .zero)
         let decision = try #require(handled)
         #expect(decision.punches.count == 2)
         #expect(puncher.punch(decision.punches) == [true, true])
@@ -47,9 +47,9 @@ private let page: UInt64 = 4096
         defer { file.remove() }
         let before = file.status()
         let puncher = try BackendPuncher(path: file.path, ramSize: 8 * MiB)
-        var ledger = FrameLedger(map: try RamMap.linear(size: puncher.ramSize), punchRate: 1 << 40, now: 0)
+        var ledger = FrameLedger(map: try RamMap.linear(size: puncher.ramSize), punchRate: 1 << 40, now: .zero)
         let data: JSON = ["seq": 3, "page-size": 4096, "ranges": [[2048, 16], [2047, 2], [3000, 1]]]
-        let handled = ledger.handle(try GuestEvent(.framesInflated, data: data), now: 0)
+        let handled = ledger.handle(try GuestEvent(.framesInflated, data: data), now: .zero)
         let decision = try #require(handled)
         #expect(decision.refused.outsideRam == 3)
         #expect(decision.punches.isEmpty)

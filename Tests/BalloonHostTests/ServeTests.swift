@@ -32,7 +32,7 @@ private func rawReply(_ path: String, _ line: String) throws -> Response? {
     var framer = LineFramer()
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
     defer { buffer.deallocate() }
-    while try HostIO.waitReadable(fd, timeoutMilliseconds: 10_000) {
+    while try HostIO.waitReadable(fd, timeout: .milliseconds(10_000)) {
         let n = try HostIO.read(fd, into: buffer)
         guard n > 0 else { return nil }
         for case let .line(l) in framer.feed(UnsafeRawBufferPointer(rebasing: buffer[..<n])) {

@@ -8,7 +8,7 @@ import Testing
 extension Epoll {
     /// The events reported for `token` within `milliseconds`, or nil.
     func events(for token: UInt64, within milliseconds: Int32) throws -> EpollEvents? {
-        try wait(timeoutMilliseconds: milliseconds).first { $0.token == token }?.events
+        try wait(timeout: .milliseconds(milliseconds)).first { $0.token == token }?.events
     }
 }
 
@@ -16,11 +16,11 @@ extension Epoll {
 struct EpollTests {
     @Test func waitWithTimeoutZeroOnNothingReadyIsEmpty() throws {
         let epoll = try Epoll()
-        #expect(try epoll.wait(timeoutMilliseconds: 0).isEmpty)
+        #expect(try epoll.wait(timeout: .milliseconds(0)).isEmpty)
         let (r, w) = try makePipe()
         try epoll.add(r, events: .readable, token: 1)
-        #expect(try epoll.wait(timeoutMilliseconds: 0).isEmpty)
-        #expect(try epoll.wait(timeoutMilliseconds: 10).isEmpty)
+        #expect(try epoll.wait(timeout: .milliseconds(0)).isEmpty)
+        #expect(try epoll.wait(timeout: .milliseconds(10)).isEmpty)
         withExtendedLifetime(w) {}  // a closed writer would make the pipe readable (EOF)
     }
 
@@ -29,14 +29,14 @@ struct EpollTests {
         let (r, w) = try makePipe()
         try epoll.add(r, events: .readable, token: 41)
         _ = try send(w, [1, 2])
-        let ready = try epoll.wait(timeoutMilliseconds: 1000)
+        let ready = try epoll.wait(timeout: .milliseconds(1000))
         #expect(ready.count == 1)
         #expect(ready.first?.token == 41)
         #expect(ready.first?.events.contains(.readable) == true)
         // Level-triggered: still readable until drained.
         #expect(try epoll.events(for: 41, within: 0)?.contains(.readable) == true)
         #expect(try receive(r) == [1, 2])
-        #expect(try epoll.wait(timeoutMilliseconds: 0).isEmpty)
+        #expect(try epoll.wait(timeout: .milliseconds(0)).isEmpty)
         // Writer closes: the read end reports hangup.
         w.close()
         #expect(try epoll.events(for: 41, within: 1000)?.contains(.hangup) == true)
@@ -46,7 +46,7 @@ struct EpollTests {
         let epoll = try Epoll()
         let (a, b) = try StreamSocket.pair()
         try epoll.add(a, events: [.readable, .peerClosed], token: UInt64.max)
-        #expect(try epoll.wait(timeoutMilliseconds: 0).isEmpty)
+        #expect(try epoll.wait(timeout: .milliseconds(0)).isEmpty)
         _ = try send(b, [7])
         let events = try #require(try epoll.events(for: UInt64.max, within: 1000), "tokens are 64-bit")
         #expect(events.contains(.readable))
@@ -64,12 +64,12 @@ struct EpollTests {
         #expect(try epoll.events(for: 5, within: 1000) == .writable)
         // Now only readability, and nothing to read: quiet.
         try epoll.modify(a, events: .readable, token: 6)
-        #expect(try epoll.wait(timeoutMilliseconds: 0).isEmpty)
+        #expect(try epoll.wait(timeout: .milliseconds(0)).isEmpty)
         _ = try send(b, [1])
-        let ready = try epoll.wait(timeoutMilliseconds: 1000)
+        let ready = try epoll.wait(timeout: .milliseconds(1000))
         #expect(ready.map(\.token) == [6], "the new token is reported")
         epoll.remove(a)
-        #expect(try epoll.wait(timeoutMilliseconds: 0).isEmpty)
+        #expect(try epoll.wait(timeout: .milliseconds(0)).isEmpty)
         // Removing again, or removing something never added, is not an error.
         epoll.remove(a)
         epoll.remove(b)
@@ -105,21 +105,21 @@ struct EpollTests {
             _ = try send(p.write, [1])
             pipes.append(p)
         }
-        #expect(try Set(epoll.wait(timeoutMilliseconds: 1000).map(\.token)) == Set((100..<110).map { UInt64($0) }))
-        #expect(try epoll.wait(timeoutMilliseconds: 1000, max: 3).count == 3)
+        #expect(try Set(epoll.wait(timeout: .milliseconds(1000)).map(\.token)) == Set((100..<110).map { UInt64($0) }))
+        #expect(try epoll.wait(timeout: .milliseconds(1000), max: 3).count == 3)
     }
 
     @Test func eventfdSignalAndAcknowledge() throws {
         let epoll = try Epoll()
         let event = try EventDescriptor()
         try epoll.add(event.descriptor, events: .readable, token: 9)
-        #expect(try epoll.wait(timeoutMilliseconds: 0).isEmpty)
+        #expect(try epoll.wait(timeout: .milliseconds(0)).isEmpty)
         #expect(event.acknowledge() == 0, "nothing signalled yet: would block, 0")
         event.signal()
         event.signal()
         #expect(try epoll.events(for: 9, within: 1000)?.contains(.readable) == true)
         #expect(event.acknowledge() == 2)
-        #expect(try epoll.wait(timeoutMilliseconds: 0).isEmpty)
+        #expect(try epoll.wait(timeout: .milliseconds(0)).isEmpty)
     }
 
     @Test func eventfdWakesAWaitFromAnotherThread() throws {
@@ -141,7 +141,7 @@ struct EpollTests {
             return nil
         }, box)
         try #require(rc == 0)
-        let ready = try epoll.wait(timeoutMilliseconds: 5000)
+        let ready = try epoll.wait(timeout: .milliseconds(5000))
         pthread_join(thread, nil)
         #expect(ready.map(\.token) == [3])
         #expect(event.acknowledge() == 1)
@@ -154,9 +154,9 @@ struct EpollTests {
         #expect(timer.acknowledge() == 0, "not armed: nothing to read")
         var start = timespec()
         clock_gettime(CLOCK_MONOTONIC, &start)
-        try timer.arm(afterMilliseconds: 20)
-        #expect(try epoll.wait(timeoutMilliseconds: 0).isEmpty, "not yet")
-        let ready = try epoll.wait(timeoutMilliseconds: 2000)
+        try timer.arm(after: .milliseconds(20))
+        #expect(try epoll.wait(timeout: .milliseconds(0)).isEmpty, "not yet")
+        let ready = try epoll.wait(timeout: .milliseconds(2000))
         var end = timespec()
         clock_gettime(CLOCK_MONOTONIC, &end)
         #expect(ready.map(\.token) == [77])
@@ -164,21 +164,21 @@ struct EpollTests {
         #expect(elapsedMs >= 19)
         #expect(timer.acknowledge() >= 1)
         #expect(timer.acknowledge() == 0, "acknowledged: nothing more")
-        #expect(try epoll.wait(timeoutMilliseconds: 0).isEmpty)
+        #expect(try epoll.wait(timeout: .milliseconds(0)).isEmpty)
     }
 
     @Test func timerfdRepeatsAndDisarms() throws {
         let epoll = try Epoll()
         let timer = try TimerDescriptor()
         try epoll.add(timer.descriptor, events: .readable, token: 1)
-        try timer.arm(afterMilliseconds: 5, repeating: true)
+        try timer.arm(after: .milliseconds(5), repeating: true)
         #expect(try epoll.events(for: 1, within: 1000) != nil)
         // It keeps firing: expirations add up until at least two were counted.
         var expirations: UInt64 = 0
         #expect(waitUntil { expirations += timer.acknowledge(); return expirations >= 2 })
         try timer.disarm()
         _ = timer.acknowledge()
-        #expect(try epoll.wait(timeoutMilliseconds: 30).isEmpty)
+        #expect(try epoll.wait(timeout: .milliseconds(30)).isEmpty)
     }
 
     @Test func timerfdTakesADuration() throws {
@@ -196,7 +196,7 @@ struct EpollTests {
     @Test func timerfdLongDelaySplitsSecondsAndNanoseconds() throws {
         let timer = try TimerDescriptor()
         // 1500 ms: tv_sec 1, tv_nsec 500_000_000 (an invalid tv_nsec would be EINVAL).
-        try timer.arm(afterMilliseconds: 1500)
+        try timer.arm(after: .milliseconds(1500))
         var spec = itimerspec()
         #expect(timerfd_gettime(timer.descriptor.raw, &spec) == 0)
         #expect(spec.it_value.tv_sec == 1)

@@ -34,16 +34,16 @@ struct SignalDescriptorTests {
             #expect(signals.next() == nil, "nothing pending yet")
             let epoll = try Epoll()
             try epoll.add(signals.descriptor, events: .readable, token: 15)
-            #expect(try epoll.wait(timeoutMilliseconds: 0).isEmpty)
+            #expect(try epoll.wait(timeout: .milliseconds(0)).isEmpty)
 
             #expect(pthread_kill(pthread_self(), SIGUSR1) == 0)
 
-            let ready = try epoll.wait(timeoutMilliseconds: 1000)
+            let ready = try epoll.wait(timeout: .milliseconds(1000))
             #expect(ready.map(\.token) == [15])
             #expect(ready.first?.events.contains(.readable) == true)
             #expect(signals.next() == SIGUSR1)
             #expect(signals.next() == nil, "consumed")
-            #expect(try epoll.wait(timeoutMilliseconds: 0).isEmpty)
+            #expect(try epoll.wait(timeout: .milliseconds(0)).isEmpty)
         }
     }
 
