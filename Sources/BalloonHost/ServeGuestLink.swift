@@ -31,12 +31,17 @@ extension ServeLoop {
         let fd: Descriptor
         do {
             fd = try options.guest.connect(timeout: options.connectTimeout)
-            try? fd.setNonBlocking()
         } catch {
             let text = error.description
             status.lastError = text
             if text != lastConnectError { options.log(text + " (retrying)") }
             lastConnectError = text
+            scheduleReconnect()
+            return
+        }
+        do { try fd.setNonBlocking() } catch {
+            // A blocking guest socket would stall the loop: drop it and retry.
+            options.log("cannot make the guest connection non-blocking: \(error) (retrying)")
             scheduleReconnect()
             return
         }
