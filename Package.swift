@@ -77,7 +77,7 @@ let package = Package(
         // The host side: connecting to a guest channel and a session over it.
         .target(
             name: "BalloonHost",
-            dependencies: ["BalloonSystem", "BalloonProtocol", "BalloonStats"]
+            dependencies: ["BalloonSystem", "BalloonProtocol", "BalloonStats", "BalloonChannel"]
         ),
         .executableTarget(
             name: "balloond",

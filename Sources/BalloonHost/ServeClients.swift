@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import BalloonChannel
 import BalloonProtocol
 import BalloonSystem
 
@@ -9,13 +10,11 @@ import BalloonSystem
 extension ServeLoop {
     final class Client {
         let id: UInt64
-        let fd: Descriptor
-        var framer = LineFramer()
-        var outbox = Outbox()
-        var wantsWrite = false
-        init(id: UInt64, fd: Descriptor) {
+        let connection: LineConnection
+        var fd: Descriptor { connection.descriptor }
+        init(id: UInt64, fd: Descriptor, outboxLimit: Int) {
             self.id = id
-            self.fd = fd
+            connection = LineConnection(descriptor: fd, peer: "control client \(id)", maxOutboxBytes: outboxLimit)
         }
     }
 
@@ -33,9 +32,9 @@ extension ServeLoop {
                 fd.close()
                 continue
             }
-            let client = Client(id: nextClientID, fd: fd)
+            let client = Client(id: nextClientID, fd: fd, outboxLimit: options.clientOutboxLimit)
             nextClientID += 1
-            do { try epoll.add(fd, events: .readable, token: Self.token(.client, client.id)) } catch {
+            do { try client.connection.register(in: epoll, token: Self.token(.client, client.id), events: .readable) } catch {
                 fd.close()
                 continue
             }
@@ -44,17 +43,17 @@ extension ServeLoop {
     }
 
     func clientReadable(_ client: Client) {
-        let n: Int?
-        do { n = try StreamIO.receiveSome(client.fd, into: buffer) } catch {
-            drop(client, reason: nil)
-            return
+        let items: [LineFramer.Item]
+        do {
+            switch try client.connection.readAvailable(into: buffer) {
+            case .wouldBlock: return
+            case .closed: return drop(client, reason: nil)
+            case let .items(read): items = read
+            }
+        } catch {
+            return drop(client, reason: nil)
         }
-        guard let n else { return }
-        if n == 0 {
-            drop(client, reason: nil)
-            return
-        }
-        for item in client.framer.feed(UnsafeRawBufferPointer(rebasing: buffer[..<n])) {
+        for item in items {
             guard clients[client.id] != nil else { return }
             switch item {
             case .resync:
@@ -117,22 +116,18 @@ extension ServeLoop {
 
     func enqueue(_ client: Client, _ bytes: [UInt8]) {
         guard clients[client.id] != nil else { return }
-        client.outbox.append(bytes)
-        flushClient(client)
-        if clients[client.id] != nil, client.outbox.count > options.clientOutboxLimit {
-            status.clientsDropped += 1
-            drop(client, reason: "not reading (\(client.outbox.count) bytes unsent)")
+        do {
+            guard try client.connection.send(bytes) else {
+                status.clientsDropped += 1
+                return drop(client, reason: "not reading (more than \(options.clientOutboxLimit) bytes unsent)")
+            }
+        } catch {
+            drop(client, reason: nil)
         }
     }
 
     func flushClient(_ client: Client) {
-        do {
-            let drained = try client.outbox.flush(client.fd)
-            if drained == client.wantsWrite {
-                client.wantsWrite = !drained
-                try epoll.modify(client.fd, events: drained ? .readable : [.readable, .writable], token: Self.token(.client, client.id))
-            }
-        } catch {
+        do { try client.connection.flush() } catch {
             drop(client, reason: nil)
         }
     }
@@ -140,7 +135,7 @@ extension ServeLoop {
     func drop(_ client: Client, reason: String?) {
         guard clients.removeValue(forKey: client.id) != nil else { return }
         if let reason { options.log("control client \(client.id) dropped: \(reason)") }
-        epoll.remove(client.fd)
+        client.connection.unregister()
         client.fd.close()
     }
 }

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import BalloonChannel
 import BalloonProtocol
 import BalloonSystem
 
@@ -7,20 +8,20 @@ import BalloonSystem
 
 extension ServeLoop {
     final class GuestLink {
-        let fd: Descriptor
+        /// The guest's socket with its framer, outbox and write interest:
+        /// the same line connection the guest daemon uses for its host.
+        let connection: LineConnection
+        var fd: Descriptor { connection.descriptor }
         let generation: UInt64
         let syncID: Int64
-        var framer = LineFramer()
-        var outbox = Outbox()
         var sawResync = false
         var synced = false
         var nextID: Int64 = 1
         var pending: [Int64: (what: Pending, sentAt: Duration, command: Command.Name)] = [:]
         let connectedAt: Duration
-        var wantsWrite = false
 
         init(fd: Descriptor, generation: UInt64, syncID: Int64, now: Duration) {
-            self.fd = fd
+            connection = LineConnection(descriptor: fd, peer: "guest")
             self.generation = generation
             self.syncID = syncID
             connectedAt = now
@@ -50,7 +51,7 @@ extension ServeLoop {
         let syncID = Int64.random(in: 1...(1 << 53 - 1))
         let link = GuestLink(fd: fd, generation: generation, syncID: syncID, now: clock())
         self.link = link
-        do { try epoll.add(fd, events: .readable, token: Self.token(.guest, generation)) } catch {
+        do { try link.connection.register(in: epoll, token: Self.token(.guest, generation), events: .readable) } catch {
             disconnect("\(error)")
             return
         }
@@ -72,7 +73,7 @@ extension ServeLoop {
     func disconnect(_ reason: String, reconnect: Bool = true) {
         guard let link else { return }
         self.link = nil
-        epoll.remove(link.fd)
+        link.connection.unregister()
         link.fd.close()
         status.lastError = reason
         status.frameReporting = false
@@ -91,19 +92,18 @@ extension ServeLoop {
 
     func sendToGuest(_ bytes: [UInt8]) {
         guard let link else { return }
-        link.outbox.append(bytes)
-        flushGuest()
+        do {
+            guard try link.connection.send(bytes) else {
+                return disconnect("the guest is not reading (\(link.connection.maxOutboxBytes) bytes unsent)")
+            }
+        } catch {
+            disconnect("write to the guest failed: \(error.cause)")
+        }
     }
 
     func flushGuest() {
         guard let link else { return }
-        do {
-            let drained = try link.outbox.flush(link.fd)
-            if drained == link.wantsWrite {
-                link.wantsWrite = !drained
-                try epoll.modify(link.fd, events: drained ? .readable : [.readable, .writable], token: Self.token(.guest, link.generation))
-            }
-        } catch {
+        do { try link.connection.flush() } catch {
             disconnect("write to the guest failed: \(error.cause)")
         }
     }
@@ -119,17 +119,17 @@ extension ServeLoop {
 
     func guestReadable() {
         guard let link else { return }
-        let n: Int?
-        do { n = try StreamIO.receiveSome(link.fd, into: buffer) } catch {
-            disconnect("read from the guest failed: \(error.cause)")
-            return
+        let items: [LineFramer.Item]
+        do {
+            switch try link.connection.readAvailable(into: buffer) {
+            case .wouldBlock: return
+            case .closed: return disconnect("the guest closed the connection")
+            case let .items(read): items = read
+            }
+        } catch {
+            return disconnect("read from the guest failed: \(error.cause)")
         }
-        guard let n else { return }
-        if n == 0 {
-            disconnect("the guest closed the connection")
-            return
-        }
-        for item in link.framer.feed(UnsafeRawBufferPointer(rebasing: buffer[..<n])) {
+        for item in items {
             guard self.link === link else { return }  // disconnected meanwhile
             switch item {
             case .resync:

@@ -118,6 +118,9 @@ public final class ServeLoop {
     /// Runs until SIGINT/SIGTERM (with `handleSignals`) or `stop()`. Then
     /// closes everything and removes the control socket.
     public func run() throws(HostError) {
+        // Writes to a peer that hung up fail with EPIPE (handled per peer),
+        // never a SIGPIPE that ends serve.
+        ProcessControl.ignoreBrokenPipe()
         options.log("serving \(options.guest) on \(options.controlPath)"
             + (puncher.map { " (memory backend \($0.file.path), guest RAM \(HumanBytes.format($0.ramSize)))" } ?? ""))
         connectGuest()
