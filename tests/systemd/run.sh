@@ -205,7 +205,7 @@ wait_for 5 "STATUS with the new target" bash -c "[[ \$(nsenter -t $leader -a -- 
     && ok "STATUS kept current: $(show StatusText)"
 
 json=$(ns journalctl -u balloond -o json --no-pager --output-fields=MESSAGE,PRIORITY,SYSLOG_IDENTIFIER,CODE_FILE,CODE_LINE,CODE_FUNC,MEMORY_TOTAL,_TRANSPORT)
-started=$(grep '"MESSAGE":"balloond [0-9.]* started' <<<"$json" | head -n1 || true)
+started=$(grep '"MESSAGE":"balloond [^ "]* started' <<<"$json" | head -n1 || true)
 if [[ $started == *'"PRIORITY":"6"'* && $started == *'"SYSLOG_IDENTIFIER":"balloond"'* && $started == *'"CODE_FILE":"'*Daemon.swift'"'* \
       && $started == *'"CODE_LINE":"'[0-9]* && $started == *'"CODE_FUNC":"'* && $started == *'"MEMORY_TOTAL":"'* \
       && $started == *'"_TRANSPORT":"journal"'* ]]; then
