@@ -169,7 +169,8 @@ public final class ServeLoop {
         for client in clients.values { drop(client, reason: nil) }
         epoll.remove(listener)
         listener.close()
-        _ = unlink(options.controlPath)
+        // Already gone (removed by hand, or a newer serve's): nothing to clean.
+        try? ProcessControl.removeFile(options.controlPath)
         options.log("stopped")
     }
 

@@ -12,7 +12,7 @@ final class BenchDaemon {
     var socket: String { dir + "/b.sock" }
 
     init(thp: Bool, executable: String) throws {
-        dir = NSTemporaryDirectory() + "balloond-bench-\(getpid())-\(thp)"
+        dir = NSTemporaryDirectory() + "balloond-bench-\(ProcessInfo.processInfo.processIdentifier)-\(thp)"
         configPath = dir + "/b.conf"
         try? FileManager.default.removeItem(atPath: dir)  // none left from an earlier run is the usual case
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -25,7 +25,7 @@ func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
     let deadline = now() + seconds
     while now() < deadline {
         if condition() { return true }
-        usleep(10_000)
+        HostIO.sleep(.milliseconds(10))
     }
     return condition()
 }

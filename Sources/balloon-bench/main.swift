@@ -4,6 +4,7 @@
 // FAIL per goal and exits 1 on a miss. Not installed; not part of `make test`.
 import BalloonHost
 import BalloonProtocol
+import BalloonSystem
 import Foundation
 import Glibc
 
@@ -117,7 +118,7 @@ do {
         _ = try move(session, to: size)
         _ = waitUntil(seconds: 5) { daemon.lockedTotal == size }
         let c0 = daemon.cpuSeconds(), t0 = now()
-        usleep(UInt32(idleSeconds * 1e6))
+        HostIO.sleep(.milliseconds(Int64(idleSeconds * 1000)))
         let cpu = daemon.cpuSeconds() - c0, elapsed = now() - t0
         let rss = daemon.status("VmRSS"), locked = daemon.status("VmLck")
         let daemonOwn = rss - min(rss, locked), holdersOwn = daemon.holderOverhead, holders = daemon.holders.count
