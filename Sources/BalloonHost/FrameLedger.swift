@@ -27,9 +27,7 @@ public struct TokenBucket: Sendable, Equatable {
 
     private mutating func refill(_ now: Duration) {
         if now > last {
-            let (seconds, attoseconds) = (now - last).components
-            let elapsed = Double(seconds) + Double(attoseconds) / 1e18
-            tokens = min(Double(capacity), tokens + Double(rate) * elapsed)
+            tokens = min(Double(capacity), tokens + Double(rate) * (now - last).seconds)
         }
         last = max(last, now)
     }

@@ -36,12 +36,3 @@ public struct ServeOptions {
 public enum ServeCommand {
     public static let notConnected = "guest not connected (reconnecting)"
 }
-
-extension Duration {
-    /// Whole milliseconds (rounded down, at least 0), for timerfd and epoll.
-    var wholeMilliseconds: UInt64 {
-        let (s, attos) = components
-        guard s >= 0 else { return 0 }
-        return UInt64(s) &* 1000 &+ UInt64(attos / 1_000_000_000_000_000)
-    }
-}
