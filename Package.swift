@@ -74,10 +74,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Pure: balloon-hostd's policies (auto, proxmox, mom, manual) on
+        // sampled host and guest state; no clock, no I/O.
+        .target(name: "BalloonPolicy"),
         // The host side: connecting to a guest channel and a session over it.
         .target(
             name: "BalloonHost",
-            dependencies: ["BalloonSystem", "BalloonProtocol", "BalloonStats", "BalloonChannel"]
+            dependencies: ["BalloonSystem", "BalloonProtocol", "BalloonStats", "BalloonChannel", "BalloonPolicy"]
         ),
         .executableTarget(
             name: "balloond",
@@ -125,6 +128,7 @@ let package = Package(
             name: "BalloonSystemdTests",
             dependencies: ["BalloonSystemd", "BalloonTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
+        .testTarget(name: "BalloonPolicyTests", dependencies: ["BalloonPolicy", "BalloonTestSupport"]),
         .testTarget(name: "BalloonHostTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "BalloonTestSupport"]),
         // Real-guest scenarios (QEMU TCG); `make test` enables them.
         .testTarget(name: "VMTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "BalloonTestSupport", "balloonctl"]),

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// The contract between balloon-hostd's loop (BalloonHost) and its policies.
+// Pure: no clock, no I/O. The agent samples the host and every guest, hands
+// the policy what it saw with the time it saw it, and applies the targets the
+// policy returns. Every size is in bytes; a balloon target is what the guest's
+// balloon holds (the guest keeps ramSize − target), as in protocol v1.
+
+/// Which algorithm decides the targets (`[Policy] Mode=` / `[Guest] Policy=`).
+public enum PolicyMode: String, Sendable, CaseIterable {
+    /// balloond's own: host reserve, spare memory, shares, PSI fast path.
+    case auto
+    /// Proxmox VE pvestatd's auto-ballooning, reproduced for comparison.
+    case proxmox
+    /// oVirt MoM's balloon.rules, reproduced for comparison.
+    case mom
+    /// No automatic targets: only what an operator sets.
+    case manual
+}
+
+/// Whether the host policy may move one guest's target (`[Guest] Policy=`).
+public enum GuestPolicy: String, Sendable, CaseIterable {
+    /// The host policy decides (the default).
+    case auto
+    /// Only an operator's `set` moves it; the policy leaves it alone.
+    case manual
+    /// The agent does not balloon this guest at all (target stays 0).
+    case off
+}
+
+/// An operator's bounds for one guest (`[Guest] Min= Max= Shares=`).
+public struct GuestLimits: Sendable, Equatable {
+    /// The guest always keeps at least this much memory: target ≤ ramSize − min.
+    public var min: UInt64
+    /// The guest never has more than this: target ≥ ramSize − max (max ≤ ramSize).
+    public var max: UInt64
+    /// Relative weight: more shares, less taken (Proxmox's meaning).
+    public var shares: UInt32
+    public var policy: GuestPolicy
+
+    public init(min: UInt64, max: UInt64, shares: UInt32 = 1000, policy: GuestPolicy = .auto) {
+        self.min = min
+        self.max = max
+        self.shares = shares
+        self.policy = policy
+    }
+}
+
+/// One stats sample from a guest, as the agent received it.
+public struct GuestSample: Sendable, Equatable {
+    /// When the agent received it (the agent's monotonic clock).
+    public var at: Duration
+    /// Guest MemTotal (virtio `total-memory`).
+    public var memTotal: UInt64
+    /// Guest MemAvailable (virtio `available-memory`).
+    public var memAvailable: UInt64
+    /// Memory the balloon holds that the guest could have back at once
+    /// (free memory held by the free-memory mode); 0 when the guest does not say.
+    public var reclaimableHeld: UInt64
+    /// PSI memory avg10, in percent; nil when the guest kernel has no PSI.
+    public var psiSomeAvg10: Double?
+    public var psiFullAvg10: Double?
+    /// Cumulative counters since guest boot (the policy takes rates between
+    /// samples; a counter going backwards means the guest restarted).
+    public var fileRefaults: UInt64?
+    public var majorFaults: UInt64?
+    public var swapIn: UInt64?
+    public var swapOut: UInt64?
+
+    public init(
+        at: Duration, memTotal: UInt64, memAvailable: UInt64, reclaimableHeld: UInt64 = 0,
+        psiSomeAvg10: Double? = nil, psiFullAvg10: Double? = nil,
+        fileRefaults: UInt64? = nil, majorFaults: UInt64? = nil, swapIn: UInt64? = nil, swapOut: UInt64? = nil
+    ) {
+        self.at = at
+        self.memTotal = memTotal
+        self.memAvailable = memAvailable
+        self.reclaimableHeld = reclaimableHeld
+        self.psiSomeAvg10 = psiSomeAvg10
+        self.psiFullAvg10 = psiFullAvg10
+        self.fileRefaults = fileRefaults
+        self.majorFaults = majorFaults
+        self.swapIn = swapIn
+        self.swapOut = swapOut
+    }
+}
+
+/// What the agent knows about one guest when the policy runs.
+public struct GuestState: Sendable, Equatable {
+    /// The guest's name (its config file's or its discovered socket's).
+    public var name: String
+    /// The guest's RAM as the host gave it (`RamSize=` or the guest's MemTotal
+    /// plus what the kernel reserves; the agent decides, the policy trusts it).
+    public var ramSize: UInt64
+    public var limits: GuestLimits
+    /// A live session: the agent can set a target now.
+    public var connected: Bool
+    /// The target in force (what the agent last set) and the balloon's size.
+    public var target: UInt64
+    public var actual: UInt64
+    /// The newest stats sample; nil before the first.
+    public var sample: GuestSample?
+
+    public init(
+        name: String, ramSize: UInt64, limits: GuestLimits, connected: Bool,
+        target: UInt64, actual: UInt64, sample: GuestSample?
+    ) {
+        self.name = name
+        self.ramSize = ramSize
+        self.limits = limits
+        self.connected = connected
+        self.target = target
+        self.actual = actual
+        self.sample = sample
+    }
+}
+
+/// The host as the agent sampled it. With `[Host] HostMemory=` the agent
+/// reports the budget, not the machine: `total` is the budget and
+/// `available` is the budget minus the memory behind the guests (their RAM
+/// files' allocated blocks); otherwise both come from /proc/meminfo.
+public struct HostSample: Sendable, Equatable {
+    public var at: Duration
+    public var total: UInt64
+    public var available: UInt64
+    /// Host PSI memory avg10 in percent; nil without PSI (or under a budget).
+    public var psiSomeAvg10: Double?
+    public var psiFullAvg10: Double?
+
+    public init(at: Duration, total: UInt64, available: UInt64, psiSomeAvg10: Double? = nil, psiFullAvg10: Double? = nil) {
+        self.at = at
+        self.total = total
+        self.available = available
+        self.psiSomeAvg10 = psiSomeAvg10
+        self.psiFullAvg10 = psiFullAvg10
+    }
+}
+
+/// A target the policy wants set, and why (logged and shown by `guest-status`).
+public struct TargetChange: Sendable, Equatable {
+    public var guest: String
+    public var target: UInt64
+    public var reason: String
+
+    public init(guest: String, target: UInt64, reason: String) {
+        self.guest = guest
+        self.target = target
+        self.reason = reason
+    }
+}
+
+/// `[Policy]` settings. Defaults are documented in docs/policy.md.
+public struct PolicySettings: Sendable, Equatable {
+    public var mode: PolicyMode
+    /// Host memory (or budget) that must stay available.
+    public var hostReserve: UInt64
+    /// Time between rounds (proxmox and mom: 10 s; auto: 1 s).
+    public var interval: Duration?
+    /// The most one guest's target moves in one round; nil: the mode's own.
+    public var maxStep: UInt64?
+
+    public init(mode: PolicyMode = .auto, hostReserve: UInt64 = 512 << 20, interval: Duration? = nil, maxStep: UInt64? = nil) {
+        self.mode = mode
+        self.hostReserve = hostReserve
+        self.interval = interval
+        self.maxStep = maxStep
+    }
+}
+
+/// A host policy. The agent calls `round` every `interval` and `sampled`
+/// whenever a guest's stats arrive; both return the targets to set (only
+/// those that change). Guests with `GuestPolicy.manual`/`.off` or not
+/// connected are passed for the accounting but must not be given targets.
+public protocol HostPolicy: Sendable {
+    var mode: PolicyMode { get }
+    /// Time between rounds.
+    var interval: Duration { get }
+    mutating func round(host: HostSample, guests: [GuestState], now: Duration) -> [TargetChange]
+    /// The fast path: a guest's new sample may warrant giving memory back now.
+    mutating func sampled(guest: GuestState, host: HostSample, now: Duration) -> [TargetChange]
+}
