@@ -87,7 +87,6 @@ let package = Package(
             dependencies: [
                 "BalloonSystem",
                 "BalloonDaemon", "BalloonSystemd",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

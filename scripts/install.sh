@@ -61,10 +61,14 @@ for page in balloonctl.1 balloond.conf.5 balloond.8; do
     sed -E "/^\.TH /s/\"balloond [^\"]*\"/\"balloond $version\"/" "packaging/man/$page" >"$tmp/$page"
     put 0644 "$tmp/$page" "$prefix/share/man/man${page##*.}/$page"
 done
+# balloonctl's completions come from swift-argument-parser; balloond parses
+# its three options by hand (a lighter daemon), so its are in packaging/.
+tool=balloonctl
+"$tmp/$tool" --generate-completion-script bash | sed '1{/^#!/d}' >"$tmp/$tool.bash"
+"$tmp/$tool" --generate-completion-script zsh >"$tmp/_$tool"
+"$tmp/$tool" --generate-completion-script fish >"$tmp/$tool.fish"
+cp packaging/completions/balloond.bash packaging/completions/_balloond packaging/completions/balloond.fish "$tmp/"
 for tool in balloonctl balloond; do
-    "$tmp/$tool" --generate-completion-script bash | sed '1{/^#!/d}' >"$tmp/$tool.bash"
-    "$tmp/$tool" --generate-completion-script zsh >"$tmp/_$tool"
-    "$tmp/$tool" --generate-completion-script fish >"$tmp/$tool.fish"
     put 0644 "$tmp/$tool.bash" "$prefix/share/bash-completion/completions/$tool"
     put 0644 "$tmp/_$tool" "$prefix/share/zsh/site-functions/_$tool"
     put 0644 "$tmp/$tool.fish" "$prefix/share/fish/vendor_completions.d/$tool.fish"

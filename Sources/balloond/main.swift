@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-import ArgumentParser
 import BalloonConfig
 import BalloonDaemon
 import BalloonSystem
@@ -8,23 +7,25 @@ import Glibc
 import Logging
 
 /// The guest daemon's command line; the work lives in BalloonDaemon.
-struct Balloond: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "balloond",
-        abstract: "Userspace memory balloon for Linux guests.",
-        discussion: "Listens on a virtio-serial port, vsock or unix socket for the host's balloon target, holds memory in mlocked chunks, and answers with memory statistics. See balloond(8) and balloond.conf(5).",
-        version: balloondVersion)
-
-    @Option(name: .long, help: ArgumentHelp("Configuration file; drop-ins are read from PATH.d/*.conf.", valueName: "PATH"))
+struct Balloond {
     var config: String?
-
-    @Option(name: .long, help: ArgumentHelp("Overrides Listen=: unix:PATH, virtio-serial:NAME_OR_PATH or vsock:PORT.", valueName: "CHANNEL"))
     var channel: String?
+    var dumpConfig: Bool
 
-    @Flag(name: .long, help: "Print the effective configuration and exit.")
-    var dumpConfig = false
+    static func main() {
+        let arguments: Arguments
+        do { arguments = try Arguments.parse(Array(CommandLine.arguments.dropFirst())) } catch {
+            ProcessControl.writeToStandardError(Array("Error: \(error)\nUsage: balloond [--config <PATH>] [--channel <CHANNEL>] [--dump-config]\n  See 'balloond --help' for more information.\n".utf8))
+            Glibc.exit(exitUsage)
+        }
+        switch arguments.action {
+        case .help: print(Arguments.usage, terminator: "")
+        case .version: print(balloondVersion)
+        case .run: Balloond(config: arguments.config, channel: arguments.channel, dumpConfig: arguments.dumpConfig).run()
+        }
+    }
 
-    func run() throws {
+    func run() {
         let path = config ?? "/etc/balloond.conf"
         // Under systemd, stderr is the journal: log structured entries with
         // sd_journal_send instead (never both).
@@ -93,5 +94,7 @@ struct Balloond: ParsableCommand {
 /// A configuration that cannot be used (sysexits' EX_CONFIG): the unit does
 /// not restart on it, unlike a failure that may pass (a channel not there yet).
 let exitConfigError: Int32 = 78
+/// A command line that cannot be parsed (sysexits' EX_USAGE, as before).
+let exitUsage: Int32 = 64
 
 Balloond.main()

@@ -285,6 +285,47 @@ import Testing
         #expect(text.contains("MaxBalloon=80%"))
     }
 
+    /// balloond parses its command line by hand (no swift-argument-parser in
+    /// the daemon): the usual forms, and usage errors that name the argument.
+    @Test(arguments: [
+        (["--bogus"], 64, "Unknown option '--bogus'"),
+        (["stray"], 64, "Unexpected argument 'stray'"),
+        (["--config"], 64, "Missing value for '--config <PATH>'"),
+        (["--channel", "--dump-config"], 64, "Missing value for '--channel <CHANNEL>'"),
+        (["--dump-config=yes"], 64, "'--dump-config' takes no value"),
+        (["--version"], 0, BalloondVersion.current),
+        (["--config", "/nonexistent", "--help"], 0, "USAGE: balloond [--config <PATH>]"),
+        (["-h"], 0, "--channel <CHANNEL>"),
+    ] as [([String], Int32, String)])
+    func commandLine(arguments: [String], status: Int32, output: String) throws {
+        let p = Process()
+        let out = Pipe()
+        p.executableURL = URL(fileURLWithPath: productsDirectory + "/balloond")
+        p.arguments = arguments
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == status, "\(arguments): \(text)")
+        #expect(text.contains(output), "\(arguments): \(text)")
+    }
+
+    @Test func configGivenWithAnEqualsSign() throws {
+        let box = try Sandbox(config: "[Balloon]\nChunkSize=16M\n")
+        let p = Process()
+        let out = Pipe()
+        p.executableURL = URL(fileURLWithPath: productsDirectory + "/balloond")
+        p.arguments = ["--config=\(box.configPath)", "--channel=unix:/run/x.sock", "--dump-config"]
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        #expect(text.contains("ChunkSize=16M"))
+        #expect(text.contains("Listen=unix:/run/x.sock"))
+    }
+
     @Test func sighupReloadsAndABadReloadKeepsTheOldConfiguration() throws {
         let box = try Sandbox(config: "[Balloon]\nChunkSize=64M\n")
         let daemon = try DaemonProcess(arguments: ["--config", box.configPath], waitForSocket: box.socket)
