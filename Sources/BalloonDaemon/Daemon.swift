@@ -169,6 +169,12 @@ public final class Daemon {
         // The channel is open and MemTotal was read in init; read the first
         // full stats before saying READY=1.
         _ = sampler.virtioStats()
+        // Startup is over: the loader's relocation table need not stay resident.
+        do {
+            if let dropped = try ProcessControl.releaseRelocationTable() {
+                logger.debug("dropped the relocation table's \(dropped.count >> 10) KiB from memory")
+            }
+        } catch { logger.debug("relocation table kept: \(error)") }
         notifier.ready()
         updateStatus()
         while running {

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import CBalloonShim
 import Glibc
 
 /// Process-wide calls the daemon and the executables need: signal
@@ -16,6 +17,18 @@ public enum ProcessControl {
     public static func reapIfExited(_ pid: pid_t) throws(SystemError) -> Bool {
         var status: Int32 = 0
         return try syscall("waitpid", subject: "\(pid)") { waitpid(pid, &status, WNOHANG) } == pid
+    }
+
+    /// Drops the pages of the executable's relocation table from this
+    /// process's page tables: the loader applied it at start and nothing reads
+    /// it again, yet it stays resident (about 0.6 MiB of balloond's RSS). The
+    /// table is in a read-only segment of the file, so no content changes.
+    /// Returns the address range dropped, nil when there was nothing to drop.
+    @discardableResult
+    public static func releaseRelocationTable() throws(SystemError) -> Range<UInt>? {
+        var start: UInt = 0, end: UInt = 0
+        let bytes = try syscall("madvise", subject: "relocation table") { cballoon_release_relocations(&start, &end) }
+        return bytes > 0 ? start..<end : nil
     }
 
     /// An environment variable's value, nil when unset.

@@ -79,6 +79,11 @@ int cballoon_peer_closed(int fd);
 
 // Closes every descriptor from `first` on (close_range, or a loop where the
 // kernel lacks it): a forked holder keeps only its pipes.
+// Drops the executable's relocation table's whole pages from the page tables
+// (madvise MADV_DONTNEED; the loader has applied it and nothing reads it
+// again). Returns the bytes dropped and their range, 0 when there is nothing
+// to drop (no table, or not in a read-only segment), -1 with errno set.
+long cballoon_release_relocations(uintptr_t *start, uintptr_t *end);
 void cballoon_close_from(int first);
 // Empties the calling thread's signal mask (a forked child starts with the
 // daemon's, which blocks the signals it reads through signalfd).
