@@ -5,7 +5,8 @@ import BalloonSystem
 
 /// The pure policy's cost at scale, in-process: N fake guests' samples every
 /// simulated second through `sampled`, a `round` every interval, targets
-/// applied back to the models. Times only the policy calls.
+/// applied back to the models. Times only the policy calls (the fastest of
+/// three runs on copies of the policy's state).
 struct PolicyRoundBench {
     var guests: Int
     var seconds: Int
@@ -18,6 +19,8 @@ struct PolicyRoundBench {
         /// Per simulated second: all N `sampled` calls together.
         var sampledPerSecond: [Duration]
         var changes: Int
+        /// Changes by the reason's first words ("auto: pressure", "proxmox: guest").
+        var reasons: [String: Int] = [:]
     }
 
     func run(_ mode: PolicyMode) -> Result {
@@ -49,20 +52,49 @@ struct PolicyRoundBench {
             }
             let host = HostSample(at: now, total: total, available: used < total ? total - used : 0)
             var changes: [TargetChange] = []
-            let start = SystemClock.monotonic()
-            for state in states { changes += policy.sampled(guest: state, host: host, now: now) }
-            result.sampledPerSecond.append(SystemClock.monotonic() - start)
+            let (sampledTime, fast) = Self.timed(&policy) { p in
+                var out: [TargetChange] = []
+                for state in states { out += p.sampled(guest: state, host: host, now: now) }
+                return out
+            }
+            result.sampledPerSecond.append(sampledTime)
+            changes += fast
             if second % every == 0 {
-                let start = SystemClock.monotonic()
-                changes += policy.round(host: host, guests: states, now: now)
-                result.rounds.append(SystemClock.monotonic() - start)
+                let (roundTime, slow) = Self.timed(&policy) { $0.round(host: host, guests: states, now: now) }
+                result.rounds.append(roundTime)
+                changes += slow
             }
             result.changes += changes.count
             for change in changes {
+                result.reasons[change.reason.split(separator: " ").prefix(2).joined(separator: " "), default: 0] += 1
                 if let i = Int(change.guest.dropFirst()) { _ = try? models[i].setTarget(change.target) }
             }
         }
         return result
+    }
+}
+
+extension PolicyRoundBench {
+    /// Runs `work` on three copies of the policy (policies are values) and
+    /// keeps the last copy's state and output; the time is the fastest of
+    /// the three, so a run preempted on a shared machine does not count as
+    /// the policy's cost.
+    static func timed(
+        _ policy: inout any HostPolicy, _ work: (inout any HostPolicy) -> [TargetChange]
+    ) -> (Duration, [TargetChange]) {
+        var best: Duration?
+        var output: [TargetChange] = []
+        var kept = policy
+        for _ in 0..<3 {
+            var copy = policy
+            let start = SystemClock.monotonic()
+            output = work(&copy)
+            let elapsed = SystemClock.monotonic() - start
+            best = Swift.min(best ?? elapsed, elapsed)
+            kept = copy
+        }
+        policy = kept
+        return (best ?? .zero, output)
     }
 }
 

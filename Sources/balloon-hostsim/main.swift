@@ -59,7 +59,8 @@ struct PolicyRound: ParsableCommand {
                 "round_ms_p50":\(ms(r.rounds.quantileMilliseconds(0.5))),"round_ms_p99":\(ms(r.rounds.quantileMilliseconds(0.99))),\
                 "round_ms_max":\(ms(r.rounds.quantileMilliseconds(1))),\
                 "sampled_all_ms_p50":\(ms(r.sampledPerSecond.quantileMilliseconds(0.5))),\
-                "sampled_all_ms_p99":\(ms(r.sampledPerSecond.quantileMilliseconds(0.99))),"changes":\(r.changes)}
+                "sampled_all_ms_p99":\(ms(r.sampledPerSecond.quantileMilliseconds(0.99))),"changes":\(r.changes),\
+                "reasons":{\(r.reasons.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ","))}}
                 """)
         }
         HostIO.write("[" + rows.joined(separator: ",\n") + "]\n", to: .output)
