@@ -24,12 +24,13 @@ public struct AutoPolicy: HostPolicy {
     struct View {
         let state: GuestState
         /// Available to the guest once the balloon reaches its target:
-        /// MemAvailable + reclaimableHeld + (actual − target).
+        /// MemAvailable + reclaimableHeld + (actual when sampled − target).
         let available: Int64
         let headroom: Int64
         let band: Int64
         let pressured: Bool
         let holdingOff: Bool
+        let current: Bool
         var spare: Int64 { available - headroom }
         var deficit: Int64 { headroom - available }
         /// Shares as a weight on taking: more shares, less taken.
@@ -46,8 +47,11 @@ public struct AutoPolicy: HostPolicy {
         Swift.max(tuning.bandMinimum.signed, Int64(Double(state.ramSize) * tuning.bandFraction))
     }
 
+    /// MemAvailable is as of the balloon's size when the sample was taken;
+    /// once the balloon is at the target, the guest has that much more (or less).
     static func available(_ state: GuestState, _ sample: GuestSample) -> Int64 {
-        sample.memAvailable.signed + sample.reclaimableHeld.signed + state.actual.signed - state.target.signed
+        let actual = sample.balloonActual ?? state.actual
+        return sample.memAvailable.signed + sample.reclaimableHeld.signed + actual.signed - state.target.signed
     }
 
     // MARK: the fast path
@@ -74,6 +78,7 @@ public struct AutoPolicy: HostPolicy {
         let from = Swift.min(state.target, state.actual).signed
         let target = state.clamped(from - give)
         guard target < state.target else { return [] }
+        memory.lastChange = now
         return [TargetChange(guest: state.name, target: target, reason: "auto: pressure (\(why)): give back \(mib(state.target.signed - target.signed))")]
     }
 
@@ -94,16 +99,21 @@ public struct AutoPolicy: HostPolicy {
             views.append(View(
                 state: state, available: available, headroom: h, band: band(state),
                 pressured: memory.lastPressure.map { now < $0 + interval * 2 } ?? false,
-                holdingOff: memory.holdingOff(now: now, tuning)))
+                holdingOff: memory.holdingOff(now: now, tuning),
+                // A sample from before the last change does not show it yet:
+                // acting on it would take (or give) the same memory twice.
+                current: memory.lastChange.map { sample.at > $0 } ?? true))
         }
         let hostAvailable = Swift.min(host.available, host.total).signed
         var changes: [String: (Int64, String)] = [:]
-        give(views, surplus: hostAvailable - reserve.signed - tuning.hostBand.signed, into: &changes)
-        take(views, need: reserve.signed - hostAvailable, into: &changes)
-        return views.compactMap { view in
+        let movable = views.filter(\.current)
+        give(movable, surplus: hostAvailable - reserve.signed - tuning.hostBand.signed, into: &changes)
+        take(movable, need: reserve.signed - hostAvailable, into: &changes)
+        return movable.compactMap { view in
             guard let (delta, why) = changes[view.state.name] else { return nil }
             let target = view.state.clamped(view.state.target.signed + delta)
             guard target != view.state.target else { return nil }
+            guests[view.state.name]?.lastChange = now
             return TargetChange(guest: view.state.name, target: target, reason: "auto: \(why)")
         }
     }
@@ -151,29 +161,36 @@ public struct AutoPolicy: HostPolicy {
         }
     }
 
-    /// Water-fills `amount` over `views` by room × weight, each up to its
-    /// room (what `limit` allows) and `step`; returns what is left.
+    /// Spreads `amount` over `views` in proportion to room × weight, each
+    /// up to its room (what `limit` allows, at most `step`, less what it
+    /// gives already); returns what is left. Water-filling in one pass: with
+    /// shares ∝ room × weight, a guest is filled exactly when the level
+    /// (what is left / Σ room × weight) times its weight reaches 1, so the
+    /// heaviest weights fill first — O(n log n), not a loop per guest.
     private func spread(
         _ amount: Int64, over views: [View], into taken: inout [String: Int64], step: Int64, limit: (View) -> Int64
     ) -> Int64 {
+        let open = views.compactMap { v -> (View, Int64)? in
+            let room = Swift.min(limit(v), step) - taken[v.state.name, default: 0]
+            return room > 0 ? (v, room) : nil
+        }.sorted { $0.0.takeWeight > $1.0.takeWeight }
         var left = amount
-        func room(_ v: View, _ taken: [String: Int64]) -> Int64 { Swift.min(limit(v), step) - taken[v.state.name, default: 0] }
-        var open = views.filter { room($0, taken) > 0 }
-        while left > 0 && !open.isEmpty {
-            let total = open.reduce(0.0) { $0 + Double(room($1, taken)) * $1.takeWeight }
-            guard total > 0 else { break }
-            var moved: Int64 = 0
-            for view in open {
-                let r = room(view, taken)
-                let portion = Int64((Double(left) * Double(r) * view.takeWeight / total).rounded(.up))
-                let bytes = Swift.min(portion, r, left - moved)
-                guard bytes > 0 else { continue }
-                taken[view.state.name, default: 0] += bytes
-                moved += bytes
-            }
-            guard moved > 0 else { break }
-            left -= moved
-            open = open.filter { room($0, taken) > 0 }
+        var denominator = open.reduce(0.0) { $0 + Double($1.1) * $1.0.takeWeight }
+        var i = 0
+        while i < open.count, left > 0, Double(left) * open[i].0.takeWeight >= denominator {
+            let (view, room) = open[i]
+            let bytes = Swift.min(room, left)
+            taken[view.state.name, default: 0] += bytes
+            left -= bytes
+            denominator -= Double(room) * view.takeWeight
+            i += 1
+        }
+        guard left > 0, denominator > 0 else { return left }
+        let level = Double(left) / denominator
+        for (view, room) in open[i...] where left > 0 {
+            let bytes = Swift.min(room, left, Int64((level * Double(room) * view.takeWeight).rounded(.up)))
+            taken[view.state.name, default: 0] += bytes
+            left -= bytes
         }
         return left
     }

@@ -51,6 +51,8 @@ public struct AutoTuning: Sendable, Equatable {
 /// What `auto` remembers about one guest between calls.
 struct AutoGuest: Sendable {
     var previous: GuestSample?
+    /// When the policy last moved the target.
+    var lastChange: Duration?
     var lastPressure: Duration?
     var lastBoost: Duration?
     var boost: Double = 1

@@ -69,12 +69,15 @@ public struct GuestSample: Sendable, Equatable {
     /// Guest MemFree (virtio `free-memory`), which Proxmox (`freemem`) and
     /// MoM (`mem_unused`) read; nil when not reported (they then use memAvailable).
     public var memFree: UInt64?
+    /// The balloon's size when the guest took the sample (STATS `balloon.actual`):
+    /// MemAvailable is as of that size. nil: the policy uses `GuestState.actual`.
+    public var balloonActual: UInt64?
 
     public init(
         at: Duration, memTotal: UInt64, memAvailable: UInt64, reclaimableHeld: UInt64 = 0,
         psiSomeAvg10: Double? = nil, psiFullAvg10: Double? = nil,
         fileRefaults: UInt64? = nil, majorFaults: UInt64? = nil, swapIn: UInt64? = nil, swapOut: UInt64? = nil,
-        memFree: UInt64? = nil
+        memFree: UInt64? = nil, balloonActual: UInt64? = nil
     ) {
         self.at = at
         self.memTotal = memTotal
@@ -87,6 +90,7 @@ public struct GuestSample: Sendable, Equatable {
         self.swapIn = swapIn
         self.swapOut = swapOut
         self.memFree = memFree
+        self.balloonActual = balloonActual
     }
 }
 

@@ -69,20 +69,9 @@ struct MovingAverage: Sendable, Equatable {
     var mean: Double? { values.isEmpty ? nil : values.reduce(0, +) / Double(values.count) }
 }
 
-/// Formats bytes for reasons ("+128 MiB").
+/// Bytes in MiB with one decimal, for reasons ("128 MiB", "86.8 MiB").
 func mib(_ bytes: Int64) -> String {
-    let m = Double(bytes) / 1_048_576
-    return m == m.rounded() ? "\(Int64(m)) MiB" : String(Int64((m * 10).rounded())) .withDecimal + " MiB"
-}
-
-private extension String {
-    /// "123" (tenths) → "12.3".
-    var withDecimal: String {
-        var s = self
-        let negative = s.hasPrefix("-")
-        if negative { s.removeFirst() }
-        while s.count < 2 { s = "0" + s }
-        s.insert(".", at: s.index(before: s.endIndex))
-        return (negative ? "-" : "") + s
-    }
+    let tenths = (bytes.magnitude * 10 + (1 << 19)) >> 20
+    let sign = bytes < 0 && tenths > 0 ? "-" : ""
+    return tenths % 10 == 0 ? "\(sign)\(tenths / 10) MiB" : "\(sign)\(tenths / 10).\(tenths % 10) MiB"
 }

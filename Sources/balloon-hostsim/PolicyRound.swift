@@ -48,7 +48,7 @@ struct PolicyRoundBench {
                         at: now, memTotal: s.stats[.totalMemory] ?? 0, memAvailable: s.stats[.availableMemory] ?? 0,
                         psiSomeAvg10: s.pressure?.some?.avg10, psiFullAvg10: s.pressure?.full?.avg10,
                         majorFaults: s.stats[.majorFaults], swapIn: s.stats[.swapIn], swapOut: s.stats[.swapOut],
-                        memFree: s.stats[.freeMemory])))
+                        memFree: s.stats[.freeMemory], balloonActual: s.balloonActual)))
             }
             let host = HostSample(at: now, total: total, available: used < total ? total - used : 0)
             var changes: [TargetChange] = []

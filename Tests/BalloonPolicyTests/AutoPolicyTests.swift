@@ -152,24 +152,79 @@ import Testing
         #expect(few <= 700 * MiB - 102 * MiB)
     }
 
+    @Test func aShortHostIsCoveredByShareOfSpareTimesWeight() {
+        var tuning = AutoTuning()
+        tuning.trimRate = 0
+        tuning.maxStep = GiB
+        var policy = AutoPolicy(reserve: GiB, tuning: tuning)
+        let sample = GuestSample(at: .seconds(1), memTotal: GiB, memAvailable: 700 * MiB)
+        let guests = [UInt32(1000), 3000, 1000].enumerated().map { i, shares in
+            GuestState(name: "g\(i)", ramSize: GiB, limits: GuestLimits(min: 128 * MiB, max: GiB, shares: shares),
+                       connected: true, target: 0, actual: 0, sample: i == 2 ? GuestSample(at: .seconds(1), memTotal: GiB, memAvailable: 150 * MiB) : sample)
+        }
+        // 700 MiB short: g2 has 47.6 MiB of spare (not above the band, but
+        // the need spreads over spare); weights 1, 1/3, 1: g0 fills up first.
+        let host = HostSample(at: .seconds(1), total: 8 * GiB, available: 324 * MiB)
+        let changes = policy.round(host: host, guests: guests, now: .seconds(1))
+        let taken = Dictionary(uniqueKeysWithValues: changes.map { ($0.guest, $0.target) })
+        #expect(taken.values.reduce(0, +) == 700 * MiB)
+        #expect(taken["g0"]! > taken["g1"]!)
+        // No one below its headroom while spare memory covers the need.
+        #expect(taken["g0"]! <= 700 * MiB - 102 * MiB)
+        #expect(taken["g2"]! <= 48 * MiB)
+    }
+
     @Test func pressuredGuestsAreGivenFirst() {
         var policy = auto()
-        let calm = GuestSample(at: .seconds(10), memTotal: 600 * MiB, memAvailable: 10 * MiB)
+        let calm = GuestSample(at: .seconds(11), memTotal: 600 * MiB, memAvailable: 10 * MiB)
         let a = GuestState(name: "a", ramSize: GiB, limits: GuestLimits(min: 128 * MiB, max: GiB),
                            connected: true, target: 400 * MiB, actual: 400 * MiB, sample: calm)
-        // b shows rising PSI (its fast-path change is lost: the agent had no link).
+        // b shows rising PSI at 10 s; its fast-path change is lost (the agent
+        // had no link), and at 11 s it still has less than its headroom.
         let b0 = GuestSample(at: .seconds(9), memTotal: 600 * MiB, memAvailable: 90 * MiB, psiSomeAvg10: 0)
         let b1 = GuestSample(at: .seconds(10), memTotal: 600 * MiB, memAvailable: 90 * MiB, psiSomeAvg10: 3)
+        let b2 = GuestSample(at: .seconds(11), memTotal: 600 * MiB, memAvailable: 90 * MiB, psiSomeAvg10: 3)
         var b = GuestState(name: "b", ramSize: GiB, limits: GuestLimits(min: 128 * MiB, max: GiB),
                            connected: true, target: 400 * MiB, actual: 400 * MiB, sample: b0)
-        let host = HostSample(at: .seconds(10), total: 4 * GiB, available: 512 * MiB + 64 * MiB + 60 * MiB)
+        let host = HostSample(at: .seconds(11), total: 4 * GiB, available: 512 * MiB + 64 * MiB + 60 * MiB)
         _ = policy.sampled(guest: b, host: host, now: .seconds(9))
         b.sample = b1
         #expect(!policy.sampled(guest: b, host: host, now: .seconds(10)).isEmpty)
+        b.sample = b2
         // 60 MiB of surplus: b gets it all although a's deficit is larger.
-        let changes = policy.round(host: host, guests: [a, b], now: .seconds(10))
+        let changes = policy.round(host: host, guests: [a, b], now: .seconds(11))
         #expect(changes.map(\.guest) == ["b"])
         #expect(changes.first!.target == 340 * MiB)
+    }
+
+    @Test func aSampleFromBeforeTheLastChangeMovesNothing() {
+        var policy = auto()
+        let host = HostSample(at: .seconds(1), total: 8 * GiB, available: 6 * GiB)
+        let sample = GuestSample(at: .seconds(1), memTotal: GiB, memAvailable: 800 * MiB)
+        var g = state(target: 0, sample)
+        let first = policy.round(host: host, guests: [g], now: .seconds(1))
+        #expect(first.count == 1)
+        // The next round comes before the next sample: the old sample does
+        // not show the first take yet, so nothing more is taken.
+        g.target = first[0].target
+        g.actual = first[0].target
+        #expect(policy.round(host: host, guests: [g], now: .seconds(2)).isEmpty)
+        // A sample taken after the change does.
+        g.sample = GuestSample(at: .seconds(2), memTotal: GiB - g.target, memAvailable: 800 * MiB - g.target, balloonActual: g.target)
+        #expect(policy.round(host: host, guests: [g], now: .seconds(2)).count == 1)
+    }
+
+    @Test func availableIsAsOfTheBalloonWhenSampled() {
+        // The sample was taken with the balloon at 0; since then the balloon
+        // reached 300 MiB (its event came before the next STATS): the guest
+        // has 300 MiB less available than the sample says.
+        var policy = auto()
+        let host = HostSample(at: .seconds(1), total: 8 * GiB, available: 6 * GiB)
+        let sample = GuestSample(at: .seconds(1), memTotal: GiB, memAvailable: 400 * MiB, balloonActual: 0)
+        // 400 − 300 = 100 MiB available, below headroom: given, not taken.
+        let changes = policy.round(host: host, guests: [state(target: 300 * MiB, sample)], now: .seconds(1))
+        #expect(changes.count == 1)
+        #expect(changes.first!.target < 300 * MiB)
     }
 
     @Test func memoryTheBalloonCouldGiveBackCountsAsAvailable() {
