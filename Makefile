@@ -11,7 +11,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
 
-.PHONY: all deps build release demo deb dist install test test-release test-vm test-systemd bench bench-vm bench-pressure clean
+.PHONY: all deps build release demo deb dist install test test-release test-vm test-systemd bench bench-vm bench-pressure bench-host clean
 
 all: build
 
@@ -99,6 +99,19 @@ bench-pressure: deps
 	  python3 bench/pressure.py $$common --only B,D,E --out bench/out/p2.json --md bench/out/p2.md; rc2=$$?; \
 	  wait $$! && [ $$rc2 = 0 ]; } && \
 	python3 bench/pressure.py --initramfs $$initramfs --merge bench/out/p1.json bench/out/p2.json
+
+# Issue 11: balloon-hostd with 1,000 simulated guests (balloon-hostsim: agent CPU,
+# RSS, the policy round's cost) and three 1 GiB TCG guests under a 2 GiB budget with
+# no balloon, proxmox, mom and auto (bench/host.py); writes bench/results-host.{json,md,png}.
+# BENCH_SEED sets the guests' schedules; BENCH_HOST=scale runs only the simulator part.
+bench-host: deps
+	$(SWIFT) build -c release --product balloon-hostd
+	$(SWIFT) build -c release --product balloon-hostsim
+	python3 -c 'import matplotlib' 2>/dev/null || pip3 install --quiet matplotlib || \
+	  pip3 install --quiet --break-system-packages matplotlib
+	if [ "$${BENCH_HOST:-all}" = scale ]; then python3 bench/host.py scale; else \
+	  initramfs=$$(scripts/build-vm-artifacts.sh) && \
+	  python3 bench/host.py all --initramfs $$initramfs --seed $${BENCH_SEED:-1}; fi
 
 clean:
 	rm -rf .build bench/out tests/systemd/work tests/release/work dist balloond_*.deb

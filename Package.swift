@@ -102,6 +102,15 @@ let package = Package(
             name: "balloon-bench",
             dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem"]
         ),
+        // `make bench-host`'s fake guests (protocol v1 on unix sockets, one
+        // epoll loop) and the policy round's cost at scale; not a product.
+        .executableTarget(
+            name: "balloon-hostsim",
+            dependencies: [
+                "BalloonChannel", "BalloonPolicy", "BalloonProtocol", "BalloonStats", "BalloonSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // Shared by the test targets: a seeded RNG, waits on a condition, the
         // repository's files (docs, /proc fixtures, shipped configs).
         .target(name: "BalloonTestSupport", path: "Tests/BalloonTestSupport"),

@@ -3,7 +3,17 @@
 /// The policy for a `[Policy]` section.
 public func makePolicy(_ settings: PolicySettings) -> any HostPolicy {
     switch settings.mode {
-    case .manual, .auto, .proxmox, .mom: ManualPolicy(interval: settings.interval ?? .seconds(10))
+    case .manual:
+        return ManualPolicy(interval: settings.interval ?? .seconds(10))
+    case .auto:
+        var tuning = settings.tuning
+        if let step = settings.maxStep { tuning.maxStep = step }
+        return AutoPolicy(interval: settings.interval ?? .seconds(1), reserve: settings.hostReserve, tuning: tuning)
+    case .proxmox:
+        return ProxmoxPolicy(
+            interval: settings.interval ?? .seconds(10), maxChange: settings.maxStep ?? 100 << 20, fill: settings.proxmoxTarget)
+    case .mom:
+        return MoMPolicy(interval: settings.interval ?? .seconds(10), maxStep: settings.maxStep)
     }
 }
 

@@ -66,11 +66,18 @@ public struct GuestSample: Sendable, Equatable {
     public var majorFaults: UInt64?
     public var swapIn: UInt64?
     public var swapOut: UInt64?
+    /// Guest MemFree (virtio `free-memory`), which Proxmox (`freemem`) and
+    /// MoM (`mem_unused`) read; nil when not reported (they then use memAvailable).
+    public var memFree: UInt64?
+    /// The balloon's size when the guest took the sample (STATS `balloon.actual`):
+    /// MemAvailable is as of that size. nil: the policy uses `GuestState.actual`.
+    public var balloonActual: UInt64?
 
     public init(
         at: Duration, memTotal: UInt64, memAvailable: UInt64, reclaimableHeld: UInt64 = 0,
         psiSomeAvg10: Double? = nil, psiFullAvg10: Double? = nil,
-        fileRefaults: UInt64? = nil, majorFaults: UInt64? = nil, swapIn: UInt64? = nil, swapOut: UInt64? = nil
+        fileRefaults: UInt64? = nil, majorFaults: UInt64? = nil, swapIn: UInt64? = nil, swapOut: UInt64? = nil,
+        memFree: UInt64? = nil, balloonActual: UInt64? = nil
     ) {
         self.at = at
         self.memTotal = memTotal
@@ -82,6 +89,8 @@ public struct GuestSample: Sendable, Equatable {
         self.majorFaults = majorFaults
         self.swapIn = swapIn
         self.swapOut = swapOut
+        self.memFree = memFree
+        self.balloonActual = balloonActual
     }
 }
 
@@ -158,12 +167,21 @@ public struct PolicySettings: Sendable, Equatable {
     public var interval: Duration?
     /// The most one guest's target moves in one round; nil: the mode's own.
     public var maxStep: UInt64?
+    /// `auto`'s finer knobs (headroom, thresholds, hysteresis); docs/policy.md.
+    public var tuning: AutoTuning
+    /// `proxmox`: the share of host memory to fill (its `ballooning-target`, 80%).
+    public var proxmoxTarget: Double
 
-    public init(mode: PolicyMode = .auto, hostReserve: UInt64 = 512 << 20, interval: Duration? = nil, maxStep: UInt64? = nil) {
+    public init(
+        mode: PolicyMode = .auto, hostReserve: UInt64 = 512 << 20, interval: Duration? = nil, maxStep: UInt64? = nil,
+        tuning: AutoTuning = AutoTuning(), proxmoxTarget: Double = 0.8
+    ) {
         self.mode = mode
         self.hostReserve = hostReserve
         self.interval = interval
         self.maxStep = maxStep
+        self.tuning = tuning
+        self.proxmoxTarget = proxmoxTarget
     }
 }
 

@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// `Mode=auto`: balloond's own policy (formulas in docs/policy.md).
+///
+/// Every round it keeps each guest near its headroom — taking spare memory
+/// above it (faster, and past the headroom down to half of it, while the
+/// host is below its reserve), giving back to guests below it from the
+/// host's surplus, pressured guests first — and between rounds `sampled`
+/// gives a guest memory back the moment its stats show pressure.
+public struct AutoPolicy: HostPolicy {
+    public var mode: PolicyMode { .auto }
+    public let interval: Duration
+    public let reserve: UInt64
+    public let tuning: AutoTuning
+    private var guests: [String: AutoGuest] = [:]
+
+    public init(interval: Duration = .seconds(1), reserve: UInt64 = 512 << 20, tuning: AutoTuning = AutoTuning()) {
+        self.interval = interval
+        self.reserve = reserve
+        self.tuning = tuning
+    }
+
+    /// One guest as a round sees it.
+    struct View {
+        let state: GuestState
+        /// Available to the guest once the balloon reaches its target:
+        /// MemAvailable + reclaimableHeld + (actual when sampled − target).
+        let available: Int64
+        let headroom: Int64
+        let band: Int64
+        let pressured: Bool
+        let holdingOff: Bool
+        let current: Bool
+        var spare: Int64 { available - headroom }
+        var deficit: Int64 { headroom - available }
+        /// Shares as a weight on taking: more shares, less taken.
+        var takeWeight: Double { 1000 / Double(Swift.max(state.limits.shares, 1)) }
+    }
+
+    /// A guest's headroom with its boost.
+    func headroom(_ state: GuestState, boost: Double) -> Int64 {
+        let base = Swift.max(tuning.headroomMinimum.signed, Int64(Double(state.ramSize) * tuning.headroomFraction))
+        return Int64(Double(base) * boost)
+    }
+
+    func band(_ state: GuestState) -> Int64 {
+        Swift.max(tuning.bandMinimum.signed, Int64(Double(state.ramSize) * tuning.bandFraction))
+    }
+
+    /// MemAvailable is as of the balloon's size when the sample was taken;
+    /// once the balloon is at the target, the guest has that much more (or less).
+    static func available(_ state: GuestState, _ sample: GuestSample) -> Int64 {
+        let actual = sample.balloonActual ?? state.actual
+        return sample.memAvailable.signed + sample.reclaimableHeld.signed + actual.signed - state.target.signed
+    }
+
+    // MARK: the fast path
+
+    public mutating func sampled(guest state: GuestState, host: HostSample, now: Duration) -> [TargetChange] {
+        guard let sample = state.sample else { return [] }
+        var memory = guests[state.name] ?? AutoGuest()
+        defer { guests[state.name] = memory }
+        let previous = memory.previous
+        memory.previous = sample
+        guard state.managed, now < sample.at + tuning.staleAfter else { return [] }
+        memory.decay(now: now, tuning)
+        let available = Self.available(state, sample)
+        guard let why = pressureSignal(
+            sample, previous: previous, available: available, headroom: headroom(state, boost: memory.boost), tuning)
+        else { return [] }
+        memory.pressured(now: now, tuning)
+        // Give back at once: at least one (boosted) headroom, and enough to
+        // bring the guest to twice it. The guest's own balloond has already
+        // let go of memory under pressure; starting below min(target, actual)
+        // keeps what it let go of.
+        let h = headroom(state, boost: memory.boost)
+        let give = Swift.max(h, 2 * h - available)
+        let from = Swift.min(state.target, state.actual).signed
+        let target = state.clamped(from - give)
+        guard target < state.target else { return [] }
+        memory.lastChange = now
+        return [TargetChange(guest: state.name, target: target, reason: "auto: pressure (\(why)): give back \(mib(state.target.signed - target.signed))")]
+    }
+
+    // MARK: the round
+
+    public mutating func round(host: HostSample, guests states: [GuestState], now: Duration) -> [TargetChange] {
+        let names = Set(states.map(\.name))
+        guests = guests.filter { names.contains($0.key) }
+        var views: [View] = []
+        for state in states where state.managed {
+            guard let sample = state.sample, now < sample.at + tuning.staleAfter else { continue }
+            var memory = guests[state.name] ?? AutoGuest()
+            memory.decay(now: now, tuning)
+            if memory.previous == nil { memory.previous = sample }
+            guests[state.name] = memory
+            let available = Self.available(state, sample)
+            let h = headroom(state, boost: memory.boost)
+            views.append(View(
+                state: state, available: available, headroom: h, band: band(state),
+                pressured: memory.lastPressure.map { now < $0 + interval * 2 } ?? false,
+                holdingOff: memory.holdingOff(now: now, tuning),
+                // A sample from before the last change does not show it yet:
+                // acting on it would take (or give) the same memory twice.
+                current: memory.lastChange.map { sample.at > $0 } ?? true))
+        }
+        let hostAvailable = Swift.min(host.available, host.total).signed
+        var changes: [String: (Int64, String)] = [:]
+        let movable = views.filter(\.current)
+        give(movable, surplus: hostAvailable - reserve.signed - tuning.hostBand.signed, into: &changes)
+        take(movable, need: reserve.signed - hostAvailable, into: &changes)
+        return movable.compactMap { view in
+            guard let (delta, why) = changes[view.state.name] else { return nil }
+            let target = view.state.clamped(view.state.target.signed + delta)
+            guard target != view.state.target else { return nil }
+            guests[view.state.name]?.lastChange = now
+            return TargetChange(guest: view.state.name, target: target, reason: "auto: \(why)")
+        }
+    }
+
+    /// Gives guests below their headroom memory from the host's surplus,
+    /// pressured guests first, then the largest deficits: each up to
+    /// headroom + band/2, the middle of the dead band.
+    private func give(_ views: [View], surplus: Int64, into changes: inout [String: (Int64, String)]) {
+        var left = surplus
+        let needy = views.filter { $0.deficit > 0 }
+            .sorted { ($0.pressured ? 1 : 0, $0.deficit) > ($1.pressured ? 1 : 0, $1.deficit) }
+        for view in needy where left > 0 {
+            let room = view.state.target.signed - view.state.lowestTarget.signed
+            let give = Swift.min(view.deficit + view.band / 2, left, room)
+            guard give > 0 else { continue }
+            left -= give
+            changes[view.state.name] = (-give, "below headroom \(mib(view.headroom)): give back \(mib(give))")
+        }
+    }
+
+    /// Takes spare memory (above headroom + band) in proportion to spare ×
+    /// 1000/Shares: a `trimRate` share each round, and while the host is
+    /// short by `need`, that much spread over the guests by the same weights;
+    /// if spare memory cannot cover it, down to half the headroom. Never from
+    /// a guest under pressure or holding off, at most `maxStep` a round.
+    private func take(_ views: [View], need: Int64, into changes: inout [String: (Int64, String)]) {
+        let candidates = views.filter { changes[$0.state.name] == nil && !$0.pressured && !$0.holdingOff }
+        let step = tuning.maxStep.signed
+        var taken: [String: Int64] = [:]
+        for view in candidates where view.spare > view.band {
+            taken[view.state.name] = Swift.min(view.spare, Int64(Double(view.spare) * tuning.trimRate * view.takeWeight))
+        }
+        var short = need - taken.values.reduce(0, +)
+        if short > 0 {
+            short = spread(short, over: candidates, into: &taken, step: step) { $0.spare }
+        }
+        if short > 0 {
+            short = spread(short, over: candidates, into: &taken, step: step) { $0.available - $0.headroom / 2 }
+        }
+        for view in candidates {
+            guard let bytes = taken[view.state.name], bytes > 0 else { continue }
+            let take = Swift.min(bytes, step)
+            let why = need > 0 ? "host short \(mib(need))" : "spare \(mib(view.spare))"
+            changes[view.state.name] = (take, "\(why): take \(mib(take))")
+        }
+    }
+
+    /// Spreads `amount` over `views` in proportion to room × weight, each
+    /// up to its room (what `limit` allows, at most `step`, less what it
+    /// gives already); returns what is left. Water-filling in one pass: with
+    /// shares ∝ room × weight, a guest is filled exactly when the level
+    /// (what is left / Σ room × weight) times its weight reaches 1, so the
+    /// heaviest weights fill first — O(n log n), not a loop per guest.
+    private func spread(
+        _ amount: Int64, over views: [View], into taken: inout [String: Int64], step: Int64, limit: (View) -> Int64
+    ) -> Int64 {
+        let open = views.compactMap { v -> (View, Int64)? in
+            let room = Swift.min(limit(v), step) - taken[v.state.name, default: 0]
+            return room > 0 ? (v, room) : nil
+        }.sorted { $0.0.takeWeight > $1.0.takeWeight }
+        var left = amount
+        var denominator = open.reduce(0.0) { $0 + Double($1.1) * $1.0.takeWeight }
+        var i = 0
+        while i < open.count, left > 0, Double(left) * open[i].0.takeWeight >= denominator {
+            let (view, room) = open[i]
+            let bytes = Swift.min(room, left)
+            taken[view.state.name, default: 0] += bytes
+            left -= bytes
+            denominator -= Double(room) * view.takeWeight
+            i += 1
+        }
+        guard left > 0, denominator > 0 else { return left }
+        let level = Double(left) / denominator
+        for (view, room) in open[i...] where left > 0 {
+            let bytes = Swift.min(room, left, Int64((level * Double(room) * view.takeWeight).rounded(.up)))
+            taken[view.state.name, default: 0] += bytes
+            left -= bytes
+        }
+        return left
+    }
+}

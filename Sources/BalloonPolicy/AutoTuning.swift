@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+import Glibc  // exp2: math only, no I/O
+
+/// `auto`'s knobs. The defaults are in docs/policy.md with the reasons.
+public struct AutoTuning: Sendable, Equatable {
+    /// A guest's headroom: what it keeps available above its working set,
+    /// `max(headroomMinimum, headroomFraction × RAM)`, times its boost.
+    public var headroomFraction: Double = 0.10
+    public var headroomMinimum: UInt64 = 96 << 20
+    /// Hysteresis: spare memory is taken only above headroom + band, and a
+    /// guest is given memory only below headroom; in between, nothing moves.
+    /// `max(bandMinimum, bandFraction × RAM)`.
+    public var bandFraction: Double = 0.03
+    public var bandMinimum: UInt64 = 32 << 20
+    /// While the host is above its reserve, each round takes this share of a
+    /// guest's spare memory (× 1000/Shares, at most all of it).
+    public var trimRate: Double = 0.5
+    /// The most one guest's target rises in a round (inflation); giving back
+    /// has no cap. `[Policy] MaxStep=` overrides it.
+    public var maxStep: UInt64 = 128 << 20
+    /// Host memory above the reserve before the policy gives unasked memory
+    /// back (the host side's dead band).
+    public var hostBand: UInt64 = 64 << 20
+    /// Pressure signals: PSI memory `some` avg10 at or above this (percent)
+    /// and rising by `psiRise` since the previous sample; `full` at or above
+    /// `psiFullThreshold`; or a fault rate (per second) at or above its limit.
+    public var psiSomeThreshold: Double = 1.0
+    public var psiRise: Double = 0.25
+    public var psiFullThreshold: Double = 0.5
+    public var refaultsPerSecond: Double = 2_500
+    public var majorFaultsPerSecond: Double = 500
+    public var swapInsPerSecond: Double = 256
+    /// A guest whose available memory falls below this share of its
+    /// headroom is treated as pressured even before PSI shows it.
+    public var lowWater: Double = 0.5
+    /// After pressure, nothing is taken from the guest for this long.
+    public var holdOff: Duration = .seconds(30)
+    /// Each pressure event multiplies the guest's headroom by `boostStep`
+    /// (at most `boostLimit`, at most once per `boostSpacing`); the boost's
+    /// excess over 1 halves every `boostHalfLife` without pressure.
+    public var boostStep: Double = 1.5
+    public var boostLimit: Double = 4
+    public var boostSpacing: Duration = .seconds(10)
+    public var boostHalfLife: Duration = .seconds(300)
+    /// A sample older than this is not acted on (no taking on old news).
+    public var staleAfter: Duration = .seconds(5)
+
+    public init() {}
+}
+
+/// What `auto` remembers about one guest between calls.
+struct AutoGuest: Sendable {
+    var previous: GuestSample?
+    /// When the policy last moved the target.
+    var lastChange: Duration?
+    var lastPressure: Duration?
+    var lastBoost: Duration?
+    var boost: Double = 1
+    var boostAt: Duration = .zero
+
+    /// Decays the boost toward 1 (half-life), as of `now`.
+    mutating func decay(now: Duration, _ tuning: AutoTuning) {
+        guard boost > 1, now > boostAt else { return }
+        let halves = (now - boostAt).seconds / tuning.boostHalfLife.seconds
+        boost = 1 + (boost - 1) * exp2(-halves)
+        boostAt = now
+    }
+
+    mutating func pressured(now: Duration, _ tuning: AutoTuning) {
+        decay(now: now, tuning)
+        lastPressure = now
+        if lastBoost.map({ now >= $0 + tuning.boostSpacing }) ?? true {
+            boost = Swift.min(boost * tuning.boostStep, tuning.boostLimit)
+            lastBoost = now
+            boostAt = now
+        }
+    }
+
+    func holdingOff(now: Duration, _ tuning: AutoTuning) -> Bool {
+        lastPressure.map { now < $0 + tuning.holdOff } ?? false
+    }
+}
+
+/// Why a sample shows pressure, or nil when it does not.
+func pressureSignal(_ sample: GuestSample, previous: GuestSample?, available: Int64, headroom: Int64, _ t: AutoTuning) -> String? {
+    if let some = sample.psiSomeAvg10, some >= t.psiSomeThreshold, some >= (previous?.psiSomeAvg10 ?? 0) + t.psiRise {
+        return "psi some \(tenths(some))%"
+    }
+    if let full = sample.psiFullAvg10, full >= t.psiFullThreshold, full > (previous?.psiFullAvg10 ?? 0) {
+        return "psi full \(tenths(full))%"
+    }
+    if let previous {
+        let elapsed = sample.at - previous.at
+        if let r = rate(sample.fileRefaults, previous.fileRefaults, over: elapsed), r >= t.refaultsPerSecond {
+            return "refaults \(Int(r))/s"
+        }
+        if let r = rate(sample.majorFaults, previous.majorFaults, over: elapsed), r >= t.majorFaultsPerSecond {
+            return "major faults \(Int(r))/s"
+        }
+        if let r = rate(sample.swapIn, previous.swapIn, over: elapsed), r >= t.swapInsPerSecond {
+            return "swap-ins \(Int(r))/s"
+        }
+    }
+    if Double(available) < Double(headroom) * t.lowWater {
+        return "available \(mib(available)) below \(mib(Int64(Double(headroom) * t.lowWater)))"
+    }
+    return nil
+}
+
+private func tenths(_ x: Double) -> String {
+    let t = Int((x * 10).rounded())
+    return "\(t / 10).\(t % 10)"
+}
