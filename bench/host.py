@@ -500,7 +500,10 @@ def plot(runs: dict, path: str, budget: int) -> None:
 def markdown(results: dict) -> str:
     out = ["# make bench-host", ""]
     p = results["provenance"]
-    out.append(f"Commit {p['commit']}, {p['date']}, {p['host_cpus']} CPUs ({p['host_cpu_model']}), kernel {p['host_kernel']}.")
+    out.append(f"Commit {p['commit']}, {p['date']}, {p['host_cpus']} CPUs ({p['host_cpu_model']}), kernel {p['host_kernel']}, "
+               f"load average at start {p['load_average_at_start'][0]:.2f}; balloon-hostd {p['balloon_hostd']}.")
+    if p.get("note"):
+        out += ["", p["note"]]
     if "scale" in results:
         s = results["scale"]
         runs = s["runs"]
@@ -543,7 +546,8 @@ def provenance() -> dict:
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     return {"commit": out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]) + ("-dirty" if dirty else ""),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host_cpus": os.cpu_count(), "host_cpu_model": cpu,
-            "host_kernel": os.uname().release, "load_average_at_start": list(os.getloadavg())}
+            "host_kernel": os.uname().release, "load_average_at_start": list(os.getloadavg()),
+            "balloon_hostd": binary("balloon-hostd"), "note": os.environ.get("BENCH_NOTE", "")}
 
 
 def main() -> int:
