@@ -273,6 +273,7 @@ class VMGuest:
         self.wd = os.path.join(ROOT, "tests", "vm", "work", f"bench-host-{name}-{os.getpid()}")
         self.ram_file = f"/dev/shm/bench-host-{name}-{os.getpid()}"
         self.disk = self.wd + ".img"
+        os.makedirs(os.path.dirname(self.wd), exist_ok=True)
         subprocess.run(["truncate", "-s", "1G", self.disk], check=True)
         subprocess.run(["mkfs.ext4", "-F", "-q", self.disk], check=True)
         subprocess.run([os.path.join(ROOT, "tests/vm/boot.sh"), "-w", self.wd, "-i", initramfs, "-m", "1G",
@@ -342,6 +343,7 @@ class VMGuest:
                 os.remove(p)
             except OSError:
                 pass
+        shutil.rmtree(self.wd, ignore_errors=True)
 
 
 def budget_for(a) -> int:
