@@ -381,7 +381,7 @@ def run_policy(a, policy: str) -> dict:
             s = {"t": round(now, 2), "host": sum(g.allocated() for g in guests)}
             if ctl:
                 try:
-                    s["guests"] = {x["name"]: {"target": x["target"], "psi": x["psi-some-avg10"]}
+                    s["guests"] = {x["name"]: {"target": x["target"], "psi": x["psi-some-avg10"], "reason": x["reason"]}
                                    for x in ctl.call("list-guests", timeout=5)["guests"]}
                 except Exception as e:  # a busy agent must not stop the run
                     s["error"] = str(e)
