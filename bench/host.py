@@ -28,7 +28,9 @@ and PSI. Reported per policy: host memory mean/p99 and seconds over the budget,
 workload run time against no balloon (p50/p99 of per-phase ratios), guest OOM kills,
 guest PSI some total (from /proc/pressure/memory), and reaction time (the first
 list-guests sample with psi-some-avg10 >= 1 after a calm one -> the first sample whose
-target is lower; resolution 0.5 s). Writes results-host.{json,md} and results-host.png.
+target is lower; resolution 0.5 s; a target lowered in the 10 s before the PSI showed
+counts as 0: auto acts on refaults, faults and low MemAvailable before PSI rises).
+Writes results-host.{json,md} and results-host.png.
 """
 
 from __future__ import annotations
@@ -406,26 +408,40 @@ def run_policy(a, policy: str) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def reactions(samples: list[dict]) -> list[float]:
-    """Per guest: calm -> psi >= 1 (pressure seen) -> first lower target (memory back), in seconds."""
+def reactions(samples: list[dict], lead: float = 10.0) -> list[float]:
+    """Per guest and pressure episode (psi-some-avg10 reaching 1 after being below it): seconds
+    from the first sample showing it to the first with a lower target. A target lowered in the
+    `lead` seconds before the episode showed (auto acts on refaults and faults before PSI rises)
+    counts as 0. An episode with no lower target before the psi falls below 1 again is not counted
+    (a policy that never reacts has no figures; compare `reactions` between rows)."""
     out = []
     names = sorted({n for s in samples for n in s.get("guests", {})})
     for n in names:
-        seen = None
+        start = None
+        start_target = None
         calm = True
-        last_target = None
+        last_drop = None
+        previous = None
         for s in samples:
             g = s.get("guests", {}).get(n)
-            if not g:
+            if not g or g["target"] is None:
                 continue
             psi = g["psi"] or 0
-            if seen is None and calm and psi >= 1:
-                seen = (s["t"], g["target"])
-            elif seen is not None and g["target"] is not None and seen[1] is not None and g["target"] < seen[1]:
-                out.append(s["t"] - seen[0])
-                seen = None
-            calm = psi < 1 if seen is None else calm
-            last_target = g["target"]
+            if previous is not None and g["target"] < previous:
+                last_drop = s["t"]
+                if start is not None and g["target"] < start_target:
+                    out.append(s["t"] - start)
+                    start = None
+            previous = g["target"]
+            if calm and psi >= 1:
+                calm = False
+                if last_drop is not None and s["t"] - last_drop <= lead:
+                    out.append(0.0)
+                else:
+                    start, start_target = s["t"], g["target"]
+            elif psi < 1:
+                calm = True
+                start = None
     return out
 
 
