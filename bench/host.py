@@ -464,7 +464,8 @@ def summarize(run: dict, baseline: dict | None, budget: int) -> dict:
         "runtime_ratio_p99": round(pct(ratios, 99), 3) if ratios else None,
         "oom_kills": run["oom_kills"],
         "psi_some_total_s": round(run["psi_some_total_s"], 2),
-        "reaction_p50_s": pct(r, 50), "reaction_p99_s": pct(r, 99), "reactions": len(r),
+        "reaction_p50_s": round(pct(r, 50), 2) if r else None, "reaction_p99_s": round(pct(r, 99), 2) if r else None,
+        "reactions": len(r),
     }
 
 
