@@ -28,7 +28,9 @@ and PSI. Reported per policy: host memory mean/p99 and seconds over the budget,
 workload run time against no balloon (p50/p99 of per-phase ratios), guest OOM kills,
 guest PSI some total (from /proc/pressure/memory), and reaction time (the first
 list-guests sample with psi-some-avg10 >= 1 after a calm one -> the first sample whose
-target is lower; resolution 0.5 s). Writes results-host.{json,md} and results-host.png.
+target is lower; resolution 0.5 s; a target lowered in the 10 s before the PSI showed
+counts as 0: auto acts on refaults, faults and low MemAvailable before PSI rises).
+Writes results-host.{json,md} and results-host.png.
 """
 
 from __future__ import annotations
@@ -252,7 +254,7 @@ def schedule(seed: int, guest: int, phases: int, ram_mb: int) -> list[tuple[str,
         if kind == "idle":
             cmd = f"workload idle {rng.choice([10, 20, 30])}"
         elif kind == "cache":
-            cmd = f"workload io /mnt/disk/cache {rng.choice([10, 20])}"
+            cmd = f"workload thrash /mnt/disk/cache {rng.choice([10, 20])}"
         elif kind == "ramp":
             cmd = f"workload ramp {int(ram_mb * 0.70)} {rng.choice([40, 60, 80])}"
         elif kind == "burst":
@@ -273,6 +275,7 @@ class VMGuest:
         self.wd = os.path.join(ROOT, "tests", "vm", "work", f"bench-host-{name}-{os.getpid()}")
         self.ram_file = f"/dev/shm/bench-host-{name}-{os.getpid()}"
         self.disk = self.wd + ".img"
+        os.makedirs(os.path.dirname(self.wd), exist_ok=True)
         subprocess.run(["truncate", "-s", "1G", self.disk], check=True)
         subprocess.run(["mkfs.ext4", "-F", "-q", self.disk], check=True)
         subprocess.run([os.path.join(ROOT, "tests/vm/boot.sh"), "-w", self.wd, "-i", initramfs, "-m", "1G",
@@ -342,16 +345,22 @@ class VMGuest:
                 os.remove(p)
             except OSError:
                 pass
+        shutil.rmtree(self.wd, ignore_errors=True)
+
+
+def budget_for(a) -> int:
+    """2 GiB for the three guests (two thirds of their RAM); as much per guest with --vms."""
+    return 2 * GiB * a.vms // 3
 
 
 def run_policy(a, policy: str) -> dict:
     """The schedule in three fresh guests under one policy; samples every 0.5 s."""
-    budget = 2 * GiB
+    budget = budget_for(a)
     tmp = tempfile.mkdtemp(prefix=f"bench-host-{policy}-")
     guests: list[VMGuest] = []
     hostd = None
     try:
-        for i in range(3):
+        for i in range(a.vms):
             guests.append(VMGuest(f"{policy}{i}", a.initramfs, balloond=policy != "none"))
         ctl = None
         if policy != "none":
@@ -374,7 +383,7 @@ def run_policy(a, policy: str) -> dict:
             s = {"t": round(now, 2), "host": sum(g.allocated() for g in guests)}
             if ctl:
                 try:
-                    s["guests"] = {x["name"]: {"target": x["target"], "psi": x["psi-some-avg10"]}
+                    s["guests"] = {x["name"]: {"target": x["target"], "psi": x["psi-some-avg10"], "reason": x["reason"]}
                                    for x in ctl.call("list-guests", timeout=5)["guests"]}
                 except Exception as e:  # a busy agent must not stop the run
                     s["error"] = str(e)
@@ -399,30 +408,44 @@ def run_policy(a, policy: str) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def reactions(samples: list[dict]) -> list[float]:
-    """Per guest: calm -> psi >= 1 (pressure seen) -> first lower target (memory back), in seconds."""
+def reactions(samples: list[dict], lead: float = 10.0) -> list[float]:
+    """Per guest and pressure episode (psi-some-avg10 reaching 1 after being below it): seconds
+    from the first sample showing it to the first with a lower target. A target lowered in the
+    `lead` seconds before the episode showed (auto acts on refaults and faults before PSI rises)
+    counts as 0. An episode with no lower target before the psi falls below 1 again is not counted
+    (a policy that never reacts has no figures; compare `reactions` between rows)."""
     out = []
     names = sorted({n for s in samples for n in s.get("guests", {})})
     for n in names:
-        seen = None
+        start = None
+        start_target = None
         calm = True
-        last_target = None
+        last_drop = None
+        previous = None
         for s in samples:
             g = s.get("guests", {}).get(n)
-            if not g:
+            if not g or g["target"] is None:
                 continue
             psi = g["psi"] or 0
-            if seen is None and calm and psi >= 1:
-                seen = (s["t"], g["target"])
-            elif seen is not None and g["target"] is not None and seen[1] is not None and g["target"] < seen[1]:
-                out.append(s["t"] - seen[0])
-                seen = None
-            calm = psi < 1 if seen is None else calm
-            last_target = g["target"]
+            if previous is not None and g["target"] < previous:
+                last_drop = s["t"]
+                if start is not None and g["target"] < start_target:
+                    out.append(s["t"] - start)
+                    start = None
+            previous = g["target"]
+            if calm and psi >= 1:
+                calm = False
+                if last_drop is not None and s["t"] - last_drop <= lead:
+                    out.append(0.0)
+                else:
+                    start, start_target = s["t"], g["target"]
+            elif psi < 1:
+                calm = True
+                start = None
     return out
 
 
-def summarize(run: dict, baseline: dict | None, budget: int = 2 * GiB) -> dict:
+def summarize(run: dict, baseline: dict | None, budget: int) -> dict:
     host = [s["host"] for s in run["samples"]]
     dt = 0.5
     ratios = []
@@ -441,7 +464,8 @@ def summarize(run: dict, baseline: dict | None, budget: int = 2 * GiB) -> dict:
         "runtime_ratio_p99": round(pct(ratios, 99), 3) if ratios else None,
         "oom_kills": run["oom_kills"],
         "psi_some_total_s": round(run["psi_some_total_s"], 2),
-        "reaction_p50_s": pct(r, 50), "reaction_p99_s": pct(r, 99), "reactions": len(r),
+        "reaction_p50_s": round(pct(r, 50), 2) if r else None, "reaction_p99_s": round(pct(r, 99), 2) if r else None,
+        "reactions": len(r),
     }
 
 
@@ -451,7 +475,7 @@ def compare(a) -> dict:
         log(f"compare: {policy}")
         runs[policy] = run_policy(a, policy)
     base = runs.get("none")
-    rows = [summarize(runs[p], base) for p in runs]
+    rows = [summarize(runs[p], base, budget_for(a)) for p in runs]
     by = {r["policy"]: r for r in rows}
     goals = []
     if all(p in by for p in ("auto", "proxmox", "mom")):
@@ -467,11 +491,11 @@ def compare(a) -> dict:
             ("auto reaction p99 <= 1.5 s", au["reaction_p99_s"] is not None and au["reaction_p99_s"] <= 1.5,
              f"{au['reaction_p99_s']} s"),
         ]
-    plot(runs, os.path.join(a.out_dir, "results-host.png"))
-    return {"rows": rows, "goals": goals, "runs": runs}
+    plot(runs, os.path.join(a.out_dir, "results-host.png"), budget_for(a))
+    return {"rows": rows, "goals": goals, "runs": runs, "vms": a.vms, "budget": budget_for(a), "seed": a.seed, "phases": a.phases}
 
 
-def plot(runs: dict, path: str) -> None:
+def plot(runs: dict, path: str, budget: int) -> None:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -482,7 +506,7 @@ def plot(runs: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(10, 5))
     for p, run in runs.items():
         ax.plot([s["t"] for s in run["samples"]], [s["host"] / MiB for s in run["samples"]], label=p)
-    ax.axhline(2048, color="k", linestyle="--", linewidth=0.8, label="budget")
+    ax.axhline(budget / MiB, color="k", linestyle="--", linewidth=0.8, label="budget")
     ax.set_xlabel("seconds")
     ax.set_ylabel("host memory behind the guests (MiB)")
     ax.legend()
@@ -495,7 +519,10 @@ def plot(runs: dict, path: str) -> None:
 def markdown(results: dict) -> str:
     out = ["# make bench-host", ""]
     p = results["provenance"]
-    out.append(f"Commit {p['commit']}, {p['date']}, {p['host_cpus']} CPUs ({p['host_cpu_model']}), kernel {p['host_kernel']}.")
+    out.append(f"Commit {p['commit']}, {p['date']}, {p['host_cpus']} CPUs ({p['host_cpu_model']}), kernel {p['host_kernel']}, "
+               f"load average at start {p['load_average_at_start'][0]:.2f}; balloon-hostd {p['balloon_hostd']}.")
+    if p.get("note"):
+        out += ["", p["note"]]
     if "scale" in results:
         s = results["scale"]
         runs = s["runs"]
@@ -517,7 +544,7 @@ def markdown(results: dict) -> str:
         out += ["", "| goal | met | figure |", "|---|---|---|"] + [f"| {g} | {'pass' if ok else 'FAIL'} | {v} |" for g, ok, v in s["goals"]]
     if "compare" in results:
         c = results["compare"]
-        out += ["", "## Three TCG guests, 2 GiB budget", "", "![host memory](results-host.png)", "",
+        out += ["", f"## {c['vms']} TCG guests of 1 GiB, {c['budget'] // MiB} MiB budget, seed {c['seed']}, {c['phases']} phases each", "", "![host memory](results-host.png)", "",
                 "| policy | host mean | host p99 | s over budget | run time p50 / p99 | OOM kills | PSI some total | reaction p50 / p99 |",
                 "|---|---|---|---|---|---|---|---|"]
         for r in c["rows"]:
@@ -538,7 +565,8 @@ def provenance() -> dict:
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     return {"commit": out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]) + ("-dirty" if dirty else ""),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host_cpus": os.cpu_count(), "host_cpu_model": cpu,
-            "host_kernel": os.uname().release, "load_average_at_start": list(os.getloadavg())}
+            "host_kernel": os.uname().release, "load_average_at_start": list(os.getloadavg()),
+            "balloon_hostd": binary("balloon-hostd"), "note": os.environ.get("BENCH_NOTE", "")}
 
 
 def main() -> int:
@@ -552,6 +580,7 @@ def main() -> int:
     ap.add_argument("--initramfs")
     ap.add_argument("--policies", default="none,proxmox,mom,auto")
     ap.add_argument("--phases", type=int, default=6)
+    ap.add_argument("--vms", type=int, default=3, help="guests (3 for the issue's figures; fewer for a smoke run)")
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "bench"))
     a = ap.parse_args()
     results: dict = {"provenance": provenance()}

@@ -138,7 +138,8 @@ public struct AutoPolicy: HostPolicy {
     /// 1000/Shares: a `trimRate` share each round, and while the host is
     /// short by `need`, that much spread over the guests by the same weights;
     /// if spare memory cannot cover it, down to half the headroom. Never from
-    /// a guest under pressure or holding off, at most `maxStep` a round.
+    /// a guest under pressure or holding off, at most `maxStep` a round, at
+    /// least half the band (smaller shares are rounded up where there is room).
     private func take(_ views: [View], need: Int64, into changes: inout [String: (Int64, String)]) {
         let candidates = views.filter { changes[$0.state.name] == nil && !$0.pressured && !$0.holdingOff }
         let step = tuning.maxStep.signed
@@ -155,7 +156,14 @@ public struct AutoPolicy: HostPolicy {
         }
         for view in candidates {
             guard let bytes = taken[view.state.name], bytes > 0 else { continue }
-            let take = Swift.min(bytes, step)
+            // A move smaller than half the band is not worth a message: a
+            // share of a shortfall spread thin is rounded up to it where the
+            // guest has the room (the host then stays above its reserve for
+            // a while), and dropped where it has not.
+            let least = view.band / 2
+            let room = Swift.min(view.available - view.headroom / 2, step)
+            guard bytes >= least || room >= least else { continue }
+            let take = Swift.min(Swift.max(bytes, least), step)
             let why = need > 0 ? "host short \(mib(need))" : "spare \(mib(view.spare))"
             changes[view.state.name] = (take, "\(why): take \(mib(take))")
         }

@@ -125,7 +125,8 @@ struct FakeGuest {
         s[.majorFaults] = majorFaults
         s[.minorFaults] = minorFaults
         s[.freeMemory] = available / 2
-        s[.totalMemory] = memory
+        // balloond holds the balloon inside the guest: MemTotal stays the RAM.
+        s[.totalMemory] = ram
         s[.availableMemory] = available
         s[.diskCaches] = available / 2
         s[.oomKills] = 0

@@ -12,6 +12,8 @@ struct PolicyRoundBench {
     var seconds: Int
     var ram: UInt64
     var seed: UInt64
+    /// The host's memory as a share of all the guests' RAM (percent).
+    var budgetPercent: UInt64 = 75
 
     struct Result {
         var mode: PolicyMode
@@ -24,14 +26,14 @@ struct PolicyRoundBench {
     }
 
     func run(_ mode: PolicyMode) -> Result {
-        var policy = makePolicy(PolicySettings(mode: mode, hostReserve: 2 << 30))
+        var policy = makePolicy(PolicySettings(mode: mode))
         var models = (0..<guests).map { FakeGuest(name: "g\($0)", ram: ram, seed: seed &+ UInt64($0), statsInterval: .seconds(1)) }
         let limits = GuestLimits(min: ram / 4, max: ram)
         var result = Result(mode: mode, rounds: [], sampledPerSecond: [], changes: 0)
         let every = Swift.max(1, Int(policy.interval.components.seconds))
         let wall = Timestamp(seconds: 0, microseconds: 0)
-        // The host: as much as all the guests' RAM, less a quarter.
-        let total = UInt64(guests) * ram * 3 / 4
+        // The host: a share of all the guests' RAM.
+        let total = UInt64(guests) * ram / 100 * budgetPercent
         for second in 1...seconds {
             let now = Duration.seconds(second)
             var states: [GuestState] = []

@@ -45,11 +45,12 @@ struct PolicyRound: ParsableCommand {
     @Option(help: "Each guest's RAM in MiB.") var ramMib: UInt64 = 1024
     @Option(help: "Seed.") var seed: UInt64 = 1
     @Option(help: "auto, proxmox, mom or all.") var mode = "all"
+    @Option(help: "The host's memory as a percentage of all the guests' RAM.") var budgetPercent: UInt64 = 60
 
     func run() throws {
         let modes: [PolicyMode] = mode == "all" ? [.auto, .proxmox, .mom] : [PolicyMode(rawValue: mode)].compactMap { $0 }
         guard !modes.isEmpty else { throw ValidationError("unknown mode \(mode)") }
-        let bench = PolicyRoundBench(guests: guests, seconds: seconds, ram: ramMib << 20, seed: seed)
+        let bench = PolicyRoundBench(guests: guests, seconds: seconds, ram: ramMib << 20, seed: seed, budgetPercent: budgetPercent)
         var rows: [String] = []
         for m in modes {
             let r = bench.run(m)

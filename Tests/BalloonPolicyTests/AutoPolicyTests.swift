@@ -174,6 +174,17 @@ import Testing
         #expect(taken["g2"]! <= 48 * MiB)
     }
 
+    @Test func aThinShareOfAShortfallIsRoundedUpToHalfTheBand() {
+        var tuning = AutoTuning()
+        tuning.trimRate = 0
+        var policy = AutoPolicy(reserve: 512 * MiB, tuning: tuning)
+        let sample = GuestSample(at: .seconds(1), memTotal: GiB, memAvailable: 400 * MiB)
+        // 5 MiB short: one move of 16 MiB (half the 32 MiB band), not 5.
+        let host = HostSample(at: .seconds(1), total: 8 * GiB, available: 507 * MiB)
+        let changes = policy.round(host: host, guests: [state(target: 0, sample)], now: .seconds(1))
+        #expect(changes.map(\.target) == [16 * MiB])
+    }
+
     @Test func pressuredGuestsAreGivenFirst() {
         var policy = auto()
         let calm = GuestSample(at: .seconds(11), memTotal: 600 * MiB, memAvailable: 10 * MiB)

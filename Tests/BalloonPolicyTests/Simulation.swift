@@ -49,7 +49,7 @@ struct SimGuest {
         if shortfall > swap { oomKills += 1 }
         let available = need < memory ? memory - need : 0
         sample = GuestSample(
-            at: now, memTotal: memory, memAvailable: available, psiSomeAvg10: psiSome, psiFullAvg10: psiSome / 4,
+            at: now, memTotal: ramSize, memAvailable: available, psiSomeAvg10: psiSome, psiFullAvg10: psiSome / 4,
             fileRefaults: refaults, majorFaults: 0, swapIn: 0, swapOut: 0, memFree: available / 2)
     }
 
