@@ -64,6 +64,7 @@ package final class HostAgent {
         armPolicyTimer()
         for name in setup.guests.keys.sorted() { addGuest(name) }
         startDiscovery()
+        host = sampleHost()
     }
 
     /// Runs until SIGINT/SIGTERM.
@@ -185,6 +186,7 @@ package final class HostAgent {
     func answer(_ command: AgentCommand) -> Result<JSON, ProtocolError> {
         switch command {
         case .policyStatus:
+            host = sampleHost()
             return .success(PolicyStatusReply(
                 mode: policy.mode.rawValue, interval: policy.interval, hostTotal: host.total, hostAvailable: host.available,
                 hostReserve: setup.config.hostReserve.resolve(memTotal: host.total), budget: setup.config.hostMemory != nil,
