@@ -88,6 +88,7 @@ import Testing
         try box.guest("b", "[Guest]\nChannel=unix:\(b.socket)\nPolicy=off\n")
 
         let agent = try AgentProcess(["--config", box.config])
+        #expect(waitUntil { FileManager.default.fileExists(atPath: box.control) }, "\(agent.log)")
         let client = try RawClient(socket: box.control)
         try client.sync()
         #expect(waitUntil { (try? guests(client).filter(\.connected).map(\.name)) == ["a", "b"] }, "\(agent.log)")
