@@ -103,7 +103,7 @@ struct HostAgentVM {
             if !automatic {
                 let back = try runHost(["--guest", "a", "--agent", control, "set", "0"])
                 #expect(back.status == 0, "\(back.output)")
-                let more = try runHost(["--guest", "b", "--agent", control, "--timeout", "60", "set", "\(targetB + 192 * MiB)", "--wait", "--wait-timeout", "300"])
+                let more = try runHost(["--guest", "b", "--agent", control, "--timeout", "60", "set", "\(targetB + 128 * MiB)", "--wait", "--wait-timeout", "300"])
                 #expect(more.status == 0, "\(more.output)")
             }
             let moved = waitUntil(timeout: .seconds(300), interval: .milliseconds(500)) {
