@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "balloond", targets: ["balloond"]),
         .executable(name: "balloonctl", targets: ["balloonctl"]),
+        .executable(name: "balloon-hostd", targets: ["balloon-hostd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -42,7 +43,8 @@ let package = Package(
         // Pure parser of /etc/balloond.conf and its drop-ins; the loader reads
         // the files through BalloonSystem, and the stats-interval bounds are
         // the protocol's.
-        .target(name: "BalloonConfig", dependencies: ["BalloonSystem", "BalloonProtocol"]),
+        // balloon-hostd's files too (HostdConfig), in the same syntax.
+        .target(name: "BalloonConfig", dependencies: ["BalloonSystem", "BalloonProtocol", "BalloonPolicy"]),
         // One peer speaking lines over a descriptor: framer, bounded outbox,
         // write interest; the guest's host connection, for the host side too.
         .target(name: "BalloonChannel", dependencies: ["BalloonSystem", "BalloonProtocol"]),
@@ -80,7 +82,7 @@ let package = Package(
         // The host side: connecting to a guest channel and a session over it.
         .target(
             name: "BalloonHost",
-            dependencies: ["BalloonSystem", "BalloonProtocol", "BalloonStats", "BalloonChannel", "BalloonPolicy"]
+            dependencies: ["BalloonSystem", "BalloonProtocol", "BalloonStats", "BalloonChannel", "BalloonPolicy", "BalloonConfig"]
         ),
         .executableTarget(
             name: "balloond",
@@ -94,6 +96,14 @@ let package = Package(
             name: "balloonctl",
             dependencies: [
                 "BalloonHost",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // The host agent: every guest of a host in one loop (BalloonHost.HostAgent).
+        .executableTarget(
+            name: "balloon-hostd",
+            dependencies: [
+                "BalloonHost", "BalloonConfig", "BalloonProtocol", "BalloonSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -137,12 +147,12 @@ let package = Package(
             dependencies: ["BalloonSystemd", "BalloonTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "BalloonPolicyTests", dependencies: ["BalloonPolicy", "BalloonTestSupport"]),
-        .testTarget(name: "BalloonHostTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "BalloonTestSupport"]),
+        .testTarget(name: "BalloonHostTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "BalloonConfig", "BalloonPolicy", "BalloonTestSupport"]),
         // Real-guest scenarios (QEMU TCG); `make test` enables them.
-        .testTarget(name: "VMTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "BalloonTestSupport", "balloonctl"]),
+        .testTarget(name: "VMTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "BalloonTestSupport", "balloonctl", "balloon-hostd"]),
         .testTarget(
             name: "SystemTests",
-            dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "BalloonTestSupport", "balloond", "balloonctl"]
+            dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "BalloonTestSupport", "balloond", "balloonctl", "balloon-hostd"]
         ),
     ]
 )

@@ -14,7 +14,8 @@
 # Usage: scripts/build-release.sh [--scratch DIR]
 #   DIR/deb and DIR/static are the scratch paths (default .build-deb and
 #   .build-static in the repository).
-# Prints two lines: the path of balloond, then the path of balloonctl.
+# Prints three lines: the paths of balloond, balloonctl and balloon-hostd
+# (static, like balloonctl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -56,6 +57,7 @@ tool=(-c release -Xswiftc -static-executable --scratch-path "$tool_scratch" "${t
 fixed=(setarch "$(uname -m)" -R)
 "${fixed[@]}" swift build "${daemon[@]}" --product balloond >&2
 "${fixed[@]}" swift build "${tool[@]}" --product balloonctl >&2
+"${fixed[@]}" swift build "${tool[@]}" --product balloon-hostd >&2
 daemon_bin=$(swift build "${daemon[@]}" --show-bin-path)/balloond
 tool_bin=$(swift build "${tool[@]}" --show-bin-path)/balloonctl
 
@@ -66,3 +68,4 @@ file -L "$tool_bin" | grep -q 'statically linked' \
     || { echo "build-release: $tool_bin is not static" >&2; exit 1; }
 echo "$daemon_bin"
 echo "$tool_bin"
+echo "$(dirname "$tool_bin")/balloon-hostd"

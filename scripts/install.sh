@@ -4,10 +4,12 @@
 # Debian, make deb and install the package). The same release builds as the
 # package (scripts/build-release.sh), installed under PREFIX into DESTDIR:
 #
-#   PREFIX/sbin/balloond, PREFIX/bin/balloonctl
+#   PREFIX/sbin/balloond, PREFIX/bin/balloonctl, PREFIX/sbin/balloon-hostd
 #   UNITDIR/balloond.service       ExecStart= pointed at PREFIX/sbin/balloond
+#   UNITDIR/balloon-hostd.service  the host agent's unit, likewise
 #   UDEVRULESDIR/60-balloond.rules
 #   SYSCONFDIR/balloond.conf       only if there is none (local edits survive)
+#   SYSCONFDIR/balloon-hostd.conf  likewise, and the empty balloon-hostd.d/
 #   PREFIX/share/man/man{1,5,8}/   man pages, headed with this build's version
 #   PREFIX/share/{bash-completion/completions,zsh/site-functions,fish/vendor_completions.d}/
 #   PREFIX/share/doc/balloond/     README, docs, CHANGELOG.md, LICENSE, NOTICE
@@ -43,6 +45,8 @@ strip --strip-unneeded --remove-section=.comment -o "$tmp/balloond" "${bins[0]}"
 strip --strip-unneeded --remove-section=.comment -o "$tmp/balloonctl" "${bins[1]}"
 put 0755 "$tmp/balloond" "$prefix/sbin/balloond"
 put 0755 "$tmp/balloonctl" "$prefix/bin/balloonctl"
+strip --strip-unneeded --remove-section=.comment -o "$tmp/balloon-hostd" "${bins[2]}"
+put 0755 "$tmp/balloon-hostd" "$prefix/sbin/balloon-hostd"
 
 exec_start="$prefix/sbin/balloond"
 [[ $sysconfdir == /etc ]] || exec_start+=" --config $sysconfdir/balloond.conf"
@@ -50,12 +54,25 @@ sed "s|^ExecStart=/usr/sbin/balloond\$|ExecStart=$exec_start|" packaging/balloon
 grep -q "^ExecStart=$exec_start\$" "$tmp/balloond.service" \
     || { echo "install: the unit's ExecStart= line was not found" >&2; exit 1; }
 put 0644 "$tmp/balloond.service" "$unitdir/balloond.service"
+hostd_start="$prefix/sbin/balloon-hostd"
+[[ $sysconfdir == /etc ]] || hostd_start+=" --config $sysconfdir/balloon-hostd.conf"
+sed "s|^ExecStart=/usr/sbin/balloon-hostd\$|ExecStart=$hostd_start|" packaging/balloon-hostd.service >"$tmp/balloon-hostd.service"
+grep -q "^ExecStart=$hostd_start\$" "$tmp/balloon-hostd.service" \
+    || { echo "install: balloon-hostd.service's ExecStart= line was not found" >&2; exit 1; }
+put 0644 "$tmp/balloon-hostd.service" "$unitdir/balloon-hostd.service"
 put 0644 packaging/60-balloond.rules "$udevrulesdir/60-balloond.rules"
 if [[ -e $root$sysconfdir/balloond.conf ]]; then
     echo "install: keeping $root$sysconfdir/balloond.conf" >&2
 else
     put 0644 packaging/balloond.conf "$sysconfdir/balloond.conf"
 fi
+
+if [[ -e $root$sysconfdir/balloon-hostd.conf ]]; then
+    echo "install: keeping $root$sysconfdir/balloon-hostd.conf" >&2
+else
+    put 0644 packaging/balloon-hostd.conf "$sysconfdir/balloon-hostd.conf"
+fi
+install -d -m 0755 "$root$sysconfdir/balloon-hostd.d"
 
 for page in balloonctl.1 balloond.conf.5 balloond.8; do
     sed -E "/^\.TH /s/\"balloond [^\"]*\"/\"balloond $version\"/" "packaging/man/$page" >"$tmp/$page"

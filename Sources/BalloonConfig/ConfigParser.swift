@@ -8,8 +8,13 @@ package enum ConfigParser {
     /// Applies one file's text on top of `config`. On error `config` is left
     /// unchanged and the error names `file`, the line and the key (or line).
     package static func apply(_ text: String, file: String, to config: inout BalloondConfig) throws(ConfigError) {
+        try apply(text, file: file, to: &config, schema: ConfigKey.schema)
+    }
+
+    /// The same for any file kind's `schema` (balloon-hostd's files too).
+    static func apply<Config>(_ text: String, file: String, to config: inout Config, schema: ConfigSchema<Config>) throws(ConfigError) {
         var result = config
-        var section: ConfigSection?
+        var section: String?
         var lineNumber = 0
         for rawLine in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
             lineNumber += 1
@@ -24,46 +29,46 @@ package enum ConfigParser {
                 guard bytes.last == UInt8(ascii: "]"), bytes.count >= 2 else {
                     throw ConfigError(
                         file: file, line: lineNumber,
-                        message: "\"\(line)\" is not a section header (write e.g. [Balloon] alone on its line)")
+                        message: "\"\(line)\" is not a section header (write e.g. [\(schema.example)] alone on its line)")
                 }
                 let name = String(decoding: bytes.dropFirst().dropLast(), as: UTF8.self)
-                guard let known = ConfigSection(rawValue: name) else {
-                    let names = ConfigSection.allCases.map { "[\($0.rawValue)]" }.joined(separator: ", ")
+                guard schema.sections.contains(name) else {
+                    let names = schema.sections.map { "[\($0)]" }.joined(separator: ", ")
                     throw ConfigError(
                         file: file, line: lineNumber, section: name,
                         message: "unknown section [\(name)] (known sections: \(names))")
                 }
-                section = known
+                section = name
                 continue
             }
 
             guard let equals = bytes.firstIndex(of: UInt8(ascii: "=")) else {
                 throw ConfigError(
-                    file: file, line: lineNumber, section: section?.rawValue,
+                    file: file, line: lineNumber, section: section,
                     message: "\"\(line)\" is not a Key=Value line, a [Section] header or a comment")
             }
             let keyName = String(decoding: trimASCIIWhitespace(Array(bytes[..<equals])), as: UTF8.self)
             let value = String(decoding: trimASCIIWhitespace(Array(bytes[(equals + 1)...])), as: UTF8.self)
             guard !keyName.isEmpty else {
                 throw ConfigError(
-                    file: file, line: lineNumber, section: section?.rawValue,
+                    file: file, line: lineNumber, section: section,
                     message: "\"\(line)\" has no key before the \"=\"")
             }
             guard let section else {
-                let home = ConfigKey.allCases.first { $0.name == keyName }
-                let hint = home.map { "; it belongs in [\($0.section.rawValue)]" } ?? ""
+                let home = schema.keys.first { $0.name == keyName }
+                let hint = home.map { "; it belongs in [\($0.section)]" } ?? ""
                 throw ConfigError(
                     file: file, line: lineNumber, key: keyName,
                     message: "key outside any section\(hint)")
             }
-            guard let key = ConfigKey.lookup(section: section, name: keyName) else {
-                let known = ConfigKey.allCases.filter { $0.section == section }.map(\.name).joined(separator: ", ")
-                var message = "unknown key (keys of [\(section.rawValue)]: \(known))"
-                if let elsewhere = ConfigKey.allCases.first(where: { $0.name == keyName }) {
-                    message = "unknown key in [\(section.rawValue)]; it belongs in [\(elsewhere.section.rawValue)]"
+            guard let key = schema.lookup(section: section, name: keyName) else {
+                let known = schema.keys.filter { $0.section == section }.map(\.name).joined(separator: ", ")
+                var message = "unknown key (keys of [\(section)]: \(known))"
+                if let elsewhere = schema.keys.first(where: { $0.name == keyName }) {
+                    message = "unknown key in [\(section)]; it belongs in [\(elsewhere.section)]"
                 }
                 throw ConfigError(
-                    file: file, line: lineNumber, section: section.rawValue, key: keyName, message: message)
+                    file: file, line: lineNumber, section: section, key: keyName, message: message)
             }
             if value.isEmpty {
                 key.reset(&result)
@@ -73,7 +78,7 @@ package enum ConfigParser {
                 try key.apply(value, &result)
             } catch {
                 throw ConfigError(
-                    file: file, line: lineNumber, section: section.rawValue, key: keyName, message: error.message)
+                    file: file, line: lineNumber, section: section, key: keyName, message: error.message)
             }
         }
         config = result

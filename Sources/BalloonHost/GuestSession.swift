@@ -76,10 +76,18 @@ public final class GuestSession {
     /// replies with other ids are stale and dropped. An error reply throws
     /// `HostError.guest`.
     public func call(_ command: Command) throws(HostError) -> JSON {
-        let name = command.name.rawValue
+        try call(command.name.rawValue, command.request)
+    }
+
+    /// The same for balloon-hostd's own commands (its control socket).
+    public func call(_ command: AgentCommand) throws(HostError) -> JSON {
+        try call(command.name.rawValue, command.request)
+    }
+
+    private func call(_ name: String, _ request: (JSON?) -> Request) throws(HostError) -> JSON {
         let id = JSON.int(nextID)
         nextID += 1
-        try send(Message.request(command.request(id: id)).encoded())
+        try send(Message.request(request(id)).encoded())
         let deadline = Deadline(after: timeout)
         while true {
             while !pendingLines.isEmpty {
@@ -146,6 +154,11 @@ public final class GuestSession {
 
     /// A reply as `R`; a reply that is not one is `HostError.badReply`.
     public static func decode<R: ReplyValue>(_ value: JSON, as _: R.Type, for command: Command.Name) throws(HostError) -> R {
+        do { return try R(json: value) } catch { throw .badReply(command: command.rawValue, detail: error.desc) }
+    }
+
+    /// The same for a reply of balloon-hostd's.
+    public static func decode<R: ReplyValue>(_ value: JSON, as _: R.Type, for command: AgentCommand.Name) throws(HostError) -> R {
         do { return try R(json: value) } catch { throw .badReply(command: command.rawValue, detail: error.desc) }
     }
 

@@ -3,36 +3,40 @@ import BalloonChannel
 import BalloonProtocol
 import BalloonSystem
 
-// serve's control clients: the control socket speaks the guest's protocol;
-// serve answers sync and serve-status itself, forwards the rest to the guest
-// and broadcasts the guest's events. Each client has its own outbox.
+// The control clients: the control socket speaks the guest's protocol. The
+// loop answers sync, serve-status and the agent's commands (AgentCommand)
+// itself, forwards the rest to the client's guest (serve's only guest, or
+// the one `select-guest` named) and sends each client its guest's events.
+// Each client has its own outbox.
 
 extension ServeLoop {
     final class Client {
         let id: UInt64
         let connection: LineConnection
         var fd: Descriptor { connection.descriptor }
+        /// The peer whose events it gets and to which its v1 commands go.
+        var selected: UInt64?
         init(id: UInt64, fd: Descriptor, outboxLimit: Int) {
             self.id = id
             connection = LineConnection(descriptor: fd, peer: "control client \(id)", maxOutboxBytes: outboxLimit)
         }
     }
 
-
     func acceptClients() {
         while true {
             let fd: Descriptor?
             do { fd = try StreamSocket.accept(listener) } catch {
-                options.log("accept on \(options.controlPath) failed: \(error)")
+                log("accept on \(settings.controlPath) failed: \(error)")
                 return
             }
             guard let fd else { return }
-            guard clients.count < options.maxClients else {
-                options.log("control client refused: \(options.maxClients) already connected")
+            guard clients.count < settings.maxClients else {
+                log("control client refused: \(settings.maxClients) already connected")
                 fd.close()
                 continue
             }
-            let client = Client(id: nextClientID, fd: fd, outboxLimit: options.clientOutboxLimit)
+            let client = Client(id: nextClientID, fd: fd, outboxLimit: settings.clientOutboxLimit)
+            client.selected = onlyPeer?.id
             nextClientID += 1
             do { try client.connection.register(in: epoll, token: Self.token(.client, client.id), events: .readable) } catch {
                 fd.close()
@@ -65,7 +69,11 @@ extension ServeLoop {
                 case let .failure(error):
                     send(client, Response(id: nil, result: .failure(error)))
                 case let .success(.request(request)):
-                    clientRequest(client, request)
+                    if AgentCommand.names(request) {
+                        agentRequest(client, request)
+                    } else {
+                        clientRequest(client, request)
+                    }
                 case .success:
                     send(client, Response(id: nil, result: .failure(ProtocolError(.malformedMessage, "expected a request"))))
                 }
@@ -79,25 +87,49 @@ extension ServeLoop {
         }
         let command: Command
         do { command = try Command(request, scope: .serveControl) } catch { return fail(error) }
+        if case let .sync(id) = command {
+            return enqueue(client, [LineFramer.resyncByte] + Message.response(Response(id: request.id, result: .success(id))).encoded())
+        }
+        guard let peer = client.selected.flatMap({ peers[$0] }) else {
+            return fail(ProtocolError(
+                .genericError,
+                client.selected == nil
+                    ? "no guest selected: send select-guest first (balloonctl --guest NAME; balloonctl list shows the guests)"
+                    : "the selected guest was removed"))
+        }
         switch command {
-        case let .sync(id):
-            enqueue(client, [LineFramer.resyncByte] + Message.response(Response(id: request.id, result: .success(id))).encoded())
+        case .sync:
+            return
         case .serveStatus:
-            send(client, Response(id: request.id, reply: currentStatus))
+            send(client, Response(id: request.id, reply: peer.currentStatus))
         case .framesAck, .setFrameReporting:
-            fail(ProtocolError(.invalidParameter, "\(command.name.rawValue) is owned by balloonctl serve (it enables frame reporting when it has a memory backend)"))
+            fail(ProtocolError(.invalidParameter, "\(command.name.rawValue) is owned by \(agent == nil ? "balloonctl serve" : "balloon-hostd") (it enables frame reporting when it has a memory backend)"))
         case .info, .setTarget, .query, .stats, .setStatsInterval, .rescanFrames:
-            guard let link, link.synced else { return fail(ProtocolError(.genericError, ServeCommand.notConnected)) }
-            var target: UInt64?
-            var previous: UInt64?
-            if case let .setTarget(t) = command {
-                // Recorded now, so a re-apply racing with this call uses it;
-                // restored if the guest refuses it.
-                target = t
-                previous = status.desiredTarget
-                status.desiredTarget = t
+            peer.forward(command, client: client.id, id: request.id)
+        }
+    }
+
+    func agentRequest(_ client: Client, _ request: Request) {
+        let command: AgentCommand
+        do { command = try AgentCommand(request) } catch {
+            return send(client, Response(id: request.id, result: .failure(error)))
+        }
+        switch command {
+        case let .selectGuest(name):
+            guard let peer = peersByName[name] else { return send(client, Response(id: request.id, result: .failure(AgentCommand.noSuchGuest(name)))) }
+            client.selected = peer.id
+            send(client, Response(id: request.id, reply: GuestSelectedReply(name: name)))
+        case .listGuests:
+            let rows = peersByName.keys.sorted().compactMap { peersByName[$0]?.summary }
+            send(client, Response(id: request.id, reply: GuestListReply(guests: rows)))
+        case let .guestStatus(name):
+            guard let peer = peersByName[name] else { return send(client, Response(id: request.id, result: .failure(AgentCommand.noSuchGuest(name)))) }
+            send(client, Response(id: request.id, reply: GuestStatusReply(guest: peer.summary, session: peer.currentStatus)))
+        case .policyStatus, .setGuestPolicy:
+            guard let agent else {
+                return send(client, Response(id: request.id, result: .failure(ProtocolError(.commandNotFound, "\(command.name.rawValue) is balloon-hostd's (balloonctl serve has no policy)"))))
             }
-            guestRequest(command, for: .forward(client: client.id, id: request.id, target: target, previousDesired: previous))
+            send(client, Response(id: request.id, result: agent.answer(command)))
         }
     }
 
@@ -110,16 +142,17 @@ extension ServeLoop {
         enqueue(client, Message.response(response).encoded())
     }
 
-    func broadcast(_ bytes: [UInt8]) {
-        for client in Array(clients.values) { enqueue(client, bytes) }
+    /// A guest's event line, to the clients that selected that guest.
+    func broadcast(_ bytes: [UInt8], from peer: UInt64) {
+        for client in Array(clients.values) where client.selected == peer { enqueue(client, bytes) }
     }
 
     func enqueue(_ client: Client, _ bytes: [UInt8]) {
         guard clients[client.id] != nil else { return }
         do {
             guard try client.connection.send(bytes) else {
-                status.clientsDropped += 1
-                return drop(client, reason: "not reading (more than \(options.clientOutboxLimit) bytes unsent)")
+                clientsDropped += 1
+                return drop(client, reason: "not reading (more than \(settings.clientOutboxLimit) bytes unsent)")
             }
         } catch {
             drop(client, reason: nil)
@@ -134,7 +167,7 @@ extension ServeLoop {
 
     func drop(_ client: Client, reason: String?) {
         guard clients.removeValue(forKey: client.id) != nil else { return }
-        if let reason { options.log("control client \(client.id) dropped: \(reason)") }
+        if let reason { log("control client \(client.id) dropped: \(reason)") }
         client.connection.unregister()
         client.fd.close()
     }

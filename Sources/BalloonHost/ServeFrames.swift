@@ -6,7 +6,7 @@ import BalloonSystem
 // ledger, the accepted ranges punched out of the RAM backend, then the
 // event acknowledged (docs/protocol.md "Frame reporting: ordering").
 
-extension ServeLoop {
+extension GuestPeer {
     func frameEvent(_ event: Event, _ link: GuestLink) {
         // nil: not a report at all (refused whole, nothing to acknowledge).
         let typed = try? GuestEvent(event)

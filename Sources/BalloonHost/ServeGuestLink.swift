@@ -3,10 +3,10 @@ import BalloonChannel
 import BalloonProtocol
 import BalloonSystem
 
-// serve's guest link: connect, sync, requests and their replies, timeouts,
+// A peer's guest link: connect, sync, requests and their replies, timeouts,
 // reconnect with backoff.
 
-extension ServeLoop {
+extension GuestPeer {
     final class GuestLink {
         /// The guest's socket with its framer, outbox and write interest:
         /// the same line connection the guest daemon uses for its host.
@@ -51,7 +51,7 @@ extension ServeLoop {
         let syncID = Int64.random(in: 1...(1 << 53 - 1))
         let link = GuestLink(fd: fd, generation: generation, syncID: syncID, now: clock())
         self.link = link
-        do { try link.connection.register(in: epoll, token: Self.token(.guest, generation), events: .readable) } catch {
+        do { try link.connection.register(in: loop.epoll, token: ServeLoop.guestToken(peer: id, generation: generation), events: .readable) } catch {
             disconnect("\(error)")
             return
         }
@@ -78,10 +78,11 @@ extension ServeLoop {
         status.lastError = reason
         status.frameReporting = false
         ledger?.resetSession()
+        agent.sample = nil
         for (_, p) in link.pending.sorted(by: { $0.key < $1.key }) {
             if case let .forward(clientID, id, target, previous) = p.what {
                 if let target, status.desiredTarget == target { status.desiredTarget = previous }
-                replyToClient(clientID, Response(id: id, result: .failure(ProtocolError(.genericError, "guest connection lost before it answered (reconnecting)"))))
+                loop.replyToClient(clientID, Response(id: id, result: .failure(ProtocolError(.genericError, "guest connection lost before it answered (reconnecting)"))))
             }
         }
         if reconnect {
@@ -121,7 +122,7 @@ extension ServeLoop {
         guard let link else { return }
         let items: [LineFramer.Item]
         do {
-            switch try link.connection.readAvailable(into: buffer) {
+            switch try link.connection.readAvailable(into: loop.buffer) {
             case .wouldBlock: return
             case .closed: return disconnect("the guest closed the connection")
             case let .items(read): items = read
@@ -158,6 +159,9 @@ extension ServeLoop {
         if ledger != nil {
             guestRequest(.setFrameReporting(enabled: true), for: .frameReporting)
         }
+        if let interval = options.statsInterval {
+            guestRequest(.setStatsInterval(interval), for: .statsInterval)
+        }
         guestRequest(.query, for: .query)
     }
 
@@ -178,7 +182,9 @@ extension ServeLoop {
             switch GuestEvent.Name(rawValue: event.name) {
             case .framesInflated?, .framesDeflated?: frameEvent(event, link)
             // Passed on as received: clients ignore what they do not know.
-            case .balloonChange?, .targetReached?, .targetUnreachable?, .stats?, .deflated?, nil: broadcast(line + [0x0A])
+            case .balloonChange?, .targetReached?, .targetUnreachable?, .stats?, .deflated?, nil:
+                observe(event)
+                loop.broadcast(line + [0x0A], from: id)
             }
         case .request:
             return
@@ -189,7 +195,7 @@ extension ServeLoop {
         switch what {
         case let .forward(clientID, id, target, previous):
             if case .failure = result, let target, status.desiredTarget == target { status.desiredTarget = previous }
-            replyToClient(clientID, Response(id: id, result: result))
+            loop.replyToClient(clientID, Response(id: id, result: result))
         case .frameReporting:
             switch result {
             case let .success(value):
@@ -204,17 +210,23 @@ extension ServeLoop {
         case .query:
             switch result {
             case let .success(value):
-                guard let desired = status.desiredTarget else { return }
                 guard let current = try? QueryReply(json: value) else {
                     options.log("unexpected query reply: \(value.serialized())")
                     return
                 }
+                agent.actual = current.actual
+                guard let desired = status.desiredTarget else { return }
                 if current.target != desired {
                     options.log("re-applying target \(HumanBytes.format(desired)) (guest has \(HumanBytes.format(current.target)), actual \(HumanBytes.format(current.actual)))")
                     guestRequest(.setTarget(desired), for: .setTarget(desired))
                 }
             case let .failure(error):
                 options.log("query failed: \(error)")
+            }
+        case .statsInterval:
+            if case let .failure(error) = result {
+                status.lastError = "set-stats-interval failed: \(error)"
+                options.log("set-stats-interval failed: \(error); the policy sees no stats from this guest")
             }
         case let .setTarget(target):
             if case let .failure(error) = result {

@@ -3,88 +3,97 @@ import BalloonProtocol
 import BalloonSystem
 import Glibc
 
-// `balloonctl serve`: one long-running session with a guest, shared with
-// other balloonctl calls through a control socket that speaks the same
-// protocol (so `GuestSession` works against it unchanged), and, with a
-// memory backend, freeing the guest frames the balloon holds.
+// The shared loop of `balloonctl serve` and balloon-hostd: one epoll loop,
+// one thread, for every guest (`GuestPeer`: its connection and reconnect
+// timer), the control listener and its clients (ServeClients.swift), a
+// housekeeping tick, SIGINT/SIGTERM (and for the agent SIGHUP), and the
+// agent's policy timer and discovery watch (HostAgent). `balloonctl serve`
+// is the one-guest form: `init(options:frames:clock:)`.
 //
-// One epoll loop, one thread: the guest connection, the control listener,
-// the control clients, a reconnect timer, a housekeeping tick, and (for the
-// CLI) SIGINT/SIGTERM. Nothing in it blocks except the connect to the guest
-// (immediate for unix sockets; the hybrid vsock handshake waits at most
-// `connectTimeout`) and the fallocate calls.
+// Nothing in it blocks except the connect to a guest (immediate for unix
+// sockets; the hybrid vsock handshake waits at most `connectTimeout`) and
+// the fallocate calls.
 
 public final class ServeLoop {
-    public let options: ServeOptions
-    var ledger: FrameLedger?
-    let puncher: BackendPuncher?
-    let clock: () -> Duration
+    /// What the loop itself needs: where to listen and the client limits.
+    public struct Settings {
+        public var controlPath: String
+        public var clientOutboxLimit = 1 << 20
+        public var maxClients = 64
+        public var handleSignals = false
+        /// With `handleSignals`: SIGHUP reloads (balloon-hostd) instead of ending the process.
+        public var reloadOnHangup = false
+        public var log: (String) -> Void = { _ in }
 
+        public init(controlPath: String) { self.controlPath = controlPath }
+
+        init(_ options: ServeOptions) {
+            controlPath = options.controlPath
+            clientOutboxLimit = options.clientOutboxLimit
+            maxClients = options.maxClients
+            handleSignals = options.handleSignals
+            log = options.log
+        }
+    }
+
+    let settings: Settings
+    let clock: () -> Duration
     let epoll: Epoll
     let listener: Descriptor
-    let reconnectTimer: TimerDescriptor
     let tickTimer: TimerDescriptor
     let stopEvent: EventDescriptor
     var signals: SignalDescriptor?
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
 
-    enum Kind: UInt64 { case listener = 1, guest, reconnect, tick, signal, stop, client }
+    enum Kind: UInt64 { case listener = 1, guest, reconnect, tick, signal, stop, client, policy, discovery }
     static func token(_ kind: Kind, _ id: UInt64 = 0) -> UInt64 { id << 8 | kind.rawValue }
+    /// A guest connection's token: the peer and the connection's generation,
+    /// so a stale event of a closed connection is ignored.
+    static func guestToken(peer: UInt64, generation: UInt64) -> UInt64 { token(.guest, peer << 24 | generation & 0xFF_FFFF) }
     /// How often guest request timeouts are checked.
     static let tick: Duration = .milliseconds(250)
 
-    /// What a reply from the guest is for.
-    enum Pending {
-        case forward(client: UInt64, id: JSON?, target: UInt64?, previousDesired: UInt64?)
-        case frameReporting
-        case query
-        case setTarget(UInt64)
-        case ack(UInt64)
-    }
-
-    var link: GuestLink?
-    var generation: UInt64 = 0
+    var peers: [UInt64: GuestPeer] = [:]
+    var peersByName: [String: GuestPeer] = [:]
+    var nextPeerID: UInt64 = 1
+    /// `balloonctl serve`'s guest: every control client talks to it.
+    var onlyPeer: GuestPeer?
     var clients: [UInt64: Client] = [:]
     var nextClientID: UInt64 = 1
-    var backoff: Duration
+    var clientsDropped: UInt64 = 0
     var stopping = false
-    var hadSession = false
-    var lastConnectError: String?
-    var lastRefusalLog: Duration?
-    var guestMalformed: UInt64 = 0
-    var status = ServeStatus()
+    /// balloon-hostd's policy, config and discovery, when this is the agent.
+    weak var agent: HostAgent?
 
-    /// Listens on the control socket. `frames`: the ledger and puncher when a
-    /// memory backend was given. `clock`: the monotonic clock.
-    public init(
+    /// `balloonctl serve`: one guest. `frames`: the ledger and puncher when
+    /// a memory backend was given. `clock`: the monotonic clock.
+    public convenience init(
         options: ServeOptions, frames: (ledger: FrameLedger, puncher: BackendPuncher)? = nil,
         clock: @escaping () -> Duration = SystemClock.monotonic
     ) throws(HostError) {
-        self.options = options
-        self.ledger = frames?.ledger
-        self.puncher = frames?.puncher
+        try self.init(settings: Settings(options), clock: clock)
+        onlyPeer = try addPeer(name: options.guest.description, options: options, frames: frames)
+    }
+
+    /// Listens on the control socket, with no guest yet (`addPeer`).
+    public init(settings: Settings, clock: @escaping () -> Duration = SystemClock.monotonic) throws(HostError) {
+        self.settings = settings
         self.clock = clock
-        backoff = options.backoffInitial
-        status.desiredTarget = options.desiredTarget
-        status.guest = options.guest.description
-        status.memoryBackend = frames?.puncher.file.path
         do {
             epoll = try Epoll()
-            reconnectTimer = try TimerDescriptor()
             tickTimer = try TimerDescriptor()
             stopEvent = try EventDescriptor()
         } catch { throw .io(error) }
-        do { listener = try StreamIO.listenUnixPrivate(path: options.controlPath) } catch {
-            throw .usage("cannot listen on the control socket \(options.controlPath): \(error)")
+        do { listener = try StreamIO.listenUnixPrivate(path: settings.controlPath) } catch {
+            throw .usage("cannot listen on the control socket \(settings.controlPath): \(error)")
         }
         do {
-            if options.handleSignals {
-                let s = try SignalDescriptor(signals: [SIGINT, SIGTERM])
+            if settings.handleSignals {
+                let s = try SignalDescriptor(signals: [SIGINT, SIGTERM] + (settings.reloadOnHangup ? [SIGHUP] : []))
                 signals = s
                 try epoll.add(s.descriptor, events: .readable, token: Self.token(.signal))
             }
             try epoll.add(listener, events: .readable, token: Self.token(.listener))
-            try epoll.add(reconnectTimer.descriptor, events: .readable, token: Self.token(.reconnect))
             try epoll.add(tickTimer.descriptor, events: .readable, token: Self.token(.tick))
             try epoll.add(stopEvent.descriptor, events: .readable, token: Self.token(.stop))
             try tickTimer.arm(after: Self.tick, repeating: true)
@@ -93,40 +102,49 @@ public final class ServeLoop {
 
     deinit { buffer.deallocate() }
 
+    func log(_ line: String) { settings.log(line) }
+
     /// Asks a running loop to stop (safe from another thread: an eventfd write).
     public func stop() { stopEvent.signal() }
 
-    /// The counters `serve-status` reports.
-    public var currentStatus: ServeStatus {
-        var s = status
-        s.guestConnected = link?.synced ?? false
-        s.controlClients = clients.count
-        if let ledger {
-            s.framesHeld = ledger.heldFrames
-            s.bytesHeld = ledger.heldBytes
-            s.refused = ledger.refused
-        }
-        s.malformedLines = guestMalformed
-        if let puncher {
-            s.bytesFreed = puncher.bytesFreed
-            s.punches = puncher.punches
-            s.punchFailures = puncher.failures
-        }
-        return s
+    /// The counters `serve-status` reports (serve's one guest).
+    public var currentStatus: ServeStatus { onlyPeer?.currentStatus ?? ServeStatus() }
+
+    /// A new guest; it connects when the loop runs (or now, if it is running).
+    @discardableResult
+    func addPeer(name: String, options: ServeOptions, frames: (ledger: FrameLedger, puncher: BackendPuncher)?) throws(HostError) -> GuestPeer {
+        let peer = try GuestPeer(id: nextPeerID, name: name, options: options, frames: frames, loop: self)
+        nextPeerID += 1
+        peers[peer.id] = peer
+        peersByName[name] = peer
+        if running { peer.connectGuest() }
+        return peer
     }
+
+    /// Ends a guest's session and forgets it; clients that selected it are told.
+    func removePeer(_ peer: GuestPeer, reason: String) {
+        peer.close(reason: reason)
+        peers[peer.id] = nil
+        if peersByName[peer.name] === peer { peersByName[peer.name] = nil }
+    }
+
+    var running = false
 
     /// Runs until SIGINT/SIGTERM (with `handleSignals`) or `stop()`. Then
     /// closes everything and removes the control socket.
     public func run() throws(HostError) {
         // Writes to a peer that hung up fail with EPIPE (handled per peer),
-        // never a SIGPIPE that ends serve.
+        // never a SIGPIPE that ends the loop.
         ProcessControl.ignoreBrokenPipe()
-        options.log("serving \(options.guest) on \(options.controlPath)"
-            + (puncher.map { " (memory backend \($0.file.path), guest RAM \(HumanBytes.format($0.ramSize)))" } ?? ""))
-        connectGuest()
+        if let peer = onlyPeer {
+            log("serving \(peer.options.guest) on \(settings.controlPath)"
+                + (peer.puncher.map { " (memory backend \($0.file.path), guest RAM \(HumanBytes.format($0.ramSize)))" } ?? ""))
+        }
+        running = true
+        for peer in peers.values.sorted(by: { $0.id < $1.id }) { peer.connectGuest() }
         while !stopping {
             let events: [(token: UInt64, events: EpollEvents)]
-            do { events = try epoll.wait(timeout: nil) } catch { throw .io(error) }
+            do { events = try epoll.wait(timeout: nil, max: 64) } catch { throw .io(error) }
             for (token, ev) in events where !stopping {
                 dispatch(token, ev)
             }
@@ -140,18 +158,23 @@ public final class ServeLoop {
         switch kind {
         case .listener: acceptClients()
         case .guest:
-            guard let link, link.generation == id else { return }
-            if ev.contains(.writable) { flushGuest() }
-            if self.link === link, !ev.isDisjoint(with: [.readable, .hangup, .error]) { guestReadable() }
+            guard let peer = peers[id >> 24], let link = peer.link, link.generation & 0xFF_FFFF == id & 0xFF_FFFF else { return }
+            if ev.contains(.writable) { peer.flushGuest() }
+            if peer.link === link, !ev.isDisjoint(with: [.readable, .hangup, .error]) { peer.guestReadable() }
         case .reconnect:
-            reconnectTimer.acknowledge()
-            if link == nil { connectGuest() }
+            guard let peer = peers[id] else { return }
+            peer.reconnectTimer.acknowledge()
+            if peer.link == nil { peer.connectGuest() }
         case .tick:
             tickTimer.acknowledge()
-            checkTimeouts()
+            for peer in Array(peers.values) { peer.checkTimeouts() }
         case .signal:
             while let sig = signals?.next() {
-                options.log("signal \(sig): stopping")
+                if sig == SIGHUP {
+                    if let agent { agent.reload() } else { log("SIGHUP ignored (nothing to reload)") }
+                    continue
+                }
+                log("signal \(sig): stopping")
                 stopping = true
             }
         case .stop:
@@ -161,17 +184,23 @@ public final class ServeLoop {
             guard let client = clients[id] else { return }
             if ev.contains(.writable) { flushClient(client) }
             if clients[id] != nil, !ev.isDisjoint(with: [.readable, .hangup, .error]) { clientReadable(client) }
+        case .policy:
+            agent?.policyRound()
+        case .discovery:
+            agent?.discoveryEvent()
         }
     }
 
+    /// A guest's new STATS sample (the agent's fast path).
+    func sampled(_ peer: GuestPeer) { agent?.sampled(peer) }
+
     func shutdown() {
-        if link != nil { disconnect("serve is stopping", reconnect: false) }
+        for peer in peers.values { peer.close(reason: agent == nil ? "serve is stopping" : "balloon-hostd is stopping") }
         for client in clients.values { drop(client, reason: nil) }
         epoll.remove(listener)
         listener.close()
         // Already gone (removed by hand, or a newer serve's): nothing to clean.
-        try? ProcessControl.removeFile(options.controlPath)
-        options.log("stopped")
+        try? ProcessControl.removeFile(settings.controlPath)
+        log("stopped")
     }
-
 }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 import BalloonProtocol
 
-/// What `serve` needs to run.
+/// What `serve` needs to run; balloon-hostd gives each of its guests one
+/// too (the control path and client limits are then the agent's).
 public struct ServeOptions {
     /// The guest channel.
     public var guest: GuestAddress
@@ -15,6 +16,9 @@ public struct ServeOptions {
     public var guestTimeout: Duration = .seconds(10)
     /// The longest a connect (hybrid vsock handshake) may block the loop.
     public var connectTimeout: Duration = .seconds(2)
+    /// Ask the guest for STATS events this often after every sync (balloon-hostd:
+    /// `[Policy] StatsInterval=`); nil: serve leaves the guest's setting alone.
+    public var statsInterval: Duration?
     /// Reconnect backoff: first delay, doubled after each failure up to the max.
     public var backoffInitial: Duration = .milliseconds(200)
     public var backoffMax: Duration = .seconds(5)

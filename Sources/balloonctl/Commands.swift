@@ -11,12 +11,14 @@ struct Balloonctl: ParsableCommand {
         discussion: """
             Connect with exactly one of --unix PATH (QEMU -chardev socket, or balloond's own unix \
             socket), --vsock CID:PORT, or --hybrid-vsock PATH:PORT (Firecracker, Cloud Hypervisor), \
-            or --control PATH (the control socket of a running `balloonctl serve`). \
+            or --control PATH (the control socket of a running `balloonctl serve`), or --guest NAME \
+            (a guest of balloon-hostd; --agent PATH names its control socket). \
             Exit codes: 0 ok, 1 usage, connection or protocol error, 2 target unreachable.
             """,
         version: BalloondVersion.current,
         subcommands: [
             Info.self, SetTarget.self, Query.self, Stats.self, Watch.self, Events.self, Serve.self, ServeStatusCommand.self,
+            List.self, GuestStatusCommand.self, PolicyCommand.self,
         ]
     )
 
@@ -50,6 +52,7 @@ struct Balloonctl: ParsableCommand {
 /// it, so they are moved there. The value says whether the option takes one.
 let globalOptionArity: [String: Bool] = [
     "--unix": true, "--vsock": true, "--hybrid-vsock": true, "--control": true, "--timeout": true, "--json": false,
+    "--agent": true, "--guest": true,
 ]
 
 func placeGlobalOptions(_ arguments: [String]) -> [String] {
@@ -87,70 +90,6 @@ enum Console {
     static func out(_ text: String) { HostIO.write(text, to: .output) }
     static func line(_ text: String) { HostIO.write(text + "\n", to: .output) }
     static func error(_ text: String) { HostIO.write("balloonctl: " + text + "\n", to: .error) }
-}
-
-/// Where the guest's channel is: shared by every subcommand and by `serve`.
-struct GuestTransportOptions: ParsableArguments {
-    @Option(name: .customLong("unix"), help: ArgumentHelp("Unix socket of the guest channel (QEMU -chardev socket path).", valueName: "path"))
-    var unix: String?
-
-    @Option(name: .customLong("vsock"), help: ArgumentHelp("vsock address of balloond in the guest.", valueName: "cid:port"))
-    var vsock: String?
-
-    @Option(
-        name: .customLong("hybrid-vsock"),
-        help: ArgumentHelp("Firecracker / Cloud Hypervisor vsock unix socket and guest port.", valueName: "path:port"))
-    var hybridVsock: String?
-
-    /// How many of the three were given.
-    var given: Int { [unix, vsock, hybridVsock].compactMap { $0 }.count }
-
-    /// The guest's address, or nil if none of the three was given.
-    func guestAddress() throws(HostError) -> GuestAddress? {
-        if let unix { return .unix(path: unix) }
-        if let vsock { return try GuestAddress.parseVsock(vsock) }
-        if let hybridVsock { return try GuestAddress.parseHybridVsock(hybridVsock) }
-        return nil
-    }
-}
-
-/// The options every subcommand takes.
-struct GlobalOptions: ParsableArguments {
-    @OptionGroup var transport: GuestTransportOptions
-
-    @Option(
-        name: .customLong("control"),
-        help: ArgumentHelp("The control socket of a running `balloonctl serve` (instead of the guest).", valueName: "path"))
-    var control: String?
-
-    @Option(help: ArgumentHelp("Seconds to wait for the guest to answer.", valueName: "seconds"))
-    var timeout: Double = 5
-
-    @Flag(help: "Machine-readable output: the reply JSON as one line.")
-    var json = false
-
-    func validate() throws {
-        let given = transport.given + (control == nil ? 0 : 1)
-        guard given == 1 else {
-            throw ValidationError(
-                given == 0
-                    ? "say where the guest is: one of --unix PATH, --vsock CID:PORT, --hybrid-vsock PATH:PORT, --control PATH"
-                    : "give only one of --unix, --vsock, --hybrid-vsock, --control")
-        }
-        guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
-    }
-
-    func address() throws(HostError) -> GuestAddress {
-        if let guest = try transport.guestAddress() { return guest }
-        // serve's control socket speaks the same protocol.
-        if let control { return .unix(path: control) }
-        throw .usage("no guest address given")
-    }
-
-    /// Connects and syncs.
-    func open() throws(HostError) -> GuestSession {
-        try GuestSession.open(try address(), timeout: .secondsValue(timeout))
-    }
 }
 
 struct Info: ParsableCommand {

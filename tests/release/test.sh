@@ -107,10 +107,13 @@ done_step "one version: package, binaries, info reply, man pages, changelog"
 # 4. make install into a scratch DESTDIR.
 dest=$(mktemp -d "$work/install.XXXXXX")
 make -s install DESTDIR="$dest" >/dev/null
-expected="etc/balloond.conf
+expected="etc/balloon-hostd.conf
+etc/balloond.conf
 usr/local/bin/balloonctl
+usr/local/lib/systemd/system/balloon-hostd.service
 usr/local/lib/systemd/system/balloond.service
 usr/local/lib/udev/rules.d/60-balloond.rules
+usr/local/sbin/balloon-hostd
 usr/local/sbin/balloond
 usr/local/share/bash-completion/completions/balloonctl
 usr/local/share/bash-completion/completions/balloond
@@ -131,7 +134,7 @@ got=$(cd "$dest" && find . -type f -printf '%P\n' | grep -Ev '^usr/local/share/d
 for doc in docs/*.md; do
     [[ -f $dest/usr/local/share/doc/balloond/$(basename "$doc") ]] || fail "make install left out $doc"
 done
-for bin in usr/local/sbin/balloond usr/local/bin/balloonctl; do
+for bin in usr/local/sbin/balloond usr/local/bin/balloonctl usr/local/sbin/balloon-hostd; do
     expect_eq "the mode of $bin" "$(stat -c %a "$dest/$bin")" 755
     expect_eq "$bin --version" "$("$dest/$bin" --version)" "$version"
 done

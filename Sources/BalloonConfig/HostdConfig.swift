@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+import BalloonPolicy
+
+/// balloon-hostd's `/etc/balloon-hostd.conf`: `[Host]`, `[Policy]`,
+/// `[Discovery]` (docs/hostd.md). Defaults are the properties' initial
+/// values; the keys are in `HostdKeys.host` (HostdKeys.swift).
+package struct HostdConfig: Sendable, Equatable {
+    package static let defaultPath = "/etc/balloon-hostd.conf"
+    package static let defaults = HostdConfig()
+
+    // [Host]
+    /// `Control=`: the control socket balloonctl talks to.
+    package var control = "/run/balloon-hostd/control"
+    /// `HostMemory=`: budget this much for the guests instead of all of MemTotal.
+    package var hostMemory: UInt64?
+    /// `GuestDirectory=`: one `NAME.conf` per guest.
+    package var guestDirectory = "/etc/balloon-hostd.d"
+
+    // [Policy]
+    package var mode: PolicyMode = .auto
+    /// `HostReserve=`: host memory (or budget) kept available; a percentage is of the total.
+    package var hostReserve: SizeSpec = .bytes(512 << 20)
+    /// `Interval=`: time between policy rounds; nil: the mode's own.
+    package var interval: Duration?
+    /// `MaxStep=`: the most a target moves per round; nil: the mode's own.
+    package var maxStep: UInt64?
+    /// `StatsInterval=`: how often each guest sends STATS.
+    package var statsInterval: Duration = .seconds(1)
+
+    // [Discovery]
+    /// `Libvirt=`: watch libvirt's channel directory.
+    package var libvirt = true
+    /// `Directories=`: directories whose sockets are guests (named after the socket).
+    package var directories: [String] = []
+
+    package init() {}
+
+    /// The policy's settings with `HostReserve=` resolved against the host total.
+    package func policySettings(hostTotal: UInt64) -> PolicySettings {
+        PolicySettings(mode: mode, hostReserve: hostReserve.resolve(memTotal: hostTotal), interval: interval, maxStep: maxStep)
+    }
+}
+
+/// Where a guest's balloond listens, as `[Guest] Channel=` spells it.
+package enum GuestChannel: Sendable, Equatable, CustomStringConvertible {
+    case unix(path: String)
+    case vsock(cid: UInt32, port: UInt32)
+    case hybridVsock(path: String, port: UInt32)
+
+    package var description: String {
+        switch self {
+        case let .unix(path): "unix:\(path)"
+        case let .vsock(cid, port): "vsock:\(cid):\(port)"
+        case let .hybridVsock(path, port): "hybrid-vsock:\(path):\(port)"
+        }
+    }
+}
+
+/// One guest: `/etc/balloon-hostd.d/NAME.conf`'s `[Guest]`, or a discovered
+/// socket with the defaults.
+package struct GuestConfig: Sendable, Equatable {
+    package static let defaults = GuestConfig()
+
+    /// `Channel=`: required in a file.
+    package var channel: GuestChannel?
+    /// `MemoryBackend=`: the guest's RAM file (memory-backend-file, share=on); frees reported frames.
+    package var memoryBackend: String?
+    /// `RamMap=`: guest-physical to file map (checked by balloon-hostd: linear, pc, q35, GPA:SIZE@OFFSET,…).
+    package var ramMap = "linear"
+    /// `RamSize=`: the guest's RAM; default the backend file's size, else the guest's MemTotal.
+    package var ramSize: UInt64?
+    /// `Min=`: the guest keeps at least this (a percentage is of RamSize).
+    package var min: SizeSpec = .percent(25)
+    /// `Max=`: the guest never has more than this.
+    package var max: SizeSpec = .percent(100)
+    /// `Shares=`: relative weight, more shares less taken.
+    package var shares: UInt32 = 1000
+    /// `Policy=`: whether the host policy moves this guest.
+    package var policy: GuestPolicy = .auto
+    /// `Target=`: a balloon target to keep applying (Policy=manual; an operator's set replaces it).
+    package var target: UInt64?
+    /// `FreeMemoryReporting=`: ask the guest to report free memory too.
+    package var freeMemoryReporting = false
+
+    package init() {}
+}
+
+/// Everything balloon-hostd runs from: the main file and every guest file.
+package struct HostdSetup: Sendable, Equatable {
+    package var config: HostdConfig
+    /// By name (the file name without `.conf`).
+    package var guests: [String: GuestConfig]
+    /// The guest files' paths, by name.
+    package var guestFiles: [String: String]
+    /// The files read, in order.
+    package var sources: [String]
+
+    package init(config: HostdConfig = HostdConfig(), guests: [String: GuestConfig] = [:], guestFiles: [String: String] = [:], sources: [String] = []) {
+        self.config = config
+        self.guests = guests
+        self.guestFiles = guestFiles
+        self.sources = sources
+    }
+}

@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: Apache-2.0
+import BalloonConfig
+import BalloonPolicy
+import BalloonProtocol
+import BalloonSystem
+
+/// Why balloon-hostd cannot start.
+package enum AgentError: Error, CustomStringConvertible {
+    case config(ConfigError)
+    case host(HostError)
+    package var description: String {
+        switch self {
+        case let .config(e): e.description
+        case let .host(e): e.description
+        }
+    }
+}
+
+/// balloon-hostd: the shared loop (`ServeLoop`) with one peer per guest —
+/// from `GuestDirectory=`'s files and from discovered sockets — a policy
+/// round every interval, each guest's STATS fed to the policy's fast path,
+/// SIGHUP reload (HostAgentReload.swift) and the policy commands.
+package final class HostAgent {
+    let loop: ServeLoop
+    var setup: HostdSetup
+    let configPath: String
+    let configRequired: Bool
+    var policy: any HostPolicy
+    let policyTimer: TimerDescriptor
+    let sampler = HostSampler()
+    var host: HostSample
+    var discovery: DiscoveryWatch?
+    /// Discovered guests: name → socket path (a file of the same name wins).
+    var discovered: [String: String] = [:]
+    /// `set-guest-policy` overrides, until the next reload.
+    var policyOverrides: [String: GuestPolicy] = [:]
+    var rounds: UInt64 = 0
+    var targetsSet: UInt64 = 0
+    let log: (String) -> Void
+
+    /// Reads the configuration and listens on its control socket.
+    package init(configPath: String, required: Bool, log: @escaping (String) -> Void) throws(AgentError) {
+        do { setup = try HostdLoader.load(path: configPath, required: required) } catch { throw .config(error) }
+        self.configPath = configPath
+        configRequired = required
+        self.log = log
+        var settings = ServeLoop.Settings(controlPath: setup.config.control)
+        settings.handleSignals = true
+        settings.reloadOnHangup = true
+        settings.log = log
+        do {
+            try ProcessControl.makeDirectory(parentOf: setup.config.control)
+        } catch {
+            throw .host(.usage("cannot create the control socket's directory: \(error)"))
+        }
+        do { loop = try ServeLoop(settings: settings) } catch { throw .host(error) }
+        host = sampler.machine(at: loop.clock())
+        policy = makePolicy(setup.config.policySettings(hostTotal: host.total))
+        do {
+            policyTimer = try TimerDescriptor()
+            try loop.epoll.add(policyTimer.descriptor, events: .readable, token: ServeLoop.token(.policy))
+        } catch { throw .host(.io(error)) }
+        loop.agent = self
+        armPolicyTimer()
+        for name in setup.guests.keys.sorted() { addGuest(name) }
+        startDiscovery()
+        host = sampleHost()
+    }
+
+    /// Runs until SIGINT/SIGTERM.
+    package func run() throws(HostError) {
+        log("balloon-hostd \(BalloondVersion.current): \(setup.guests.count) configured guests, policy \(policy.mode.rawValue) every \(HostFormat.seconds(policy.interval.seconds)), control \(setup.config.control)")
+        try loop.run()
+    }
+
+    /// Stops a running agent (from another thread, as `ServeLoop.stop`).
+    package func stop() { loop.stop() }
+
+    func armPolicyTimer() {
+        do { try policyTimer.arm(after: policy.interval, repeating: true) } catch {
+            log("cannot arm the policy timer: \(error); no policy rounds")
+        }
+    }
+
+    // MARK: - Guests
+
+    /// A peer for guest `name`: its file's settings, or a discovered socket's defaults.
+    func addGuest(_ name: String, discoveredAt socket: String? = nil) {
+        let config = setup.guests[name] ?? GuestConfig()
+        let address: GuestAddress
+        if let socket {
+            address = .unix(path: socket)
+        } else {
+            switch config.channel {
+            case let .unix(path)?: address = .unix(path: path)
+            case let .vsock(cid, port)?: address = .vsock(cid: cid, port: port)
+            case let .hybridVsock(path, port)?: address = .hybridVsock(path: path, port: port)
+            case nil: return
+            }
+        }
+        var options = ServeOptions(guest: address, controlPath: setup.config.control)
+        options.desiredTarget = config.target
+        options.statsInterval = setup.config.statsInterval
+        options.log = { [log] in log("\(name): " + $0) }
+        // FreeMemoryReporting= is read (config.freeMemoryReporting) for the
+        // free-memory mode's session command (issue 10), merged separately.
+        var frames: (ledger: FrameLedger, puncher: BackendPuncher)?
+        if let backend = config.memoryBackend {
+            do {
+                let puncher = try BackendPuncher(path: backend, ramSize: config.ramSize)
+                let map = try RamMap.parse(config.ramMap, ramSize: puncher.ramSize)
+                frames = (FrameLedger(map: map, punchRate: FrameLedger.defaultPunchRate(for: map), now: loop.clock()), puncher)
+            } catch {
+                log("\(name): \(setup.guestFiles[name] ?? name): \(error); guest not added")
+                return
+            }
+        }
+        do {
+            let peer = try loop.addPeer(name: name, options: options, frames: frames)
+            peer.agent.source = socket == nil ? "config" : "discovered"
+            peer.agent.ramSize = config.ramSize ?? frames?.puncher.ramSize
+            refreshLimits(peer)
+            log("\(name): added (\(address.channelDescription)\(socket == nil ? "" : ", discovered"))")
+        } catch {
+            log("\(name): \(error); guest not added")
+        }
+    }
+
+    func removeGuest(_ name: String, reason: String) {
+        guard let peer = loop.peersByName[name] else { return }
+        loop.removePeer(peer, reason: reason)
+        log("\(name): removed (\(reason))")
+    }
+
+    /// Min/Max resolved against the guest's RAM, Shares, and its policy.
+    func refreshLimits(_ peer: GuestPeer) {
+        let config = setup.guests[peer.name] ?? GuestConfig()
+        let ram = peer.ramSize
+        peer.agent.limits = GuestLimits(
+            min: Swift.min(config.min.resolve(memTotal: ram), ram), max: Swift.min(config.max.resolve(memTotal: ram), ram),
+            shares: config.shares, policy: policyOverrides[peer.name] ?? config.policy)
+    }
+
+    // MARK: - Policy
+
+    /// The host: the machine, or the `HostMemory=` budget less what is behind the guests.
+    func sampleHost() -> HostSample {
+        let now = loop.clock()
+        guard let budget = setup.config.hostMemory else { return sampler.machine(at: now) }
+        let behind = loop.peers.values.map { peer -> UInt64 in
+            if let puncher = peer.puncher, let status = try? puncher.file.status() { return status.allocatedBytes }
+            let ram = peer.ramSize
+            let held = peer.agent.actual ?? 0
+            return ram > held ? ram - held : 0
+        }
+        return HostBudget.sample(budget: budget, behindGuests: behind, at: now)
+    }
+
+    func policyRound() {
+        policyTimer.acknowledge()
+        host = sampleHost()
+        rounds += 1
+        let peers = loop.peers.values.sorted { $0.name < $1.name }
+        for peer in peers { refreshLimits(peer) }
+        apply(policy.round(host: host, guests: peers.map(\.policyState), now: loop.clock()))
+    }
+
+    /// A guest's new STATS sample: the policy's fast path.
+    func sampled(_ peer: GuestPeer) {
+        refreshLimits(peer)
+        apply(policy.sampled(guest: peer.policyState, host: host, now: loop.clock()))
+    }
+
+    /// Sets the policy's targets on the guests it may move (Policy=auto, connected).
+    func apply(_ changes: [TargetChange]) {
+        for change in changes {
+            guard let peer = loop.peersByName[change.guest], peer.agent.limits.policy == .auto,
+                peer.link?.synced == true, peer.status.desiredTarget != change.target
+            else { continue }
+            peer.apply(target: change.target, reason: change.reason)
+            targetsSet += 1
+        }
+    }
+
+    /// policy-status and set-guest-policy.
+    func answer(_ command: AgentCommand) -> Result<JSON, ProtocolError> {
+        switch command {
+        case .policyStatus:
+            host = sampleHost()
+            return .success(PolicyStatusReply(
+                mode: policy.mode.rawValue, interval: policy.interval, hostTotal: host.total, hostAvailable: host.available,
+                hostReserve: setup.config.hostReserve.resolve(memTotal: host.total), budget: setup.config.hostMemory != nil,
+                rounds: rounds, targetsSet: targetsSet).json)
+        case let .setGuestPolicy(name, value):
+            guard let peer = loop.peersByName[name] else { return .failure(AgentCommand.noSuchGuest(name)) }
+            policyOverrides[name] = GuestPolicy(rawValue: value.rawValue) ?? .manual
+            refreshLimits(peer)
+            log("\(name): policy \(value.rawValue) (set through the control socket, until the next reload)")
+            return .success(peer.summary.json)
+        case .selectGuest, .listGuests, .guestStatus:
+            return .failure(ProtocolError(.genericError, "answered by the loop"))
+        }
+    }
+}

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: Apache-2.0
+@testable import BalloonConfig
+import BalloonPolicy
+import BalloonTestSupport
+import Foundation
+import Testing
+
+/// balloon-hostd's files: the same strict syntax and error style as
+/// balloond.conf (one parser), the [Guest] files, --dump-config.
+@Suite struct HostdConfigFiles {
+    @Test func mainFileKeysAndDefaults() throws {
+        var config = HostdConfig()
+        try HostdLoader.parseHost(
+            """
+            # a comment
+            [Host]
+            Control=/run/x/control
+            HostMemory=2G
+            [Policy]
+            Mode=proxmox
+            HostReserve=10%
+            Interval=5s
+            MaxStep=100M
+            StatsInterval=500ms
+            [Discovery]
+            Libvirt=no
+            Directories=/run/vms, /srv/sockets
+            """, file: "h.conf", into: &config)
+        #expect(config.control == "/run/x/control")
+        #expect(config.hostMemory == 2 << 30)
+        #expect(config.mode == .proxmox)
+        #expect(config.hostReserve == .percent(10))
+        #expect(config.interval == .seconds(5))
+        #expect(config.maxStep == 100 << 20)
+        #expect(config.statsInterval == .milliseconds(500))
+        #expect(!config.libvirt)
+        #expect(config.directories == ["/run/vms", "/srv/sockets"])
+        #expect(config.policySettings(hostTotal: 10 << 30) == PolicySettings(mode: .proxmox, hostReserve: 1 << 30, interval: .seconds(5), maxStep: 100 << 20))
+        // Key= puts the default back, as in balloond.conf.
+        try HostdLoader.parseHost("[Policy]\nMode=\nInterval=auto\n[Host]\nHostMemory=none\n", file: "h.conf", into: &config)
+        #expect(config.mode == .auto && config.interval == nil && config.hostMemory == nil)
+    }
+
+    @Test(arguments: [
+        ("[Policy]\nMode=fast\n", "h.conf:2: [Policy] Mode: \"fast\" is not one of auto, proxmox, mom, manual"),
+        ("[Host]\nControl=run/x\n", "h.conf:2: [Host] Control: \"run/x\" is not an absolute path"),
+        ("[Guest]\nMin=1G\n", "h.conf:1: unknown section [Guest] (known sections: [Host], [Policy], [Discovery])"),
+        ("Mode=auto\n", "h.conf:1: Mode: key outside any section; it belongs in [Policy]"),
+        ("[Host]\nMode=auto\n", "h.conf:2: [Host] Mode: unknown key in [Host]; it belongs in [Policy]"),
+        ("[Policy]\nStatsInterval=10ms\n", "h.conf:2: [Policy] StatsInterval: \"10ms\" is outside 100ms…1h"),
+        ("[Policy\n", "h.conf:1: \"[Policy\" is not a section header (write e.g. [Host] alone on its line)"),
+    ])
+    func mainFileErrors(text: String, message: String) {
+        var config = HostdConfig()
+        #expect(throws: ConfigError.self) { try HostdLoader.parseHost(text, file: "h.conf", into: &config) }
+        do { try HostdLoader.parseHost(text, file: "h.conf", into: &config) } catch {
+            // Only the start: StatsInterval's upper bound is the protocol's.
+            #expect(error.description.hasPrefix(String(message.prefix(while: { $0 != "…" }))), "\(error)")
+        }
+        #expect(config == HostdConfig())
+    }
+
+    @Test func guestFile() throws {
+        let g = try HostdLoader.parseGuest(
+            "[Guest]\nChannel=hybrid-vsock:/run/fc/v.sock:7468\nMemoryBackend=/dev/shm/vm1\nRamMap=q35\nRamSize=4G\nMin=1G\nMax=90%\nShares=2000\nPolicy=manual\nTarget=512M\nFreeMemoryReporting=yes\n",
+            file: "vm1.conf")
+        #expect(g.channel == .hybridVsock(path: "/run/fc/v.sock", port: 7468))
+        #expect(g.memoryBackend == "/dev/shm/vm1" && g.ramMap == "q35" && g.ramSize == 4 << 30)
+        #expect(g.min == .bytes(1 << 30) && g.max == .percent(90) && g.shares == 2000 && g.policy == .manual)
+        #expect(g.target == 512 << 20 && g.freeMemoryReporting)
+        #expect(try HostdLoader.parseGuest("[Guest]\nChannel=vsock:3:7468\n", file: "f").channel == .vsock(cid: 3, port: 7468))
+        #expect(try HostdLoader.parseGuest("[Guest]\nChannel=unix:/run/a.sock\n", file: "f").channel == .unix(path: "/run/a.sock"))
+    }
+
+    @Test(arguments: [
+        ("[Guest]\nMin=1G\n", "g.conf: [Guest] Channel: required"),
+        ("[Guest]\nChannel=vsock:2:7468\n", "g.conf:2: [Guest] Channel: \"vsock:2:7468\" is not a guest vsock address"),
+        ("[Guest]\nChannel=tcp:1\n", "g.conf:2: [Guest] Channel: \"tcp:1\" is not a guest channel"),
+        ("[Guest]\nChannel=unix:/a\nShares=0\n", "g.conf:3: [Guest] Shares: \"0\" is not a whole number from 1 to 50000"),
+        ("[Guest]\nChannel=unix:/a\nPolicy=sometimes\n", "g.conf:3: [Guest] Policy: \"sometimes\" is not one of auto, manual, off"),
+        ("[Host]\nControl=/a\n", "g.conf:1: unknown section [Host] (known sections: [Guest])"),
+    ])
+    func guestFileErrors(text: String, message: String) {
+        do {
+            _ = try HostdLoader.parseGuest(text, file: "g.conf")
+            Issue.record("accepted: \(text)")
+        } catch {
+            #expect(error.description.hasPrefix(message), "\(error)")
+        }
+    }
+
+    @Test func loaderReadsGuestDirectoryAndDumpReadsBack() throws {
+        let dir = TempDir()
+        defer { dir.remove() }
+        let guests = dir.path + "/d"
+        mkdir(guests, 0o755)
+        defer { for f in ["vm1.conf", "vm2.conf", "notes.txt"] { unlink(guests + "/" + f) }; rmdir(guests) }
+        try "[Host]\nGuestDirectory=\(guests)\n[Policy]\nMode=mom\n".write(toFile: dir.path + "/h.conf", atomically: false, encoding: .utf8)
+        try "[Guest]\nChannel=unix:/run/vm1.sock\nMin=512M\n".write(toFile: guests + "/vm1.conf", atomically: false, encoding: .utf8)
+        try "[Guest]\nChannel=vsock:5:7468\nPolicy=off\n".write(toFile: guests + "/vm2.conf", atomically: false, encoding: .utf8)
+        try "not a config".write(toFile: guests + "/notes.txt", atomically: false, encoding: .utf8)
+        let setup = try HostdLoader.load(path: dir.path + "/h.conf", required: true)
+        #expect(setup.config.mode == .mom)
+        #expect(setup.guests.keys.sorted() == ["vm1", "vm2"])
+        #expect(setup.guests["vm2"]?.policy == .off)
+        #expect(setup.sources == [dir.path + "/h.conf", guests + "/vm1.conf", guests + "/vm2.conf"])
+
+        // --dump-config's text parses back to the same setup.
+        let dump = HostdLoader.render(setup)
+        let parts = dump.components(separatedBy: "\n# ")
+        var config = HostdConfig()
+        try HostdLoader.parseHost(parts[0], file: "dump", into: &config)
+        #expect(config == setup.config)
+        for part in parts.dropFirst() {
+            let name = String(part.prefix { $0 != "\n" }.split(separator: "/").last!.dropLast(5))
+            #expect(try HostdLoader.parseGuest(String(part.drop { $0 != "\n" }), file: "dump") == setup.guests[name])
+        }
+
+        // A missing --config file is an error; the default location may be absent.
+        #expect(throws: ConfigError.self) { try HostdLoader.load(path: dir.path + "/none.conf", required: true) }
+        #expect(try HostdLoader.load(path: dir.path + "/none.conf", required: false).config == HostdConfig())
+        #expect(!HostdLoader.isValidName(".hidden") && !HostdLoader.isValidName("a b") && HostdLoader.isValidName("vm-1.prod_2"))
+    }
+
+    @Test func shippedFileIsTheDefaults() throws {
+        var config = HostdConfig()
+        try HostdLoader.parseHost(try RepoFiles.text("packaging/balloon-hostd.conf"), file: "packaging/balloon-hostd.conf", into: &config)
+        #expect(config == HostdConfig())
+        // Every key is in the shipped file (commented, with its default) and in docs/hostd.md.
+        let shipped = try RepoFiles.text("packaging/balloon-hostd.conf")
+        let docs = try RepoFiles.text("docs/hostd.md")
+        for key in HostdKeys.host {
+            #expect(shipped.contains("#\(key.name)=\(key.render(HostdConfig()))"), "\(key.name) is not in the shipped file with its default")
+        }
+        for (section, name, _) in HostdLoader.documentedKeys {
+            #expect(docs.contains("`\(name)=`"), "[\(section)] \(name) is not in docs/hostd.md")
+        }
+    }
+}

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: Apache-2.0
+import BalloonProtocol
+import BalloonSystem
+import BalloonTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// balloon-hostd with several real balloond on unix sockets on this machine:
+/// sessions with every guest in one loop, guests from files and from a
+/// watched directory, the control socket (list-guests, select-guest, v1 to a
+/// guest, guest-status), SIGHUP reload that leaves the other guests alone.
+/// Small balloons (≤ 64 MiB each); run with --no-parallel like every system test.
+@Suite(.serialized) struct HostAgentSystem {
+    /// The agent's directory: hostd.conf, guests/, a watched sockets/.
+    final class AgentBox {
+        let dir: String
+        var config: String { dir + "/hostd.conf" }
+        var control: String { dir + "/control" }
+        var guests: String { dir + "/guests" }
+        var sockets: String { dir + "/sockets" }
+
+        init(extra: String = "") throws {
+            dir = FileManager.default.temporaryDirectory.appendingPathComponent("hostd-test-\(UUID().uuidString.prefix(8))").path
+            for d in [dir, dir + "/guests", dir + "/sockets"] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
+            let text = "[Host]\nControl=\(control)\nGuestDirectory=\(guests)\n[Policy]\nMode=manual\n[Discovery]\nLibvirt=no\nDirectories=\(sockets)\n" + extra
+            try text.write(toFile: config, atomically: true, encoding: .utf8)
+        }
+
+        func guest(_ name: String, _ text: String) throws {
+            try text.write(toFile: guests + "/\(name).conf", atomically: true, encoding: .utf8)
+        }
+
+        deinit { try? FileManager.default.removeItem(atPath: dir) }
+    }
+
+    /// The balloon-hostd executable, stderr collected.
+    final class AgentProcess: @unchecked Sendable {
+        let process = Process()
+        let stderrPipe = Pipe()
+        private var data = Data()
+        private let lock = NSLock()
+
+        init(_ arguments: [String]) throws {
+            process.executableURL = URL(fileURLWithPath: productsDirectory + "/balloon-hostd")
+            process.arguments = arguments
+            process.standardError = stderrPipe
+            process.standardOutput = FileHandle.nullDevice
+            stderrPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
+                let d = h.availableData
+                guard let self else { return }
+                self.lock.lock(); self.data.append(d); self.lock.unlock()
+            }
+            try process.run()
+        }
+
+        var log: String { lock.lock(); defer { lock.unlock() }; return String(decoding: data, as: UTF8.self) }
+        var pid: Int32 { process.processIdentifier }
+
+        func waitForExit() -> Int32? {
+            guard waitUntil(timeout: .seconds(15), { !process.isRunning }) else { return nil }
+            return process.terminationStatus
+        }
+
+        deinit {
+            if process.isRunning { kill(pid, SIGKILL); process.waitUntilExit() }
+            stderrPipe.fileHandleForReading.readabilityHandler = nil
+        }
+    }
+
+    func guests(_ client: RawClient) throws -> [GuestSummary] {
+        try GuestListReply(json: try client.value("list-guests")).guests
+    }
+
+    func guest(_ client: RawClient, _ name: String) throws -> GuestSummary? {
+        try guests(client).first { $0.name == name }
+    }
+
+    @Test func threeGuestsFilesDiscoveryControlAndReload() throws {
+        let box = try AgentBox()
+        // a and b from files, c discovered from its socket in sockets/.
+        let a = try Sandbox(config: "[Balloon]\nChunkSize=8M\n")
+        let b = try Sandbox(config: "[Balloon]\nChunkSize=8M\n")
+        let c = try Sandbox(config: "[Channel]\nListen=unix:\(box.sockets)/c.sock\n[Balloon]\nChunkSize=8M\n")
+        let da = try DaemonProcess(arguments: ["--config", a.configPath], waitForSocket: a.socket)
+        let db = try DaemonProcess(arguments: ["--config", b.configPath], waitForSocket: b.socket)
+        try box.guest("a", "[Guest]\nChannel=unix:\(a.socket)\nPolicy=manual\nTarget=16M\n")
+        try box.guest("b", "[Guest]\nChannel=unix:\(b.socket)\nPolicy=off\n")
+
+        let agent = try AgentProcess(["--config", box.config])
+        #expect(waitUntil { FileManager.default.fileExists(atPath: box.control) }, "\(agent.log)")
+        let client = try RawClient(socket: box.control)
+        try client.sync()
+        #expect(waitUntil { (try? guests(client).filter(\.connected).map(\.name)) == ["a", "b"] }, "\(agent.log)")
+
+        // Target= is applied after the sync.
+        #expect(waitUntil(timeout: .seconds(30)) { balloonLocked(da.pid) == 16 * MiB }, "\(agent.log)")
+        #expect(try guest(client, "a")?.target == 16 * MiB)
+
+        // A socket appearing in the watched directory is a guest.
+        let dc = try DaemonProcess(arguments: ["--config", c.configPath], waitForSocket: "\(box.sockets)/c.sock")
+        #expect(waitUntil { (try? guest(client, "c"))??.connected == true }, "\(agent.log)")
+        #expect(try guest(client, "c")?.source == "discovered")
+
+        // v1 needs a guest selected; then it goes to that guest only.
+        let refused = try client.call("query")
+        guard case let .failure(e) = refused.result else { Issue.record("query without a guest was answered"); return }
+        #expect(e.desc.contains("select-guest"))
+        let unknown = try client.call("select-guest", ["name": "nope"])
+        #expect(unknown.result == .failure(AgentCommand.noSuchGuest("nope")))
+        try client.value("select-guest", ["name": "b"])
+        var events: [Event] = []
+        try client.call("set-target", ["target": .uint(32 * MiB)], events: &events)
+        _ = try client.waitForEvent("TARGET_REACHED", into: &events)
+        #expect(balloonLocked(db.pid) == 32 * MiB)
+        #expect(balloonLocked(dc.pid) == 0)
+        // STATS (the agent's 1 s subscription) reach the client from b alone.
+        let stats = try client.waitForEvent("STATS", into: &events)
+        #expect(stats.data["balloon"]?["actual"]?.uint64 == 32 * MiB)
+        let status = try GuestStatusReply(json: try client.value("guest-status", ["name": "b"]))
+        #expect(status.session.guestConnected && status.guest.reason == "set by an operator")
+        #expect(try guest(client, "b")?.available ?? 0 > 0)
+
+        // Reload: a's file goes, b's changes; c's session is left alone.
+        let cBefore = try GuestStatusReply(json: try client.value("guest-status", ["name": "c"])).session
+        try FileManager.default.removeItem(atPath: box.guests + "/a.conf")
+        try box.guest("b", "[Guest]\nChannel=unix:\(b.socket)\nPolicy=manual\nTarget=8M\n")
+        kill(agent.pid, SIGHUP)
+        #expect(waitUntil { (try? guests(client).map(\.name)) == ["b", "c"] }, "\(agent.log)")
+        #expect(waitUntil(timeout: .seconds(30)) { balloonLocked(db.pid) == 8 * MiB }, "\(agent.log)")
+        let cAfter = try GuestStatusReply(json: try client.value("guest-status", ["name": "c"])).session
+        #expect(cAfter.guestConnected && cAfter.reconnects == cBefore.reconnects)
+        // The removed guest's target stays where it was: the agent only stopped talking to it.
+        #expect(balloonLocked(da.pid) == 16 * MiB)
+        // The client had selected b, which was replaced: it says so.
+        let gone = try client.call("query")
+        #expect((try? gone.result.get()) == nil)
+
+        // A discovered guest whose socket goes is removed.
+        dc.signal(SIGTERM)
+        #expect(dc.waitForExit() == 0)
+        #expect(waitUntil { (try? guests(client).map(\.name)) == ["b"] }, "\(agent.log)")
+
+        kill(agent.pid, SIGTERM)
+        #expect(agent.waitForExit() == 0)
+        #expect(!FileManager.default.fileExists(atPath: box.control))
+        _ = db
+    }
+
+    @Test func badFileNamesFileLineAndKey() throws {
+        let box = try AgentBox(extra: "[Policy]\nMode=fast\n")
+        let agent = try AgentProcess(["--config", box.config])
+        #expect(agent.waitForExit() == 1)
+        #expect(agent.log.contains("\(box.config):10: [Policy] Mode: \"fast\" is not one of auto, proxmox, mom, manual"), "\(agent.log)")
+
+        let ok = try AgentBox()
+        try ok.guest("vm1", "[Guest]\nMin=1G\n")
+        let missing = try AgentProcess(["--config", ok.config, "--dump-config"])
+        #expect(missing.waitForExit() == 1)
+        #expect(missing.log.contains("\(ok.guests)/vm1.conf: [Guest] Channel: required"), "\(missing.log)")
+    }
+}
