@@ -86,7 +86,7 @@ extension ServeLoop {
             send(client, Response(id: request.id, reply: currentStatus))
         case .framesAck, .setFrameReporting:
             fail(ProtocolError(.invalidParameter, "\(command.name.rawValue) is owned by balloonctl serve (it enables frame reporting when it has a memory backend)"))
-        case .info, .setTarget, .query, .stats, .setStatsInterval, .rescanFrames:
+        case .info, .setTarget, .query, .stats, .setStatsInterval, .rescanFrames, .setFreeMemoryReporting:
             guard let link, link.synced else { return fail(ProtocolError(.genericError, ServeCommand.notConnected)) }
             var target: UInt64?
             var previous: UInt64?

@@ -77,6 +77,7 @@ extension ServeLoop {
         link.fd.close()
         status.lastError = reason
         status.frameReporting = false
+        status.freeMemoryReporting = false
         ledger?.resetSession()
         for (_, p) in link.pending.sorted(by: { $0.key < $1.key }) {
             if case let .forward(clientID, id, target, previous) = p.what {
@@ -157,6 +158,7 @@ extension ServeLoop {
         options.log("guest \(options.guest) connected and synced")
         if ledger != nil {
             guestRequest(.setFrameReporting(enabled: true), for: .frameReporting)
+            requestFreeMemoryReporting()
         }
         guestRequest(.query, for: .query)
     }
@@ -201,6 +203,8 @@ extension ServeLoop {
                 status.lastError = "set-frame-reporting failed: \(error)"
                 options.log("set-frame-reporting failed: \(error); frames will not be freed")
             }
+        case .freeMemoryReporting:
+            freeMemoryReportingReply(result)
         case .query:
             switch result {
             case let .success(value):

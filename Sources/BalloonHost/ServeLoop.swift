@@ -37,6 +37,7 @@ public final class ServeLoop {
     enum Pending {
         case forward(client: UInt64, id: JSON?, target: UInt64?, previousDesired: UInt64?)
         case frameReporting
+        case freeMemoryReporting
         case query
         case setTarget(UInt64)
         case ack(UInt64)
@@ -53,6 +54,8 @@ public final class ServeLoop {
     var lastRefusalLog: Duration?
     var guestMalformed: UInt64 = 0
     var status = ServeStatus()
+    /// The frames held above the desired target at the last report (ServeFreeMemory.swift).
+    var freeMemoryShare: UInt64 = 0
 
     /// Listens on the control socket. `frames`: the ledger and puncher when a
     /// memory backend was given. `clock`: the monotonic clock.
