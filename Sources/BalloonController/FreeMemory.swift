@@ -57,7 +57,7 @@ public struct FreeMemorySizer: Sendable, Equatable {
         let excess = (memFree - policy.cushion) / granule * granule
         // Nothing to take, or the balloon moved (its own growth or a
         // deflate changes MemFree): the window starts again.
-        guard excess > 0, actual == lastActual, actual >= target, actual < limit else {
+        guard excess > 0, actual == (lastActual ?? actual), actual >= target, actual < limit else {
             settlingSince = nil
             if target > limit { target = limit }
             return target != before
