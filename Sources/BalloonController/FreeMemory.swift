@@ -26,7 +26,11 @@ public struct FreeMemoryPolicy: Sendable, Equatable {
 /// asks for (`target`). The balloon is one: the controller follows the
 /// larger of this and the host's target.
 ///
-/// - Below the cushion it shrinks at once by the deficit (whole granules).
+/// - Below the cushion it shrinks at once by the deficit plus one cushion
+///   (whole granules): an allocation that ate the cushion is likely to go
+///   on, and refilling MemFree to twice the cushion keeps the next sample's
+///   allocations out of the kernel's watermarks. Memory that then stays
+///   free is taken again after the settle delay.
 /// - Above it, it grows by the smallest excess seen over `settleDelay`
 ///   during which the balloon did not move, and only from where the balloon
 ///   is (never while a previous growth is still under way): it takes only
@@ -48,7 +52,7 @@ public struct FreeMemorySizer: Sendable, Equatable {
         defer { lastActual = actual }
         let granule = policy.granule
         if memFree < policy.cushion {
-            let deficit = (policy.cushion - memFree + granule - 1) / granule * granule
+            let deficit = (2 * policy.cushion - memFree + granule - 1) / granule * granule
             let base = min(target, actual)
             target = base > deficit ? base - deficit : 0
             settlingSince = nil

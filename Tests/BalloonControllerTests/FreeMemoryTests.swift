@@ -54,10 +54,10 @@ private let GiB: UInt64 = 1 << 30
         _ = hold(memFree: 600 * MiB, actual: 0, for: .seconds(2))
         #expect(sizer.target == 500 * MiB)
         // The balloon reached it; MemFree then falls 5 MiB short of the cushion:
-        // one sample gives back the deficit, rounded up to a granule.
+        // one sample gives back the deficit plus a cushion, in whole granules.
         let r3 = sizer.sample(memFree: cushion - 5 * MiB, actual: 500 * MiB, limit: 8 * GiB, now: now)
         #expect(r3)
-        #expect(sizer.target == 494 * MiB)
+        #expect(sizer.target == 394 * MiB)
     }
 
     @Test func neverGrowsWhileTheBalloonIsMovingOrShortOfItsTarget() {
@@ -153,7 +153,7 @@ private let GiB: UInt64 = 1 << 30
         // Below the cushion: the mode shrinks at once, even in the backoff.
         #expect(rig.controller.sampleFreeMemory(memFree: 32 * MiB))
         rig.run()
-        #expect(rig.controller.actual == 480 * MiB)
+        #expect(rig.controller.actual == 416 * MiB)
     }
 }
 
