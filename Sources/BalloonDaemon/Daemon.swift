@@ -319,6 +319,7 @@ public final class Daemon {
     }
 
     private func shutdown() {
+        freeMemory.disable(because: "stopping")
         if controller.actual > 0 || controller.target > 0 {
             _ = try? controller.setTarget(0)  // 0 is never above MemTotal.
             while controller.step() == .more {}
