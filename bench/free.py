@@ -321,10 +321,16 @@ def main() -> int:
     p.add_argument("--out", default=os.path.join(ROOT, "bench/results-free.json"))
     p.add_argument("--md", default=os.path.join(ROOT, "bench/results-free.md"))
     p.add_argument("--png", default=os.path.join(ROOT, "bench/results-free.png"))
+    p.add_argument("--keep", default=None, help="a previous results JSON whose other configurations are kept")
     args = p.parse_args()
     if args.seed is None:
         args.seed = random.randrange(1 << 31)
     results: dict[str, dict] = {}
+    if args.keep:
+        with open(args.keep) as f:
+            kept = json.load(f)
+        args.seed = kept["seed"]
+        results = {k: v for k, v in kept["results"].items() if k not in args.configs.split(",")}
     for cfg in args.configs.split(","):
         log(f"{cfg}: booting ({NAMES[cfg]})")
         run = Run(cfg, args.initramfs, args.seed)
@@ -332,6 +338,7 @@ def main() -> int:
             results[cfg] = run.bench(args.observe)
         finally:
             run.stop()
+    results = {k: results[k] for k in sorted(results)}
     with open(args.out, "w") as f:
         json.dump({"seed": args.seed, "observe": args.observe, "results": results}, f, indent=1)
     text, goals = report(results, args)

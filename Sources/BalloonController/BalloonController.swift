@@ -105,6 +105,16 @@ public final class BalloonController {
         announcePending = true
     }
 
+    /// Quiet long enough: grow toward the targets again. The step does it, and
+    /// the free-memory mode's samples do too: with a host target of 0 nothing
+    /// else would step the controller when the quiet period ends.
+    func liftExpiredBackoff(_ now: Duration) {
+        guard let quiet = quietUntil, now >= quiet else { return }
+        quietUntil = nil
+        pressureCeiling = nil
+        announcePending = true
+    }
+
     /// A goal changed other than by the host (the free-memory mode): a
     /// pending retry must not delay it.
     func wake() {
@@ -125,12 +135,7 @@ public final class BalloonController {
     /// Does at most one chunk of work.
     public func step() -> StepOutcome {
         let now = clock.now
-        if let quiet = quietUntil, now >= quiet {
-            // Quiet long enough: grow toward the host's target again.
-            quietUntil = nil
-            pressureCeiling = nil
-            announcePending = true
-        }
+        liftExpiredBackoff(now)
         if let retryAt {
             if now < retryAt { return .waitUntil(retryAt) }
             self.retryAt = nil

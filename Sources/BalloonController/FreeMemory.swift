@@ -14,6 +14,8 @@ public struct FreeMemoryPolicy: Sendable, Equatable {
     /// Growth and shrinking in whole units of this (a pageblock, 2 MiB on
     /// x86-64: the order the kernel reports, and a huge page when THP gives one).
     public var granule: UInt64 = 2 << 20
+    /// Free memory growth leaves above the cushion (hysteresis, see `sample`).
+    public var growthMargin: UInt64 { max(16 << 20, cushion / 8) }
 
     public init(cushion: UInt64, settleDelay: Duration = .seconds(2), granule: UInt64 = 2 << 20) {
         self.cushion = cushion
@@ -58,7 +60,12 @@ public struct FreeMemorySizer: Sendable, Equatable {
             settlingSince = nil
             return target != before
         }
-        let excess = (memFree - policy.cushion) / granule * granule
+        // Growth leaves `growthMargin` above the cushion: the chunks' own
+        // overhead (holder processes, page tables) must not take MemFree
+        // under the cushion right after the balloon grew, or it would shrink
+        // by a cushion and grow again, over and over.
+        let floor = policy.cushion + policy.growthMargin
+        let excess = memFree > floor ? (memFree - floor) / granule * granule : 0
         // Nothing to take, or the balloon moved (its own growth or a
         // deflate changes MemFree): the window starts again.
         guard excess > 0, actual == (lastActual ?? actual), actual >= target, actual < limit else {
@@ -115,6 +122,7 @@ extension BalloonController {
     @discardableResult
     public func sampleFreeMemory(memFree: UInt64) -> Bool {
         guard var sizer = freeMemory else { return false }
+        liftExpiredBackoff(clock.now)
         let limit = min(limits.maxBalloon, pressureCeiling ?? .max)
         let changed = sizer.sample(memFree: memFree, actual: actual, limit: limit, now: clock.now)
         freeMemory = sizer

@@ -25,18 +25,18 @@ private let GiB: UInt64 = 1 << 30
 
     @Test func growsOnlyAfterTheSettleDelay() {
         // 1.75 s of steady free memory: not yet.
-        let r1 = hold(memFree: 600 * MiB, actual: 0, for: .milliseconds(1750)).allSatisfy { !$0 }
+        let r1 = hold(memFree: 616 * MiB, actual: 0, for: .milliseconds(1750)).allSatisfy { !$0 }
         #expect(r1)
         #expect(sizer.target == 0)
         // At 2 s the excess above the cushion is taken, in whole 2 MiB granules.
-        let r2 = sizer.sample(memFree: 600 * MiB, actual: 0, limit: 8 * GiB, now: now)
+        let r2 = sizer.sample(memFree: 616 * MiB, actual: 0, limit: 8 * GiB, now: now)
         #expect(r2)
         #expect(sizer.target == 500 * MiB)
     }
 
     @Test func takesTheSmallestExcessOfTheWindow() {
         _ = hold(memFree: 700 * MiB, actual: 0, for: .milliseconds(500))
-        _ = hold(memFree: 301 * MiB, actual: 0, for: .milliseconds(500))  // a dip: only this much stayed free
+        _ = hold(memFree: 317 * MiB, actual: 0, for: .milliseconds(500))  // a dip: only this much stayed free
         _ = hold(memFree: 900 * MiB, actual: 0, for: .seconds(1))
         #expect(sizer.target == 200 * MiB)
     }
@@ -51,7 +51,7 @@ private let GiB: UInt64 = 1 << 30
     }
 
     @Test func shrinksAtOnceBelowTheCushion() {
-        _ = hold(memFree: 600 * MiB, actual: 0, for: .seconds(2))
+        _ = hold(memFree: 616 * MiB, actual: 0, for: .seconds(2))
         #expect(sizer.target == 500 * MiB)
         // The balloon reached it; MemFree then falls 5 MiB short of the cushion:
         // one sample gives back the deficit plus a cushion, in whole granules.
@@ -61,13 +61,13 @@ private let GiB: UInt64 = 1 << 30
     }
 
     @Test func neverGrowsWhileTheBalloonIsMovingOrShortOfItsTarget() {
-        _ = hold(memFree: 600 * MiB, actual: 0, for: .seconds(2))
+        _ = hold(memFree: 616 * MiB, actual: 0, for: .seconds(2))
         #expect(sizer.target == 500 * MiB)
         // Growth under way: MemFree is still high, but the balloon moves.
         var actual: UInt64 = 0
         for _ in 0..<20 {
             actual = min(actual + 64 * MiB, 400 * MiB)
-            _ = sizer.sample(memFree: 700 * MiB - actual, actual: actual, limit: 8 * GiB, now: now)
+            _ = sizer.sample(memFree: 716 * MiB - actual, actual: actual, limit: 8 * GiB, now: now)
             now += .milliseconds(250)
         }
         // Stopped at 400 MiB (held back by something else): no double counting.
@@ -75,8 +75,8 @@ private let GiB: UInt64 = 1 << 30
     }
 
     @Test func growsFromTheBalloonTheHostAlreadyHas() {
-        // The host's target holds 1 GiB; 300 MiB more is free above the cushion.
-        _ = hold(memFree: 400 * MiB, actual: 1 * GiB, for: .seconds(2))
+        // The host's target holds 1 GiB; 300 MiB more is free above the cushion and its margin.
+        _ = hold(memFree: 416 * MiB, actual: 1 * GiB, for: .seconds(2))
         #expect(sizer.target == 1 * GiB + 300 * MiB)
     }
 
@@ -85,6 +85,16 @@ private let GiB: UInt64 = 1 << 30
         #expect(sizer.target == 1 * GiB)
         sizer.cap(at: 256 * MiB)
         #expect(sizer.target == 256 * MiB)
+    }
+
+    /// Right after growth the chunks' overhead takes a little MemFree: that
+    /// stays above the cushion, so the balloon does not shrink and regrow.
+    @Test func growthLeavesAMarginSoItsOwnOverheadDoesNotBounceIt() {
+        _ = hold(memFree: 616 * MiB, actual: 0, for: .seconds(2))
+        #expect(sizer.target == 500 * MiB)
+        let r = hold(memFree: cushion + 16 * MiB - 6 * MiB, actual: 500 * MiB, for: .seconds(10))
+        #expect(r.allSatisfy { !$0 })
+        #expect(sizer.target == 500 * MiB)
     }
 
     @Test func aSmallExcessIsNotWorthAChunk() {
@@ -103,7 +113,7 @@ private let GiB: UInt64 = 1 << 30
         rig.controller.enableFreeMemory(FreeMemoryPolicy(cushion: 128 * MiB))
         // 1 GiB free above the cushion for 2 s.
         for _ in 0...8 {
-            rig.controller.sampleFreeMemory(memFree: 1152 * MiB)
+            rig.controller.sampleFreeMemory(memFree: 1168 * MiB)
             rig.clock.advance(.milliseconds(250))
         }
         #expect(rig.controller.freeMemoryTarget == 1536 * MiB)
@@ -129,7 +139,7 @@ private let GiB: UInt64 = 1 << 30
         let rig = Rig(floor: 256 * MiB, available: 1 * GiB)
         rig.controller.enableFreeMemory(FreeMemoryPolicy(cushion: 64 * MiB))
         for _ in 0...8 {
-            rig.controller.sampleFreeMemory(memFree: 1 * GiB)
+            rig.controller.sampleFreeMemory(memFree: 1040 * MiB)
             rig.clock.advance(.milliseconds(250))
         }
         rig.run()
@@ -141,7 +151,7 @@ private let GiB: UInt64 = 1 << 30
         let rig = Rig(available: 4 * GiB)
         rig.controller.enableFreeMemory(FreeMemoryPolicy(cushion: 64 * MiB))
         for _ in 0...8 {
-            rig.controller.sampleFreeMemory(memFree: 1088 * MiB)
+            rig.controller.sampleFreeMemory(memFree: 1104 * MiB)
             rig.clock.advance(.milliseconds(250))
         }
         rig.run()
@@ -154,6 +164,33 @@ private let GiB: UInt64 = 1 << 30
         #expect(rig.controller.sampleFreeMemory(memFree: 32 * MiB))
         rig.run()
         #expect(rig.controller.actual == 416 * MiB)
+    }
+}
+
+extension FreeMemoryControllerTests {
+    /// With no host target, nothing but the mode's samples steps the
+    /// controller: they must end the pressure backoff, or it never grows again.
+    @Test func theModeGrowsAgainAfterTheQuietPeriodWithNoHostTarget() throws {
+        let rig = Rig(available: 4 * GiB)
+        rig.controller.enableFreeMemory(FreeMemoryPolicy(cushion: 64 * MiB))
+        for _ in 0...8 {
+            rig.controller.sampleFreeMemory(memFree: 592 * MiB)
+            rig.clock.advance(.milliseconds(250))
+        }
+        rig.run()
+        #expect(rig.controller.actual == 512 * MiB)
+        rig.clock.advance(.seconds(10))
+        rig.controller.pressure(.psi(.severe))
+        #expect(rig.controller.actual == 0)
+        #expect(rig.run().outcome == .idle)
+        // The quiet period passes; free memory is there again.
+        rig.clock.advance(rig.controller.policy.quietPeriod)
+        for _ in 0...8 {
+            rig.controller.sampleFreeMemory(memFree: 592 * MiB)
+            rig.clock.advance(.milliseconds(250))
+        }
+        rig.run()
+        #expect(rig.controller.actual == 512 * MiB)
     }
 }
 
