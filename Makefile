@@ -11,7 +11,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
 
-.PHONY: all deps build release demo deb dist install test test-release test-vm test-systemd bench bench-vm bench-pressure bench-host clean
+.PHONY: all deps build release demo deb dist install test test-release test-vm test-systemd bench bench-vm bench-pressure bench-host bench-free clean
 
 all: build
 
@@ -112,6 +112,17 @@ bench-host: deps
 	if [ "$${BENCH_HOST:-all}" = scale ]; then python3 bench/host.py scale; else \
 	  initramfs=$$(scripts/build-vm-artifacts.sh) && \
 	  python3 bench/host.py all --initramfs $$initramfs --seed $${BENCH_SEED:-1}; fi
+
+# Issue 10's benchmark (bench/free.py): workloads 1-4 in the same QEMU TCG guest
+# (RAM in a shared file) with no balloon, the kernel's free page reporting,
+# balloond's free-memory mode, and the mode with cold page cache; host memory
+# over time as a table and a PNG. BENCH_SEED, BENCH_CONFIGS (a,b,c,d) and
+# BENCH_OBSERVE (seconds after each workload, 120) override. ~35 min here.
+bench-free: deps
+	@python3 -c 'import matplotlib' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-matplotlib >/dev/null; }
+	initramfs=$$(scripts/build-vm-artifacts.sh) && \
+	python3 bench/free.py --initramfs $$initramfs --seed $${BENCH_SEED:-$$RANDOM$$RANDOM} \
+	  --configs $${BENCH_CONFIGS:-a,b,c,d} --observe $${BENCH_OBSERVE:-120}
 
 clean:
 	rm -rf .build bench/out tests/systemd/work tests/release/work dist balloond_*.deb

@@ -53,6 +53,19 @@ package struct BalloondConfig: Sendable, Equatable {
     /// `HolderProcesses=`: hold chunks in child processes the OOM killer takes first.
     package var holderProcesses: Bool = true
 
+    // [FreeMemory] (docs/free-memory.md)
+    /// `Allow=`: a host may switch the free-memory mode on.
+    package var freeMemoryAllow: Bool = true
+    /// `Cushion=`: MemFree the mode leaves to the guest; nil = auto (the
+    /// kernel's high watermarks plus 64 MiB).
+    package var freeMemoryCushion: UInt64? = nil
+    /// `SettleDelay=`: how long memory must stay free before the mode takes it.
+    package var freeMemorySettleDelay: Duration = .seconds(2)
+    /// `ReclaimColdCache=`: also reclaim cold page cache (cgroup v2 memory.reclaim).
+    package var reclaimColdCache: Bool = false
+    /// `ColdCacheStep=`: bytes reclaimed per step.
+    package var coldCacheStep: UInt64 = 32 << 20
+
     // [Log]
     /// `Level=`.
     package var logLevel: LogLevel = .info

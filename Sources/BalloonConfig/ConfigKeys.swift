@@ -6,6 +6,7 @@ enum ConfigSection: String, CaseIterable {
     case balloon = "Balloon"
     case stats = "Stats"
     case pressure = "Pressure"
+    case freeMemory = "FreeMemory"
     case log = "Log"
 }
 
@@ -103,6 +104,18 @@ struct ConfigKey: Sendable {
         ConfigKey(.pressure, "HolderProcesses", \.holderProcesses,
                   doc: "hold chunks in child processes the OOM killer takes first",
                   parse: parseBool, render: renderBool),
+        // [FreeMemory]
+        ConfigKey(.freeMemory, "Allow", \.freeMemoryAllow, doc: "a host may switch the free-memory mode on",
+                  parse: parseBool, render: renderBool),
+        ConfigKey(.freeMemory, "Cushion", \.freeMemoryCushion, doc: "MemFree the free-memory mode leaves to the guest; auto",
+                  parse: parseCushion, render: { $0.map { SizeSpec.bytes($0).description } ?? "auto" }),
+        ConfigKey(.freeMemory, "SettleDelay", \.freeMemorySettleDelay, doc: "how long memory stays free before the mode takes it",
+                  parse: { (value) throws(ValueError) in try parseInterval(value, examples: "use e.g. 2s or 500ms") },
+                  render: renderDuration),
+        ConfigKey(.freeMemory, "ReclaimColdCache", \.reclaimColdCache, doc: "also reclaim cold page cache (cgroup v2)",
+                  parse: parseBool, render: renderBool),
+        ConfigKey(.freeMemory, "ColdCacheStep", \.coldCacheStep, doc: "bytes of cold page cache reclaimed per step",
+                  parse: parseColdCacheStep, render: { SizeSpec.bytes($0).description }),
         // [Log]
         ConfigKey(.log, "Level", \.logLevel, doc: "the least severe message logged",
                   parse: parseLogLevel, render: \.rawValue),
@@ -175,6 +188,16 @@ private func parseStepPercent(_ value: String) throws(ValueError) -> UInt64 {
         throw ValueError("\"\(value)\" is not a whole percentage from 1% to 100%")
     }
     return UInt64(p)
+}
+
+private func parseCushion(_ value: String) throws(ValueError) -> UInt64? {
+    value.lowercased() == "auto" ? nil : try parsePlainSize(value)
+}
+
+private func parseColdCacheStep(_ value: String) throws(ValueError) -> UInt64 {
+    let bytes = try parsePlainSize(value)
+    guard bytes >= BalloondConfig.pageSize else { throw ValueError("\(value) is less than a page (4096 bytes)") }
+    return bytes
 }
 
 private func parseLogLevel(_ value: String) throws(ValueError) -> LogLevel {

@@ -32,6 +32,8 @@ public final class BalloonController {
     private var events: [GuestEvent] = []
 
     public var policy = PressurePolicy()
+    /// The free-memory mode's sizing, while the mode is on (FreeMemory.swift).
+    public internal(set) var freeMemory: FreeMemorySizer?
     /// While set, the balloon may not grow above this (pressure backoff).
     public internal(set) var pressureCeiling: UInt64?
     /// When the ceiling lifts if no further pressure arrives.
@@ -51,8 +53,9 @@ public final class BalloonController {
 
     public var actual: UInt64 { reserver.heldBytes }
 
-    /// The target clamped to the maximum balloon and any pressure ceiling.
-    public var effectiveTarget: UInt64 { min(target, limits.maxBalloon, pressureCeiling ?? .max) }
+    /// The larger of the host's target and the free-memory mode's, clamped
+    /// to the maximum balloon and any pressure ceiling.
+    public var effectiveTarget: UInt64 { min(max(target, freeMemoryTarget), limits.maxBalloon, pressureCeiling ?? .max) }
 
     var shortfall: Shortfall? {
         if let blockedBy { return blockedBy }
@@ -102,6 +105,23 @@ public final class BalloonController {
         announcePending = true
     }
 
+    /// Quiet long enough: grow toward the targets again. The step does it, and
+    /// the free-memory mode's samples do too: with a host target of 0 nothing
+    /// else would step the controller when the quiet period ends.
+    func liftExpiredBackoff(_ now: Duration) {
+        guard let quiet = quietUntil, now >= quiet else { return }
+        quietUntil = nil
+        pressureCeiling = nil
+        announcePending = true
+    }
+
+    /// A goal changed other than by the host (the free-memory mode): a
+    /// pending retry must not delay it.
+    func wake() {
+        blockedBy = nil
+        retryAt = nil
+    }
+
     /// Queues an event another part produced (the frame reporter's), in
     /// order with the controller's own.
     public func post(_ event: GuestEvent) { events.append(event) }
@@ -115,12 +135,7 @@ public final class BalloonController {
     /// Does at most one chunk of work.
     public func step() -> StepOutcome {
         let now = clock.now
-        if let quiet = quietUntil, now >= quiet {
-            // Quiet long enough: grow toward the host's target again.
-            quietUntil = nil
-            pressureCeiling = nil
-            announcePending = true
-        }
+        liftExpiredBackoff(now)
         if let retryAt {
             if now < retryAt { return .waitUntil(retryAt) }
             self.retryAt = nil
@@ -167,7 +182,10 @@ public final class BalloonController {
         // floor, pressure deflation starts below it: the gap keeps ordinary
         // jitter (and the holders' own pages) from making the balloon deflate
         // because of its own growth.
-        if let available = probe.availableBytes() {
+        // Free memory the mode holds comes back as soon as the guest needs
+        // it: it counts as available, so the mode's own growth (which takes
+        // from MemAvailable what it adds to the held part) never hits the floor.
+        if let available = probe.availableBytes().map({ $0 + freeMemoryHeld }) {
             let stopLine = limits.availableFloor + min(policy.growthHeadroom, policy.floorMargin)
             let room = available > stopLine ? available - stopLine : 0
             if room < size {

@@ -78,6 +78,7 @@ extension BalloonController {
             // Already gone; account for it and hold where we are.
             quietUntil = now + policy.quietPeriod
             pressureCeiling = min(pressureCeiling ?? actual, actual)
+            freeMemory?.cap(at: actual)
             noteDeflate(bytes, signal, now: now, actual: actual)
             return bytes
         }
@@ -99,6 +100,7 @@ extension BalloonController {
         if amount > 0 { reserver.shrink(by: amount) }
         let after = self.actual
         pressureCeiling = min(pressureCeiling ?? after, after)
+        freeMemory?.cap(at: after)
         if amount > 0 { noteDeflate(amount, signal, now: now, actual: after) }
         return amount
     }

@@ -69,7 +69,7 @@ extension Daemon {
         case .query:
             return queryReply().json
         case .stats:
-            return sampler.statsReply(target: controller.target, actual: controller.actual).json
+            return statsReply().json
         case let .setStatsInterval(interval):
             do { try setStatsInterval(interval) } catch {
                 throw ProtocolError(.genericError, "\(command.name.rawValue): \(error)")
@@ -85,6 +85,7 @@ extension Daemon {
                 frames.reportingStarted()
                 logger.info("frame reporting on", metadata: ["frames": "\(held)"])
             } else {
+                freeMemory.disable(because: "frame reporting was switched off")
                 frames.stopReporting(because: "the host asked")
             }
             return FrameReportingReply(enabled: enabled, pageSize: controller.limits.pageSize, frames: UInt64(held)).json
@@ -96,6 +97,8 @@ extension Daemon {
                 throw ProtocolError(.genericError, "\(command.name.rawValue): frame reporting is off (\(Command.Name.setFrameReporting.rawValue) first)")
             }
             return RescanFramesReply(moved: UInt64(chunks.rescanFrames())).json
+        case let .setFreeMemoryReporting(enabled):
+            return try setFreeMemoryReporting(enabled).json
         case .serveStatus:
             // Decoded for the guest scope, this never comes; answered as unknown.
             throw Command.notFound(command.name.rawValue)
@@ -110,7 +113,8 @@ extension Daemon {
         case .leave: .leave
         }
         return InfoReply(
-            version: balloondVersion, pageSize: limits.pageSize, memoryTotal: limits.memoryTotal,
+            version: balloondVersion, features: InfoReply.v1Features + (config.freeMemoryAllow ? [InfoReply.freeMemoryFeature] : []),
+            pageSize: limits.pageSize, memoryTotal: limits.memoryTotal,
             maxBalloon: limits.maxBalloon, memAvailableFloor: limits.availableFloor, chunkSize: limits.chunkSize,
             transparentHugePages: chunks.hugePageAdvice != .forbid && systemHugePageMode().map { $0 != "never" } == true,
             hugePageAdvice: advice, channel: link.endpoint?.label ?? "", pressureTriggers: pressure.triggerInfo,
@@ -131,6 +135,37 @@ extension Daemon {
             target: controller.target, effectiveTarget: controller.effectiveTarget, actual: controller.actual,
             state: controller.state,
             limits: .init(memoryTotal: limits.memoryTotal, maxBalloon: limits.maxBalloon, memAvailableFloor: limits.availableFloor, chunkSize: limits.chunkSize),
-            reason: controller.reason, pressure: pressure)
+            reason: controller.reason, pressure: pressure,
+            freeMemory: QueryReply.FreeMemory(
+                allowed: config.freeMemoryAllow, enabled: freeMemory.enabled,
+                cushion: controller.freeMemory?.policy.cushion ?? freeMemory.cushion, target: controller.freeMemoryTarget,
+                held: controller.freeMemoryHeld, coldCache: freeMemory.coldCacheInfo))
+    }
+
+    /// The `stats` reply and `STATS` event: the kernel's counters unchanged,
+    /// and the free memory the mode holds beside the balloon's size.
+    func statsReply() -> StatsReply {
+        sampler.statsReply(target: controller.target, actual: controller.actual, freeMemoryHeld: controller.freeMemoryHeld)
+    }
+
+    private func setFreeMemoryReporting(_ enabled: Bool) throws(ProtocolError) -> FreeMemoryReportingReply {
+        let name = Command.Name.setFreeMemoryReporting.rawValue
+        guard enabled else {
+            freeMemory.disable(because: "the host asked")
+            return FreeMemoryReportingReply(enabled: false, cushion: freeMemory.cushion, coldCache: false)
+        }
+        guard config.freeMemoryAllow else {
+            throw ProtocolError(.genericError, "\(name): the guest's configuration forbids the free-memory mode ([FreeMemory] Allow=no)")
+        }
+        // Held free memory is only returned if the host frees its frames.
+        guard chunks.reportingFrames else {
+            throw ProtocolError(.genericError, "\(name): frame reporting is off (\(Command.Name.setFrameReporting.rawValue) first)")
+        }
+        let policy: FreeMemoryPolicy
+        do { policy = try freeMemory.enable() } catch {
+            throw ProtocolError(.genericError, "\(name): \(error)")
+        }
+        needsStep = true
+        return FreeMemoryReportingReply(enabled: true, cushion: policy.cushion, coldCache: config.reclaimColdCache && freeMemory.coldCacheUnavailable == nil)
     }
 }

@@ -20,7 +20,7 @@ public final class Daemon {
 
     let options: DaemonOptions
     var logger: Logger {
-        didSet { link.logger = logger; pressure.logger = logger; frames.logger = logger }
+        didSet { link.logger = logger; pressure.logger = logger; frames.logger = logger; freeMemory.logger = logger }
     }
     var config: BalloondConfig
     var configSources: [String]
@@ -39,6 +39,7 @@ public final class Daemon {
     let link: HostLink
     let pressure: PressureWatch
     let frames: FrameTimers
+    let freeMemory: FreeMemoryWatch
     var needsStep = true
     /// Work a command leaves for after its reply is sent (events it causes).
     var afterReply: (() -> Void)?
@@ -94,6 +95,9 @@ public final class Daemon {
         frames = try setup("the frame reporting timer") { () throws(SystemError) in
             try FrameTimers(registry: epoll, chunks: chunks, clock: clock, logger: logger, rescanInterval: config.frameRescanInterval)
         }
+        freeMemory = try setup("the free-memory mode's timers") { () throws(SystemError) in
+            try FreeMemoryWatch(registry: epoll, sampler: sampler, controller: controller, clock: clock, logger: logger, config: config)
+        }
         self.logger = logger
         try setup("the loop's descriptors") { () throws(SystemError) in
             try epoll.add(signals.descriptor, events: .readable, token: Token.signals.rawValue)
@@ -119,7 +123,12 @@ public final class Daemon {
             if self.firstReturnedAt == nil { self.firstReturnedAt = SystemClock.monotonic() }
         }
         link.onItem = { [unowned self] item in self.handle(item) }
-        link.onHostGone = { [unowned self] why in self.frames.stopReporting(because: why) }
+        link.onHostGone = { [unowned self] why in
+            // Nobody frees the held memory any more: the mode ends with the session.
+            self.freeMemory.disable(because: why)
+            self.frames.stopReporting(because: why)
+        }
+        freeMemory.onChange = { [unowned self] in self.needsStep = true }
         pressure.onSignal = { [unowned self] signal in self.applyPressure(signal) }
         pressure.openTriggers(config)
         if config.holderProcesses { pressure.protectFromOOMKiller() }
@@ -189,14 +198,14 @@ public final class Daemon {
                     needsStep = true
                 case .statsTimer:
                     _ = statsTimer.acknowledge()
-                    controller.post(.stats(sampler.statsReply(target: controller.target, actual: controller.actual)))
+                    controller.post(.stats(statsReply()))
                 case .watchdogTimer:
                     _ = watchdogTimer.acknowledge()
                     notifier.watchdog()
                 case nil:
                     if token == FrameTimers.token {
                         frames.fired()
-                    } else if !link.handle(token: token, events: events), !pressure.handle(token: token) {
+                    } else if !link.handle(token: token, events: events), !pressure.handle(token: token), !freeMemory.handle(token: token) {
                         logger.warning("epoll reported an unknown token \(token)")
                     }
                 }
@@ -316,6 +325,7 @@ public final class Daemon {
     }
 
     private func shutdown() {
+        freeMemory.disable(because: "stopping")
         if controller.actual > 0 || controller.target > 0 {
             _ = try? controller.setTarget(0)  // 0 is never above MemTotal.
             while controller.step() == .more {}

@@ -56,8 +56,10 @@ public final class MemorySampler: MemoryProbe {
     }
 
     /// The `stats` reply and `STATS` event body (docs/protocol.md).
-    public func statsReply(target: UInt64, actual: UInt64) -> StatsReply {
-        StatsReply(stats: virtioStats(), pressure: readPressure(), balloonTarget: target, balloonActual: actual, timestamp: wallClockTimestamp())
+    public func statsReply(target: UInt64, actual: UInt64, freeMemoryHeld: UInt64 = 0) -> StatsReply {
+        StatsReply(
+            stats: virtioStats(), pressure: readPressure(), balloonTarget: target, balloonActual: actual,
+            freeMemoryHeld: freeMemoryHeld, timestamp: wallClockTimestamp())
     }
 }
 

@@ -157,7 +157,7 @@ final class PressureWatch {
 
     /// The timer runs only while the balloon holds memory, faster near the floor.
     func rearmFloorTimer() {
-        let interval = controller.floorCheckInterval(available: controller.actual > 0 ? sampler.lastAvailable : nil)
+        let interval = controller.floorCheckInterval(available: controller.actual > 0 ? sampler.lastAvailable.map { $0 + controller.freeMemoryHeld } : nil)
         guard interval != floorTimerInterval else { return }
         if floorTimerInterval == nil {
             // Starting: counters that rose while the balloon was empty are not news.
@@ -183,7 +183,8 @@ final class PressureWatch {
 
     private func checkFloorAndReclaim() {
         guard controller.actual > 0 else { return }
-        if let available = sampler.availableBytes(), available < controller.limits.availableFloor {
+        // Free memory the mode holds comes back at once: it counts as available.
+        if let available = sampler.availableBytes().map({ $0 + controller.freeMemoryHeld }), available < controller.limits.availableFloor {
             onSignal(.belowFloor(available: available))
         }
         guard let now = readReclaimCounters() else { return }

@@ -42,6 +42,7 @@ extension Daemon {
         controller.policy = Self.policy(config)
         pressure.reclaimSignals = config.reclaimSignals
         frames.rescanInterval = config.frameRescanInterval
+        freeMemory.reload(config)
         if config.lightTrigger != old.lightTrigger || config.heavyTrigger != old.heavyTrigger || config.severeTrigger != old.severeTrigger {
             pressure.closeTriggers()
             pressure.openTriggers(config)

@@ -28,6 +28,8 @@ final class GuestPeer {
     var lastRefusalLog: Duration?
     var guestMalformed: UInt64 = 0
     var status = ServeStatus()
+    /// The frames held above the desired target at the last report (ServeFreeMemory.swift).
+    var freeMemoryShare: UInt64 = 0
 
     /// What the policy and `balloonctl list` see (HostAgent fills `limits`,
     /// `source` and `ramSize`; the session fills the rest).
@@ -46,6 +48,7 @@ final class GuestPeer {
     enum Pending {
         case forward(client: UInt64, id: JSON?, target: UInt64?, previousDesired: UInt64?)
         case frameReporting
+        case freeMemoryReporting
         case statsInterval
         case query
         case setTarget(UInt64)

@@ -102,8 +102,7 @@ package final class HostAgent {
         options.desiredTarget = config.target
         options.statsInterval = setup.config.statsInterval
         options.log = { [log] in log("\(name): " + $0) }
-        // FreeMemoryReporting= is read (config.freeMemoryReporting) for the
-        // free-memory mode's session command (issue 10), merged separately.
+        options.freeMemoryReporting = config.freeMemoryReporting
         var frames: (ledger: FrameLedger, puncher: BackendPuncher)?
         if let backend = config.memoryBackend {
             do {

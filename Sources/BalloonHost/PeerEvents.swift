@@ -50,8 +50,9 @@ extension GuestSample {
     init?(_ reply: StatsReply, at now: Duration) {
         guard let total = reply.stats[.totalMemory], let available = reply.stats[.availableMemory] else { return nil }
         self.init(
-            at: now, memTotal: total, memAvailable: available,
+            at: now, memTotal: total, memAvailable: available, reclaimableHeld: reply.freeMemoryHeld,
             psiSomeAvg10: reply.pressure?.some?.avg10, psiFullAvg10: reply.pressure?.full?.avg10,
-            majorFaults: reply.stats[.majorFaults], swapIn: reply.stats[.swapIn], swapOut: reply.stats[.swapOut])
+            majorFaults: reply.stats[.majorFaults], swapIn: reply.stats[.swapIn], swapOut: reply.stats[.swapOut],
+            memFree: reply.stats[.freeMemory], balloonActual: reply.balloonActual)
     }
 }

@@ -104,7 +104,7 @@ extension ServeLoop {
             send(client, Response(id: request.id, reply: peer.currentStatus))
         case .framesAck, .setFrameReporting:
             fail(ProtocolError(.invalidParameter, "\(command.name.rawValue) is owned by \(agent == nil ? "balloonctl serve" : "balloon-hostd") (it enables frame reporting when it has a memory backend)"))
-        case .info, .setTarget, .query, .stats, .setStatsInterval, .rescanFrames:
+        case .info, .setTarget, .query, .stats, .setStatsInterval, .rescanFrames, .setFreeMemoryReporting:
             peer.forward(command, client: client.id, id: request.id)
         }
     }

@@ -37,6 +37,7 @@ extension GuestPeer {
             let r = ledger!.refused
             options.log("\(event.name) seq \(decision.seq.map(String.init) ?? "?"): refused ranges (totals: outside RAM \(r.outsideRam), overlap \(r.overlap), rate limit \(r.rateLimit), malformed \(r.malformed))")
         }
+        countFreeMemoryFreed()
         if let seq = decision.seq {
             guestRequest(.framesAck(seq: seq), for: .ack(seq))
         }

@@ -77,6 +77,7 @@ extension GuestPeer {
         link.fd.close()
         status.lastError = reason
         status.frameReporting = false
+        status.freeMemoryReporting = false
         ledger?.resetSession()
         agent.sample = nil
         for (_, p) in link.pending.sorted(by: { $0.key < $1.key }) {
@@ -158,6 +159,7 @@ extension GuestPeer {
         options.log("guest \(options.guest) connected and synced")
         if ledger != nil {
             guestRequest(.setFrameReporting(enabled: true), for: .frameReporting)
+            requestFreeMemoryReporting()
         }
         if let interval = options.statsInterval {
             guestRequest(.setStatsInterval(interval), for: .statsInterval)
@@ -207,6 +209,8 @@ extension GuestPeer {
                 status.lastError = "set-frame-reporting failed: \(error)"
                 options.log("set-frame-reporting failed: \(error); frames will not be freed")
             }
+        case .freeMemoryReporting:
+            freeMemoryReportingReply(result)
         case .query:
             switch result {
             case let .success(value):

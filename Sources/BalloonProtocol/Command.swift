@@ -16,6 +16,9 @@ public enum Command: Sendable, Equatable {
     /// Every `FRAMES_*` event up to and including `seq` was acted upon.
     case framesAck(seq: UInt64)
     case rescanFrames
+    /// The free-memory mode (docs/free-memory.md): the balloon holds the
+    /// guest's free memory above a cushion; needs frame reporting on.
+    case setFreeMemoryReporting(enabled: Bool)
     /// `balloonctl serve`'s own counters; the guest does not know it.
     case serveStatus
 
@@ -27,6 +30,7 @@ public enum Command: Sendable, Equatable {
         case setFrameReporting = "set-frame-reporting"
         case framesAck = "frames-ack"
         case rescanFrames = "rescan-frames"
+        case setFreeMemoryReporting = "set-free-memory-reporting"
         case serveStatus = "serve-status"
 
         /// The commands balloond answers.
@@ -55,6 +59,7 @@ public enum Command: Sendable, Equatable {
         case .setFrameReporting: .setFrameReporting
         case .framesAck: .framesAck
         case .rescanFrames: .rescanFrames
+        case .setFreeMemoryReporting: .setFreeMemoryReporting
         case .serveStatus: .serveStatus
         }
     }
@@ -65,7 +70,7 @@ public enum Command: Sendable, Equatable {
         case let .sync(id): ["id": id]
         case let .setTarget(bytes): ["target": .uint(bytes)]
         case let .setStatsInterval(interval): ["interval-ms": .uint(interval.wholeMilliseconds)]
-        case let .setFrameReporting(enabled): ["enabled": .bool(enabled)]
+        case let .setFrameReporting(enabled), let .setFreeMemoryReporting(enabled): ["enabled": .bool(enabled)]
         case let .framesAck(seq): ["seq": .uint(seq)]
         case .info, .query, .stats, .rescanFrames, .serveStatus: .object([])
         }
@@ -119,6 +124,9 @@ public enum Command: Sendable, Equatable {
         case .rescanFrames:
             try args.allowOnly([])
             self = .rescanFrames
+        case .setFreeMemoryReporting:
+            try args.allowOnly(["enabled"])
+            self = .setFreeMemoryReporting(enabled: try args.bool("enabled"))
         case .serveStatus:
             try args.allowOnly([])
             self = .serveStatus

@@ -157,10 +157,13 @@ public struct QueryReply: ReplyValue {
     /// nil when actual will reach the target.
     public var reason: StopReason?
     public var pressure: Pressure
+    /// The free-memory mode's part of the balloon (docs/free-memory.md); nil
+    /// from a daemon that does not have the mode.
+    public var freeMemory: FreeMemory?
 
     public init(
         target: UInt64, effectiveTarget: UInt64, actual: UInt64, state: State, limits: Limits, reason: StopReason?,
-        pressure: Pressure
+        pressure: Pressure, freeMemory: FreeMemory? = nil
     ) {
         self.target = target
         self.effectiveTarget = effectiveTarget
@@ -169,19 +172,22 @@ public struct QueryReply: ReplyValue {
         self.limits = limits
         self.reason = reason
         self.pressure = pressure
+        self.freeMemory = freeMemory
     }
 
     public var json: JSON {
-        [
-            "target": .uint(target), "effective-target": .uint(effectiveTarget), "actual": .uint(actual),
-            "state": .string(state.rawValue),
-            "limits": [
+        var members: [(String, JSON)] = [
+            ("target", .uint(target)), ("effective-target", .uint(effectiveTarget)), ("actual", .uint(actual)),
+            ("state", .string(state.rawValue)),
+            ("limits", [
                 "memory-total": .uint(limits.memoryTotal), "max-balloon": .uint(limits.maxBalloon),
                 "mem-available-floor": .uint(limits.memAvailableFloor), "chunk-size": .uint(limits.chunkSize),
-            ],
-            "reason": reason?.json ?? .null,
-            "pressure": pressure.json,
+            ]),
+            ("reason", reason?.json ?? .null),
+            ("pressure", pressure.json),
         ]
+        if let freeMemory { members.append(("free-memory", freeMemory.json)) }
+        return .object(members)
     }
 
     public init(json: JSON) throws(ProtocolError) {
@@ -196,5 +202,75 @@ public struct QueryReply: ReplyValue {
             memAvailableFloor: try l.uint64("mem-available-floor"), chunkSize: try l.uint64("chunk-size"))
         reason = try f.optionalObject("reason").map { r throws(ProtocolError) in try StopReason(fields: r) }
         pressure = try Pressure(fields: try f.object("pressure"))
+        freeMemory = try f.optionalObject("free-memory").map { m throws(ProtocolError) in try FreeMemory(fields: m) }
+    }
+}
+
+extension QueryReply {
+    /// The free-memory mode in `query`: the two parts of the one balloon are
+    /// the host's `target` and this `target`; the balloon follows the larger.
+    public struct FreeMemory: Sendable, Equatable {
+        public var allowed: Bool
+        public var enabled: Bool
+        /// MemFree the mode leaves to the guest.
+        public var cushion: UInt64
+        /// The balloon size the mode asks for (0 when off).
+        public var target: UInt64
+        /// Of `actual`, the free memory the mode holds (the `stats` reply's
+        /// `balloon.free-memory-held`).
+        public var held: UInt64
+        /// Cold page cache reclaim: nil when not configured.
+        public var coldCache: ColdCache?
+
+        public struct ColdCache: Sendable, Equatable {
+            public enum State: String, Sendable, CaseIterable {
+                /// Reclaiming a step at a time.
+                case reclaiming
+                /// Pressure or refaults were seen: waiting before the next step.
+                case backoff
+                /// The kernel has no cgroup v2 `memory.reclaim`.
+                case unavailable
+                /// The mode is off.
+                case idle
+            }
+            public var state: State
+            /// Bytes `memory.reclaim` took since the daemon started.
+            public var reclaimedTotal: UInt64
+
+            public init(state: State, reclaimedTotal: UInt64) {
+                self.state = state
+                self.reclaimedTotal = reclaimedTotal
+            }
+        }
+
+        public init(allowed: Bool, enabled: Bool, cushion: UInt64, target: UInt64, held: UInt64, coldCache: ColdCache?) {
+            self.allowed = allowed
+            self.enabled = enabled
+            self.cushion = cushion
+            self.target = target
+            self.held = held
+            self.coldCache = coldCache
+        }
+
+        public var json: JSON {
+            [
+                "allowed": .bool(allowed), "enabled": .bool(enabled), "cushion": .uint(cushion), "target": .uint(target),
+                "held": .uint(held),
+                "cold-cache": coldCache.map { c in ["state": .string(c.state.rawValue), "reclaimed-total": .uint(c.reclaimedTotal)] } ?? .null,
+            ]
+        }
+
+        init(fields f: Fields) throws(ProtocolError) {
+            allowed = try f.bool("allowed")
+            enabled = try f.bool("enabled")
+            cushion = try f.uint64("cushion")
+            target = try f.uint64("target")
+            held = try f.uint64("held")
+            if let c = try f.optionalObject("cold-cache") {
+                coldCache = ColdCache(state: try c.enumeration("state", ColdCache.State.self), reclaimedTotal: try c.uint64("reclaimed-total"))
+            } else {
+                coldCache = nil
+            }
+        }
     }
 }

@@ -48,6 +48,9 @@ public struct InfoReply: ReplyValue {
     public var protectedFromOOMKiller: Bool
 
     public static let v1Features = ["stats", "stats-events", "balloon-events", "frame-reporting"]
+    /// Listed when the guest's configuration allows the free-memory mode
+    /// (`[FreeMemory] Allow=`).
+    public static let freeMemoryFeature = "free-memory-reporting"
 
     public init(
         version: String, protocolVersion: Int = ProtocolVersion.current, features: [String] = InfoReply.v1Features,
@@ -178,6 +181,28 @@ public struct FrameReportingReply: ReplyValue {
     }
 }
 
+/// The `set-free-memory-reporting` reply.
+public struct FreeMemoryReportingReply: ReplyValue {
+    public var enabled: Bool
+    /// MemFree the mode leaves to the guest.
+    public var cushion: UInt64
+    /// Whether cold page cache is reclaimed too (`[FreeMemory] ReclaimColdCache=`).
+    public var coldCache: Bool
+
+    public init(enabled: Bool, cushion: UInt64, coldCache: Bool) {
+        self.enabled = enabled
+        self.cushion = cushion
+        self.coldCache = coldCache
+    }
+
+    public var json: JSON { ["enabled": .bool(enabled), "cushion": .uint(cushion), "cold-cache": .bool(coldCache)] }
+
+    public init(json: JSON) throws(ProtocolError) {
+        let f = try Fields(json, "set-free-memory-reporting reply")
+        self.init(enabled: try f.bool("enabled"), cushion: try f.uint64("cushion"), coldCache: try f.bool("cold-cache"))
+    }
+}
+
 /// The `frames-ack` reply.
 public struct FramesAckReply: ReplyValue {
     public var acked: UInt64
@@ -203,14 +228,23 @@ public struct StatsReply: ReplyValue {
     public var pressure: Pressure?
     public var balloonTarget: UInt64
     public var balloonActual: UInt64
+    /// Of `balloonActual`, the guest's free memory the free-memory mode holds
+    /// (`balloon.free-memory-held`): memory the guest gets back the moment it
+    /// needs it, which `available-memory` (the kernel's MemAvailable) does not
+    /// count. 0 when the mode is off.
+    public var freeMemoryHeld: UInt64
     /// Wall-clock time of the sample.
     public var timestamp: Timestamp
 
-    public init(stats: VirtioStats, pressure: Pressure?, balloonTarget: UInt64, balloonActual: UInt64, timestamp: Timestamp) {
+    public init(
+        stats: VirtioStats, pressure: Pressure?, balloonTarget: UInt64, balloonActual: UInt64, freeMemoryHeld: UInt64 = 0,
+        timestamp: Timestamp
+    ) {
         self.stats = stats
         self.pressure = pressure
         self.balloonTarget = balloonTarget
         self.balloonActual = balloonActual
+        self.freeMemoryHeld = freeMemoryHeld
         self.timestamp = timestamp
     }
 
@@ -218,7 +252,7 @@ public struct StatsReply: ReplyValue {
         [
             "stats": .object(stats.present.map { ($0.stat.name, .uint($0.value)) }),
             "pressure": pressure.map { p in .object([("some", Self.json(p.some)), ("full", Self.json(p.full))]) } ?? .null,
-            "balloon": ["target": .uint(balloonTarget), "actual": .uint(balloonActual)],
+            "balloon": ["target": .uint(balloonTarget), "actual": .uint(balloonActual), "free-memory-held": .uint(freeMemoryHeld)],
             "timestamp": timestamp.json,
         ]
     }
@@ -249,6 +283,8 @@ public struct StatsReply: ReplyValue {
         let balloon = try f.object("balloon")
         balloonTarget = try balloon.uint64("target")
         balloonActual = try balloon.uint64("actual")
+        // Absent from daemons before the free-memory mode.
+        freeMemoryHeld = try balloon.optionalUInt64("free-memory-held") ?? 0
         timestamp = try Timestamp(fields: try f.object("timestamp"))
     }
 

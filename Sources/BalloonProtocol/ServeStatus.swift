@@ -41,6 +41,11 @@ public struct ServeStatus: ReplyValue {
     public var malformedLines: UInt64 = 0
     public var guest = ""
     public var memoryBackend: String?
+    /// The guest took `set-free-memory-reporting` from serve (`--free-memory-reporting`).
+    public var freeMemoryReporting = false
+    /// Bytes freed from the backend for frames the free-memory mode holds
+    /// (those above the desired target), summed over the sessions.
+    public var freeMemoryBytesFreed: UInt64 = 0
 
     public init() {}
 
@@ -55,6 +60,7 @@ public struct ServeStatus: ReplyValue {
             "control-clients": .int(Int64(controlClients)), "clients-dropped": .uint(clientsDropped),
             "malformed-lines": .uint(malformedLines),
             "guest": .string(guest), "memory-backend": memoryBackend.map(JSON.string) ?? .null,
+            "free-memory-reporting": .bool(freeMemoryReporting), "free-memory-bytes-freed": .uint(freeMemoryBytesFreed),
         ]
     }
 
@@ -80,5 +86,8 @@ public struct ServeStatus: ReplyValue {
         malformedLines = try f.uint64("malformed-lines")
         guest = try f.string("guest")
         memoryBackend = try f.optionalString("memory-backend")
+        // Absent from a serve before the free-memory mode.
+        freeMemoryReporting = f.optional("free-memory-reporting") != nil ? try f.bool("free-memory-reporting") : false
+        freeMemoryBytesFreed = try f.optionalUInt64("free-memory-bytes-freed") ?? 0
     }
 }

@@ -157,7 +157,7 @@ final class SimLoop {
                 throw ProtocolError(.genericError, "set-frame-reporting: the simulator has no frames to report")
             }
             return FrameReportingReply(enabled: false, pageSize: guests[i].pageSize, frames: 0).json
-        case .framesAck, .rescanFrames:
+        case .framesAck, .rescanFrames, .setFreeMemoryReporting:
             throw ProtocolError(.genericError, "\(command.name.rawValue): frame reporting is off")
         case .serveStatus:
             throw Command.notFound(command.name.rawValue)

@@ -39,6 +39,9 @@ struct Serve: ParsableCommand {
     @Option(help: ArgumentHelp("Most bytes freed per second (default: the guest RAM size per second).", valueName: "bytes"))
     var punchRate: String?
 
+    @Flag(help: "Switch the guest's free-memory mode on in every session: the balloon holds the guest's free memory and its frames are freed (needs --memory-backend).")
+    var freeMemoryReporting = false
+
     @Option(help: ArgumentHelp("Seconds the guest may take to answer sync and each request.", valueName: "seconds"))
     var timeout: Double = 10
 
@@ -54,8 +57,8 @@ struct Serve: ParsableCommand {
                     : "give only one of --unix, --vsock, --hybrid-vsock")
         }
         guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
-        if memoryBackend == nil, ramSize != nil || ramMap != nil || punchRate != nil {
-            throw ValidationError("--ram-size, --ram-map and --punch-rate need --memory-backend")
+        if memoryBackend == nil, ramSize != nil || ramMap != nil || punchRate != nil || freeMemoryReporting {
+            throw ValidationError("--ram-size, --ram-map, --punch-rate and --free-memory-reporting need --memory-backend")
         }
     }
 
@@ -70,6 +73,7 @@ struct Serve: ParsableCommand {
         options.guestTimeout = .secondsValue(timeout)
         options.connectTimeout = .secondsValue(min(timeout, 2))
         options.handleSignals = true
+        options.freeMemoryReporting = freeMemoryReporting
         options.log = { HostIO.write("balloonctl serve: " + $0 + "\n", to: .error) }
 
         var frames: (ledger: FrameLedger, puncher: BackendPuncher)?

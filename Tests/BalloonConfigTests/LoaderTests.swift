@@ -287,6 +287,13 @@ struct ShippedFileTests {
             QuietPeriod=1min
             HolderProcesses=yes
 
+            [FreeMemory]
+            Allow=yes
+            Cushion=auto
+            SettleDelay=2s
+            ReclaimColdCache=no
+            ColdCacheStep=32M
+
             [Log]
             Level=info
 

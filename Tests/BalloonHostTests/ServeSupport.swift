@@ -167,6 +167,7 @@ extension FakeGuest {
         case let .setStatsInterval(interval): reply(r, StatsIntervalReply(interval: interval).json)
         case let .setFrameReporting(enabled): reply(r, FrameReportingReply(enabled: enabled, pageSize: 4096, frames: 0).json)
         case let .framesAck(seq): reply(r, FramesAckReply(acked: seq).json)
+        case let .setFreeMemoryReporting(enabled): reply(r, FreeMemoryReportingReply(enabled: enabled, cushion: 64 << 20, coldCache: false).json)
         case .rescanFrames, .serveStatus: fail(r, .commandNotFound, "no command \(r.execute)")
         }
     }

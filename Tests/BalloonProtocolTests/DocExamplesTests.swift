@@ -61,6 +61,7 @@ import Testing
         case .setFrameReporting: _ = try FrameReportingReply(json: value)
         case .framesAck: _ = try FramesAckReply(json: value)
         case .rescanFrames: _ = try RescanFramesReply(json: value)
+        case .setFreeMemoryReporting: _ = try FreeMemoryReportingReply(json: value)
         case .serveStatus: _ = try ServeStatus(json: value)
         }
         #expect(value.serialized() == (try JSON.parse(value.serialized())).serialized())

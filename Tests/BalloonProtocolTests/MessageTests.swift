@@ -205,7 +205,7 @@ struct MessageDecodeTests {
     @Test func namesMatchTheSpec() {
         #expect(ProtocolVersion.current == 1)
         #expect(Command.Name.guest.map(\.rawValue) == ["sync", "info", "set-target", "query", "stats", "set-stats-interval",
-                                                        "set-frame-reporting", "frames-ack", "rescan-frames"])
+                                                        "set-frame-reporting", "frames-ack", "rescan-frames", "set-free-memory-reporting"])
         #expect(GuestEvent.Name.allCases.map(\.rawValue).sorted()
             == ["BALLOON_CHANGE", "DEFLATED", "FRAMES_DEFLATED", "FRAMES_INFLATED", "STATS", "TARGET_REACHED", "TARGET_UNREACHABLE"])
     }

@@ -31,6 +31,7 @@ func decodeError(_ body: () throws(ProtocolError) -> Void) -> ProtocolError? {
         .setTarget(.max), .query, .stats, .setStatsInterval(.zero), .setStatsInterval(.milliseconds(100)),
         .setStatsInterval(.seconds(86_400)), .setFrameReporting(enabled: true), .setFrameReporting(enabled: false),
         .framesAck(seq: 0), .framesAck(seq: .max), .rescanFrames, .serveStatus,
+        .setFreeMemoryReporting(enabled: true), .setFreeMemoryReporting(enabled: false),
     ]
 
     @Test func examplesCoverEveryCommand() {
@@ -72,7 +73,7 @@ func decodeError(_ body: () throws(ProtocolError) -> Void) -> ProtocolError? {
         func error(_ execute: String, _ args: JSON = .object([]), scope: Command.Scope = .guest) -> ProtocolError? {
             decodeError { () throws(ProtocolError) in _ = try Command(Request(execute, arguments: args), scope: scope) }
         }
-        let known = "sync, info, set-target, query, stats, set-stats-interval, set-frame-reporting, frames-ack, rescan-frames"
+        let known = "sync, info, set-target, query, stats, set-stats-interval, set-frame-reporting, frames-ack, rescan-frames, set-free-memory-reporting"
         #expect(error("nope") == ProtocolError(.commandNotFound, "no command \"nope\" (known: \(known))"))
         #expect(error("serve-status") == ProtocolError(.commandNotFound, "no command \"serve-status\" (known: \(known))"))
         #expect(error("nope", scope: .serveControl) == ProtocolError(.commandNotFound, "no command \"nope\" (known: \(known), serve-status)"))
@@ -162,7 +163,7 @@ func decodeError(_ body: () throws(ProtocolError) -> Void) -> ProtocolError? {
         stats[.swapIn] = 2
         let reply = StatsReply(stats: stats, pressure: nil, balloonTarget: 0, balloonActual: 0, timestamp: .init(seconds: 1, microseconds: 2))
         #expect(reply.json.serialized()
-            == #"{"stats":{"swap-in":2,"direct-reclaims":1},"pressure":null,"balloon":{"target":0,"actual":0},"timestamp":{"seconds":1,"microseconds":2}}"#)
+            == #"{"stats":{"swap-in":2,"direct-reclaims":1},"pressure":null,"balloon":{"target":0,"actual":0,"free-memory-held":0},"timestamp":{"seconds":1,"microseconds":2}}"#)
     }
 
     @Test func newerFieldsAreIgnored() throws {

@@ -10,6 +10,9 @@
  *                                       read FILE (fits in memory) over and over while
  *                                       ramping MB_ANON of anonymous memory at RATE
  *   workload idle S | cpu S | io FILE S controls: sleep; spin; write+fdatasync FILE
+ *   workload touchloop MB S             MB of anonymous memory touched (one byte a page)
+ *                                       in a loop for S seconds; adds passes=N to the
+ *                                       result line (N full passes: the throughput)
  *   workload mlockwatch MS              the independent sampler (not a workload): reads
  *                                       Mlocked from /proc/meminfo every MS ms until
  *                                       SIGTERM, then prints
@@ -251,7 +254,7 @@ int main(int argc, char **argv) {
     page_size = sysconf(_SC_PAGESIZE);
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 3) {
-        fprintf(stderr, "usage: workload ramp MB RATE | instant MB | thrash FILE S | workingset FILE MB RATE | idle S | cpu S | io FILE S | mlockwatch MS\n");
+        fprintf(stderr, "usage: workload ramp MB RATE | instant MB | thrash FILE S | workingset FILE MB RATE | idle S | cpu S | io FILE S | touchloop MB S | mlockwatch MS\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -279,6 +282,20 @@ int main(int argc, char **argv) {
             step_done(s0);
         }
         usleep(500000);
+        return finish();
+    }
+    if (!strcmp(mode, "touchloop") && argc == 4) {
+        size_t mb = strtoull(argv[2], NULL, 10);
+        uint64_t dur = (uint64_t)(atof(argv[3]) * 1e6);
+        char *p = map_anon(mb << 20);
+        memset(p, 1, mb << 20);
+        begin(mode);
+        uint64_t passes = 0;
+        while (now_us() - t_start < dur) {
+            for (size_t off = 0; off < (mb << 20); off += (size_t)page_size) p[off]++;
+            passes++;
+        }
+        printf("touchloop passes=%llu\n", (unsigned long long)passes);
         return finish();
     }
     if (!strcmp(mode, "thrash") && argc == 4) {

@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: Apache-2.0
+import BalloonChannel
+import BalloonConfig
+import BalloonController
+import BalloonProtocol
+import BalloonStats
+import BalloonSystem
+import Logging
+
+/// The free-memory mode's timers (docs/free-memory.md): while the mode is
+/// on, MemFree is sampled every `sampleInterval` for the controller's sizing
+/// rule; with `ReclaimColdCache=yes`, cold page cache is reclaimed through
+/// cgroup v2 `memory.reclaim` a step at a time under the `ColdCacheGovernor`.
+final class FreeMemoryWatch {
+    enum Token: UInt64 { case sample = 130, coldCache }
+    /// Fast enough that a burst eats into the cushion, not into the kernel's
+    /// watermarks, before the balloon gives memory back; one /proc/meminfo
+    /// read a time.
+    static let sampleInterval: Duration = .milliseconds(250)
+    /// The cushion `auto` adds to the kernel's high watermarks.
+    static let autoCushionMargin: UInt64 = 64 << 20
+
+    private let sampler: MemorySampler
+    private unowned let controller: BalloonController
+    private let clock: MonotonicClock
+    var logger: Logger
+    private let sampleTimer: TimerDescriptor
+    private let coldTimer: TimerDescriptor
+    private(set) var config: BalloondConfig
+    private var governor: ColdCacheGovernor?
+    private var reclaimer: CgroupReclaim?
+    /// Why cold-cache reclaim cannot run here (said once in the log).
+    private(set) var coldCacheUnavailable: String?
+    /// Bytes `memory.reclaim` took since the daemon started (a short
+    /// reclaim, EAGAIN, is not counted: the kernel does not say how much).
+    private(set) var coldCacheReclaimed: UInt64 = 0
+    /// The balloon must move: the loop steps the controller.
+    var onChange: () -> Void = {}
+
+    init(registry: EventRegistry, sampler: MemorySampler, controller: BalloonController, clock: MonotonicClock, logger: Logger, config: BalloondConfig) throws(SystemError) {
+        self.sampler = sampler
+        self.controller = controller
+        self.clock = clock
+        self.logger = logger
+        self.config = config
+        sampleTimer = try TimerDescriptor()
+        coldTimer = try TimerDescriptor()
+        try registry.add(sampleTimer.descriptor, events: .readable, token: Token.sample.rawValue)
+        try registry.add(coldTimer.descriptor, events: .readable, token: Token.coldCache.rawValue)
+    }
+
+    var enabled: Bool { controller.freeMemory != nil }
+
+    /// `Cushion=`, or auto: the sum of the zones' high watermarks (below
+    /// which kswapd would run) plus 64 MiB, so the allocations of one sample
+    /// interval are served from the cushion without waking kswapd.
+    var cushion: UInt64 {
+        if let bytes = config.freeMemoryCushion { return bytes }
+        let pages = (try? readWholeFile("/proc/zoneinfo")).map(Self.highWatermarkPages) ?? 0
+        return pages * sampler.pageSize + Self.autoCushionMargin
+    }
+
+    /// The sum of every zone's `high` watermark in /proc/zoneinfo, in pages.
+    static func highWatermarkPages(_ zoneinfo: [UInt8]) -> UInt64 {
+        var total: UInt64 = 0
+        for line in String(decoding: zoneinfo, as: UTF8.self).split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if fields.count == 2, fields[0] == "high", let pages = UInt64(fields[1]) { total += pages }
+        }
+        return total
+    }
+
+    var policy: FreeMemoryPolicy { FreeMemoryPolicy(cushion: cushion, settleDelay: config.freeMemorySettleDelay) }
+
+    /// The host's `set-free-memory-reporting {"enabled":true}`.
+    func enable() throws(SystemError) -> FreeMemoryPolicy {
+        let policy = self.policy
+        controller.enableFreeMemory(policy)
+        try sampleTimer.arm(after: Self.sampleInterval, repeating: true)
+        startColdCache()
+        logger.info("free-memory mode on", metadata: [
+            "cushion": "\(HumanBytes.format(policy.cushion))", "cold-cache": "\(governor != nil ? "on" : "off")",
+        ])
+        onChange()
+        return policy
+    }
+
+    /// Off: the host asked, frame reporting stopped or the host went away.
+    func disable(because why: String) {
+        guard enabled else { return }
+        controller.disableFreeMemory()
+        try? sampleTimer.disarm()  // A timer left armed only samples for a mode that is off: ignored.
+        try? coldTimer.disarm()
+        governor = nil
+        logger.info("free-memory mode off: \(why)")
+        onChange()
+    }
+
+    /// A configuration reload: new settings apply at once.
+    func reload(_ config: BalloondConfig) {
+        self.config = config
+        guard enabled else { return }
+        if !config.freeMemoryAllow { return disable(because: "Allow=no after reload") }
+        controller.enableFreeMemory(policy)
+        try? coldTimer.disarm()
+        governor = nil
+        startColdCache()
+    }
+
+    func handle(token: UInt64) -> Bool {
+        switch Token(rawValue: token) {
+        case .sample:
+            _ = sampleTimer.acknowledge()
+            guard enabled, let free = sampler.meminfoValues()["MemFree"] else { return true }
+            if controller.sampleFreeMemory(memFree: free) { onChange() }
+        case .coldCache:
+            _ = coldTimer.acknowledge()
+            coldCacheStep()
+        case nil: return false
+        }
+        return true
+    }
+
+    // MARK: - Cold page cache
+
+    private func startColdCache() {
+        guard config.reclaimColdCache, coldCacheUnavailable == nil else { return }
+        if reclaimer == nil {
+            do { reclaimer = try CgroupReclaim() } catch {
+                let why = error.errno == .noSuchFileOrDirectory
+                    ? "no \(CgroupReclaim.rootPath) (cgroup v2 with memory.reclaim, Linux 5.19 or later)" : "\(error)"
+                coldCacheUnavailable = why
+                logger.warning("cold page cache reclaim is off: \(why); the free-memory mode still returns free memory")
+                return
+            }
+        }
+        var policy = ColdCacheGovernor.Policy()
+        policy.step = config.coldCacheStep
+        governor = ColdCacheGovernor(policy: policy)
+        coldCacheStep()  // Takes the baselines.
+    }
+
+    private func coldCacheStep() {
+        guard enabled, var governor, let reclaimer else { return }
+        let vmstat = sampler.vmstatValues()
+        let sample = ColdCacheGovernor.Sample(
+            someStall: sampler.readPressure()?.some.map { .microseconds(Int64(clamping: $0.total)) },
+            refaults: vmstat["workingset_refault_file"] ?? vmstat["workingset_refault"] ?? 0,
+            inactiveFile: sampler.meminfoValues()["Inactive(file)"] ?? 0)
+        var next = governor.policy.interval
+        switch governor.decide(sample, now: clock.now) {
+        case let .reclaim(bytes):
+            do {
+                if try reclaimer.reclaim(bytes) == .reclaimed { coldCacheReclaimed += bytes }
+            } catch {
+                coldCacheUnavailable = "\(error)"
+                logger.warning("cold page cache reclaim stopped: \(error)")
+                self.governor = nil
+                return
+            }
+        case let .backOff(wait):
+            logger.debug("cold page cache reclaim backs off", metadata: ["for-ms": "\(wait.inMilliseconds)"])
+            next = wait
+        case .nothingCold: break
+        }
+        self.governor = governor
+        do { try coldTimer.arm(after: next) } catch {
+            logger.error("cannot set the cold page cache timer: \(error)")
+        }
+    }
+
+    /// As `query` shows it; nil when not configured.
+    var coldCacheInfo: QueryReply.FreeMemory.ColdCache? {
+        guard config.reclaimColdCache else { return nil }
+        let total = coldCacheReclaimed
+        if coldCacheUnavailable != nil { return .init(state: .unavailable, reclaimedTotal: total) }
+        guard let governor else { return .init(state: .idle, reclaimedTotal: total) }
+        return .init(state: governor.backingOff ? .backoff : .reclaiming, reclaimedTotal: total)
+    }
+}

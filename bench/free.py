@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""make bench-free: memory the guest no longer uses, back to the host (issue 10).
+
+Usage: bench/free.py --initramfs PATH [--seed N] [--configs a,b,c,d] [--observe 120]
+                     [--out bench/results-free.json] [--md bench/results-free.md]
+                     [--png bench/results-free.png]
+
+For each configuration it boots the same QEMU TCG guest (1 GiB, 1 vCPU, no swap, RAM in a
+shared file on /dev/shm, an ext4 scratch disk) and runs the workloads in one session:
+
+  a  no balloon;
+  b  the kernel's free page reporting (virtio-balloon-pci,free-page-reporting=on; the
+     guest's virtio_balloon loaded; QEMU discards the reported pages from the RAM file);
+  c  balloond's free-memory mode (balloond with its defaults, `balloonctl serve
+     --memory-backend FILE --free-memory-reporting` on the host);
+  d  c plus cold page cache ([FreeMemory] ReclaimColdCache=yes).
+
+Workloads, in this order (the seed picks the order the 600 MiB of files are read in):
+  1  `workload instant 600`: allocate and touch 600 MiB of anonymous memory, then exit;
+  3  right after 1's observation, `workload instant 600` again: how fast the guest gets its
+     memory back (run time against a's, OOM kills);
+  2  read six 100 MiB files once, then idle while a loop keeps a 100 MiB file hot;
+  4  `workload touchloop 300 30`: a steady 300 MiB anonymous working set touched in a loop
+     (passes against a's: the mode's own slowdown).
+
+Host memory behind the guest = allocated blocks of the RAM file (st_blocks × 512), sampled
+every 0.5 s. Reported: host memory at +5 s, +30 s and +120 s after workloads 1 and 2 end; the
+time until a configuration has returned 90% of what b returned by +120 s (returned = host
+memory at the end of the workload minus host memory since); the mode's CPU while the guest is
+idle (balloond's utime+stime over 60 s of idle, in % of one vCPU); slowdowns against a; OOM
+kills (/proc/vmstat oom_kill). One run per configuration: TCG timing noise is large.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "vm"))
+import guest as G  # noqa: E402
+
+MiB = 1 << 20
+NAMES = {"a": "no balloon", "b": "kernel free page reporting", "c": "balloond free-memory mode",
+         "d": "balloond free-memory mode + cold page cache"}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def allocated(path: str) -> int:
+    try:
+        return os.stat(path).st_blocks * 512
+    except FileNotFoundError:
+        return 0
+
+
+class Sampler(threading.Thread):
+    """The RAM file's allocated bytes every 0.5 s, on the host's monotonic clock."""
+
+    def __init__(self, path: str):
+        super().__init__(daemon=True)
+        self.path, self.samples, self.stopped = path, [], False
+
+    def run(self) -> None:
+        while not self.stopped:
+            self.samples.append((time.monotonic(), allocated(self.path)))
+            time.sleep(0.5)
+
+    def at(self, t: float) -> int:
+        """The first sample at or after t (the last one if none)."""
+        for ts, v in self.samples:
+            if ts >= t:
+                return v
+        return self.samples[-1][1]
+
+    def window(self, start: float, end: float) -> list[tuple[float, int]]:
+        return [(ts - start, v) for ts, v in self.samples if start <= ts <= end]
+
+
+class Run:
+    def __init__(self, cfg: str, initramfs: str, seed: int):
+        self.cfg = cfg
+        tag = f"bfree-{cfg}-{os.getpid()}"
+        self.wd = os.path.join(ROOT, "tests", "vm", "work", tag)
+        self.disk = self.wd + ".img"
+        self.backend = f"/dev/shm/{tag}"
+        self.serve: subprocess.Popen | None = None
+        self.daemon_pid: int | None = None
+        subprocess.run(["truncate", "-s", "2G", self.disk], check=True)
+        subprocess.run(["mkfs.ext4", "-F", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", self.disk], check=True)
+        args = [os.path.join(ROOT, "tests/vm/boot.sh"), "-w", self.wd, "-i", initramfs, "-m", "1G",
+                "--memory-backend", self.backend, "--timeout", "5400", "--ready-timeout", "120",
+                "--qemu-arg", "-drive", "--qemu-arg", f"file={self.disk},if=virtio,format=raw,cache=none"]
+        if cfg == "b":
+            args += ["--qemu-arg", "-device", "--qemu-arg", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"]
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+        self.agent = G.Agent(os.path.join(self.wd, "control.sock"), 60, self.wd)
+        self.sh("vmload virtio_blk && mkdir -p /mnt/disk && mount -t ext4 /dev/vda /mnt/disk")
+        if cfg == "b":
+            self.sh("vmload virtio_balloon")
+        self.sampler = Sampler(self.backend)
+        self.sampler.start()
+        self.rng = random.Random(seed)
+
+    def run(self, cmd: str, timeout: float = 600) -> tuple[int, str]:
+        rc, out = self.agent.run(cmd, timeout)
+        return rc, out.decode(errors="replace")
+
+    def sh(self, cmd: str, timeout: float = 600) -> str:
+        rc, out = self.run(cmd, timeout)
+        if rc != 0:
+            raise RuntimeError(f"guest `{cmd}` exited {rc}: {out}")
+        return out.strip()
+
+    def vmstat(self, key: str) -> int:
+        return int(self.sh(f"awk '$1 == \"{key}\" {{print $2}}' /proc/vmstat") or 0)
+
+    def start_balloond(self) -> None:
+        conf = "[Channel]\\nListen=virtio-serial:org.balloond.0\\n"
+        if self.cfg == "d":
+            conf += "[FreeMemory]\\nReclaimColdCache=yes\\n"
+        self.sh(f"printf '{conf}' > /tmp/b.conf")
+        self.daemon_pid = int(self.sh("balloond --config /tmp/b.conf >/tmp/balloond.log 2>&1 & echo $!"))
+        for _ in range(300):
+            if "started" in self.run("cat /tmp/balloond.log")[1]:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("balloond did not start: " + self.run("cat /tmp/balloond.log")[1])
+        ctl = os.path.join(ROOT, "tests/vm/work/balloonctl")
+        control = os.path.join(self.wd, "serve.sock")
+        self.serve_log = open(os.path.join(self.wd, "serve.log"), "w")
+        self.serve = subprocess.Popen([ctl, "serve", "--unix", os.path.join(self.wd, "port0.sock"), "--control", control,
+                                       "--memory-backend", self.backend, "--free-memory-reporting", "--timeout", "60"],
+                                      stdout=self.serve_log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            r = subprocess.run([ctl, "--control", control, "--json", "serve-status"], capture_output=True, text=True)
+            if r.returncode == 0 and json.loads(r.stdout).get("free-memory-reporting"):
+                return
+            time.sleep(0.5)
+        raise RuntimeError("serve did not switch the free-memory mode on")
+
+    def daemon_ticks(self) -> int:
+        if not self.daemon_pid:
+            return 0
+        stat = self.sh(f"cat /proc/{self.daemon_pid}/stat")
+        fields = stat[stat.rindex(")") + 2:].split()
+        return int(fields[11]) + int(fields[12])
+
+    def workload(self, cmd: str) -> dict:
+        oom = self.vmstat("oom_kill")
+        rc, out = self.run(cmd, 900)
+        result = {"rc": rc, "oom_kills": self.vmstat("oom_kill") - oom}
+        for line in out.splitlines():
+            for part in line.split():
+                if "=" in part:
+                    k, v = part.split("=", 1)
+                    if v.lstrip("-").isdigit():
+                        result[k] = int(v)
+        return result
+
+    def observe(self, end: float, seconds: float) -> dict:
+        time.sleep(max(0.0, end + seconds + 1 - time.monotonic()))
+        s = self.sampler
+        return {"at_end": s.at(end), "plus5": s.at(end + 5), "plus30": s.at(end + 30),
+                "plus120": s.at(end + min(120, seconds)), "series": s.window(end - 5, end + seconds)}
+
+    def bench(self, observe: float) -> dict:
+        res: dict = {"config": self.cfg, "name": NAMES[self.cfg]}
+        files = [f"/mnt/disk/f{i}" for i in range(6)]
+        self.sh("for i in 0 1 2 3 4 5; do dd if=/dev/zero of=/mnt/disk/f$i bs=1M count=100 conv=fsync 2>/dev/null; done; "
+                "dd if=/dev/zero of=/mnt/disk/hot bs=1M count=100 conv=fsync 2>/dev/null; sync; echo 3 > /proc/sys/vm/drop_caches")
+        if self.cfg in "cd":
+            self.start_balloond()
+        time.sleep(20)  # settle: each configuration returns what is free at boot
+        res["idle_start"] = allocated(self.backend)
+        # Workload 1.
+        log(f"{self.cfg}: workload 1")
+        res["w1"] = self.workload("workload instant 600")
+        end = time.monotonic()
+        t0 = self.daemon_ticks()
+        res["w1"].update(self.observe(end, observe))
+        # The mode's CPU over the idle tail of workload 1's observation.
+        res["idle_cpu_ticks"] = self.daemon_ticks() - t0
+        res["idle_cpu_seconds"] = time.monotonic() - end
+        # Workload 3: the memory again, at once.
+        log(f"{self.cfg}: workload 3")
+        res["w3"] = self.workload("workload instant 600")
+        time.sleep(10)
+        # Workload 2.
+        log(f"{self.cfg}: workload 2")
+        order = files[:]
+        self.rng.shuffle(order)
+        res["w2_order"] = order
+        self.sh("(while :; do cat /mnt/disk/hot > /dev/null; sleep 1; done) >/dev/null 2>&1 & echo $! > /tmp/hot.pid")
+        t = time.monotonic()
+        self.sh("cat " + " ".join(order) + " > /dev/null")
+        end = time.monotonic()
+        res["w2"] = {"read_seconds": end - t}
+        res["w2"].update(self.observe(end, observe))
+        self.run("kill $(cat /tmp/hot.pid)")
+        res["w2"]["cached_after"] = int(self.sh("awk '/^Cached:/ {print $2}' /proc/meminfo")) * 1024
+        res["w2"]["pgsteal"] = int(self.sh("awk '$1 ~ /^pgsteal_/ {s+=$2} END {print s+0}' /proc/vmstat"))
+        # Workload 4.
+        log(f"{self.cfg}: workload 4")
+        res["w4"] = self.workload("workload touchloop 300 30")
+        if self.daemon_pid:
+            res["balloond_log_tail"] = self.run("tail -20 /tmp/balloond.log")[1]
+        return res
+
+    def stop(self) -> None:
+        self.sampler.stopped = True
+        if self.serve:
+            self.serve.terminate()
+            self.serve.wait()
+        subprocess.run([os.path.join(ROOT, "tests/vm/stop.sh"), self.wd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for p in (self.disk, self.backend):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+
+
+def returned(w: dict, t: float) -> int:
+    """What the configuration had returned t seconds after the workload ended."""
+    base = w["at_end"]
+    vals = [v for ts, v in w["series"] if ts <= t and ts >= 0]
+    return base - (vals[-1] if vals else base)
+
+
+def time_to(w: dict, amount: int) -> float | None:
+    for ts, v in w["series"]:
+        if ts >= 0 and w["at_end"] - v >= amount:
+            return ts
+    return None
+
+
+def report(results: dict[str, dict], args) -> tuple[str, list[str]]:
+    lines = ["# make bench-free", "",
+             f"Seed {args.seed}; observation {args.observe:.0f} s; one run per configuration; QEMU TCG, 1 GiB, 1 vCPU.", "",
+             "| config | W1 host MiB end / +5 / +30 / +120 | W1 returned MiB | W1 time to 90% of b | W2 host MiB end / +5 / +30 / +120 | W3 run ms | W4 passes | OOM kills | idle CPU % |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    b = results.get("b")
+    target = int(0.9 * (b["w1"]["at_end"] - b["w1"]["plus120"])) if b else None
+    for cfg, r in results.items():
+        w1, w2 = r["w1"], r["w2"]
+        t90 = time_to(w1, target) if target else None
+        cpu = 100.0 * r["idle_cpu_ticks"] / 100 / r["idle_cpu_seconds"] if r.get("idle_cpu_seconds") else 0.0
+        ooms = w1["oom_kills"] + r["w3"]["oom_kills"] + r["w4"]["oom_kills"]
+        lines.append(
+            f"| {cfg}: {r['name']} | {w1['at_end']//MiB} / {w1['plus5']//MiB} / {w1['plus30']//MiB} / {w1['plus120']//MiB} "
+            f"| {(w1['at_end'] - w1['plus120'])//MiB} | {'-' if t90 is None else f'{t90:.1f} s'} "
+            f"| {w2['at_end']//MiB} / {w2['plus5']//MiB} / {w2['plus30']//MiB} / {w2['plus120']//MiB} "
+            f"| {r['w3'].get('runtime-ms', '-')} | {r['w4'].get('passes', '-')} | {ooms} | {cpu:.2f} |")
+    goals = []
+    a, c, d = results.get("a"), results.get("c"), results.get("d")
+    if b and c:
+        rb, rc = b["w1"]["at_end"] - b["w1"]["plus120"], c["w1"]["at_end"] - c["w1"]["plus120"]
+        goals.append(f"(c) returns ≥ 95% of (b): {rc//MiB} / {rb//MiB} MiB = {100*rc/max(rb,1):.0f}% "
+                     f"{'pass' if rc >= 0.95 * rb else 'FAIL'}")
+        tb, tc = time_to(b["w1"], target), time_to(c["w1"], target)
+        ok = tb is not None and tc is not None and tc <= 1.5 * tb
+        goals.append(f"(c) in ≤ 1.5× (b)'s time to 90%: {tc} s vs {tb} s {'pass' if ok else 'FAIL'}")
+    if b and d:
+        hb, hd = b["w2"]["plus120"], d["w2"]["plus120"]
+        goals.append(f"(d) host memory after W2 ≤ 50% of (b): {hd//MiB} vs {hb//MiB} MiB {'pass' if hd <= hb / 2 else 'FAIL'}")
+    if a:
+        for cfg in "cd":
+            if cfg not in results:
+                continue
+            r = results[cfg]
+            w4 = a["w4"].get("passes", 0) / max(r["w4"].get("passes", 1), 1) - 1
+            w3 = r["w3"].get("runtime-ms", 0) / max(a["w3"].get("runtime-ms", 1), 1) - 1
+            goals.append(f"({cfg}) slowdown W4 {100*w4:+.1f}% (≤ 5%) {'pass' if w4 <= 0.05 else 'FAIL'}; "
+                         f"W3 {100*w3:+.1f}% (≤ 10%) {'pass' if w3 <= 0.10 else 'FAIL'}")
+    for cfg, r in results.items():
+        if cfg in "cd":
+            cpu = 100.0 * r["idle_cpu_ticks"] / 100 / r["idle_cpu_seconds"]
+            ooms = r["w1"]["oom_kills"] + r["w3"]["oom_kills"] + r["w4"]["oom_kills"]
+            goals.append(f"({cfg}) idle CPU {cpu:.2f}% of a vCPU (≤ 1%) {'pass' if cpu <= 1 else 'FAIL'}; "
+                         f"OOM kills {ooms} {'pass' if ooms == 0 else 'FAIL'}")
+    lines += ["", "Goals:", ""] + [f"- {g}" for g in goals]
+    return "\n".join(lines) + "\n", goals
+
+
+def plot(results: dict[str, dict], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, key, title in ((axes[0], "w1", "workload 1: 600 MiB anonymous, then exit"),
+                           (axes[1], "w2", "workload 2: 600 MiB of files read once, 100 MiB hot")):
+        for cfg, r in results.items():
+            series = r[key]["series"]
+            ax.plot([t for t, _ in series], [v / MiB for _, v in series], label=f"{cfg}: {r['name']}")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("seconds after the workload ended")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("host memory behind the guest (MiB allocated in the RAM file)")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--initramfs", required=True)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--configs", default="a,b,c,d")
+    p.add_argument("--observe", type=float, default=120)
+    p.add_argument("--out", default=os.path.join(ROOT, "bench/results-free.json"))
+    p.add_argument("--md", default=os.path.join(ROOT, "bench/results-free.md"))
+    p.add_argument("--png", default=os.path.join(ROOT, "bench/results-free.png"))
+    p.add_argument("--keep", default=None, help="a previous results JSON whose other configurations are kept")
+    args = p.parse_args()
+    if args.seed is None:
+        args.seed = random.randrange(1 << 31)
+    results: dict[str, dict] = {}
+    if args.keep:
+        with open(args.keep) as f:
+            kept = json.load(f)
+        args.seed = kept["seed"]
+        results = {k: v for k, v in kept["results"].items() if k not in args.configs.split(",")}
+    for cfg in args.configs.split(","):
+        log(f"{cfg}: booting ({NAMES[cfg]})")
+        run = Run(cfg, args.initramfs, args.seed)
+        try:
+            results[cfg] = run.bench(args.observe)
+        finally:
+            run.stop()
+    results = {k: results[k] for k in sorted(results)}
+    with open(args.out, "w") as f:
+        json.dump({"seed": args.seed, "observe": args.observe, "results": results}, f, indent=1)
+    text, goals = report(results, args)
+    with open(args.md, "w") as f:
+        f.write(text)
+    plot(results, args.png)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
