@@ -52,9 +52,9 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip SystemTests --skip VMTests
 	$(SWIFT) test --skip-build --no-parallel --filter SystemTests
-	$(MAKE) test-release
 	$(MAKE) test-vm
 	$(MAKE) test-systemd
+	$(MAKE) test-release
 
 # Release checks (tests/release/test.sh): the licence line check fails when it
 # should, one version everywhere (the packaged binaries' --version, a running

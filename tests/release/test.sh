@@ -164,9 +164,9 @@ done_step "make dist"
 
 # 6. Reproducible: the same builds again from nothing, in the same
 # directories (swift-frontend's output depends on the build directory, see
-# docs/releasing.md): the scratch paths of step 3 are removed, so the Swift
-# build itself is checked, and the fresh ones stay for make test-vm and
-# make test-systemd.
+# docs/releasing.md): the scratch paths of step 3 (built by make test-vm
+# and make test-systemd before, under make test) are removed, so the Swift
+# build itself is checked.
 rm -rf .build-deb .build-static
 deb_b=$(scripts/mkdeb.sh -o "$work/b" --no-lintian | tail -n1)
 done_step "make deb again, from empty scratch paths"
