@@ -46,11 +46,7 @@ mapfile -t tool_maps < <(maps "$tool_scratch" .build-static)
 # without it the section is zeros. No debug info: the shipped binaries are
 # stripped anyway, and the DWARF names Clang module cache files whose hashes
 # depend on the build directory, which changed the linker's build ID.
-# One LLVM thread per module (-num-threads 1, still one object per file):
-# with several, where the compiler's data lands depends on how its threads
-# interleave, and the instruction order with it (docs/releasing.md); a 2-core
-# machine made two balloonctl builds differ that way.
-same=(-Xswiftc -Xfrontend -Xswiftc -disable-incremental-llvm-codegen -Xswiftc -gnone -Xcc -g0 -Xswiftc -num-threads -Xswiftc 1)
+same=(-Xswiftc -Xfrontend -Xswiftc -disable-incremental-llvm-codegen -Xswiftc -gnone -Xcc -g0)
 daemon=(-c release --static-swift-stdlib --scratch-path "$daemon_scratch" "${daemon_maps[@]}" "${same[@]}")
 tool=(-c release -Xswiftc -static-executable --scratch-path "$tool_scratch" "${tool_maps[@]}" "${same[@]}")
 
