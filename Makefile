@@ -107,8 +107,7 @@ bench-pressure: deps
 bench-host: deps
 	$(SWIFT) build -c release --product balloon-hostd
 	$(SWIFT) build -c release --product balloon-hostsim
-	python3 -c 'import matplotlib' 2>/dev/null || pip3 install --quiet matplotlib || \
-	  pip3 install --quiet --break-system-packages matplotlib
+	@python3 -c 'import matplotlib' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-matplotlib >/dev/null; }
 	if [ "$${BENCH_HOST:-all}" = scale ]; then python3 bench/host.py scale; else \
 	  initramfs=$$(scripts/build-vm-artifacts.sh) && \
 	  python3 bench/host.py all --initramfs $$initramfs --seed $${BENCH_SEED:-1}; fi
