@@ -52,9 +52,13 @@ tool=(-c release -Xswiftc -static-executable --scratch-path "$tool_scratch" "${t
 
 # swift-frontend 6.3.1 is not deterministic by itself: some functions come out
 # with instructions in another order from run to run, depending on where its
-# own data lands in memory. Without address space randomisation, the same
-# directories give the same code every time (docs/releasing.md).
+# own data lands in memory. That depends on address space randomisation, and
+# on whether the Clang modules it imports are already in the module cache or
+# it builds them itself: with parallel jobs, which compile builds them first
+# is a race. So no randomisation, and one job at a time (docs/releasing.md).
 fixed=(setarch "$(uname -m)" -R)
+daemon+=(-j 1)
+tool+=(-j 1)
 "${fixed[@]}" swift build "${daemon[@]}" --product balloond >&2
 "${fixed[@]}" swift build "${tool[@]}" --product balloonctl >&2
 "${fixed[@]}" swift build "${tool[@]}" --product balloon-hostd >&2
