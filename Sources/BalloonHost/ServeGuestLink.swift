@@ -254,9 +254,12 @@ extension GuestPeer {
 
     /// FRAMES_INFLATED / FRAMES_DEFLATED: validate, punch, then acknowledge.
 
-    func checkTimeouts() {
+    /// `now`: the tick's time, read once for every peer.
+    func checkTimeouts(now: Duration? = nil) {
         guard let link else { return }
-        let now = clock()
+        // Synced with nothing pending, the usual case: nothing can be late.
+        if link.synced, link.pending.isEmpty { return }
+        let now = now ?? clock()
         let limit = options.guestTimeout
         if !link.synced {
             if now - link.connectedAt > limit {
