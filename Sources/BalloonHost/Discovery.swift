@@ -28,6 +28,16 @@ enum DiscoveryScan {
         return name.isEmpty ? nil : name
     }
 
+    /// The directory above `path`; nil above `/` (or `.` for a relative path).
+    static func parent(of path: String) -> String? {
+        var p = Substring(path)
+        while p.count > 1, p.hasSuffix("/") { p = p.dropLast() }
+        guard p != "/", p != "." else { return nil }
+        guard let slash = p.lastIndex(of: "/") else { return "." }
+        let up = p[..<slash]
+        return up.isEmpty ? "/" : String(up)
+    }
+
     /// What to add and remove to go from `current` to `found` (name → socket
     /// path); a guest whose socket moved is removed and added again.
     static func diff(current: [String: String], found: [String: String]) -> (add: [String: String], remove: [String]) {
@@ -39,12 +49,19 @@ enum DiscoveryScan {
     }
 }
 
-/// The watches and the scan that reads the directories.
+/// The watches and the scan that reads the directories. A directory that
+/// does not exist yet (libvirt not installed, a `Directories=` entry made
+/// later) is waited for with a watch on its nearest existing parent: the
+/// event of it (or of a directory on the way) being made triggers the scan
+/// that watches it.
 final class DiscoveryWatch {
     let inotify: Inotify
     let libvirt: Bool
     let directories: [String]
-    var watched: Set<String> = []
+    /// Directories watched for sockets (or libvirt's domain directories) → watch.
+    var watched: [String: Int32] = [:]
+    /// A missing directory → the existing parent watched until it appears.
+    var waiting: [String: (parent: String, watch: Int32)] = [:]
 
     init(libvirt: Bool, directories: [String]) throws(SystemError) {
         inotify = try Inotify()
@@ -56,22 +73,32 @@ final class DiscoveryWatch {
     /// and returns the guests found: name → socket path. Duplicates: first wins.
     func scan(log: (String) -> Void) -> [String: String] {
         var found: [String: String] = [:]
-        if libvirt, watch(DiscoveryScan.libvirtChannels, log: log) {
-            for domain in entries(DiscoveryScan.libvirtChannels) {
-                let dir = DiscoveryScan.libvirtChannels + "/" + domain
-                guard let name = DiscoveryScan.libvirtName(domain), (try? FileStatus.of(dir))?.kind == .directory else { continue }
-                _ = watch(dir, log: log)
-                let socket = dir + "/" + DiscoveryScan.libvirtSocket
-                if (try? FileStatus.of(socket))?.kind == .socket, found[name] == nil { found[name] = socket }
+        var missing: [String] = []
+        if libvirt {
+            if watch(DiscoveryScan.libvirtChannels, log: log) {
+                for domain in entries(DiscoveryScan.libvirtChannels) {
+                    let dir = DiscoveryScan.libvirtChannels + "/" + domain
+                    guard let name = DiscoveryScan.libvirtName(domain), (try? FileStatus.of(dir))?.kind == .directory else { continue }
+                    _ = watch(dir, log: log)
+                    let socket = dir + "/" + DiscoveryScan.libvirtSocket
+                    if (try? FileStatus.of(socket))?.kind == .socket, found[name] == nil { found[name] = socket }
+                }
+            } else {
+                missing.append(DiscoveryScan.libvirtChannels)
             }
         }
-        for directory in directories where watch(directory, log: log) {
+        for directory in directories {
+            guard watch(directory, log: log) else {
+                missing.append(directory)
+                continue
+            }
             for entry in entries(directory) {
                 let path = directory + "/" + entry
                 guard let name = DiscoveryScan.socketName(entry), (try? FileStatus.of(path))?.kind == .socket else { continue }
                 if found[name] == nil { found[name] = path }
             }
         }
+        awaitAppearance(of: missing, log: log)
         return found
     }
 
@@ -86,13 +113,34 @@ final class DiscoveryWatch {
 
     private func watch(_ directory: String, log: (String) -> Void) -> Bool {
         do {
-            _ = try inotify.watch(directory)
-            if watched.insert(directory).inserted { log("discovery: watching \(directory)") }
+            let wd = try inotify.watch(directory)
+            if watched.updateValue(wd, forKey: directory) == nil { log("discovery: watching \(directory)") }
             return true
         } catch {
-            if watched.remove(directory) != nil { log("discovery: \(directory) no longer watched: \(error.cause)") }
+            if watched.removeValue(forKey: directory) != nil { log("discovery: \(directory) no longer watched: \(error.cause)") }
             return false
         }
+    }
+
+    /// Watches the nearest existing parent of each missing directory, and
+    /// ends the parent watches no longer needed.
+    private func awaitAppearance(of missing: [String], log: (String) -> Void) {
+        var now: [String: (parent: String, watch: Int32)] = [:]
+        for directory in missing {
+            var parent = DiscoveryScan.parent(of: directory)
+            while let p = parent {
+                if (try? FileStatus.of(p))?.kind == .directory, let wd = try? inotify.watch(p) {
+                    now[directory] = (p, wd)
+                    if waiting[directory]?.parent != p { log("discovery: \(directory) does not exist; watching \(p) for it") }
+                    break
+                }
+                parent = DiscoveryScan.parent(of: p)
+            }
+        }
+        // The kernel gives one watch per inode: keep any still in use.
+        let inUse = Set(watched.values).union(now.values.map(\.watch))
+        for (_, old) in waiting where !inUse.contains(old.watch) { inotify.unwatch(old.watch) }
+        waiting = now
     }
 
     private func entries(_ directory: String) -> [String] {

@@ -17,13 +17,18 @@ extension GuestPeer {
         case let .deflated(d):
             agent.actual = d.actual
         case let .stats(reply):
-            agent.actual = reply.balloonActual
-            guard let sample = GuestSample(reply, at: clock()) else { return }
-            agent.sample = sample
-            loop.sampled(self)
+            observe(reply)
         case .framesInflated, .framesDeflated:
             return
         }
+    }
+
+    /// A STATS event's data: the balloon's size and the policy's sample.
+    func observe(_ reply: StatsReply) {
+        agent.actual = reply.balloonActual
+        guard let sample = GuestSample(reply, at: clock()) else { return }
+        agent.sample = sample
+        loop.sampled(self)
     }
 
     /// A control client's v1 command for this guest.

@@ -143,6 +143,13 @@ extension ServeLoop {
     }
 
     /// A guest's event line, to the clients that selected that guest.
+    /// A guest's line (without its newline) to the clients that selected
+    /// the guest; nothing is copied when none did (the agent's usual case).
+    func broadcastLine(_ line: [UInt8], from peer: UInt64) {
+        guard clients.values.contains(where: { $0.selected == peer }) else { return }
+        broadcast(line + [0x0A], from: peer)
+    }
+
     func broadcast(_ bytes: [UInt8], from peer: UInt64) {
         for client in Array(clients.values) where client.selected == peer { enqueue(client, bytes) }
     }

@@ -168,6 +168,13 @@ extension GuestPeer {
     }
 
     func guestLine(_ line: [UInt8], _ link: GuestLink) {
+        // Every guest's STATS each second: read without a JSON tree
+        // (StatsEventLine.swift); anything else takes the general decoder.
+        if let stats = StatsReply(statsEventLine: line) {
+            observe(stats)
+            loop.broadcastLine(line, from: id)
+            return
+        }
         let message: Message
         do { message = try Message.decode(line) } catch {
             guestMalformed += 1
@@ -186,7 +193,7 @@ extension GuestPeer {
             // Passed on as received: clients ignore what they do not know.
             case .balloonChange?, .targetReached?, .targetUnreachable?, .stats?, .deflated?, nil:
                 observe(event)
-                loop.broadcast(line + [0x0A], from: id)
+                loop.broadcastLine(line, from: id)
             }
         case .request:
             return
@@ -247,9 +254,12 @@ extension GuestPeer {
 
     /// FRAMES_INFLATED / FRAMES_DEFLATED: validate, punch, then acknowledge.
 
-    func checkTimeouts() {
+    /// `now`: the tick's time, read once for every peer.
+    func checkTimeouts(now: Duration? = nil) {
         guard let link else { return }
-        let now = clock()
+        // Synced with nothing pending, the usual case: nothing can be late.
+        if link.synced, link.pending.isEmpty { return }
+        let now = now ?? clock()
         let limit = options.guestTimeout
         if !link.synced {
             if now - link.connectedAt > limit {

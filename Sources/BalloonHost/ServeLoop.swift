@@ -167,7 +167,8 @@ public final class ServeLoop {
             if peer.link == nil { peer.connectGuest() }
         case .tick:
             tickTimer.acknowledge()
-            for peer in Array(peers.values) { peer.checkTimeouts() }
+            let now = clock()
+            for peer in Array(peers.values) { peer.checkTimeouts(now: now) }
         case .signal:
             while let sig = signals?.next() {
                 if sig == SIGHUP {

@@ -32,31 +32,62 @@ public struct LineFramer: Sendable {
 
     public mutating func feed(_ bytes: some Sequence<UInt8>) -> [Item] {
         var items: [Item] = []
-        for byte in bytes {
-            switch byte {
-            case LineFramer.resyncByte:
-                items.append(.resync(dropped: pending.count + (heldCR ? 1 : 0)))
-                pending.removeAll(keepingCapacity: true)
-                heldCR = false
-                skippingOverlong = false
-            case 0x0A:
-                if skippingOverlong {
-                    skippingOverlong = false
-                } else if pending.contains(where: { $0 != 0x20 && $0 != 0x09 }) {
-                    items.append(.line(pending))
+        for byte in bytes { step(byte, &items) }
+        return items
+    }
+
+    /// The same for what a read returns, without a generic iterator per
+    /// byte: a run of ordinary bytes joins the line in one copy (a host agent
+    /// reads a thousand guests' lines a second).
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer) -> [Item] {
+        var items: [Item] = []
+        var i = 0
+        while i < bytes.count {
+            if !skippingOverlong, !heldCR {
+                var end = i
+                while end < bytes.count {
+                    let b = bytes[end]
+                    if b == LineFramer.resyncByte || b == 0x0A || b == 0x0D { break }
+                    end += 1
                 }
-                pending.removeAll(keepingCapacity: true)
-                heldCR = false
-            default:
-                guard !skippingOverlong else { continue }
-                if heldCR {
-                    heldCR = false
-                    guard append(0x0D, to: &items) else { continue }
+                // Up to the bound in bulk; the byte past it (if any) is
+                // stepped, which reports the line too long as byte by byte.
+                let run = min(end - i, maxLineBytes - pending.count)
+                if run > 0 {
+                    pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<(i + run)]))
+                    i += run
+                    continue
                 }
-                if byte == 0x0D { heldCR = true } else { append(byte, to: &items) }
             }
+            step(bytes[i], &items)
+            i += 1
         }
         return items
+    }
+
+    private mutating func step(_ byte: UInt8, _ items: inout [Item]) {
+        switch byte {
+        case LineFramer.resyncByte:
+            items.append(.resync(dropped: pending.count + (heldCR ? 1 : 0)))
+            pending.removeAll(keepingCapacity: true)
+            heldCR = false
+            skippingOverlong = false
+        case 0x0A:
+            if skippingOverlong {
+                skippingOverlong = false
+            } else if pending.contains(where: { $0 != 0x20 && $0 != 0x09 }) {
+                items.append(.line(pending))
+            }
+            pending.removeAll(keepingCapacity: true)
+            heldCR = false
+        default:
+            guard !skippingOverlong else { return }
+            if heldCR {
+                heldCR = false
+                guard append(0x0D, to: &items) else { return }
+            }
+            if byte == 0x0D { heldCR = true } else { append(byte, to: &items) }
+        }
     }
 
     /// Adds a byte to the line, or reports the line too long and starts skipping it.

@@ -51,17 +51,48 @@ import Testing
         #expect(!watch.drain())
     }
 
+    @Test func parents() {
+        #expect(DiscoveryScan.parent(of: "/a/b/c") == "/a/b")
+        #expect(DiscoveryScan.parent(of: "/a/b/") == "/a")
+        #expect(DiscoveryScan.parent(of: "/a") == "/")
+        #expect(DiscoveryScan.parent(of: "/") == nil)
+        #expect(DiscoveryScan.parent(of: "sockets") == ".")
+        #expect(DiscoveryScan.parent(of: ".") == nil)
+    }
+
+    /// A directory made after the scan (two levels of it) is found through
+    /// the events of its parents, with no reload.
     @Test func missingDirectoryIsWatchedOnceItExists() throws {
         let dir = TempDir()
         defer { dir.remove() }
-        let sub = dir.path + "/later"
+        let top = dir.path + "/later"
+        let sub = top + "/sockets"
         let watch = try DiscoveryWatch(libvirt: false, directories: [sub])
-        #expect(watch.scan(log: { _ in }).isEmpty)
+        var lines: [String] = []
+        #expect(watch.scan(log: { lines.append($0) }).isEmpty)
+        #expect(lines == ["discovery: \(sub) does not exist; watching \(dir.path) for it"])
+        #expect(!watch.drain())
+
+        mkdir(top, 0o755)
+        defer { rmdir(top) }
+        #expect(waitUntil { watch.drain() })
+        #expect(watch.scan(log: { lines.append($0) }).isEmpty)
+        #expect(lines.last == "discovery: \(sub) does not exist; watching \(top) for it")
+        // The watch on the temporary directory ended: making an unrelated
+        // entry there is no event any more (the end of the watch is one).
+        _ = watch.drain()
+        close(open(dir.path + "/unrelated", O_CREAT | O_WRONLY | O_CLOEXEC, 0o600))
+        defer { unlink(dir.path + "/unrelated") }
+        #expect(!watch.drain())
+
         mkdir(sub, 0o755)
         defer { rmdir(sub) }
+        #expect(waitUntil { watch.drain() })
+        #expect(watch.scan(log: { lines.append($0) }).isEmpty)
+        #expect(lines.last == "discovery: watching \(sub)")
         let listener = try StreamSocket.listenUnix(path: sub + "/g.sock")
         defer { listener.close(); unlink(sub + "/g.sock") }
-        // The next scan (a reload, or any other event) watches and finds it.
+        #expect(waitUntil { watch.drain() })
         #expect(watch.scan(log: { _ in }) == ["g": sub + "/g.sock"])
     }
 }

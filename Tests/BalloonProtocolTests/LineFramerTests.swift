@@ -164,3 +164,35 @@ struct LineFramerTests {
         }
     }
 }
+
+/// The buffer overload (what a read gives, copied in runs) against the byte
+/// by byte one, on random streams of lines, CRs, resyncs and overlong lines
+/// cut into random reads.
+@Suite struct LineFramerBufferTests {
+    @Test func bufferFeedMatchesByteFeed() {
+        var rng = SeededRandom(seed: 7)
+        let alphabet: [UInt8] = [0x0A, 0x0D, 0xFF, 0x20, 0x09, UInt8(ascii: "a"), UInt8(ascii: "{"), UInt8(ascii: "}")]
+        for round in 0..<400 {
+            let max = Int(rng.next() % 24) + 1
+            var stream: [UInt8] = []
+            for _ in 0..<Int(rng.next() % 300) {
+                // Mostly ordinary bytes, so runs of every length against the bound.
+                stream.append(rng.next() % 3 == 0 ? alphabet[Int(rng.next() % UInt64(alphabet.count))] : UInt8(ascii: "x"))
+            }
+            var bytewise = LineFramer(maxLineBytes: max)
+            var buffered = LineFramer(maxLineBytes: max)
+            var expected: [LineFramer.Item] = []
+            var got: [LineFramer.Item] = []
+            var at = 0
+            while at < stream.count {
+                let n = min(stream.count - at, Int(rng.next() % 40) + 1)
+                let chunk = Array(stream[at..<(at + n)])
+                expected += bytewise.feed(chunk.lazy.map { $0 })
+                got += chunk.withUnsafeBytes { buffered.feed($0) }
+                #expect(buffered.bufferedBytes == bytewise.bufferedBytes)
+                at += n
+            }
+            #expect(got == expected, "round \(round), bound \(max)")
+        }
+    }
+}

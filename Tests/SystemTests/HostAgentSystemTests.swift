@@ -147,6 +147,32 @@ import Testing
         _ = db
     }
 
+    /// A `Directories=` entry made after the agent started is watched from
+    /// then on, without a reload: the watch on its nearest existing parent
+    /// sees it made.
+    @Test func discoveryDirectoryMadeAfterTheStart() throws {
+        let box = try AgentBox()
+        let later = box.dir + "/later/sockets"
+        let text = "[Host]\nControl=\(box.control)\nGuestDirectory=\(box.guests)\n[Policy]\nMode=manual\n[Discovery]\nLibvirt=no\nDirectories=\(later)\n"
+        try text.write(toFile: box.config, atomically: true, encoding: .utf8)
+        let agent = try AgentProcess(["--config", box.config])
+        #expect(waitUntil { agent.log.contains("\(later) does not exist; watching \(box.dir) for it") }, "\(agent.log)")
+        #expect(waitUntil { FileManager.default.fileExists(atPath: box.control) }, "\(agent.log)")
+        let client = try RawClient(socket: box.control)
+        try client.sync()
+
+        try FileManager.default.createDirectory(atPath: later, withIntermediateDirectories: true)
+        let g = try Sandbox(config: "[Channel]\nListen=unix:\(later)/g.sock\n[Balloon]\nChunkSize=8M\n")
+        let dg = try DaemonProcess(arguments: ["--config", g.configPath], waitForSocket: "\(later)/g.sock")
+        #expect(waitUntil { (try? guest(client, "g"))??.connected == true }, "\(agent.log)")
+        #expect(try guest(client, "g")?.source == "discovered")
+        #expect(agent.log.contains("discovery: watching \(later)"))
+
+        kill(agent.pid, SIGTERM)
+        #expect(agent.waitForExit() == 0)
+        _ = dg
+    }
+
     @Test func badFileNamesFileLineAndKey() throws {
         let box = try AgentBox(extra: "[Policy]\nMode=fast\n")
         let agent = try AgentProcess(["--config", box.config])
