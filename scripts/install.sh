@@ -74,7 +74,7 @@ else
 fi
 install -d -m 0755 "$root$sysconfdir/balloon-hostd.d"
 
-for page in balloonctl.1 balloond.conf.5 balloond.8; do
+for page in balloonctl.1 balloond.conf.5 balloond.8 balloon-hostd.conf.5 balloon-hostd.8; do
     sed -E "/^\.TH /s/\"balloond [^\"]*\"/\"balloond $version\"/" "packaging/man/$page" >"$tmp/$page"
     put 0644 "$tmp/$page" "$prefix/share/man/man${page##*.}/$page"
 done

@@ -124,7 +124,9 @@ usr/local/share/doc/balloond/README.md
 usr/local/share/fish/vendor_completions.d/balloonctl.fish
 usr/local/share/fish/vendor_completions.d/balloond.fish
 usr/local/share/man/man1/balloonctl.1
+usr/local/share/man/man5/balloon-hostd.conf.5
 usr/local/share/man/man5/balloond.conf.5
+usr/local/share/man/man8/balloon-hostd.8
 usr/local/share/man/man8/balloond.8
 usr/local/share/zsh/site-functions/_balloonctl
 usr/local/share/zsh/site-functions/_balloond"
