@@ -383,7 +383,8 @@ def run_policy(a, policy: str) -> dict:
             s = {"t": round(now, 2), "host": sum(g.allocated() for g in guests)}
             if ctl:
                 try:
-                    s["guests"] = {x["name"]: {"target": x["target"], "psi": x["psi-some-avg10"], "reason": x["reason"]}
+                    s["guests"] = {x["name"]: {"target": x["target"], "actual": x.get("actual"), "psi": x["psi-some-avg10"],
+                                               "reason": x["reason"]}
                                    for x in ctl.call("list-guests", timeout=5)["guests"]}
                 except Exception as e:  # a busy agent must not stop the run
                     s["error"] = str(e)
@@ -408,41 +409,56 @@ def run_policy(a, policy: str) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def reactions(samples: list[dict], lead: float = 10.0) -> list[float]:
+def reactions(samples: list[dict], lead: float = 2.0) -> dict:
     """Per guest and pressure episode (psi-some-avg10 reaching 1 after being below it): seconds
-    from the first sample showing it to the first with a lower target. A target lowered in the
-    `lead` seconds before the episode showed (auto acts on refaults and faults before PSI rises)
-    counts as 0. An episode with no lower target before the psi falls below 1 again is not counted
-    (a policy that never reacts has no figures; compare `reactions` between rows)."""
-    out = []
+    from the first sample showing it to the first sample where the guest's balloon (`actual`, what
+    the guest reports holding, not the target the agent asked for) is smaller than at the episode's
+    start. A balloon that shrank in the `lead` seconds before the episode showed counts as 0 and is
+    counted as `anticipated` (auto acts on refaults and major faults before PSI rises). An episode
+    that ends (psi below 1 again) or the run ends without the balloon shrinking is a `missed`
+    episode and enters the figures as infinite; an episode that starts with an empty balloon has
+    nothing to give back and is counted as `empty`, not timed. psi-some-avg10 is a 10 s average
+    sampled every 0.5 s, so an episode shows up to a few seconds after the stall began: the figure
+    is from what the agent's own input shows, not from the stall's first microsecond."""
+    times: list[float] = []
+    anticipated = missed = empty = 0
     names = sorted({n for s in samples for n in s.get("guests", {})})
     for n in names:
-        start = None
-        start_target = None
+        start = start_actual = None
         calm = True
         last_drop = None
         previous = None
         for s in samples:
             g = s.get("guests", {}).get(n)
-            if not g or g["target"] is None:
+            if not g or g.get("actual") is None:
                 continue
             psi = g["psi"] or 0
-            if previous is not None and g["target"] < previous:
+            actual = g["actual"]
+            if previous is not None and actual < previous:
                 last_drop = s["t"]
-                if start is not None and g["target"] < start_target:
-                    out.append(s["t"] - start)
+                if start is not None and actual < start_actual:
+                    times.append(s["t"] - start)
                     start = None
-            previous = g["target"]
+            previous = actual
             if calm and psi >= 1:
                 calm = False
-                if last_drop is not None and s["t"] - last_drop <= lead:
-                    out.append(0.0)
+                if actual == 0:
+                    empty += 1
+                elif last_drop is not None and s["t"] - last_drop <= lead:
+                    times.append(0.0)
+                    anticipated += 1
                 else:
-                    start, start_target = s["t"], g["target"]
+                    start, start_actual = s["t"], actual
             elif psi < 1:
                 calm = True
+                if start is not None:
+                    times.append(float("inf"))
+                    missed += 1
                 start = None
-    return out
+        if start is not None:
+            times.append(float("inf"))
+            missed += 1
+    return {"times": times, "anticipated": anticipated, "missed": missed, "empty": empty}
 
 
 def summarize(run: dict, baseline: dict | None, budget: int) -> dict:
@@ -454,7 +470,8 @@ def summarize(run: dict, baseline: dict | None, budget: int) -> dict:
             for p, b in zip(mine, base):
                 if b["seconds"] > 0 and p["rc"] == 0 and b["rc"] == 0 and p["kind"] != "idle":
                     ratios.append(p["seconds"] / b["seconds"])
-    r = reactions(run["samples"])
+    rx = reactions(run["samples"])
+    r = rx["times"]
     return {
         "policy": run["policy"],
         "host_mean_mib": round(sum(host) / len(host) / MiB, 1) if host else None,
@@ -465,7 +482,8 @@ def summarize(run: dict, baseline: dict | None, budget: int) -> dict:
         "oom_kills": run["oom_kills"],
         "psi_some_total_s": round(run["psi_some_total_s"], 2),
         "reaction_p50_s": round(pct(r, 50), 2) if r else None, "reaction_p99_s": round(pct(r, 99), 2) if r else None,
-        "reactions": len(r),
+        "reactions": len(r), "reactions_anticipated": rx["anticipated"], "reactions_missed": rx["missed"],
+        "episodes_with_empty_balloon": rx["empty"],
     }
 
 
@@ -550,7 +568,9 @@ def markdown(results: dict) -> str:
         for r in c["rows"]:
             out.append(f"| {r['policy']} | {r['host_mean_mib']} MiB | {r['host_p99_mib']} MiB | {r['seconds_over_budget']} | "
                        f"{r['runtime_ratio_p50']} / {r['runtime_ratio_p99']} | {r['oom_kills']} | {r['psi_some_total_s']} s | "
-                       f"{r['reaction_p50_s']} / {r['reaction_p99_s']} s ({r['reactions']}) |")
+                       f"{r['reaction_p50_s']} / {r['reaction_p99_s']} s ({r['reactions']} episodes: "
+                       f"{r.get('reactions_anticipated', 0)} anticipated, {r.get('reactions_missed', 0)} missed; "
+                       f"{r.get('episodes_with_empty_balloon', 0)} with an empty balloon) |")
         out += ["", "| goal | met | figure |", "|---|---|---|"] + [f"| {g} | {'pass' if ok else 'FAIL'} | {v} |" for g, ok, v in c["goals"]]
     return "\n".join(out) + "\n"
 
