@@ -30,6 +30,20 @@ extension ServeLoop {
                 return
             }
             guard let fd else { return }
+            // The socket is created 0600, so only root and this user can
+            // connect; checking the peer too keeps that true if someone
+            // loosens the mode, and names who connected in the log.
+            let who: PeerCredentials
+            do { who = try StreamSocket.peerCredentials(fd) } catch {
+                log("control client refused: \(error)")
+                fd.close()
+                continue
+            }
+            guard Self.mayControl(who, owner: ProcessControl.effectiveUserID) else {
+                log("control client refused: \(who) is neither root nor uid \(ProcessControl.effectiveUserID)")
+                fd.close()
+                continue
+            }
             guard clients.count < settings.maxClients else {
                 log("control client refused: \(settings.maxClients) already connected")
                 fd.close()
@@ -43,7 +57,13 @@ extension ServeLoop {
                 continue
             }
             clients[client.id] = client
+            log("control client \(client.id) connected: \(who)")
         }
+    }
+
+    /// Who may use the control socket: root and the user the agent runs as.
+    static func mayControl(_ peer: PeerCredentials, owner: UInt32) -> Bool {
+        peer.uid == 0 || peer.uid == owner
     }
 
     func clientReadable(_ client: Client) {

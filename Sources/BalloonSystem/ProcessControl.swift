@@ -32,6 +32,9 @@ public enum ProcessControl {
     }
 
     /// An environment variable's value, nil when unset.
+    /// This process's effective user ID (geteuid cannot fail).
+    public static var effectiveUserID: UInt32 { geteuid() }
+
     public static func environment(_ name: String) -> String? {
         getenv(name).map { String(cString: $0) }
     }

@@ -34,6 +34,14 @@ package enum StreamSocket {
         return Descriptor(adopting: fd)
     }
 
+    /// Who is at the other end of a connected unix socket (SO_PEERCRED: the
+    /// credentials the peer had when it connected).
+    package static func peerCredentials(_ fd: Descriptor) throws(SystemError) -> PeerCredentials {
+        var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
+        _ = try syscall("getsockopt(SO_PEERCRED)") { cballoon_peer_credentials(fd.raw, &pid, &uid, &gid) }
+        return PeerCredentials(pid: pid, uid: uid, gid: gid)
+    }
+
     package static func listenVsock(port: UInt32, cid: UInt32 = cballoon_VMADDR_CID_ANY, backlog: Int32 = 4) throws(SystemError) -> Descriptor {
         let fd = Descriptor(adopting: try syscall("socket(AF_VSOCK)") {
             socket(AF_VSOCK, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
@@ -119,4 +127,13 @@ package enum VirtioSerialPort {
         guard case .success = funnel({ "poll" }, { poll(&p, 1, 0) }) else { return false }
         return (p.revents & Int16(POLLHUP)) == 0
     }
+}
+
+/// A unix socket peer's process and identity when it connected.
+package struct PeerCredentials: Sendable, Equatable, CustomStringConvertible {
+    package var pid: Int32
+    package var uid: UInt32
+    package var gid: UInt32
+    package init(pid: Int32, uid: UInt32, gid: UInt32) { self.pid = pid; self.uid = uid; self.gid = gid }
+    package var description: String { "pid \(pid) uid \(uid) gid \(gid)" }
 }

@@ -119,6 +119,15 @@ int cballoon_peer_closed(int fd) {
     return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) ? 1 : 0;
 }
 
+#include <sys/socket.h>
+int cballoon_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) {
+    struct ucred c;
+    socklen_t len = sizeof c;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len) < 0) return -1;
+    *pid = c.pid; *uid = c.uid; *gid = c.gid;
+    return 0;
+}
+
 int cballoon_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
 
 #include <sys/syscall.h>

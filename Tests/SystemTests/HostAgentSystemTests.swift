@@ -173,6 +173,47 @@ import Testing
         _ = dg
     }
 
+    /// The control socket is 0600; if its mode is loosened, the agent still
+    /// refuses a peer that is neither root nor its own user (SO_PEERCRED) and
+    /// names it in the log, while root's clients are served and logged.
+    @Test func controlSocketRefusesOtherUsers() throws {
+        let box = try AgentBox()
+        let agent = try AgentProcess(["--config", box.config])
+        #expect(waitUntil { FileManager.default.fileExists(atPath: box.control) }, "\(agent.log)")
+        #expect(try StreamIO.mode(of: box.control) & 0o777 == 0o600)
+        let client = try RawClient(socket: box.control)
+        try client.sync()
+        #expect(waitUntil { agent.log.contains("connected: pid \(getpid()) uid 0") }, "\(agent.log)")
+
+        chmod(box.control, 0o666)
+        chmod(box.dir, 0o755)
+        // As nobody: connect, send sync, print what comes back before EOF.
+        let script = """
+            import socket, sys
+            s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(10)
+            try:
+                s.sendall(b'{"execute":"sync","id":1}\\n'); data = s.recv(4096)
+            except (BrokenPipeError, ConnectionResetError):
+                data = b''
+            print(repr(data)); print('end' if data == b'' else 'answered')
+            """
+        let nobody = Process()
+        nobody.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        nobody.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script, box.control]
+        let out = Pipe()
+        nobody.standardOutput = out
+        try nobody.run()
+        nobody.waitUntilExit()
+        let printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(nobody.terminationStatus == 0, "\(printed)")
+        #expect(printed.hasSuffix("end\n"), "\(printed)")
+        #expect(waitUntil { agent.log.contains("control client refused: pid \(nobody.processIdentifier) uid 65534") }, "\(agent.log)")
+        try client.sync()  // root's client is unaffected
+
+        kill(agent.pid, SIGTERM)
+        #expect(agent.waitForExit() == 0)
+    }
+
     @Test func badFileNamesFileLineAndKey() throws {
         let box = try AgentBox(extra: "[Policy]\nMode=fast\n")
         let agent = try AgentProcess(["--config", box.config])

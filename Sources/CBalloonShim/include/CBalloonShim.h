@@ -74,6 +74,8 @@ int cballoon_fallocate(int fd, int mode, int64_t offset, int64_t length);
 // 1 if the peer has shut down its side (POLLRDHUP/POLLHUP/POLLERR) even when
 // unread bytes remain, 0 if not, -1 with errno on failure. Never blocks.
 int cballoon_peer_closed(int fd);
+/* SO_PEERCRED of a connected unix socket: who is at the other end. */
+int cballoon_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
 
 
 
