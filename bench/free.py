@@ -157,10 +157,22 @@ class Run:
         fields = stat[stat.rindex(")") + 2:].split()
         return int(fields[11]) + int(fields[12])
 
+    # /proc/vmstat counters whose change over a workload says where its time went
+    # (huge pages it did not get, reclaim and compaction it ran into).
+    WATCHED = ("oom_kill", "thp_fault_alloc", "thp_fault_fallback", "allocstall_normal", "allocstall_dma32",
+               "compact_stall", "pgscan_kswapd", "pgscan_direct", "pgfault")
+
+    def vmstats(self) -> dict[str, int]:
+        keys = "|".join(self.WATCHED)
+        out = self.sh(f"grep -E '^({keys}) ' /proc/vmstat")
+        return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+
     def workload(self, cmd: str) -> dict:
-        oom = self.vmstat("oom_kill")
+        before = self.vmstats()
         rc, out = self.run(cmd, 900)
-        result = {"rc": rc, "oom_kills": self.vmstat("oom_kill") - oom}
+        after = self.vmstats()
+        result = {"rc": rc, "oom_kills": after.get("oom_kill", 0) - before.get("oom_kill", 0),
+                  "vmstat": {k: after[k] - before.get(k, 0) for k in after}}
         for line in out.splitlines():
             for part in line.split():
                 if "=" in part:
@@ -195,7 +207,10 @@ class Run:
         res["idle_cpu_seconds"] = time.monotonic() - end
         # Workload 3: the memory again, at once.
         log(f"{self.cfg}: workload 3")
+        res["before_w3_meminfo"] = self.sh("grep -E '^(MemFree|AnonHugePages|Mlocked|Unevictable):' /proc/meminfo")
+        t0 = self.daemon_ticks()
         res["w3"] = self.workload("workload instant 600")
+        res["w3"]["daemon_cpu_ticks"] = self.daemon_ticks() - t0
         time.sleep(10)
         # Workload 2.
         log(f"{self.cfg}: workload 2")
