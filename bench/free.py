@@ -84,8 +84,9 @@ class Sampler(threading.Thread):
                 return v
         return self.samples[-1][1]
 
-    def window(self, start: float, end: float) -> list[tuple[float, int]]:
-        return [(ts - start, v) for ts, v in self.samples if start <= ts <= end]
+    def window(self, start: float, end: float, origin: float) -> list[tuple[float, int]]:
+        """Samples from start to end, timed from origin (the workload's end)."""
+        return [(ts - origin, v) for ts, v in self.samples if start <= ts <= end]
 
 
 class Run:
@@ -188,7 +189,7 @@ class Run:
         time.sleep(max(0.0, end + seconds + 1 - time.monotonic()))
         s = self.sampler
         return {"at_end": s.at(end), "plus5": s.at(end + 5), "plus30": s.at(end + 30),
-                "plus120": s.at(end + min(120, seconds)), "series": s.window(end - 5, end + seconds)}
+                "plus120": s.at(end + min(120, seconds)), "series": s.window(end - 5, end + seconds, end)}
 
     def bench(self, observe: float) -> dict:
         res: dict = {"config": self.cfg, "name": NAMES[self.cfg]}
@@ -364,6 +365,11 @@ def main() -> int:
             kept = json.load(f)
         args.seed = kept["seed"]
         results = {k: v for k, v in kept["results"].items() if k not in args.configs.split(",")}
+        if not kept.get("series_from_end"):
+            # Older results timed their series from 5 s before the workload's end.
+            for r in results.values():
+                for w in ("w1", "w2"):
+                    r[w]["series"] = [(ts - 5, v) for ts, v in r[w]["series"]]
     for cfg in args.configs.split(","):
         log(f"{cfg}: booting ({NAMES[cfg]})")
         run = Run(cfg, args.initramfs, args.seed)
@@ -373,7 +379,7 @@ def main() -> int:
             run.stop()
     results = {k: results[k] for k in sorted(results)}
     with open(args.out, "w") as f:
-        json.dump({"seed": args.seed, "observe": args.observe, "results": results}, f, indent=1)
+        json.dump({"seed": args.seed, "observe": args.observe, "series_from_end": True, "results": results}, f, indent=1)
     text, goals = report(results, args)
     with open(args.md, "w") as f:
         f.write(text)

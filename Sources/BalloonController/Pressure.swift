@@ -52,11 +52,12 @@ public struct PressurePolicy: Sendable, Equatable {
     /// in full, with the whole quiet period.
     public var selfInflictedPause: Duration = .seconds(5)
     /// How long a floor deflate keeps the free-memory mode from growing (the
-    /// host's target still waits `quietPeriod`). The floor trips when the
-    /// guest's own allocations use its memory, not when it stalls; the mode
-    /// grows only into memory that then stayed free for its settle delay,
-    /// which is already free and takes nothing the guest is reclaiming.
-    public var freeMemoryFloorHoldOff: Duration = .seconds(5)
+    /// host's target still waits `quietPeriod`): none past the mode's own
+    /// settle delay, which starts over at the deflate. The floor trips when
+    /// the guest's own allocations use its memory, not when it stalls; the
+    /// mode then grows only into memory that stayed free above the cushion
+    /// for the settle delay, so it takes nothing the guest uses or reclaims.
+    public var freeMemoryFloorHoldOff: Duration = .zero
 
     public init() {}
 }

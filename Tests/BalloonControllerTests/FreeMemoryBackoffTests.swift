@@ -38,12 +38,14 @@ private let GiB: UInt64 = 1 << 30
         #expect(rig.controller.actual == 192 * MiB)
         let policy = rig.controller.policy
         // The workload ended: 320 MiB is free above the cushion and its
-        // margin again. Not taken during the hold-off...
-        feed(rig, memFree: 400 * MiB, for: policy.freeMemoryFloorHoldOff - .milliseconds(250))
+        // margin again. Not taken before it stayed free for the settle
+        // delay (and any hold-off)...
+        let wait = policy.freeMemoryFloorHoldOff + FreeMemoryPolicy(cushion: 64 * MiB).settleDelay
+        feed(rig, memFree: 400 * MiB, for: wait - .milliseconds(250))
         #expect(rig.controller.actual == 192 * MiB)
-        // ...but once it passed and the settle delay with it, long before
-        // the quiet period ends (which still holds the host's target).
-        feed(rig, memFree: 400 * MiB, for: .seconds(3))
+        // ...but then at once, long before the quiet period ends (which
+        // still holds the host's target).
+        feed(rig, memFree: 400 * MiB, for: .seconds(1))
         #expect(rig.controller.actual == 512 * MiB)
         #expect(rig.controller.inPressureBackoff)
         #expect(rig.controller.freeMemoryHeld == 512 * MiB)
