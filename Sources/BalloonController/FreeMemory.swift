@@ -123,8 +123,9 @@ extension BalloonController {
     public func sampleFreeMemory(memFree: UInt64) -> Bool {
         guard var sizer = freeMemory else { return false }
         liftExpiredBackoff(clock.now)
-        // A floor deflate holds the mode back only briefly: past that, it
-        // grows above the ceiling that still caps the host's target.
+        // A floor deflate holds the mode back only for its settle delay
+        // (Pressure.swift): it then grows above the ceiling that still caps
+        // the host's target.
         let limit = min(limits.maxBalloon, freeMemoryHeldBack ? pressureCeiling ?? .max : .max)
         let changed = sizer.sample(memFree: memFree, actual: actual, limit: limit, now: clock.now)
         freeMemory = sizer
