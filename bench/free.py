@@ -29,7 +29,9 @@ every 0.5 s. Reported: host memory at +5 s, +30 s and +120 s after workloads 1 a
 time until a configuration has returned 90% of what b returned by +120 s (returned = host
 memory at the end of the workload minus host memory since); the mode's CPU while the guest is
 idle (balloond's utime+stime over 60 s of idle, in % of one vCPU); slowdowns against a; OOM
-kills (/proc/vmstat oom_kill). One run per configuration: TCG timing noise is large.
+kills (/proc/vmstat oom_kill). For W3, where its time went: the change of THP faults and
+fallbacks, kswapd and direct reclaim scans over it, and balloond's CPU (and its reaped holders')
+during it. One run per configuration: TCG timing noise is large.
 """
 
 from __future__ import annotations
@@ -82,8 +84,9 @@ class Sampler(threading.Thread):
                 return v
         return self.samples[-1][1]
 
-    def window(self, start: float, end: float) -> list[tuple[float, int]]:
-        return [(ts - start, v) for ts, v in self.samples if start <= ts <= end]
+    def window(self, start: float, end: float, origin: float) -> list[tuple[float, int]]:
+        """Samples from start to end, timed from origin (the workload's end)."""
+        return [(ts - origin, v) for ts, v in self.samples if start <= ts <= end]
 
 
 class Run:
@@ -150,17 +153,30 @@ class Run:
             time.sleep(0.5)
         raise RuntimeError("serve did not switch the free-memory mode on")
 
-    def daemon_ticks(self) -> int:
+    def daemon_ticks(self, children: bool = False) -> int:
+        """balloond's utime+stime (or, with children, that of the holders it reaped), in ticks."""
         if not self.daemon_pid:
             return 0
         stat = self.sh(f"cat /proc/{self.daemon_pid}/stat")
         fields = stat[stat.rindex(")") + 2:].split()
-        return int(fields[11]) + int(fields[12])
+        return int(fields[13]) + int(fields[14]) if children else int(fields[11]) + int(fields[12])
+
+    # /proc/vmstat counters whose change over a workload says where its time went
+    # (huge pages it did not get, reclaim and compaction it ran into).
+    WATCHED = ("oom_kill", "thp_fault_alloc", "thp_fault_fallback", "allocstall_normal", "allocstall_dma32",
+               "compact_stall", "pgscan_kswapd", "pgscan_direct", "pgfault")
+
+    def vmstats(self) -> dict[str, int]:
+        keys = "|".join(self.WATCHED)
+        out = self.sh(f"grep -E '^({keys}) ' /proc/vmstat")
+        return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
 
     def workload(self, cmd: str) -> dict:
-        oom = self.vmstat("oom_kill")
+        before = self.vmstats()
         rc, out = self.run(cmd, 900)
-        result = {"rc": rc, "oom_kills": self.vmstat("oom_kill") - oom}
+        after = self.vmstats()
+        result = {"rc": rc, "oom_kills": after.get("oom_kill", 0) - before.get("oom_kill", 0),
+                  "vmstat": {k: after[k] - before.get(k, 0) for k in after}}
         for line in out.splitlines():
             for part in line.split():
                 if "=" in part:
@@ -173,7 +189,7 @@ class Run:
         time.sleep(max(0.0, end + seconds + 1 - time.monotonic()))
         s = self.sampler
         return {"at_end": s.at(end), "plus5": s.at(end + 5), "plus30": s.at(end + 30),
-                "plus120": s.at(end + min(120, seconds)), "series": s.window(end - 5, end + seconds)}
+                "plus120": s.at(end + min(120, seconds)), "series": s.window(end - 5, end + seconds, end)}
 
     def bench(self, observe: float) -> dict:
         res: dict = {"config": self.cfg, "name": NAMES[self.cfg]}
@@ -195,7 +211,12 @@ class Run:
         res["idle_cpu_seconds"] = time.monotonic() - end
         # Workload 3: the memory again, at once.
         log(f"{self.cfg}: workload 3")
+        res["before_w3_meminfo"] = self.sh("grep -E '^(MemFree|AnonHugePages|Mlocked|Unevictable):' /proc/meminfo")
+        t0, k0 = self.daemon_ticks(), self.daemon_ticks(children=True)
         res["w3"] = self.workload("workload instant 600")
+        if self.daemon_pid:
+            res["w3"]["daemon_cpu_ticks"] = self.daemon_ticks() - t0
+            res["w3"]["daemon_child_ticks"] = self.daemon_ticks(children=True) - k0
         time.sleep(10)
         # Workload 2.
         log(f"{self.cfg}: workload 2")
@@ -262,6 +283,19 @@ def report(results: dict[str, dict], args) -> tuple[str, list[str]]:
             f"| {(w1['at_end'] - w1['plus120'])//MiB} | {'-' if t90 is None else f'{t90:.1f} s'} "
             f"| {w2['at_end']//MiB} / {w2['plus5']//MiB} / {w2['plus30']//MiB} / {w2['plus120']//MiB} "
             f"| {r['w3'].get('runtime-ms', '-')} | {r['w4'].get('passes', '-')} | {ooms} | {cpu:.2f} |")
+    # Where W3's time went: huge pages it did not get, reclaim it ran into,
+    # balloond's CPU (and that of the holders it reaped) during it.
+    lines += ["", "W3 detail (changes over the workload): THP faults / fallbacks, pages scanned by kswapd / "
+              "direct reclaim, balloond CPU ms (its reaped holders' ms):", ""]
+    for cfg, r in results.items():
+        v = r["w3"].get("vmstat")
+        if v is None:
+            continue
+        cpu = r["w3"].get("daemon_cpu_ticks")
+        kids = r["w3"].get("daemon_child_ticks")
+        lines.append(f"- {cfg}: {v.get('thp_fault_alloc', 0)} / {v.get('thp_fault_fallback', 0)}; "
+                     f"{v.get('pgscan_kswapd', 0)} / {v.get('pgscan_direct', 0)}; "
+                     f"{'-' if cpu is None else cpu * 10} ({'-' if kids is None else kids * 10})")
     goals = []
     a, c, d = results.get("a"), results.get("c"), results.get("d")
     if b and c:
@@ -331,6 +365,11 @@ def main() -> int:
             kept = json.load(f)
         args.seed = kept["seed"]
         results = {k: v for k, v in kept["results"].items() if k not in args.configs.split(",")}
+        if not kept.get("series_from_end"):
+            # Older results timed their series from 5 s before the workload's end.
+            for r in results.values():
+                for w in ("w1", "w2"):
+                    r[w]["series"] = [(ts - 5, v) for ts, v in r[w]["series"]]
     for cfg in args.configs.split(","):
         log(f"{cfg}: booting ({NAMES[cfg]})")
         run = Run(cfg, args.initramfs, args.seed)
@@ -340,7 +379,7 @@ def main() -> int:
             run.stop()
     results = {k: results[k] for k in sorted(results)}
     with open(args.out, "w") as f:
-        json.dump({"seed": args.seed, "observe": args.observe, "results": results}, f, indent=1)
+        json.dump({"seed": args.seed, "observe": args.observe, "series_from_end": True, "results": results}, f, indent=1)
     text, goals = report(results, args)
     with open(args.md, "w") as f:
         f.write(text)

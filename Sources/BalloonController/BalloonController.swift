@@ -38,6 +38,9 @@ public final class BalloonController {
     public internal(set) var pressureCeiling: UInt64?
     /// When the ceiling lifts if no further pressure arrives.
     public internal(set) var quietUntil: Duration?
+    /// Until when the free-memory mode may not grow past the pressure
+    /// ceiling: shorter than `quietUntil` after a floor deflate (Pressure.swift).
+    public internal(set) var freeMemoryQuietUntil: Duration?
     /// Last time the balloon grew.
     public private(set) var lastGrowthAt: Duration?
     /// Totals for `query`.
@@ -54,8 +57,14 @@ public final class BalloonController {
     public var actual: UInt64 { reserver.heldBytes }
 
     /// The larger of the host's target and the free-memory mode's, clamped
-    /// to the maximum balloon and any pressure ceiling.
-    public var effectiveTarget: UInt64 { min(max(target, freeMemoryTarget), limits.maxBalloon, pressureCeiling ?? .max) }
+    /// to the maximum balloon. A pressure ceiling caps the host's part for the
+    /// whole quiet period, the mode's part only while it is held back
+    /// (`freeMemoryHeldBack`).
+    public var effectiveTarget: UInt64 {
+        let ceiling = pressureCeiling ?? .max
+        let mode = freeMemoryHeldBack ? min(freeMemoryTarget, ceiling) : freeMemoryTarget
+        return min(max(min(target, ceiling), mode), limits.maxBalloon)
+    }
 
     var shortfall: Shortfall? {
         if let blockedBy { return blockedBy }
@@ -111,6 +120,7 @@ public final class BalloonController {
     func liftExpiredBackoff(_ now: Duration) {
         guard let quiet = quietUntil, now >= quiet else { return }
         quietUntil = nil
+        freeMemoryQuietUntil = nil
         pressureCeiling = nil
         announcePending = true
     }

@@ -123,7 +123,10 @@ extension BalloonController {
     public func sampleFreeMemory(memFree: UInt64) -> Bool {
         guard var sizer = freeMemory else { return false }
         liftExpiredBackoff(clock.now)
-        let limit = min(limits.maxBalloon, pressureCeiling ?? .max)
+        // A floor deflate holds the mode back only for its settle delay
+        // (Pressure.swift): it then grows above the ceiling that still caps
+        // the host's target.
+        let limit = min(limits.maxBalloon, freeMemoryHeldBack ? pressureCeiling ?? .max : .max)
         let changed = sizer.sample(memFree: memFree, actual: actual, limit: limit, now: clock.now)
         freeMemory = sizer
         if changed { wake() }

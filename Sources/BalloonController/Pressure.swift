@@ -51,6 +51,13 @@ public struct PressurePolicy: Sendable, Equatable {
     /// next signal then comes with no growth in the window and is answered
     /// in full, with the whole quiet period.
     public var selfInflictedPause: Duration = .seconds(5)
+    /// How long a floor deflate keeps the free-memory mode from growing (the
+    /// host's target still waits `quietPeriod`): none past the mode's own
+    /// settle delay, which starts over at the deflate. The floor trips when
+    /// the guest's own allocations use its memory, not when it stalls; the
+    /// mode then grows only into memory that stayed free above the cushion
+    /// for the settle delay, so it takes nothing the guest uses or reclaims.
+    public var freeMemoryFloorHoldOff: Duration = .zero
 
     public init() {}
 }
@@ -77,6 +84,7 @@ extension BalloonController {
         case let .holderKilled(bytes):
             // Already gone; account for it and hold where we are.
             quietUntil = now + policy.quietPeriod
+            freeMemoryQuietUntil = quietUntil
             pressureCeiling = min(pressureCeiling ?? actual, actual)
             freeMemory?.cap(at: actual)
             noteDeflate(bytes, signal, now: now, actual: actual)
@@ -96,6 +104,16 @@ extension BalloonController {
         } else {
             quietUntil = now + policy.quietPeriod
         }
+        // The free-memory mode waits the whole backoff after a stall (PSI,
+        // direct reclaim, an OOM kill), but only a short hold-off after a
+        // floor breach, and only the pause after a stall of its own growth.
+        let modeHold: Duration
+        if case .belowFloor = signal {
+            modeHold = now + policy.freeMemoryFloorHoldOff
+        } else {
+            modeHold = selfInflicted ? now + policy.selfInflictedPause : quietUntil ?? now
+        }
+        freeMemoryQuietUntil = min(max(freeMemoryQuietUntil ?? .zero, modeHold), quietUntil ?? modeHold)
         amount = min(amount, actual)
         if amount > 0 { reserver.shrink(by: amount) }
         let after = self.actual
@@ -103,6 +121,12 @@ extension BalloonController {
         freeMemory?.cap(at: after)
         if amount > 0 { noteDeflate(amount, signal, now: now, actual: after) }
         return amount
+    }
+
+    /// Whether the free-memory mode is held at the pressure ceiling now.
+    var freeMemoryHeldBack: Bool {
+        guard let until = freeMemoryQuietUntil, pressureCeiling != nil else { return false }
+        return until > clock.now
     }
 
     /// Whether a pressure backoff is in force now.

@@ -111,7 +111,7 @@ final class FreeMemoryWatch {
         switch Token(rawValue: token) {
         case .sample:
             _ = sampleTimer.acknowledge()
-            guard enabled, let free = sampler.meminfoValues()["MemFree"] else { return true }
+            guard enabled, let free = sampler.memFree() else { return true }
             if controller.sampleFreeMemory(memFree: free) { onChange() }
         case .coldCache:
             _ = coldTimer.acknowledge()

@@ -233,7 +233,7 @@ struct Query: ParsableCommand {
     func run() throws {
         let session = try options.open()
         let raw = try session.call(.query)
-        Console.out(options.json ? raw.serialized() + "\n" : HostFormat.status(try GuestSession.decode(raw, as: QueryReply.self, for: .query)))
+        Console.out(options.json ? raw.serialized() + "\n" : FreeMemoryFormat.status(try GuestSession.decode(raw, as: QueryReply.self, for: .query)))
     }
 }
 
@@ -245,7 +245,7 @@ struct Stats: ParsableCommand {
     func run() throws {
         let session = try options.open()
         let raw = try session.call(.stats)
-        Console.out(options.json ? raw.serialized() + "\n" : HostFormat.stats(try GuestSession.decode(raw, as: StatsReply.self, for: .stats)))
+        Console.out(options.json ? raw.serialized() + "\n" : FreeMemoryFormat.stats(try GuestSession.decode(raw, as: StatsReply.self, for: .stats)))
     }
 }
 

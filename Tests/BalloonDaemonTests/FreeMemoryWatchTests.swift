@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Glibc
 import Testing
 @testable import BalloonDaemon
 
@@ -32,5 +33,32 @@ import Testing
     @Test func theLiveFileHasWatermarks() throws {
         let text = try String(contentsOfFile: "/proc/zoneinfo", encoding: .utf8)
         #expect(FreeMemoryWatch.highWatermarkPages(Array(text.utf8)) > 0)
+    }
+}
+
+/// The mode's MemFree samples read only that line of /proc/meminfo.
+@Suite struct MemFreeSampleTests {
+    @Test func readsMemFreeAsTheFullParseDoes() throws {
+        let sampler = try MemorySampler()
+        let free = try #require(sampler.memFree())
+        // The real /proc/meminfo: same value as the full parse within what
+        // the system allocates or frees between the two reads.
+        let parsed = try #require(sampler.meminfoValues()["MemFree"])
+        #expect(free % 1024 == 0)
+        #expect(free.distance(to: parsed).magnitude < 64 << 20)
+    }
+
+    @Test func aMeminfoWithoutMemFreeGivesNil() throws {
+        let dir = "/tmp/balloond-memfree-\(getpid())"
+        mkdir(dir, 0o700)
+        defer { for f in ["meminfo", "vmstat"] { unlink("\(dir)/\(f)") }; rmdir(dir) }
+        for (name, text) in [("meminfo", "MemTotal:       1000 kB\nMemFreeish:     5 kB\n"), ("vmstat", "nr_free_pages 1\n")] {
+            let f = fopen("\(dir)/\(name)", "w")
+            fputs(text, f)
+            fclose(f)
+        }
+        let sampler = try MemorySampler(procRoot: dir)
+        #expect(sampler.memFree() == nil)
+        #expect(sampler.meminfoValues()["MemTotal"] == 1000 * 1024)
     }
 }
