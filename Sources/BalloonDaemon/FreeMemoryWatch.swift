@@ -142,11 +142,11 @@ final class FreeMemoryWatch {
 
     private func coldCacheStep() {
         guard enabled, var governor, let reclaimer else { return }
-        let vmstat = sampler.vmstatValues()
+        // Three values every 2 s: read by key, not as dictionaries of every key.
         let sample = ColdCacheGovernor.Sample(
             someStall: sampler.readPressure()?.some.map { .microseconds(Int64(clamping: $0.total)) },
-            refaults: vmstat["workingset_refault_file"] ?? vmstat["workingset_refault"] ?? 0,
-            inactiveFile: sampler.meminfoValues()["Inactive(file)"] ?? 0)
+            refaults: sampler.vmstatValue("workingset_refault_file") ?? sampler.vmstatValue("workingset_refault") ?? 0,
+            inactiveFile: sampler.meminfoValue("Inactive(file)") ?? 0)
         var next = governor.policy.interval
         switch governor.decide(sample, now: clock.now) {
         case let .reclaim(bytes):

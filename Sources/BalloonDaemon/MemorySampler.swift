@@ -28,28 +28,19 @@ public final class MemorySampler: MemoryProbe {
         (try? meminfo.read()).map { ProcParse.meminfo($0) } ?? [:]  // Unreadable reads as empty (above).
     }
 
-    /// MemFree alone, for the free-memory mode's samples (4 a second): parsed
-    /// from its line without building the dictionary of every key, which
-    /// is most of an idle sample's cost on a slow vCPU.
-    public func memFree() -> UInt64? {
-        guard let raw = try? meminfo.read() else { return nil }
-        let key = Array("MemFree:".utf8)
-        var i = 0
-        while i < raw.count {
-            var end = i
-            while end < raw.count && raw[end] != UInt8(ascii: "\n") { end += 1 }
-            if end - i > key.count && raw[i..<(i + key.count)].elementsEqual(key) {
-                var value: UInt64 = 0
-                var digits = 0
-                for byte in raw[(i + key.count)..<end] where byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
-                    value = value &* 10 &+ UInt64(byte - UInt8(ascii: "0"))
-                    digits += 1
-                }
-                return digits > 0 ? value * 1024 : nil  // In kB, as every meminfo size.
-            }
-            i = end + 1
-        }
-        return nil
+    /// MemFree alone, for the free-memory mode's samples (4 a second): one
+    /// key read without building the dictionary of every key, which is most
+    /// of an idle sample's cost on a slow vCPU.
+    public func memFree() -> UInt64? { meminfoValue("MemFree") }
+
+    /// One /proc/meminfo value (bytes for kB lines); nil if unreadable or absent.
+    public func meminfoValue(_ key: String) -> UInt64? {
+        (try? meminfo.read()).flatMap { ProcParse.meminfo($0, key: key) }
+    }
+
+    /// One /proc/vmstat value; nil if unreadable or absent.
+    public func vmstatValue(_ key: String) -> UInt64? {
+        (try? vmstat.read()).flatMap { ProcParse.vmstat($0, key: key) }
     }
 
     /// MemAvailable as last read (by the controller's probe or the floor check).

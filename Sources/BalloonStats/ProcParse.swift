@@ -64,9 +64,42 @@ package enum ProcParse {
         return result
     }
 
+    /// One meminfo value by key, as `meminfo(_:)[key]` would give it, without
+    /// building the dictionary (the free-memory mode samples 4 times a second).
+    package static func meminfo(_ raw: UnsafeRawBufferPointer, key: String) -> UInt64? {
+        value(raw.bindMemory(to: UInt8.self), key: key, entry: meminfoEntry)
+    }
+
+    /// One vmstat value by key, as `vmstat(_:)[key]` would give it.
+    package static func vmstat(_ raw: UnsafeRawBufferPointer, key: String) -> UInt64? {
+        value(raw.bindMemory(to: UInt8.self), key: key, entry: vmstatEntry)
+    }
+
+    /// The last well-formed line whose key is `key` (a dictionary keeps the last too).
+    static func value(_ buf: UnsafeBufferPointer<UInt8>, key: String,
+                      entry: (UnsafeBufferPointer<UInt8>, Int, Int) -> (keyEnd: Int, value: UInt64)?) -> UInt64? {
+        var want = key
+        return want.withUTF8 { k -> UInt64? in
+            var found: UInt64?
+            forEachLine(buf) { start, end in
+                guard end - start > k.count, let (keyEnd, value) = entry(buf, start, end), keyEnd - start == k.count else { return }
+                for j in 0..<k.count where buf[start + j] != k[j] { return }
+                found = value
+            }
+            return found
+        }
+    }
+
     /// "Key:<blanks>digits[<blanks>kB]<blanks>"
     @inline(__always)
     static func meminfoLine(_ buf: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> (String, UInt64)? {
+        guard let (colon, value) = meminfoEntry(buf, start, end), let key = makeKey(buf, start, colon) else { return nil }
+        return (key, value)
+    }
+
+    /// Where the key ends and the value, in bytes for "kB" lines.
+    @inline(__always)
+    static func meminfoEntry(_ buf: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> (keyEnd: Int, value: UInt64)? {
         var colon = start
         while colon < end && buf[colon] != ASCII.colon { colon += 1 }
         guard colon < end else { return nil }
@@ -80,8 +113,8 @@ package enum ProcParse {
             value = overflow ? .max : scaled
             skipBlanks(buf, &i, end)
         }
-        guard i == end, let key = makeKey(buf, start, colon) else { return nil }
-        return (key, value)
+        guard i == end else { return nil }
+        return (colon, value)
     }
 
     // MARK: vmstat
@@ -107,6 +140,12 @@ package enum ProcParse {
 
     @inline(__always)
     static func vmstatLine(_ buf: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> (String, UInt64)? {
+        guard let (keyEnd, value) = vmstatEntry(buf, start, end), let key = makeKey(buf, start, keyEnd) else { return nil }
+        return (key, value)
+    }
+
+    @inline(__always)
+    static func vmstatEntry(_ buf: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> (keyEnd: Int, value: UInt64)? {
         var keyEnd = start
         while keyEnd < end && !ASCII.isBlank(buf[keyEnd]) { keyEnd += 1 }
         guard keyEnd < end else { return nil }  // no value
@@ -114,8 +153,8 @@ package enum ProcParse {
         skipBlanks(buf, &i, end)
         guard let value = parseUInt64(buf, &i, end) else { return nil }
         skipBlanks(buf, &i, end)
-        guard i == end, let key = makeKey(buf, start, keyEnd) else { return nil }
-        return (key, value)
+        guard i == end else { return nil }
+        return (keyEnd, value)
     }
 
     // MARK: pressure

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+import Testing
+
+@testable import BalloonStats
+
+/// `ProcParse.meminfo(_:key:)` and `vmstat(_:key:)` read one value without the
+/// dictionary; they must agree with the dictionary on every key of every real
+/// capture, and on the malformed lines the dictionary skips.
+@Suite struct SingleKeyReads {
+    static let kernels = ["debian12-guest-6.1", "linux-3.2.0-ubuntu", "linux-3.4.5-android", "linux-4.18-rhel8", "linux-6.18-local"]
+
+    @Test(arguments: kernels) func meminfoAgreesWithTheDictionary(kernel: String) throws {
+        let bytes = try Fixture.bytes(kernel, "meminfo")
+        let all = ProcParse.meminfo(bytes)
+        #expect(all.count > 10)
+        bytes.withUnsafeBytes { raw in
+            for (key, value) in all { #expect(ProcParse.meminfo(raw, key: key) == value, "\(key)") }
+            #expect(ProcParse.meminfo(raw, key: "NoSuchKey") == nil)
+            #expect(ProcParse.meminfo(raw, key: "Mem") == nil)  // a prefix of MemFree is not MemFree
+        }
+    }
+
+    @Test(arguments: kernels) func vmstatAgreesWithTheDictionary(kernel: String) throws {
+        let bytes = try Fixture.bytes(kernel, "vmstat")
+        let all = ProcParse.vmstat(bytes)
+        #expect(all.count > 10)
+        bytes.withUnsafeBytes { raw in
+            for (key, value) in all { #expect(ProcParse.vmstat(raw, key: key) == value, "\(key)") }
+            #expect(ProcParse.vmstat(raw, key: "nr_free") == nil)  // a prefix of nr_free_pages
+        }
+    }
+
+    @Test func malformedLinesAreSkippedAsTheDictionarySkipsThem() {
+        let text = Array("MemFree: 12 MB\nMemFreeX: 5 kB\nMemFree:\nInactive(file):  7 kB\nMemFree 3 kB\nMemFree:   9 kB trailing\n")
+        text.withUnsafeBytes { raw in
+            #expect(ProcParse.meminfo(raw, key: "MemFree") == nil)
+            #expect(ProcParse.meminfo(raw, key: "Inactive(file)") == 7 * 1024)
+            #expect(ProcParse.meminfo(raw, key: "MemFreeX") == 5 * 1024)
+        }
+        #expect(ProcParse.meminfo(text)["MemFree"] == nil)
+        let twice = Array("MemFree: 1 kB\nMemFree: 2 kB")  // the last wins, as in the dictionary; no final newline
+        twice.withUnsafeBytes { raw in #expect(ProcParse.meminfo(raw, key: "MemFree") == 2048) }
+        #expect(ProcParse.meminfo(twice)["MemFree"] == 2048)
+        let vm = Array("workingset_refault_file 42\nworkingset_refault_file x\npgsteal 1 2\n")
+        vm.withUnsafeBytes { raw in
+            #expect(ProcParse.vmstat(raw, key: "workingset_refault_file") == 42)
+            #expect(ProcParse.vmstat(raw, key: "pgsteal") == nil)
+        }
+    }
+}
