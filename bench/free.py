@@ -41,6 +41,7 @@ import json
 import os
 import random
 import subprocess
+import statistics
 import sys
 import threading
 import time
@@ -191,6 +192,8 @@ class Run:
         return {"at_end": s.at(end), "plus5": s.at(end + 5), "plus30": s.at(end + 30),
                 "plus120": s.at(end + min(120, seconds)), "series": s.window(end - 5, end + seconds, end)}
 
+    w3_runs = 3
+
     def bench(self, observe: float) -> dict:
         res: dict = {"config": self.cfg, "name": NAMES[self.cfg]}
         files = [f"/mnt/disk/f{i}" for i in range(6)]
@@ -217,6 +220,17 @@ class Run:
         if self.daemon_pid:
             res["w3"]["daemon_cpu_ticks"] = self.daemon_ticks() - t0
             res["w3"]["daemon_child_ticks"] = self.daemon_ticks(children=True) - k0
+        # W3 is one allocation of a few seconds, so one run is at the mercy
+        # of the host: repeat it (free again, let the mode take the memory
+        # back, allocate again) and judge the median.
+        runs = [res["w3"].get("runtime-ms")]
+        for _ in range(self.w3_runs - 1):
+            time.sleep(30)
+            again = self.workload("workload instant 600")
+            runs.append(again.get("runtime-ms"))
+            res["w3"]["oom_kills"] += again["oom_kills"]
+        res["w3"]["runs_ms"] = runs
+        res["w3"]["median_ms"] = statistics.median([x for x in runs if x is not None] or [0])
         time.sleep(10)
         # Workload 2.
         log(f"{self.cfg}: workload 2")
@@ -266,10 +280,28 @@ def time_to(w: dict, amount: int) -> float | None:
     return None
 
 
+def provenance() -> str:
+    """Commit, date, machine and load at the start (issue 15: every results file says so)."""
+    def out(argv: list[str]) -> str:
+        try:
+            return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except Exception:
+            return "?"
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    return (f"Commit {out(['git', 'describe', '--always', '--dirty'])}, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, "
+            f"{os.cpu_count()} CPUs ({model}), load average at start {os.getloadavg()[0]:.2f}; guest: QEMU TCG -cpu max; "
+            "balloond's free-memory settings at their defaults (docs/free-memory.md).")
+
+
+def w3ms(r: dict) -> float:
+    """W3's figure: the median of its runs (older results: the one run)."""
+    return r["w3"].get("median_ms", r["w3"].get("runtime-ms", 0))
+
+
 def report(results: dict[str, dict], args) -> tuple[str, list[str]]:
-    lines = ["# make bench-free", "",
-             f"Seed {args.seed}; observation {args.observe:.0f} s; one run per configuration; QEMU TCG, 1 GiB, 1 vCPU.", "",
-             "| config | W1 host MiB end / +5 / +30 / +120 | W1 returned MiB | W1 time to 90% of b | W2 host MiB end / +5 / +30 / +120 | W3 run ms | W4 passes | OOM kills | idle CPU % |",
+    lines = ["# make bench-free", "", getattr(args, "provenance", ""), "",
+             f"Seed {args.seed}; observation {args.observe:.0f} s; one run per configuration ({args.w3_runs} W3 allocations each, median judged); QEMU TCG, 1 GiB, 1 vCPU.", "",
+             "| config | W1 host MiB end / +5 / +30 / +120 | W1 returned MiB | W1 time to 90% of b | W2 host MiB end / +5 / +30 / +120 | W3 run ms: median (runs) | W4 passes | OOM kills | idle CPU % |",
              "|---|---|---|---|---|---|---|---|---|"]
     b = results.get("b")
     target = int(0.9 * (b["w1"]["at_end"] - b["w1"]["plus120"])) if b else None
@@ -282,7 +314,8 @@ def report(results: dict[str, dict], args) -> tuple[str, list[str]]:
             f"| {cfg}: {r['name']} | {w1['at_end']//MiB} / {w1['plus5']//MiB} / {w1['plus30']//MiB} / {w1['plus120']//MiB} "
             f"| {(w1['at_end'] - w1['plus120'])//MiB} | {'-' if t90 is None else f'{t90:.1f} s'} "
             f"| {w2['at_end']//MiB} / {w2['plus5']//MiB} / {w2['plus30']//MiB} / {w2['plus120']//MiB} "
-            f"| {r['w3'].get('runtime-ms', '-')} | {r['w4'].get('passes', '-')} | {ooms} | {cpu:.2f} |")
+            f"| {w3ms(r)} ({', '.join(str(x) for x in r['w3'].get('runs_ms', [r['w3'].get('runtime-ms')]))}) "
+            f"| {r['w4'].get('passes', '-')} | {ooms} | {cpu:.2f} |")
     # Where W3's time went: huge pages it did not get, reclaim it ran into,
     # balloond's CPU (and that of the holders it reaped) during it.
     lines += ["", "W3 detail (changes over the workload): THP faults / fallbacks, pages scanned by kswapd / "
@@ -314,7 +347,7 @@ def report(results: dict[str, dict], args) -> tuple[str, list[str]]:
                 continue
             r = results[cfg]
             w4 = a["w4"].get("passes", 0) / max(r["w4"].get("passes", 1), 1) - 1
-            w3 = r["w3"].get("runtime-ms", 0) / max(a["w3"].get("runtime-ms", 1), 1) - 1
+            w3 = w3ms(r) / max(w3ms(a), 1) - 1
             goals.append(f"({cfg}) slowdown W4 {100*w4:+.1f}% (≤ 5%) {'pass' if w4 <= 0.05 else 'FAIL'}; "
                          f"W3 {100*w3:+.1f}% (≤ 10%) {'pass' if w3 <= 0.10 else 'FAIL'}")
     for cfg, r in results.items():
@@ -355,11 +388,13 @@ def main() -> int:
     p.add_argument("--out", default=os.path.join(ROOT, "bench/results-free.json"))
     p.add_argument("--md", default=os.path.join(ROOT, "bench/results-free.md"))
     p.add_argument("--png", default=os.path.join(ROOT, "bench/results-free.png"))
+    p.add_argument("--w3-runs", type=int, default=3, help="W3 allocations per configuration (the median is judged)")
     p.add_argument("--keep", default=None, help="a previous results JSON whose other configurations are kept")
     args = p.parse_args()
     if args.seed is None:
         args.seed = random.randrange(1 << 31)
     results: dict[str, dict] = {}
+    args.provenance = provenance()
     if args.keep:
         with open(args.keep) as f:
             kept = json.load(f)
@@ -373,19 +408,20 @@ def main() -> int:
     for cfg in args.configs.split(","):
         log(f"{cfg}: booting ({NAMES[cfg]})")
         run = Run(cfg, args.initramfs, args.seed)
+        run.w3_runs = args.w3_runs
         try:
             results[cfg] = run.bench(args.observe)
         finally:
             run.stop()
     results = {k: results[k] for k in sorted(results)}
     with open(args.out, "w") as f:
-        json.dump({"seed": args.seed, "observe": args.observe, "series_from_end": True, "results": results}, f, indent=1)
+        json.dump({"provenance": args.provenance, "seed": args.seed, "observe": args.observe, "series_from_end": True, "results": results}, f, indent=1)
     text, goals = report(results, args)
     with open(args.md, "w") as f:
         f.write(text)
     plot(results, args.png)
     print(text)
-    return 0
+    return 1 if any("FAIL" in g for g in goals) else 0
 
 
 if __name__ == "__main__":
