@@ -116,7 +116,8 @@ bench-host: deps
 # (RAM in a shared file) with no balloon, the kernel's free page reporting,
 # balloond's free-memory mode, and the mode with cold page cache; host memory
 # over time as a table and a PNG. BENCH_SEED, BENCH_CONFIGS (a,b,c,d) and
-# BENCH_OBSERVE (seconds after each workload, 120) override. ~35 min here.
+# BENCH_OBSERVE (seconds after each workload, 120) override; W3 runs three times
+# per configuration and its median is judged. Exits 1 when a goal fails. ~35 min here.
 bench-free: deps
 	@python3 -c 'import matplotlib' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-matplotlib >/dev/null; }
 	initramfs=$$(scripts/build-vm-artifacts.sh) && \
