@@ -56,7 +56,10 @@ tool=(-c release -Xswiftc -static-executable --scratch-path "$tool_scratch" "${t
 # on whether the Clang modules it imports are already in the module cache or
 # it builds them itself: with parallel jobs, which compile builds them first
 # is a race. So no randomisation, and one job at a time (docs/releasing.md).
-fixed=(setarch "$(uname -m)" -R)
+# The environment is fixed too: its size moves the compiler's initial stack,
+# and a `make deb` run from test-systemd gave other code than one from the
+# release test in the same checkout.
+fixed=(env -i PATH="$PATH" HOME="${HOME:-/root}" LC_ALL=C.UTF-8 TZ=UTC setarch "$(uname -m)" -R)
 daemon+=(-j 1)
 tool+=(-j 1)
 "${fixed[@]}" swift build "${daemon[@]}" --product balloond >&2

@@ -4,7 +4,7 @@
 #   1. the licence line check fails on a file without it, --add mends it
 #      (in a scratch repository; make test checks this repository itself)
 #   2. VERSION agrees with CHANGELOG.md, README.md and the man pages
-#   3. make deb (here, in the usual scratch paths): the package's version,
+#   3. make deb (here, from empty scratch paths, with a padded environment): the package's version,
 #      its binaries' --version, a running balloond's info reply, its man
 #      pages' headers and its changelog all say scripts/version.sh's version
 #   4. make install DESTDIR=$(mktemp -d): the tree, modes, the unit's
@@ -73,8 +73,12 @@ for page in packaging/man/*.[1-8]; do
 done
 done_step "VERSION, CHANGELOG.md, README.md, man pages"
 
-# 3. The package, built as make deb builds it.
-deb_a=$(scripts/mkdeb.sh -o "$work/a" --no-lintian | tail -n1)
+# 3. The package, built as make deb builds it, from empty scratch paths (a
+# build test-systemd left must not decide what is compared in step 6), and
+# with 4 KiB more environment than step 6's build: the release build must not
+# depend on its caller's environment (scripts/build-release.sh).
+rm -rf .build-deb .build-static
+deb_a=$(BALLOOND_RELEASE_TEST_PADDING=$(printf 'x%.0s' {1..4096}) scripts/mkdeb.sh -o "$work/a" --no-lintian | tail -n1)
 done_step "make deb (in $repo)"
 expect_eq "the package's file name" "$(basename "$deb_a")" "balloond_${version}_amd64.deb"
 expect_eq "the package's Version" "$(dpkg-deb -f "$deb_a" Version)" "$version"
