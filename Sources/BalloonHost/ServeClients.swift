@@ -39,8 +39,9 @@ extension ServeLoop {
                 fd.close()
                 continue
             }
-            guard Self.mayControl(who, owner: ProcessControl.effectiveUserID) else {
-                log("control client refused: \(who) is neither root nor uid \(ProcessControl.effectiveUserID)")
+            let owner = ProcessControl.effectiveUserID
+            guard Self.mayControl(who, owner: owner) else {
+                log("control client refused: \(who) is neither root nor uid \(owner)")
                 fd.close()
                 continue
             }
@@ -162,7 +163,6 @@ extension ServeLoop {
         enqueue(client, Message.response(response).encoded())
     }
 
-    /// A guest's event line, to the clients that selected that guest.
     /// A guest's line (without its newline) to the clients that selected
     /// the guest; nothing is copied when none did (the agent's usual case).
     func broadcastLine(_ line: [UInt8], from peer: UInt64) {
@@ -170,6 +170,7 @@ extension ServeLoop {
         broadcast(line + [0x0A], from: peer)
     }
 
+    /// A guest's event line, to the clients that selected that guest.
     func broadcast(_ bytes: [UInt8], from peer: UInt64) {
         for client in Array(clients.values) where client.selected == peer { enqueue(client, bytes) }
     }

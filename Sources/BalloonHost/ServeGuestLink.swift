@@ -255,11 +255,10 @@ extension GuestPeer {
     /// FRAMES_INFLATED / FRAMES_DEFLATED: validate, punch, then acknowledge.
 
     /// `now`: the tick's time, read once for every peer.
-    func checkTimeouts(now: Duration? = nil) {
+    func checkTimeouts(now: Duration) {
         guard let link else { return }
         // Synced with nothing pending, the usual case: nothing can be late.
         if link.synced, link.pending.isEmpty { return }
-        let now = now ?? clock()
         let limit = options.guestTimeout
         if !link.synced {
             if now - link.connectedAt > limit {
