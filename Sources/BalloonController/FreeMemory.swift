@@ -33,17 +33,28 @@ public struct FreeMemoryPolicy: Sendable, Equatable {
 ///   on, and refilling MemFree to twice the cushion keeps the next sample's
 ///   allocations out of the kernel's watermarks. Memory that then stays
 ///   free is taken again after the settle delay.
-/// - Above it, it grows by the smallest excess seen over `settleDelay`
-///   during which the balloon did not move, and only from where the balloon
-///   is (never while a previous growth is still under way): it takes only
-///   memory that is already free, so it never makes the kernel reclaim.
+/// - Above it, it grows to the largest balloon that would have left MemFree
+///   above the cushion and its margin through the whole last `settleDelay`:
+///   the window's smallest MemFree + balloon. Counting the balloon in keeps
+///   the window running while the balloon moves (its own growth takes as much
+///   MemFree as it adds), so memory a workload frees over a second is taken
+///   in one settle delay, not in one delay per step. It grows only from where
+///   the balloon is and never while a previous growth is under way: it takes
+///   only memory that is already free, so it never makes the kernel reclaim.
 public struct FreeMemorySizer: Sendable, Equatable {
     public var policy: FreeMemoryPolicy
     /// The balloon size the mode asks for.
     public private(set) var target: UInt64 = 0
-    private var settlingSince: Duration?
-    private var settledExcess: UInt64 = 0
-    private var lastActual: UInt64?
+    /// A continuous run of samples, oldest first, none older than the delay
+    /// needs: MemFree + balloon at each.
+    private var window: [Sample] = []
+    /// When the run began: it must cover `settleDelay` before growth.
+    private var windowStart: Duration?
+
+    struct Sample: Sendable, Equatable {
+        var at: Duration
+        var freePlusBalloon: UInt64
+    }
 
     public init(policy: FreeMemoryPolicy) { self.policy = policy }
 
@@ -51,44 +62,43 @@ public struct FreeMemorySizer: Sendable, Equatable {
     /// hold now (MaxBalloon=, a pressure ceiling). Returns whether `target` changed.
     public mutating func sample(memFree: UInt64, actual: UInt64, limit: UInt64, now: Duration) -> Bool {
         let before = target
-        defer { lastActual = actual }
         let granule = policy.granule
         if memFree < policy.cushion {
             let deficit = (2 * policy.cushion - memFree + granule - 1) / granule * granule
             let base = min(target, actual)
             target = base > deficit ? base - deficit : 0
-            settlingSince = nil
+            resetWindow()
             return target != before
         }
+        if target > limit { target = limit }
+        let start = windowStart ?? now
+        windowStart = start
+        window.append(Sample(at: now, freePlusBalloon: memFree + actual))
+        window.removeAll { now - $0.at > policy.settleDelay }
+        guard now - start >= policy.settleDelay, actual >= target, actual < limit,
+              let settled = window.map(\.freePlusBalloon).min()
+        else { return target != before }
         // Growth leaves `growthMargin` above the cushion: the chunks' own
         // overhead (holder processes, page tables) must not take MemFree
         // under the cushion right after the balloon grew, or it would shrink
         // by a cushion and grow again, over and over.
         let floor = policy.cushion + policy.growthMargin
-        let excess = memFree > floor ? (memFree - floor) / granule * granule : 0
-        // Nothing to take, or the balloon moved (its own growth or a
-        // deflate changes MemFree): the window starts again.
-        guard excess > 0, actual == (lastActual ?? actual), actual >= target, actual < limit else {
-            settlingSince = nil
-            if target > limit { target = limit }
-            return target != before
-        }
-        guard let since = settlingSince else {
-            settlingSince = now
-            settledExcess = excess
-            return false
-        }
-        settledExcess = min(settledExcess, excess)
-        guard now - since >= policy.settleDelay else { return false }
-        target = min(max(target, actual) + settledExcess, limit)
-        settlingSince = nil
+        guard settled > floor + actual else { return target != before }
+        let growth = (settled - floor - actual) / granule * granule
+        guard growth > 0 else { return target != before }
+        target = min(actual + growth, limit)
         return target != before
+    }
+
+    private mutating func resetWindow() {
+        window.removeAll()
+        windowStart = nil
     }
 
     /// After a pressure deflate: the mode asks for no more than what is left.
     public mutating func cap(at bytes: UInt64) {
         target = min(target, bytes)
-        settlingSince = nil
+        resetWindow()
     }
 }
 

@@ -13,16 +13,19 @@ private let GiB: UInt64 = 1 << 30
     func grownRig() -> Rig {
         let rig = Rig(available: 4 * GiB)
         rig.controller.enableFreeMemory(FreeMemoryPolicy(cushion: 64 * MiB))
-        feed(rig, memFree: 592 * MiB, for: .seconds(2))
+        feed(rig, free: 592 * MiB, for: .seconds(2))
         rig.run()
         return rig
     }
 
     /// MemFree samples every 250 ms for `duration`, stepping the controller.
-    func feed(_ rig: Rig, memFree: UInt64, for duration: Duration) {
+    /// `free`: MemFree with an empty balloon; each sample is that less the
+    /// balloon, as in a guest.
+    func feed(_ rig: Rig, free: UInt64, for duration: Duration) {
         let end = rig.clock.now + duration
         while rig.clock.now <= end {
-            rig.controller.sampleFreeMemory(memFree: memFree)
+            let actual = rig.controller.actual
+            rig.controller.sampleFreeMemory(memFree: free > actual ? free - actual : 0)
             rig.run(perStep: .zero)
             rig.clock.advance(.milliseconds(250))
         }
@@ -41,11 +44,11 @@ private let GiB: UInt64 = 1 << 30
         // margin again. Not taken before it stayed free for the settle
         // delay (and any hold-off)...
         let wait = policy.freeMemoryFloorHoldOff + FreeMemoryPolicy(cushion: 64 * MiB).settleDelay
-        feed(rig, memFree: 400 * MiB, for: wait - .milliseconds(250))
+        feed(rig, free: 592 * MiB, for: wait - .milliseconds(250))
         #expect(rig.controller.actual == 192 * MiB)
         // ...but then at once, long before the quiet period ends (which
         // still holds the host's target).
-        feed(rig, memFree: 400 * MiB, for: .seconds(1))
+        feed(rig, free: 592 * MiB, for: .seconds(1))
         #expect(rig.controller.actual == 512 * MiB)
         #expect(rig.controller.inPressureBackoff)
         #expect(rig.controller.freeMemoryHeld == 512 * MiB)
@@ -60,7 +63,7 @@ private let GiB: UInt64 = 1 << 30
         rig.controller.pressure(.belowFloor(available: rig.controller.limits.availableFloor - 128 * MiB))
         #expect(rig.controller.actual == 320 * MiB)
         // No free memory to take: the mode's hold-off ends, the ceiling stays.
-        feed(rig, memFree: 64 * MiB, for: .seconds(10))
+        feed(rig, free: 384 * MiB, for: .seconds(10))
         #expect(rig.controller.actual == 320 * MiB)
         #expect(rig.controller.effectiveTarget == 320 * MiB)
         rig.clock.advance(rig.controller.policy.quietPeriod)
@@ -74,9 +77,9 @@ private let GiB: UInt64 = 1 << 30
         rig.controller.pressure(.psi(.severe))
         #expect(rig.controller.actual == 0)
         let quiet = rig.controller.policy.quietPeriod
-        feed(rig, memFree: 592 * MiB, for: quiet - .milliseconds(500))
+        feed(rig, free: 592 * MiB, for: quiet - .milliseconds(500))
         #expect(rig.controller.actual == 0)
-        feed(rig, memFree: 592 * MiB, for: .seconds(3))
+        feed(rig, free: 592 * MiB, for: .seconds(3))
         #expect(rig.controller.actual == 512 * MiB)
     }
 
@@ -87,19 +90,19 @@ private let GiB: UInt64 = 1 << 30
         rig.clock.advance(.seconds(1))
         rig.controller.pressure(.belowFloor(available: 0))
         #expect(rig.controller.actual == 0)
-        feed(rig, memFree: 592 * MiB, for: .seconds(20))
+        feed(rig, free: 592 * MiB, for: .seconds(20))
         #expect(rig.controller.actual == 0)
     }
 
     @Test func aStallOfTheModesOwnGrowthPausesItOnlyBriefly() {
         let rig = Rig(available: 4 * GiB)
         rig.controller.enableFreeMemory(FreeMemoryPolicy(cushion: 64 * MiB))
-        feed(rig, memFree: 592 * MiB, for: .seconds(2))
+        feed(rig, free: 592 * MiB, for: .seconds(2))
         // Right after the growth: blamed on it, nothing given back.
         rig.controller.pressure(.psi(.light))
         #expect(rig.controller.actual == 512 * MiB)
         // 80 MiB free above the cushion and its margin.
-        feed(rig, memFree: 160 * MiB, for: rig.controller.policy.selfInflictedPause + .milliseconds(2500))
+        feed(rig, free: 672 * MiB, for: rig.controller.policy.selfInflictedPause + .milliseconds(2500))
         #expect(rig.controller.actual == 592 * MiB)
     }
 }

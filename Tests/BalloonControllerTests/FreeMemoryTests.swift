@@ -74,6 +74,36 @@ private let GiB: UInt64 = 1 << 30
         #expect(sizer.target == 500 * MiB)
     }
 
+    /// A workload's exit frees its memory over a second or so. The balloon's
+    /// own growth does not restart the window, so memory that has stayed free
+    /// for the settle delay is taken as soon as it has, not one delay per
+    /// step; and never more than stayed free for the whole delay.
+    @Test func memoryFreedOverASecondIsTakenOneSettleDelayAfterItIsFree() {
+        let start = now
+        var actual: UInt64 = 0
+        var history: [(at: Duration, free: UInt64)] = []
+        // Free memory with no balloon: 200 MiB, +100 MiB every 250 ms up to 800 MiB at 1.5 s.
+        func freeWithoutBalloon(_ t: Duration) -> UInt64 {
+            let steps = UInt64(max(0, min(6, (t - start) / .milliseconds(250))))
+            return (200 + 100 * steps) * MiB
+        }
+        var fullAt: Duration?
+        while now <= start + .seconds(6) {
+            let free = freeWithoutBalloon(now)
+            history.append((now, free))
+            _ = sizer.sample(memFree: free - actual, actual: actual, limit: 8 * GiB, now: now)
+            // Never more than what stayed free (above cushion + margin) for the last 2 s.
+            let stayed = history.filter { now - $0.at <= .seconds(2) }.map(\.free).min()!
+            #expect(sizer.target + cushion + 16 * MiB <= stayed)
+            if fullAt == nil, sizer.target == 684 * MiB { fullAt = now - start }
+            actual = sizer.target  // the balloon reaches it before the next sample
+            now += .milliseconds(250)
+        }
+        // Free since 1.5 s, so all of it by 3.5 s (restarting the window after
+        // each growth took until 4.5 s here, and longer with slower growth).
+        #expect(fullAt == .milliseconds(3500))
+    }
+
     @Test func growsFromTheBalloonTheHostAlreadyHas() {
         // The host's target holds 1 GiB; 300 MiB more is free above the cushion and its margin.
         _ = hold(memFree: 416 * MiB, actual: 1 * GiB, for: .seconds(2))
