@@ -8,7 +8,7 @@ extension HostFormat {
         var table = [header]
         for g in list.guests {
             table.append([
-                g.name, g.connected ? "up" : "down", g.policy.rawValue, bytes(g.ramSize), bytes(g.target), bytes(g.actual),
+                PrintableText.escape(g.name), g.connected ? "up" : "down", g.policy.rawValue, bytes(g.ramSize), bytes(g.target), bytes(g.actual),
                 bytes(g.available), g.psiSomeAvg10.map { fixed($0, decimals: 2) } ?? "-",
                 g.psiFullAvg10.map { fixed($0, decimals: 2) } ?? "-", HumanBytes.format(g.bytesFreed),
             ])

@@ -33,7 +33,7 @@ public enum HostError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .connect(address, error):
             return "cannot connect to \(address): \(error.cause)"
         case let .handshake(address, detail):
-            return "hybrid vsock handshake with \(address) failed: \(detail)"
+            return "hybrid vsock handshake with \(address) failed: \(PrintableText.escape(detail))"
         case let .timeout(what, seconds):
             return "the guest did not answer within \(HostFormat.seconds(seconds)) (waiting for \(what))"
         case let .closed(what):
@@ -41,9 +41,9 @@ public enum HostError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .io(error):
             return "channel I/O failed: \(error)"
         case let .guest(command, error):
-            return "\(command) failed: \(error.errorClass.rawValue): \(error.desc)"
+            return "\(command) failed: \(error)"  // ProtocolError escapes the guest's text
         case let .badReply(command, detail):
-            return "unexpected reply to \(command): \(detail)"
+            return "unexpected reply to \(command): \(PrintableText.escape(detail))"
         case let .usage(message):
             return message
         }

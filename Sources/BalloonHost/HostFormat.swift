@@ -38,10 +38,11 @@ public enum HostFormat {
         "actual \(HumanBytes.format(actual)) / target \(HumanBytes.format(target))"
     }
 
-    /// Label/value rows with the labels padded to one width.
+    /// Label/value rows with the labels padded to one width. Values may be
+    /// a guest's text (its version, a reason): control characters escaped.
     public static func rows(_ rows: [(String, String)]) -> String {
         let width = rows.map(\.0.count).max() ?? 0
-        return rows.map { pad($0.0, width) + "  " + $0.1 }.joined(separator: "\n") + "\n"
+        return rows.map { pad($0.0, width) + "  " + PrintableText.escape($0.1) }.joined(separator: "\n") + "\n"
     }
 
     static func pad(_ s: String, _ width: Int) -> String {
@@ -132,7 +133,7 @@ public enum HostFormat {
 
     /// One event per line: `1795000000.123456 BALLOON_CHANGE actual 192 MiB / target 256 MiB`.
     public static func event(_ event: Event) -> String {
-        let head = "\(timestamp(event.timestamp)) \(event.name)"
+        let head = "\(timestamp(event.timestamp)) \(PrintableText.escape(event.name))"
         switch try? GuestEvent(event) {
         case let .balloonChange(p)?, let .targetReached(p)?:
             return head + " " + progress(actual: p.actual, target: p.target)
@@ -143,7 +144,7 @@ public enum HostFormat {
                 + " PSI some \(psi(s.pressure?.some)) full \(psi(s.pressure?.full))"
                 + " balloon \(bytes(s.balloonActual)) / \(bytes(s.balloonTarget))"
         case .deflated?, .framesInflated?, .framesDeflated?, nil:
-            return head + " " + event.data.serialized()
+            return head + " " + PrintableText.escape(event.data.serialized())
         }
     }
 }

@@ -222,7 +222,7 @@ extension GuestPeer {
             switch result {
             case let .success(value):
                 guard let current = try? QueryReply(json: value) else {
-                    options.log("unexpected query reply: \(value.serialized())")
+                    options.log("unexpected query reply: \(PrintableText.escape(value.serialized()))")
                     return
                 }
                 agent.actual = current.actual

@@ -24,7 +24,8 @@ public struct ProtocolError: Error, Sendable, Equatable, CustomStringConvertible
         self.errorClass = errorClass
         self.desc = desc
     }
-    public var description: String { "\(errorClass.rawValue): \(desc)" }
+    /// `desc` may come from a peer: printed with its control characters escaped.
+    public var description: String { "\(errorClass.rawValue): \(PrintableText.escape(desc))" }
 }
 
 public struct Timestamp: Sendable, Equatable {

@@ -17,7 +17,8 @@ public struct StopReason: Sendable, Equatable, CustomStringConvertible {
         self.desc = desc
     }
 
-    public var description: String { desc.isEmpty ? code.rawValue : "\(code.rawValue): \(desc)" }
+    /// `desc` comes from the guest: printed with its control characters escaped.
+    public var description: String { desc.isEmpty ? code.rawValue : "\(code.rawValue): \(PrintableText.escape(desc))" }
 
     public var json: JSON { ["code": .string(code.rawValue), "desc": .string(desc)] }
 

@@ -163,6 +163,30 @@ import Testing
         #expect(r.stderr == "balloonctl: set-target failed: InvalidParameter: set-target: target exceeds memory-total\n")
     }
 
+    /// A hostile guest's text (an error message, a stop reason) reaches the
+    /// terminal with its escape sequences and newlines escaped.
+    @Test func aGuestsTextIsPrintedWithControlCharactersEscaped() throws {
+        let dir = TempDir()
+        defer { dir.remove() }
+        let sock = dir.path + "/g.sock"
+        let thread = try guest(at: sock) { g, r in
+            g.fail(r, .invalidParameter, "\u{1B}]0;owned\u{07}\u{1B}[2Jballoonctl: fake line\nroot# \u{202E}txt")
+        }
+        defer { thread.join() }
+        let r = run(exe, ["set", "1G", "--unix", sock], in: dir)
+        #expect(r.status == 1)
+        #expect(r.stderr == "balloonctl: set-target failed: InvalidParameter: \\u{1B}]0;owned\\u{7}\\u{1B}[2Jballoonctl: fake line\\u{A}root# \\u{202E}txt\n")
+
+        let reason = StopReason(code: .maxBalloon, desc: "\u{1B}[31mred\u{9B}1m")
+        let thread2 = try guest(
+            at: sock, query: Canned.query(target: 8 << 30, effective: 6 << 30, actual: 6 << 30, state: .unreachable, reason: reason))
+        defer { thread2.join() }
+        let q = run(exe, ["query", "--unix", sock], in: dir)
+        #expect(q.status == 0, "\(q.stderr)")
+        #expect(q.stdout.contains("max-balloon: \\u{1B}[31mred\\u{9B}1m"), "\(q.stdout)")
+        #expect(!q.stdout.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x9B })
+    }
+
     @Test func missingSocketExitsOne() {
         let dir = TempDir()
         defer { dir.remove() }
