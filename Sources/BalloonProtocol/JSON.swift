@@ -132,18 +132,36 @@ extension JSON {
         }
     }
 
+    /// Escapes what JSON requires, and also C1 controls and the Unicode
+    /// bidirectional controls (`PrintableText`), so a peer's text in
+    /// `--json` output cannot drive a terminal either. Decoders read the
+    /// same string.
     static func writeString(_ s: String, into out: inout [UInt8]) {
         let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        func unicodeEscape(_ value: UInt32) {
+            out.append(contentsOf: [92, UInt8(ascii: "u")])
+            for shift in stride(from: 12, through: 0, by: -4) { out.append(hex[Int(value >> UInt32(shift) & 15)]) }
+        }
         out.append(UInt8(ascii: "\""))
-        for byte in s.utf8 {
+        var utf8 = s.utf8.makeIterator()
+        while let byte = utf8.next() {
             switch byte {
             case UInt8(ascii: "\""): out.append(contentsOf: [92, 34])
             case UInt8(ascii: "\\"): out.append(contentsOf: [92, 92])
             case 0x0A: out.append(contentsOf: [92, UInt8(ascii: "n")])
             case 0x0D: out.append(contentsOf: [92, UInt8(ascii: "r")])
             case 0x09: out.append(contentsOf: [92, UInt8(ascii: "t")])
-            case 0..<0x20, 0x7F:
-                out.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 15)]])
+            case 0..<0x20, 0x7F: unicodeEscape(UInt32(byte))
+            case 0xC0...0xDF, 0xE0...0xEF:
+                // Multi-byte: decode the scalar (valid UTF-8: a String's bytes).
+                var scalar = UInt32(byte & (byte >= 0xE0 ? 0x0F : 0x1F))
+                var bytes = [byte]
+                for _ in 0..<(byte >= 0xE0 ? 2 : 1) {
+                    guard let next = utf8.next() else { break }
+                    bytes.append(next)
+                    scalar = scalar << 6 | UInt32(next & 0x3F)
+                }
+                if let u = Unicode.Scalar(scalar), PrintableText.needsEscape(u) { unicodeEscape(scalar) } else { out.append(contentsOf: bytes) }
             default: out.append(byte)
             }
         }

@@ -178,10 +178,11 @@ import Testing
         #expect(r.stderr == "balloonctl: set-target failed: InvalidParameter: \\u{1B}]0;owned\\u{7}\\u{1B}[2Jballoonctl: fake line\\u{A}root# \\u{202E}txt\n")
 
         let reason = StopReason(code: .maxBalloon, desc: "\u{1B}[31mred\u{9B}1m")
+        let sock2 = dir.path + "/g2.sock"
         let thread2 = try guest(
-            at: sock, query: Canned.query(target: 8 << 30, effective: 6 << 30, actual: 6 << 30, state: .unreachable, reason: reason))
+            at: sock2, query: Canned.query(target: 8 << 30, effective: 6 << 30, actual: 6 << 30, state: .unreachable, reason: reason))
         defer { thread2.join() }
-        let q = run(exe, ["query", "--unix", sock], in: dir)
+        let q = run(exe, ["query", "--unix", sock2], in: dir)
         #expect(q.status == 0, "\(q.stderr)")
         #expect(q.stdout.contains("max-balloon: \\u{1B}[31mred\\u{9B}1m"), "\(q.stdout)")
         #expect(!q.stdout.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x9B })

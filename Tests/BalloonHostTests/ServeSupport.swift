@@ -138,8 +138,11 @@ final class Recorder: @unchecked Sendable {
 
 extension FakeGuest {
     /// Answers requests the generic way until one named `command` arrives,
-    /// which is returned unanswered. nil on EOF or timeout.
-    func serveUntil(_ command: Command.Name?, recorder: Recorder, timeoutMs: Int32 = 10_000) -> Request? {
+    /// which is returned unanswered. nil on EOF or timeout. The timeout only
+    /// keeps a broken test from hanging: a test may go 10 s and more between
+    /// two requests on a loaded machine (each balloonctl it runs is a process
+    /// start), and a fake guest that hangs up then fails the test wrongly.
+    func serveUntil(_ command: Command.Name?, recorder: Recorder, timeoutMs: Int32 = 60_000) -> Request? {
         while let r = readRequest(timeoutMs: timeoutMs) {
             recorder.add(r.execute + " " + r.arguments.serialized())
             if r.execute == command?.rawValue { return r }
@@ -150,7 +153,7 @@ extension FakeGuest {
 
     /// Answers every request until EOF.
     func serveAll(recorder: Recorder) {
-        _ = serveUntil(nil, recorder: recorder, timeoutMs: 20_000)
+        _ = serveUntil(nil, recorder: recorder, timeoutMs: 60_000)
     }
 
     func answer(_ r: Request) {

@@ -35,3 +35,13 @@ import Testing
         #expect(reason.description == "max-balloon: \\u{1B}[2J")
     }
 }
+
+/// JSON output escapes C1 and bidirectional controls too, and reads back the same.
+@Suite struct JSONPrintableTests {
+    @Test func c1AndBidiControlsAreEscapedAndRoundTrip() throws {
+        let text = "a\u{9B}31m\u{202E}b é 気 ✓ \u{1F388} \u{7F}\u{1B}"
+        let line = JSON.string(text).serialized()
+        #expect(line == #""a\u009b31m\u202eb é 気 ✓ 🎈 \u007f\u001b""#)
+        #expect(try JSON.parse(Array(line.utf8)) == .string(text))
+    }
+}
