@@ -15,6 +15,9 @@ package struct HostdConfig: Sendable, Equatable {
     package var hostMemory: UInt64?
     /// `GuestDirectory=`: one `NAME.conf` per guest.
     package var guestDirectory = "/etc/balloon-hostd.d"
+    /// `ControlGroup=`: a group (name or number) whose members may use the
+    /// control socket too; nil: only root and the agent's user.
+    package var controlGroup: String?
 
     // [Policy]
     package var mode: PolicyMode = .auto

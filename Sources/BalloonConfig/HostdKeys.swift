@@ -58,6 +58,9 @@ enum HostdKeys {
                  render: { $0.map { SizeSpec.bytes($0).description } ?? "none" }),
         HostdKey("Host", "GuestDirectory", \.guestDirectory, defaults: .defaults, doc: "one NAME.conf per guest",
                  parse: parseAbsolutePath, render: { $0 }),
+        HostdKey("Host", "ControlGroup", \.controlGroup, defaults: .defaults,
+                 doc: "a group whose members may use the control socket too (mode 0660); none = only root and the agent's user",
+                 parse: parseGroupName, render: { $0 ?? "none" }),
         HostdKey("Policy", "Mode", \.mode, defaults: .defaults, doc: "auto, proxmox, mom or manual",
                  parse: { (v) throws(ValueError) in try parseName(v, PolicyMode.self) }, render: \.rawValue),
         HostdKey("Policy", "HostReserve", \.hostReserve, defaults: .defaults,
@@ -137,6 +140,18 @@ private func parseAbsolutePath(_ value: String) throws(ValueError) -> String {
     guard value.hasPrefix("/") else { throw ValueError("\"\(value)\" is not an absolute path") }
     guard !value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
         throw ValueError("\"\(value)\" contains a control character")
+    }
+    return value
+}
+
+/// A group name as useradd/groupadd accept it (or a number); `none` is no group.
+private func parseGroupName(_ value: String) throws(ValueError) -> String? {
+    if value.lowercased() == "none" { return nil }
+    let allowed = value.utf8.allSatisfy { c in
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F || c == 0x2D || c == 0x2E
+    }
+    guard allowed, value.count <= 32, value.first != "-" else {
+        throw ValueError("\"\(PrintableText.escape(value))\" is not a group name (letters, digits, _ - .) or number; none = no group")
     }
     return value
 }

@@ -48,6 +48,14 @@ package final class HostAgent {
         settings.handleSignals = true
         settings.reloadOnHangup = true
         settings.log = log
+        if let name = setup.config.controlGroup {
+            let gid: UInt32?
+            do { gid = try ProcessControl.groupID(named: name) } catch {
+                throw .host(.usage("[Host] ControlGroup: cannot look up group \"\(name)\": \(error)"))
+            }
+            guard let gid else { throw .host(.usage("\(configPath): [Host] ControlGroup: no group \"\(name)\"")) }
+            settings.controlGroup = gid
+        }
         do {
             try ProcessControl.makeDirectory(parentOf: setup.config.control)
         } catch {

@@ -18,8 +18,12 @@ extension HostAgent {
         if new.config.control != old.config.control {
             log("Control= changed to \(new.config.control): takes effect at the next start (still \(old.config.control))")
         }
+        if new.config.controlGroup != old.config.controlGroup {
+            log("ControlGroup= changed: takes effect at the next start (still \(old.config.controlGroup ?? "none"))")
+        }
         setup = new
         setup.config.control = old.config.control
+        setup.config.controlGroup = old.config.controlGroup
         policyOverrides = [:]
         let oldSettings = old.config.policySettings(hostTotal: host.total)
         let newSettings = new.config.policySettings(hostTotal: host.total)

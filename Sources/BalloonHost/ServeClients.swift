@@ -30,18 +30,24 @@ extension ServeLoop {
                 return
             }
             guard let fd else { return }
-            // The socket is created 0600, so only root and this user can
-            // connect; checking the peer too keeps that true if someone
-            // loosens the mode, and names who connected in the log.
+            // The socket is created 0600 (0660 with ControlGroup=), so only
+            // root, this user (and that group) can connect; checking the
+            // peer too keeps that true if someone loosens the mode, and
+            // names who connected in the log.
             let who: PeerCredentials
-            do { who = try StreamSocket.peerCredentials(fd) } catch {
+            var groups: [UInt32] = []
+            do {
+                who = try StreamSocket.peerCredentials(fd)
+                if let group = settings.controlGroup, who.gid != group { groups = try StreamSocket.peerGroups(fd) }
+            } catch {
                 log("control client refused: \(error)")
                 fd.close()
                 continue
             }
             let owner = ProcessControl.effectiveUserID
-            guard Self.mayControl(who, owner: owner) else {
-                log("control client refused: \(who) is neither root nor uid \(owner)")
+            guard Self.mayControl(who, owner: owner, group: settings.controlGroup, peerGroups: groups) else {
+                log("control client refused: \(who) is neither root nor uid \(owner)"
+                    + (settings.controlGroup.map { " nor in group \($0)" } ?? ""))
                 fd.close()
                 continue
             }
@@ -62,9 +68,12 @@ extension ServeLoop {
         }
     }
 
-    /// Who may use the control socket: root and the user the agent runs as.
-    static func mayControl(_ peer: PeerCredentials, owner: UInt32) -> Bool {
-        peer.uid == 0 || peer.uid == owner
+    /// Who may use the control socket: root, the user the agent runs as and,
+    /// with `ControlGroup=`, members of that group (primary or supplementary).
+    static func mayControl(_ peer: PeerCredentials, owner: UInt32, group: UInt32? = nil, peerGroups: [UInt32] = []) -> Bool {
+        if peer.uid == 0 || peer.uid == owner { return true }
+        guard let group else { return false }
+        return peer.gid == group || peerGroups.contains(group)
     }
 
     func clientReadable(_ client: Client) {

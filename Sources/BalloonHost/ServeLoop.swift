@@ -20,6 +20,8 @@ public final class ServeLoop {
         public var controlPath: String
         public var clientOutboxLimit = 1 << 20
         public var maxClients = 64
+        /// `[Host] ControlGroup=`: this group may use the control socket too (mode 0660).
+        public var controlGroup: UInt32?
         public var handleSignals = false
         /// With `handleSignals`: SIGHUP reloads (balloon-hostd) instead of ending the process.
         public var reloadOnHangup = false
@@ -86,6 +88,12 @@ public final class ServeLoop {
         } catch { throw .io(error) }
         do { listener = try StreamIO.listenUnixPrivate(path: settings.controlPath) } catch {
             throw .usage("cannot listen on the control socket \(settings.controlPath): \(error)")
+        }
+        if let gid = settings.controlGroup {
+            do { try StreamIO.shareWithGroup(path: settings.controlPath, gid: gid) } catch {
+                listener.close()
+                throw .usage("cannot open the control socket \(settings.controlPath) to group \(gid): \(error)")
+            }
         }
         do {
             if settings.handleSignals {

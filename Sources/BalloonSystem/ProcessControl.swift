@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import CBalloonShim
 import Glibc
+import SystemPackage
 
 /// Process-wide calls the daemon and the executables need: signal
 /// dispositions, reaping children, the environment, standard error, and
@@ -34,6 +35,25 @@ public enum ProcessControl {
     /// An environment variable's value, nil when unset.
     /// This process's effective user ID (geteuid cannot fail).
     public static var effectiveUserID: UInt32 { geteuid() }
+
+    /// The ID of group `name` (or `name` itself when it is a number); nil
+    /// when there is no such group.
+    package static func groupID(named name: String) throws(SystemError) -> UInt32? {
+        if let id = UInt32(name) { return id }
+        var entry = Glibc.group()
+        var found: UnsafeMutablePointer<Glibc.group>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        while true {
+            // getgrnam_r returns its error; it does not set errno.
+            let rc = getgrnam_r(name, &entry, &buffer, buffer.count, &found)
+            if rc == ERANGE, buffer.count < 1 << 20 {
+                buffer = [CChar](repeating: 0, count: buffer.count * 4)
+                continue
+            }
+            guard rc == 0 else { throw SystemError("getgrnam_r", subject: name, errno: Errno(rawValue: rc)) }
+            return found == nil ? nil : entry.gr_gid
+        }
+    }
 
     public static func environment(_ name: String) -> String? {
         getenv(name).map { String(cString: $0) }

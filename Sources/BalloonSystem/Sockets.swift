@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import CBalloonShim
 import Glibc
+import SystemPackage
 
 /// Stream sockets: unix (development, tests, QEMU chardev) and vsock.
 package enum StreamSocket {
@@ -40,6 +41,26 @@ package enum StreamSocket {
         var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
         _ = try syscall("getsockopt(SO_PEERCRED)") { cballoon_peer_credentials(fd.raw, &pid, &uid, &gid) }
         return PeerCredentials(pid: pid, uid: uid, gid: gid)
+    }
+
+    /// The peer's supplementary groups (SO_PEERGROUPS, Linux 4.13), as they
+    /// were when it connected.
+    package static func peerGroups(_ fd: Descriptor) throws(SystemError) -> [UInt32] {
+        var capacity: UInt32 = 64
+        while true {
+            var groups = [UInt32](repeating: 0, count: Int(capacity))
+            var count = capacity
+            let result = groups.withUnsafeMutableBufferPointer { buffer in
+                funnel({ "getsockopt(SO_PEERGROUPS)" }, tolerating: [Errno(rawValue: ERANGE)]) {
+                    cballoon_peer_groups(fd.raw, buffer.baseAddress, &count)
+                }
+            }
+            switch result {
+            case .success: return Array(groups.prefix(Int(min(count, capacity))))
+            case .failure(let code) where code.rawValue == ERANGE && count > capacity && count <= 1 << 16: capacity = count
+            case .failure(let code): throw SystemError("getsockopt(SO_PEERGROUPS)", errno: code)
+            }
+        }
     }
 
     package static func listenVsock(port: UInt32, cid: UInt32 = cballoon_VMADDR_CID_ANY, backlog: Int32 = 4) throws(SystemError) -> Descriptor {

@@ -38,6 +38,13 @@ package enum StreamIO {
         return fd
     }
 
+    /// Opens a socket made by `listenUnixPrivate` to one group as well:
+    /// group `gid`, mode 0660 (`[Host] ControlGroup=`).
+    package static func shareWithGroup(path: String, gid: UInt32) throws(SystemError) {
+        _ = try syscall("chown", subject: path) { chown(path, uid_t.max, gid) }  // -1: the owner stays
+        _ = try syscall("chmod", subject: path) { chmod(path, 0o660) }
+    }
+
     /// The file mode bits of `path` (tests, diagnostics).
     package static func mode(of path: String) throws(SystemError) -> UInt32 {
         try FileStatus.of(path).permissions

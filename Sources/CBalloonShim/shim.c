@@ -128,6 +128,16 @@ int cballoon_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid
     return 0;
 }
 
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59
+#endif
+int cballoon_peer_groups(int fd, uint32_t *groups, uint32_t *count) {
+    socklen_t len = (socklen_t)(*count * sizeof(uint32_t));
+    int rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+    *count = (uint32_t)(len / sizeof(uint32_t));
+    return rc;
+}
+
 int cballoon_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
 
 #include <sys/syscall.h>

@@ -16,6 +16,7 @@ import Testing
             [Host]
             Control=/run/x/control
             HostMemory=2G
+            ControlGroup=balloon-ops
             [Policy]
             Mode=proxmox
             HostReserve=10%
@@ -28,6 +29,7 @@ import Testing
             """, file: "h.conf", into: &config)
         #expect(config.control == "/run/x/control")
         #expect(config.hostMemory == 2 << 30)
+        #expect(config.controlGroup == "balloon-ops")
         #expect(config.mode == .proxmox)
         #expect(config.hostReserve == .percent(10))
         #expect(config.interval == .seconds(5))
@@ -44,6 +46,8 @@ import Testing
     @Test(arguments: [
         ("[Policy]\nMode=fast\n", "h.conf:2: [Policy] Mode: \"fast\" is not one of auto, proxmox, mom, manual"),
         ("[Host]\nControl=run/x\n", "h.conf:2: [Host] Control: \"run/x\" is not an absolute path"),
+        ("[Host]\nControlGroup=a b\n", "h.conf:2: [Host] ControlGroup: \"a b\" is not a group name (letters, digits, _ - .) or number; none = no group"),
+        ("[Host]\nControlGroup=-x\n", "h.conf:2: [Host] ControlGroup: \"-x\" is not a group name"),
         ("[Guest]\nMin=1G\n", "h.conf:1: unknown section [Guest] (known sections: [Host], [Policy], [Discovery])"),
         ("Mode=auto\n", "h.conf:1: Mode: key outside any section; it belongs in [Policy]"),
         ("[Host]\nMode=auto\n", "h.conf:2: [Host] Mode: unknown key in [Host]; it belongs in [Policy]"),

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-import BalloonHost
+@testable import BalloonHost
 import BalloonProtocol
 import BalloonSystem
 import BalloonTestSupport
@@ -56,5 +56,22 @@ import Testing
         #expect(badPolicy.status == 1 && badPolicy.stderr.contains("not a guest policy"))
         let noAgent = run(exe, ["list", "--agent", dir.path + "/none"], in: dir)
         #expect(noAgent.status == 1 && noAgent.stderr.contains("cannot connect to \(dir.path)/none"), "\(noAgent.stderr)")
+    }
+}
+
+/// Who may use a control socket (ServeClients.mayControl).
+@Suite struct ControlAccessTests {
+    @Test func rootAndTheOwnerAlways() {
+        #expect(ServeLoop.mayControl(PeerCredentials(pid: 1, uid: 0, gid: 5), owner: 1000))
+        #expect(ServeLoop.mayControl(PeerCredentials(pid: 1, uid: 1000, gid: 5), owner: 1000))
+        #expect(!ServeLoop.mayControl(PeerCredentials(pid: 1, uid: 1001, gid: 5), owner: 1000))
+    }
+
+    @Test func aGroupByPrimaryOrSupplementaryMembership() {
+        let other = PeerCredentials(pid: 1, uid: 1001, gid: 5)
+        #expect(!ServeLoop.mayControl(other, owner: 1000, group: 77, peerGroups: [4, 6]))
+        #expect(ServeLoop.mayControl(other, owner: 1000, group: 77, peerGroups: [4, 77]))
+        #expect(ServeLoop.mayControl(PeerCredentials(pid: 1, uid: 1001, gid: 77), owner: 1000, group: 77))
+        #expect(!ServeLoop.mayControl(PeerCredentials(pid: 1, uid: 1001, gid: 77), owner: 1000))  // no group configured
     }
 }

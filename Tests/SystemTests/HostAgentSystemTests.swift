@@ -214,6 +214,55 @@ import Testing
         #expect(agent.waitForExit() == 0)
     }
 
+    /// `[Host] ControlGroup=`: the socket is 0660 and group-owned, and a
+    /// member by primary or supplementary group is served; others are not.
+    @Test func controlGroupMembersMayUseTheSocket() throws {
+        let box = try AgentBox(extra: "[Host]\nControlGroup=nogroup\n")
+        let agent = try AgentProcess(["--config", box.config])
+        #expect(waitUntil { FileManager.default.fileExists(atPath: box.control) }, "\(agent.log)")
+        var st = stat()
+        #expect(stat(box.control, &st) == 0)
+        #expect(st.st_mode & 0o777 == 0o660)
+        #expect(st.st_gid == 65534)
+        chmod(box.dir, 0o755)
+        // Then the agent's own check, with the mode loosened so the kernel lets everyone connect.
+        chmod(box.control, 0o666)
+        let script = """
+            import socket, sys
+            s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(10)
+            try:
+                s.sendall(b'{"execute":"sync","id":1}\\n'); data = s.recv(4096)
+            except (BrokenPipeError, ConnectionResetError):
+                data = b''
+            print('end' if data == b'' else 'answered')
+            """
+        func client(_ ids: [String]) throws -> (pid: Int32, printed: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            p.arguments = ids + ["/usr/bin/python3", "-c", script, box.control]
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            p.waitUntilExit()
+            return (p.processIdentifier, String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        }
+        let primary = try client(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        #expect(primary.printed == "answered\n")
+        let supplementary = try client(["--reuid=65534", "--regid=1", "--groups=65534"])
+        #expect(supplementary.printed == "answered\n")
+        let outsider = try client(["--reuid=65534", "--regid=1", "--clear-groups"])
+        #expect(outsider.printed == "end\n")
+        #expect(waitUntil { agent.log.contains("control client refused: pid \(outsider.pid) uid 65534 gid 1 is neither root nor uid 0 nor in group 65534") },
+                "\(agent.log)")
+        kill(agent.pid, SIGTERM)
+        #expect(agent.waitForExit() == 0)
+
+        let unknown = try AgentBox(extra: "[Host]\nControlGroup=no-such-group-here\n")
+        let refused = try AgentProcess(["--config", unknown.config])
+        #expect(refused.waitForExit() == 1)
+        #expect(refused.log.contains("\(unknown.config): [Host] ControlGroup: no group \"no-such-group-here\""), "\(refused.log)")
+    }
+
     @Test func badFileNamesFileLineAndKey() throws {
         let box = try AgentBox(extra: "[Policy]\nMode=fast\n")
         let agent = try AgentProcess(["--config", box.config])

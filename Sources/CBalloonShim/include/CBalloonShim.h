@@ -76,6 +76,9 @@ int cballoon_fallocate(int fd, int mode, int64_t offset, int64_t length);
 int cballoon_peer_closed(int fd);
 /* SO_PEERCRED of a connected unix socket: who is at the other end. */
 int cballoon_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
+/* SO_PEERGROUPS: the peer's supplementary groups at connect time. *count is
+   the capacity in, the number (or, on ERANGE, the number needed) out. */
+int cballoon_peer_groups(int fd, uint32_t *groups, uint32_t *count);
 
 
 
