@@ -83,4 +83,17 @@ import Testing
             if family.kind == .counter { #expect(family.name.hasSuffix("_total"), "\(family.name)") }
         }
     }
+
+    /// The shipped dashboard and alert rules use only series the agent publishes.
+    @Test func monitoringFilesNameRealSeries() throws {
+        let names = Set(MetricsCatalog.families(snapshot(withStats: true)).map(\.name))
+        for file in ["packaging/monitoring/balloon-hostd-dashboard.json", "packaging/monitoring/balloon-hostd-alerts.yml"] {
+            let text = try RepoFiles.text(file)
+            let used = text.matches(of: try Regex("balloo(nd|n_hostd)_[a-z0-9_]+")).map { String(text[$0.range]) }
+            #expect(!used.isEmpty)
+            for name in used where !name.hasSuffix("_") {
+                #expect(names.contains(name), "\(file): \(name) is not a series balloon-hostd publishes")
+            }
+        }
+    }
 }
