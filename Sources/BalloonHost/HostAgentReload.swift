@@ -18,8 +18,12 @@ extension HostAgent {
         if new.config.control != old.config.control {
             log("Control= changed to \(new.config.control): takes effect at the next start (still \(old.config.control))")
         }
+        if new.config.metricsListen != old.config.metricsListen {
+            log("[Metrics] Listen= changed to \(new.config.metricsListen): takes effect at the next start (still \(old.config.metricsListen))")
+        }
         setup = new
         setup.config.control = old.config.control
+        setup.config.metricsListen = old.config.metricsListen
         policyOverrides = [:]
         let oldSettings = old.config.policySettings(hostTotal: host.total)
         let newSettings = new.config.policySettings(hostTotal: host.total)

@@ -111,8 +111,10 @@ final class MetricsServer {
         readable(c)
     }
 
+    /// A few reads per event (epoll is level-triggered): a client flooding
+    /// input after its head cannot hold the loop.
     func readable(_ c: Connection) {
-        while connections[c.id] != nil {
+        for _ in 0..<4 where connections[c.id] != nil {
             let n: Int?
             do { n = try StreamIO.receiveSome(c.fd, into: loop.buffer) } catch { return finish(c) }
             guard let n else { return }
