@@ -88,19 +88,26 @@ import Testing
         return (p.terminationStatus, String(decoding: out, as: UTF8.self))
     }
 
-    /// An agent with one guest `g` (Policy=manual) and metrics on a free port.
+    /// An agent with one guest `g` (Policy=manual) and metrics on a free
+    /// port. The guest has a sparse 64 MiB RAM file on /dev/shm, so the
+    /// frame series are there too: this machine's frames are host-physical,
+    /// mostly past 64 MiB, and refused as outside RAM.
     final class Setup {
         let box: AgentBox
         let sandbox: Sandbox
         let daemon: DaemonProcess
         let agent: AgentProcess
         let port: UInt16
+        let backend = "/dev/shm/balloond-metrics-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
 
         init() throws {
             box = try AgentBox(extra: "[Metrics]\nListen=127.0.0.1:0\n")
             sandbox = try Sandbox(config: "[Balloon]\nChunkSize=8M\n")
             daemon = try DaemonProcess(arguments: ["--config", sandbox.configPath], waitForSocket: sandbox.socket)
-            try box.guest("g", "[Guest]\nChannel=unix:\(sandbox.socket)\nPolicy=manual\n")
+            let fd = open(backend, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0, ftruncate(fd, off_t(64 * MiB)) == 0 else { throw HarnessError("cannot make \(backend): errno \(errno)") }
+            close(fd)
+            try box.guest("g", "[Guest]\nChannel=unix:\(sandbox.socket)\nPolicy=manual\nMemoryBackend=\(backend)\n")
             agent = try AgentProcess(["--config", box.config])
             let agent = agent
             let line = waitFor { agent.log.split(separator: "\n").first { $0.contains("metrics: serving /metrics on 127.0.0.1:") } }
@@ -108,6 +115,19 @@ import Testing
                 throw HarnessError("no metrics port in the log: \(agent.log)")
             }
             self.port = port
+        }
+
+        deinit { unlink(backend) }
+
+        /// Moves g's balloon through the agent's control socket.
+        func setTarget(_ target: UInt64) throws {
+            let client = try RawClient(socket: box.control)
+            try client.sync()
+            #expect(waitUntil { (try? client.value("guest-status", ["name": "g"]))?["session"]?["guest-connected"]?.bool == true }, "\(agent.log)")
+            try client.value("select-guest", ["name": "g"])
+            var events: [Event] = []
+            try client.call("set-target", ["target": .uint(target)], events: &events)
+            _ = try client.waitForEvent("TARGET_REACHED", into: &events)
         }
 
         /// Ends the agent by pid (SIGTERM) and checks it stopped cleanly.
@@ -124,18 +144,19 @@ import Testing
         defer { close(dribble) }
         _ = "GET /metrics HTTP/1.1\r\n".withCString { send(dribble, $0, 23, Int32(MSG_NOSIGNAL)) }
 
-        // Once the guest's first STATS is in, its memory series are there.
+        try s.setTarget(16 * MiB)
+        // Once a STATS sample after the move is in, the guest's series are there.
         var page = ""
         #expect(waitUntil {
             page = (try? Self.get(port: s.port, "/metrics").body) ?? ""
-            return page.contains("balloond_usable_bytes{guest=\"g\"}")
+            return page.contains("balloond_usable_bytes{guest=\"g\"}") && page.contains("balloond_balloon_bytes{guest=\"g\"} \(16 * MiB)\n")
         }, "\(page)\n\(s.agent.log)")
         for series in ["balloond_up{guest=\"g\"} 1", "balloon_hostd_guests{state=\"up\"} 1", "balloon_hostd_build_info{version=",
                        "# TYPE balloond_major_fault_total counter", "balloond_available_bytes{guest=\"g\"}"] {
             #expect(page.contains(series), "\(series)")
         }
-        // No backend: no host-side frame series for g.
-        #expect(!page.contains("balloond_host_freed_bytes{guest=\"g\"}"))
+        // With a backend: the frame series, refusals by reason.
+        #expect(page.contains("balloond_host_freed_bytes{guest=\"g\"}") && page.contains("balloond_refused_ranges_total{guest=\"g\",reason=\"outside-ram\"}"))
         let check = try Self.run("/usr/bin/promtool", ["check", "metrics"], input: page)
         #expect(check.status == 0 && check.output.isEmpty, "promtool: \(check.output)")
 
@@ -195,13 +216,7 @@ import Testing
         func prometheusLog() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
         // The balloon moves to 32 MiB through the agent's control socket.
-        let client = try RawClient(socket: s.box.control)
-        try client.sync()
-        #expect(waitUntil { (try? client.value("guest-status", ["name": "g"]))?["session"]?["guest-connected"]?.bool == true }, "\(s.agent.log)")
-        try client.value("select-guest", ["name": "g"])
-        var events: [Event] = []
-        try client.call("set-target", ["target": .uint(32 * MiB)], events: &events)
-        _ = try client.waitForEvent("TARGET_REACHED", into: &events)
+        try s.setTarget(32 * MiB)
 
         // Prometheus's query API returns the new value for guest g.
         let query = "balloond_balloon_bytes%7Bguest%3D%22g%22%7D"
