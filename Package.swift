@@ -79,10 +79,13 @@ let package = Package(
         // Pure: balloon-hostd's policies (auto, proxmox, mom, manual) on
         // sampled host and guest state; no clock, no I/O.
         .target(name: "BalloonPolicy"),
+        // Pure: the metrics endpoint's HTTP request parser and the Prometheus
+        // text format renderer (docs/metrics.md); no I/O, so it can be fuzzed.
+        .target(name: "BalloonMetrics", dependencies: ["BalloonProtocol", "BalloonStats"]),
         // The host side: connecting to a guest channel and a session over it.
         .target(
             name: "BalloonHost",
-            dependencies: ["BalloonSystem", "BalloonProtocol", "BalloonStats", "BalloonChannel", "BalloonPolicy", "BalloonConfig"]
+            dependencies: ["BalloonSystem", "BalloonProtocol", "BalloonStats", "BalloonChannel", "BalloonPolicy", "BalloonConfig", "BalloonMetrics"]
         ),
         .executableTarget(
             name: "balloond",
@@ -147,6 +150,7 @@ let package = Package(
             dependencies: ["BalloonSystemd", "BalloonTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "BalloonPolicyTests", dependencies: ["BalloonPolicy", "BalloonTestSupport"]),
+        .testTarget(name: "BalloonMetricsTests", dependencies: ["BalloonMetrics", "BalloonProtocol", "BalloonStats", "BalloonTestSupport"]),
         .testTarget(name: "BalloonHostTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "BalloonConfig", "BalloonPolicy", "BalloonTestSupport"]),
         // Real-guest scenarios (QEMU TCG); `make test` enables them.
         .testTarget(name: "VMTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "BalloonTestSupport", "balloonctl", "balloon-hostd"]),

@@ -6,10 +6,11 @@
 #   libsystemd-dev pkg-config   the CSystemd target (sd-daemon, sd-journal)
 #   dpkg-dev lintian            make deb (dpkg-deb, dpkg-shlibdeps, lintian)
 #   debootstrap systemd-container e2fsprogs   tests/systemd (nspawn, image)
+#   prometheus                  the metrics system tests (a real Prometheus server; promtool)
 set -euo pipefail
 need=()
 for pkg in gcc make procps util-linux libsystemd-dev pkg-config dpkg-dev lintian debootstrap \
-           systemd-container e2fsprogs file binutils; do
+           systemd-container e2fsprogs file binutils prometheus; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then

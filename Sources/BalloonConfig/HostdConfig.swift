@@ -2,7 +2,7 @@
 import BalloonPolicy
 
 /// balloon-hostd's `/etc/balloon-hostd.conf`: `[Host]`, `[Policy]`,
-/// `[Discovery]` (docs/hostd.md). Defaults are the properties' initial
+/// `[Discovery]`, `[Metrics]` (docs/hostd.md). Defaults are the properties' initial
 /// values; the keys are in `HostdKeys.host` (HostdKeys.swift).
 package struct HostdConfig: Sendable, Equatable {
     package static let defaultPath = "/etc/balloon-hostd.conf"
@@ -35,6 +35,10 @@ package struct HostdConfig: Sendable, Equatable {
     package var libvirt = true
     /// `Directories=`: directories whose sockets are guests (named after the socket).
     package var directories: [String] = []
+
+    // [Metrics]
+    /// `Listen=`: where /metrics is served (docs/metrics.md); `.off`: nowhere.
+    package var metricsListen = MetricsListen.defaultValue
 
     package init() {}
 

@@ -97,6 +97,9 @@ enum HostdKeys {
                      return out
                  },
                  render: { $0.joined(separator: " ") }),
+        HostdKey("Metrics", "Listen", \.metricsListen, defaults: .defaults,
+                 doc: "serve /metrics (Prometheus) on ADDRESS:PORT, [IPV6]:PORT or a unix socket path; no = off",
+                 parse: parseMetricsListen, render: \.description),
     ]
 
     static let guest: [HostdKey<GuestConfig>] = [

@@ -41,6 +41,8 @@ final class GuestPeer {
         var ramSize: UInt64?
         var actual: UInt64?
         var sample: GuestSample?
+        /// The newest STATS event whole, for /metrics.
+        var stats: StatsReply?
         var reason: String?
     }
 

@@ -36,6 +36,9 @@ package final class HostAgent {
     var policyOverrides: [String: GuestPolicy] = [:]
     var rounds: UInt64 = 0
     var targetsSet: UInt64 = 0
+    /// The `/metrics` endpoint and its counters (MetricsServer.swift, MetricsSnapshot.swift).
+    var metrics: MetricsServer?
+    var metricsTotals = MetricsTotals()
     let log: (String) -> Void
 
     /// Reads the configuration and listens on its control socket.
@@ -73,11 +76,13 @@ package final class HostAgent {
         for name in setup.guests.keys.sorted() { addGuest(name) }
         startDiscovery()
         host = sampleHost()
+        startMetrics()
     }
 
     /// Runs until SIGINT/SIGTERM.
     package func run() throws(HostError) {
         log("balloon-hostd \(BalloondVersion.current): \(setup.guests.count) configured guests, policy \(policy.mode.rawValue) every \(HostFormat.seconds(policy.interval.seconds)), control \(setup.config.control)")
+        defer { metrics?.close() }
         try loop.run()
     }
 

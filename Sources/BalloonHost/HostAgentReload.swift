@@ -21,9 +21,13 @@ extension HostAgent {
         if new.config.controlGroup != old.config.controlGroup {
             log("ControlGroup= changed: takes effect at the next start (still \(old.config.controlGroup ?? "none"))")
         }
+        if new.config.metricsListen != old.config.metricsListen {
+            log("[Metrics] Listen= changed to \(new.config.metricsListen): takes effect at the next start (still \(old.config.metricsListen))")
+        }
         setup = new
         setup.config.control = old.config.control
         setup.config.controlGroup = old.config.controlGroup
+        setup.config.metricsListen = old.config.metricsListen
         policyOverrides = [:]
         let oldSettings = old.config.policySettings(hostTotal: host.total)
         let newSettings = new.config.policySettings(hostTotal: host.total)

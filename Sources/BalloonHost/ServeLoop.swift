@@ -47,7 +47,11 @@ public final class ServeLoop {
     var signals: SignalDescriptor?
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
 
-    enum Kind: UInt64 { case listener = 1, guest, reconnect, tick, signal, stop, client, policy, discovery }
+    enum Kind: UInt64 {
+        case listener = 1, guest, reconnect, tick, signal, stop, client, policy, discovery
+        // balloon-hostd's /metrics endpoint (MetricsServer.swift).
+        case metricsListener, metricsClient, metricsTimer
+    }
     static func token(_ kind: Kind, _ id: UInt64 = 0) -> UInt64 { id << 8 | kind.rawValue }
     /// A guest connection's token: the peer and the connection's generation,
     /// so a stale event of a closed connection is ignored.
@@ -197,6 +201,9 @@ public final class ServeLoop {
             agent?.policyRound()
         case .discovery:
             agent?.discoveryEvent()
+        case .metricsListener: agent?.metrics?.acceptClients()
+        case .metricsClient: agent?.metrics?.clientEvent(id, ev)
+        case .metricsTimer: agent?.metrics?.timerFired()
         }
     }
 

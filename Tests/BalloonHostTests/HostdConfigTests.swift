@@ -46,13 +46,26 @@ import Testing
     @Test(arguments: [
         ("[Policy]\nMode=fast\n", "h.conf:2: [Policy] Mode: \"fast\" is not one of auto, proxmox, mom, manual"),
         ("[Host]\nControl=run/x\n", "h.conf:2: [Host] Control: \"run/x\" is not an absolute path"),
-        ("[Host]\nControlGroup=a b\n", "h.conf:2: [Host] ControlGroup: \"a b\" is not a group name (letters, digits, _ - .) or number; none = no group"),
-        ("[Host]\nControlGroup=-x\n", "h.conf:2: [Host] ControlGroup: \"-x\" is not a group name"),
-        ("[Guest]\nMin=1G\n", "h.conf:1: unknown section [Guest] (known sections: [Host], [Policy], [Discovery])"),
+        ("[Host]
+ControlGroup=a b
+", "h.conf:2: [Host] ControlGroup: \"a b\" is not a group name (letters, digits, _ - .) or number; none = no group"),
+        ("[Host]
+ControlGroup=-x
+", "h.conf:2: [Host] ControlGroup: \"-x\" is not a group name"),
+        ("[Guest]
+Min=1G
+", "h.conf:1: unknown section [Guest] (known sections: [Host], [Policy], [Discovery], [Metrics])"),
         ("Mode=auto\n", "h.conf:1: Mode: key outside any section; it belongs in [Policy]"),
         ("[Host]\nMode=auto\n", "h.conf:2: [Host] Mode: unknown key in [Host]; it belongs in [Policy]"),
         ("[Policy]\nStatsInterval=10ms\n", "h.conf:2: [Policy] StatsInterval: \"10ms\" is outside 100ms…1h"),
         ("[Policy\n", "h.conf:1: \"[Policy\" is not a section header (write e.g. [Host] alone on its line)"),
+        ("[Metrics]\nListen=9468\n", "h.conf:2: [Metrics] Listen: \"9468\" has no :PORT"),
+        ("[Metrics]\nListen=localhost:9468\n", "h.conf:2: [Metrics] Listen: \"localhost:9468\": \"localhost\" is not an IP address"),
+        ("[Metrics]\nListen=::1:9468\n", "h.conf:2: [Metrics] Listen: \"::1:9468\": \"::1\" is not an IP address (IPv6 in brackets"),
+        ("[Metrics]\nListen=[127.0.0.1]:9468\n", "h.conf:2: [Metrics] Listen: \"[127.0.0.1]:9468\": \"127.0.0.1\" is not an IP address"),
+        ("[Metrics]\nListen=127.0.0.256:9468\n", "h.conf:2: [Metrics] Listen: \"127.0.0.256:9468\": \"127.0.0.256\" is not an IP address"),
+        ("[Metrics]\nListen=127.0.0.1:65536\n", "h.conf:2: [Metrics] Listen: \"127.0.0.1:65536\": \"65536\" is not a port number"),
+        ("[Metrics]\nListen=[::1:9468\n", "h.conf:2: [Metrics] Listen: \"[::1:9468\": \"[::1\" is not an IP address"),
     ])
     func mainFileErrors(text: String, message: String) {
         var config = HostdConfig()
@@ -62,6 +75,31 @@ import Testing
             #expect(error.description.hasPrefix(String(message.prefix(while: { $0 != "…" }))), "\(error)")
         }
         #expect(config == HostdConfig())
+    }
+
+    /// `[Metrics] Listen=`: IPv4, bracketed IPv6, a unix path, or no; the
+    /// default is loopback port 9468, and --dump-config writes it back.
+    @Test func metricsListen() throws {
+        #expect(HostdConfig().metricsListen == .tcp(address: .v4([127, 0, 0, 1]), port: 9468))
+        #expect(HostdConfig().metricsListen.description == "127.0.0.1:9468")
+        for (text, expected, rendered) in [
+            ("no", MetricsListen.off, "no"),
+            ("0.0.0.0:9100", .tcp(address: .v4([0, 0, 0, 0]), port: 9100), "0.0.0.0:9100"),
+            ("[::1]:9468", .tcp(address: .v6(Array(repeating: 0, count: 15) + [1]), port: 9468), "[::1]:9468"),
+            ("[::]:0", .tcp(address: .v6(Array(repeating: 0, count: 16)), port: 0), "[::]:0"),
+            ("[FE80:0:0:0:1:0:0:2]:1", .tcp(address: .v6([0xFE, 0x80] + Array(repeating: 0, count: 6) + [0, 1, 0, 0, 0, 0, 0, 2]), port: 1), "[fe80::1:0:0:2]:1"),
+            ("/run/balloon-hostd/metrics", .unix(path: "/run/balloon-hostd/metrics"), "/run/balloon-hostd/metrics"),
+        ] {
+            var config = HostdConfig()
+            try HostdLoader.parseHost("[Metrics]\nListen=\(text)\n", file: "h.conf", into: &config)
+            #expect(config.metricsListen == expected, "\(text)")
+            #expect(config.metricsListen.description == rendered)
+            // What --dump-config writes reads back the same.
+            var again = HostdConfig()
+            try HostdLoader.parseHost(HostdLoader.render(HostdSetup(config: config)), file: "dump", into: &again)
+            #expect(again == config)
+        }
+        #expect(HostdLoader.render(HostdSetup()).contains("[Metrics]\nListen=127.0.0.1:9468\n"))
     }
 
     @Test func guestFile() throws {
