@@ -26,6 +26,7 @@ extension GuestPeer {
     /// A STATS event's data: the balloon's size and the policy's sample.
     func observe(_ reply: StatsReply) {
         agent.actual = reply.balloonActual
+        qmp?.observe(reply)
         guard let sample = GuestSample(reply, at: clock()) else { return }
         agent.sample = sample
         loop.sampled(self)

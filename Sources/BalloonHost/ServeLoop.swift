@@ -45,7 +45,11 @@ public final class ServeLoop {
     var signals: SignalDescriptor?
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
 
-    enum Kind: UInt64 { case listener = 1, guest, reconnect, tick, signal, stop, client, policy, discovery }
+    enum Kind: UInt64 {
+        case listener = 1, guest, reconnect, tick, signal, stop, client, policy, discovery
+        // A guest's QMP socket (QMPServer.swift): id = peer; a client's = peer << 24 | client.
+        case qmpListener, qmpClient, qmpTimer
+    }
     static func token(_ kind: Kind, _ id: UInt64 = 0) -> UInt64 { id << 8 | kind.rawValue }
     /// A guest connection's token: the peer and the connection's generation,
     /// so a stale event of a closed connection is ignored.
@@ -189,6 +193,9 @@ public final class ServeLoop {
             agent?.policyRound()
         case .discovery:
             agent?.discoveryEvent()
+        case .qmpListener: peers[id]?.qmp?.acceptClients()
+        case .qmpClient: peers[id >> 24]?.qmp?.clientEvent(id & 0xFF_FFFF, ev)
+        case .qmpTimer: peers[id]?.qmp?.timerFired()
         }
     }
 
