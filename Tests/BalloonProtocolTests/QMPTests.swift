@@ -270,6 +270,26 @@ struct QMPSessionTests {
     }
 }
 
+@Suite("QMP docs")
+struct QMPDocTests {
+    @Test("every -> and <- line of docs/qmp.md is one QMP value, and the session answers each command as shown")
+    func docExamples() throws {
+        var h = Harness()
+        h.guest = QMPGuestView(connected: true, ramSize: 4 * gib, balloon: 0)
+        var count = 0
+        for line in try RepoFiles.text("docs/qmp.md").split(separator: "\n") where line.hasPrefix("-> ") || line.hasPrefix("<- ") {
+            var p = QMPStreamParser()
+            let items = p.feed(Array(line.dropFirst(3).utf8))
+            #expect(values(items).count == 1, "\(line)")
+            count += 1
+            guard line.hasPrefix("-> "), case let .value(v)? = items.first else { continue }
+            let reply = h.session.handle(.value(v), device: &h.device, guest: h.guest).reply
+            #expect(reply["error"] == nil, "\(line): \(reply)")
+        }
+        #expect(count >= 10)
+    }
+}
+
 @Suite("QMP event throttle")
 struct QMPEventLimiterTests {
     private func event(_ n: UInt64) -> JSON { QMPEvent.balloonChange(actual: n, at: .seconds(1_700_000_000) + .microseconds(250)) }
