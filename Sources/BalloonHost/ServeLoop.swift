@@ -77,6 +77,7 @@ public final class ServeLoop {
     ) throws(HostError) {
         try self.init(settings: Settings(options), clock: clock)
         onlyPeer = try addPeer(name: options.guest.description, options: options, frames: frames)
+        if let path = options.qmpPath, let peer = onlyPeer { peer.qmp = try QMPServer(path: path, peer: peer) }
     }
 
     /// Listens on the control socket, with no guest yet (`addPeer`).

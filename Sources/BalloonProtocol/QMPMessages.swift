@@ -143,7 +143,8 @@ struct QMPArguments {
         var out: [String] = []
         for (i, item) in items.enumerated() {
             guard case let .string(s) = item else { throw Self.wrongType("\(name)[\(i)]", "string") }
-            guard s == "oob" else { throw .generic("Parameter '\(name)[\(i)]' does not accept value '\(s)'") }
+            // QEMU's enum visitor gets no name for a list element, and says so.
+            guard s == "oob" else { throw .generic("Parameter 'null' does not accept value '\(s)'") }
             out.append(s)
         }
         return out

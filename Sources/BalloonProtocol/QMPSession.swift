@@ -154,7 +154,9 @@ public struct QMPSession: Sendable {
         case .capabilities:
             // Only `oob` parses, and it is not offered.
             guard !commandMode else { return .failure(.negotiationDone) }
-            if case let .capabilities(enable) = command, !enable.isEmpty { return .failure(.generic("Capability oob isn't available")) }
+            if case let .capabilities(enable) = command, !enable.isEmpty {
+                return .failure(.generic("Capability \(enable.joined(separator: ", ")) not available"))
+            }
             commandMode = true
             return .success(([:], nil))
         case let .balloon(value):

@@ -123,9 +123,11 @@ struct QMPSessionTests {
     @Test func secondCapabilitiesAndOob() {
         var h = Harness()
         #expect(Harness.error(h.send(#"{"execute": "qmp_capabilities", "arguments": {"enable": ["oob"]}}"#).reply)
-            == ("GenericError", "Capability oob isn't available"))
+            == ("GenericError", "Capability oob not available"))
         #expect(Harness.error(h.send(#"{"execute": "qmp_capabilities", "arguments": {"enable": ["x"]}}"#).reply)
-            == ("GenericError", "Parameter 'enable[0]' does not accept value 'x'"))
+            == ("GenericError", "Parameter 'null' does not accept value 'x'"))
+        #expect(Harness.error(h.send(#"{"execute": "qmp_capabilities", "arguments": {"enable": [1]}}"#).reply)
+            == ("GenericError", "Invalid parameter type for 'enable[0]', expected: string"))
         h = Harness.negotiated()
         #expect(Harness.error(h.send(#"{"execute": "qmp_capabilities"}"#).reply)
             == ("CommandNotFound", "Capabilities negotiation is already complete, command ignored"))
