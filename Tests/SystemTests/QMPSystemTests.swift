@@ -71,6 +71,13 @@ import Testing
         try box.guest("g", file)
         kill(agent.pid, SIGHUP)
         #expect(waitUntil { !FileManager.default.fileExists(atPath: qmpPath) }, "\(agent.log)")
+        // And back: a reload that adds QMP= opens it again, greeting as before.
+        try box.guest("g", file + "QMP=\(qmpPath)\n")
+        kill(agent.pid, SIGHUP)
+        #expect(waitUntil { FileManager.default.fileExists(atPath: qmpPath) }, "\(agent.log)")
+        let again = try RawClient(socket: qmpPath)
+        guard case let .line(greeting)? = try again.nextItem() else { Issue.record("no greeting after the reload"); return }
+        #expect(try JSON.parse(greeting)["QMP"] != nil)
         kill(agent.pid, SIGTERM)
         #expect(agent.waitForExit() == 0, "\(agent.log)")
     }
