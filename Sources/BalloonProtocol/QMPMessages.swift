@@ -170,7 +170,7 @@ struct QMPArguments {
 public struct QMPVersion: Sendable, Equatable {
     /// The QEMU release whose QMP balloon dialect this server follows
     /// (tooling compares it before using a command).
-    public var major = 9, minor = 2, micro = 0
+    public var major = 10, minor = 0, micro = 0
     /// QEMU's downstream package string: names balloon-hostd.
     public var package: String
 

@@ -100,7 +100,7 @@ struct QMPSessionTests {
     @Test func greetingHasVersionAndNoCapabilities() {
         let g = QMPVersion(package: "p").greeting
         #expect(g["QMP"]?["capabilities"] == [])
-        #expect(g["QMP"]?["version"]?["qemu"]?["major"] == 9)
+        #expect(g["QMP"]?["version"]?["qemu"]?["major"] == 10)
         #expect(g["QMP"]?["version"]?["package"] == "p")
     }
 
