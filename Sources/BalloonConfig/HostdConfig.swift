@@ -88,6 +88,8 @@ package struct GuestConfig: Sendable, Equatable {
     package var target: UInt64?
     /// `FreeMemoryReporting=`: ask the guest to report free memory too.
     package var freeMemoryReporting = false
+    /// `QMP=`: a unix socket speaking QEMU's QMP balloon dialect (docs/qmp.md).
+    package var qmp: String?
 
     package init() {}
 }

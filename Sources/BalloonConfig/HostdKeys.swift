@@ -131,6 +131,9 @@ enum HostdKeys {
                  parse: { (v) throws(ValueError) in try parsePlainBytes(v) }, render: { $0.map { SizeSpec.bytes($0).description } ?? "" }),
         HostdKey("Guest", "FreeMemoryReporting", \.freeMemoryReporting, defaults: .defaults,
                  doc: "ask the guest to report its free memory too", parse: parseBool, render: { $0 ? "yes" : "no" }),
+        HostdKey("Guest", "QMP", \.qmp, defaults: .defaults,
+                 doc: "a unix socket speaking QEMU's QMP balloon dialect (docs/qmp.md)",
+                 parse: { (v) throws(ValueError) in try parseAbsolutePath(v) }, render: { $0 ?? "" }),
     ]
 
     static let hostSchema = HostdKey.schema(host, example: "Host")

@@ -33,7 +33,11 @@ final class GuestPeer {
 
     /// What the policy and `balloonctl list` see (HostAgent fills `limits`,
     /// `source` and `ramSize`; the session fills the rest).
-    var agent = AgentView()
+    var agent = AgentView() {
+        didSet { qmp?.guestChanged() }
+    }
+    /// `[Guest] QMP=`: the guest's QMP socket (QMPServer.swift).
+    var qmp: QMPServer?
     struct AgentView {
         var source = "serve"
         var limits = GuestLimits(min: 0, max: 0)
@@ -79,6 +83,8 @@ final class GuestPeer {
     /// Ends the session and releases the descriptors (the peer is being removed).
     func close(reason: String) {
         if link != nil { disconnect(reason, reconnect: false) }
+        qmp?.close()
+        qmp = nil
         loop.epoll.remove(reconnectTimer.descriptor)
         reconnectTimer.descriptor.close()
     }

@@ -132,6 +132,7 @@ package final class HostAgent {
             peer.agent.source = socket == nil ? "config" : "discovered"
             peer.agent.ramSize = config.ramSize ?? frames?.puncher.ramSize
             refreshLimits(peer)
+            if let path = config.qmp { peer.startQMP(path: path) }
             log("\(name): added (\(address.channelDescription)\(socket == nil ? "" : ", discovered"))")
         } catch {
             log("\(name): \(error); guest not added")

@@ -27,6 +27,7 @@ extension GuestPeer {
     func observe(_ reply: StatsReply) {
         agent.actual = reply.balloonActual
         agent.stats = reply
+        qmp?.observe(reply)
         guard let sample = GuestSample(reply, at: clock()) else { return }
         agent.sample = sample
         loop.sampled(self)

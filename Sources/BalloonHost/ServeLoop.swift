@@ -51,6 +51,8 @@ public final class ServeLoop {
         case listener = 1, guest, reconnect, tick, signal, stop, client, policy, discovery
         // balloon-hostd's /metrics endpoint (MetricsServer.swift).
         case metricsListener, metricsClient, metricsTimer
+        // A guest's QMP socket (QMPServer.swift): id = peer; a client's = peer << 24 | client.
+        case qmpListener, qmpClient, qmpTimer
     }
     static func token(_ kind: Kind, _ id: UInt64 = 0) -> UInt64 { id << 8 | kind.rawValue }
     /// A guest connection's token: the peer and the connection's generation,
@@ -79,6 +81,7 @@ public final class ServeLoop {
     ) throws(HostError) {
         try self.init(settings: Settings(options), clock: clock)
         onlyPeer = try addPeer(name: options.guest.description, options: options, frames: frames)
+        if let path = options.qmpPath, let peer = onlyPeer { peer.qmp = try QMPServer(path: path, peer: peer) }
     }
 
     /// Listens on the control socket, with no guest yet (`addPeer`).
@@ -204,6 +207,9 @@ public final class ServeLoop {
         case .metricsListener: agent?.metrics?.acceptClients()
         case .metricsClient: agent?.metrics?.clientEvent(id, ev)
         case .metricsTimer: agent?.metrics?.timerFired()
+        case .qmpListener: peers[id]?.qmp?.acceptClients()
+        case .qmpClient: peers[id >> 24]?.qmp?.clientEvent(id & 0xFF_FFFF, ev)
+        case .qmpTimer: peers[id]?.qmp?.timerFired()
         }
     }
 

@@ -25,6 +25,8 @@ public struct ServeOptions {
     /// A control client whose unsent output exceeds this is dropped.
     public var clientOutboxLimit = 1 << 20
     public var maxClients = 64
+    /// Also serve QEMU's QMP balloon dialect on this unix socket (docs/qmp.md).
+    public var qmpPath: String?
     /// Switch the guest's free-memory mode on in every session (needs a memory backend).
     public var freeMemoryReporting = false
     /// Stop on SIGINT/SIGTERM (blocks them in the calling thread).

@@ -42,6 +42,9 @@ struct Serve: ParsableCommand {
     @Flag(help: "Switch the guest's free-memory mode on in every session: the balloon holds the guest's free memory and its frames are freed (needs --memory-backend).")
     var freeMemoryReporting = false
 
+    @Option(help: ArgumentHelp("Also speak QEMU's QMP balloon dialect on this unix socket (mode 0600; docs/qmp.md).", valueName: "path"))
+    var qmp: String?
+
     @Option(help: ArgumentHelp("Seconds the guest may take to answer sync and each request.", valueName: "seconds"))
     var timeout: Double = 10
 
@@ -74,6 +77,9 @@ struct Serve: ParsableCommand {
         options.connectTimeout = .secondsValue(min(timeout, 2))
         options.handleSignals = true
         options.freeMemoryReporting = freeMemoryReporting
+        options.qmpPath = qmp
+        // QMP's guest RAM (the guest's MemTotal) and guest-stats come from STATS.
+        if qmp != nil { options.statsInterval = .seconds(1) }
         options.log = { HostIO.write("balloonctl serve: " + $0 + "\n", to: .error) }
 
         var frames: (ledger: FrameLedger, puncher: BackendPuncher)?
