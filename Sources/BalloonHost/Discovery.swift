@@ -53,8 +53,11 @@ enum DiscoveryScan {
     /// the domain's directory under memory_backing_dir (both are libvirt's
     /// short name of the domain); nil for the older `NAME` layout.
     static func libvirtRamDirectory(_ channelDirectory: String) -> String? {
-        guard channelDirectory.hasPrefix("domain-"), libvirtName(channelDirectory) != nil else { return nil }
-        return String(channelDirectory.dropFirst("domain-".count))
+        let rest = channelDirectory.dropFirst("domain-".count)
+        guard channelDirectory.hasPrefix("domain-"), let dash = rest.firstIndex(of: "-"), rest.startIndex < dash,
+            rest[..<dash].allSatisfy(\.isNumber), rest.index(after: dash) < rest.endIndex
+        else { return nil }
+        return String(rest)
     }
 
     /// The RAM file among a domain directory's regular files: the only one

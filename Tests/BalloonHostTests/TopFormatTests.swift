@@ -58,7 +58,7 @@ import Testing
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         #expect(lines[0] == "balloon-hostd: 2 guests (1 up), freed 384 MiB, policy auto every 1 s; host 8 GiB, available 6 GiB, reserve 512 MiB")
         #expect(lines[1] == "sorted by freed, every 2 s; keys: s sort by the next column, r reverse, q quit")
-        #expect(lines[3].hasPrefix("NAME  STATE  POLICY  RAM  TARGET"))
+        #expect(lines[3].hasPrefix("NAME  STATE  POLICY  RAM ") && lines[3].hasSuffix("FREED  LAST CHANGE"))
         #expect(lines[4].hasPrefix("db1 ") && lines[4].hasSuffix("384 MiB  guest says hi?"))
         #expect(lines[5].hasPrefix("web1") && lines[5].contains("down"))
         #expect(!text.contains("\u{1B}") && !text.contains("\u{07}"))
