@@ -76,7 +76,7 @@ test-vm: deps
 # balloon-hostd and a real libvirt guest (tests/libvirt/test.sh): installs
 # libvirt from Debian if missing, runs its own libvirtd (no systemd needed), one
 # TCG domain with a shared RAM file on a tmpfs; the agent discovers it and its
-# RAM file, inflates it, and the host memory behind it drops. Root; ~1 min.
+# RAM file, inflates it, and the host memory behind it drops. Root; ~40 s.
 test-libvirt: deps
 	@tests/libvirt/test.sh
 
