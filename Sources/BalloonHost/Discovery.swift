@@ -125,7 +125,9 @@ final class DiscoveryWatch {
         var found: [String: DiscoveredGuest] = [:]
         var missing: [String] = []
         if libvirt {
-            // The RAM directory first: a domain's RAM file is made before its channel socket is.
+            // libvirt makes a domain's RAM directory before QEMU starts; QEMU makes
+            // the file just after the channel socket: the domain directory's
+            // watch (set below, before it is listed) sees the file appear.
             var memory: String?
             if let dir = libvirtMemory {
                 if watch(dir, log: log) { memory = dir } else { missing.append(dir) }
