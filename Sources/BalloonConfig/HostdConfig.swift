@@ -35,6 +35,12 @@ package struct HostdConfig: Sendable, Equatable {
     package var libvirt = true
     /// `Directories=`: directories whose sockets are guests (named after the socket).
     package var directories: [String] = []
+    /// `LibvirtMemory=`: where libvirt puts its guests' RAM files (the
+    /// directory holding `ID-NAME/`), so discovered libvirt guests get their
+    /// RAM file as memory backend; nil: no backend for them.
+    package var libvirtMemory: LibvirtMemory?
+    /// `LibvirtRamMap=`: the RAM map of those files (`auto`, `pc`, `q35`).
+    package var libvirtRamMap: LibvirtRamMap = .auto
 
     // [Metrics]
     /// `Listen=`: where /metrics is served (docs/metrics.md); `.off`: nowhere.
@@ -46,6 +52,36 @@ package struct HostdConfig: Sendable, Equatable {
     package func policySettings(hostTotal: UInt64) -> PolicySettings {
         PolicySettings(mode: mode, hostReserve: hostReserve.resolve(memTotal: hostTotal), interval: interval, maxStep: maxStep)
     }
+}
+
+/// `[Discovery] LibvirtMemory=`: `yes` is libvirt's default
+/// `memory_backing_dir` (files in `/var/lib/libvirt/qemu/ram/ID-NAME/`); a path
+/// is qemu.conf's `memory_backing_dir` (libvirt adds `libvirt/qemu/`).
+package enum LibvirtMemory: Sendable, Equatable, CustomStringConvertible {
+    case standard
+    case backingDirectory(String)
+
+    /// The directory whose `ID-NAME` subdirectories hold the RAM files.
+    package var domainsDirectory: String {
+        switch self {
+        case .standard: "/var/lib/libvirt/qemu/ram"
+        case let .backingDirectory(dir): (dir.hasSuffix("/") ? String(dir.dropLast()) : dir) + "/libvirt/qemu"
+        }
+    }
+
+    package var description: String {
+        switch self {
+        case .standard: "yes"
+        case let .backingDirectory(dir): dir
+        }
+    }
+}
+
+/// `[Discovery] LibvirtRamMap=`: how a libvirt guest's RAM file maps to
+/// guest-physical addresses. `auto`: only files below 2.75 GiB, where `pc`
+/// and `q35` agree (all RAM below the PCI hole, one block at GPA 0).
+package enum LibvirtRamMap: String, Sendable, Equatable, CaseIterable {
+    case auto, pc, q35
 }
 
 /// Where a guest's balloond listens, as `[Guest] Channel=` spells it.

@@ -97,6 +97,19 @@ enum HostdKeys {
                      return out
                  },
                  render: { $0.joined(separator: " ") }),
+        HostdKey("Discovery", "LibvirtMemory", \.libvirtMemory, defaults: .defaults,
+                 doc: "no, yes (libvirt's default memory_backing_dir) or qemu.conf's memory_backing_dir: discovered libvirt guests' RAM files are punched",
+                 parse: { (v) throws(ValueError) in
+                     switch v.lowercased() {
+                     case "no", "false", "off", "0": return nil
+                     case "yes", "true", "on", "1": return .standard
+                     default: return .backingDirectory(try parseAbsolutePath(v))
+                     }
+                 },
+                 render: { $0?.description ?? "no" }),
+        HostdKey("Discovery", "LibvirtRamMap", \.libvirtRamMap, defaults: .defaults,
+                 doc: "auto (RAM files below 2.75 GiB only), pc or q35: the machine type of the libvirt guests",
+                 parse: { (v) throws(ValueError) in try parseName(v, LibvirtRamMap.self) }, render: \.rawValue),
         HostdKey("Metrics", "Listen", \.metricsListen, defaults: .defaults,
                  doc: "serve /metrics (Prometheus) on ADDRESS:PORT, [IPV6]:PORT or a unix socket path; no = off",
                  parse: parseMetricsListen, render: \.description),

@@ -17,11 +17,18 @@ public final class BackendPuncher {
     public private(set) var lastError: SystemError?
 
     /// Opens `path` O_RDWR. Guest RAM = `ramSize`, or the file's size.
-    public init(path: String, ramSize: UInt64? = nil) throws(HostError) {
+    public convenience init(path: String, ramSize: UInt64? = nil) throws(HostError) {
         let file: BackingFile
         do { file = try BackingFile(path: path) } catch {
             throw .usage("cannot open the memory backend \(path): \(error.cause)")
         }
+        try self.init(file: file, ramSize: ramSize)
+    }
+
+    /// A file already open (balloon-hostd opens a libvirt guest's RAM file
+    /// itself, with its own checks).
+    package init(file: BackingFile, ramSize: UInt64? = nil) throws(HostError) {
+        let path = file.path
         let status: BackingFile.Status
         do { status = try file.status() } catch { throw .usage("cannot stat the memory backend \(path): \(error.cause)") }
         guard status.isRegular else {

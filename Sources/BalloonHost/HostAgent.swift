@@ -30,8 +30,8 @@ package final class HostAgent {
     let sampler = HostSampler()
     var host: HostSample
     var discovery: DiscoveryWatch?
-    /// Discovered guests: name → socket path (a file of the same name wins).
-    var discovered: [String: String] = [:]
+    /// Discovered guests by name (a file of the same name wins).
+    var discovered: [String: DiscoveredGuest] = [:]
     /// `set-guest-policy` overrides, until the next reload.
     var policyOverrides: [String: GuestPolicy] = [:]
     var rounds: UInt64 = 0
@@ -97,8 +97,10 @@ package final class HostAgent {
 
     // MARK: - Guests
 
-    /// A peer for guest `name`: its file's settings, or a discovered socket's defaults.
-    func addGuest(_ name: String, discoveredAt socket: String? = nil) {
+    /// A peer for guest `name`: its file's settings, or a discovered socket's
+    /// defaults (with a libvirt guest's RAM file when one was found).
+    func addGuest(_ name: String, discovered found: DiscoveredGuest? = nil) {
+        let socket = found?.socket
         let config = setup.guests[name] ?? GuestConfig()
         let address: GuestAddress
         if let socket {
@@ -126,6 +128,8 @@ package final class HostAgent {
                 log("\(name): \(setup.guestFiles[name] ?? name): \(error); guest not added")
                 return
             }
+        } else if let found, let ram = found.ramFile {
+            frames = libvirtFrames(name, ram: ram, socket: found.socket)
         }
         do {
             let peer = try loop.addPeer(name: name, options: options, frames: frames)
@@ -136,6 +140,24 @@ package final class HostAgent {
             log("\(name): added (\(address.channelDescription)\(socket == nil ? "" : ", discovered"))")
         } catch {
             log("\(name): \(error); guest not added")
+        }
+    }
+
+    /// A libvirt guest's RAM file as its backend; nil (logged: the guest is
+    /// added without one) when a check fails or the map is not known.
+    func libvirtFrames(_ name: String, ram: String, socket: String) -> (ledger: FrameLedger, puncher: BackendPuncher)? {
+        do {
+            let puncher = try BackendPuncher(file: try DiscoveryWatch.openLibvirtRam(ram, socket: socket))
+            guard let spec = DiscoveryScan.libvirtRamMap(setup.config.libvirtRamMap, size: puncher.ramSize) else {
+                log("\(name): RAM file \(ram) is \(HumanBytes.format(puncher.ramSize)): pc and q35 map it differently; set [Discovery] LibvirtRamMap=pc or q35 to free its memory")
+                return nil
+            }
+            let map = try RamMap.parse(spec, ramSize: puncher.ramSize)
+            log("\(name): RAM file \(ram) (\(HumanBytes.format(puncher.ramSize)), map \(spec))")
+            return (FrameLedger(map: map, punchRate: FrameLedger.defaultPunchRate(for: map), now: loop.clock()), puncher)
+        } catch {
+            log("\(name): \(error); no memory backend")
+            return nil
         }
     }
 

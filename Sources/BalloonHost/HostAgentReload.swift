@@ -48,7 +48,9 @@ extension HostAgent {
             addGuest(name)
         }
         for peer in loop.peers.values { refreshLimits(peer) }
-        if new.config.libvirt != old.config.libvirt || new.config.directories != old.config.directories || statsChanged {
+        if new.config.libvirt != old.config.libvirt || new.config.directories != old.config.directories
+            || new.config.libvirtMemory != old.config.libvirtMemory || new.config.libvirtRamMap != old.config.libvirtRamMap || statsChanged
+        {
             startDiscovery()
         } else {
             rescan()
@@ -63,7 +65,8 @@ extension HostAgent {
         let config = setup.config
         if config.libvirt || !config.directories.isEmpty {
             do {
-                let watch = try DiscoveryWatch(libvirt: config.libvirt, directories: config.directories)
+                let watch = try DiscoveryWatch(
+                    libvirt: config.libvirt, directories: config.directories, libvirtMemory: config.libvirtMemory?.domainsDirectory)
                 try loop.epoll.add(watch.inotify.descriptor, events: .readable, token: ServeLoop.token(.discovery))
                 discovery = watch
             } catch {
@@ -84,13 +87,15 @@ extension HostAgent {
         for name in found.keys where setup.guests[name] != nil || !HostdLoader.isValidName(name) { found[name] = nil }
         let (add, remove) = DiscoveryScan.diff(current: discovered, found: found)
         for name in remove {
+            // Same socket: the RAM file appeared (or changed) after the socket; added again below.
+            let reason = found[name]?.socket == discovered[name]?.socket ? "its RAM file changed" : "its socket is gone or moved"
             discovered[name] = nil
             // Not a guest a file now configures under the same name.
-            if loop.peersByName[name]?.agent.source == "discovered" { removeGuest(name, reason: "its socket is gone or moved") }
+            if loop.peersByName[name]?.agent.source == "discovered" { removeGuest(name, reason: reason) }
         }
-        for (name, socket) in add.sorted(by: { $0.key < $1.key }) {
-            discovered[name] = socket
-            addGuest(name, discoveredAt: socket)
+        for (name, guest) in add.sorted(by: { $0.key < $1.key }) {
+            discovered[name] = guest
+            addGuest(name, discovered: guest)
         }
     }
 }

@@ -15,6 +15,10 @@ package struct FileStatus: Sendable, Equatable {
     package var blocks: UInt64
     /// The permission bits (st_mode & 07777).
     package var permissions: UInt32
+    /// st_uid and st_nlink: balloon-hostd checks who owns a RAM file it
+    /// finds by itself, and that it has no other names.
+    package var owner: UInt32
+    package var links: UInt64
 
     init(_ st: stat) {
         kind = switch st.st_mode & S_IFMT {
@@ -30,6 +34,8 @@ package struct FileStatus: Sendable, Equatable {
         size = UInt64(st.st_size)
         blocks = UInt64(st.st_blocks)
         permissions = UInt32(st.st_mode) & 0o7777
+        owner = st.st_uid
+        links = UInt64(st.st_nlink)
     }
 
     /// stat(2), following symbolic links.

@@ -18,7 +18,7 @@ struct Balloonctl: ParsableCommand {
         version: BalloondVersion.current,
         subcommands: [
             Info.self, SetTarget.self, Query.self, Stats.self, Watch.self, Events.self, Serve.self, ServeStatusCommand.self,
-            List.self, GuestStatusCommand.self, PolicyCommand.self,
+            List.self, GuestStatusCommand.self, PolicyCommand.self, Top.self,
         ]
     )
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 @testable import BalloonHost
+import BalloonConfig
 import BalloonSystem
 import BalloonTestSupport
 import Glibc
@@ -42,7 +43,7 @@ import Testing
         let file = open(dir.path + "/notes", O_CREAT | O_WRONLY | O_CLOEXEC, 0o600)
         close(file)
         #expect(waitUntil { watch.drain() })
-        #expect(watch.scan(log: { _ in }) == ["vm1": dir.path + "/vm1.sock"])
+        #expect(watch.scan(log: { _ in }) == ["vm1": DiscoveredGuest(socket: dir.path + "/vm1.sock")])
 
         unlink(dir.path + "/vm1.sock")
         #expect(waitUntil { watch.drain() })
@@ -93,6 +94,84 @@ import Testing
         let listener = try StreamSocket.listenUnix(path: sub + "/g.sock")
         defer { listener.close(); unlink(sub + "/g.sock") }
         #expect(waitUntil { watch.drain() })
-        #expect(watch.scan(log: { _ in }) == ["g": sub + "/g.sock"])
+        #expect(watch.scan(log: { _ in }) == ["g": DiscoveredGuest(socket: sub + "/g.sock")])
+    }
+
+    @Test func libvirtRamDirectoriesAndMaps() {
+        #expect(DiscoveryScan.libvirtRamDirectory("domain-3-web1") == "3-web1")
+        #expect(DiscoveryScan.libvirtRamDirectory("domain-12-db-primary") == "12-db-primary")
+        #expect(DiscoveryScan.libvirtRamDirectory("web1") == nil)  // older libvirt: no ID to match
+        #expect(DiscoveryScan.libvirtRamDirectory("domain-x-web1") == nil)
+        #expect(DiscoveryScan.libvirtRamFile(regularFiles: ["pc.ram"]) == "pc.ram")
+        #expect(DiscoveryScan.libvirtRamFile(regularFiles: ["ram-node0", "ram-node1"]) == nil)
+        #expect(DiscoveryScan.libvirtRamFile(regularFiles: []) == nil)
+        // Below 2.75 GiB pc and q35 agree; above, auto does not guess.
+        #expect(DiscoveryScan.libvirtRamMap(.auto, size: 512 << 20) == "linear")
+        #expect(DiscoveryScan.libvirtRamMap(.auto, size: 0xB000_0000 - 4096) == "linear")
+        #expect(DiscoveryScan.libvirtRamMap(.auto, size: 0xB000_0000) == nil)
+        #expect(DiscoveryScan.libvirtRamMap(.q35, size: 4 << 30) == "q35")
+        #expect(DiscoveryScan.libvirtRamMap(.pc, size: 4 << 30) == "pc")
+        #expect(LibvirtMemory.standard.domainsDirectory == "/var/lib/libvirt/qemu/ram")
+        #expect(LibvirtMemory.backingDirectory("/srv/ram/").domainsDirectory == "/srv/ram/libvirt/qemu")
+    }
+
+    /// libvirt's layout in temporary directories: the channel socket in
+    /// `domain-ID-NAME/`, the RAM file in `ID-NAME/` under the memory
+    /// directory; a RAM file made after the socket is an event and a new scan
+    /// result (the agent then adds the guest again, with its backend).
+    @Test func libvirtGuestWithItsRamFile() throws {
+        let dir = TempDir()
+        defer { dir.remove() }
+        let channels = dir.path + "/channel/target", memory = dir.path + "/ram/libvirt/qemu"
+        for d in [dir.path + "/channel", channels, dir.path + "/ram", dir.path + "/ram/libvirt", memory, channels + "/domain-7-web1"] {
+            mkdir(d, 0o755)
+        }
+        let socket = channels + "/domain-7-web1/org.balloond.0"
+        let listener = try StreamSocket.listenUnix(path: socket)
+        defer { listener.close() }
+        let watch = try DiscoveryWatch(libvirt: true, directories: [], libvirtMemory: memory, libvirtChannels: channels)
+        #expect(watch.scan(log: { _ in }) == ["web1": DiscoveredGuest(socket: socket)])
+
+        mkdir(memory + "/7-web1", 0o700)
+        #expect(waitUntil { watch.drain() })
+        #expect(watch.scan(log: { _ in }) == ["web1": DiscoveredGuest(socket: socket)])
+        let ram = memory + "/7-web1/pc.ram"
+        let fd = open(ram, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        #expect(ftruncate(fd, 4 << 20) == 0)
+        close(fd)
+        #expect(waitUntil { watch.drain() })
+        #expect(watch.scan(log: { _ in }) == ["web1": DiscoveredGuest(socket: socket, ramFile: ram)])
+        let file = try DiscoveryWatch.openLibvirtRam(ram, socket: socket)
+        #expect(try BackendPuncher(file: file).ramSize == 4 << 20)
+
+        // A second file (a NUMA node, a DIMM): no single map, no backend.
+        close(open(memory + "/7-web1/ram-node1", O_CREAT | O_RDWR | O_CLOEXEC, 0o600))
+        #expect(waitUntil { watch.drain() })
+        #expect(watch.scan(log: { _ in }) == ["web1": DiscoveredGuest(socket: socket)])
+    }
+
+    /// The RAM directory is the QEMU user's: what it could put there to lead
+    /// the agent to another file is refused.
+    @Test func libvirtRamFileChecks() throws {
+        let dir = TempDir()
+        defer { dir.remove() }
+        let socket = dir.path + "/org.balloond.0"
+        let listener = try StreamSocket.listenUnix(path: socket)
+        defer { listener.close() }
+        let target = dir.path + "/elsewhere"
+        close(open(target, O_CREAT | O_RDWR | O_CLOEXEC, 0o600))
+        symlink(target, dir.path + "/pc.ram")
+        #expect(throws: HostError.self) { _ = try DiscoveryWatch.openLibvirtRam(dir.path + "/pc.ram", socket: socket) }
+        link(target, dir.path + "/hard.ram")
+        let twoLinks = #expect(throws: HostError.self) { _ = try DiscoveryWatch.openLibvirtRam(dir.path + "/hard.ram", socket: socket) }
+        #expect(twoLinks?.description.contains("one link") == true)
+        unlink(dir.path + "/hard.ram")
+        #expect((try? DiscoveryWatch.openLibvirtRam(target, socket: socket)) != nil)
+        // Owned by someone else than the socket's owner (root can make one).
+        if getuid() == 0 {
+            #expect(chown(target, 65534, 65534) == 0)
+            let foreign = #expect(throws: HostError.self) { _ = try DiscoveryWatch.openLibvirtRam(target, socket: socket) }
+            #expect(foreign?.description.contains("belongs to uid 65534") == true)
+        }
     }
 }
