@@ -45,7 +45,11 @@ public final class ServeLoop {
     var signals: SignalDescriptor?
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
 
-    enum Kind: UInt64 { case listener = 1, guest, reconnect, tick, signal, stop, client, policy, discovery }
+    enum Kind: UInt64 {
+        case listener = 1, guest, reconnect, tick, signal, stop, client, policy, discovery
+        // balloon-hostd's systemd watchdog (HostAgentService.swift).
+        case watchdog
+    }
     static func token(_ kind: Kind, _ id: UInt64 = 0) -> UInt64 { id << 8 | kind.rawValue }
     /// A guest connection's token: the peer and the connection's generation,
     /// so a stale event of a closed connection is ignored.
@@ -169,6 +173,7 @@ public final class ServeLoop {
             tickTimer.acknowledge()
             let now = clock()
             for peer in Array(peers.values) { peer.checkTimeouts(now: now) }
+            agent?.updateStatus()
         case .signal:
             while let sig = signals?.next() {
                 if sig == SIGHUP {
@@ -189,6 +194,8 @@ public final class ServeLoop {
             agent?.policyRound()
         case .discovery:
             agent?.discoveryEvent()
+        case .watchdog:
+            agent?.watchdogTick()
         }
     }
 
@@ -196,6 +203,7 @@ public final class ServeLoop {
     func sampled(_ peer: GuestPeer) { agent?.sampled(peer) }
 
     func shutdown() {
+        agent?.notifier.stopping()
         for peer in peers.values { peer.close(reason: agent == nil ? "serve is stopping" : "balloon-hostd is stopping") }
         for client in clients.values { drop(client, reason: nil) }
         epoll.remove(listener)

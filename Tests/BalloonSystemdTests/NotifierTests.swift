@@ -3,7 +3,7 @@ import Glibc
 import Logging
 import Testing
 
-@testable import BalloonSystemd
+@testable import BalloonService
 
 /// A real AF_UNIX datagram socket standing in for systemd's notify socket.
 final class NotifySocket {
