@@ -293,6 +293,10 @@ else
     fail "balloon-hostd did not start"; ns systemctl status --no-pager balloon-hostd >&2 || true
 fi
 hpid=$(hshow MainPID)
+# systemd stamps each WATCHDOG=1 it gets: the stamp moves when the loop pings.
+wd=$(hshow WatchdogTimestampMonotonic)
+wait_for 5 "a WATCHDOG=1 ping" bash -c "[[ \$(nsenter -t $leader -a -- systemctl show -p WatchdogTimestampMonotonic --value balloon-hostd) != $wd ]]" \
+    && ok "WATCHDOG=1 pings arrive (WatchdogTimestamp moved from $wd to $(hshow WatchdogTimestampMonotonic))"
 wait_for 10 "STATUS= with the guest connected" bash -c "[[ \$(nsenter -t $leader -a -- systemctl show -p StatusText --value balloon-hostd) == '1 guests, 1 connected, '* ]]" \
     && ok "STATUS=$(hshow StatusText)"
 list=$(ns balloonctl list 2>&1) || fail "balloonctl list: $list"
