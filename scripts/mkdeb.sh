@@ -122,7 +122,7 @@ mkdir -p "$out"
 debs=()
 # build NAME ROOT: control, conffiles, maintainer scripts, md5sums, the .deb.
 build() {
-    local name=$1 pkg=$2 meta=packaging/debian/$1 size script deb
+    local name=$1 pkg=$2 meta=packaging/debian/$1 size script deb dep
     find "$pkg/usr/share" -type f -exec chmod 0644 {} +
     # As dpkg-gencontrol counts it (KiB per file, rounded up; 1 per directory),
     # not du's blocks, which depend on the file system.
@@ -141,7 +141,8 @@ build() {
     deb=$out/${name}_${version}_amd64.deb
     # dpkg-deb sorts members, takes ar and tar times from SOURCE_DATE_EPOCH.
     dpkg-deb --root-owner-group -Zxz --build "$pkg" "$deb" >&2
-    say "$deb ($(du -h "$deb" | cut -f1)); Depends: $(dpkg-deb -f "$deb" Depends)"
+    dep=$(dpkg-deb -f "$deb" Depends)
+    say "$deb ($(du -h "$deb" | cut -f1)); Depends: ${dep:-none (static)}"
     debs+=("$deb")
 }
 build balloond "$guest"
