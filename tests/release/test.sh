@@ -119,7 +119,9 @@ for f in /usr/sbin/balloon-hostd /usr/bin/balloonctl /lib/systemd/system/balloon
     /usr/share/bash-completion/completions/balloonctl /usr/share/doc/balloon-hostd/hostd.md; do
     grep -qx "$f" <<<"$host_files" || fail "balloon-hostd's package lacks $f"
 done
-dpkg-deb -c "${debs_a[1]}" | grep -q ' \./etc/balloon-hostd\.d/$' || fail "balloon-hostd's package lacks /etc/balloon-hostd.d/"
+# (Not grep -q on the pipe: pipefail would count dpkg-deb's SIGPIPE.)
+host_listing=$(dpkg-deb -c "${debs_a[1]}")
+grep -q ' \./etc/balloon-hostd\.d/$' <<<"$host_listing" || fail "balloon-hostd's package lacks /etc/balloon-hostd.d/"
 expect_eq "balloond's conffiles" "$(dpkg-deb --ctrl-tarfile "${debs_a[0]}" | tar -xO ./conffiles)" /etc/balloond.conf
 expect_eq "balloon-hostd's conffiles" "$(dpkg-deb --ctrl-tarfile "${debs_a[1]}" | tar -xO ./conffiles)" /etc/balloon-hostd.conf
 for field in Replaces Breaks; do
