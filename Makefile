@@ -28,8 +28,10 @@ release:
 demo: deps release
 	@scripts/demo.sh
 
-# balloond_VERSION_amd64.deb (balloond with a static Swift runtime + libsystemd,
-# static balloonctl, unit, udev rule, conffile, man pages, completions); lintian.
+# balloond_VERSION_amd64.deb, the guest (balloond with a static Swift runtime +
+# libsystemd, unit, udev rule, conffile, man pages, completions) and
+# balloon-hostd_VERSION_amd64.deb, the host (static balloon-hostd and balloonctl,
+# the agent's Type=notify unit, conffile, man pages); lintian.
 deb: deps
 	@scripts/mkdeb.sh
 
@@ -83,8 +85,9 @@ test-vm: deps
 test-libvirt: deps
 	@tests/libvirt/test.sh
 
-# The .deb under real systemd: systemd-nspawn (install, status, reload, broken
-# config, watchdog) and a QEMU TCG boot (udev rule, host balloonctl).
+# Both packages under real systemd: systemd-nspawn (install over the old single
+# package, status, reload, broken config, watchdog; balloon-hostd's notify,
+# reload, broken guest file) and a QEMU TCG boot (udev rule, host balloonctl).
 test-systemd: deps
 	@tests/systemd/test.sh
 
@@ -136,4 +139,4 @@ bench-free: deps
 	  --configs $${BENCH_CONFIGS:-a,b,c,d} --observe $${BENCH_OBSERVE:-120}
 
 clean:
-	rm -rf .build bench/out tests/systemd/work tests/release/work dist balloond_*.deb
+	rm -rf .build bench/out tests/systemd/work tests/release/work dist balloond_*.deb balloon-hostd_*.deb

@@ -51,12 +51,18 @@ let package = Package(
         // Pure: targets, clamps, chunks, frame reporting's bookkeeping;
         // driven by a clock and a reserver.
         .target(name: "BalloonController", dependencies: ["BalloonProtocol"]),
+        // Telling systemd what a daemon does (sd_notify's protocol spoken in
+        // Swift, no libsystemd): balloond and the static balloon-hostd.
+        .target(
+            name: "BalloonService",
+            dependencies: ["BalloonSystem", .product(name: "Logging", package: "swift-log")]
+        ),
         // The guest agent: the epoll loop wiring channel, controller, stats.
         .target(
             name: "BalloonDaemon",
             dependencies: [
                 "BalloonSystem", "BalloonProtocol", "BalloonStats", "BalloonConfig",
-                "BalloonController", "BalloonChannel",
+                "BalloonController", "BalloonChannel", "BalloonService",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -67,12 +73,12 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
-        // systemd integration: sd_notify ServiceNotifier (READY, RELOADING,
-        // STOPPING, STATUS, WATCHDOG) and a journald LogHandler.
+        // systemd's journal: a journald LogHandler (sd_journal_sendv). The
+        // sd_notify side is BalloonService's, which needs no libsystemd.
         .target(
             name: "BalloonSystemd",
             dependencies: [
-                "CSystemd", "BalloonDaemon", "BalloonSystem",
+                "CSystemd", "BalloonSystem",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -85,13 +91,13 @@ let package = Package(
         // The host side: connecting to a guest channel and a session over it.
         .target(
             name: "BalloonHost",
-            dependencies: ["BalloonSystem", "BalloonProtocol", "BalloonStats", "BalloonChannel", "BalloonPolicy", "BalloonConfig", "BalloonMetrics"]
+            dependencies: ["BalloonSystem", "BalloonProtocol", "BalloonStats", "BalloonChannel", "BalloonPolicy", "BalloonConfig", "BalloonMetrics", "BalloonService"]
         ),
         .executableTarget(
             name: "balloond",
             dependencies: [
                 "BalloonSystem",
-                "BalloonDaemon", "BalloonSystemd",
+                "BalloonDaemon", "BalloonSystemd", "BalloonService",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -106,8 +112,9 @@ let package = Package(
         .executableTarget(
             name: "balloon-hostd",
             dependencies: [
-                "BalloonHost", "BalloonConfig", "BalloonProtocol", "BalloonSystem",
+                "BalloonHost", "BalloonConfig", "BalloonProtocol", "BalloonSystem", "BalloonService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // `make bench` driver; not a product.
@@ -147,7 +154,7 @@ let package = Package(
         .testTarget(name: "BalloonSystemTests", dependencies: ["BalloonSystem", "BalloonTestSupport"]),
         .testTarget(
             name: "BalloonSystemdTests",
-            dependencies: ["BalloonSystemd", "BalloonTestSupport", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["BalloonSystemd", "BalloonService", "BalloonTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "BalloonPolicyTests", dependencies: ["BalloonPolicy", "BalloonTestSupport"]),
         .testTarget(name: "BalloonMetricsTests", dependencies: ["BalloonMetrics", "BalloonProtocol", "BalloonStats", "BalloonTestSupport"]),

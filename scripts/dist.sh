@@ -29,7 +29,7 @@ trap 'rm -rf "$tmp"' EXIT
 echo "$version $epoch" >"$tmp/.tarball-version"
 git archive --format=tar --prefix="$name/" --add-file="$tmp/.tarball-version" HEAD \
     | gzip -9n >"$out/$name.tar.gz"
-(cd "$out" && sha256sum -- "$name.tar.gz" $(ls -- "balloond_${version}"_*.deb 2>/dev/null) >SHA256SUMS)
+(cd "$out" && sha256sum -- "$name.tar.gz" $(ls -- "balloond_${version}"_*.deb "balloon-hostd_${version}"_*.deb 2>/dev/null) >SHA256SUMS)
 echo "dist: $out/$name.tar.gz" >&2
 cat "$out/SHA256SUMS" >&2
 echo "$out/$name.tar.gz"

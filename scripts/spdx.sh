@@ -33,8 +33,8 @@ style() {
     local f=$1
     case $f in
         */Fixtures/*|*.md|*.json|LICENSE|NOTICE|VERSION|CHANGELOG.md) return ;;
-        packaging/debian/control.in|packaging/debian/conffiles|packaging/debian/copyright) return ;;
-        packaging/debian/lintian-overrides) return ;;
+        packaging/debian/*/control.in|packaging/debian/*/conffiles|packaging/debian/copyright) return ;;
+        packaging/debian/*/lintian-overrides) return ;;
         *.swift|*.c|*.h|*.modulemap) echo "//" ;;
         packaging/man/*.[1-8]) echo '.\"' ;;
         *.sh|*.py|*.pl|*.service|*.rules|*.conf|Makefile|*/Makefile) echo "#" ;;

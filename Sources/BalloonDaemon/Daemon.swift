@@ -3,6 +3,7 @@ import BalloonChannel
 import BalloonConfig
 import BalloonController
 import BalloonProtocol
+import BalloonService
 import BalloonSystem
 import Glibc
 import Logging

@@ -2,6 +2,7 @@
 import BalloonConfig
 import BalloonPolicy
 import BalloonProtocol
+import BalloonService
 import BalloonSystem
 
 /// Why balloon-hostd cannot start.
@@ -40,13 +41,20 @@ package final class HostAgent {
     var metrics: MetricsServer?
     var metricsTotals = MetricsTotals()
     let log: (String) -> Void
+    /// systemd (Type=notify): READY, STATUS, RELOADING, STOPPING, WATCHDOG (HostAgentService.swift).
+    let notifier: ServiceNotifier
+    let watchdogTimer: TimerDescriptor
+    var lastStatus = ""
 
     /// Reads the configuration and listens on its control socket.
-    package init(configPath: String, required: Bool, log: @escaping (String) -> Void) throws(AgentError) {
+    package init(
+        configPath: String, required: Bool, notifier: ServiceNotifier = NoServiceNotifier(), log: @escaping (String) -> Void
+    ) throws(AgentError) {
         do { setup = try HostdLoader.load(path: configPath, required: required) } catch { throw .config(error) }
         self.configPath = configPath
         configRequired = required
         self.log = log
+        self.notifier = notifier
         var settings = ServeLoop.Settings(controlPath: setup.config.control)
         settings.handleSignals = true
         settings.reloadOnHangup = true
@@ -70,6 +78,8 @@ package final class HostAgent {
         do {
             policyTimer = try TimerDescriptor()
             try loop.epoll.add(policyTimer.descriptor, events: .readable, token: ServeLoop.token(.policy))
+            watchdogTimer = try TimerDescriptor()
+            try loop.epoll.add(watchdogTimer.descriptor, events: .readable, token: ServeLoop.token(.watchdog))
         } catch { throw .host(.io(error)) }
         loop.agent = self
         armPolicyTimer()
@@ -77,12 +87,17 @@ package final class HostAgent {
         startDiscovery()
         host = sampleHost()
         startMetrics()
+        armWatchdog()
     }
 
     /// Runs until SIGINT/SIGTERM.
     package func run() throws(HostError) {
         log("balloon-hostd \(BalloondVersion.current): \(setup.guests.count) configured guests, policy \(policy.mode.rawValue) every \(HostFormat.seconds(policy.interval.seconds)), control \(setup.config.control)")
         defer { metrics?.close() }
+        // The control socket listens and the guests are loaded (they connect
+        // as the loop starts; STATUS= follows them).
+        updateStatus()
+        notifier.ready()
         try loop.run()
     }
 

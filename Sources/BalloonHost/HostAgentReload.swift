@@ -9,6 +9,11 @@ import BalloonSystem
 extension HostAgent {
     /// Re-reads the configuration; a bad file is logged and changes nothing.
     func reload() {
+        notifier.reloading()
+        defer {
+            notifier.ready()
+            updateStatus()
+        }
         let new: HostdSetup
         do { new = try HostdLoader.load(path: configPath, required: configRequired) } catch {
             log("reload failed, configuration unchanged: \(error)")

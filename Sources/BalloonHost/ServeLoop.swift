@@ -53,6 +53,8 @@ public final class ServeLoop {
         case metricsListener, metricsClient, metricsTimer
         // A guest's QMP socket (QMPServer.swift): id = peer; a client's = peer << 24 | client.
         case qmpListener, qmpClient, qmpTimer
+        // balloon-hostd's systemd watchdog (HostAgentService.swift).
+        case watchdog
     }
     static func token(_ kind: Kind, _ id: UInt64 = 0) -> UInt64 { id << 8 | kind.rawValue }
     /// A guest connection's token: the peer and the connection's generation,
@@ -184,6 +186,7 @@ public final class ServeLoop {
             tickTimer.acknowledge()
             let now = clock()
             for peer in Array(peers.values) { peer.checkTimeouts(now: now) }
+            agent?.updateStatus()
         case .signal:
             while let sig = signals?.next() {
                 if sig == SIGHUP {
@@ -210,6 +213,8 @@ public final class ServeLoop {
         case .qmpListener: peers[id]?.qmp?.acceptClients()
         case .qmpClient: peers[id >> 24]?.qmp?.clientEvent(id & 0xFF_FFFF, ev)
         case .qmpTimer: peers[id]?.qmp?.timerFired()
+        case .watchdog:
+            agent?.watchdogTick()
         }
     }
 
@@ -217,6 +222,7 @@ public final class ServeLoop {
     func sampled(_ peer: GuestPeer) { agent?.sampled(peer) }
 
     func shutdown() {
+        agent?.notifier.stopping()
         for peer in peers.values { peer.close(reason: agent == nil ? "serve is stopping" : "balloon-hostd is stopping") }
         for client in clients.values { drop(client, reason: nil) }
         epoll.remove(listener)

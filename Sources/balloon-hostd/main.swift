@@ -3,7 +3,9 @@ import ArgumentParser
 import BalloonConfig
 import BalloonHost
 import BalloonProtocol
+import BalloonService
 import BalloonSystem
+import Logging
 
 /// balloon-hostd: one host agent for every guest (docs/hostd.md).
 struct BalloonHostd: ParsableCommand {
@@ -36,12 +38,30 @@ struct BalloonHostd: ParsableCommand {
             return
         }
         do {
-            let agent = try HostAgent(configPath: path, required: config != nil) { HostIO.write("balloon-hostd: " + $0 + "\n", to: .error) }
+            // sd_notify under systemd (Type=notify, WatchdogSec=); a no-op otherwise.
+            let notifier = SystemdNotifier(logger: Logger(label: "balloon-hostd") { _ in LineLogHandler() })
+            let agent = try HostAgent(configPath: path, required: config != nil, notifier: notifier) {
+                HostIO.write("balloon-hostd: " + $0 + "\n", to: .error)
+            }
             try agent.run()
         } catch {
             HostIO.write("balloon-hostd: \(error)\n", to: .error)
             throw ExitCode(1)
         }
+    }
+}
+
+/// The notifier's reports as the agent's other lines: `balloon-hostd: …` on stderr.
+struct LineLogHandler: LogHandler {
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(event: LogEvent) {
+        let fields = event.metadata.map { " (" + $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ") + ")" } ?? ""
+        HostIO.write("balloon-hostd: \(event.message)\(fields)\n", to: .error)
     }
 }
 

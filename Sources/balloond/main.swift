@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import BalloonConfig
 import BalloonDaemon
+import BalloonService
 import BalloonSystem
 import BalloonSystemd
 import Glibc

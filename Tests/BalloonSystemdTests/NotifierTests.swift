@@ -3,7 +3,7 @@ import Glibc
 import Logging
 import Testing
 
-@testable import BalloonSystemd
+@testable import BalloonService
 
 /// A real AF_UNIX datagram socket standing in for systemd's notify socket.
 final class NotifySocket {
@@ -112,6 +112,35 @@ struct CapturingHandler: LogHandler {
         #expect(socket.receive() == "STOPPING=1")
         #expect(notifier.failureCounts.isEmpty)
         #expect(logs.messages.isEmpty)
+    }
+
+    /// `@NAME`: the abstract namespace, as systemd may give it (no file; the
+    /// address is exactly the name, no terminating NUL).
+    @Test func anAbstractNotifySocket() throws {
+        let name = "balloond-notify-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, byte) in name.utf8.enumerated() { raw[i + 1] = byte }
+        }
+        let length = MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + 1 + name.utf8.count
+        let r = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(length)) }
+        }
+        try #require(r == 0)
+        setenv("NOTIFY_SOCKET", "@" + name, 1)
+        defer { unsetenv("NOTIFY_SOCKET") }
+        let notifier = SystemdNotifier(logger: logger)
+        notifier.ready()
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&p, 1, 1000) == 1)
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        #expect(n > 0 && String(decoding: buffer[0..<max(n, 0)], as: UTF8.self) == "READY=1")
+        #expect(notifier.failureCounts.isEmpty, "\(logs.messages)")
     }
 
     @Test func watchdogIntervalFromTheEnvironment() {

@@ -4,16 +4,18 @@
 #   1. the licence line check fails on a file without it, --add mends it
 #      (in a scratch repository; make test checks this repository itself)
 #   2. VERSION agrees with CHANGELOG.md, README.md and the man pages
-#   3. make deb (here, from empty scratch paths, with a padded environment): the package's version,
-#      its binaries' --version, a running balloond's info reply, its man
-#      pages' headers and its changelog all say scripts/version.sh's version
+#   3. make deb (here, from empty scratch paths, with a padded environment):
+#      both packages' versions, their binaries' --version, a running balloond's
+#      info reply, their man pages' headers and changelogs all say
+#      scripts/version.sh's version; each package holds its own files (no file
+#      in both) and balloon-hostd's replaces and breaks older balloond
 #   4. make install DESTDIR=$(mktemp -d): the tree, modes, the unit's
 #      ExecStart=, a kept config on a second install
 #   5. make dist twice: the same tarball; in it, scripts/version.sh says the
 #      commit's version and time without git
 #   6. make deb again after removing the scratch paths (so the Swift build
-#      itself is checked from nothing): the two packages are byte-identical,
-#      else the first difference is shown
+#      itself is checked from nothing): both packages are byte-identical to
+#      the first build's, else the first difference is shown
 # Needs root only for what make deb needs. Prints the time of each step.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -78,22 +80,56 @@ done_step "VERSION, CHANGELOG.md, README.md, man pages"
 # with 4 KiB more environment than step 6's build: the release build must not
 # depend on its caller's environment (scripts/build-release.sh).
 rm -rf .build-deb .build-static
-deb_a=$(BALLOOND_RELEASE_TEST_PADDING=$(printf 'x%.0s' {1..4096}) scripts/mkdeb.sh -o "$work/a" --no-lintian | tail -n1)
+paths=$(BALLOOND_RELEASE_TEST_PADDING=$(printf 'x%.0s' {1..4096}) scripts/mkdeb.sh -o "$work/a" --no-lintian | tail -n2)
+mapfile -t debs_a <<<"$paths"
 done_step "make deb (in $repo)"
-expect_eq "the package's file name" "$(basename "$deb_a")" "balloond_${version}_amd64.deb"
-expect_eq "the package's Version" "$(dpkg-deb -f "$deb_a" Version)" "$version"
+names=(balloond balloon-hostd)
 tree=$work/a/tree
-dpkg-deb -x "$deb_a" "$tree"
+for i in 0 1; do
+    deb=${debs_a[i]} name=${names[i]}
+    expect_eq "package $((i + 1))'s file name" "$(basename "$deb")" "${name}_${version}_amd64.deb"
+    expect_eq "$name's Version" "$(dpkg-deb -f "$deb" Version)" "$version"
+    dpkg-deb -x "$deb" "$work/a/$name"
+    dpkg-deb -x "$deb" "$tree"
+    for page in "$work/a/$name"/usr/share/man/man*/*.gz; do
+        th=$(zcat "$page" | grep -m1 '^\.TH ')
+        [[ $th == *"\"balloond $version\""* ]] || fail "$(basename "$page")'s header '$th' does not name balloond $version"
+    done
+    expect_eq "$name's changelog's first line" "$(zcat "$work/a/$name/usr/share/doc/$name/changelog.gz" | head -n1)" \
+        "balloond ($version) unstable; urgency=medium"
+    grep -q "^Upstream-Contact: $(dpkg-deb -f "$deb" Maintainer)\$" "$work/a/$name/usr/share/doc/$name/copyright" \
+        || fail "$name's copyright's Upstream-Contact is not the package's Maintainer"
+done
 expect_eq "balloond --version" "$("$tree/usr/sbin/balloond" --version)" "$version"
 expect_eq "balloonctl --version" "$("$tree/usr/bin/balloonctl" --version)" "$version"
-for page in "$tree"/usr/share/man/man*/*.gz; do
-    th=$(zcat "$page" | grep -m1 '^\.TH ')
-    [[ $th == *"\"balloond $version\""* ]] || fail "$(basename "$page")'s header '$th' does not name balloond $version"
+expect_eq "balloon-hostd --version" "$("$tree/usr/sbin/balloon-hostd" --version)" "$version"
+# Which package holds what: the guest's files in balloond, the host's in
+# balloon-hostd, nothing in both (dpkg would refuse to install them together).
+contents() { dpkg-deb -c "$1" | awk '$1 !~ /^d/ { sub(/^\./, "", $6); print $6 }' | LC_ALL=C sort; }
+guest_files=$(contents "${debs_a[0]}")
+host_files=$(contents "${debs_a[1]}")
+both=$(LC_ALL=C comm -12 <(echo "$guest_files") <(echo "$host_files"))
+[[ -z $both ]] || fail "files in both packages: $both"
+for f in /usr/sbin/balloond /lib/systemd/system/balloond.service /lib/udev/rules.d/60-balloond.rules /etc/balloond.conf \
+    /usr/share/man/man8/balloond.8.gz /usr/share/man/man5/balloond.conf.5.gz /usr/share/bash-completion/completions/balloond; do
+    grep -qx "$f" <<<"$guest_files" || fail "balloond's package lacks $f"
 done
-expect_eq "the changelog's first line" "$(zcat "$tree/usr/share/doc/balloond/changelog.gz" | head -n1)" \
-    "balloond ($version) unstable; urgency=medium"
-grep -q "^Upstream-Contact: $(dpkg-deb -f "$deb_a" Maintainer)\$" "$tree/usr/share/doc/balloond/copyright" \
-    || fail "copyright's Upstream-Contact is not the package's Maintainer"
+for f in /usr/sbin/balloon-hostd /usr/bin/balloonctl /lib/systemd/system/balloon-hostd.service /etc/balloon-hostd.conf \
+    /usr/share/man/man8/balloon-hostd.8.gz /usr/share/man/man5/balloon-hostd.conf.5.gz /usr/share/man/man1/balloonctl.1.gz \
+    /usr/share/bash-completion/completions/balloonctl /usr/share/doc/balloon-hostd/hostd.md; do
+    grep -qx "$f" <<<"$host_files" || fail "balloon-hostd's package lacks $f"
+done
+# (Not grep -q on the pipe: pipefail would count dpkg-deb's SIGPIPE.)
+host_listing=$(dpkg-deb -c "${debs_a[1]}")
+grep -q ' \./etc/balloon-hostd\.d/$' <<<"$host_listing" || fail "balloon-hostd's package lacks /etc/balloon-hostd.d/"
+expect_eq "balloond's conffiles" "$(dpkg-deb --ctrl-tarfile "${debs_a[0]}" | tar -xO ./conffiles)" /etc/balloond.conf
+expect_eq "balloon-hostd's conffiles" "$(dpkg-deb --ctrl-tarfile "${debs_a[1]}" | tar -xO ./conffiles)" /etc/balloon-hostd.conf
+for field in Replaces Breaks; do
+    expect_eq "balloon-hostd's $field" "$(dpkg-deb -f "${debs_a[1]}" "$field")" "balloond (<< $version)"
+done
+expect_eq "balloon-hostd's Depends (static binaries)" "$(dpkg-deb -f "${debs_a[1]}" Depends)" ""
+grep -qx 'Type=notify' "$work/a/balloon-hostd/lib/systemd/system/balloon-hostd.service" && grep -q '^WatchdogSec=' "$work/a/balloon-hostd/lib/systemd/system/balloon-hostd.service" \
+    || fail "balloon-hostd.service is not Type=notify with WatchdogSec="
 # The info reply of the packaged daemon, on a unix socket (no memory locked).
 sock=$work/balloond.sock
 printf '[Channel]\nListen=unix:%s\n' "$sock" >"$work/balloond.conf"
@@ -174,7 +210,8 @@ done_step "make dist"
 # and make test-systemd before, under make test) are removed, so the Swift
 # build itself is checked.
 rm -rf .build-deb .build-static
-deb_b=$(scripts/mkdeb.sh -o "$work/b" --no-lintian | tail -n1)
+paths=$(scripts/mkdeb.sh -o "$work/b" --no-lintian | tail -n2)
+mapfile -t debs_b <<<"$paths"
 done_step "make deb again, from empty scratch paths"
 
 show_difference() {  # first difference between two .debs, member by member
@@ -198,11 +235,17 @@ show_difference() {  # first difference between two .debs, member by member
         done
     done
 }
-sum_a=$(sha256sum <"$deb_a" | cut -d' ' -f1)
-sum_b=$(sha256sum <"$deb_b" | cut -d' ' -f1)
-if [[ $sum_a != "$sum_b" ]]; then
-    show_difference "$deb_a" "$deb_b" >&2
-    fail "make deb is not reproducible: $deb_a $sum_a, $deb_b $sum_b"
-fi
-done_step "reproducible: both packages are sha256 $sum_a"
+sums=()
+for i in 0 1; do
+    deb_a=${debs_a[i]} deb_b=${debs_b[i]}
+    expect_eq "the second build's package $((i + 1))" "$(basename "$deb_b")" "$(basename "$deb_a")"
+    sum_a=$(sha256sum <"$deb_a" | cut -d' ' -f1)
+    sum_b=$(sha256sum <"$deb_b" | cut -d' ' -f1)
+    if [[ $sum_a != "$sum_b" ]]; then
+        show_difference "$deb_a" "$deb_b" >&2
+        fail "make deb is not reproducible: $deb_a $sum_a, $deb_b $sum_b"
+    fi
+    sums+=("$(basename "$deb_a") $sum_a")
+done
+done_step "reproducible: both builds give the same two packages (sha256: ${sums[*]})"
 say "all passed in $((SECONDS - t0))s"

@@ -2,11 +2,14 @@
 # SPDX-License-Identifier: Apache-2.0
 # tests/systemd/run.sh — balloond under real systemd (part of make test).
 #
-# Usage: tests/systemd/run.sh --deb PATH [--no-qemu] [--keep]
+# Usage: tests/systemd/run.sh --deb PATH --hostd-deb PATH [--no-qemu] [--keep]
 #
 # 1. A cached debootstrapped Debian tree (mkroot.sh) is copied and booted with
 #    systemd-nspawn -b; inside it:
-#    - apt install ./balloond_*.deb
+#    - over a stand-in for the old single balloond package (balloonctl, the
+#      agent, a locally edited /etc/balloon-hostd.conf): apt install
+#      ./balloond_*.deb ./balloon-hostd_*.deb (balloonctl is in the latter)
+#      takes the files over, keeps the edit
 #    - the unit (with a unix-socket drop-in, as there is no virtio port) reaches
 #      active with STATUS= shown; a sandbox probe run as ExecStartPre= of the
 #      real unit shows PSI triggers and pagemap PFNs work under its hardening;
@@ -15,6 +18,12 @@
 #      CODE_*, upper-case metadata) and nothing on stdout/stderr
 #    - systemctl reload applies a changed configuration (and keeps the old one
 #      when the new one is broken)
+#    - balloon-hostd (Type=notify, WatchdogSec=2s here) with a guest file for
+#      that balloond: active once READY=1, STATUS= counts the connected guest;
+#      a changed guest file + systemctl reload sets its Target= on balloond; a
+#      broken guest file line + reload is named by file, line and key in the
+#      journal while the old configuration stays (guest still up, same pid);
+#      no watchdog restart; a clean stop
 #    - a broken /etc/balloond.conf fails the unit with file, line and key in
 #      journalctl -u balloond
 #    - a loop stalled on purpose (BALLOOND_TEST_FAULTS=1, SIGUSR2) is restarted
@@ -30,18 +39,21 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 deb=
+hostd_deb=
 qemu=1
 keep=0
 while (($#)); do
     case $1 in
         --deb) deb=$2; shift 2 ;;
+        --hostd-deb) hostd_deb=$2; shift 2 ;;
         --no-qemu) qemu=0; shift ;;
         --keep) keep=1; shift ;;
         *) echo "systemd-tests: unknown argument $1" >&2; exit 2 ;;
     esac
 done
-[[ -f $deb ]] || { echo "systemd-tests: --deb PATH required (make deb)" >&2; exit 2; }
+[[ -f $deb && -f $hostd_deb ]] || { echo "systemd-tests: --deb PATH and --hostd-deb PATH required (make deb)" >&2; exit 2; }
 deb=$(cd "$(dirname "$deb")" && pwd)/$(basename "$deb")
+hostd_deb=$(cd "$(dirname "$hostd_deb")" && pwd)/$(basename "$hostd_deb")
 [[ $(id -u) == 0 ]] || { echo "systemd-tests: must run as root" >&2; exit 1; }
 
 t_all=$SECONDS
@@ -61,7 +73,20 @@ tree=$work/tree
 mkdir -p "$work"
 t=$(ts)
 cp -a "$root" "$tree"
-cp "$deb" "$tree/root/"
+cp "$deb" "$hostd_deb" "$tree/root/"
+# A stand-in for the single balloond package from before the split: it owns
+# balloonctl, the agent and the conffile /etc/balloon-hostd.conf, which the
+# new balloon-hostd package must take over (Replaces/Breaks).
+old=$work/old-balloond
+mkdir -p "$old/DEBIAN" "$old/usr/bin" "$old/usr/sbin" "$old/etc"
+printf '#!/bin/sh\necho old\n' >"$old/usr/bin/balloonctl"
+printf '#!/bin/sh\necho old\n' >"$old/usr/sbin/balloon-hostd"
+chmod 0755 "$old/usr/bin/balloonctl" "$old/usr/sbin/balloon-hostd"
+cp "$repo/packaging/balloon-hostd.conf" "$old/etc/"
+echo /etc/balloon-hostd.conf >"$old/DEBIAN/conffiles"
+printf 'Package: balloond\nVersion: 0.0.1\nArchitecture: amd64\nMaintainer: test <test@example.org>\nDescription: stand-in for the old single package\n' \
+    >"$old/DEBIAN/control"
+dpkg-deb --root-owner-group -b "$old" "$tree/root/balloond_0.0.1_amd64.deb" >/dev/null
 install -D -m 0755 "$here/guest/probe.pl" "$tree/usr/local/lib/balloond-test/probe.pl"
 step "tree copied ($(since "$t")s)"
 
@@ -140,11 +165,15 @@ is_active() { [[ $(show ActiveState) == active ]]; }
 # --- install -------------------------------------------------------------------
 t=$(ts)
 debname=$(basename "$deb")
-if out=$(ns sh -c "cd /root && DEBIAN_FRONTEND=noninteractive apt install -y ./$debname" 2>&1); then
-    ok "apt install ./$debname ($(since "$t")s)"
+hostd_debname=$(basename "$hostd_deb")
+ns dpkg -i /root/balloond_0.0.1_amd64.deb >/dev/null || fail "dpkg -i the old package's stand-in"
+ns sh -c 'echo "# a local edit" >>/etc/balloon-hostd.conf'
+# No tty: a conffile question would fail the install rather than wait.
+if out=$(ns sh -c "cd /root && DEBIAN_FRONTEND=noninteractive apt install -y ./$debname ./$hostd_debname </dev/null" 2>&1); then
+    ok "apt install ./$debname ./$hostd_debname ($(since "$t")s)"
 else
     echo "$out" >&2
-    fail "apt install ./$debname"
+    fail "apt install ./$debname ./$hostd_debname"
     exit 1
 fi
 [[ $(ns systemctl is-enabled balloond 2>&1) == disabled ]] && ok "unit installed, not enabled (the udev rule starts it)" \
@@ -154,6 +183,13 @@ ns test -f /lib/udev/rules.d/60-balloond.rules && ns test -f /etc/balloond.conf 
     && ok "udev rule and conffile /etc/balloond.conf installed" || fail "rule or conffile missing"
 ns man -w balloond balloond.conf balloonctl >/dev/null 2>&1 || ns test -f /usr/share/man/man8/balloond.8.gz \
     || fail "man pages missing"
+[[ $(ns dpkg -S /usr/bin/balloonctl /usr/sbin/balloon-hostd 2>&1 | cut -d: -f1 | sort -u) == balloon-hostd ]] \
+    && [[ $(ns systemctl is-enabled balloon-hostd 2>&1) == disabled ]] \
+    && ns dpkg-query -W -f='${Conffiles}' balloon-hostd | grep -q /etc/balloon-hostd.conf && ns test -d /etc/balloon-hostd.d \
+    && ns grep -q '^# a local edit' /etc/balloon-hostd.conf \
+    && [[ $(ns dpkg-query -W -f='${Version}' balloond) != 0.0.1 ]] \
+    && ok "balloon-hostd's package took balloonctl, the agent and the conffile over from the old balloond (local edit kept); its unit not enabled" \
+    || fail "balloon-hostd's package: $(ns dpkg -S /usr/bin/balloonctl 2>&1), is-enabled $(ns systemctl is-enabled balloon-hostd 2>&1)"
 
 # --- active, STATUS, sandbox probe, inflation, journal -------------------------------
 ns mkdir -p /etc/balloond.conf.d /etc/systemd/system/balloond.service.d
@@ -239,6 +275,62 @@ else
 fi
 ns rm -f /etc/balloond.conf.d/60-broken.conf
 
+# --- balloon-hostd: notify, reload, a broken guest file ------------------------------
+hshow() { ns systemctl show -p "$1" --value balloon-hostd; }
+hjournal() { ns journalctl -u balloon-hostd --no-pager -o cat; }
+# A short watchdog, so a loop that did not ping would be caught within the section.
+ns mkdir -p /etc/systemd/system/balloon-hostd.service.d
+ns sh -c 'printf "[Service]\nWatchdogSec=2s\nRestart=no\n" >/etc/systemd/system/balloon-hostd.service.d/50-test.conf'
+ns systemctl daemon-reload
+# Policy=manual: the agent sets only what the file says (auto would size the
+# balloon against this machine's memory).
+ns sh -c 'printf "[Guest]\nChannel=unix:/run/balloond/balloond.sock\nPolicy=manual\n" >/etc/balloon-hostd.d/local.conf'
+t=$(ts)
+# Type=notify: start returns once READY=1 came (or fails).
+if ns systemctl start balloon-hostd && [[ $(hshow ActiveState) == active ]]; then
+    ok "balloon-hostd active (READY=1) in $(since "$t")s; NotifyAccess=$(hshow NotifyAccess), WatchdogUSec=$(hshow WatchdogUSec)"
+else
+    fail "balloon-hostd did not start"; ns systemctl status --no-pager balloon-hostd >&2 || true
+fi
+hpid=$(hshow MainPID)
+# systemd stamps each WATCHDOG=1 it gets: the stamp moves when the loop pings.
+wd=$(hshow WatchdogTimestampMonotonic)
+wait_for 5 "a WATCHDOG=1 ping" bash -c "[[ \$(nsenter -t $leader -a -- systemctl show -p WatchdogTimestampMonotonic --value balloon-hostd) != $wd ]]" \
+    && ok "WATCHDOG=1 pings arrive (WatchdogTimestamp moved from $wd to $(hshow WatchdogTimestampMonotonic))"
+wait_for 10 "STATUS= with the guest connected" bash -c "[[ \$(nsenter -t $leader -a -- systemctl show -p StatusText --value balloon-hostd) == '1 guests, 1 connected, '* ]]" \
+    && ok "STATUS=$(hshow StatusText)"
+list=$(ns balloonctl list 2>&1) || fail "balloonctl list: $list"
+grep -Eq '^local +up +manual' <<<"$list" && ok "balloonctl list through the agent:" && sed 's/^/    /' <<<"$list" \
+    || fail "balloonctl list: $list"
+# A changed guest file: reload adds it again with its Target=, which reaches balloond.
+ns sh -c 'printf "[Guest]\nChannel=unix:/run/balloond/balloond.sock\nPolicy=manual\nTarget=16M\n" >/etc/balloon-hostd.d/local.conf'
+ns systemctl reload balloon-hostd || fail "systemctl reload balloon-hostd"
+if wait_for 10 "balloond at 16 MiB after the agent's reload" bash -c "[[ \$(nsenter -t $leader -a -- systemctl show -p StatusText --value balloond) == 'target 16 MiB, actual 16 MiB'* ]]"; then
+    ok "reload applied the changed guest file: balloond $(show StatusText); journal:"
+    hjournal | grep -E 'local: (removed|added)|reloaded' | tail -n 3 | sed 's/^/    /'
+fi
+# A broken line: named by file, line and key; the old configuration stays.
+ns sh -c 'printf "[Guest]\nChannel=unix:/run/balloond/balloond.sock\nPolicy=manual\nTarget=16M\nMin=lots\n" >/etc/balloon-hostd.d/local.conf'
+ns systemctl reload balloon-hostd || fail "systemctl reload balloon-hostd (broken guest file)"
+# ExecReload= only sends SIGHUP: wait for the agent to have read the files.
+wait_for 10 "the reload's error in the journal" bash -c "nsenter -t $leader -a -- journalctl -u balloon-hostd --no-pager -o cat | grep -q 'reload failed'"
+msg=$(hjournal | grep 'reload failed, configuration unchanged: /etc/balloon-hostd.d/local.conf:5: \[Guest\] Min' | tail -n1 || true)
+list=$(ns balloonctl list 2>&1 || true)
+if [[ -n $msg && $(hshow ActiveState) == active && $(hshow MainPID) == "$hpid" ]] && grep -Eq '^local +up +manual .*16 MiB' <<<"$list"; then
+    ok "broken guest file on reload: '$msg'; the agent keeps running with the old configuration (guest up, target 16 MiB)"
+else
+    fail "broken guest file on reload: message '${msg}', $(hshow ActiveState), pid $(hshow MainPID) (was $hpid), list: $list"
+    hjournal | tail -n 10 >&2
+fi
+[[ $(hshow NRestarts) == 0 && $(hshow MainPID) == "$hpid" ]] && ok "no watchdog restart over $(since "$t")s with WatchdogSec=2s (the loop pings)" \
+    || fail "balloon-hostd restarted: NRestarts=$(hshow NRestarts), Result=$(hshow Result)"
+t=$(ts)
+ns systemctl stop balloon-hostd
+[[ $(hshow Result) == success ]] && hjournal | grep -q 'balloon-hostd: stopped' \
+    && ok "balloon-hostd stopped cleanly in $(since "$t")s (Result=success)" || fail "stop: Result=$(hshow Result)"
+ns rm -rf /etc/systemd/system/balloon-hostd.service.d /etc/balloon-hostd.d/local.conf
+ns systemctl daemon-reload
+
 # --- broken /etc/balloond.conf ---------------------------------------------------------
 ns systemctl stop balloond
 ns cp /etc/balloond.conf /root/balloond.conf.orig
@@ -278,7 +370,7 @@ fi
 
 # --- leave the tree as the package left it (for qemu.sh) -----------------------------------
 ns systemctl stop balloond
-ns rm -rf /etc/systemd/system/balloond.service.d /etc/balloond.conf.d /root/balloond.conf.orig /root/"$debname"
+ns rm -rf /etc/systemd/system/balloond.service.d /etc/balloond.conf.d /root/balloond.conf.orig /root/"$debname" /root/"$hostd_debname" /root/balloond_0.0.1_amd64.deb
 ns systemctl daemon-reload
 ns systemctl poweroff >/dev/null 2>&1 || true
 for _ in $(seq 150); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
@@ -286,7 +378,7 @@ leader=
 step "nspawn tests done ($((SECONDS - t_all))s so far)"
 
 if [[ $qemu == 1 ]]; then
-    dpkg-deb -x "$deb" "$work/deb"
+    dpkg-deb -x "$hostd_deb" "$work/deb"
     if ! "$here/qemu.sh" --tree "$tree" --balloonctl "$work/deb/usr/bin/balloonctl" --work "$work/qemu"; then
         fail "qemu test"
     fi

@@ -11,11 +11,12 @@ mkdir -p "$here/work"
 "$here/mkroot.sh" >"$here/work/mkroot.out" 2>&1 &
 mkroot=$!
 "$here/../vm/setup.sh" --quiet
-deb=$("$repo/scripts/mkdeb.sh" -o "$here/work" | tail -n1)
+paths=$("$repo/scripts/mkdeb.sh" -o "$here/work" | tail -n2)
+mapfile -t debs <<<"$paths"
 if ! wait "$mkroot"; then
     cat "$here/work/mkroot.out" >&2
     exit 1
 fi
 echo "systemd-tests: package and Debian tree ready in $((SECONDS - t0))s"
-"$here/run.sh" --deb "$deb"
+"$here/run.sh" --deb "${debs[0]}" --hostd-deb "${debs[1]}"
 echo "systemd-tests: total $((SECONDS - t0))s"

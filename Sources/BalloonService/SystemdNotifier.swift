@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
-import BalloonDaemon
 import BalloonSystem
-import CSystemd
 import Glibc
 import Logging
 
-/// `ServiceNotifier` over systemd's `sd_notify(3)`: `READY=1`, `RELOADING=1`,
-/// `STOPPING=1`, `STATUS=` and `WATCHDOG=1` for a `Type=notify` unit with
-/// `WatchdogSec=`. Outside systemd (`NOTIFY_SOCKET` unset) every call is a
-/// no-op and no watchdog is armed.
+/// `ServiceNotifier` over systemd's notification protocol (`sd_notify(3)`,
+/// spoken by `SupervisorSocket` without libsystemd, so the static
+/// balloon-hostd uses this too): `READY=1`, `RELOADING=1`, `STOPPING=1`,
+/// `STATUS=` and `WATCHDOG=1` for a `Type=notify` unit with `WatchdogSec=`.
+/// Outside systemd (`NOTIFY_SOCKET` unset) every call is a no-op and no
+/// watchdog is armed.
 ///
 /// A failing `sd_notify` is reported through the logger, not ignored: the first
 /// failure of each kind is logged as an error, repeats are counted and the
@@ -25,20 +25,9 @@ public final class SystemdNotifier: ServiceNotifier {
 
     public init(logger: Logger) {
         self.logger = logger
-        supervised = ProcessControl.environment("NOTIFY_SOCKET") != nil
-        var usec: UInt64 = 0
-        // > 0: enabled for this process (WATCHDOG_PID, if set, is ours).
-        let r = sd_watchdog_enabled(0, &usec)
-        if r > 0, usec > 0 {
-            watchdogInterval = .microseconds(Int64(clamping: usec))
-        } else {
-            watchdogInterval = nil
-            if r < 0 {
-                logger.error("sd_watchdog_enabled failed; no watchdog pings will be sent", metadata: [
-                    "errno": "\(-r)", "error": "\(Self.errorText(-r))",
-                ])
-            }
-        }
+        supervised = SupervisorSocket.address != nil
+        // WATCHDOG_USEC, if WATCHDOG_PID (when set) is ours.
+        watchdogInterval = SupervisorSocket.watchdogInterval()
     }
 
     public func ready() { notify("READY=1") }
@@ -64,24 +53,28 @@ public final class SystemdNotifier: ServiceNotifier {
     private func notify(_ state: String, kind: String? = nil) {
         guard supervised else { return }
         let kind = kind ?? state
-        let r = sd_notify(0, state)
-        if r > 0 {
-            if let count = failing.removeValue(forKey: kind) {
-                logger.notice("sd_notify(\(kind)) works again after \(count) failure(s)")
-            }
-            return
+        // nil: NOTIFY_SOCKET vanished from the environment.
+        var failure: SystemError?
+        if let address = SupervisorSocket.address {
+            do {
+                try SupervisorSocket.send(state, to: address)
+                if let count = failing.removeValue(forKey: kind) {
+                    logger.notice("sd_notify(\(kind)) works again after \(count) failure(s)")
+                }
+                return
+            } catch { failure = error }
         }
-        // 0: NOTIFY_SOCKET vanished from the environment; < 0: -errno.
         let count = (failing[kind] ?? 0) + 1
         failing[kind] = count
         guard count == 1 else { return }
-        if r == 0 {
+        guard let failure else {
             logger.error("sd_notify(\(kind)) sent nothing: NOTIFY_SOCKET is no longer set")
-        } else {
-            logger.error("sd_notify(\(kind)) failed: \(Self.errorText(-r)); systemd may consider balloond hung", metadata: [
-                "errno": "\(-r)", "notify-socket": "\(ProcessControl.environment("NOTIFY_SOCKET") ?? "")",
-            ])
+            return
         }
+        let code = failure.errno?.rawValue ?? 0
+        logger.error("sd_notify(\(kind)) failed: \(Self.errorText(code)); systemd may consider the service hung", metadata: [
+            "errno": "\(code)", "notify-socket": "\(SupervisorSocket.address ?? "")",
+        ])
     }
 
     static func errorText(_ errno: Int32) -> String {
