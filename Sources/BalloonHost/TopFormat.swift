@@ -58,7 +58,7 @@ extension HostFormat {
                 i = endOfEscape(s, at: i)
                 continue
             }
-            if c < 0x20 || (0x7F...0x9F).contains(c) || (0x202A...0x202E).contains(c) || (0x2066...0x2069).contains(c) {
+            if PrintableText.needsEscape(s[i]) {  // the same set the log and balloonctl escape
                 out.append("?")
             } else {
                 out.append(s[i])

@@ -18,7 +18,8 @@ public enum PrintableText {
         return String(out)
     }
 
-    static func needsEscape(_ s: Unicode.Scalar) -> Bool {
+    /// Whether a scalar must not reach a terminal or log as it is.
+    public static func needsEscape(_ s: Unicode.Scalar) -> Bool {
         switch s.value {
         case 0x00...0x1F, 0x7F...0x9F: true  // C0, DEL, C1 (ESC, CSI, OSC, newlines)
         case 0x061C, 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069: true  // bidirectional controls
