@@ -95,6 +95,7 @@ final class GuestPeer {
         s.guestConnected = link?.synced ?? false
         s.controlClients = loop.clients.values.filter { $0.selected == id }.count
         s.clientsDropped = loop.clientsDropped
+        s.clientsRefused = loop.clientsRefused
         if let ledger {
             s.framesHeld = ledger.heldFrames
             s.bytesHeld = ledger.heldBytes
