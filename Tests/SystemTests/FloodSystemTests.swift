@@ -52,6 +52,7 @@ import Testing
         let qmp = box.dir + "/g.qmp"
         try box.guest("g", "[Guest]\nChannel=unix:\(guest.socket)\nPolicy=manual\nQMP=\(qmp)\n")
         let agent = try ToolProcess("balloon-hostd", ["--config", box.config])
+        #expect(waitUntil { FileManager.default.fileExists(atPath: box.control) }, "\(agent.log)")
         let port = waitFor { agent.log.split(separator: "\n").first { $0.contains("metrics: serving /metrics on 127.0.0.1:") } }
             .flatMap { UInt16($0.split(separator: ":").last ?? "") }
         let client = try RawClient(socket: box.control)
@@ -87,9 +88,9 @@ import Testing
         defer { (control + qmps + metrics).filter { $0 >= 0 }.forEach { close($0) } }
         let request = Array(#"{"execute":"list-guests","id":7}"#.utf8) + [0x0A]
         let head = Array("GET /metrics HTTP/1.1\r\nHost: x\r\n".utf8)
-        for i in 0..<head.count {
+        for i in 0..<max(head.count, request.count) {
             for fd in control + qmps where i < request.count { _ = Self.sendAll(fd, String(decoding: [request[i]], as: UTF8.self)) }
-            for fd in metrics { _ = Self.sendAll(fd, String(decoding: [head[i]], as: UTF8.self)) }
+            for fd in metrics where i < head.count { _ = Self.sendAll(fd, String(decoding: [head[i]], as: UTF8.self)) }
             #expect(try listed(client) == ["g"])
         }
         // The dribbled control requests complete and are answered.
@@ -122,6 +123,7 @@ import Testing
         try box.guest("hostile", "[Guest]\nChannel=unix:\(socketPath)\nPolicy=manual\nMemoryBackend=\(ram.path)\n")
         try box.guest("quiet", "[Guest]\nChannel=unix:\(guest.socket)\nPolicy=manual\n")
         let agent = try ToolProcess("balloon-hostd", ["--config", box.config])
+        #expect(waitUntil { FileManager.default.fileExists(atPath: box.control) }, "\(agent.log)")
         let client = try RawClient(socket: box.control)
         try client.sync()
         #expect(waitUntil { (try? client.guestStatus("quiet"))?.session.guestConnected == true }, "\(agent.log)")

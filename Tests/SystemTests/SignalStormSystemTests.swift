@@ -53,6 +53,7 @@ import Testing
         let ram = try SparseRamFile()
         try box.guest("g", "[Guest]\nChannel=unix:\(g.socket)\nPolicy=manual\nMemoryBackend=\(ram.path)\n")
         let agent = try ToolProcess("balloon-hostd", ["--config", box.config])
+        #expect(waitUntil { FileManager.default.fileExists(atPath: box.control) }, "\(agent.log)")
         let client = try RawClient(socket: box.control)
         try client.sync()
         #expect(waitUntil { (try? client.guestStatus("g"))?.session.frameReporting == true }, "\(agent.log)")
