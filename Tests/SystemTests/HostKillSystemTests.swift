@@ -123,4 +123,36 @@ import Testing
         kill(host.tool.pid, SIGTERM)
         #expect(host.tool.waitForExit() == 0, "\(host.tool.log)")
     }
+
+    /// The guest daemon SIGKILLed right after it reported a deflate
+    /// (FRAMES_DEFLATED on its way, serve's ack not yet back), and restarted
+    /// on the same socket: serve re-syncs, re-applies its target and punches
+    /// the new daemon's fresh report. The frames the killed daemon held went
+    /// back to the kernel with its holders and are used again: none of them
+    /// is punched afterwards. (A local daemon: a real guest's RAM would need a
+    /// QEMU boot per kill; the frames here are as real, and so are the punches.)
+    @Test func guestKilledBeforeTheAckThenRestarted() throws {
+        let guest = try Sandbox(config: "[Balloon]\nChunkSize=8M\n")
+        var daemon = try DaemonProcess(arguments: ["--config", guest.configPath], waitForSocket: guest.socket)
+        let ram = try SparseRamFile()
+        let box = try AgentBox()
+        let host = try Host(agent: false, box: box, guest: guest, ram: ram)
+        try host.setTarget(32 * MiB)
+        #expect(host.holds(32 * MiB), "\(host.tool.log)")
+        let held1 = lockedFrames(daemon.pid)
+        #expect(held1.count == Int(32 * MiB / 4096))
+        try host.client.call("set-target", ["target": .uint(16 * MiB)])
+        daemon.signal(SIGKILL)
+        #expect(daemon.waitForExit() != nil)
+        ram.fill(held1, with: Self.taken)  // back with the kernel, used again
+
+        daemon = try DaemonProcess(arguments: ["--config", guest.configPath], waitForSocket: guest.socket)
+        #expect(host.holds(16 * MiB), "\(host.tool.log)\n\(daemon.log)")
+        #expect(waitUntil { balloonLocked(daemon.pid) == 16 * MiB })
+        let held2 = lockedFrames(daemon.pid)
+        #expect(waitUntil { ram.frames(held2, notAll: 0).isEmpty }, "serve did not punch the new daemon's report")
+        #expect(ram.frames(held1.subtracting(held2), notAll: Self.taken).isEmpty, "a frame the guest used again was punched")
+        let status = try host.status()
+        #expect(status.reconnects == 1 && status.punchFailures == 0 && status.refused.total == 0, "\(status.json)")
+    }
 }
