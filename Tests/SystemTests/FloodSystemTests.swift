@@ -9,7 +9,7 @@ import Testing
 /// serves: refused and counted, the log not flooded), a client that sends
 /// requests and never reads its answers (dropped past its 1 MiB outbox,
 /// counted), senders dribbling a byte at a time on the control, QMP and
-/// metrics sockets, and a hostile guest (tests/faults/flood_guest.py) that
+/// metrics sockets (QMP's 16 slots full: refused and counted), and a hostile guest (tests/faults/flood_guest.py) that
 /// answers only sync and then floods garbage, over-long lines and events.
 /// Throughout, `list-guests` answers and the agent's memory stays bounded.
 /// Latency under flood is bench/flood.py's (bench/results-flood.md).
@@ -93,6 +93,11 @@ import Testing
             for fd in metrics where i < head.count { _ = Self.sendAll(fd, String(decoding: [head[i]], as: UTF8.self)) }
             #expect(try listed(client) == ["g"])
         }
+        // The QMP socket takes 16: 8 more beside the dribblers, then refusals, counted.
+        let moreQMP = (0..<16).map { _ in Self.connectUnix(qmp) }
+        defer { moreQMP.filter { $0 >= 0 }.forEach { close($0) } }
+        #expect(waitUntil { (try? client.guestStatus("g"))?.session.qmpClientsRefused == 8 }, "\(agent.log)")
+        #expect(agent.log.split(separator: "\n").filter { $0.contains("QMP client refused: 16 already connected") }.count < 10)
         // The dribbled control requests complete and are answered.
         for fd in control {
             var answer = [UInt8](repeating: 0, count: 4096)
