@@ -98,6 +98,12 @@ import Testing
         defer { moreQMP.filter { $0 >= 0 }.forEach { close($0) } }
         #expect(waitUntil { (try? client.guestStatus("g"))?.session.qmpClientsRefused == 8 }, "\(agent.log)")
         #expect(agent.log.split(separator: "\n").filter { $0.contains("QMP client refused: 16 already connected") }.count < 10)
+        // /metrics counts every refusal by socket, and the dropped client.
+        let scrape = try MetricsSystem.get(port: try #require(port), "/metrics").body
+        let refusedLine = scrape.split(separator: "\n").first { $0.hasPrefix(#"balloon_hostd_clients_refused_total{socket="control"} "#) }
+        #expect(refusedLine.flatMap { UInt64($0.split(separator: " ").last ?? "") } ?? 0 >= 937, "\(scrape)")
+        #expect(scrape.contains(#"balloon_hostd_clients_refused_total{socket="qmp"} 8"#))
+        #expect(scrape.contains("balloon_hostd_control_clients_dropped_total 1"))
         // The dribbled control requests complete and are answered.
         for fd in control {
             var answer = [UInt8](repeating: 0, count: 4096)
