@@ -95,6 +95,8 @@ final class GuestPeer {
         s.guestConnected = link?.synced ?? false
         s.controlClients = loop.clients.values.filter { $0.selected == id }.count
         s.clientsDropped = loop.clientsDropped
+        s.clientsRefused = loop.clientsRefused
+        s.qmpClientsRefused = qmp?.refused ?? 0
         if let ledger {
             s.framesHeld = ledger.heldFrames
             s.bytesHeld = ledger.heldBytes

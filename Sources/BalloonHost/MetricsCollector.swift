@@ -69,6 +69,11 @@ extension HostAgent {
         a.punches = metricsTotals.total.punches
         a.punchFailures = metricsTotals.total.failures
         a.punchedBytes = metricsTotals.total.bytes
+        a.clientsRefused = [
+            ("control", loop.clientsRefused), ("metrics", metrics?.refused ?? 0),
+            ("qmp", peers.reduce(0) { $0 + ($1.qmp?.refused ?? 0) }),
+        ]
+        a.controlClientsDropped = loop.clientsDropped
         return MetricsSnapshot(agent: a, guests: peers.map(\.metrics))
     }
 }

@@ -41,6 +41,8 @@ final class MetricsServer {
     let listener: Descriptor
     let timer: TimerDescriptor
     let limits: Limits
+    /// Connections refused (503) for the client limit.
+    var refused: UInt64 = 0
     /// Where it listens, as the log and errors name it.
     let address: String
     let render: () -> [UInt8]
@@ -86,6 +88,7 @@ final class MetricsServer {
             }
             guard let fd else { return }
             guard connections.count < limits.maxClients else {
+                refused += 1
                 // Best effort, one non-blocking send: a busy server says so.
                 let busy = HTTPResponse.error(503, "too many metrics clients").bytes
                 _ = busy.withUnsafeBytes { try? StreamIO.sendSome(fd, $0) }

@@ -33,6 +33,10 @@ final class QMPServer {
     var limiter = QMPEventLimiter()
     var clients: [UInt64: Client] = [:]
     var nextClientID: UInt64 = 1
+    /// Refused for the client limit (guest-status `qmp-clients-refused`);
+    /// logged at most once a second.
+    var refused: UInt64 = 0
+    var refusalLogged: Duration?
     /// The logical size last seen; nil until the RAM and balloon are known.
     var lastLogical: UInt64?
 
@@ -75,8 +79,18 @@ final class QMPServer {
                 continue
             }
             let owner = ProcessControl.effectiveUserID
-            guard ServeLoop.mayControl(who, owner: owner), clients.count < Self.maxClients else {
-                log("QMP client refused: \(clients.count < Self.maxClients ? "\(who) is neither root nor uid \(owner)" : "\(Self.maxClients) already connected")")
+            guard ServeLoop.mayControl(who, owner: owner) else {
+                log("QMP client refused: \(who) is neither root nor uid \(owner)")
+                fd.close()
+                continue
+            }
+            guard clients.count < Self.maxClients else {
+                refused += 1
+                let now = loop.clock()
+                if refusalLogged.map({ now - $0 >= .seconds(1) }) ?? true {
+                    refusalLogged = now
+                    log("QMP client refused: \(Self.maxClients) already connected (\(refused) refused so far)")
+                }
                 fd.close()
                 continue
             }

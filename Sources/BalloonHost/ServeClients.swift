@@ -52,7 +52,12 @@ extension ServeLoop {
                 continue
             }
             guard clients.count < settings.maxClients else {
-                log("control client refused: \(settings.maxClients) already connected")
+                clientsRefused += 1
+                let now = clock()
+                if refusalLogged.map({ now - $0 >= .seconds(1) }) ?? true {
+                    refusalLogged = now
+                    log("control client refused: \(settings.maxClients) already connected (\(clientsRefused) refused so far)")
+                }
                 fd.close()
                 continue
             }

@@ -16,7 +16,7 @@ extension HostFormat {
             ("bytes freed", HumanBytes.format(s.bytesFreed)),
             ("punches", String(s.punches) + (s.punchFailures > 0 ? " (\(s.punchFailures) failed)" : "")),
             ("refused", "outside RAM \(r.outsideRam), overlap \(r.overlap), rate limit \(r.rateLimit), malformed \(r.malformed)"),
-            ("control clients", "\(s.controlClients) (dropped \(s.clientsDropped))"),
+            ("control clients", "\(s.controlClients) (dropped \(s.clientsDropped), refused \(s.clientsRefused))"),
             ("malformed lines", String(s.malformedLines)),
             ("last error", s.lastError ?? "-"),
         ])

@@ -71,6 +71,10 @@ public final class ServeLoop {
     var clients: [UInt64: Client] = [:]
     var nextClientID: UInt64 = 1
     var clientsDropped: UInt64 = 0
+    /// Refused for the client limit; logged at most once a second (a flood
+    /// of connections must not become a flood of log lines).
+    var clientsRefused: UInt64 = 0
+    var refusalLogged: Duration?
     var stopping = false
     /// balloon-hostd's policy, config and discovery, when this is the agent.
     weak var agent: HostAgent?

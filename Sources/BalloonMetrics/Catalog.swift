@@ -38,6 +38,9 @@ public enum MetricsCatalog {
             one(p + "punches_total", .counter, "holes punched in guests' RAM files (fallocate calls that succeeded)", a.punches),
             one(p + "punch_failures_total", .counter, "punches that failed or were refused as beyond guest RAM", a.punchFailures),
             one(p + "punched_bytes_total", .counter, "bytes punched out of guests' RAM files", a.punchedBytes),
+            F(p + "clients_refused_total", .counter, "clients refused at connect: the socket's client limit was reached",
+              a.clientsRefused.map { F.Sample([L("socket", $0.socket)], .int($0.count)) }),
+            one(p + "control_clients_dropped_total", .counter, "control clients dropped for not reading their answers (1 MiB unsent)", a.controlClientsDropped),
             F(p + "guests", .gauge, "guests by session state", [
                 F.Sample([L("state", "up")], .int(up)), F.Sample([L("state", "down")], .int(UInt64(guests.count) - up)),
             ]),

@@ -30,6 +30,11 @@ public struct AgentMetrics: Sendable {
     public var punches: UInt64 = 0
     public var punchFailures: UInt64 = 0
     public var punchedBytes: UInt64 = 0
+    /// Clients refused at connect for a socket's client limit, by socket
+    /// (`control`, `qmp` over every guest, `metrics`); control clients
+    /// dropped for not reading their answers.
+    public var clientsRefused: [(socket: String, count: UInt64)] = []
+    public var controlClientsDropped: UInt64 = 0
 
     public init(version: String, policyMode: String) {
         self.version = version

@@ -37,6 +37,10 @@ public struct ServeStatus: ReplyValue {
     public var desiredTarget: UInt64?
     public var controlClients = 0
     public var clientsDropped: UInt64 = 0
+    /// Control clients refused at accept (beyond the agent's or serve's client limit).
+    public var clientsRefused: UInt64 = 0
+    /// QMP clients refused at accept (16 per guest socket already connected).
+    public var qmpClientsRefused: UInt64 = 0
     /// Lines from the guest that were not valid messages (ignored).
     public var malformedLines: UInt64 = 0
     public var guest = ""
@@ -58,6 +62,7 @@ public struct ServeStatus: ReplyValue {
             "bytes-held": .uint(bytesHeld), "punch-failures": .uint(punchFailures),
             "desired-target": desiredTarget.map(JSON.uint) ?? .null,
             "control-clients": .int(Int64(controlClients)), "clients-dropped": .uint(clientsDropped),
+            "clients-refused": .uint(clientsRefused), "qmp-clients-refused": .uint(qmpClientsRefused),
             "malformed-lines": .uint(malformedLines),
             "guest": .string(guest), "memory-backend": memoryBackend.map(JSON.string) ?? .null,
             "free-memory-reporting": .bool(freeMemoryReporting), "free-memory-bytes-freed": .uint(freeMemoryBytesFreed),
@@ -83,6 +88,9 @@ public struct ServeStatus: ReplyValue {
         desiredTarget = try f.optionalUInt64("desired-target")
         controlClients = Int(clamping: try f.uint64("control-clients"))
         clientsDropped = try f.uint64("clients-dropped")
+        // Absent from a serve before the counter.
+        clientsRefused = try f.optionalUInt64("clients-refused") ?? 0
+        qmpClientsRefused = try f.optionalUInt64("qmp-clients-refused") ?? 0
         malformedLines = try f.uint64("malformed-lines")
         guest = try f.string("guest")
         memoryBackend = try f.optionalString("memory-backend")
