@@ -11,7 +11,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
 
-.PHONY: all deps build release demo deb dist install test test-release test-vm test-systemd bench bench-vm bench-pressure bench-host bench-free clean
+.PHONY: all deps build release demo deb dist install test test-release test-vm test-systemd bench bench-vm bench-pressure bench-host bench-free fuzz test-asan clean
 
 all: build
 
@@ -126,6 +126,19 @@ bench-free: deps
 	initramfs=$$(scripts/build-vm-artifacts.sh) && \
 	python3 bench/free.py --initramfs $$initramfs --seed $${BENCH_SEED:-$$RANDOM$$RANDOM} \
 	  --configs $${BENCH_CONFIGS:-a,b,c,d} --observe $${BENCH_OBSERVE:-120}
+
+# libFuzzer targets (Sources/BalloonFuzz, docs/fuzzing.md), FUZZ_SECONDS each
+# (default 120); writes bench/results-fuzz.md, keeps crash inputs under
+# fuzz/regressions/ and fails on any. Not part of make test (CPU time).
+fuzz:
+	@scripts/fuzz.sh
+
+# The unit and system tests under AddressSanitizer (docs/fuzzing.md), in
+# their own scratch path; not part of make test (~2 extra builds of CI time).
+test-asan: deps
+	$(SWIFT) build --build-tests --scratch-path .build-asan --sanitize=address
+	$(SWIFT) test --skip-build --scratch-path .build-asan --sanitize=address --skip SystemTests --skip VMTests
+	$(SWIFT) test --skip-build --scratch-path .build-asan --sanitize=address --no-parallel --filter SystemTests
 
 clean:
 	rm -rf .build bench/out tests/systemd/work tests/release/work dist balloond_*.deb

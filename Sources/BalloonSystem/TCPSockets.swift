@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import CBalloonShim
 import Glibc
 
 /// TCP listeners (balloon-hostd's metrics endpoint).

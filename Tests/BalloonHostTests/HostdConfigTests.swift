@@ -46,15 +46,9 @@ import Testing
     @Test(arguments: [
         ("[Policy]\nMode=fast\n", "h.conf:2: [Policy] Mode: \"fast\" is not one of auto, proxmox, mom, manual"),
         ("[Host]\nControl=run/x\n", "h.conf:2: [Host] Control: \"run/x\" is not an absolute path"),
-        ("[Host]
-ControlGroup=a b
-", "h.conf:2: [Host] ControlGroup: \"a b\" is not a group name (letters, digits, _ - .) or number; none = no group"),
-        ("[Host]
-ControlGroup=-x
-", "h.conf:2: [Host] ControlGroup: \"-x\" is not a group name"),
-        ("[Guest]
-Min=1G
-", "h.conf:1: unknown section [Guest] (known sections: [Host], [Policy], [Discovery], [Metrics])"),
+        ("[Host]\nControlGroup=a b\n", "h.conf:2: [Host] ControlGroup: \"a b\" is not a group name (letters, digits, _ - .) or number; none = no group"),
+        ("[Host]\nControlGroup=-x\n", "h.conf:2: [Host] ControlGroup: \"-x\" is not a group name"),
+        ("[Guest]\nMin=1G\n", "h.conf:1: unknown section [Guest] (known sections: [Host], [Policy], [Discovery], [Metrics])"),
         ("Mode=auto\n", "h.conf:1: Mode: key outside any section; it belongs in [Policy]"),
         ("[Host]\nMode=auto\n", "h.conf:2: [Host] Mode: unknown key in [Host]; it belongs in [Policy]"),
         ("[Policy]\nStatsInterval=10ms\n", "h.conf:2: [Policy] StatsInterval: \"10ms\" is outside 100ms…1h"),
