@@ -170,11 +170,12 @@ let package = Package(
 
 // `make fuzz` (scripts/fuzz.sh) sets BALLOOND_FUZZ=1 and builds these with
 // `-sanitize=fuzzer,address -parse-as-library`: libFuzzer executables whose
-// only file holds LLVMFuzzerTestOneInput. Absent otherwise, so the normal
-// build is unchanged.
+// only file holds LLVMFuzzerTestOneInput (and the renamed main SwiftPM links,
+// handing over to libFuzzer). Absent otherwise, so the normal build is unchanged.
 if Context.environment["BALLOOND_FUZZ"] == "1" {
+    package.targets.append(.target(name: "CFuzzDriver", path: "Fuzz/CFuzzDriver"))
     for name in ["guest-protocol", "host-frames", "qmp", "metrics-http", "config", "proc"] {
-        package.targets.append(.executableTarget(name: "fuzz-\(name)", dependencies: ["BalloonFuzz"], path: "Fuzz/\(name)"))
+        package.targets.append(.executableTarget(name: "fuzz-\(name)", dependencies: ["BalloonFuzz", "CFuzzDriver"], path: "Fuzz/\(name)"))
         package.products.append(.executable(name: "fuzz-\(name)", targets: ["fuzz-\(name)"]))
     }
 }
