@@ -11,7 +11,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
 
-.PHONY: all deps build release demo deb dist install test test-release test-vm test-libvirt test-systemd bench bench-vm bench-pressure bench-host bench-free clean
+.PHONY: all deps build release demo deb dist install test test-release test-vm test-libvirt test-systemd bench bench-vm bench-pressure bench-host bench-free fuzz test-asan clean
 
 all: build
 
@@ -137,6 +137,24 @@ bench-free: deps
 	initramfs=$$(scripts/build-vm-artifacts.sh) && \
 	python3 bench/free.py --initramfs $$initramfs --seed $${BENCH_SEED:-$$RANDOM$$RANDOM} \
 	  --configs $${BENCH_CONFIGS:-a,b,c,d} --observe $${BENCH_OBSERVE:-120}
+
+# libFuzzer targets (Sources/BalloonFuzz, docs/fuzzing.md), FUZZ_SECONDS each
+# (default 120); writes bench/results-fuzz.md, keeps crash inputs under
+# fuzz/regressions/ and fails on any. Not part of make test (CPU time).
+fuzz:
+	@scripts/fuzz.sh
+
+# The unit tests under AddressSanitizer, and the C shim under
+# UndefinedBehaviorSanitizer in trap mode (Swift offers no UBSan; trap mode
+# needs no runtime), in their own scratch path (docs/fuzzing.md); not part of
+# make test (another full debug build of CI time). Not the system tests:
+# ASan makes mlock a no-op, so their locked-memory figures cannot hold.
+ASAN_FLAGS := --scratch-path .build-asan --sanitize=address -Xcc -fsanitize=undefined -Xcc -fsanitize-trap=undefined
+test-asan: export ASAN_OPTIONS = suppressions=$(CURDIR)/fuzz/asan.supp
+test-asan: export LSAN_OPTIONS = suppressions=$(CURDIR)/fuzz/lsan.supp
+test-asan: deps
+	$(SWIFT) build --build-tests $(ASAN_FLAGS)
+	$(SWIFT) test --skip-build $(ASAN_FLAGS) --skip SystemTests --skip VMTests
 
 clean:
 	rm -rf .build bench/out tests/systemd/work tests/release/work dist balloond_*.deb balloon-hostd_*.deb

@@ -131,6 +131,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Pure: the fuzz targets' bodies (docs/fuzzing.md), one per untrusted
+        // input, invariants as preconditions; replayed by BalloonFuzzTests.
+        .target(
+            name: "BalloonFuzz",
+            dependencies: ["BalloonProtocol", "BalloonHost", "BalloonMetrics", "BalloonConfig", "BalloonStats"]
+        ),
         // Shared by the test targets: a seeded RNG, waits on a condition, the
         // repository's files (docs, /proc fixtures, shipped configs).
         .target(name: "BalloonTestSupport", path: "Tests/BalloonTestSupport"),
@@ -159,6 +165,7 @@ let package = Package(
         .testTarget(name: "BalloonPolicyTests", dependencies: ["BalloonPolicy", "BalloonTestSupport"]),
         .testTarget(name: "BalloonMetricsTests", dependencies: ["BalloonMetrics", "BalloonProtocol", "BalloonStats", "BalloonTestSupport"]),
         .testTarget(name: "BalloonHostTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "BalloonConfig", "BalloonPolicy", "BalloonTestSupport"]),
+        .testTarget(name: "BalloonFuzzTests", dependencies: ["BalloonFuzz", "BalloonTestSupport"]),
         // Real-guest scenarios (QEMU TCG); `make test` enables them.
         .testTarget(name: "VMTests", dependencies: ["BalloonHost", "BalloonProtocol", "BalloonSystem", "BalloonTestSupport", "balloonctl", "balloon-hostd"]),
         .testTarget(
@@ -167,3 +174,15 @@ let package = Package(
         ),
     ]
 )
+
+// `make fuzz` (scripts/fuzz.sh) sets BALLOOND_FUZZ=1 and builds these with
+// `-sanitize=fuzzer,address -parse-as-library`: libFuzzer executables whose
+// only file holds LLVMFuzzerTestOneInput (and the renamed main SwiftPM links,
+// handing over to libFuzzer). Absent otherwise, so the normal build is unchanged.
+if Context.environment["BALLOOND_FUZZ"] == "1" {
+    package.targets.append(.target(name: "CFuzzDriver", path: "Fuzz/CFuzzDriver"))
+    for name in ["guest-protocol", "host-frames", "qmp", "metrics-http", "config", "proc"] {
+        package.targets.append(.executableTarget(name: "fuzz-\(name)", dependencies: ["BalloonFuzz", "CFuzzDriver"], path: "Fuzz/\(name)"))
+        package.products.append(.executable(name: "fuzz-\(name)", targets: ["fuzz-\(name)"]))
+    }
+}

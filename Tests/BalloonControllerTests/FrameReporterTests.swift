@@ -25,7 +25,7 @@ import Testing
         }
 
         func release(_ name: String, _ chunk: ReportedFrames, bytes: UInt64 = 4 * 4096) -> Bool {
-            reporter.release(bytes, of: chunk) { self.released.append(name) }
+            reporter.release(bytes, of: chunk) { [unowned self] in self.released.append(name) }
         }
 
         func take() -> [GuestEvent] {

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# scripts/fuzz.sh — `make fuzz` (docs/fuzzing.md): builds the libFuzzer
+# targets (BALLOOND_FUZZ=1, -sanitize=fuzzer,address, release, scratch path
+# .build-fuzz), runs each for FUZZ_SECONDS on a copy of its seed corpus
+# (fuzz/corpus/NAME), writes bench/results-fuzz.md, keeps every crash, leak,
+# timeout or out-of-memory input under fuzz/regressions/NAME/ (replayed by
+# BalloonFuzzTests in make test) and exits non-zero if there was any.
+#
+#   FUZZ_SECONDS=120        seconds per target
+#   FUZZ_TARGETS="a b"      a subset (default: all six)
+#   FUZZ_RESULTS=FILE       where the table goes (default bench/results-fuzz.md)
+#   FUZZ_RSS_MB=2048        libFuzzer -rss_limit_mb
+#   FUZZ_TIMEOUT=10         libFuzzer -timeout (seconds for one input)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/opt/swift/usr/bin:$PATH
+SWIFT=${SWIFT:-swift}
+seconds=${FUZZ_SECONDS:-120}
+targets=(${FUZZ_TARGETS:-guest-protocol host-frames qmp metrics-http config proc})
+results=${FUZZ_RESULTS:-bench/results-fuzz.md}
+rss=${FUZZ_RSS_MB:-2048}
+timeout=${FUZZ_TIMEOUT:-10}
+scratch=.build-fuzz
+work=$scratch/run
+
+build=("$SWIFT" build -c release --scratch-path "$scratch"
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library)
+echo "fuzz: building ${targets[*]}" >&2
+for t in "${targets[@]}"; do
+    BALLOOND_FUZZ=1 "${build[@]}" --product "fuzz-$t" >&2
+done
+bin=$(BALLOOND_FUZZ=1 "${build[@]}" --show-bin-path)
+
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+load=$(cut -d' ' -f1 /proc/loadavg)
+swiftv=$("$SWIFT" --version 2>&1 | head -1)
+
+rows=()
+goals=()
+failed=0
+for t in "${targets[@]}"; do
+    dir=$work/$t
+    rm -rf "$dir"
+    mkdir -p "$dir/corpus" "$dir/artifacts"
+    cp fuzz/corpus/"$t"/* "$dir/corpus/"
+    seeds=$(find "$dir/corpus" -type f | wc -l)
+    echo "fuzz: $t for ${seconds}s ($seeds seeds)" >&2
+    # One process per target (-jobs unset): the machine's two cores are shared.
+    set +e
+    "$bin/fuzz-$t" "$dir/corpus" -max_total_time="$seconds" -rss_limit_mb="$rss" -timeout="$timeout" \
+        -print_final_stats=1 -artifact_prefix="$dir/artifacts/" >"$dir/log" 2>&1
+    rc=$?
+    set -e
+    stat() { sed -n "s/^stat::$1: *//p" "$dir/log" | tail -1; }
+    execs=$(stat number_of_executed_units); execs=${execs:-0}
+    rate=$(stat average_exec_per_sec); rate=${rate:-0}
+    peak=$(stat peak_rss_mb)
+    last=$(grep -E '^#[0-9]+' "$dir/log" | tail -1 || true)
+    cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last"); cov=${cov:--}
+    ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last"); ft=${ft:--}
+    corp=$(sed -n 's/.* corp: \([0-9]*\)\/.*/\1/p' <<<"$last"); corp=${corp:--}
+    count() { find "$dir/artifacts" -type f -name "$1-*" | wc -l; }
+    crashes=$(( $(count crash) + $(count deadly) ))
+    leaks=$(count leak)
+    timeouts=$(count timeout)
+    ooms=$(count oom)
+    if ((crashes + leaks + timeouts + ooms > 0)) || { ((rc != 0)) && ! grep -q 'Done [0-9]* runs' "$dir/log"; }; then
+        failed=1
+        mkdir -p "fuzz/regressions/$t"
+        find "$dir/artifacts" -type f -exec cp {} "fuzz/regressions/$t/" \;
+        echo "fuzz: $t FAILED (exit $rc): inputs kept in fuzz/regressions/$t/, log $dir/log" >&2
+        grep -m5 -E 'ERROR|Fatal error|precondition|ALARM' "$dir/log" >&2 || true
+        ((crashes + leaks + timeouts + ooms > 0)) || crashes="exit $rc"
+    fi
+    rows+=("| $t | $seconds | $execs | $rate | $cov | $ft | $seeds → $corp | ${peak:--} MB | $crashes | $leaks | $timeouts | $ooms |")
+    case $t in
+        guest-protocol|host-frames)
+            need=$(( rate > 0 ? (10000000 + rate - 1) / rate : 0 ))
+            if ((execs >= 10000000)); then verdict="met"; else verdict="not met: at $rate exec/s it takes FUZZ_SECONDS=$need"; fi
+            goals+=("- $t: $execs executions in ${seconds} s — goal of 10 million $verdict.") ;;
+    esac
+done
+
+{
+    echo "# make fuzz"
+    echo
+    echo "Commit $commit$dirty, $started, $(nproc) CPUs ($cpu), kernel $(uname -r), load average at start $load; $swiftv."
+    echo
+    echo "Command: \`FUZZ_SECONDS=$seconds make fuzz\` (scripts/fuzz.sh): \`swift build -c release --scratch-path $scratch -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library --product fuzz-NAME\` with BALLOOND_FUZZ=1, then per target \`fuzz-NAME CORPUS -max_total_time=$seconds -rss_limit_mb=$rss -timeout=$timeout -print_final_stats=1\` (one process, leak detection at ASan's default: on), the corpus a copy of fuzz/corpus/NAME. Bodies and invariants: Sources/BalloonFuzz, docs/fuzzing.md."
+    echo
+    echo "| target | seconds | executions | exec/s | cov | ft | corpus (seeds → end) | peak RSS | crashes | leaks | timeouts | OOMs |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    printf '%s\n' "${rows[@]}"
+    echo
+    echo "cov: edges covered (libFuzzer's coverage counters); ft: features (edge × hit-count buckets and value profiles)."
+    if ((${#goals[@]})); then
+        echo
+        echo "Goal (issue 13): at least 10 million executions for each host-side and guest-side protocol target, 0 crashes, leaks and timeouts."
+        echo
+        printf '%s\n' "${goals[@]}"
+    fi
+} >"$results"
+echo "fuzz: wrote $results" >&2
+cat "$results"
+exit $failed
