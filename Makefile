@@ -58,7 +58,6 @@ test: deps
 	$(SWIFT) test --skip-build --skip SystemTests --skip VMTests
 	$(SWIFT) test --skip-build --no-parallel --filter SystemTests
 	$(MAKE) test-vm
-	$(MAKE) test-libvirt
 	$(MAKE) test-release
 	$(MAKE) test-systemd
 
@@ -78,6 +77,8 @@ test-vm: deps
 	BALLOOND_VM_TESTS=1 BALLOOND_VM_INITRAMFS=$$initramfs \
 	$(SWIFT) test --skip-build --no-parallel --filter VMTests
 
+# Not in make test for now: a fresh-clone make test took 29.5 min here with it
+# (CI allows 30), and it adds ~2 min there (installing libvirt). Run it by hand.
 # balloon-hostd and a real libvirt guest (tests/libvirt/test.sh): installs
 # libvirt from Debian if missing, runs its own libvirtd (no systemd needed), one
 # TCG domain with a shared RAM file on a tmpfs; the agent discovers it and its
