@@ -123,6 +123,9 @@ final class ToolProcess: @unchecked Sendable {
         try process.run()
     }
 
+    /// balloon-hostd with these arguments.
+    convenience init(_ arguments: [String]) throws { try self.init("balloon-hostd", arguments) }
+
     var log: String { lock.lock(); defer { lock.unlock() }; return String(decoding: data, as: UTF8.self) }
     var pid: Int32 { process.processIdentifier }
 

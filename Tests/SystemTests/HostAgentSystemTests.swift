@@ -34,39 +34,8 @@ import Testing
         deinit { try? FileManager.default.removeItem(atPath: dir) }
     }
 
-    /// The balloon-hostd executable, stderr collected.
-    final class AgentProcess: @unchecked Sendable {
-        let process = Process()
-        let stderrPipe = Pipe()
-        private var data = Data()
-        private let lock = NSLock()
-
-        init(_ arguments: [String]) throws {
-            process.executableURL = URL(fileURLWithPath: productsDirectory + "/balloon-hostd")
-            process.arguments = arguments
-            process.standardError = stderrPipe
-            process.standardOutput = FileHandle.nullDevice
-            stderrPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
-                let d = h.availableData
-                guard let self else { return }
-                self.lock.lock(); self.data.append(d); self.lock.unlock()
-            }
-            try process.run()
-        }
-
-        var log: String { lock.lock(); defer { lock.unlock() }; return String(decoding: data, as: UTF8.self) }
-        var pid: Int32 { process.processIdentifier }
-
-        func waitForExit() -> Int32? {
-            guard waitUntil(timeout: .seconds(15), { !process.isRunning }) else { return nil }
-            return process.terminationStatus
-        }
-
-        deinit {
-            if process.isRunning { kill(pid, SIGKILL); process.waitUntilExit() }
-            stderrPipe.fileHandleForReading.readabilityHandler = nil
-        }
-    }
+    /// The balloon-hostd executable, stderr collected (ToolProcess, FaultSupport.swift).
+    typealias AgentProcess = ToolProcess
 
     func guests(_ client: RawClient) throws -> [GuestSummary] {
         try GuestListReply(json: try client.value("list-guests")).guests
