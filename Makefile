@@ -11,7 +11,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
 
-.PHONY: all deps build release demo deb dist install test test-release test-vm test-libvirt test-systemd bench bench-vm bench-pressure bench-host bench-free fuzz test-asan clean
+.PHONY: all deps build release demo deb dist install test test-release test-vm test-lane-guests test-lane-packages test-libvirt test-systemd bench bench-vm bench-pressure bench-host bench-free fuzz test-asan clean
 
 all: build
 
@@ -49,17 +49,31 @@ install:
 
 # Unit tests run in parallel; system tests (real mlock, measured against
 # /proc/meminfo) run on their own so nothing else locks memory meanwhile.
-# test-release comes before test-systemd: its second from-scratch make deb
-# leaves the release scratch paths built, so test-systemd's make deb only
-# packages (one full release build saved, ~3 min of CI's 30).
+# Then the release build, once, from empty scratch paths (with a padded
+# environment: tests/release/test.sh step 3 relies on both), and two lanes at
+# once (make -j2, each script's output shown whole when it ends): the real-guest
+# tests, which boot that build; and the release test (its second from-scratch
+# build is the reproducibility check), test-systemd and test-libvirt, which
+# package it. A release build is one compiler job (-j 1) and a TCG guest one
+# vCPU, so the two lanes share this 2-core machine: ~8 min less than in series.
+VM_INITRAMFS := $(CURDIR)/tests/vm/work/balloond-initramfs.cpio.gz
 test: deps
 	scripts/spdx.sh --check
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip SystemTests --skip VMTests
 	$(SWIFT) test --skip-build --no-parallel --filter SystemTests
-	$(MAKE) test-vm
-	$(MAKE) test-release
-	$(MAKE) test-systemd
+	rm -rf .build-deb .build-static
+	BALLOOND_RELEASE_TEST_PADDING=$$(printf 'x%.0s' $$(seq 4096)) scripts/build-vm-artifacts.sh >/dev/null
+	BALLOOND_RELEASE_BUILT=1 BALLOOND_VM_INITRAMFS=$(VM_INITRAMFS) \
+	  $(MAKE) --no-print-directory -j2 --output-sync=line test-lane-guests test-lane-packages
+
+# The two lanes of make test (not for use alone: they expect its build).
+test-lane-guests:
+	BALLOOND_VM_TESTS=1 $(SWIFT) test --skip-build --no-parallel --filter VMTests
+test-lane-packages:
+	@tests/release/test.sh
+	@tests/systemd/test.sh
+	@tests/libvirt/test.sh
 
 # Release checks (tests/release/test.sh): the licence line check fails when it
 # should, one version everywhere (the packaged binaries' --version, a running
@@ -73,12 +87,9 @@ test-release: deps
 # static balloonctl inside.
 test-vm: deps
 	$(SWIFT) build --build-tests
-	initramfs=$$(scripts/build-vm-artifacts.sh) && \
-	BALLOOND_VM_TESTS=1 BALLOOND_VM_INITRAMFS=$$initramfs \
-	$(SWIFT) test --skip-build --no-parallel --filter VMTests
+	scripts/build-vm-artifacts.sh >/dev/null
+	BALLOOND_VM_INITRAMFS=$(VM_INITRAMFS) $(MAKE) --no-print-directory test-lane-guests
 
-# Not in make test for now: a fresh-clone make test took 29.5 min here with it
-# (CI allows 30), and it adds ~2 min there (installing libvirt). Run it by hand.
 # balloon-hostd and a real libvirt guest (tests/libvirt/test.sh): installs
 # libvirt from Debian if missing, runs its own libvirtd (no systemd needed), one
 # TCG domain with a shared RAM file on a tmpfs; the agent discovers it and its

@@ -30,7 +30,13 @@ tests/libvirt/install.sh
 swift build --product balloon-hostd >&2
 swift build --product balloonctl >&2
 bin=$(swift build --show-bin-path)
-initramfs=$(scripts/build-vm-artifacts.sh)
+# make test has built it (and runs the VM tests from it meanwhile: rebuilding
+# would rewrite the file under them).
+if [[ -n ${BALLOOND_VM_INITRAMFS:-} && -r ${BALLOOND_VM_INITRAMFS:-} ]]; then
+    initramfs=$BALLOOND_VM_INITRAMFS
+else
+    initramfs=$(scripts/build-vm-artifacts.sh)
+fi
 kver=$(cat tests/vm/work/kver)
 kernel=/boot/vmlinuz-$kver   # boot.sh copies it the same way; root reads /boot
 [ -r "$kernel" ] || kernel=$repo/tests/vm/work/vmlinuz-$kver
