@@ -7,11 +7,11 @@ cd "$(dirname "$0")/.."
 bin=$(swift build -c release --show-bin-path)
 swift build -c release --product balloon-bench >/dev/null
 # Measure the artifact that ships (the .deb, guest images): the Swift runtime
-# linked statically, glibc and libsystemd dynamic. A build with a dynamic Swift
-# runtime maps ~12 MiB of shared Swift libraries into its RSS as well.
-static=$(swift build -c release --static-swift-stdlib --scratch-path .build-deb --show-bin-path)
-swift build -c release --static-swift-stdlib --scratch-path .build-deb --product balloond >/dev/null
+# linked statically, glibc and libsystemd dynamic, built by the script make deb
+# uses. A build with a dynamic Swift runtime maps ~12 MiB of shared Swift
+# libraries into its RSS as well.
+daemon=$(scripts/build-release.sh | head -n1)
 mkdir -p bench/out
 gcc -O2 -Wall -o bench/out/mlock_baseline bench/mlock_baseline.c
 commit="$(git rev-parse HEAD)$(git diff --quiet HEAD -- Sources Package.swift bench || echo -dirty)"
-"$bin/balloon-bench" --balloond "$static/balloond" --baseline bench/out/mlock_baseline --out bench --commit "$commit" "$@"
+"$bin/balloon-bench" --balloond "$daemon" --baseline bench/out/mlock_baseline --out bench --commit "$commit" "$@"

@@ -4,8 +4,7 @@
 #   1. the licence line check fails on a file without it, --add mends it
 #      (in a scratch repository; make test checks this repository itself)
 #   2. VERSION agrees with CHANGELOG.md, README.md and the man pages
-#   3. make deb (here, from empty scratch paths, with a padded environment,
-#      or make test's build made that way: BALLOOND_RELEASE_BUILT=1):
+#   3. make deb (here, from empty scratch paths, with a padded environment):
 #      both packages' versions, their binaries' --version, a running balloond's
 #      info reply, their man pages' headers and changelogs all say
 #      scripts/version.sh's version; each package holds its own files (no file
@@ -80,15 +79,10 @@ done_step "VERSION, CHANGELOG.md, README.md, man pages"
 # build test-systemd left must not decide what is compared in step 6), and
 # with 4 KiB more environment than step 6's build: the release build must not
 # depend on its caller's environment (scripts/build-release.sh).
-# BALLOOND_RELEASE_BUILT=1 (make test) says the caller has just made that
-# build, from empty scratch paths and padded the same way, for the VM tests;
-# make deb then only packages it.
-if [[ ${BALLOOND_RELEASE_BUILT:-0} != 1 ]]; then
-    rm -rf .build-deb .build-static
-fi
+rm -rf .build-deb .build-static
 paths=$(BALLOOND_RELEASE_TEST_PADDING=$(printf 'x%.0s' {1..4096}) scripts/mkdeb.sh -o "$work/a" --no-lintian | tail -n2)
 mapfile -t debs_a <<<"$paths"
-done_step "make deb (in $repo$([[ ${BALLOOND_RELEASE_BUILT:-0} == 1 ]] && echo ", of make test's build"))"
+done_step "make deb (in $repo)"
 names=(balloond balloon-hostd)
 tree=$work/a/tree
 for i in 0 1; do
@@ -213,8 +207,8 @@ done_step "make dist"
 # 6. Reproducible: the same builds again from nothing, in the same
 # directories (swift-frontend's output depends on the build directory, see
 # docs/releasing.md): the scratch paths of step 3 are removed, so the Swift
-# build itself is checked again (make test's VM tests, running meanwhile,
-# boot copies in tests/vm/work).
+# build itself is checked again. (Under make test, this second build is the
+# one the VM, systemd and libvirt tests then package and boot.)
 rm -rf .build-deb .build-static
 paths=$(scripts/mkdeb.sh -o "$work/b" --no-lintian | tail -n2)
 mapfile -t debs_b <<<"$paths"
