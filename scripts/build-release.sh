@@ -46,7 +46,13 @@ mapfile -t tool_maps < <(maps "$tool_scratch" .build-static)
 # without it the section is zeros. No debug info: the shipped binaries are
 # stripped anyway, and the DWARF names Clang module cache files whose hashes
 # depend on the build directory, which changed the linker's build ID.
-same=(-Xswiftc -Xfrontend -Xswiftc -disable-incremental-llvm-codegen -Xswiftc -gnone -Xcc -g0)
+# One LLVM code generation thread (SwiftPM passes -num-threads with the number
+# of cores; the last one given wins): with two, one function's code came out
+# differently in two builds under load, presumably because the threads' heap
+# allocations interleave differently. One thread gives the same objects at the
+# same speed on this machine (docs/releasing.md).
+same=(-Xswiftc -Xfrontend -Xswiftc -disable-incremental-llvm-codegen -Xswiftc -gnone -Xcc -g0
+      -Xswiftc -num-threads -Xswiftc 1)
 daemon=(-c release --static-swift-stdlib --scratch-path "$daemon_scratch" "${daemon_maps[@]}" "${same[@]}")
 tool=(-c release -Xswiftc -static-executable --scratch-path "$tool_scratch" "${tool_maps[@]}" "${same[@]}")
 

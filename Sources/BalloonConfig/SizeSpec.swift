@@ -100,11 +100,15 @@ package enum SizeSpec: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .bytes(let value):
             if value == 0 { return "0" }
-            for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] as [(UInt64, String)]
-            where value & ((1 << shift) - 1) == 0 {
-                return "\(value >> shift)\(unit)"
-            }
-            return "\(value)"
+            // The unit from the trailing zero bits, not a loop over (shift,
+            // unit) pairs: swift-frontend unrolled that loop into pairs of
+            // moves whose order differed between two release builds under
+            // load (docs/releasing.md, "Reproducible").
+            let units = "KMGT"
+            let level = min(value.trailingZeroBitCount / 10, units.count)
+            guard level > 0 else { return "\(value)" }
+            let unit = units[units.index(units.startIndex, offsetBy: level - 1)]
+            return "\(value >> UInt64(10 * level))\(unit)"
         case .percent(let value):
             return plainDecimal(value) + "%"
         }
