@@ -61,7 +61,7 @@ import Testing
         let state = try #require(bad.memoryBackendState, "\(bad.json)")
         #expect(state.condition == .readOnly && state.lastPunchErrno == EPERM, "\(bad.json)")
         #expect(state.lastPunchError?.contains("fallocate(PUNCH_HOLE) \(failing.path)") == true, "\(bad.json)")
-        let shown = try MetricsSystem.run(productsDirectory + "/balloonctl", ["--control", box.control, "--guest", "failing", "status"])
+        let shown = try MetricsSystem.run(productsDirectory + "/balloonctl", ["--agent", box.control, "--guest", "failing", "status"])
         #expect(shown.status == 0 && shown.output.contains("backend state    read-only (last punch: fallocate(PUNCH_HOLE) \(failing.path)"),
                 "\(shown.output)")
         #expect(waitUntil { (try? client.guestStatus("removed"))?.session.bytesFreed == 16 * MiB }, "\(agent.log)")
@@ -69,7 +69,7 @@ import Testing
         #expect(good.lastError == nil && good.punchFailures == 0, "\(good.json)")
         // Removed while in use: punches still work, and the state says the path is gone.
         #expect(good.memoryBackendState == BackendState(.missing), "\(good.json)")
-        let listed = try MetricsSystem.run(productsDirectory + "/balloonctl", ["--control", box.control, "guest-status", "removed"])
+        let listed = try MetricsSystem.run(productsDirectory + "/balloonctl", ["--agent", box.control, "guest-status", "removed"])
         #expect(listed.output.contains("backend state    missing"), "\(listed.output)")
         // The failing guest's balloon still works: the guest was acknowledged and keeps its balloon.
         #expect(balloonLocked(daemons[0].pid) == 16 * MiB && balloonLocked(daemons[1].pid) == 16 * MiB)
