@@ -221,7 +221,9 @@ extension ServeLoop {
         let rule = settings.clientTimeouts
         var dropped: [String: [UInt64]] = [:]
         for client in clients.values.sorted(by: { $0.id < $1.id }) {
-            let verdict = rule.verdict(client.activity, now: now, subscribed: client.selected != nil)
+            // Subscribed: its guest's events come to it (a removed guest's do not).
+            let subscribed = client.selected.map { peers[$0] != nil } ?? false
+            let verdict = rule.verdict(client.activity, now: now, subscribed: subscribed)
             guard let reason = rule.reason(verdict) else { continue }
             clientsDropped += 1
             drop(client, reason: nil)
