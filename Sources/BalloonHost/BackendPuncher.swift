@@ -15,6 +15,8 @@ public final class BackendPuncher {
     public private(set) var punches: UInt64 = 0
     public private(set) var failures: UInt64 = 0
     public private(set) var lastError: SystemError?
+    /// Whether the newest punch failed (a later success clears it; `lastError` stays).
+    public private(set) var lastPunchFailed = false
 
     /// Opens `path` O_RDWR. Guest RAM = `ramSize`, or the file's size.
     public convenience init(path: String, ramSize: UInt64? = nil) throws(HostError) {
@@ -57,11 +59,26 @@ public final class BackendPuncher {
             } catch {
                 failures += 1
                 lastError = error
+                lastPunchFailed = true
                 return false
             }
+            lastPunchFailed = false
             punches += 1
             bytesFreed += range.length
             return true
         }
+    }
+}
+
+extension BackendPuncher {
+    /// The file's state for `serve-status`/`guest-status` (a stat and an
+    /// fstat: asked per status request, never per punch).
+    public var state: BackendState {
+        let error = lastError.map { "\($0)" }
+        let condition: BackendState.Condition =
+            if lastPunchFailed { lastError?.deniesWriting == true ? .readOnly : .failing }
+            else if !file.pathNamesFile() { .missing }
+            else { .ok }
+        return BackendState(condition, lastPunchError: error, lastPunchErrno: lastError?.errnoCode)
     }
 }

@@ -107,6 +107,7 @@ final class GuestPeer {
             s.bytesFreed = puncher.bytesFreed
             s.punches = puncher.punches
             s.punchFailures = puncher.failures
+            s.memoryBackendState = puncher.state
         }
         return s
     }

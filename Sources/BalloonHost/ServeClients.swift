@@ -16,9 +16,12 @@ extension ServeLoop {
         var fd: Descriptor { connection.descriptor }
         /// The peer whose events it gets and to which its v1 commands go.
         var selected: UInt64?
-        init(id: UInt64, fd: Descriptor, outboxLimit: Int) {
+        /// Its requests' timing, for `Settings.clientTimeouts`.
+        var activity: ControlClientTimeouts.Activity
+        init(id: UInt64, fd: Descriptor, outboxLimit: Int, connected: Duration) {
             self.id = id
             connection = LineConnection(descriptor: fd, peer: "control client \(id)", maxOutboxBytes: outboxLimit)
+            activity = .init(connected: connected)
         }
     }
 
@@ -61,7 +64,7 @@ extension ServeLoop {
                 fd.close()
                 continue
             }
-            let client = Client(id: nextClientID, fd: fd, outboxLimit: settings.clientOutboxLimit)
+            let client = Client(id: nextClientID, fd: fd, outboxLimit: settings.clientOutboxLimit, connected: clock())
             client.selected = onlyPeer?.id
             nextClientID += 1
             do { try client.connection.register(in: epoll, token: Self.token(.client, client.id), events: .readable) } catch {
@@ -92,6 +95,9 @@ extension ServeLoop {
         } catch {
             return drop(client, reason: nil)
         }
+        client.activity.read(
+            at: clock(), completedLine: items.contains { if case .line = $0 { true } else { false } },
+            openLine: client.connection.framer.isMidLine)
         for item in items {
             guard clients[client.id] != nil else { return }
             switch item {
@@ -204,6 +210,28 @@ extension ServeLoop {
     func flushClient(_ client: Client) {
         do { try client.connection.flush() } catch {
             drop(client, reason: nil)
+        }
+    }
+
+    /// The tick's check (`Settings.clientTimeouts`): a client holding its
+    /// slot without a request in time, or idle with no guest selected, is
+    /// dropped and counted. One log line per reason and tick: a flood of
+    /// such clients must not become a flood of log lines.
+    func dropStalledClients(now: Duration) {
+        let rule = settings.clientTimeouts
+        var dropped: [String: [UInt64]] = [:]
+        for client in clients.values.sorted(by: { $0.id < $1.id }) {
+            // Subscribed: its guest's events come to it (a removed guest's do not).
+            let subscribed = client.selected.map { peers[$0] != nil } ?? false
+            let verdict = rule.verdict(client.activity, now: now, subscribed: subscribed)
+            guard let reason = rule.reason(verdict) else { continue }
+            clientsDropped += 1
+            drop(client, reason: nil)
+            dropped[reason, default: []].append(client.id)
+        }
+        for (reason, ids) in dropped.sorted(by: { $0.key < $1.key }) {
+            let named = ids.prefix(8).map(String.init).joined(separator: ", ") + (ids.count > 8 ? ", …" : "")
+            log(ids.count == 1 ? "control client \(named) dropped: \(reason)" : "\(ids.count) control clients dropped (\(named)): \(reason)")
         }
     }
 

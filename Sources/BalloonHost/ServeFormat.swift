@@ -11,6 +11,7 @@ extension HostFormat {
             ("reconnects", String(s.reconnects)),
             ("desired target", s.desiredTarget.map(HumanBytes.format) ?? "-"),
             ("memory backend", s.memoryBackend ?? "-"),
+            ("backend state", s.memoryBackendState.map(backendState) ?? "-"),
             ("frame reporting", s.frameReporting ? "on" : "off"),
             ("frames held", "\(s.framesHeld) (\(HumanBytes.format(s.bytesHeld)))"),
             ("bytes freed", HumanBytes.format(s.bytesFreed)),
@@ -20,5 +21,15 @@ extension HostFormat {
             ("malformed lines", String(s.malformedLines)),
             ("last error", s.lastError ?? "-"),
         ])
+    }
+
+    /// `ok`, `missing (…)`, `read-only (last punch: fallocate …: EPERM)`.
+    static func backendState(_ b: BackendState) -> String {
+        let why: String? = switch b.condition {
+        case .ok: nil
+        case .missing: "the path no longer names the file held open"
+        case .readOnly, .failing: b.lastPunchError.map { "last punch: \($0)" + (b.lastPunchErrno.map { " (errno \($0))" } ?? "") }
+        }
+        return b.condition.rawValue + (why.map { " (\($0))" } ?? "")
     }
 }

@@ -20,6 +20,9 @@ public final class ServeLoop {
         public var controlPath: String
         public var clientOutboxLimit = 1 << 20
         public var maxClients = 64
+        /// A client holding its slot without a request in time, or idle with
+        /// no guest selected, is dropped (ControlClientTimeouts.swift).
+        public var clientTimeouts = ControlClientTimeouts()
         /// `[Host] ControlGroup=`: this group may use the control socket too (mode 0660).
         public var controlGroup: UInt32?
         public var handleSignals = false
@@ -70,6 +73,7 @@ public final class ServeLoop {
     var onlyPeer: GuestPeer?
     var clients: [UInt64: Client] = [:]
     var nextClientID: UInt64 = 1
+    /// Dropped for not reading their answers, or by `clientTimeouts`.
     var clientsDropped: UInt64 = 0
     /// Refused for the client limit; logged at most once a second (a flood
     /// of connections must not become a flood of log lines).
@@ -190,6 +194,7 @@ public final class ServeLoop {
             tickTimer.acknowledge()
             let now = clock()
             for peer in Array(peers.values) { peer.checkTimeouts(now: now) }
+            dropStalledClients(now: now)
             agent?.updateStatus()
         case .signal:
             while let sig = signals?.next() {

@@ -40,7 +40,7 @@ public enum MetricsCatalog {
             one(p + "punched_bytes_total", .counter, "bytes punched out of guests' RAM files", a.punchedBytes),
             F(p + "clients_refused_total", .counter, "clients refused at connect: the socket's client limit was reached",
               a.clientsRefused.map { F.Sample([L("socket", $0.socket)], .int($0.count)) }),
-            one(p + "control_clients_dropped_total", .counter, "control clients dropped for not reading their answers (1 MiB unsent)", a.controlClientsDropped),
+            one(p + "control_clients_dropped_total", .counter, "control clients dropped: not reading their answers (1 MiB unsent), no complete request in time, or idle", a.controlClientsDropped),
             F(p + "guests", .gauge, "guests by session state", [
                 F.Sample([L("state", "up")], .int(up)), F.Sample([L("state", "down")], .int(UInt64(guests.count) - up)),
             ]),

@@ -32,7 +32,7 @@ public struct AgentMetrics: Sendable {
     public var punchedBytes: UInt64 = 0
     /// Clients refused at connect for a socket's client limit, by socket
     /// (`control`, `qmp` over every guest, `metrics`); control clients
-    /// dropped for not reading their answers.
+    /// dropped (not reading their answers, or holding a slot unused).
     public var clientsRefused: [(socket: String, count: UInt64)] = []
     public var controlClientsDropped: UInt64 = 0
 

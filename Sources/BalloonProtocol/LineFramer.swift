@@ -30,6 +30,11 @@ public struct LineFramer: Sendable {
     /// more than `maxLineBytes`.
     public var bufferedBytes: Int { pending.count }
 
+    /// Whether a line has begun and not ended (held bytes, a held CR, or an
+    /// over-long line being skipped): a host drops a control client that
+    /// leaves one open too long.
+    public var isMidLine: Bool { !pending.isEmpty || heldCR || skippingOverlong }
+
     public mutating func feed(_ bytes: some Sequence<UInt8>) -> [Item] {
         var items: [Item] = []
         for byte in bytes { step(byte, &items) }

@@ -21,6 +21,49 @@ public struct RefusalCounters: Sendable, Equatable {
     }
 }
 
+/// The guest's RAM backend file as the host sees it now (`memory-backend-state`
+/// in `serve-status` and `guest-status`; docs/balloonctl.md `serve-status`).
+public struct BackendState: Sendable, Equatable {
+    public enum Condition: String, Sendable, CaseIterable {
+        /// The file is where it was opened and the last punch (if any) worked.
+        case ok
+        /// Its path no longer names the file the host holds open (removed,
+        /// renamed or replaced): punches still free memory through the open
+        /// descriptor, but nothing can open the guest's RAM by that path.
+        case missing
+        /// The last punch failed because the file cannot be written (EPERM,
+        /// EROFS, EACCES: immutable, read-only mount, permissions).
+        case readOnly = "read-only"
+        /// The last punch failed otherwise (EIO, ENOSPC, …).
+        case failing
+    }
+
+    public var condition: Condition
+    /// The last failed punch (kept after later punches work) and its errno
+    /// (nil for a failure that is not a syscall's).
+    public var lastPunchError: String?
+    public var lastPunchErrno: Int32?
+
+    public init(_ condition: Condition, lastPunchError: String? = nil, lastPunchErrno: Int32? = nil) {
+        self.condition = condition
+        self.lastPunchError = lastPunchError
+        self.lastPunchErrno = lastPunchErrno
+    }
+
+    public var json: JSON {
+        [
+            "state": .string(condition.rawValue), "last-punch-error": lastPunchError.map(JSON.string) ?? .null,
+            "errno": lastPunchErrno.map { .int(Int64($0)) } ?? .null,
+        ]
+    }
+
+    init(_ f: Fields) throws(ProtocolError) {
+        condition = try f.enumeration("state", Condition.self)
+        lastPunchError = try f.optionalString("last-punch-error")
+        lastPunchErrno = try f.optionalUInt64("errno").map { Int32(clamping: $0) }
+    }
+}
+
 /// The `serve-status` reply of `balloonctl serve`'s control socket.
 public struct ServeStatus: ReplyValue {
     public var guestConnected = false
@@ -45,6 +88,8 @@ public struct ServeStatus: ReplyValue {
     public var malformedLines: UInt64 = 0
     public var guest = ""
     public var memoryBackend: String?
+    /// The RAM backend file's state; nil without a memory backend.
+    public var memoryBackendState: BackendState?
     /// The guest took `set-free-memory-reporting` from serve (`--free-memory-reporting`).
     public var freeMemoryReporting = false
     /// Bytes freed from the backend for frames the free-memory mode holds
@@ -65,6 +110,7 @@ public struct ServeStatus: ReplyValue {
             "clients-refused": .uint(clientsRefused), "qmp-clients-refused": .uint(qmpClientsRefused),
             "malformed-lines": .uint(malformedLines),
             "guest": .string(guest), "memory-backend": memoryBackend.map(JSON.string) ?? .null,
+            "memory-backend-state": memoryBackendState?.json ?? .null,
             "free-memory-reporting": .bool(freeMemoryReporting), "free-memory-bytes-freed": .uint(freeMemoryBytesFreed),
         ]
     }
@@ -94,6 +140,8 @@ public struct ServeStatus: ReplyValue {
         malformedLines = try f.uint64("malformed-lines")
         guest = try f.string("guest")
         memoryBackend = try f.optionalString("memory-backend")
+        // Absent from a serve before the backend's state (and null without a backend).
+        if let state = try f.optionalObject("memory-backend-state") { memoryBackendState = try BackendState(state) }
         // Absent from a serve before the free-memory mode.
         freeMemoryReporting = f.optional("free-memory-reporting") != nil ? try f.bool("free-memory-reporting") : false
         freeMemoryBytesFreed = try f.optionalUInt64("free-memory-bytes-freed") ?? 0

@@ -37,6 +37,15 @@ public final class BackingFile {
         return Status(size: st.size, blocks: st.blocks, isRegular: st.kind == .regular)
     }
 
+    /// Whether `path` still names this open file: false once it was removed,
+    /// renamed or replaced, though the descriptor keeps working (as QEMU's).
+    package func pathNamesFile() -> Bool {
+        var byPath = stat(), held = stat()
+        guard (try? syscall("stat", subject: path, { stat(path, &byPath) })) != nil,
+              (try? syscall("fstat", subject: path, { fstat(descriptor.raw, &held) })) != nil else { return false }
+        return held.st_nlink > 0 && byPath.st_dev == held.st_dev && byPath.st_ino == held.st_ino
+    }
+
     /// `fallocate(FALLOC_FL_PUNCH_HOLE|FALLOC_FL_KEEP_SIZE, offset, length)`:
     /// frees the blocks, the size stays, the range reads back as zeros.
     package func punchHole(offset: UInt64, length: UInt64) throws(SystemError) {

@@ -50,6 +50,16 @@ public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
         return nil
     }
 
+    /// The errno's number, for a wire field (nil as `errno`).
+    package var errnoCode: Int32? { errno?.rawValue }
+
+    /// Whether the call failed because the file may not be written: EPERM
+    /// (immutable, sealed), EROFS (read-only mount) or EACCES.
+    package var deniesWriting: Bool {
+        guard let errno else { return false }
+        return [.notPermitted, .readOnlyFileSystem, .permissionDenied].contains(errno)
+    }
+
     public var description: String {
         let what = subject.map { "\(operation) \($0)" } ?? operation
         return "\(what): \(cause)"

@@ -47,3 +47,27 @@ import Testing
         #expect(HostFormat.guestList(GuestListReply(guests: [])) == "no guests\n")
     }
 }
+
+/// A guest's RAM file state (issue 13): on the wire with `serve-status` and
+/// `guest-status`, and in balloonctl's text.
+@Suite struct BackendStateMessages {
+    @Test func roundTripsAndIsShown() throws {
+        var session = ServeStatus()
+        session.memoryBackend = "/dev/shm/vm1"
+        session.memoryBackendState = BackendState(.readOnly, lastPunchError: "fallocate(PUNCH_HOLE) /dev/shm/vm1 offset 0 length 4096: Operation not permitted", lastPunchErrno: 1)
+        #expect(try ServeStatus(json: session.json) == session)
+        #expect(session.json["memory-backend-state"]?["state"] == .string("read-only"))
+        #expect(session.json["memory-backend-state"]?["errno"] == .int(1))
+        #expect(HostFormat.serveStatus(session).contains(
+            "backend state    read-only (last punch: fallocate(PUNCH_HOLE) /dev/shm/vm1 offset 0 length 4096: Operation not permitted (errno 1))\n"))
+        session.memoryBackendState = BackendState(.missing)
+        #expect(HostFormat.serveStatus(session).contains("backend state    missing (the path no longer names the file held open)\n"))
+        // No backend: null, and a serve from before the field reads as none.
+        session.memoryBackendState = nil
+        #expect(session.json["memory-backend-state"] == .null)
+        #expect(try ServeStatus(json: session.json).memoryBackendState == nil)
+        #expect(HostFormat.serveStatus(session).contains("backend state    -\n"))
+        let unknown = JSON.object(try #require(session.json.object).map { $0.0 == "memory-backend-state" ? ($0.0, ["state": "gone"]) : $0 })
+        #expect(throws: ProtocolError.self) { try ServeStatus(json: unknown) }
+    }
+}

@@ -63,6 +63,22 @@ private let page: UInt64 = 4096
         #expect(file.isFilled(0, Int(16 * MiB), with: 0xAB))
     }
 
+    /// `memory-backend-state`: ok while the path names the open file;
+    /// missing once it was renamed or removed, though punches still work.
+    @Test func stateFollowsThePath() throws {
+        let file = ShmFile(size: Int(MiB))
+        defer { file.remove() }
+        let puncher = try BackendPuncher(path: file.path)
+        #expect(puncher.state == BackendState(.ok))
+        #expect(rename(file.path, file.path + ".moved") == 0)
+        #expect(puncher.state == BackendState(.missing))
+        #expect(rename(file.path + ".moved", file.path) == 0)
+        #expect(puncher.state == BackendState(.ok))
+        file.remove()
+        #expect(puncher.state == BackendState(.missing))
+        #expect(puncher.punch([.init(offset: 0, length: page)]) == [true] && puncher.state.condition == .missing)
+    }
+
     @Test func backendErrors() throws {
         let file = ShmFile(size: Int(MiB))
         defer { file.remove() }

@@ -11,7 +11,8 @@ import Testing
 /// (the guest is not added, the log says why), one removed while in use (the
 /// agent keeps its descriptor, as QEMU does: punches still free the memory).
 /// Each error belongs to its guest (log line, guest-status last-error,
-/// punch-failures); the other guests and the agent carry on. Balloons ≤ 16 MiB.
+/// punch-failures, memory-backend-state, shown by `balloonctl --guest N
+/// status`); the other guests and the agent carry on. Balloons ≤ 16 MiB.
 @Suite(.serialized) struct BackendFaultSystem {
     typealias AgentBox = HostAgentSystem.AgentBox
 
@@ -39,6 +40,7 @@ import Testing
         try client.sync()
         #expect(waitUntil { (try? GuestListReply(json: try client.value("list-guests")))?.guests.filter(\.connected).map(\.name) == ["failing", "removed"] },
                 "\(agent.log)")
+        #expect(try client.guestStatus("removed").session.memoryBackendState == BackendState(.ok))
 
         // The agent has both files open; now one fails and one goes.
         #expect(Self.chattr("+i", failing.path))
@@ -55,9 +57,20 @@ import Testing
         #expect(bad.lastError?.hasPrefix("punch failed: fallocate") == true, "\(bad.json)")
         #expect(bad.lastError?.contains(failing.path) == true && bad.punches == 0 && bad.bytesFreed == 0, "\(bad.json)")
         #expect(agent.log.contains("failing: punch failed: fallocate"), "\(agent.log)")
+        // Its state says why, with the errno (EPERM: immutable), and balloonctl shows it.
+        let state = try #require(bad.memoryBackendState, "\(bad.json)")
+        #expect(state.condition == .readOnly && state.lastPunchErrno == EPERM, "\(bad.json)")
+        #expect(state.lastPunchError?.contains("fallocate(PUNCH_HOLE) \(failing.path)") == true, "\(bad.json)")
+        let shown = try MetricsSystem.run(productsDirectory + "/balloonctl", ["--agent", box.control, "--guest", "failing", "status"])
+        #expect(shown.status == 0 && shown.output.contains("backend state    read-only (last punch: fallocate(PUNCH_HOLE) \(failing.path)"),
+                "\(shown.output)")
         #expect(waitUntil { (try? client.guestStatus("removed"))?.session.bytesFreed == 16 * MiB }, "\(agent.log)")
         let good = try client.guestStatus("removed").session
         #expect(good.lastError == nil && good.punchFailures == 0, "\(good.json)")
+        // Removed while in use: punches still work, and the state says the path is gone.
+        #expect(good.memoryBackendState == BackendState(.missing), "\(good.json)")
+        let listed = try MetricsSystem.run(productsDirectory + "/balloonctl", ["--agent", box.control, "guest-status", "removed"])
+        #expect(listed.output.contains("backend state    missing"), "\(listed.output)")
         // The failing guest's balloon still works: the guest was acknowledged and keeps its balloon.
         #expect(balloonLocked(daemons[0].pid) == 16 * MiB && balloonLocked(daemons[1].pid) == 16 * MiB)
         #expect(balloonLocked(daemons[2].pid) == 0)

@@ -9,7 +9,9 @@ import Testing
 /// serves: refused and counted, the log not flooded), a client that sends
 /// requests and never reads its answers (dropped past its 1 MiB outbox,
 /// counted), senders dribbling a byte at a time on the control, QMP and
-/// metrics sockets (QMP's 16 slots full: refused and counted), and a hostile guest (tests/faults/flood_guest.py) that
+/// metrics sockets (QMP's 16 slots full: refused and counted), more silent
+/// and dribbling control clients than the 64 slots (dropped after 10 s, so
+/// `list-guests` is answered again), and a hostile guest (tests/faults/flood_guest.py) that
 /// answers only sync and then floods garbage, over-long lines and events.
 /// Throughout, `list-guests` answers and the agent's memory stays bounded.
 /// Latency under flood is bench/flood.py's (bench/results-flood.md).
@@ -118,6 +120,64 @@ import Testing
         _ = daemon
     }
 
+    /// More slot-holders than the 64 slots, half silent, half dribbling a
+    /// request that never ends: without the request timeout an operator's
+    /// `list-guests` would be refused for as long as they stay. They are
+    /// dropped 10 s after they connected (counted in `clients-dropped` and
+    /// /metrics, logged in a few lines), and the operator is answered.
+    @Test func moreDribblersThanSlotsDoNotLockOutList() throws {
+        Self.raiseFileLimit()
+        // The operator's tries while the flood holds the slots are closed at
+        // once: its write is then EPIPE, not a SIGPIPE ending the test process.
+        _ = signal(SIGPIPE, SIG_IGN)
+        let box = try AgentBox(extra: "[Metrics]\nListen=127.0.0.1:0\n")
+        let guest = try Sandbox(config: "[Balloon]\nChunkSize=8M\n")
+        let daemon = try DaemonProcess(arguments: ["--config", guest.configPath], waitForSocket: guest.socket)
+        try box.guest("g", "[Guest]\nChannel=unix:\(guest.socket)\nPolicy=manual\n")
+        let agent = try ToolProcess("balloon-hostd", ["--config", box.config])
+        #expect(waitUntil { FileManager.default.fileExists(atPath: box.control) }, "\(agent.log)")
+        let port = waitFor { agent.log.split(separator: "\n").first { $0.contains("metrics: serving /metrics on 127.0.0.1:") } }
+            .flatMap { UInt16($0.split(separator: ":").last ?? "") }
+        // The flood takes every slot; its first 64 are accepted and the rest refused.
+        let flood = (0..<80).map { _ in Self.connectUnix(box.control) }
+        defer { flood.filter { $0 >= 0 }.forEach { close($0) } }
+        #expect(flood.allSatisfy { $0 >= 0 })
+        let dribblers = flood.enumerated().filter { $0.offset % 2 == 1 }.map(\.element)
+        let line = Array(#"{"execute":"list-guests","id":9,"pad":""#.utf8) + [UInt8](repeating: 0x61, count: 4096)
+        let stop = Flag(), done = Flag()
+        let dribbling = Thread {
+            defer { done.set() }
+            // A byte a second to each, never the newline, until the test ends.
+            var i = 0
+            while !stop.isSet, i < line.count {
+                for fd in dribblers { _ = Self.sendAll(fd, String(decoding: [line[i]], as: UTF8.self)) }
+                i += 1
+                _ = waitUntil(timeout: .seconds(1)) { stop.isSet }
+            }
+        }
+        dribbling.start()
+        // Stopped before the descriptors close (their numbers are reused).
+        defer { stop.set(); waitUntil { done.isSet } }
+        // An operator's list: refused while the flood holds the slots, answered once they are dropped.
+        let answered = waitFor(timeout: .seconds(60), interval: .milliseconds(200)) { () -> [String]? in
+            guard let operatorClient = try? RawClient(socket: box.control) else { return nil }
+            return try? listed(operatorClient)
+        }
+        #expect(answered == ["g"], "\(agent.log)")
+        let client = try RawClient(socket: box.control)
+        try client.sync()
+        let session = try client.guestStatus("g").session
+        #expect(session.clientsDropped >= 64 && session.clientsRefused >= 16, "\(session.json)")
+        let drops = agent.log.split(separator: "\n").filter { $0.contains("dropped") && $0.contains("no complete request within 10 s") }
+        #expect(!drops.isEmpty && drops.count < 20, "\(drops)")
+        let scrape = try MetricsSystem.get(port: try #require(port), "/metrics").body
+        let dropped = scrape.split(separator: "\n").first { $0.hasPrefix("balloon_hostd_control_clients_dropped_total ") }
+        #expect(dropped.flatMap { UInt64($0.split(separator: " ").last ?? "") } ?? 0 >= 64, "\(scrape)")
+        kill(agent.pid, SIGTERM)
+        #expect(agent.waitForExit() == 0, "\(agent.log)")
+        _ = daemon
+    }
+
     @Test func aGuestThatFloodsAndNeverAnswers() throws {
         let box = try AgentBox()
         let ram = try SparseRamFile()
@@ -156,4 +216,12 @@ import Testing
         kill(agent.pid, SIGTERM)
         #expect(agent.waitForExit() == 0, "\(agent.log)")
     }
+}
+
+/// A flag one thread sets and another polls.
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.lock(); value = true; lock.unlock() }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
 }
