@@ -162,7 +162,7 @@ def main() -> int:
         "a byte per round trip, 1,000 more control connections held, the hostile guest flooding throughout.", "",
         f"- RSS {result['rss_kib_before'] // 1024} MiB before the flood, {result['rss_kib_after'] // 1024} MiB after "
         f"(peak VmHWM {result['vmhwm_kib'] // 1024} MiB)",
-        f"- control clients refused {result['clients_refused']}, dropped for not reading {result['clients_dropped']}",
+        f"- control clients refused {result['clients_refused']}, dropped (not reading, or no complete request within 10 s) {result['clients_dropped']}",
         f"- hostile guest: {result['hostile_malformed_lines']} malformed lines counted; last error: "
         f"{result['hostile_last_error']}", "",
     ]
