@@ -37,7 +37,13 @@ public struct LineFramer: Sendable {
 
     public mutating func feed(_ bytes: some Sequence<UInt8>) -> [Item] {
         var items: [Item] = []
-        for byte in bytes { step(byte, &items) }
+        // Called from another module this is not specialized: iterating the
+        // sequence costs a witness call per byte (for an Array, a heap-allocated
+        // accessor frame each), so step through contiguous storage when there is.
+        let stepped: Void? = bytes.withContiguousStorageIfAvailable { buffer in
+            for byte in buffer { step(byte, &items) }
+        }
+        if stepped == nil { for byte in bytes { step(byte, &items) } }
         return items
     }
 

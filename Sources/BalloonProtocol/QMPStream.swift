@@ -43,7 +43,12 @@ public struct QMPStreamParser: Sendable {
 
     public mutating func feed(_ bytes: some Sequence<UInt8>) -> [Item] {
         var items: [Item] = []
-        for byte in bytes { step(byte, &items) }
+        // Unspecialized across modules (QMPServer), iterating the sequence is
+        // a witness call per byte: step through contiguous storage when there is.
+        let stepped: Void? = bytes.withContiguousStorageIfAvailable { buffer in
+            for byte in buffer { step(byte, &items) }
+        }
+        if stepped == nil { for byte in bytes { step(byte, &items) } }
         return items
     }
 

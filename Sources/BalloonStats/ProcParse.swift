@@ -82,8 +82,11 @@ package enum ProcParse {
         return want.withUTF8 { k -> UInt64? in
             var found: UInt64?
             forEachLine(buf) { start, end in
-                guard end - start > k.count, let (keyEnd, value) = entry(buf, start, end), keyEnd - start == k.count else { return }
+                // The key's bytes first: most lines differ at once, and only
+                // the wanted one is parsed.
+                guard end - start > k.count else { return }
                 for j in 0..<k.count where buf[start + j] != k[j] { return }
+                guard let (keyEnd, value) = entry(buf, start, end), keyEnd - start == k.count else { return }
                 found = value
             }
             return found
