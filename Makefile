@@ -11,7 +11,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
 
-.PHONY: all deps build release demo deb dist install test test-release test-vm test-lane-guests test-lane-packages test-libvirt test-systemd bench bench-vm bench-pressure bench-host bench-free fuzz test-asan clean
+.PHONY: all deps build release demo deb dist install test test-release test-vm test-lane-1 test-lane-2 test-libvirt test-systemd bench bench-vm bench-pressure bench-host bench-free fuzz test-asan clean
 
 all: build
 
@@ -52,10 +52,12 @@ install:
 # The release test comes next, alone: its two release builds from empty scratch
 # paths are the reproducibility check, kept away from other load on purpose,
 # and its second build is the one every later test boots or packages (no third
-# build). Then two lanes at once (make -j2; each script's output is shown whole
-# when it ends): the real-guest tests, and test-systemd then test-libvirt. Each
-# lane is mostly one TCG vCPU, so they share this 2-core machine well.
+# build). Then two lanes at once (make -j2; each command's output is shown
+# whole when it ends), each mostly one TCG vCPU at a time, so they share this
+# 2-core machine: the real-guest suites split in two (VM_LANE1, and the rest:
+# a suite added later lands in the second), and test-systemd and test-libvirt.
 VM_INITRAMFS := $(CURDIR)/tests/vm/work/balloond-initramfs.cpio.gz
+VM_LANE1 := VMTests\.(PressureScenarios|HostReclaim|AckKillVM)
 test: deps
 	scripts/spdx.sh --check
 	$(SWIFT) build --build-tests
@@ -63,13 +65,17 @@ test: deps
 	$(SWIFT) test --skip-build --no-parallel --filter SystemTests
 	tests/release/test.sh
 	scripts/build-vm-artifacts.sh >/dev/null
-	BALLOOND_VM_INITRAMFS=$(VM_INITRAMFS) \
-	  $(MAKE) --no-print-directory -j2 --output-sync=line test-lane-guests test-lane-packages
+	BALLOOND_VM_INITRAMFS=$(VM_INITRAMFS) BALLOOND_VM_TESTS=1 \
+	  $(MAKE) --no-print-directory -j2 --output-sync=line test-lane-1 test-lane-2
 
-# The two lanes of make test (not for use alone: they expect its build).
-test-lane-guests:
-	BALLOOND_VM_TESTS=1 $(SWIFT) test --skip-build --no-parallel --filter VMTests
-test-lane-packages:
+# The two lanes of make test (not for use alone: they expect its build). They
+# run the test binary itself: two `swift test` at once would queue on
+# SwiftPM's lock of .build.
+TESTS_BIN := $(CURDIR)/.build/debug/balloondPackageTests.xctest --testing-library swift-testing --no-parallel
+test-lane-1:
+	$(TESTS_BIN) --filter '$(VM_LANE1)'
+test-lane-2:
+	$(TESTS_BIN) --filter VMTests --skip '$(VM_LANE1)'
 	@tests/systemd/test.sh
 	@tests/libvirt/test.sh
 
@@ -86,7 +92,7 @@ test-release: deps
 test-vm: deps
 	$(SWIFT) build --build-tests
 	scripts/build-vm-artifacts.sh >/dev/null
-	BALLOOND_VM_INITRAMFS=$(VM_INITRAMFS) $(MAKE) --no-print-directory test-lane-guests
+	BALLOOND_VM_TESTS=1 BALLOOND_VM_INITRAMFS=$(VM_INITRAMFS) $(SWIFT) test --skip-build --no-parallel --filter VMTests
 
 # balloon-hostd and a real libvirt guest (tests/libvirt/test.sh): installs
 # libvirt from Debian if missing, runs its own libvirtd (no systemd needed), one
