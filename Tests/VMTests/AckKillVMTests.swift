@@ -166,13 +166,7 @@ struct AckKillVM {
             #expect(try waitUntil(timeout: .seconds(60), interval: .milliseconds(200)) { try guest.daemonLog().contains("started") })
 
             let serveLog = guest.workdir + "/serve.log"
-            _ = FileManager.default.createFile(atPath: serveLog, contents: nil)
-            let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: serveLog))
-            serve.executableURL = URL(fileURLWithPath: hostBalloonctl)
-            serve.arguments = ["serve", "--unix", relay.path, "--control", control, "--memory-backend", backend, "--timeout", "600"]
-            serve.standardOutput = logHandle
-            serve.standardError = logHandle
-            try serve.run()
+            try startServe(serve, ["--unix", relay.path, "--control", control, "--memory-backend", backend, "--timeout", "600"], log: serveLog)
             func serveText() -> String { (try? String(contentsOfFile: serveLog, encoding: .utf8)) ?? "" }
             #expect(try waitUntil(timeout: .seconds(90), interval: .milliseconds(200)) { try serveStatus(control)?.frameReporting == true }, "\(serveText())")
 

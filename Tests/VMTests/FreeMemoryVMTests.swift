@@ -41,14 +41,8 @@ struct FreeMemoryVM {
             try guest.sh("dd if=/dev/zero of=/mnt/disk/cache bs=1M count=160 conv=fsync 2>/dev/null && sync && echo 3 > /proc/sys/vm/drop_caches", timeout: 300)
             let pid = try guest.startDaemon(config: config)
 
-            _ = FileManager.default.createFile(atPath: serveLog, contents: nil)
-            let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: serveLog))
-            serve.executableURL = URL(fileURLWithPath: hostBalloonctl)
-            serve.arguments = ["serve", "--unix", guest.port0, "--control", control, "--memory-backend", backend,
-                               "--free-memory-reporting", "--timeout", "60"]
-            serve.standardOutput = logHandle
-            serve.standardError = logHandle
-            try serve.run()
+            try startServe(serve, ["--unix", guest.port0, "--control", control, "--memory-backend", backend,
+                                   "--free-memory-reporting", "--timeout", "60"], log: serveLog)
             let on = try waitUntil(timeout: .seconds(90), interval: .milliseconds(200)) {
                 guard FileManager.default.fileExists(atPath: control) else { return false }
                 return (try? hostJSON(control, "serve-status"))?["free-memory-reporting"]?.bool == true

@@ -22,6 +22,18 @@ func allocatedBytes(_ path: String) -> UInt64 {
     return stat(path, &st) == 0 ? UInt64(st.st_blocks) * 512 : 0
 }
 
+/// Starts `balloonctl serve ARGUMENTS` in `process`, its output and errors in
+/// `log` (emptied first), for the tests that run serve against a guest.
+func startServe(_ process: Process, _ arguments: [String], log: String) throws {
+    _ = FileManager.default.createFile(atPath: log, contents: nil)
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+    process.executableURL = URL(fileURLWithPath: hostBalloonctl)
+    process.arguments = ["serve"] + arguments
+    process.standardOutput = handle
+    process.standardError = handle
+    try process.run()
+}
+
 func runHost(_ arguments: [String]) throws -> (output: String, status: Int32) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: hostBalloonctl)
@@ -56,13 +68,7 @@ struct HostReclaim {
             _ = try guest.startDaemon(config: "[Channel]\\nListen=virtio-serial:org.balloond.0\\n[Balloon]\\nChunkSize=32M\\n")
 
             let serveLog = guest.workdir + "/serve.log"
-            _ = FileManager.default.createFile(atPath: serveLog, contents: nil)
-            let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: serveLog))
-            serve.executableURL = URL(fileURLWithPath: hostBalloonctl)
-            serve.arguments = ["serve", "--unix", guest.port0, "--control", control, "--memory-backend", backend, "--timeout", "60"]
-            serve.standardOutput = logHandle
-            serve.standardError = logHandle
-            try serve.run()
+            try startServe(serve, ["--unix", guest.port0, "--control", control, "--memory-backend", backend, "--timeout", "60"], log: serveLog)
             // Wait until serve has synced and switched frame reporting on.
             let status = try waitFor(timeout: .seconds(90), interval: .milliseconds(100)) { () throws -> JSON? in
                 guard FileManager.default.fileExists(atPath: control) else { return nil }
