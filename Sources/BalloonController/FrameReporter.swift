@@ -40,7 +40,8 @@ public final class FrameReporter {
     public private(set) var enabled = false
     private let clock: MonotonicClock
     private var seq: UInt64 = 0
-    private var ackedSeq: UInt64 = 0
+    /// The host acknowledged every event up to this one.
+    public private(set) var ackedSeq: UInt64 = 0
     private var pending: [PendingRelease] = []
     /// Where FRAMES_* events go (the controller's queue).
     public var emit: (GuestEvent) -> Void = { _ in }
@@ -53,6 +54,16 @@ public final class FrameReporter {
 
     /// Bytes still locked while waiting for the host (not part of `actual`).
     public var pendingBytes: UInt64 { pending.reduce(0) { $0 + $1.bytes } }
+
+    /// Whether a host may still free this chunk's frames: reported and not
+    /// acknowledged, or reporting ended before the ack and the grace time
+    /// has not passed. Such memory must outlive even the daemon (its holder
+    /// lingers for the grace time).
+    public func mayBeFreedByHost(_ chunk: ReportedFrames) -> Bool {
+        if let seq = chunk.reportedSeq, seq > ackedSeq { return true }
+        if let holdUntil = chunk.holdUntil, holdUntil > clock.now { return true }
+        return false
+    }
 
     /// When the earliest pending release must happen regardless of the host.
     public var nextDeadline: Duration? { pending.map(\.deadline).min() }

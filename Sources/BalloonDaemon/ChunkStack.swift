@@ -64,7 +64,10 @@ public final class ChunkStack: MemoryReserver {
         let chunk = Chunk(memory)
         chunks.append(chunk)
         heldBytes += bytes
-        if reporter.enabled { reportInflated(chunk) }
+        if reporter.enabled {
+            reportInflated(chunk)
+            updateLingers()
+        }
     }
 
     public func shrink(by bytes: UInt64) {
@@ -164,12 +167,33 @@ public final class ChunkStack: MemoryReserver {
     /// Reports every chunk held now (FRAMES_INFLATED, one event a chunk).
     public func reportHeldFrames() {
         for chunk in chunks where chunk.frames.reportedSeq == nil { reportInflated(chunk) }
+        updateLingers()
     }
 
-    public func disableFrameReporting() { reporter.disable(chunks.map(\.frames)) }
+    public func disableFrameReporting() {
+        reporter.disable(chunks.map(\.frames))
+        updateLingers()
+    }
 
     /// The host finished acting on every FRAMES_* event up to `seq`.
-    public func acknowledge(_ seq: UInt64) { reporter.acknowledge(seq, chunks: chunks.map(\.frames)) }
+    public func acknowledge(_ seq: UInt64) {
+        reporter.acknowledge(seq, chunks: chunks.map(\.frames))
+        updateLingers()
+    }
+
+    /// Tells each holder whether to outlive the daemon: one whose frames a
+    /// host may still free keeps them locked for the grace time after the
+    /// daemon dies (a host on virtio-serial can read a dead daemon's report
+    /// late; it frees only within the grace time of a sign of life). A
+    /// holder already leaving the balloon (waiting for a deflate ack) keeps
+    /// what it was told. A grace time that has passed is noticed at the next
+    /// report or ack: until then the holder lingers, the safe side.
+    func updateLingers() {
+        for chunk in chunks {
+            guard case let .holder(h) = chunk.memory else { continue }
+            h.setLinger(reporter.mayBeFreedByHost(chunk.frames) ? reporter.grace : .zero)
+        }
+    }
 
     /// Re-reads every chunk's frames; reports frames that moved. Returns the
     /// number of pages whose frame changed.
@@ -184,6 +208,7 @@ public final class ChunkStack: MemoryReserver {
             }
             moved += reporter.rescanned(chunk.frames, fresh: fresh, pages: chunk.pages)
         }
+        updateLingers()
         return moved
     }
 

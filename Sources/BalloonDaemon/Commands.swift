@@ -88,8 +88,15 @@ extension Daemon {
                 freeMemory.disable(because: "frame reporting was switched off")
                 frames.stopReporting(because: "the host asked")
             }
-            return FrameReportingReply(enabled: enabled, pageSize: controller.limits.pageSize, frames: UInt64(held)).json
-        case let .framesAck(seq):
+            // Holders keep unacknowledged memory for the grace time after
+            // the daemon dies; memory held in the daemon itself cannot.
+            let grace = chunks.useHolders ? chunks.reporter.grace : .zero
+            return FrameReportingReply(enabled: enabled, pageSize: controller.limits.pageSize, frames: UInt64(held),
+                                       instance: instance, grace: grace).json
+        case let .framesAck(seq, named):
+            if let named, named != instance {
+                throw ProtocolError(.staleInstance, "\(command.name.rawValue): instance \(named) is an earlier lifetime of this daemon (now \(instance)): nothing acknowledged")
+            }
             chunks.acknowledge(seq)
             return FramesAckReply(acked: seq).json
         case .rescanFrames:

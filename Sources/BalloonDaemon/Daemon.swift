@@ -20,6 +20,9 @@ public final class Daemon {
     enum Token: UInt64 { case signals = 1, retryTimer, statsTimer, watchdogTimer }
 
     let options: DaemonOptions
+    /// This lifetime of the daemon, random: a host names it in `frames-ack`,
+    /// so acks meant for a predecessor are refused, not applied (rule 5).
+    let instance = Daemon.newInstance()
     var logger: Logger {
         didSet { link.logger = logger; pressure.logger = logger; frames.logger = logger; freeMemory.logger = logger }
     }
@@ -323,6 +326,15 @@ public final class Daemon {
         }
         logger.debug("pressure signal \(signal.reason.rawValue)", metadata: ["gave-back": "\(HumanBytes.format(given))"])
         needsStep = true
+    }
+
+    /// 128 random bits in hex (the standard library's generator: getrandom).
+    static func newInstance() -> String {
+        var rng = SystemRandomNumberGenerator()
+        return [rng.next(), rng.next()].map { (v: UInt64) in
+            let hex = String(v, radix: 16)
+            return String(repeating: "0", count: 16 - hex.count) + hex
+        }.joined()
     }
 
     private func shutdown() {

@@ -30,6 +30,13 @@ final class GuestPeer {
     var status = ServeStatus()
     /// The frames held above the desired target at the last report (ServeFreeMemory.swift).
     var freeMemoryShare: UInt64 = 0
+    /// Whether the daemon that reports frames is known alive (ServeFrames.swift).
+    var liveness = LivenessProof()
+    /// Frame events waiting, in order, for a sign of life of their daemon.
+    var heldFrameEvents: [Event] = []
+    var probeOutstanding = false
+    /// The newest `seq` acknowledged in this daemon lifetime (a probe repeats it).
+    var lastAckedSeq: UInt64 = 0
 
     /// What the policy and `balloonctl list` see (HostAgent fills `limits`,
     /// `source` and `ramSize`; the session fills the rest).
@@ -58,7 +65,9 @@ final class GuestPeer {
         case statsInterval
         case query
         case setTarget(UInt64)
-        case ack(UInt64)
+        case ack(UInt64, instance: String?)
+        /// A no-op `frames-ack` asking the reporting daemon for a sign of life.
+        case probe(instance: String)
     }
 
     init(id: UInt64, name: String, options: ServeOptions, frames: (ledger: FrameLedger, puncher: BackendPuncher)?, loop: ServeLoop) throws(HostError) {

@@ -76,9 +76,8 @@ extension GuestPeer {
         link.connection.unregister()
         link.fd.close()
         status.lastError = reason
-        status.frameReporting = false
         status.freeMemoryReporting = false
-        ledger?.resetSession()
+        abandonHeldFrames()  // also resets the ledger's session and frame reporting
         agent.sample = nil
         for (_, p) in link.pending.sorted(by: { $0.key < $1.key }) {
             if case let .forward(clientID, id, target, previous) = p.what {
@@ -157,6 +156,13 @@ extension GuestPeer {
         if hadSession { status.reconnects += 1 }
         hadSession = true
         options.log("guest \(options.guest) connected and synced")
+        startSession(link)
+    }
+
+    /// A session's set-up, after `sync` or when a new daemon lifetime
+    /// answers on a connection that stayed open (virtio-serial).
+    func startSession(_ link: GuestLink) {
+        lastAckedSeq = 0
         if ledger != nil {
             guestRequest(.setFrameReporting(enabled: true), for: .frameReporting)
             requestFreeMemoryReporting()
@@ -186,7 +192,7 @@ extension GuestPeer {
                 if case let .failure(error) = response.result { options.log("guest error without a matching request: \(error)") }
                 return
             }
-            guestReply(p.what, response.result)
+            guestReply(p.what, response.result, sentAt: p.sentAt)
         case let .event(event):
             switch GuestEvent.Name(rawValue: event.name) {
             case .framesInflated?, .framesDeflated?: frameEvent(event, link)
@@ -200,7 +206,8 @@ extension GuestPeer {
         }
     }
 
-    func guestReply(_ what: Pending, _ result: Result<JSON, ProtocolError>) {
+    /// `sentAt`: when the request went out (a success proves the daemon alive then).
+    func guestReply(_ what: Pending, _ result: Result<JSON, ProtocolError>, sentAt: Duration) {
         switch what {
         case let .forward(clientID, id, target, previous):
             if case .failure = result, let target, status.desiredTarget == target { status.desiredTarget = previous }
@@ -210,7 +217,14 @@ extension GuestPeer {
             case let .success(value):
                 let reply = try? FrameReportingReply(json: value)
                 status.frameReporting = reply?.enabled ?? true
+                liveness.start(instance: reply?.instance, grace: reply?.grace, sentAt: sentAt)
+                if liveness.instance == nil {
+                    options.log("the guest's balloond names no lifetime (older than protocol rule 5): frames are freed without checking that it is still alive")
+                } else if !liveness.checksLiveness {
+                    options.log("the guest's balloond keeps its balloon in its own process (HolderProcesses=no): its memory goes the moment it dies, so frames are freed without a liveness check")
+                }
                 options.log("frame reporting on (the guest holds \(reply.map { String($0.frames) } ?? "?") frames)")
+                releaseHeldFrames()
             case let .failure(error):
                 status.frameReporting = false
                 status.lastError = "set-frame-reporting failed: \(error)"
@@ -244,10 +258,28 @@ extension GuestPeer {
                 status.lastError = "set-target \(target) failed: \(error)"
                 options.log("set-target \(HumanBytes.format(target)) failed: \(error)")
             }
-        case let .ack(seq):
-            if case let .failure(error) = result {
+        case let .ack(seq, instance):
+            switch result {
+            case .success:
+                liveness.proven(instance: instance, sentAt: sentAt)
+            case let .failure(error) where error.errorClass == .staleInstance:
+                if let instance { reportingLifetimeEnded(instance, error) }
+            case let .failure(error):
                 status.lastError = "frames-ack \(seq) failed: \(error)"
                 options.log("frames-ack \(seq) failed: \(error)")
+            }
+        case let .probe(instance):
+            guard liveness.instance == instance else { return }  // an earlier lifetime's probe
+            probeOutstanding = false
+            switch result {
+            case .success:
+                liveness.proven(instance: instance, sentAt: sentAt)
+                releaseHeldFrames()
+            case let .failure(error) where error.errorClass == .staleInstance:
+                reportingLifetimeEnded(instance, error)
+            case let .failure(error):
+                // Not a sign of life: start over rather than free anything waiting.
+                disconnect("frames-ack (serve's probe) failed: \(error)")
             }
         }
     }

@@ -14,7 +14,9 @@ public enum Command: Sendable, Equatable {
     case setStatsInterval(Duration)
     case setFrameReporting(enabled: Bool)
     /// Every `FRAMES_*` event up to and including `seq` was acted upon.
-    case framesAck(seq: UInt64)
+    /// `instance`: the daemon lifetime that sent them (its
+    /// `set-frame-reporting` reply); another lifetime refuses the ack.
+    case framesAck(seq: UInt64, instance: String? = nil)
     case rescanFrames
     /// The free-memory mode (docs/free-memory.md): the balloon holds the
     /// guest's free memory above a cushion; needs frame reporting on.
@@ -71,7 +73,8 @@ public enum Command: Sendable, Equatable {
         case let .setTarget(bytes): ["target": .uint(bytes)]
         case let .setStatsInterval(interval): ["interval-ms": .uint(interval.wholeMilliseconds)]
         case let .setFrameReporting(enabled), let .setFreeMemoryReporting(enabled): ["enabled": .bool(enabled)]
-        case let .framesAck(seq): ["seq": .uint(seq)]
+        case let .framesAck(seq, instance):
+            instance.map { ["seq": .uint(seq), "instance": .string($0)] } ?? ["seq": .uint(seq)]
         case .info, .query, .stats, .rescanFrames, .serveStatus: .object([])
         }
     }
@@ -119,8 +122,8 @@ public enum Command: Sendable, Equatable {
             try args.allowOnly(["enabled"])
             self = .setFrameReporting(enabled: try args.bool("enabled"))
         case .framesAck:
-            try args.allowOnly(["seq"])
-            self = .framesAck(seq: try args.uint64("seq"))
+            try args.allowOnly(["seq", "instance"])
+            self = .framesAck(seq: try args.uint64("seq"), instance: try args.optionalString("instance"))
         case .rescanFrames:
             try args.allowOnly([])
             self = .rescanFrames

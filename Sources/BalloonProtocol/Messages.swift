@@ -15,6 +15,9 @@ public enum ErrorClass: String, Sendable, CaseIterable {
     case invalidParameter = "InvalidParameter"
     /// The command was understood but the daemon cannot do it now.
     case genericError = "GenericError"
+    /// The request names an earlier lifetime of the daemon (`instance`), which
+    /// has since ended: nothing was done (docs/protocol.md, rule 5).
+    case staleInstance = "StaleInstance"
 }
 
 public struct ProtocolError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -166,18 +166,34 @@ public struct FrameReportingReply: ReplyValue {
     public var pageSize: UInt64
     /// Frames the balloon holds now.
     public var frames: UInt64
+    /// This lifetime of the daemon (random, new at every start): `frames-ack`
+    /// names it, and a restarted daemon refuses acks meant for its
+    /// predecessor. nil from a daemon older than the field.
+    public var instance: String?
+    /// How long memory whose `FRAMES_INFLATED` was never acknowledged stays
+    /// locked after reporting ends, the host goes or the daemon dies: a host
+    /// frees such memory only within this time of a sign of life (rule 5).
+    public var grace: Duration?
 
-    public init(enabled: Bool, pageSize: UInt64, frames: UInt64) {
+    public init(enabled: Bool, pageSize: UInt64, frames: UInt64, instance: String? = nil, grace: Duration? = nil) {
         self.enabled = enabled
         self.pageSize = pageSize
         self.frames = frames
+        self.instance = instance
+        self.grace = grace
     }
 
-    public var json: JSON { ["enabled": .bool(enabled), "page-size": .uint(pageSize), "frames": .uint(frames)] }
+    public var json: JSON {
+        var members: [(String, JSON)] = [("enabled", .bool(enabled)), ("page-size", .uint(pageSize)), ("frames", .uint(frames))]
+        if let instance { members.append(("instance", .string(instance))) }
+        if let grace { members.append(("grace-ms", .uint(grace.wholeMilliseconds))) }
+        return .object(members)
+    }
 
     public init(json: JSON) throws(ProtocolError) {
         let f = try Fields(json, "set-frame-reporting reply")
-        self.init(enabled: try f.bool("enabled"), pageSize: try f.uint64("page-size"), frames: try f.uint64("frames"))
+        self.init(enabled: try f.bool("enabled"), pageSize: try f.uint64("page-size"), frames: try f.uint64("frames"),
+                  instance: try f.optionalString("instance"), grace: try f.optionalUInt64("grace-ms").map { .milliseconds(exactly: $0) })
     }
 }
 
@@ -270,7 +286,7 @@ public struct StatsReply: ReplyValue {
         let f = try Fields(json, context)
         let s = try f.object("stats")
         stats = VirtioStats()
-        for (name, value) in s.members {
+        for (name, _) in s.members {
             // A stat a newer guest adds is ignored.
             guard let stat = VirtioStat(name: name) else { continue }
             stats[stat] = try s.uint64(name)

@@ -95,6 +95,12 @@ public struct ServeStatus: ReplyValue {
     /// Bytes freed from the backend for frames the free-memory mode holds
     /// (those above the desired target), summed over the sessions.
     public var freeMemoryBytesFreed: UInt64 = 0
+    /// Times a new lifetime of the guest's daemon answered on a connection
+    /// that stayed open (virtio-serial): the session started over.
+    public var daemonRestarts: UInt64 = 0
+    /// Bytes a daemon reported that serve never freed because that daemon
+    /// was gone (or the connection ended) before serve could act on them.
+    public var bytesAbandoned: UInt64 = 0
 
     public init() {}
 
@@ -112,6 +118,7 @@ public struct ServeStatus: ReplyValue {
             "guest": .string(guest), "memory-backend": memoryBackend.map(JSON.string) ?? .null,
             "memory-backend-state": memoryBackendState?.json ?? .null,
             "free-memory-reporting": .bool(freeMemoryReporting), "free-memory-bytes-freed": .uint(freeMemoryBytesFreed),
+            "daemon-restarts": .uint(daemonRestarts), "bytes-abandoned": .uint(bytesAbandoned),
         ]
     }
 
@@ -145,5 +152,8 @@ public struct ServeStatus: ReplyValue {
         // Absent from a serve before the free-memory mode.
         freeMemoryReporting = f.optional("free-memory-reporting") != nil ? try f.bool("free-memory-reporting") : false
         freeMemoryBytesFreed = try f.optionalUInt64("free-memory-bytes-freed") ?? 0
+        // Absent from a serve before protocol rule 5.
+        daemonRestarts = try f.optionalUInt64("daemon-restarts") ?? 0
+        bytesAbandoned = try f.optionalUInt64("bytes-abandoned") ?? 0
     }
 }

@@ -6,8 +6,11 @@ import SystemPackage
 /// A chunk of the balloon held by a small child process (docs/pressure.md:
 /// the OOM killer prefers the largest process, which a big balloon is). The child
 /// maps and mlocks the chunk itself, sets oom_score_adj=1000 so the OOM
-/// killer takes it before any workload, and dies with the daemon
-/// (PR_SET_PDEATHSIG), which gives the memory back at once.
+/// killer takes it before any workload. When the daemon dies (its command
+/// pipe closes) the child exits, which gives the memory back, at once or,
+/// while it holds frames the host has not acknowledged, after the linger
+/// time (`setLinger`): a host that read the report late may still free them
+/// (docs/protocol.md, "Frame reporting: ordering", rule 5).
 ///
 /// The child is a fork of the daemon that never execs: copy-on-write makes
 /// it cost a few pages, and creating it takes a fraction of a millisecond
@@ -17,7 +20,7 @@ import SystemPackage
 /// The child's work is `cballoon_holder_main` (C, so it writes almost nothing
 /// to the pages it shares with the daemon). It answers on a pipe and takes
 /// commands on another: `ok ADDRESS` after locking (or `error CALL ERRNO`);
-/// `shrink LENGTH` → `ok`. The chunk is mapped and locked by the same C
+/// `shrink LENGTH` → `ok`; `linger MS` has no answer. The chunk is mapped and locked by the same C
 /// routine as a `LockedRegion` (`cballoon_map_locked`).
 package final class HolderProcess {
     package let pid: pid_t
@@ -27,6 +30,8 @@ package final class HolderProcess {
     private let commands: Descriptor
     private let replies: Descriptor
     private var reaped = false
+    /// What the child was last told to linger after the daemon's death.
+    private var linger: Duration = .zero
 
     /// Forks a spare holder: a child that waits for `startLock(length:advice:)`.
     /// Forking marks the daemon's pages copy-on-write, so its next writes
@@ -89,6 +94,15 @@ package final class HolderProcess {
         try self.init()
         startLock(length: length, advice: advice)
         try finishLock()
+    }
+
+    /// How long the child keeps its chunk after the daemon dies (`.zero`:
+    /// it exits at once). Sent only when it changes: no answer is awaited.
+    package func setLinger(_ time: Duration) {
+        guard !reaped, time != linger else { return }
+        linger = time
+        let (seconds, attoseconds) = time.components
+        send("linger \(max(0, seconds) * 1000 + attoseconds / 1_000_000_000_000_000)\n")
     }
 
     /// A command to the holder; if it died (EPIPE) the answer that never

@@ -156,6 +156,7 @@ void cballoon_unblock_all_signals(void) {
 }
 
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 
 int cballoon_map_locked(size_t length, int advice, int dontfork, int touch, void **out, const char **failed) {
@@ -227,8 +228,17 @@ static int holder_read_line(char *buf, size_t size, size_t *used, char *out, siz
 void cballoon_holder_main(pid_t parent) {
     char buf[256], line[128], reply[128];
     size_t used = 0;
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    /* No PR_SET_PDEATHSIG: the daemon's death shows as EOF on fd 0 (it holds
+       the only write end), and a holder of frames the host may still be
+       freeing must outlive it for a while (the linger below). */
     if (getppid() != parent) _exit(1);  /* the daemon died before we could ask */
+    /* Only the daemon ends a holder (SIGKILL after its host is done), its
+       death (EOF below), or the OOM killer: a SIGTERM to the whole group
+       (systemd's stop, a terminal's ^C) must not free frames a host may
+       still be freeing. systemd's final SIGKILL still ends a stuck one. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (fd >= 0) { (void)!write(fd, "1000", 4); close(fd); }
 
@@ -254,14 +264,26 @@ void cballoon_holder_main(pid_t parent) {
     holder_reply(reply);
 
     size_t held = length, page = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned long long linger_ms = 0;
     while (holder_read_line(buf, sizeof buf, &used, line, sizeof line) == 0) {
         unsigned long long want;
-        if (sscanf(line, "shrink %llu", &want) == 1 && want <= held && want % page == 0) {
+        if (sscanf(line, "linger %llu", &want) == 1) {
+            /* No answer: the daemon sends it without waiting. */
+            linger_ms = want;
+        } else if (sscanf(line, "shrink %llu", &want) == 1 && want <= held && want % page == 0) {
             if (want < held) { munlock(base + want, held - want); munmap(base + want, held - want); held = (size_t)want; }
             holder_reply("ok\n");
         } else {
             holder_reply("error unknown command\n");
         }
     }
-    _exit(0);  /* the daemon closed the pipe: gone, or done with us */
+    /* The daemon is gone (its pipe closed). Frames it reported that the host
+       never acknowledged may still be freed by a host that read the report
+       late: keep them locked for the linger time (docs/protocol.md, rule 5),
+       then give them back. */
+    if (linger_ms > 0) {
+        struct timespec left = { .tv_sec = (time_t)(linger_ms / 1000), .tv_nsec = (long)(linger_ms % 1000) * 1000000L };
+        while (nanosleep(&left, &left) != 0 && errno == EINTR) {}
+    }
+    _exit(0);
 }

@@ -130,6 +130,24 @@ import Testing
         #expect(rig.released == ["acked", "unacked"])
     }
 
+    /// What a holder is told to outlive the daemon for (protocol rule 5).
+    @Test func aHostMayFreeReportedFramesUntilTheAckOrTheHoldEnds() {
+        let rig = Rig(grace: .seconds(5))
+        let unreported = ReportedFrames()
+        #expect(!rig.reporter.mayBeFreedByHost(unreported))
+        rig.reporter.enable()
+        let first = rig.reportedChunk(pfn: 100), second = rig.reportedChunk(pfn: 200)
+        #expect(rig.reporter.mayBeFreedByHost(first) && rig.reporter.mayBeFreedByHost(second))
+        rig.reporter.acknowledge(1, chunks: [first, second])
+        #expect(!rig.reporter.mayBeFreedByHost(first))
+        #expect(rig.reporter.mayBeFreedByHost(second))
+        // Reporting ends before the ack: the host may still free it for the grace time.
+        rig.reporter.disable([first, second])
+        #expect(rig.reporter.mayBeFreedByHost(second) && !rig.reporter.mayBeFreedByHost(first))
+        rig.clock.advance(.seconds(5))
+        #expect(!rig.reporter.mayBeFreedByHost(second))
+    }
+
     @Test func anAckAfterReportingEndedDoesNotShortenTheHold() {
         // The host that went away cannot be asked; a late ack (a new host
         // echoing a number) proves nothing about the frames it was sent.

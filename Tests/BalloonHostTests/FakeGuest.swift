@@ -13,6 +13,11 @@ final class FakeGuest: @unchecked Sendable {
     private var pending: [[UInt8]] = []
     /// How many 0xFF bytes the host sent.
     private(set) var resyncsSeen = 0
+    /// The daemon lifetime `set-frame-reporting` names (nil: a daemon older
+    /// than protocol rule 5) and its grace time; `frames-ack` naming another
+    /// lifetime is refused with `StaleInstance`, as balloond does.
+    var instance: String?
+    var grace: Duration?
 
     init(_ fd: Descriptor) { self.fd = fd }
 

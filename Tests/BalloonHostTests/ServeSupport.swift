@@ -168,8 +168,11 @@ extension FakeGuest {
             reply(r, SetTargetReply(target: t, effectiveTarget: t, actual: 0).json)
             event(.balloonChange(.init(actual: 4096, target: t)))
         case let .setStatsInterval(interval): reply(r, StatsIntervalReply(interval: interval).json)
-        case let .setFrameReporting(enabled): reply(r, FrameReportingReply(enabled: enabled, pageSize: 4096, frames: 0).json)
-        case let .framesAck(seq): reply(r, FramesAckReply(acked: seq).json)
+        case let .setFrameReporting(enabled):
+            reply(r, FrameReportingReply(enabled: enabled, pageSize: 4096, frames: 0, instance: instance, grace: grace).json)
+        case let .framesAck(seq, named):
+            if let named, named != instance { return fail(r, .staleInstance, "instance \(named) is not this daemon's") }
+            reply(r, FramesAckReply(acked: seq).json)
         case let .setFreeMemoryReporting(enabled): reply(r, FreeMemoryReportingReply(enabled: enabled, cushion: 64 << 20, coldCache: false).json)
         case .rescanFrames, .serveStatus: fail(r, .commandNotFound, "no command \(r.execute)")
         }

@@ -199,7 +199,7 @@ struct MessageDecodeTests {
 
     @Test func protocolErrorDescription() {
         #expect(ProtocolError(.commandNotFound, "no command \"x\"").description == #"CommandNotFound: no command "x""#)
-        #expect(ErrorClass.allCases.map(\.rawValue) == ["MalformedMessage", "LineTooLong", "CommandNotFound", "InvalidParameter", "GenericError"])
+        #expect(ErrorClass.allCases.map(\.rawValue) == ["MalformedMessage", "LineTooLong", "CommandNotFound", "InvalidParameter", "GenericError", "StaleInstance"])
     }
 
     @Test func namesMatchTheSpec() {

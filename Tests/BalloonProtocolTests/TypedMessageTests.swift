@@ -30,7 +30,7 @@ func decodeError(_ body: () throws(ProtocolError) -> Void) -> ProtocolError? {
         .sync(id: 4_503_599_627_370_495), .sync(id: ["nested": [1, "two", nil]]), .info, .setTarget(0), .setTarget(1 << 30),
         .setTarget(.max), .query, .stats, .setStatsInterval(.zero), .setStatsInterval(.milliseconds(100)),
         .setStatsInterval(.seconds(86_400)), .setFrameReporting(enabled: true), .setFrameReporting(enabled: false),
-        .framesAck(seq: 0), .framesAck(seq: .max), .rescanFrames, .serveStatus,
+        .framesAck(seq: 0), .framesAck(seq: .max), .framesAck(seq: 7, instance: "3f2a9c"), .rescanFrames, .serveStatus,
         .setFreeMemoryReporting(enabled: true), .setFreeMemoryReporting(enabled: false),
     ]
 
@@ -144,6 +144,9 @@ func decodeError(_ body: () throws(ProtocolError) -> Void) -> ProtocolError? {
             #expect(try overTheWire(StatsIntervalReply(interval: interval)) == StatsIntervalReply(interval: interval))
         }
         #expect(try overTheWire(FrameReportingReply(enabled: true, pageSize: 4096, frames: 262_144)) == FrameReportingReply(enabled: true, pageSize: 4096, frames: 262_144))
+        let named = FrameReportingReply(enabled: true, pageSize: 4096, frames: 1, instance: "5f0c9a1e27b84d63a0e1f4c2b9d87a10", grace: .seconds(5))
+        #expect(try overTheWire(named) == named)
+        #expect(named.json.serialized().contains(#""grace-ms":5000"#))
         #expect(try overTheWire(FramesAckReply(acked: 17)) == FramesAckReply(acked: 17))
         #expect(try overTheWire(RescanFramesReply(moved: 3)) == RescanFramesReply(moved: 3))
         var status = ServeStatus()
