@@ -28,7 +28,9 @@ Host memory behind the guest = allocated blocks of the RAM file (st_blocks × 51
 every 0.5 s. Reported: host memory at +5 s, +30 s and +120 s after workloads 1 and 2 end; the
 time until a configuration has returned 90% of what b returned by +120 s (returned = host
 memory at the end of the workload minus host memory since); the mode's CPU while the guest is
-idle (balloond's utime+stime over 60 s of idle, in % of one vCPU); slowdowns against a; OOM
+idle (balloond's utime+stime from +30 s after workload 1 to the end of its observation, once the
+balloon has settled, in % of one vCPU; the host memory at +30 and +120 shows it settled) and,
+apart, while it returns workload 1's memory (its end to +30 s); slowdowns against a; OOM
 kills (/proc/vmstat oom_kill). For W3, where its time went: the change of THP faults and
 fallbacks, kswapd and direct reclaim scans over it, and balloond's CPU (and its reaped holders')
 during it. One run per configuration: TCG timing noise is large.
@@ -193,6 +195,7 @@ class Run:
                 "plus120": s.at(end + min(120, seconds)), "series": s.window(end - 5, end + seconds, end)}
 
     w3_runs = 3
+    settled_after = 30.0
 
     def bench(self, observe: float) -> dict:
         res: dict = {"config": self.cfg, "name": NAMES[self.cfg]}
@@ -208,10 +211,15 @@ class Run:
         res["w1"] = self.workload("workload instant 600")
         end = time.monotonic()
         t0 = self.daemon_ticks()
+        # The mode's CPU in two parts of workload 1's observation: returning
+        # what it freed (its end to +30 s, where every configuration has
+        # settled) and idle (+30 s to the end of the observation).
+        time.sleep(max(0.0, end + self.settled_after - time.monotonic()))
+        t30, at30 = self.daemon_ticks(), time.monotonic()
         res["w1"].update(self.observe(end, observe))
-        # The mode's CPU over the idle tail of workload 1's observation.
-        res["idle_cpu_ticks"] = self.daemon_ticks() - t0
-        res["idle_cpu_seconds"] = time.monotonic() - end
+        res["return_cpu_ticks"], res["return_cpu_seconds"] = t30 - t0, at30 - end
+        res["idle_cpu_ticks"] = self.daemon_ticks() - t30
+        res["idle_cpu_seconds"] = time.monotonic() - at30
         # Workload 3: the memory again, at once.
         log(f"{self.cfg}: workload 3")
         res["before_w3_meminfo"] = self.sh("grep -E '^(MemFree|AnonHugePages|Mlocked|Unevictable):' /proc/meminfo")
@@ -301,21 +309,22 @@ def w3ms(r: dict) -> float:
 def report(results: dict[str, dict], args) -> tuple[str, list[str]]:
     lines = ["# make bench-free", "", getattr(args, "provenance", ""), "",
              f"Seed {args.seed}; observation {args.observe:.0f} s; one run per configuration ({args.w3_runs} W3 allocations each, median judged); QEMU TCG, 1 GiB, 1 vCPU.", "",
-             "| config | W1 host MiB end / +5 / +30 / +120 | W1 returned MiB | W1 time to 90% of b | W2 host MiB end / +5 / +30 / +120 | W3 run ms: median (runs) | W4 passes | OOM kills | idle CPU % |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| config | W1 host MiB end / +5 / +30 / +120 | W1 returned MiB | W1 time to 90% of b | W2 host MiB end / +5 / +30 / +120 | W3 run ms: median (runs) | W4 passes | OOM kills | idle CPU % (+30 s to +120 s) | CPU % returning W1 (to +30 s) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     b = results.get("b")
     target = int(0.9 * (b["w1"]["at_end"] - b["w1"]["plus120"])) if b else None
     for cfg, r in results.items():
         w1, w2 = r["w1"], r["w2"]
         t90 = time_to(w1, target) if target else None
         cpu = 100.0 * r["idle_cpu_ticks"] / 100 / r["idle_cpu_seconds"] if r.get("idle_cpu_seconds") else 0.0
+        ret = 100.0 * r["return_cpu_ticks"] / 100 / r["return_cpu_seconds"] if r.get("return_cpu_seconds") else 0.0
         ooms = w1["oom_kills"] + r["w3"]["oom_kills"] + r["w4"]["oom_kills"]
         lines.append(
             f"| {cfg}: {r['name']} | {w1['at_end']//MiB} / {w1['plus5']//MiB} / {w1['plus30']//MiB} / {w1['plus120']//MiB} "
             f"| {(w1['at_end'] - w1['plus120'])//MiB} | {'-' if t90 is None else f'{t90:.1f} s'} "
             f"| {w2['at_end']//MiB} / {w2['plus5']//MiB} / {w2['plus30']//MiB} / {w2['plus120']//MiB} "
             f"| {w3ms(r)} ({', '.join(str(x) for x in r['w3'].get('runs_ms', [r['w3'].get('runtime-ms')]))}) "
-            f"| {r['w4'].get('passes', '-')} | {ooms} | {cpu:.2f} |")
+            f"| {r['w4'].get('passes', '-')} | {ooms} | {cpu:.2f} | {ret:.2f} |")
     # Where W3's time went: huge pages it did not get, reclaim it ran into,
     # balloond's CPU (and that of the holders it reaped) during it.
     lines += ["", "W3 detail (changes over the workload): THP faults / fallbacks, pages scanned by kswapd / "
