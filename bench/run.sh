@@ -10,7 +10,10 @@ swift build -c release --product balloon-bench >/dev/null
 # linked statically, glibc and libsystemd dynamic, built by the script make deb
 # uses. A build with a dynamic Swift runtime maps ~12 MiB of shared Swift
 # libraries into its RSS as well.
-daemon=$(scripts/build-release.sh | head -n1)
+# All of its output is read (`head -n1` would end the pipe early: SIGPIPE
+# under pipefail when it prints the next path).
+mapfile -t built < <(scripts/build-release.sh)
+daemon=${built[0]}
 mkdir -p bench/out
 gcc -O2 -Wall -o bench/out/mlock_baseline bench/mlock_baseline.c
 commit="$(git rev-parse HEAD)$(git diff --quiet HEAD -- Sources Package.swift bench || echo -dirty)"
