@@ -48,12 +48,26 @@ def session(ctl: H.Control, name: str) -> dict:
     return ctl.call("guest-status", {"name": name})["session"]
 
 
+def provenance() -> str:
+    """Commit, date, machine and load at the start (issue 15: every results file says so)."""
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=H.ROOT, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or "?"
+    except Exception:
+        commit = "?"
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"Commit {commit}, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, {os.cpu_count()} CPUs ({model}), "
+            f"kernel {os.uname().release}, load average at start {load}.")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--guests", type=int, default=100)
     p.add_argument("--samples", type=int, default=1000)
     p.add_argument("--out-dir", default=os.path.join(H.ROOT, "bench"))
     a = p.parse_args()
+    started = provenance()
     tmp = tempfile.mkdtemp(prefix="bench-flood-")
     socks = os.path.join(tmp, "sockets")
     os.makedirs(socks)
@@ -148,11 +162,12 @@ def main() -> int:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(10)
     os.makedirs(a.out_dir, exist_ok=True)
+    result["provenance"] = started
     with open(os.path.join(a.out_dir, "results-flood.json"), "w") as f:
         json.dump(result, f, indent=1)
     q, fl = result["quiet_ms"], result["flood_ms"]
     md = [
-        "# balloon-hostd under floods (bench/flood.py)", "",
+        "# balloon-hostd under floods (bench/flood.py)", "", started, "",
         f"{a.guests} simulated guests (balloon-hostsim) plus one hostile guest (tests/faults/flood_guest.py); "
         f"{a.samples} `list-guests` round trips each way; binary `{os.path.relpath(result['hostd'], H.ROOT)}`.", "",
         "| | list p50 | list p99 | list max |", "|---|---|---|---|",

@@ -15,25 +15,42 @@ private let MiB: UInt64 = 1 << 20
 /// and the session starts over. A fake guest with a 100 ms grace time: every
 /// report it sends 120 ms after its last reply needs a probe.
 @Suite(.serialized) struct ServeLivenessTests {
-    let exe = balloonctlPath()
-
     /// Lets the 100 ms grace pass for certain since the guest's last reply.
     private static func outlastGrace() { usleep(120_000) }
 
-    private func startServe(_ dir: TempDir, _ gsock: String, _ csock: String, _ backend: ShmFile) -> Background {
-        Background(exe, ["serve", "--unix", gsock, "--control", csock, "--memory-backend", backend.path, "--timeout", "5"],
-                   in: dir, name: "serve")
+    /// A fake guest running `script` (given the RAM file, to look at) and
+    /// serve against it with an 8 MiB RAM file; torn down in order.
+    final class Rig {
+        let dir = TempDir()
+        let backend = ShmFile(size: Int(8 * MiB))
+        let seen = Recorder()
+        var csock: String { dir.path + "/control.sock" }
+        private var guest: TestThread?
+        private var serve: Background?
+
+        init(_ script: @escaping @Sendable (FakeGuest, Recorder, ShmFile) -> Void) throws {
+            let gsock = dir.path + "/guest.sock"
+            let (seen, backend) = (self.seen, self.backend)
+            guest = try serveOnce(path: gsock) { g in script(g, seen, backend) }
+            serve = Background(balloonctlPath(), ["serve", "--unix", gsock, "--control", csock, "--memory-backend", backend.path, "--timeout", "5"],
+                               in: dir, name: "serve")
+        }
+
+        var log: String { serve?.stderrSoFar ?? "" }
+        var acks: [String] { seen.all.filter { $0.hasPrefix("frames-ack ") } }
+        func status(_ condition: (ServeStatus) -> Bool) -> ServeStatus? { waitForStatus(csock, condition) }
+
+        deinit {
+            _ = serve?.terminate()
+            guest?.join()
+            backend.remove()
+            dir.remove()
+        }
     }
 
     @Test func aLateReportIsFreedOnlyAfterTheDaemonAnswersAProbe() throws {
-        let dir = TempDir()
-        defer { dir.remove() }
-        let backend = ShmFile(size: Int(8 * MiB))
-        defer { backend.remove() }
-        let gsock = dir.path + "/guest.sock", csock = dir.path + "/control.sock"
-        let seen = Recorder()
         let atProbe = Recorder()  // what the backend looked like when the probe came
-        let guest = try serveOnce(path: gsock) { g in
+        let rig = try Rig { g, seen, backend in
             g.instance = "aaaa"
             g.grace = .milliseconds(100)
             guard let fr = g.serveUntil(.setFrameReporting, recorder: seen) else { return }
@@ -45,28 +62,18 @@ private let MiB: UInt64 = 1 << 20
             g.answer(probe)
             g.serveAll(recorder: seen)
         }
-        let serve = startServe(dir, gsock, csock, backend)
-        defer { _ = serve.terminate() }
-        let status = waitForStatus(csock) { $0.punches == 1 }
-        #expect(status?.bytesFreed == 2 * MiB, "\(serve.stderrSoFar)")
+        let status = rig.status { $0.punches == 1 }
+        #expect(status?.bytesFreed == 2 * MiB, "\(rig.log)")
         #expect(atProbe.all == ["intact"], "serve punched before the daemon answered the probe")
-        #expect(backend.isFilled(MiB, Int(2 * MiB), with: 0))
+        #expect(rig.backend.isFilled(MiB, Int(2 * MiB), with: 0))
         // Probes (seq 0) until one is answered soon enough to act on, then the ack.
-        let acks = seen.all.filter { $0.hasPrefix("frames-ack ") }
+        let acks = rig.acks
         let probes = acks.prefix { $0 == #"frames-ack {"seq":0,"instance":"aaaa"}"# }
         #expect(!probes.isEmpty && acks.dropFirst(probes.count).first == #"frames-ack {"seq":1,"instance":"aaaa"}"#, "\(acks)")
-        _ = serve.terminate()
-        guest.join()
     }
 
     @Test func aReportOfADaemonThatWasReplacedIsNeverFreed() throws {
-        let dir = TempDir()
-        defer { dir.remove() }
-        let backend = ShmFile(size: Int(8 * MiB))
-        defer { backend.remove() }
-        let gsock = dir.path + "/guest.sock", csock = dir.path + "/control.sock"
-        let seen = Recorder()
-        let guest = try serveOnce(path: gsock) { g in
+        let rig = try Rig { g, seen, _ in
             g.instance = "aaaa"
             g.grace = .milliseconds(100)
             guard let fr = g.serveUntil(.setFrameReporting, recorder: seen) else { return }
@@ -84,45 +91,30 @@ private let MiB: UInt64 = 1 << 20
             g.frames(.framesInflated, seq: 1, [[1536, 256]])  // the new lifetime's own report (6 MiB)
             g.serveAll(recorder: seen)
         }
-        let serve = startServe(dir, gsock, csock, backend)
-        defer { _ = serve.terminate() }
-        let status = waitForStatus(csock) { $0.daemonRestarts == 1 && $0.punches == 1 }
-        #expect(status?.bytesAbandoned == 3 * MiB, "\(serve.stderrSoFar)")
+        let status = rig.status { $0.daemonRestarts == 1 && $0.punches == 1 }
+        #expect(status?.bytesAbandoned == 3 * MiB, "\(rig.log)")
         #expect(status?.bytesFreed == MiB)
         #expect(status?.frameReporting == true)
-        #expect(backend.isFilled(0, Int(6 * MiB), with: 0xAB), "a dead daemon's report was punched")
-        #expect(backend.isFilled(6 * MiB, Int(MiB), with: 0))
-        #expect(serve.stderrSoFar.contains("lifetime aaaa is gone"))
-        let text = run(exe, ["--control", csock, "serve-status"], in: dir).stdout
+        #expect(rig.backend.isFilled(0, Int(6 * MiB), with: 0xAB), "a dead daemon's report was punched")
+        #expect(rig.backend.isFilled(6 * MiB, Int(MiB), with: 0))
+        #expect(rig.log.contains("lifetime aaaa is gone"))
+        let text = run(balloonctlPath(), ["--control", rig.csock, "serve-status"], in: rig.dir).stdout
         #expect(text.contains("guest daemon restarted 1 times") && text.contains("3 MiB reported by a daemon gone before serve acted: never freed"), "\(text)")
-        let acks = seen.all.filter { $0.hasPrefix("frames-ack ") }
-        #expect(acks.first == #"frames-ack {"seq":0,"instance":"aaaa"}"#, "\(acks)")
-        #expect(acks.dropFirst().allSatisfy { $0.contains(#""instance":"bbbb""#) }, "\(acks)")
-        _ = serve.terminate()
-        guest.join()
+        #expect(rig.acks.first == #"frames-ack {"seq":0,"instance":"aaaa"}"#, "\(rig.acks)")
+        #expect(rig.acks.dropFirst().allSatisfy { $0.contains(#""instance":"bbbb""#) }, "\(rig.acks)")
     }
 
     @Test func aDaemonWithoutALifetimeIsServedAsBefore() throws {
-        let dir = TempDir()
-        defer { dir.remove() }
-        let backend = ShmFile(size: Int(8 * MiB))
-        defer { backend.remove() }
-        let gsock = dir.path + "/guest.sock", csock = dir.path + "/control.sock"
-        let seen = Recorder()
-        let guest = try serveOnce(path: gsock) { g in
+        let rig = try Rig { g, seen, _ in
             guard let fr = g.serveUntil(.setFrameReporting, recorder: seen) else { return }
             g.answer(fr)
             Self.outlastGrace()
             g.frames(.framesInflated, seq: 1, [[256, 512]])
             g.serveAll(recorder: seen)
         }
-        let serve = startServe(dir, gsock, csock, backend)
-        defer { _ = serve.terminate() }
-        let status = waitForStatus(csock) { $0.punches == 1 }
-        #expect(status?.bytesFreed == 2 * MiB, "\(serve.stderrSoFar)")
-        #expect(seen.all.filter { $0.hasPrefix("frames-ack ") } == [#"frames-ack {"seq":1}"#])
-        #expect(serve.stderrSoFar.contains("names no lifetime"))
-        _ = serve.terminate()
-        guest.join()
+        let status = rig.status { $0.punches == 1 }
+        #expect(status?.bytesFreed == 2 * MiB, "\(rig.log)")
+        #expect(rig.acks == [#"frames-ack {"seq":1}"#])
+        #expect(rig.log.contains("names no lifetime"))
     }
 }
