@@ -32,8 +32,9 @@ final class GuestPeer {
     var freeMemoryShare: UInt64 = 0
     /// Whether the daemon that reports frames is known alive (ServeFrames.swift).
     var liveness = LivenessProof()
-    /// Frame events waiting, in order, for a sign of life of their daemon.
-    var heldFrameEvents: [Event] = []
+    /// Frame events waiting, in order, for a sign of life of their daemon,
+    /// with their decoded form (nil: malformed, refused when acted on).
+    var heldFrameEvents: [(event: Event, typed: GuestEvent?)] = []
     var probeOutstanding = false
     /// The newest `seq` acknowledged in this daemon lifetime (a probe repeats it).
     var lastAckedSeq: UInt64 = 0

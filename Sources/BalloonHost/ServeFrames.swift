@@ -29,7 +29,7 @@ extension GuestPeer {
             guard heldFrameEvents.count < Self.maxHeldFrameEvents else {
                 return disconnect("the guest sent \(Self.maxHeldFrameEvents) frame reports without answering serve's probe")
             }
-            heldFrameEvents.append(event)
+            heldFrameEvents.append((event, typed))
             requestSignOfLife()
             return
         }
@@ -47,8 +47,7 @@ extension GuestPeer {
         var done = 0
         defer { heldFrameEvents.removeFirst(min(done, heldFrameEvents.count)) }
         while done < heldFrameEvents.count {
-            let event = heldFrameEvents[done]
-            let typed = try? GuestEvent(event)
+            let (event, typed) = heldFrameEvents[done]
             if typed.map(Self.frees) ?? false, !liveness.allowsFreeing(now: clock()) {
                 requestSignOfLife()
                 return
@@ -86,8 +85,8 @@ extension GuestPeer {
     @discardableResult
     func abandonHeldFrames() -> UInt64 {
         var bytes: UInt64 = 0
-        for event in heldFrameEvents {
-            if case let .framesInflated(r)? = try? GuestEvent(event) { bytes += r.ranges.reduce(0) { $0 &+ $1.count &* r.pageSize } }
+        for case let (_, .framesInflated(r)?) in heldFrameEvents {
+            bytes += r.ranges.reduce(0) { $0 &+ $1.count &* r.pageSize }
         }
         status.bytesAbandoned += bytes
         heldFrameEvents.removeAll()

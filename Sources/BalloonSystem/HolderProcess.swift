@@ -101,8 +101,7 @@ package final class HolderProcess {
     package func setLinger(_ time: Duration) {
         guard !reaped, time != linger else { return }
         linger = time
-        let (seconds, attoseconds) = time.components
-        send("linger \(max(0, seconds) * 1000 + attoseconds / 1_000_000_000_000_000)\n")
+        send("linger \(time.inMilliseconds)\n")
     }
 
     /// A command to the holder; if it died (EPIPE) the answer that never

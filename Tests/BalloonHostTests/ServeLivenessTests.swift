@@ -18,6 +18,21 @@ private let MiB: UInt64 = 1 << 20
     /// Lets the 100 ms grace pass for certain since the guest's last reply.
     private static func outlastGrace() { usleep(120_000) }
 
+    /// The guest's side of every test's start: a daemon lifetime `instance`
+    /// (nil: a daemon older than rule 5) with a 100 ms grace answers
+    /// set-frame-reporting, then lets that sign of life go stale. false if
+    /// serve never asked.
+    private static func startReporting(_ g: FakeGuest, _ seen: Recorder, instance: String?) -> Bool {
+        if let instance {
+            g.instance = instance
+            g.grace = .milliseconds(100)
+        }
+        guard let fr = g.serveUntil(.setFrameReporting, recorder: seen) else { return false }
+        g.answer(fr)
+        outlastGrace()
+        return true
+    }
+
     /// A fake guest running `script` (given the RAM file, to look at) and
     /// serve against it with an 8 MiB RAM file; torn down in order.
     final class Rig {
@@ -51,11 +66,7 @@ private let MiB: UInt64 = 1 << 20
     @Test func aLateReportIsFreedOnlyAfterTheDaemonAnswersAProbe() throws {
         let atProbe = Recorder()  // what the backend looked like when the probe came
         let rig = try Rig { g, seen, backend in
-            g.instance = "aaaa"
-            g.grace = .milliseconds(100)
-            guard let fr = g.serveUntil(.setFrameReporting, recorder: seen) else { return }
-            g.answer(fr)
-            Self.outlastGrace()
+            guard Self.startReporting(g, seen, instance: "aaaa") else { return }
             g.frames(.framesInflated, seq: 1, [[256, 512]])  // 2 MiB at 1 MiB
             guard let probe = g.serveUntil(.framesAck, recorder: seen) else { return }
             atProbe.add(backend.isFilled(MiB, Int(2 * MiB), with: 0xAB) ? "intact" : "punched")
@@ -74,11 +85,7 @@ private let MiB: UInt64 = 1 << 20
 
     @Test func aReportOfADaemonThatWasReplacedIsNeverFreed() throws {
         let rig = try Rig { g, seen, _ in
-            g.instance = "aaaa"
-            g.grace = .milliseconds(100)
-            guard let fr = g.serveUntil(.setFrameReporting, recorder: seen) else { return }
-            g.answer(fr)
-            Self.outlastGrace()
+            guard Self.startReporting(g, seen, instance: "aaaa") else { return }
             g.frames(.framesInflated, seq: 1, [[256, 512]])
             g.frames(.framesDeflated, seq: 2, [[256, 512]])
             g.frames(.framesInflated, seq: 3, [[1024, 256]])
@@ -106,9 +113,7 @@ private let MiB: UInt64 = 1 << 20
 
     @Test func aDaemonWithoutALifetimeIsServedAsBefore() throws {
         let rig = try Rig { g, seen, _ in
-            guard let fr = g.serveUntil(.setFrameReporting, recorder: seen) else { return }
-            g.answer(fr)
-            Self.outlastGrace()
+            guard Self.startReporting(g, seen, instance: nil) else { return }
             g.frames(.framesInflated, seq: 1, [[256, 512]])
             g.serveAll(recorder: seen)
         }
