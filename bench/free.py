@@ -18,8 +18,9 @@ shared file on /dev/shm, an ext4 scratch disk) and runs the workloads in one ses
 
 Workloads, in this order (the seed picks the order the 600 MiB of files are read in):
   1  `workload instant 600`: allocate and touch 600 MiB of anonymous memory, then exit;
-  3  right after 1's observation, `workload instant 600` again: how fast the guest gets its
-     memory back (run time against a's, OOM kills);
+  3  once every configuration has run 1 (its memory given away and freed by the host),
+     `workload instant 600` again, in interleaved rounds: how fast the guest gets its memory
+     back (run time against a's, OOM kills);
   2  read six 100 MiB files once, then idle while a loop keeps a 100 MiB file hot;
   4  `workload touchloop 300 30`: a steady 300 MiB anonymous working set touched in a loop
      (passes against a's: the mode's own slowdown).
@@ -33,7 +34,9 @@ balloon has settled, in % of one vCPU; the host memory at +30 and +120 shows it 
 apart, while it returns workload 1's memory (its end to +30 s); slowdowns against a; OOM
 kills (/proc/vmstat oom_kill). For W3, where its time went: the change of THP faults and
 fallbacks, kswapd and direct reclaim scans over it, and balloond's CPU (and its reaped holders')
-during it. One run per configuration: TCG timing noise is large.
+during it. The four guests run side by side (one workload at a time, the others idle), so W3 can
+be interleaved: TCG's speed on this shared host drifts by tens of percent over minutes, and W3's
+slowdown is the median over rounds of its ratio to a's run in the same round (w3_rounds).
 """
 
 from __future__ import annotations
@@ -181,6 +184,9 @@ class Run:
         result = {"rc": rc, "oom_kills": after.get("oom_kill", 0) - before.get("oom_kill", 0),
                   "vmstat": {k: after[k] - before.get(k, 0) for k in after}}
         for line in out.splitlines():
+            if line.startswith("profile-ms="):  # ms per 100 MiB of W3's memset (workload.c)
+                result["profile_ms"] = [int(x) for x in line.split("=", 1)[1].split(",") if x.isdigit()]
+                continue
             for part in line.split():
                 if "=" in part:
                     k, v = part.split("=", 1)
@@ -194,19 +200,18 @@ class Run:
         return {"at_end": s.at(end), "plus5": s.at(end + 5), "plus30": s.at(end + 30),
                 "plus120": s.at(end + min(120, seconds)), "series": s.window(end - 5, end + seconds, end)}
 
-    w3_runs = 3
     settled_after = 30.0
 
-    def bench(self, observe: float) -> dict:
-        res: dict = {"config": self.cfg, "name": NAMES[self.cfg]}
-        files = [f"/mnt/disk/f{i}" for i in range(6)]
+    def prepare(self) -> None:
+        self.res = {"config": self.cfg, "name": NAMES[self.cfg]}
         self.sh("for i in 0 1 2 3 4 5; do dd if=/dev/zero of=/mnt/disk/f$i bs=1M count=100 conv=fsync 2>/dev/null; done; "
                 "dd if=/dev/zero of=/mnt/disk/hot bs=1M count=100 conv=fsync 2>/dev/null; sync; echo 3 > /proc/sys/vm/drop_caches")
         if self.cfg in "cd":
             self.start_balloond()
-        time.sleep(20)  # settle: each configuration returns what is free at boot
+
+    def phase_w1(self, observe: float) -> None:
+        res = self.res
         res["idle_start"] = allocated(self.backend)
-        # Workload 1.
         log(f"{self.cfg}: workload 1")
         res["w1"] = self.workload("workload instant 600")
         end = time.monotonic()
@@ -220,27 +225,30 @@ class Run:
         res["return_cpu_ticks"], res["return_cpu_seconds"] = t30 - t0, at30 - end
         res["idle_cpu_ticks"] = self.daemon_ticks() - t30
         res["idle_cpu_seconds"] = time.monotonic() - at30
-        # Workload 3: the memory again, at once.
-        log(f"{self.cfg}: workload 3")
-        res["before_w3_meminfo"] = self.sh("grep -E '^(MemFree|AnonHugePages|Mlocked|Unevictable):' /proc/meminfo")
+
+    def w3_once(self) -> None:
+        """One W3 allocation: 600 MiB at once, into memory the configuration gave away."""
+        res = self.res
+        first = "w3" not in res
+        if first:
+            res["before_w3_meminfo"] = self.sh("grep -E '^(MemFree|AnonHugePages|Mlocked|Unevictable):' /proc/meminfo")
         t0, k0 = self.daemon_ticks(), self.daemon_ticks(children=True)
-        res["w3"] = self.workload("workload instant 600")
+        r = self.workload("WORKLOAD_PROFILE_MB=100 workload instant 600")
         if self.daemon_pid:
-            res["w3"]["daemon_cpu_ticks"] = self.daemon_ticks() - t0
-            res["w3"]["daemon_child_ticks"] = self.daemon_ticks(children=True) - k0
-        # W3 is one allocation of a few seconds, so one run is at the mercy
-        # of the host: repeat it (free again, let the mode take the memory
-        # back, allocate again) and judge the median.
-        runs = [res["w3"].get("runtime-ms")]
-        for _ in range(self.w3_runs - 1):
-            time.sleep(30)
-            again = self.workload("workload instant 600")
-            runs.append(again.get("runtime-ms"))
-            res["w3"]["oom_kills"] += again["oom_kills"]
-        res["w3"]["runs_ms"] = runs
-        res["w3"]["median_ms"] = statistics.median([x for x in runs if x is not None] or [0])
-        time.sleep(10)
-        # Workload 2.
+            r["daemon_cpu_ticks"] = self.daemon_ticks() - t0
+            r["daemon_child_ticks"] = self.daemon_ticks(children=True) - k0
+        self.w3_end = time.monotonic()
+        if first:
+            res["w3"] = dict(r, runs_ms=[], runs=[])
+        else:
+            res["w3"]["oom_kills"] += r["oom_kills"]
+        res["w3"]["runs_ms"].append(r.get("runtime-ms"))
+        res["w3"]["runs"].append(r)
+        res["w3"]["median_ms"] = statistics.median([x for x in res["w3"]["runs_ms"] if x is not None] or [0])
+
+    def phase_w2(self, observe: float) -> None:
+        res = self.res
+        files = [f"/mnt/disk/f{i}" for i in range(6)]
         log(f"{self.cfg}: workload 2")
         order = files[:]
         self.rng.shuffle(order)
@@ -254,12 +262,19 @@ class Run:
         self.run("kill $(cat /tmp/hot.pid)")
         res["w2"]["cached_after"] = int(self.sh("awk '/^Cached:/ {print $2}' /proc/meminfo")) * 1024
         res["w2"]["pgsteal"] = int(self.sh("awk '$1 ~ /^pgsteal_/ {s+=$2} END {print s+0}' /proc/vmstat"))
-        # Workload 4.
+
+    def phase_w4(self) -> None:
         log(f"{self.cfg}: workload 4")
-        res["w4"] = self.workload("workload touchloop 300 30")
+        self.res["w4"] = self.workload("workload touchloop 300 30")
         if self.daemon_pid:
-            res["balloond_log_tail"] = self.run("tail -20 /tmp/balloond.log")[1]
-        return res
+            self.res["balloond_log_tail"] = self.run("tail -20 /tmp/balloond.log")[1]
+
+    def quiet_for(self, seconds: float) -> bool:
+        """Host memory behind this guest has not changed for the last `seconds`."""
+        now = time.monotonic()
+        recent = [v for ts, v in self.sampler.samples if ts >= now - seconds]
+        return len(recent) >= int(seconds / 0.5) - 1 and len(set(recent)) == 1
+
 
     def stop(self) -> None:
         self.sampler.stopped = True
@@ -272,6 +287,32 @@ class Run:
                 os.unlink(p)
             except FileNotFoundError:
                 pass
+
+
+def w3_rounds(runs: dict[str, "Run"], rounds: int) -> None:
+    """W3 interleaved: every round runs each configuration once, in a rotated order.
+
+    One W3 takes a few seconds, and TCG's speed on this shared host drifts by
+    tens of percent over minutes (the same guest's identical runs differ by up
+    to 45%), so configurations measured one after another compare the host's
+    moods, not themselves. Interleaved, each configuration meets the same
+    drift; every run starts only once every guest's host memory has been
+    still for 5 s (no other guest returning memory meanwhile) and at least
+    30 s after its own previous run (the configuration took the memory back).
+    """
+    cfgs = list(runs)
+    for rnd in range(rounds):
+        order = cfgs[rnd % len(cfgs):] + cfgs[:rnd % len(cfgs)]
+        for cfg in order:
+            run = runs[cfg]
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if (time.monotonic() - getattr(run, "w3_end", 0) >= 30
+                        and all(r.quiet_for(5) for r in runs.values())):
+                    break
+                time.sleep(0.5)
+            log(f"{cfg}: workload 3, round {rnd + 1}")
+            run.w3_once()
 
 
 def returned(w: dict, t: float) -> int:
@@ -301,6 +342,17 @@ def provenance() -> str:
             "balloond's free-memory settings at their defaults (docs/free-memory.md).")
 
 
+def w3_slowdown(r: dict, a: dict) -> float:
+    """W3 against a: the median over rounds of the run's time over a's run in the same round.
+
+    Runs of one round are minutes apart at most (w3_rounds), so a ratio within a
+    round cancels the host's drift; results without rounds compare medians."""
+    rs, ra = r["w3"].get("runs_ms"), a["w3"].get("runs_ms")
+    if rs and ra and len(rs) == len(ra) and r["w3"].get("runs"):
+        return statistics.median([x / y for x, y in zip(rs, ra) if x and y]) - 1
+    return w3ms(r) / max(w3ms(a), 1) - 1
+
+
 def w3ms(r: dict) -> float:
     """W3's figure: the median of its runs (older results: the one run)."""
     return r["w3"].get("median_ms", r["w3"].get("runtime-ms", 0))
@@ -308,7 +360,7 @@ def w3ms(r: dict) -> float:
 
 def report(results: dict[str, dict], args) -> tuple[str, list[str]]:
     lines = ["# make bench-free", "", getattr(args, "provenance", ""), "",
-             f"Seed {args.seed}; observation {args.observe:.0f} s; one run per configuration ({args.w3_runs} W3 allocations each, median judged); QEMU TCG, 1 GiB, 1 vCPU.", "",
+             f"Seed {args.seed}; observation {args.observe:.0f} s; the four guests run side by side, one workload at a time; W3 in {args.w3_runs} interleaved rounds (slowdown = median over rounds of the ratio to a's run in the same round); QEMU TCG, 1 GiB, 1 vCPU each.", "",
              "| config | W1 host MiB end / +5 / +30 / +120 | W1 returned MiB | W1 time to 90% of b | W2 host MiB end / +5 / +30 / +120 | W3 run ms: median (runs) | W4 passes | OOM kills | idle CPU % (+30 s to +120 s) | CPU % returning W1 (to +30 s) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     b = results.get("b")
@@ -338,6 +390,18 @@ def report(results: dict[str, dict], args) -> tuple[str, list[str]]:
         lines.append(f"- {cfg}: {v.get('thp_fault_alloc', 0)} / {v.get('thp_fault_fallback', 0)}; "
                      f"{v.get('pgscan_kswapd', 0)} / {v.get('pgscan_direct', 0)}; "
                      f"{'-' if cpu is None else cpu * 10} ({'-' if kids is None else kids * 10})")
+    # W3 round by round: the drift the pairing cancels shows down a column.
+    rounds = max((len(r["w3"].get("runs", [])) for r in results.values()), default=0)
+    if rounds and "a" in results:
+        lines += ["", "W3 by round (ms; in brackets, the ratio to a's run in the same round):", "",
+                  "| round | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
+        for i in range(rounds):
+            cells = []
+            for r in results.values():
+                ms = r["w3"]["runs_ms"][i] if i < len(r["w3"]["runs_ms"]) else None
+                am = results["a"]["w3"]["runs_ms"][i] if i < len(results["a"]["w3"]["runs_ms"]) else None
+                cells.append("-" if not ms else f"{ms} ({ms / am:.2f})" if am else f"{ms}")
+            lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
     goals = []
     a, c, d = results.get("a"), results.get("c"), results.get("d")
     if b and c:
@@ -356,7 +420,7 @@ def report(results: dict[str, dict], args) -> tuple[str, list[str]]:
                 continue
             r = results[cfg]
             w4 = a["w4"].get("passes", 0) / max(r["w4"].get("passes", 1), 1) - 1
-            w3 = w3ms(r) / max(w3ms(a), 1) - 1
+            w3 = w3_slowdown(r, a)
             goals.append(f"({cfg}) slowdown W4 {100*w4:+.1f}% (≤ 5%) {'pass' if w4 <= 0.05 else 'FAIL'}; "
                          f"W3 {100*w3:+.1f}% (≤ 10%) {'pass' if w3 <= 0.10 else 'FAIL'}")
     for cfg, r in results.items():
@@ -397,7 +461,7 @@ def main() -> int:
     p.add_argument("--out", default=os.path.join(ROOT, "bench/results-free.json"))
     p.add_argument("--md", default=os.path.join(ROOT, "bench/results-free.md"))
     p.add_argument("--png", default=os.path.join(ROOT, "bench/results-free.png"))
-    p.add_argument("--w3-runs", type=int, default=3, help="W3 allocations per configuration (the median is judged)")
+    p.add_argument("--w3-runs", type=int, default=5, help="W3 rounds: one allocation per configuration each, interleaved (the median of the ratios to a within a round is judged)")
     p.add_argument("--keep", default=None, help="a previous results JSON whose other configurations are kept")
     args = p.parse_args()
     if args.seed is None:
@@ -414,13 +478,28 @@ def main() -> int:
             for r in results.values():
                 for w in ("w1", "w2"):
                     r[w]["series"] = [(ts - 5, v) for ts, v in r[w]["series"]]
-    for cfg in args.configs.split(","):
-        log(f"{cfg}: booting ({NAMES[cfg]})")
-        run = Run(cfg, args.initramfs, args.seed)
-        run.w3_runs = args.w3_runs
-        try:
-            results[cfg] = run.bench(args.observe)
-        finally:
+    # Every configuration's guest runs from the start, so W3 can interleave
+    # them (w3_rounds); the other workloads run one guest at a time while the
+    # others idle.
+    runs: dict[str, Run] = {}
+    try:
+        for cfg in args.configs.split(","):
+            log(f"{cfg}: booting ({NAMES[cfg]})")
+            runs[cfg] = Run(cfg, args.initramfs, args.seed)
+            runs[cfg].prepare()
+        time.sleep(20)  # settle: each configuration returns what is free at boot
+        for run in runs.values():
+            run.phase_w1(args.observe)
+        w3_rounds(runs, args.w3_runs)
+        time.sleep(10)
+        for run in runs.values():
+            run.phase_w2(args.observe)
+        for run in runs.values():
+            run.phase_w4()
+        for cfg, run in runs.items():
+            results[cfg] = run.res
+    finally:
+        for run in runs.values():
             run.stop()
     results = {k: results[k] for k in sorted(results)}
     with open(args.out, "w") as f:

@@ -28,6 +28,10 @@
  *   workload MODE ok runtime-ms=R start-us=S end-us=E alloc-stall-us=X
  *            [psi-stall-us=T psi-some-us=A psi-full-us=B] [floor-cross-us=F]
  *
+ * With WORKLOAD_PROFILE_MB=N, `instant` first prints `profile-ms=T1,T2,...`: the
+ * milliseconds each N MiB of its memset took, to show where a slow run lost time
+ * (at the start, waiting for memory, or evenly, sharing the CPU).
+ *
  * S and E are CLOCK_MONOTONIC in microseconds (the clock balloond's DEFLATED
  * `signal-at`/`deflated-at` use). With WORKLOAD_PSI_MS=N in the environment a
  * thread samples /proc/pressure/memory every N ms and reports when the first
@@ -275,12 +279,20 @@ int main(int argc, char **argv) {
         size_t mb = strtoull(argv[2], NULL, 10);
         begin(mode);
         char *p = map_anon(mb << 20);
+        const char *pe = getenv("WORKLOAD_PROFILE_MB");
+        size_t every = pe ? strtoull(pe, NULL, 10) : 0;
+        uint64_t seg = now_us();
         /* As fast as possible, in 1 MiB steps so a stalled step shows. */
         for (size_t i = 0; i < mb; i++) {
             uint64_t s0 = now_us();
             memset(p + (i << 20), 1, 1 << 20);
             step_done(s0);
+            if (every && (i + 1) % every == 0) {
+                printf("%s%llu", i + 1 == every ? "profile-ms=" : ",", (unsigned long long)((now_us() - seg) / 1000));
+                seg = now_us();
+            }
         }
+        if (every) printf("\n");
         usleep(500000);
         return finish();
     }
