@@ -152,7 +152,7 @@ bench-free: deps
 	@python3 -c 'import matplotlib' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-matplotlib >/dev/null; }
 	initramfs=$$(scripts/build-vm-artifacts.sh) && \
 	python3 bench/free.py --initramfs $$initramfs --seed $${BENCH_SEED:-$$RANDOM$$RANDOM} \
-	  --configs $${BENCH_CONFIGS:-a,b,c,d} --observe $${BENCH_OBSERVE:-120}
+	  --configs $${BENCH_CONFIGS:-a,b,c,d} --observe $${BENCH_OBSERVE:-120} $${BENCH_FREE_ARGS}
 
 # libFuzzer targets (Sources/BalloonFuzz, docs/fuzzing.md), FUZZ_SECONDS each
 # (default 120); writes bench/results-fuzz.md, keeps crash inputs under

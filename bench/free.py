@@ -19,7 +19,7 @@ shared file on /dev/shm, an ext4 scratch disk) and runs the workloads in one ses
 Workloads, in this order (the seed picks the order the 600 MiB of files are read in):
   1  `workload instant 600`: allocate and touch 600 MiB of anonymous memory, then exit;
   3  once every configuration has run 1 (its memory given away and freed by the host),
-     `workload instant 600` again, in interleaved rounds: how fast the guest gets its memory
+     `workload instant 600` again, in rounds of simultaneous pairs with a: how fast the guest gets its memory
      back (run time against a's, OOM kills);
   2  read six 100 MiB files once, then idle while a loop keeps a 100 MiB file hot;
   4  `workload touchloop 300 30`: a steady 300 MiB anonymous working set touched in a loop
@@ -34,9 +34,10 @@ balloon has settled, in % of one vCPU; the host memory at +30 and +120 shows it 
 apart, while it returns workload 1's memory (its end to +30 s); slowdowns against a; OOM
 kills (/proc/vmstat oom_kill). For W3, where its time went: the change of THP faults and
 fallbacks, kswapd and direct reclaim scans over it, and balloond's CPU (and its reaped holders')
-during it. The four guests run side by side (one workload at a time, the others idle), so W3 can
-be interleaved: TCG's speed on this shared host drifts by tens of percent over minutes, and W3's
-slowdown is the median over rounds of its ratio to a's run in the same round (w3_rounds).
+during it. The four guests run side by side (one workload at a time, the others idle, except
+W3): TCG's speed on this shared host switches between states about 1.6x apart, so W3 runs in
+simultaneous pairs, each configuration beside a, and its slowdown is the median of the ratios
+(w3_rounds).
 """
 
 from __future__ import annotations
@@ -96,12 +97,14 @@ class Sampler(threading.Thread):
 
 
 class Run:
+    ram_dir = "/dev/shm"
+
     def __init__(self, cfg: str, initramfs: str, seed: int):
         self.cfg = cfg
         tag = f"bfree-{cfg}-{os.getpid()}"
         self.wd = os.path.join(ROOT, "tests", "vm", "work", tag)
         self.disk = self.wd + ".img"
-        self.backend = f"/dev/shm/{tag}"
+        self.backend = os.path.join(self.ram_dir, tag)
         self.serve: subprocess.Popen | None = None
         self.daemon_pid: int | None = None
         subprocess.run(["truncate", "-s", "2G", self.disk], check=True)
@@ -290,19 +293,24 @@ class Run:
 
 
 def w3_rounds(runs: dict[str, "Run"], rounds: int) -> None:
-    """W3 interleaved: every round runs each configuration once, in a rotated order.
+    """W3 in rounds of simultaneous pairs: each configuration's run beside one of a's.
 
-    One W3 takes a few seconds, and TCG's speed on this shared host drifts by
-    tens of percent over minutes (the same guest's identical runs differ by up
-    to 45%), so configurations measured one after another compare the host's
-    moods, not themselves. Interleaved, each configuration meets the same
-    drift; every run starts only once every guest's host memory has been
-    still for 5 s (no other guest returning memory meanwhile) and at least
-    30 s after its own previous run (the configuration took the memory back).
+    One W3 takes a few seconds, and TCG's speed on this shared host switches
+    between states about 1.6x apart that last a minute or so (the per-100 MiB
+    profiles show a run changing speed half-way, in every configuration), so
+    runs one after another, even interleaved, compare the host's moods. Two
+    guests allocating at the same moment, each on one of the two host cores,
+    meet the same state: W3's figure for a configuration is its time over
+    that of the a run beside it. Every pair starts once every guest's host
+    memory has been still for 5 s (nobody is returning memory) and at least
+    30 s after the configuration's previous run (it took the memory back).
     """
-    cfgs = list(runs)
+    base = runs.get("a")
+    others = [c for c in runs if c != "a"]
+    if base is None or not others:  # nothing to pair with: runs one at a time
+        others, base = list(runs), None
     for rnd in range(rounds):
-        order = cfgs[rnd % len(cfgs):] + cfgs[:rnd % len(cfgs)]
+        order = others[rnd % len(others):] + others[:rnd % len(others)]
         for cfg in order:
             run = runs[cfg]
             deadline = time.monotonic() + 120
@@ -311,8 +319,15 @@ def w3_rounds(runs: dict[str, "Run"], rounds: int) -> None:
                         and all(r.quiet_for(5) for r in runs.values())):
                     break
                 time.sleep(0.5)
-            log(f"{cfg}: workload 3, round {rnd + 1}")
+            log(f"{cfg}: workload 3, round {rnd + 1}" + (" (beside a)" if base else ""))
+            if base is None:
+                run.w3_once()
+                continue
+            beside = threading.Thread(target=base.w3_once)
+            beside.start()
             run.w3_once()
+            beside.join()
+            run.res["w3"]["runs"][-1]["beside_a_ms"] = base.res["w3"]["runs_ms"][-1]
 
 
 def returned(w: dict, t: float) -> int:
@@ -343,13 +358,12 @@ def provenance() -> str:
 
 
 def w3_slowdown(r: dict, a: dict) -> float:
-    """W3 against a: the median over rounds of the run's time over a's run in the same round.
-
-    Runs of one round are minutes apart at most (w3_rounds), so a ratio within a
-    round cancels the host's drift; results without rounds compare medians."""
-    rs, ra = r["w3"].get("runs_ms"), a["w3"].get("runs_ms")
-    if rs and ra and len(rs) == len(ra) and r["w3"].get("runs"):
-        return statistics.median([x / y for x, y in zip(rs, ra) if x and y]) - 1
+    """W3 against a: the median of the run's time over that of the a run beside it
+    (w3_rounds); results without pairs compare medians."""
+    pairs = [(x.get("runtime-ms"), x.get("beside_a_ms")) for x in r["w3"].get("runs", [])]
+    ratios = [x / y for x, y in pairs if x and y]
+    if ratios:
+        return statistics.median(ratios) - 1
     return w3ms(r) / max(w3ms(a), 1) - 1
 
 
@@ -360,7 +374,7 @@ def w3ms(r: dict) -> float:
 
 def report(results: dict[str, dict], args) -> tuple[str, list[str]]:
     lines = ["# make bench-free", "", getattr(args, "provenance", ""), "",
-             f"Seed {args.seed}; observation {args.observe:.0f} s; the four guests run side by side, one workload at a time; W3 in {args.w3_runs} interleaved rounds (slowdown = median over rounds of the ratio to a's run in the same round); QEMU TCG, 1 GiB, 1 vCPU each.", "",
+             f"Seed {args.seed}; observation {args.observe:.0f} s; the four guests run side by side, one workload at a time; W3 in {args.w3_runs} rounds of simultaneous pairs (slowdown = median of a configuration's run time over that of the a run beside it); QEMU TCG, 1 GiB, 1 vCPU each.", "",
              "| config | W1 host MiB end / +5 / +30 / +120 | W1 returned MiB | W1 time to 90% of b | W2 host MiB end / +5 / +30 / +120 | W3 run ms: median (runs) | W4 passes | OOM kills | idle CPU % (+30 s to +120 s) | CPU % returning W1 (to +30 s) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     b = results.get("b")
@@ -390,17 +404,17 @@ def report(results: dict[str, dict], args) -> tuple[str, list[str]]:
         lines.append(f"- {cfg}: {v.get('thp_fault_alloc', 0)} / {v.get('thp_fault_fallback', 0)}; "
                      f"{v.get('pgscan_kswapd', 0)} / {v.get('pgscan_direct', 0)}; "
                      f"{'-' if cpu is None else cpu * 10} ({'-' if kids is None else kids * 10})")
-    # W3 round by round: the drift the pairing cancels shows down a column.
-    rounds = max((len(r["w3"].get("runs", [])) for r in results.values()), default=0)
-    if rounds and "a" in results:
-        lines += ["", "W3 by round (ms; in brackets, the ratio to a's run in the same round):", "",
-                  "| round | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
-        for i in range(rounds):
+    # W3 pair by pair: the host's state shows in a's column.
+    paired = {cfg: r["w3"].get("runs", []) for cfg, r in results.items() if cfg != "a" and any("beside_a_ms" in x for x in r["w3"].get("runs", []))}
+    if paired:
+        lines += ["", "W3 pairs (ms: the configuration's run / the a run beside it = ratio), one row per round:", "",
+                  "| round | " + " | ".join(paired) + " |", "|---|" + "---|" * len(paired)]
+        for i in range(max(len(v) for v in paired.values())):
             cells = []
-            for r in results.values():
-                ms = r["w3"]["runs_ms"][i] if i < len(r["w3"]["runs_ms"]) else None
-                am = results["a"]["w3"]["runs_ms"][i] if i < len(results["a"]["w3"]["runs_ms"]) else None
-                cells.append("-" if not ms else f"{ms} ({ms / am:.2f})" if am else f"{ms}")
+            for v in paired.values():
+                x = v[i] if i < len(v) else {}
+                ms, am = x.get("runtime-ms"), x.get("beside_a_ms")
+                cells.append(f"{ms} / {am} = {ms / am:.2f}" if ms and am else "-")
             lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
     goals = []
     a, c, d = results.get("a"), results.get("c"), results.get("d")
@@ -461,7 +475,9 @@ def main() -> int:
     p.add_argument("--out", default=os.path.join(ROOT, "bench/results-free.json"))
     p.add_argument("--md", default=os.path.join(ROOT, "bench/results-free.md"))
     p.add_argument("--png", default=os.path.join(ROOT, "bench/results-free.png"))
-    p.add_argument("--w3-runs", type=int, default=5, help="W3 rounds: one allocation per configuration each, interleaved (the median of the ratios to a within a round is judged)")
+    p.add_argument("--w3-runs", type=int, default=5, help="W3 rounds: in each, every configuration allocates once beside a run of a (the median of the ratios is judged)")
+    p.add_argument("--ram-hugepages", action="store_true",
+                   help="the RAM files on a tmpfs of their own with huge=within_size (2 MiB host pages) instead of /dev/shm")
     p.add_argument("--keep", default=None, help="a previous results JSON whose other configurations are kept")
     args = p.parse_args()
     if args.seed is None:
@@ -478,10 +494,19 @@ def main() -> int:
             for r in results.values():
                 for w in ("w1", "w2"):
                     r[w]["series"] = [(ts - 5, v) for ts, v in r[w]["series"]]
-    # Every configuration's guest runs from the start, so W3 can interleave
+    # Every configuration's guest runs from the start, so W3 can pair
     # them (w3_rounds); the other workloads run one guest at a time while the
     # others idle.
     runs: dict[str, Run] = {}
+    mounted = None
+    if args.ram_hugepages:
+        # A host that backs guest RAM with 2 MiB pages: memory a guest takes
+        # back costs one host fault per 2 MiB instead of 512 (docs/free-memory.md).
+        mounted = f"/tmp/bench-free-ram-{os.getpid()}"
+        os.makedirs(mounted, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6G,huge=within_size", "tmpfs", mounted], check=True)
+        Run.ram_dir = mounted
+        args.provenance += f" RAM files on a tmpfs mounted with huge=within_size ({mounted})."
     try:
         for cfg in args.configs.split(","):
             log(f"{cfg}: booting ({NAMES[cfg]})")
@@ -501,6 +526,9 @@ def main() -> int:
     finally:
         for run in runs.values():
             run.stop()
+        if mounted:
+            subprocess.run(["umount", mounted])
+            os.rmdir(mounted)
     results = {k: results[k] for k in sorted(results)}
     with open(args.out, "w") as f:
         json.dump({"provenance": args.provenance, "seed": args.seed, "observe": args.observe, "series_from_end": True, "results": results}, f, indent=1)

@@ -132,7 +132,10 @@ args=(
     -pidfile "$wd/qemu.pid"
 )
 if [[ -n $membackend ]]; then
-    args+=(-object "memory-backend-file,id=ram,size=$mem,mem-path=$membackend,share=on"
+    # align=2M: guest RAM mapped on a 2 MiB boundary, so a backend file on a
+    # huge-page tmpfs (bench-free --ram-hugepages) can be mapped with 2 MiB
+    # pages; on /dev/shm it changes nothing.
+    args+=(-object "memory-backend-file,id=ram,size=$mem,mem-path=$membackend,share=on,align=2M"
            -machine memory-backend=ram)
 fi
 if [[ $vsock == 1 ]]; then
