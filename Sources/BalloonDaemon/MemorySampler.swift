@@ -15,7 +15,12 @@ public final class MemorySampler: MemoryProbe {
     private let pressure: ProcFileReader?
     public let pageSize: UInt64
 
+    /// Reading the running kernel (not a fixture directory): MemFree then
+    /// comes from sysinfo(2).
+    private let live: Bool
+
     public init(procRoot: String = "/proc") throws(SystemError) {
+        live = procRoot == "/proc"
         meminfo = try ProcFileReader("\(procRoot)/meminfo")
         vmstat = try ProcFileReader("\(procRoot)/vmstat")
         pressure = try? ProcFileReader("\(procRoot)/pressure/memory")  // Absent without PSI: nil says so.
@@ -28,10 +33,14 @@ public final class MemorySampler: MemoryProbe {
         (try? meminfo.read()).map { ProcParse.meminfo($0) } ?? [:]  // Unreadable reads as empty (above).
     }
 
-    /// MemFree alone, for the free-memory mode's samples (4 a second): one
-    /// key read without building the dictionary of every key, which is most
-    /// of an idle sample's cost on a slow vCPU.
-    public func memFree() -> UInt64? { meminfoValue("MemFree") }
+    /// MemFree alone, for the free-memory mode's samples (4 a second): from
+    /// sysinfo(2) on the running kernel (the same counter, without the ~50
+    /// lines of /proc/meminfo the kernel would print and we would scan:
+    /// most of an idle sample's cost on a slow vCPU), else the one key.
+    public func memFree() -> UInt64? {
+        if live, let free = try? SystemMemory.freeBytes() { return free }  // Failing: /proc/meminfo below.
+        return meminfoValue("MemFree")
+    }
 
     /// One /proc/meminfo value (bytes for kB lines); nil if unreadable or absent.
     public func meminfoValue(_ key: String) -> UInt64? {
@@ -47,8 +56,14 @@ public final class MemorySampler: MemoryProbe {
     public private(set) var lastAvailable: UInt64?
 
     public func availableBytes() -> UInt64? {
-        lastAvailable = meminfoValues()["MemAvailable"]
+        // Once a second while the balloon holds memory: one key, no dictionary.
+        lastAvailable = meminfoValue("MemAvailable")
         return lastAvailable
+    }
+
+    /// The /proc/vmstat values whose keys start with one of `prefixes`.
+    public func vmstatValues(keyPrefixes prefixes: [String]) -> [String: UInt64] {
+        (try? vmstat.read()).map { ProcParse.vmstat($0, keyPrefixes: prefixes) } ?? [:]  // As above.
     }
 
     public func vmstatValues() -> [String: UInt64] {
@@ -80,6 +95,9 @@ public final class MemorySampler: MemoryProbe {
 
 /// The /proc/vmstat counters that mean the guest is short of memory.
 struct ReclaimCounters: Equatable {
+    /// The only keys `init(vmstat:)` looks at.
+    static let keyPrefixes = ["allocstall", "pgscan_direct", "oom_kill"]
+
     var allocStalls: UInt64
     var directScans: UInt64
     var oomKills: UInt64

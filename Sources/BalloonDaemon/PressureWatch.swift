@@ -178,7 +178,7 @@ final class PressureWatch {
 
     private func readReclaimCounters() -> ReclaimCounters? {
         guard reclaimSignals else { return nil }
-        return ReclaimCounters(vmstat: sampler.vmstatValues())
+        return ReclaimCounters(vmstat: sampler.vmstatValues(keyPrefixes: ReclaimCounters.keyPrefixes))
     }
 
     private func checkFloorAndReclaim() {

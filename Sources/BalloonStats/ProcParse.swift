@@ -132,6 +132,22 @@ package enum ProcParse {
         vmstat(buffer: raw.bindMemory(to: UInt8.self))
     }
 
+    /// The lines of `vmstat(_:)` whose key starts with one of `prefixes`, as it
+    /// would give them: the other lines are skipped after a byte compare, with
+    /// no key made. The floor check's reclaim counters, once a second.
+    package static func vmstat(_ raw: UnsafeRawBufferPointer, keyPrefixes prefixes: [String]) -> [String: UInt64] {
+        let buf = raw.bindMemory(to: UInt8.self)
+        let wanted = prefixes.map { Array($0.utf8) }
+        var result: [String: UInt64] = [:]
+        forEachLine(buf) { start, end in
+            let matches = wanted.contains { p in
+                end - start >= p.count && p.indices.allSatisfy { buf[start + $0] == p[$0] }
+            }
+            if matches, let (key, value) = vmstatLine(buf, start, end) { result[key] = value }
+        }
+        return result
+    }
+
     static func vmstat(buffer buf: UnsafeBufferPointer<UInt8>) -> [String: UInt64] {
         var result: [String: UInt64] = [:]
         result.reserveCapacity(256)

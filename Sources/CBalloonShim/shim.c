@@ -287,3 +287,5 @@ void cballoon_holder_main(pid_t parent) {
     }
     _exit(0);
 }
+
+int cballoon_sysinfo(struct sysinfo *info) { return sysinfo(info); }

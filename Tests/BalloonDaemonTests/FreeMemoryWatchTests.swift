@@ -2,6 +2,7 @@
 import Glibc
 import Testing
 @testable import BalloonDaemon
+import BalloonSystem
 
 /// `Cushion=auto` reads the zones' high watermarks from /proc/zoneinfo.
 @Suite struct CushionTests {
@@ -36,11 +37,13 @@ import Testing
     }
 }
 
-/// The mode's MemFree samples read only that line of /proc/meminfo.
+/// The mode's MemFree samples: sysinfo(2) on the running kernel, only that
+/// line of /proc/meminfo for a fixture.
 @Suite struct MemFreeSampleTests {
     @Test func readsMemFreeAsTheFullParseDoes() throws {
         let sampler = try MemorySampler()
         let free = try #require(sampler.memFree())
+        #expect(free.distance(to: try SystemMemory.freeBytes()).magnitude < 64 << 20)
         // The real /proc/meminfo: same value as the full parse within what
         // the system allocates or frees between the two reads.
         let parsed = try #require(sampler.meminfoValues()["MemFree"])

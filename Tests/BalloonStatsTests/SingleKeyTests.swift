@@ -30,6 +30,16 @@ import Testing
         }
     }
 
+    @Test(arguments: kernels) func vmstatByPrefixIsTheDictionaryFiltered(kernel: String) throws {
+        let bytes = try Fixture.bytes(kernel, "vmstat")
+        let prefixes = ["allocstall", "pgscan_direct", "oom_kill"]
+        let expected = ProcParse.vmstat(bytes).filter { entry in prefixes.contains { entry.key.hasPrefix($0) } }
+        bytes.withUnsafeBytes { raw in
+            #expect(ProcParse.vmstat(raw, keyPrefixes: prefixes) == expected)
+            #expect(ProcParse.vmstat(raw, keyPrefixes: []) == [:])
+        }
+    }
+
     @Test func malformedLinesAreSkippedAsTheDictionarySkipsThem() {
         let text = Array("MemFree: 12 MB\nMemFreeX: 5 kB\nMemFree:\nInactive(file):  7 kB\nMemFree 3 kB\nMemFree:   9 kB trailing\n")
         text.withUnsafeBytes { raw in

@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/sysinfo.h>
 #include <linux/vm_sockets.h>
 
 // mmap/madvise constants, as plain ints.
@@ -112,4 +113,8 @@ int cballoon_map_locked(size_t length, int advice, int dontfork, int touch, void
 
 // pipe2 is a GNU extension Glibc's module does not export.
 int cballoon_pipe2(int fds[2], int flags);
+
+// sysinfo(2): Swift imports the struct and the function under one name and
+// cannot call the function.
+int cballoon_sysinfo(struct sysinfo *info);
 #endif
