@@ -85,7 +85,7 @@ if [[ -z $kernel ]]; then
     else kver=$(basename "$(ls -1 /boot/vmlinuz-*-cloud-amd64 | sort -V | tail -n1)"); kver=${kver#vmlinuz-}; fi
     kernel=$work/vmlinuz-$kver
     if [[ ! -f $kernel ]]; then
-        cp "/boot/vmlinuz-$kver" "$kernel.tmp" && mv "$kernel.tmp" "$kernel"
+        cp "/boot/vmlinuz-$kver" "$kernel.tmp.$$" && mv -f "$kernel.tmp.$$" "$kernel"  # per process: two test lanes may copy at once
     fi
 fi
 [[ -r $kernel ]] || { echo "boot: kernel $kernel not readable" >&2; exit 1; }
