@@ -10,7 +10,6 @@ both daemons' utime+stime over the same windows (three of WINDOW_S, default 60 s
 speed changes by up to 2x within the hour (bench/results-free.md), so only a comparison over
 the same window means anything: the ratio new/old is the figure.
 """
-import itertools
 import os
 import sys
 import time
@@ -22,12 +21,10 @@ import free as F  # noqa: E402
 def main() -> int:
     old, new = sys.argv[1], sys.argv[2]
     window = float(sys.argv[3]) if len(sys.argv) > 3 else 60.0
-    ids = itertools.count(os.getpid() * 10)
-    F.os.getpid = lambda: next(ids)  # two guests of config c: distinct work directories
     runs = {}
     try:
         for label, image in (("old", old), ("new", new)):
-            r = F.Run("c", image, 1)
+            r = F.Run("c", image, 1, name=f"bfree-idle-{label}-{os.getpid()}")
             r.prepare()
             runs[label] = r
         time.sleep(20)

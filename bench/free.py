@@ -97,14 +97,14 @@ class Sampler(threading.Thread):
 
 
 class Run:
-    ram_dir = "/dev/shm"
-
-    def __init__(self, cfg: str, initramfs: str, seed: int):
+    def __init__(self, cfg: str, initramfs: str, seed: int, ram_dir: str = "/dev/shm", name: str | None = None):
+        """name: the guest's work directory and RAM file (default bfree-CFG-PID); two
+        guests of one configuration in one process need their own."""
         self.cfg = cfg
-        tag = f"bfree-{cfg}-{os.getpid()}"
+        tag = name or f"bfree-{cfg}-{os.getpid()}"
         self.wd = os.path.join(ROOT, "tests", "vm", "work", tag)
         self.disk = self.wd + ".img"
-        self.backend = os.path.join(self.ram_dir, tag)
+        self.backend = os.path.join(ram_dir, tag)
         self.serve: subprocess.Popen | None = None
         self.daemon_pid: int | None = None
         subprocess.run(["truncate", "-s", "2G", self.disk], check=True)
@@ -499,18 +499,19 @@ def main() -> int:
     # others idle.
     runs: dict[str, Run] = {}
     mounted = None
+    ram_dir = "/dev/shm"
     if args.ram_hugepages:
         # A host that backs guest RAM with 2 MiB pages: memory a guest takes
         # back costs one host fault per 2 MiB instead of 512 (docs/free-memory.md).
         mounted = f"/tmp/bench-free-ram-{os.getpid()}"
         os.makedirs(mounted, exist_ok=True)
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6G,huge=within_size", "tmpfs", mounted], check=True)
-        Run.ram_dir = mounted
+        ram_dir = mounted
         args.provenance += f" RAM files on a tmpfs mounted with huge=within_size ({mounted})."
     try:
         for cfg in args.configs.split(","):
             log(f"{cfg}: booting ({NAMES[cfg]})")
-            runs[cfg] = Run(cfg, args.initramfs, args.seed)
+            runs[cfg] = Run(cfg, args.initramfs, args.seed, ram_dir)
             runs[cfg].prepare()
         time.sleep(20)  # settle: each configuration returns what is free at boot
         for run in runs.values():
