@@ -68,9 +68,18 @@ tool=(-c release -Xswiftc -static-executable --scratch-path "$tool_scratch" "${t
 fixed=(env -i PATH="$PATH" HOME="${HOME:-/root}" LC_ALL=C.UTF-8 TZ=UTC setarch "$(uname -m)" -R)
 daemon+=(-j 1)
 tool+=(-j 1)
-"${fixed[@]}" swift build "${daemon[@]}" --product balloond >&2
-"${fixed[@]}" swift build "${tool[@]}" --product balloonctl >&2
-"${fixed[@]}" swift build "${tool[@]}" --product balloon-hostd >&2
+# The two scratch paths (each with its own module cache) build side by side:
+# each build is one job, so on a 2-core machine this halves make deb's wait
+# without bringing back the race above (that is within one scratch path).
+"${fixed[@]}" swift build "${daemon[@]}" --product balloond >&2 &
+daemon_build=$!
+tools_ok=1
+"${fixed[@]}" swift build "${tool[@]}" --product balloonctl >&2 \
+    && "${fixed[@]}" swift build "${tool[@]}" --product balloon-hostd >&2 || tools_ok=0
+daemon_ok=1
+wait "$daemon_build" || daemon_ok=0
+((daemon_ok)) || { echo "build-release: the balloond build failed" >&2; exit 1; }
+((tools_ok)) || { echo "build-release: the balloonctl/balloon-hostd build failed" >&2; exit 1; }
 daemon_bin=$(swift build "${daemon[@]}" --show-bin-path)/balloond
 tool_bin=$(swift build "${tool[@]}" --show-bin-path)/balloonctl
 
