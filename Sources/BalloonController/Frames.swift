@@ -89,3 +89,27 @@ public enum Frames {
 
     public static func frameCount(_ runs: [FrameRun]) -> Int { runs.reduce(0) { $0 + $1.count } }
 }
+
+/// Whether a periodic rescan of the balloon's frames can find a page that
+/// moved: only if the kernel moved or replaced pages anywhere since the frames
+/// were last read, which its counters say (/proc/vmstat `pgmigrate_success`:
+/// compaction, NUMA balancing, offlining, CMA all migrate; `thp_collapse_alloc`:
+/// khugepaged copies pages into a new huge page). A rescan of a large balloon
+/// reads every page's pagemap entry, the biggest single cost of an idle daemon;
+/// a skipped one that could have found a move costs only host memory, never
+/// the guest's (the old frame is the guest's again, the new one still backed).
+/// An unknown count (a kernel without the counters) always rescans.
+public struct RescanGate: Sendable, Equatable {
+    private var movedAtLastRead: UInt64?
+
+    public init() {}
+
+    /// The frames were read when the kernel's count of moved pages was `moved`.
+    public mutating func framesRead(moved: UInt64?) { movedAtLastRead = moved }
+
+    /// A periodic rescan is due: whether it can find anything.
+    public func worthRescanning(moved: UInt64?) -> Bool {
+        guard let moved, let movedAtLastRead else { return true }
+        return moved != movedAtLastRead
+    }
+}

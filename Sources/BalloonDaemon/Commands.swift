@@ -78,11 +78,11 @@ extension Daemon {
         case let .setFrameReporting(enabled):
             var held = 0
             if enabled {
+                frames.reportingStarted()  // First: pages moved while the frames are read count.
                 do { held = try chunks.enableFrameReporting() } catch {
                     throw ProtocolError(.genericError, "\(command.name.rawValue): \(error)")
                 }
                 afterReply = { [unowned self] in self.chunks.reportHeldFrames() }
-                frames.reportingStarted()
                 logger.info("frame reporting on", metadata: ["frames": "\(held)"])
             } else {
                 freeMemory.disable(because: "frame reporting was switched off")

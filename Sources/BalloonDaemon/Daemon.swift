@@ -99,6 +99,7 @@ public final class Daemon {
         frames = try setup("the frame reporting timer") { () throws(SystemError) in
             try FrameTimers(registry: epoll, chunks: chunks, clock: clock, logger: logger, rescanInterval: config.frameRescanInterval)
         }
+        frames.movedPages = { [sampler] in sampler.pagesMoved() }
         freeMemory = try setup("the free-memory mode's timers") { () throws(SystemError) in
             try FreeMemoryWatch(registry: epoll, sampler: sampler, controller: controller, clock: clock, logger: logger, config: config)
         }
@@ -358,7 +359,7 @@ public final class Daemon {
     }
 
     func setStatsInterval(_ interval: Duration) throws(SystemError) {
-        try statsTimer.arm(after: interval, repeating: true)
+        try statsTimer.arm(every: interval)
     }
 }
 

@@ -19,6 +19,12 @@ final class FrameTimers {
     var rescanInterval: Duration
     private var armedFor: Duration?
     private var nextRescanAt: Duration?
+    private var gate = RescanGate()
+    /// The kernel's count of pages it moved or replaced (`RescanGate`); nil
+    /// when unknown.
+    var movedPages: () -> UInt64? = { nil }
+    /// Periodic rescans skipped because no page moved (for tests and logs).
+    private(set) var rescansSkipped = 0
 
     init(registry: EventRegistry, chunks: ChunkStack, clock: MonotonicClock, logger: Logger, rescanInterval: Duration) throws(SystemError) {
         timer = try TimerDescriptor()
@@ -32,6 +38,7 @@ final class FrameTimers {
     /// Reporting started: the first periodic rescan is one interval away.
     func reportingStarted() {
         nextRescanAt = rescanInterval > .zero ? clock.now + rescanInterval : nil
+        gate.framesRead(moved: movedPages())
     }
 
     /// Reporting off (the host asked, went away, or was replaced).
@@ -52,8 +59,15 @@ final class FrameTimers {
             logger.warning("the host did not acknowledge a deflate within \(chunks.reporter.grace.inMilliseconds) ms; released \(HumanBytes.format(expired)) anyway")
         }
         if let at = nextRescanAt, at <= now, chunks.reportingFrames {
-            let moved = chunks.rescanFrames()
-            if moved > 0 { logger.info("rescan: \(moved) balloon pages moved to other frames; reported") }
+            // Read before the scan: a page moved during it makes the next one run.
+            let count = movedPages()
+            if gate.worthRescanning(moved: count) {
+                let moved = chunks.rescanFrames()
+                if moved > 0 { logger.info("rescan: \(moved) balloon pages moved to other frames; reported") }
+            } else {
+                rescansSkipped += 1
+            }
+            gate.framesRead(moved: count)
             nextRescanAt = now + rescanInterval
         }
     }

@@ -14,8 +14,8 @@ import Logging
 final class FreeMemoryWatch {
     enum Token: UInt64 { case sample = 130, coldCache }
     /// Fast enough that a burst eats into the cushion, not into the kernel's
-    /// watermarks, before the balloon gives memory back; one /proc/meminfo
-    /// read a time.
+    /// watermarks, before the balloon gives memory back; one sysinfo(2) call
+    /// a time.
     static let sampleInterval: Duration = .milliseconds(250)
     /// The cushion `auto` adds to the kernel's high watermarks.
     static let autoCushionMargin: UInt64 = 64 << 20
@@ -76,7 +76,7 @@ final class FreeMemoryWatch {
     func enable() throws(SystemError) -> FreeMemoryPolicy {
         let policy = self.policy
         controller.enableFreeMemory(policy)
-        try sampleTimer.arm(after: Self.sampleInterval, repeating: true)
+        try sampleTimer.arm(every: Self.sampleInterval)  // On the grid the floor check shares (arm(every:)).
         startColdCache()
         logger.info("free-memory mode on", metadata: [
             "cushion": "\(HumanBytes.format(policy.cushion))", "cold-cache": "\(governor != nil ? "on" : "off")",

@@ -61,10 +61,26 @@ public final class MemorySampler: MemoryProbe {
         return lastAvailable
     }
 
+    /// The floor check's reclaim counters; nil if /proc/vmstat is unreadable.
+    func reclaimCounters() -> ReclaimCounters? {
+        guard let raw = try? vmstat.read() else { return nil }  // Unreadable: no news (above).
+        return ReclaimCounters(vmstat: raw)
+    }
+
     /// The /proc/vmstat values whose keys start with one of `prefixes`.
     public func vmstatValues(keyPrefixes prefixes: [String]) -> [String: UInt64] {
         (try? vmstat.read()).map { ProcParse.vmstat($0, keyPrefixes: prefixes) } ?? [:]  // As above.
     }
+
+    /// Pages the kernel moved or replaced (`RescanGate`): /proc/vmstat
+    /// `pgmigrate_success` + `thp_collapse_alloc`; nil when it has neither.
+    public func pagesMoved() -> UInt64? {
+        let counts = vmstatValues(keyPrefixes: Self.movedKeys)
+        let known = Self.movedKeys.compactMap { counts[$0] }
+        return known.isEmpty ? nil : known.reduce(0, &+)
+    }
+
+    static let movedKeys = ["pgmigrate_success", "thp_collapse_alloc"]
 
     public func vmstatValues() -> [String: UInt64] {
         (try? vmstat.read()).map { ProcParse.vmstat($0) } ?? [:]  // Unreadable reads as empty (above).
@@ -95,17 +111,57 @@ public final class MemorySampler: MemoryProbe {
 
 /// The /proc/vmstat counters that mean the guest is short of memory.
 struct ReclaimCounters: Equatable {
-    /// The only keys `init(vmstat:)` looks at.
+    /// The only keys it looks at start with these.
     static let keyPrefixes = ["allocstall", "pgscan_direct", "oom_kill"]
 
-    var allocStalls: UInt64
-    var directScans: UInt64
-    var oomKills: UInt64
+    var allocStalls: UInt64 = 0
+    var directScans: UInt64 = 0
+    var oomKills: UInt64 = 0
+
+    /// From /proc/vmstat's bytes, with no key made.
+    init(vmstat raw: UnsafeRawBufferPointer) {
+        var sum = Sum()
+        ProcParse.forEachVmstat(raw, keyPrefixes: Self.keyPrefixes) { key, value in sum.add(key, value) }
+        self = sum.counters
+    }
 
     init(vmstat: [String: UInt64]) {
-        // allocstall_<zone> on current kernels, one allocstall on old ones.
-        allocStalls = vmstat.filter { $0.key.hasPrefix("allocstall") }.values.reduce(0, &+)
-        directScans = vmstat["pgscan_direct"] ?? vmstat.filter { $0.key.hasPrefix("pgscan_direct_") && $0.key != "pgscan_direct_throttle" }.values.reduce(0, &+)
-        oomKills = vmstat["oom_kill"] ?? 0
+        var sum = Sum()
+        for (key, value) in vmstat {
+            var key = key
+            key.withUTF8 { sum.add($0, value) }
+        }
+        self = sum.counters
+    }
+
+    /// allocstall_<zone> on current kernels, one allocstall on old ones;
+    /// pgscan_direct, or on kernels before 4.8 the sum of pgscan_direct_<zone>.
+    private struct Sum {
+        var allocStalls: UInt64 = 0
+        var pgscanDirect: UInt64?
+        var pgscanDirectZones: UInt64 = 0
+        var oomKill: UInt64?
+
+        mutating func add(_ key: UnsafeBufferPointer<UInt8>, _ value: UInt64) {
+            if key.starts(with: "allocstall".utf8) {
+                allocStalls &+= value
+            } else if key.elementsEqual("pgscan_direct".utf8) {
+                pgscanDirect = value
+            } else if key.starts(with: "pgscan_direct_".utf8), !key.elementsEqual("pgscan_direct_throttle".utf8) {
+                pgscanDirectZones &+= value
+            } else if key.elementsEqual("oom_kill".utf8) {
+                oomKill = value
+            }
+        }
+
+        var counters: ReclaimCounters {
+            ReclaimCounters(allocStalls: allocStalls, directScans: pgscanDirect ?? pgscanDirectZones, oomKills: oomKill ?? 0)
+        }
+    }
+
+    init(allocStalls: UInt64, directScans: UInt64, oomKills: UInt64) {
+        self.allocStalls = allocStalls
+        self.directScans = directScans
+        self.oomKills = oomKills
     }
 }

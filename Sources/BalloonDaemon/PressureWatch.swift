@@ -165,7 +165,7 @@ final class PressureWatch {
         }
         do {
             if let interval {
-                try floorTimer.arm(after: max(.milliseconds(1), interval), repeating: true)
+                try floorTimer.arm(every: max(.milliseconds(1), interval))  // With the free-memory samples: one wakeup.
             } else {
                 try floorTimer.disarm()
             }
@@ -178,7 +178,7 @@ final class PressureWatch {
 
     private func readReclaimCounters() -> ReclaimCounters? {
         guard reclaimSignals else { return nil }
-        return ReclaimCounters(vmstat: sampler.vmstatValues(keyPrefixes: ReclaimCounters.keyPrefixes))
+        return sampler.reclaimCounters()
     }
 
     private func checkFloorAndReclaim() {

@@ -1,4 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 // Byte-level helpers shared by the /proc parsers. Everything here works on an
 // UnsafeBufferPointer<UInt8> so the hot loops do no bounds-checked collection
 // indexing and allocate nothing except the key strings the caller asks for.
@@ -37,11 +42,13 @@ func withContiguousBytes<C: Collection<UInt8>, R>(
 /// and any `\r` right before it. A last line without `\n` is included.
 @inline(__always)
 func forEachLine(_ buf: UnsafeBufferPointer<UInt8>, _ body: (Int, Int) -> Void) {
+    guard let base = buf.baseAddress else { return }
     let n = buf.count
     var start = 0
     while start < n {
-        var i = start
-        while i < n && buf[i] != ASCII.newline { i += 1 }
+        // memchr, not a byte loop: the floor check scans /proc/vmstat and
+        // /proc/meminfo every second, and this scan was most of its cost.
+        let i = memchr(base + start, Int32(ASCII.newline), n - start).map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) - base } ?? n
         var end = i
         if end > start && buf[end - 1] == ASCII.carriageReturn { end -= 1 }
         if end > start { body(start, end) }

@@ -133,19 +133,49 @@ package enum ProcParse {
     }
 
     /// The lines of `vmstat(_:)` whose key starts with one of `prefixes`, as it
-    /// would give them: the other lines are skipped after a byte compare, with
-    /// no key made. The floor check's reclaim counters, once a second.
+    /// would give them.
     package static func vmstat(_ raw: UnsafeRawBufferPointer, keyPrefixes prefixes: [String]) -> [String: UInt64] {
-        let buf = raw.bindMemory(to: UInt8.self)
-        let wanted = prefixes.map { Array($0.utf8) }
         var result: [String: UInt64] = [:]
-        forEachLine(buf) { start, end in
-            let matches = wanted.contains { p in
-                end - start >= p.count && p.indices.allSatisfy { buf[start + $0] == p[$0] }
-            }
-            if matches, let (key, value) = vmstatLine(buf, start, end) { result[key] = value }
+        forEachVmstat(raw, keyPrefixes: prefixes) { key, value in
+            if let name = makeKey(key, 0, key.count) { result[name] = value }
         }
         return result
+    }
+
+    /// Calls `body` with the key (its bytes: no String is made) and the value
+    /// of each line `vmstat(_:)` would give whose key starts with one of
+    /// `prefixes`. The other lines are passed over after a lookup of their
+    /// first byte: the floor check reads its reclaim counters this way once a
+    /// second, and building a dictionary of them was most of an idle daemon's
+    /// CPU.
+    package static func forEachVmstat(_ raw: UnsafeRawBufferPointer, keyPrefixes prefixes: [String],
+                                      _ body: (UnsafeBufferPointer<UInt8>, UInt64) -> Void) {
+        let buf = raw.bindMemory(to: UInt8.self)
+        guard let base = buf.baseAddress, !prefixes.isEmpty else { return }
+        let every = prefixes.contains("")  // "" starts every key.
+        var flat: [UInt8] = []
+        var spans: [(start: Int, count: Int)] = []
+        var starts = [Bool](repeating: every, count: 256)
+        for prefix in prefixes where !prefix.isEmpty {
+            spans.append((flat.count, prefix.utf8.count))
+            flat.append(contentsOf: prefix.utf8)
+            starts[Int(prefix.utf8.first!)] = true  // Not empty (above).
+        }
+        let spanList = spans, startsWith = starts  // Constants in the loop: no exclusivity checks per line.
+        flat.withUnsafeBufferPointer { wanted in
+            forEachLine(buf) { start, end in
+                guard startsWith[Int(buf[start])] else { return }
+                var matches = every
+                for span in spanList where !matches && end - start >= span.count {
+                    var j = 0
+                    while j < span.count && buf[start + j] == wanted[span.start + j] { j += 1 }
+                    matches = j == span.count
+                }
+                guard matches, let (keyEnd, value) = vmstatEntry(buf, start, end), keyEnd > start else { return }
+                for i in start..<keyEnd where !ASCII.isKeyByte(buf[i]) { return }  // As makeKey refuses it.
+                body(UnsafeBufferPointer(start: base + start, count: keyEnd - start), value)
+            }
+        }
     }
 
     static func vmstat(buffer buf: UnsafeBufferPointer<UInt8>) -> [String: UInt64] {

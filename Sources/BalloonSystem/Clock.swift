@@ -25,6 +25,8 @@ extension Duration {
     public var inMilliseconds: UInt64 { whole(per: 1_000) }
     /// Whole microseconds, rounded down; negative durations are 0.
     public var inMicroseconds: UInt64 { whole(per: 1_000_000) }
+    /// Whole nanoseconds, rounded down; negative durations are 0.
+    public var inNanoseconds: UInt64 { whole(per: 1_000_000_000) }
 
     private func whole(per second: UInt64) -> UInt64 {
         let (seconds, attoseconds) = components

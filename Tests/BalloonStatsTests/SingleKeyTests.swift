@@ -37,6 +37,24 @@ import Testing
         bytes.withUnsafeBytes { raw in
             #expect(ProcParse.vmstat(raw, keyPrefixes: prefixes) == expected)
             #expect(ProcParse.vmstat(raw, keyPrefixes: []) == [:])
+            #expect(ProcParse.vmstat(raw, keyPrefixes: [""]) == ProcParse.vmstat(bytes))
+            // Prefixes that share a first byte, one longer than any key, one a whole key.
+            let shared = ["pgscan_direct", "pgmigrate_success", "pgsteal_kswapd_and_much_more_than_any_key", "pgfault"]
+            let sharedExpected = ProcParse.vmstat(bytes).filter { entry in shared.contains { entry.key.hasPrefix($0) } }
+            #expect(!sharedExpected.isEmpty)
+            #expect(ProcParse.vmstat(raw, keyPrefixes: shared) == sharedExpected)
+        }
+    }
+
+    @Test func linesWithoutNewlinesAndEmptyInput() {
+        let text = Array("oom_kill 3\n\n\noom_kills 4\r\noom_kill 5".utf8)
+        text.withUnsafeBytes { raw in
+            #expect(ProcParse.vmstat(raw, keyPrefixes: ["oom"]) == ["oom_kill": 5, "oom_kills": 4])
+            #expect(ProcParse.vmstat(raw, key: "oom_kill") == 5)
+        }
+        [UInt8]().withUnsafeBytes { raw in
+            #expect(ProcParse.vmstat(raw, keyPrefixes: ["oom"]) == [:])
+            #expect(ProcParse.vmstat(raw, key: "oom_kill") == nil)
         }
     }
 

@@ -193,6 +193,27 @@ struct EpollTests {
         #expect(spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0)
     }
 
+    /// arm(every:) expires at multiples of its interval on CLOCK_MONOTONIC:
+    /// the armed expiry, bounded by clock reads before and after, holds one.
+    @Test(arguments: [250, 1000, 1500]) func timerfdOnTheGrid(milliseconds: Int) throws {
+        let timer = try TimerDescriptor()
+        let step = UInt64(milliseconds) * 1_000_000
+        let before = SystemClock.monotonic().inNanoseconds
+        try timer.arm(every: .milliseconds(milliseconds))
+        var spec = itimerspec()
+        #expect(timerfd_gettime(timer.descriptor.raw, &spec) == 0)
+        let after = SystemClock.monotonic().inNanoseconds
+        let remaining = UInt64(spec.it_value.tv_sec) * 1_000_000_000 + UInt64(spec.it_value.tv_nsec)
+        #expect(remaining > 0 && remaining <= step)
+        #expect(UInt64(spec.it_interval.tv_sec) * 1_000_000_000 + UInt64(spec.it_interval.tv_nsec) == step)
+        // The expiry lies in [before + remaining, after + remaining]; a multiple of step must too.
+        let lo = before + remaining, hi = after + remaining
+        #expect((hi / step) * step >= lo, "no multiple of \(step) ns in [\(lo), \(hi)]")
+        try timer.arm(every: .zero)
+        #expect(timerfd_gettime(timer.descriptor.raw, &spec) == 0)
+        #expect(spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0)
+    }
+
     @Test func timerfdLongDelaySplitsSecondsAndNanoseconds() throws {
         let timer = try TimerDescriptor()
         // 1500 ms: tv_sec 1, tv_nsec 500_000_000 (an invalid tv_nsec would be EINVAL).
