@@ -139,7 +139,7 @@ bench-pressure: deps
 bench-host: deps
 	$(SWIFT) build -c release --product balloon-hostd
 	$(SWIFT) build -c release --product balloon-hostsim
-	@python3 -c 'import matplotlib' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-matplotlib >/dev/null; }
+	@scripts/install-plot-deps.sh
 	if [ "$${BENCH_HOST:-all}" = scale ]; then python3 bench/host.py scale; else \
 	  initramfs=$$(scripts/build-vm-artifacts.sh) && \
 	  python3 bench/host.py all --initramfs $$initramfs --seed $${BENCH_SEED:-1}; fi
@@ -151,7 +151,7 @@ bench-host: deps
 # BENCH_OBSERVE (seconds after each workload, 120) override; W3 runs three times
 # per configuration and its median is judged. Exits 1 when a goal fails. ~35 min here.
 bench-free: deps
-	@python3 -c 'import matplotlib' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-matplotlib >/dev/null; }
+	@scripts/install-plot-deps.sh
 	initramfs=$$(scripts/build-vm-artifacts.sh) && \
 	python3 bench/free.py --initramfs $$initramfs --seed $${BENCH_SEED:-$$RANDOM$$RANDOM} \
 	  --configs $${BENCH_CONFIGS:-a,b,c,d} --observe $${BENCH_OBSERVE:-120} $${BENCH_FREE_ARGS}
