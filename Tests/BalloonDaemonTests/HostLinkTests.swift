@@ -50,8 +50,8 @@ struct CapturingHandler: LogHandler {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-        box.append("\(level): \(message)")
+    func log(event: LogEvent) {
+        box.append("\(event.level): \(event.message)")
     }
 }
 

@@ -202,7 +202,7 @@ import Testing
             "--web.listen-address=127.0.0.1:\(webPort)", "--log.level=warn",
         ]
         let log = dir + "/prometheus.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        try #require(FileManager.default.createFile(atPath: log, contents: nil), "cannot create \(log)")
         let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         prometheus.standardOutput = logHandle
         prometheus.standardError = logHandle

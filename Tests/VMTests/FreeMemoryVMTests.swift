@@ -43,7 +43,7 @@ struct FreeMemoryVM {
 
             try startServe(serve, ["--unix", guest.port0, "--control", control, "--memory-backend", backend,
                                    "--free-memory-reporting", "--timeout", "60"], log: serveLog)
-            let on = try waitUntil(timeout: .seconds(90), interval: .milliseconds(200)) {
+            let on = waitUntil(timeout: .seconds(90), interval: .milliseconds(200)) {
                 guard FileManager.default.fileExists(atPath: control) else { return false }
                 return (try? hostJSON(control, "serve-status"))?["free-memory-reporting"]?.bool == true
             }
