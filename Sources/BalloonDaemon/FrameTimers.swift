@@ -23,8 +23,6 @@ final class FrameTimers {
     /// The kernel's count of pages it moved or replaced (`RescanGate`); nil
     /// when unknown.
     var movedPages: () -> UInt64? = { nil }
-    /// Periodic rescans skipped because no page moved (for tests and logs).
-    private(set) var rescansSkipped = 0
 
     init(registry: EventRegistry, chunks: ChunkStack, clock: MonotonicClock, logger: Logger, rescanInterval: Duration) throws(SystemError) {
         timer = try TimerDescriptor()
@@ -64,8 +62,6 @@ final class FrameTimers {
             if gate.worthRescanning(moved: count) {
                 let moved = chunks.rescanFrames()
                 if moved > 0 { logger.info("rescan: \(moved) balloon pages moved to other frames; reported") }
-            } else {
-                rescansSkipped += 1
             }
             gate.framesRead(moved: count)
             nextRescanAt = now + rescanInterval

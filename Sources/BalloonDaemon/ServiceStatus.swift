@@ -24,7 +24,7 @@ struct ServiceStatus {
             reason: controller.reason?.code.rawValue, backoff: controller.inPressureBackoff)
         guard inputs != last else { return }
         last = inputs
-        var text = "target \(HumanBytes.format(inputs.target)), actual \(HumanBytes.format(inputs.actual)), \(inputs.state), host \(host)"
+        var text = "target \(HumanBytes.format(inputs.target)), actual \(HumanBytes.format(inputs.actual)), \(inputs.state), host \(inputs.host)"
         if let reason = inputs.reason { text += " (\(reason))" }
         text += inputs.backoff ? ", pressure backoff" : ", no pressure"
         notifier.status(text)

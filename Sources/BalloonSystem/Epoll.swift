@@ -101,9 +101,10 @@ package final class TimerDescriptor {
         guard step > 0 else { return try disarm() }
         let now = SystemClock.monotonic().inNanoseconds
         let first = (now / step + 1) * step
-        var spec = itimerspec()
-        spec.it_value = timespec(tv_sec: Int(first / 1_000_000_000), tv_nsec: Int(first % 1_000_000_000))
-        spec.it_interval = timespec(tv_sec: Int(step / 1_000_000_000), tv_nsec: Int(step % 1_000_000_000))
+        func time(_ nanoseconds: UInt64) -> timespec {
+            timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+        }
+        var spec = itimerspec(it_interval: time(step), it_value: time(first))
         _ = try syscall("timerfd_settime") { timerfd_settime(descriptor.raw, Int32(TFD_TIMER_ABSTIME), &spec, nil) }
     }
 
