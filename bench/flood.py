@@ -30,7 +30,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import host as H  # noqa: E402
+import hostlib as H  # noqa: E402
 
 
 def latencies(ctl: H.Control, n: int, between=None) -> list[float]:

@@ -27,6 +27,8 @@ package final class HostAgent {
     let configPath: String
     let configRequired: Bool
     var policy: any HostPolicy
+    /// What `policy` was made with: `HostReserve=` resolved against the total it sees.
+    var policySettings: PolicySettings
     let policyTimer: TimerDescriptor
     let sampler = HostSampler()
     var host: HostSample
@@ -74,7 +76,8 @@ package final class HostAgent {
         }
         do { loop = try ServeLoop(settings: settings) } catch { throw .host(error) }
         host = sampler.machine(at: loop.clock())
-        policy = makePolicy(setup.config.policySettings(hostTotal: host.total))
+        policySettings = Self.settings(setup.config, machine: host)
+        policy = makePolicy(policySettings)
         do {
             policyTimer = try TimerDescriptor()
             try loop.epoll.add(policyTimer.descriptor, events: .readable, token: ServeLoop.token(.policy))
@@ -194,6 +197,14 @@ package final class HostAgent {
     // MARK: - Policy
 
     /// The host: the machine, or the `HostMemory=` budget less what is behind the guests.
+    /// The policy's settings for `config`. A percentage `HostReserve=` is of the
+    /// total the policy sees: the `HostMemory=` budget when there is one (a
+    /// reserve of MemTotal's 20% would exceed a small budget and keep every
+    /// guest squeezed), else the machine's MemTotal.
+    static func settings(_ config: HostdConfig, machine: HostSample) -> PolicySettings {
+        config.policySettings(hostTotal: config.hostMemory ?? machine.total)
+    }
+
     func sampleHost() -> HostSample {
         let now = loop.clock()
         guard let budget = setup.config.hostMemory else { return sampler.machine(at: now) }
@@ -239,7 +250,7 @@ package final class HostAgent {
             host = sampleHost()
             return .success(PolicyStatusReply(
                 mode: policy.mode.rawValue, interval: policy.interval, hostTotal: host.total, hostAvailable: host.available,
-                hostReserve: setup.config.hostReserve.resolve(memTotal: host.total), budget: setup.config.hostMemory != nil,
+                hostReserve: policySettings.hostReserve, budget: setup.config.hostMemory != nil,
                 rounds: rounds, targetsSet: targetsSet).json)
         case let .setGuestPolicy(name, value):
             guard let peer = loop.peersByName[name] else { return .failure(AgentCommand.noSuchGuest(name)) }

@@ -34,9 +34,9 @@ extension HostAgent {
         setup.config.controlGroup = old.config.controlGroup
         setup.config.metricsListen = old.config.metricsListen
         policyOverrides = [:]
-        let oldSettings = old.config.policySettings(hostTotal: host.total)
-        let newSettings = new.config.policySettings(hostTotal: host.total)
-        if oldSettings != newSettings {
+        let newSettings = Self.settings(new.config, machine: sampler.machine(at: loop.clock()))
+        if policySettings != newSettings {
+            policySettings = newSettings
             policy = makePolicy(newSettings)
             armPolicyTimer()
             log("policy \(policy.mode.rawValue) every \(HostFormat.seconds(policy.interval.seconds))")

@@ -60,7 +60,7 @@ extension HostAgent {
         var a = AgentMetrics(version: BalloondVersion.current, policyMode: policy.mode.rawValue)
         a.hostTotal = now.total
         a.hostAvailable = now.available
-        a.hostReserve = setup.config.hostReserve.resolve(memTotal: now.total)
+        a.hostReserve = policySettings.hostReserve
         a.hostBudget = setup.config.hostMemory != nil
         a.hostSomeAvg10 = now.psiSomeAvg10
         a.hostFullAvg10 = now.psiFullAvg10

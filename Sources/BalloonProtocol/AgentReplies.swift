@@ -107,6 +107,7 @@ public struct PolicyStatusReply: ReplyValue {
     public var hostTotal: UInt64
     /// MemAvailable, or the budget minus the guests' RAM files' allocated blocks.
     public var hostAvailable: UInt64
+    /// What the policy keeps available: `HostReserve=`, a percentage resolved against `hostTotal`.
     public var hostReserve: UInt64
     /// True when `HostMemory=` sets a budget.
     public var budget: Bool

@@ -142,6 +142,37 @@ import Testing
         _ = dg
     }
 
+    /// A percentage `HostReserve=` is of the `HostMemory=` budget the policy
+    /// works in, at start and after a reload that changes the budget (it was
+    /// once of MemTotal: 20% of a 24 GiB machine kept a 2 GiB budget short for ever).
+    @Test func reservePercentageIsOfTheBudget() throws {
+        let box = try AgentBox()
+        func write(budget: String) throws {
+            let text = "[Host]\nControl=\(box.control)\nGuestDirectory=\(box.guests)\nHostMemory=\(budget)\n"
+                + "[Policy]\nMode=auto\nHostReserve=25%\n[Discovery]\nLibvirt=no\n"
+            try text.write(toFile: box.config, atomically: true, encoding: .utf8)
+        }
+        func status(_ client: RawClient) throws -> PolicyStatusReply {
+            try PolicyStatusReply(json: try client.value("policy-status"))
+        }
+        try write(budget: "1G")
+        let agent = try AgentProcess(["--config", box.config])
+        #expect(waitUntil { FileManager.default.fileExists(atPath: box.control) }, "\(agent.log)")
+        let client = try RawClient(socket: box.control)
+        try client.sync()
+        let first = try status(client)
+        #expect(first.budget && first.hostTotal == 1024 * MiB)
+        #expect(first.hostReserve == 256 * MiB)
+
+        try write(budget: "2G")
+        kill(agent.pid, SIGHUP)
+        #expect(waitUntil { (try? status(client))?.hostReserve == 512 * MiB }, "\(agent.log)")
+        #expect(try status(client).hostTotal == 2048 * MiB)
+
+        kill(agent.pid, SIGTERM)
+        #expect(agent.waitForExit() == 0)
+    }
+
     /// The control socket is 0600; if its mode is loosened, the agent still
     /// refuses a peer that is neither root nor its own user (SO_PEERCRED) and
     /// names it in the log, while root's clients are served and logged.

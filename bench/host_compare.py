@@ -1,0 +1,349 @@
+# SPDX-License-Identifier: Apache-2.0
+"""bench/host.py compare: the host policies side by side in real TCG guests (issue 11).
+
+Every policy (none, proxmox, mom, auto) gets three fresh 1 GiB guests (RAM in /dev/shm
+files, share=on; balloond inside on virtio-serial, except under `none`) and the same seeded
+schedule per guest: a staggered start, then `phases` active phases (page-cache thrash,
+anonymous ramp to 70% of RAM, an instant burst of about half the RAM, a working-set loop),
+each followed by 20-40 s of idle, as VMs are busy in bursts and idle between them. Each
+guest first writes its 600 MiB cache file and 128 MiB working-set file and drops its cache,
+so it starts as a guest that has been running does: most of its RAM touched, much of it
+free. The agent runs from before the schedule starts, with `HostReserve=20%`: auto then aims at
+80% of the budget, where Proxmox's `ballooning-target` and MoM's 20%-free rule aim.
+
+Every active phase runs in the guest under two samplers of its own (tests/vm/src/workload.c):
+`WORKLOAD_PSI_MS=10` (the first 10 ms sample at which /proc/pressure/memory's `some total`
+rose, `psi-stall-us`) and `workload mlockwatch 10` (the first 10 ms sample at which Mlocked,
+the balloon's locked chunks, was at least 1 MiB below its value at the phase's start,
+`first-drop-us`), both on the guest's CLOCK_MONOTONIC. The same samplers run under `none`,
+so every policy pays their cost.
+
+Figures per policy:
+- host memory behind the guests (the RAM files' allocated blocks, every 0.5 s): mean and p99
+  weighted by the time between samples, and the seconds above the budget;
+- run time against `none`: per active phase, runtime-ms / the same phase's under `none`,
+  p50 and p99, for ramp, burst and loop (a cache thrash runs for a fixed time, so its run
+  time says nothing);
+- guest OOM kills (the kernel log names a victim other than balloond), PSI some total;
+- reaction: per active phase that stalled (psi-stall-us set) while the balloon held memory
+  (Mlocked at the start >= 1 MiB), memory back - stall; a balloon that gave memory back
+  before the stall counts 0 (`anticipated`), one that never did is a `miss` and counts as
+  infinite; a stall with an empty balloon has nothing to give back and is counted apart.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+from hostlib import GiB, MiB, ROOT, Control, hostd_config, log, pct, start_hostd, stop
+
+ACTIVE = ["cache", "ramp", "burst", "loop"]
+TIMED = {"ramp", "burst", "loop"}  # phases whose run time is a measure (cache runs a fixed time)
+
+
+def schedule(seed: int, guest: int, phases: int, ram_mb: int) -> list[tuple[str, str]]:
+    """A guest's seeded phases: (kind, guest command). Same for every policy."""
+    rng = random.Random(seed * 1000 + guest)
+    out = [("idle", f"workload idle {rng.choice([5, 15, 25, 35])}")]
+    for _ in range(phases):
+        kind = rng.choice(ACTIVE)
+        if kind == "cache":
+            cmd = f"workload thrash /mnt/disk/cache {rng.choice([20, 30])}"
+        elif kind == "ramp":
+            cmd = f"workload ramp {int(ram_mb * 0.70)} {rng.choice([30, 45, 60])}"
+        elif kind == "burst":
+            cmd = f"workload instant {int(ram_mb * rng.uniform(0.45, 0.55))}"
+        else:
+            cmd = f"workload workingset /mnt/disk/ws {int(ram_mb * rng.uniform(0.35, 0.45))} {rng.choice([10, 15])}"
+        out.append((kind, cmd))
+        out.append(("idle", f"workload idle {rng.choice([20, 30, 40])}"))
+    return out
+
+
+def fields(text: str) -> dict:
+    return {k: int(v) for k, v in re.findall(r"([a-z-]+)=(-?\d+)", text)}
+
+
+class VMGuest:
+    """One TCG guest with its RAM in a shared file and balloond on virtio-serial."""
+
+    def __init__(self, name: str, initramfs: str, balloond: bool):
+        import guest as G
+        self.name = name
+        self.wd = os.path.join(ROOT, "tests", "vm", "work", f"bench-host-{name}-{os.getpid()}")
+        self.ram_file = f"/dev/shm/bench-host-{name}-{os.getpid()}"
+        self.disk = self.wd + ".img"
+        os.makedirs(os.path.dirname(self.wd), exist_ok=True)
+        subprocess.run(["truncate", "-s", "1G", self.disk], check=True)
+        subprocess.run(["mkfs.ext4", "-F", "-q", self.disk], check=True)
+        subprocess.run([os.path.join(ROOT, "tests/vm/boot.sh"), "-w", self.wd, "-i", initramfs, "-m", "1G",
+                        "--memory-backend", self.ram_file, "--timeout", "7200", "--ready-timeout", "180",
+                        "--qemu-arg", "-drive", "--qemu-arg", f"file={self.disk},if=virtio,format=raw,cache=none"],
+                       check=True, stdout=subprocess.DEVNULL)
+        self.agent = G.Agent(os.path.join(self.wd, "control.sock"), 120, self.wd)
+        self.sh("vmload virtio_blk && mkdir -p /mnt/disk && mount -t ext4 /dev/vda /mnt/disk")
+        self.sh("dd if=/dev/zero of=/mnt/disk/cache bs=1M count=600 2>/dev/null; "
+                "dd if=/dev/zero of=/mnt/disk/ws bs=1M count=128 2>/dev/null; sync; echo 3 > /proc/sys/vm/drop_caches", 600)
+        self.port = os.path.join(self.wd, "port0.sock")
+        if balloond:
+            self.sh("printf '[Channel]\\nListen=virtio-serial:org.balloond.0\\n[Stats]\\nInterval=1s\\n' > /tmp/b.conf")
+            self.sh("balloond --config /tmp/b.conf >/tmp/balloond.log 2>&1 &")
+
+    def run(self, cmd: str, timeout: float = 600) -> tuple[int, str]:
+        rc, out = self.agent.run(cmd, timeout)
+        return rc, out.decode(errors="replace")
+
+    def sh(self, cmd: str, timeout: float = 600) -> str:
+        rc, out = self.run(cmd, timeout)
+        if rc != 0:
+            raise RuntimeError(f"{self.name}: `{cmd}` exited {rc}: {out}")
+        return out.strip()
+
+    def allocated(self) -> int:
+        try:
+            return os.stat(self.ram_file).st_blocks * 512
+        except OSError:
+            return 0
+
+    def psi_some_total_us(self) -> int:
+        m = re.search(r"some .*total=(\d+)", self.run("cat /proc/pressure/memory")[1])
+        return int(m.group(1)) if m else 0
+
+    def oom_kills(self) -> int:
+        out = self.run("dmesg | grep -i 'killed process'")[1]
+        return sum(1 for m in re.finditer(r"Killed process \d+ \(([^)]*)\)", out) if m.group(1) != "balloond")
+
+    def start_schedule(self, phases: list[tuple[str, str]]) -> None:
+        """Runs the phases one after another in the guest, each active one under the two samplers;
+        each phase's start and end go to /tmp/phases, the samplers' lines to /tmp/w.N and /tmp/mw.N."""
+        steps = []
+        for i, (kind, cmd) in enumerate(phases):
+            stamp = f"e=$(cut -d' ' -f1 /proc/uptime); echo \"{i} {kind} $rc $s $e\" >> /tmp/phases"
+            if kind == "idle":
+                steps.append(f"s=$(cut -d' ' -f1 /proc/uptime); {cmd} >/dev/null 2>&1; rc=$?; {stamp}")
+            else:
+                steps.append(f"workload mlockwatch 10 >/tmp/mw.{i} 2>&1 & w=$!; s=$(cut -d' ' -f1 /proc/uptime); "
+                             f"WORKLOAD_PSI_MS=10 {cmd} >/tmp/w.{i} 2>&1; rc=$?; kill -TERM $w; wait $w; {stamp}")
+        self.sh("rm -f /tmp/phases /tmp/sched.done /tmp/w.* /tmp/mw.*; "
+                f"( {'; '.join(steps)}; touch /tmp/sched.done ) </dev/null >/dev/null 2>&1 &")
+
+    def schedule_done(self) -> bool:
+        return self.run("test -e /tmp/sched.done")[0] == 0
+
+    def phase_results(self) -> list[dict]:
+        """Per phase: kind, exit status, run time (the workload's runtime-ms, else uptime's) and the
+        samplers' fields (w: the workload's result line, mw: mlockwatch's)."""
+        out = self.run("cat /tmp/phases; for f in /tmp/w.* /tmp/mw.*; do [ -e $f ] && { echo \"== $f\"; cat $f; }; done")[1]
+        files: dict[str, str] = {}
+        current = None
+        rows = []
+        for line in out.splitlines():
+            if line.startswith("== /tmp/"):
+                current = line[8:]
+                files[current] = ""
+            elif current:
+                files[current] += line + "\n"
+            else:
+                p = line.split()
+                if len(p) == 5:
+                    rows.append({"phase": int(p[0]), "kind": p[1], "rc": int(p[2]), "seconds": float(p[4]) - float(p[3])})
+        for r in rows:
+            w = fields(next((l for l in files.get(f"w.{r['phase']}", "").splitlines() if l.startswith("workload ")), ""))
+            if w.get("runtime-ms"):
+                r["seconds"] = w["runtime-ms"] / 1000
+            r["w"] = w
+            r["mw"] = fields(files.get(f"mw.{r['phase']}", ""))
+        return rows
+
+    def stop(self) -> None:
+        try:
+            self.agent.close()
+        except Exception:
+            pass
+        subprocess.run([os.path.join(ROOT, "tests/vm/stop.sh"), self.wd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for p in (self.disk, self.ram_file):
+            try:
+                os.remove(p)
+            except OSError:
+                pass
+        shutil.rmtree(self.wd, ignore_errors=True)
+
+
+def budget_for(a) -> int:
+    """2 GiB for the three guests (two thirds of their RAM); as much per guest with --vms."""
+    return 2 * GiB * a.vms // 3
+
+
+def run_policy(a, policy: str) -> dict:
+    """The schedule in fresh guests under one policy; samples every 0.5 s."""
+    budget = budget_for(a)
+    tmp = tempfile.mkdtemp(prefix=f"bench-host-{policy}-")
+    guests: list[VMGuest] = []
+    hostd = None
+    try:
+        for i in range(a.vms):
+            guests.append(VMGuest(f"{policy}{i}", a.initramfs, balloond=policy != "none"))
+        ctl = None
+        if policy != "none":
+            conf = hostd_config(tmp, policy, budget, None, reserve="20%")
+            for i, g in enumerate(guests):
+                with open(os.path.join(tmp, "guests.d", f"g{i}.conf"), "w") as f:
+                    f.write(f"[Guest]\nChannel=unix:{g.port}\nMemoryBackend={g.ram_file}\nRamSize=1G\n"
+                            f"Min=256M\nMax=1G\n")
+            hostd = start_hostd(conf, os.path.join(tmp, "hostd.log"))
+            ctl = Control(os.path.join(tmp, "control"))
+        psi0 = [g.psi_some_total_us() for g in guests]
+        plan = [schedule(a.seed, i, a.phases, 1024) for i in range(a.vms)]
+        for g, p in zip(guests, plan):
+            g.start_schedule(p)
+        t0 = time.monotonic()
+        samples = []
+        limit = max(sum(int(c.split()[-1]) if k == "idle" else 60 for k, c in p) for p in plan) * 3 + 300
+        while True:
+            now = time.monotonic() - t0
+            s = {"t": round(now, 2), "host": sum(g.allocated() for g in guests)}
+            if ctl:
+                try:
+                    s["guests"] = {x["name"]: {"target": x["target"], "actual": x.get("actual"), "psi": x["psi-some-avg10"],
+                                               "reason": x["reason"]}
+                                   for x in ctl.call("list-guests", timeout=5)["guests"]}
+                except Exception as e:  # a busy agent must not stop the run
+                    s["error"] = str(e)
+            samples.append(s)
+            if len(samples) % 20 == 0 and all(g.schedule_done() for g in guests):
+                break
+            if now > limit:
+                log(f"{policy}: schedule did not finish in {limit} s")
+                break
+            time.sleep(0.5)
+        return {
+            "policy": policy, "samples": samples, "phases": [g.phase_results() for g in guests],
+            "psi_some_total_s": sum(g.psi_some_total_us() - p for g, p in zip(guests, psi0)) / 1e6,
+            "oom_kills": sum(g.oom_kills() for g in guests),
+            "hostd_log_tail": open(os.path.join(tmp, "hostd.log")).read()[-4000:] if hostd else None,
+        }
+    finally:
+        stop(hostd)
+        for g in guests:
+            g.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def reactions(phases: list[list[dict]]) -> dict:
+    """Per active phase that stalled while the balloon held memory: memory back - stall (module doc)."""
+    times: list[float] = []
+    anticipated = missed = empty = calm_returns = 0
+    for guest in phases:
+        for r in guest:
+            if r["kind"] == "idle":
+                continue
+            stall, drop, held_kb = r["w"].get("psi-stall-us", 0), r["mw"].get("first-drop-us", 0), r["mw"].get("start-kb", 0)
+            if not stall:
+                calm_returns += 1 if drop else 0
+                continue
+            if held_kb < 1024:
+                empty += 1
+            elif not drop:
+                missed += 1
+                times.append(float("inf"))
+            elif drop <= stall:
+                anticipated += 1
+                times.append(0.0)
+            else:
+                times.append((drop - stall) / 1e6)
+    return {"times": times, "anticipated": anticipated, "missed": missed, "empty": empty, "returned_without_stall": calm_returns}
+
+
+def weighted(samples: list[dict]) -> list[tuple[float, int]]:
+    """(seconds the sample stands for, host bytes): the time to the next sample (the last one: the median gap)."""
+    ts = [s["t"] for s in samples]
+    gaps = [b - a for a, b in zip(ts, ts[1:])]
+    last = sorted(gaps)[len(gaps) // 2] if gaps else 0.5
+    return [(g, s["host"]) for g, s in zip(gaps + [last], samples)]
+
+
+def summarize(run: dict, baseline: dict | None, budget: int) -> dict:
+    w = weighted(run["samples"])
+    span = sum(d for d, _ in w)
+    ordered = sorted(w, key=lambda x: x[1])
+    acc, p99 = 0.0, None
+    for d, h in ordered:
+        acc += d
+        if acc >= 0.99 * span:
+            p99 = h
+            break
+    ratios = []
+    if baseline:
+        for mine, base in zip(run["phases"], baseline["phases"]):
+            for p, b in zip(mine, base):
+                if p["kind"] in TIMED and b["seconds"] > 0 and p["rc"] == 0 and b["rc"] == 0:
+                    ratios.append(p["seconds"] / b["seconds"])
+    rx = reactions(run["phases"])
+    r = rx["times"]
+    return {
+        "policy": run["policy"],
+        "host_mean_mib": round(sum(d * h for d, h in w) / span / MiB, 1) if span else None,
+        "host_p99_mib": round(p99 / MiB, 1) if p99 is not None else None,
+        "seconds_over_budget": round(sum(d for d, h in w if h > budget), 1),
+        "seconds": round(span, 1),
+        "runtime_ratio_p50": round(pct(ratios, 50), 3) if ratios else None,
+        "runtime_ratio_p99": round(pct(ratios, 99), 3) if ratios else None,
+        "timed_phases": len(ratios),
+        "failed_phases": sum(1 for g in run["phases"] for p in g if p["rc"] != 0),
+        "oom_kills": run["oom_kills"],
+        "psi_some_total_s": round(run["psi_some_total_s"], 2),
+        "reaction_p50_s": round(pct(r, 50), 3) if r else None, "reaction_p99_s": round(pct(r, 99), 3) if r else None,
+        "reactions": len(r), "reactions_anticipated": rx["anticipated"], "reactions_missed": rx["missed"],
+        "episodes_with_empty_balloon": rx["empty"], "returned_without_stall": rx["returned_without_stall"],
+    }
+
+
+def compare(a) -> dict:
+    runs = {}
+    for policy in a.policies.split(","):
+        log(f"compare: {policy}")
+        runs[policy] = run_policy(a, policy)
+    base = runs.get("none")
+    rows = [summarize(runs[p], base, budget_for(a)) for p in runs]
+    by = {r["policy"]: r for r in rows}
+    goals = []
+    if all(p in by for p in ("auto", "proxmox", "mom")):
+        au, px, mo = by["auto"], by["proxmox"], by["mom"]
+        goals = [
+            ("auto mean host memory <= min(proxmox, mom)", au["host_mean_mib"] <= min(px["host_mean_mib"], mo["host_mean_mib"]),
+             f"{au['host_mean_mib']} vs {min(px['host_mean_mib'], mo['host_mean_mib'])} MiB"),
+            ("auto run time p99 <= 1.1x", (au["runtime_ratio_p99"] or 0) <= 1.1, f"{au['runtime_ratio_p99']}"),
+            ("auto 0 OOM kills", au["oom_kills"] == 0, f"{au['oom_kills']}"),
+            ("auto time over budget <= half the better of proxmox/mom",
+             au["seconds_over_budget"] <= min(px["seconds_over_budget"], mo["seconds_over_budget"]) / 2,
+             f"{au['seconds_over_budget']} vs {min(px['seconds_over_budget'], mo['seconds_over_budget'])} s"),
+            ("auto reaction p99 <= 1.5 s", au["reaction_p99_s"] is not None and au["reaction_p99_s"] <= 1.5,
+             f"{au['reaction_p99_s']} s over {au['reactions']} episodes"),
+        ]
+    plot(runs, os.path.join(a.out_dir, "results-host.png"), budget_for(a))
+    return {"rows": rows, "goals": goals, "runs": runs, "vms": a.vms, "budget": budget_for(a), "seed": a.seed, "phases": a.phases}
+
+
+def plot(runs: dict, path: str, budget: int) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing: no plot (scripts/install-plot-deps.sh)")
+        return
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for p, run in runs.items():
+        ax.plot([s["t"] for s in run["samples"]], [s["host"] / MiB for s in run["samples"]], label=p)
+    ax.axhline(budget / MiB, color="k", linestyle="--", linewidth=0.8, label="budget")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("host memory behind the guests (MiB)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
