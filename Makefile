@@ -136,6 +136,7 @@ bench-pressure: deps
 # RSS, the policy round's cost) and three 1 GiB TCG guests under a 2 GiB budget with
 # no balloon, proxmox, mom and auto (bench/host.py); writes bench/results-host.{json,md,png}.
 # BENCH_SEED sets the guests' schedules; BENCH_HOST=scale runs only the simulator part.
+# The guests' part takes about 40 min here (about 10 min a policy).
 bench-host: deps
 	$(SWIFT) build -c release --product balloon-hostd
 	$(SWIFT) build -c release --product balloon-hostsim

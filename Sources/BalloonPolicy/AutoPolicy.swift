@@ -31,6 +31,10 @@ public struct AutoPolicy: HostPolicy {
         let pressured: Bool
         let holdingOff: Bool
         let current: Bool
+        /// How far a host shortfall may squeeze the guest: the low-water mark
+        /// (half the headroom) plus half the band, so MemAvailable's jitter at
+        /// the bottom of a squeeze is not taken for pressure.
+        let squeezeFloor: Int64
         var spare: Int64 { available - headroom }
         var deficit: Int64 { headroom - available }
         /// Shares as a weight on taking: more shares, less taken.
@@ -65,8 +69,16 @@ public struct AutoPolicy: HostPolicy {
         guard state.managed, now < sample.at + tuning.staleAfter else { return [] }
         memory.decay(now: now, tuning)
         let available = Self.available(state, sample)
+        // The low-water test is on what the guest has with the balloon where
+        // it is now, or will have once a pending deflate lands. A target the
+        // guest has not inflated to yet (its balloond may be waiting out its
+        // own quiet period) is the policy's ask, not the guest's shortage:
+        // counted as pressure, it gave everything back, boosted the headroom
+        // and held off, round after round.
+        let asIs = available + state.target.signed - state.actual.signed
+        let lowWaterAvailable = Swift.max(available, asIs)
         guard let why = pressureSignal(
-            sample, previous: previous, available: available, headroom: headroom(state, boost: memory.boost), tuning)
+            sample, previous: previous, available: lowWaterAvailable, headroom: headroom(state, boost: memory.boost), tuning)
         else { return [] }
         memory.pressured(now: now, tuning)
         // Give back at once: at least one (boosted) headroom, and enough to
@@ -96,13 +108,15 @@ public struct AutoPolicy: HostPolicy {
             guests[state.name] = memory
             let available = Self.available(state, sample)
             let h = headroom(state, boost: memory.boost)
+            let b = band(state)
             views.append(View(
-                state: state, available: available, headroom: h, band: band(state),
+                state: state, available: available, headroom: h, band: b,
                 pressured: memory.lastPressure.map { now < $0 + interval * 2 } ?? false,
                 holdingOff: memory.holdingOff(now: now, tuning),
                 // A sample from before the last change does not show it yet:
                 // acting on it would take (or give) the same memory twice.
-                current: memory.lastChange.map { sample.at > $0 } ?? true))
+                current: memory.lastChange.map { sample.at > $0 } ?? true,
+                squeezeFloor: Int64(Double(h) * tuning.lowWater) + b / 2))
         }
         let hostAvailable = Swift.min(host.available, host.total).signed
         var changes: [String: (Int64, String)] = [:]
@@ -152,7 +166,7 @@ public struct AutoPolicy: HostPolicy {
             short = spread(short, over: candidates, into: &taken, step: step) { $0.spare }
         }
         if short > 0 {
-            short = spread(short, over: candidates, into: &taken, step: step) { $0.available - $0.headroom / 2 }
+            short = spread(short, over: candidates, into: &taken, step: step) { $0.available - $0.squeezeFloor }
         }
         for view in candidates {
             guard let bytes = taken[view.state.name], bytes > 0 else { continue }
@@ -161,7 +175,7 @@ public struct AutoPolicy: HostPolicy {
             // guest has the room (the host then stays above its reserve for
             // a while), and dropped where it has not.
             let least = view.band / 2
-            let room = Swift.min(view.available - view.headroom / 2, step)
+            let room = Swift.min(view.available - view.squeezeFloor, step)
             guard bytes >= least || room >= least else { continue }
             let take = Swift.min(Swift.max(bytes, least), step)
             let why = need > 0 ? "host short \(mib(need))" : "spare \(mib(view.spare))"

@@ -238,6 +238,43 @@ import Testing
         #expect(changes.first!.target < 300 * MiB)
     }
 
+    /// A target the guest has not inflated to (its balloond holds back in its
+    /// quiet period) is not pressure: nothing is given back until what the
+    /// guest has now runs low.
+    @Test func aTargetNotYetReachedIsNotPressure() {
+        var policy = auto()
+        let host = HostSample(at: .seconds(1), total: 8 * GiB, available: 4 * GiB)
+        let sample = GuestSample(at: .seconds(1), memTotal: GiB, memAvailable: 300 * MiB, balloonActual: 0)
+        var g = state(target: 600 * MiB, sample)
+        g.actual = 0
+        // Once at 600 MiB the guest would have -300 MiB; today it has 300.
+        #expect(policy.sampled(guest: g, host: host, now: .seconds(1)).isEmpty)
+        // What it has now runs low: that is pressure, and memory goes back.
+        g.sample = GuestSample(at: .seconds(2), memTotal: GiB, memAvailable: 40 * MiB, balloonActual: 0)
+        let changes = policy.sampled(guest: g, host: host, now: .seconds(2))
+        #expect(changes.count == 1)
+        #expect(changes.first!.target == 0)
+    }
+
+    /// A host shortfall squeezes a guest to the low-water mark plus half the
+    /// band, not onto it: MemAvailable a few MiB lower at the next sample is
+    /// not taken for pressure (it was, and the guest got everything back).
+    @Test func aSqueezeStopsHalfABandAboveLowWater() {
+        var tuning = AutoTuning()
+        tuning.trimRate = 0
+        tuning.maxStep = GiB
+        var policy = AutoPolicy(reserve: GiB, tuning: tuning)
+        let host = HostSample(at: .seconds(1), total: 8 * GiB, available: 0)
+        let sample = GuestSample(at: .seconds(1), memTotal: GiB, memAvailable: 600 * MiB, balloonActual: 0)
+        let changes = policy.round(host: host, guests: [state(target: 0, sample)], now: .seconds(1))
+        // Headroom 102.4 MiB, low water 51.2, band 32: 600 − 67.2 taken.
+        let target = changes.first!.target
+        #expect(target == 600 * MiB - (51 * MiB + MiB / 5 + 16 * MiB))
+        // The guest inflated; MemAvailable jitters 10 MiB under what was left.
+        let after = GuestSample(at: .seconds(3), memTotal: GiB, memAvailable: 600 * MiB - target - 10 * MiB, balloonActual: target)
+        #expect(policy.sampled(guest: state(target: target, after), host: host, now: .seconds(3)).isEmpty)
+    }
+
     @Test func memoryTheBalloonCouldGiveBackCountsAsAvailable() {
         var policy = auto()
         let sample = GuestSample(at: .seconds(1), memTotal: 700 * MiB, memAvailable: 30 * MiB, reclaimableHeld: 500 * MiB)
