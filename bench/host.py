@@ -6,6 +6,8 @@ Usage: bench/host.py scale   [--guests 1000] [--seconds 60] [--warmup 20] [--out
        bench/host.py compare --initramfs PATH [--seed N] [--policies none,proxmox,mom,auto]
                              [--phases 8] [--vms 3] [--out-dir bench]
        bench/host.py all     --initramfs PATH ...  (scale, then compare)
+       bench/host.py merge   SCALE.json COMPARE.json [--out-dir bench]  (two separate runs, one report;
+                             copy the compare run's results-host.png along)
 
 scale: `balloon-hostsim serve` runs N fake guests (protocol v1, one unix socket each,
 STATS every second) in a temporary directory; `balloon-hostd --config` is pointed at
@@ -148,7 +150,12 @@ def markdown(results: dict) -> str:
     if "compare" in results:
         c = results["compare"]
         out += ["", f"## {c['vms']} TCG guests of 1 GiB, {c['budget'] // MiB} MiB budget, seed {c['seed']}, "
-                f"{c['phases']} active phases each", "", "![host memory](results-host.png)", "",
+                f"{c['phases']} active phases each", ""]
+        cp = results.get("compare_provenance")
+        if cp:
+            out += [f"Run separately from the scale part (merged with `bench/host.py merge`): commit {cp['commit']}, {cp['date']}, "
+                    f"load average at start {cp['load_average_at_start'][0]:.2f}." + (f" {cp['note']}" if cp.get("note") else ""), ""]
+        out += ["![host memory](results-host.png)", "",
                 "| policy | host mean | host p99 | s over budget (of run) | run time p50 / p99 (phases) | OOM kills | PSI some total | reaction p50 / p99 |",
                 "|---|---|---|---|---|---|---|---|"]
         for r in c["rows"]:
@@ -167,7 +174,8 @@ def markdown(results: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["scale", "compare", "all"])
+    ap.add_argument("what", choices=["scale", "compare", "all", "merge"])
+    ap.add_argument("files", nargs="*", help="merge: a scale run's and a compare run's results-host.json")
     ap.add_argument("--guests", type=int, default=1000)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=20)
@@ -180,6 +188,12 @@ def main() -> int:
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "bench"))
     a = ap.parse_args()
     results: dict = {"provenance": provenance()}
+    if a.what == "merge":
+        if len(a.files) != 2:
+            ap.error("merge takes two files: a scale run's results-host.json, then a compare run's")
+        sc, co = (json.load(open(f)) for f in a.files)
+        results = {"provenance": sc["provenance"], "scale": sc["scale"],
+                   "compare_provenance": co["provenance"], "compare": co["compare"]}
     if a.what in ("scale", "all"):
         results["scale"] = scale(a)
     if a.what in ("compare", "all"):
