@@ -196,7 +196,6 @@ package final class HostAgent {
 
     // MARK: - Policy
 
-    /// The host: the machine, or the `HostMemory=` budget less what is behind the guests.
     /// The policy's settings for `config`. A percentage `HostReserve=` is of the
     /// total the policy sees: the `HostMemory=` budget when there is one (a
     /// reserve of MemTotal's 20% would exceed a small budget and keep every
@@ -205,6 +204,7 @@ package final class HostAgent {
         config.policySettings(hostTotal: config.hostMemory ?? machine.total)
     }
 
+    /// The host: the machine, or the `HostMemory=` budget less what is behind the guests.
     func sampleHost() -> HostSample {
         let now = loop.clock()
         guard let budget = setup.config.hostMemory else { return sampler.machine(at: now) }
