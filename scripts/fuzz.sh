@@ -7,7 +7,9 @@
 # timeout or out-of-memory input under fuzz/regressions/NAME/ (replayed by
 # BalloonFuzzTests in make test) and exits non-zero if there was any.
 #
-#   FUZZ_SECONDS=120        seconds per target
+#   FUZZ_SECONDS=120        seconds per target (a cap when FUZZ_RUNS is set)
+#   FUZZ_RUNS=N             stop a target after N executions (libFuzzer -runs)
+#   FUZZ_JOBS=1             targets run side by side (one process each)
 #   FUZZ_TARGETS="a b"      a subset (default: all six)
 #   FUZZ_RESULTS=FILE       where the table goes (default bench/results-fuzz.md)
 #   FUZZ_RSS_MB=2048        libFuzzer -rss_limit_mb
@@ -17,6 +19,8 @@ cd "$(dirname "$0")/.."
 export PATH=/opt/swift/usr/bin:$PATH
 SWIFT=${SWIFT:-swift}
 seconds=${FUZZ_SECONDS:-120}
+runs=${FUZZ_RUNS:-}
+jobs=${FUZZ_JOBS:-1}
 targets=(${FUZZ_TARGETS:-guest-protocol host-frames qmp metrics-http config proc})
 results=${FUZZ_RESULTS:-bench/results-fuzz.md}
 rss=${FUZZ_RSS_MB:-2048}
@@ -39,26 +43,28 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 load=$(cut -d' ' -f1 /proc/loadavg)
 swiftv=$("$SWIFT" --version 2>&1 | head -1)
 
-rows=()
-goals=()
-failed=0
-for t in "${targets[@]}"; do
-    dir=$work/$t
+# One target: runs the fuzzer, leaves its table row, goal line and verdict
+# in $work/NAME/{row,goal,failed} (targets may run side by side).
+fuzz_one() {
+    local t=$1 dir=$work/$1
     rm -rf "$dir"
     mkdir -p "$dir/corpus" "$dir/artifacts"
     cp fuzz/corpus/"$t"/* "$dir/corpus/"
-    seeds=$(find "$dir/corpus" -type f | wc -l)
-    echo "fuzz: $t for ${seconds}s ($seeds seeds)" >&2
-    # One process per target (-jobs unset): the machine's two cores are shared.
+    local seeds; seeds=$(find "$dir/corpus" -type f | wc -l)
+    echo "fuzz: $t for ${seconds}s${runs:+ or $runs executions} ($seeds seeds)" >&2
     # CPU seconds (user + system, children such as llvm-symbolizer included)
     # beside the wall clock: on a shared machine exec/s says more about the
     # load than about the target (docs/fuzzing.md, Throughput).
+    local rc wall0 wall
+    wall0=$(date +%s)
     set +e
     TIMEFORMAT='%U %S'
-    { time "$bin/fuzz-$t" "$dir/corpus" -max_total_time="$seconds" -rss_limit_mb="$rss" -timeout="$timeout" \
+    { time "$bin/fuzz-$t" "$dir/corpus" -max_total_time="$seconds" ${runs:+-runs="$runs"} -rss_limit_mb="$rss" -timeout="$timeout" \
         -print_final_stats=1 -artifact_prefix="$dir/artifacts/" >"$dir/log" 2>&1; } 2>"$dir/cpu"
     rc=$?
     set -e
+    wall=$(( $(date +%s) - wall0 ))
+    local cpus execs rate peak last cov ft corp crashes leaks timeouts ooms failed=0
     cpus=$(awk '{ printf "%.1f", $1 + $2 }' "$dir/cpu" 2>/dev/null); cpus=${cpus:-0}
     stat() { sed -n "s/^stat::$1: *//p" "$dir/log" | tail -1; }
     execs=$(stat number_of_executed_units); execs=${execs:-0}
@@ -81,15 +87,36 @@ for t in "${targets[@]}"; do
         grep -m5 -E 'ERROR|Fatal error|precondition|ALARM' "$dir/log" >&2 || true
         ((crashes + leaks + timeouts + ooms > 0)) || crashes="exit $rc"
     fi
-    percpu=$(awk -v e="$execs" -v c="$cpus" 'BEGIN { printf "%d", (c > 0 ? e / c : 0) }')
-    rows+=("| $t | $seconds | $cpus | $execs | $rate | $percpu | $cov | $ft | $seeds → $corp | ${peak:--} MB | $crashes | $leaks | $timeouts | $ooms |")
+    echo "$failed" >"$dir/failed"
+    local percpu; percpu=$(awk -v e="$execs" -v c="$cpus" 'BEGIN { printf "%d", (c > 0 ? e / c : 0) }')
+    echo "| $t | $wall | $cpus | $execs | $rate | $percpu | $cov | $ft | $seeds → $corp | ${peak:--} MB | $crashes | $leaks | $timeouts | $ooms |" >"$dir/row"
+    : >"$dir/goal"
     case $t in
         guest-protocol|host-frames|qmp|metrics-http)
+            local need cpuneed verdict
             need=$(( rate > 0 ? (10000000 + rate - 1) / rate : 0 ))
             cpuneed=$(( percpu > 0 ? (10000000 + percpu - 1) / percpu : 0 ))
             if ((execs >= 10000000)); then verdict="met"; else verdict="not met: at $rate exec/s it takes FUZZ_SECONDS=$need (at $percpu executions per CPU second, $cpuneed CPU seconds)"; fi
-            goals+=("- $t: $execs executions in ${seconds} s — goal of 10 million $verdict.") ;;
+            echo "- $t: $execs executions in $wall s ($cpus CPU s) — goal of 10 million $verdict." >"$dir/goal" ;;
     esac
+}
+
+# FUZZ_JOBS targets at a time, each one process (the machine's two cores are
+# shared, so the default is one).
+for t in "${targets[@]}"; do
+    while (( $(jobs -rp | wc -l) >= jobs )); do wait -n || true; done
+    fuzz_one "$t" &
+done
+wait
+
+rows=()
+goals=()
+failed=0
+for t in "${targets[@]}"; do
+    rows+=("$(cat "$work/$t/row")")
+    goal=$(cat "$work/$t/goal")
+    [[ -z $goal ]] || goals+=("$goal")
+    (( $(cat "$work/$t/failed") == 0 )) || failed=1
 done
 
 {
@@ -97,9 +124,9 @@ done
     echo
     echo "Commit $commit$dirty, $started, $(nproc) CPUs ($cpu), kernel $(uname -r), load average at start $load; $swiftv."
     echo
-    echo "Command: \`FUZZ_SECONDS=$seconds make fuzz\` (scripts/fuzz.sh): \`swift build -c release --scratch-path $scratch -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library --product fuzz-NAME\` with BALLOOND_FUZZ=1, then per target \`fuzz-NAME CORPUS -max_total_time=$seconds -rss_limit_mb=$rss -timeout=$timeout -print_final_stats=1\` (one process, leak detection at ASan's default: on), the corpus a copy of fuzz/corpus/NAME. Bodies and invariants: Sources/BalloonFuzz, docs/fuzzing.md."
+    echo "Command: \`FUZZ_SECONDS=$seconds${runs:+ FUZZ_RUNS=$runs}$( ((jobs > 1)) && echo " FUZZ_JOBS=$jobs")${FUZZ_TARGETS:+ FUZZ_TARGETS=\"$FUZZ_TARGETS\"} make fuzz\` (scripts/fuzz.sh): \`swift build -c release --scratch-path $scratch -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library --product fuzz-NAME\` with BALLOOND_FUZZ=1, then per target \`fuzz-NAME CORPUS -max_total_time=$seconds${runs:+ -runs=$runs} -rss_limit_mb=$rss -timeout=$timeout -print_final_stats=1\` (one process per target, $jobs at a time; leak detection at ASan's default: on), the corpus a copy of fuzz/corpus/NAME. Bodies and invariants: Sources/BalloonFuzz, docs/fuzzing.md."
     echo
-    echo "| target | seconds | CPU s | executions | exec/s | exec per CPU s | cov | ft | corpus (seeds → end) | peak RSS | crashes | leaks | timeouts | OOMs |"
+    echo "| target | wall s | CPU s | executions | exec/s | exec per CPU s | cov | ft | corpus (seeds → end) | peak RSS | crashes | leaks | timeouts | OOMs |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
     echo
