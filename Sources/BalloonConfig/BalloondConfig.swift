@@ -50,6 +50,10 @@ package struct BalloondConfig: Sendable, Equatable {
     package var reclaimSignals: Bool = true
     /// `QuietPeriod=`: no re-inflation until this long without pressure.
     package var quietPeriod: Duration = .seconds(60)
+    /// `RegrowFreeMemory=`: during the quiet period the balloon may still grow
+    /// toward the host's target into memory that stayed free above the
+    /// free-memory cushion for `SettleDelay=` (docs/pressure.md).
+    package var regrowFreeMemory = true
     /// `HolderProcesses=`: hold chunks in child processes the OOM killer takes first.
     package var holderProcesses: Bool = true
 

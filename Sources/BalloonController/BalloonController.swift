@@ -41,6 +41,13 @@ public final class BalloonController {
     /// Until when the free-memory mode may not grow past the pressure
     /// ceiling: shorter than `quietUntil` after a floor deflate (Pressure.swift).
     public internal(set) var freeMemoryQuietUntil: Duration?
+    /// How regrowth into free memory is sized during a backoff; nil: the
+    /// backoff holds the host's part for the whole quiet period (Regrowth.swift).
+    public var regrowthPolicy: FreeMemoryPolicy?
+    /// During a backoff: how far the host's part may regrow into free memory.
+    public internal(set) var regrowth: FreeMemorySizer?
+    /// Regrowth was followed by pressure: none until the backoff lifts.
+    var regrowthSpent = false
     /// Last time the balloon grew.
     public private(set) var lastGrowthAt: Duration?
     /// Totals for `query`.
@@ -58,17 +65,17 @@ public final class BalloonController {
 
     /// The larger of the host's target and the free-memory mode's, clamped
     /// to the maximum balloon. A pressure ceiling caps the host's part for the
-    /// whole quiet period, the mode's part only while it is held back
-    /// (`freeMemoryHeldBack`).
+    /// whole quiet period (raised by regrowth into free memory: `hostCeiling`),
+    /// the mode's part only while it is held back (`freeMemoryHeldBack`).
     public var effectiveTarget: UInt64 {
         let ceiling = pressureCeiling ?? .max
         let mode = freeMemoryHeldBack ? min(freeMemoryTarget, ceiling) : freeMemoryTarget
-        return min(max(min(target, ceiling), mode), limits.maxBalloon)
+        return min(max(min(target, hostCeiling ?? .max), mode), limits.maxBalloon)
     }
 
     var shortfall: Shortfall? {
         if let blockedBy { return blockedBy }
-        if let ceiling = pressureCeiling, ceiling < min(target, limits.maxBalloon) {
+        if let ceiling = hostCeiling, ceiling < min(target, limits.maxBalloon) {
             return .pressure(ceiling: ceiling, quietUntil: quietUntil ?? .zero)
         }
         if target > limits.maxBalloon { return .maxBalloon(limit: limits.maxBalloon) }
@@ -122,6 +129,8 @@ public final class BalloonController {
         quietUntil = nil
         freeMemoryQuietUntil = nil
         pressureCeiling = nil
+        regrowth = nil
+        regrowthSpent = false
         announcePending = true
     }
 
@@ -171,7 +180,7 @@ public final class BalloonController {
             }
         }
         settle()
-        if let quiet = quietUntil, pressureCeiling.map({ $0 < min(target, limits.maxBalloon) }) == true {
+        if let quiet = quietUntil, hostCeiling.map({ $0 < min(target, limits.maxBalloon) }) == true {
             return .waitUntil(quiet)
         }
         return .idle

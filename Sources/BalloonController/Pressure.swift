@@ -69,7 +69,11 @@ extension BalloonController {
     @discardableResult
     public func pressure(_ signal: PressureSignal) -> UInt64 {
         let now = clock.now
+        // An expired backoff's ceiling is not this signal's: regrowth may have
+        // taken the balloon past it.
+        liftExpiredBackoff(now)
         let actual = self.actual
+        let ceilingBefore = pressureCeiling
         var amount: UInt64
         switch signal {
         case .psi(.light), .directReclaim:
@@ -87,6 +91,7 @@ extension BalloonController {
             freeMemoryQuietUntil = quietUntil
             pressureCeiling = min(pressureCeiling ?? actual, actual)
             freeMemory?.cap(at: actual)
+            restartRegrowth(actualBefore: actual + bytes, ceilingBefore: ceilingBefore, after: actual)
             noteDeflate(bytes, signal, now: now, actual: actual)
             return bytes
         }
@@ -119,6 +124,7 @@ extension BalloonController {
         let after = self.actual
         pressureCeiling = min(pressureCeiling ?? after, after)
         freeMemory?.cap(at: after)
+        restartRegrowth(actualBefore: actual, ceilingBefore: ceilingBefore, after: after)
         if amount > 0 { noteDeflate(amount, signal, now: now, actual: after) }
         return amount
     }

@@ -135,7 +135,7 @@ extension Daemon {
             QueryReply.Pressure.LastDeflate(bytes: d.bytes, reason: d.reason.reason, ago: now - d.at, timing: lastDeflateTiming)
         }
         let pressure = QueryReply.Pressure(
-            state: controller.inPressureBackoff ? .backoff : .calm, ceiling: controller.pressureCeiling,
+            state: controller.inPressureBackoff ? .backoff : .calm, ceiling: controller.hostCeiling,
             quietFor: controller.quietUntil.map { $0 > now ? $0 - now : .zero },
             deflatedTotal: controller.pressureDeflatedBytes, lastDeflate: last)
         return QueryReply(

@@ -318,6 +318,7 @@ public final class Daemon {
     private func applyPressure(_ signal: PressureSignal) {
         firstReturnedAt = nil
         let given = controller.pressure(signal)
+        freeMemory.syncSampling()
         if given > 0 {
             let timing = DeflateTiming(
                 signalAt: .init(wokeAt), firstReturnedAt: firstReturnedAt.map(MonotonicTimestamp.init),

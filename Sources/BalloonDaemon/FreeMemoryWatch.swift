@@ -8,9 +8,11 @@ import BalloonSystem
 import Logging
 
 /// The free-memory mode's timers (docs/free-memory.md): while the mode is
-/// on, MemFree is sampled every `sampleInterval` for the controller's sizing
-/// rule; with `ReclaimColdCache=yes`, cold page cache is reclaimed through
-/// cgroup v2 `memory.reclaim` a step at a time under the `ColdCacheGovernor`.
+/// on, and during a pressure backoff that may regrow into free memory
+/// (docs/pressure.md), MemFree is sampled every `sampleInterval` for the
+/// controller's sizing rules; with `ReclaimColdCache=yes`, cold page cache is
+/// reclaimed through cgroup v2 `memory.reclaim` a step at a time under the
+/// `ColdCacheGovernor`.
 final class FreeMemoryWatch {
     enum Token: UInt64 { case sample = 130, coldCache }
     /// Fast enough that a burst eats into the cushion, not into the kernel's
@@ -36,6 +38,8 @@ final class FreeMemoryWatch {
     private(set) var coldCacheReclaimed: UInt64 = 0
     /// The balloon must move: the loop steps the controller.
     var onChange: () -> Void = {}
+    /// Whether the sample timer is armed.
+    private var sampling = false
 
     init(registry: EventRegistry, sampler: MemorySampler, controller: BalloonController, clock: MonotonicClock, logger: Logger, config: BalloondConfig) throws(SystemError) {
         self.sampler = sampler
@@ -47,6 +51,30 @@ final class FreeMemoryWatch {
         coldTimer = try TimerDescriptor()
         try registry.add(sampleTimer.descriptor, events: .readable, token: Token.sample.rawValue)
         try registry.add(coldTimer.descriptor, events: .readable, token: Token.coldCache.rawValue)
+        controller.regrowthPolicy = regrowthPolicy
+    }
+
+    /// `[Pressure] RegrowFreeMemory=`: the mode's sizing, applied to the
+    /// host's part during a pressure backoff; nil when switched off.
+    var regrowthPolicy: FreeMemoryPolicy? { config.regrowFreeMemory ? policy : nil }
+
+    /// Samples while the mode or a backoff's regrowth needs them, not
+    /// otherwise (no wake-ups for nothing). After every pressure signal, and
+    /// whenever the mode goes on or off.
+    func syncSampling() {
+        let wanted = enabled || controller.wantsRegrowthSamples
+        guard wanted != sampling else { return }
+        do {
+            if wanted {
+                try sampleTimer.arm(every: Self.sampleInterval)  // On the grid the floor check shares (arm(every:)).
+            } else {
+                try sampleTimer.disarm()
+            }
+            sampling = wanted
+        } catch {
+            // Without samples the mode and regrowth do not grow: safe.
+            logger.error("cannot \(wanted ? "set" : "stop") the MemFree sample timer: \(error)")
+        }
     }
 
     var enabled: Bool { controller.freeMemory != nil }
@@ -76,7 +104,10 @@ final class FreeMemoryWatch {
     func enable() throws(SystemError) -> FreeMemoryPolicy {
         let policy = self.policy
         controller.enableFreeMemory(policy)
-        try sampleTimer.arm(every: Self.sampleInterval)  // On the grid the floor check shares (arm(every:)).
+        if !sampling {
+            try sampleTimer.arm(every: Self.sampleInterval)  // On the grid the floor check shares (arm(every:)).
+            sampling = true
+        }
         startColdCache()
         logger.info("free-memory mode on", metadata: [
             "cushion": "\(HumanBytes.format(policy.cushion))", "cold-cache": "\(governor != nil ? "on" : "off")",
@@ -89,7 +120,7 @@ final class FreeMemoryWatch {
     func disable(because why: String) {
         guard enabled else { return }
         controller.disableFreeMemory()
-        try? sampleTimer.disarm()  // A timer left armed only samples for a mode that is off: ignored.
+        syncSampling()
         try? coldTimer.disarm()
         governor = nil
         logger.info("free-memory mode off: \(why)")
@@ -99,6 +130,7 @@ final class FreeMemoryWatch {
     /// A configuration reload: new settings apply at once.
     func reload(_ config: BalloondConfig) {
         self.config = config
+        controller.regrowthPolicy = regrowthPolicy
         guard enabled else { return }
         if !config.freeMemoryAllow { return disable(because: "Allow=no after reload") }
         controller.enableFreeMemory(policy)
@@ -111,8 +143,12 @@ final class FreeMemoryWatch {
         switch Token(rawValue: token) {
         case .sample:
             _ = sampleTimer.acknowledge()
-            guard enabled, let free = sampler.memFree() else { return true }
-            if controller.sampleFreeMemory(memFree: free) { onChange() }
+            let regrowth = controller.wantsRegrowthSamples
+            if (enabled || regrowth), let free = sampler.memFree() {
+                if enabled, controller.sampleFreeMemory(memFree: free) { onChange() }
+                if regrowth, controller.sampleRegrowth(memFree: free) { onChange() }
+            }
+            syncSampling()
         case .coldCache:
             _ = coldTimer.acknowledge()
             coldCacheStep()

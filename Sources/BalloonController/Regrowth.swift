@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+import BalloonProtocol
+
+/// Regrowth into free memory during a pressure backoff (docs/pressure.md,
+/// "Regrowth during the quiet period"; `[Pressure] RegrowFreeMemory=`).
+///
+/// The quiet period keeps the host's target from taking memory the guest may
+/// need again. Memory a workload freed when it ended is not that memory: once
+/// it has stayed free above the cushion for the settle delay, the balloon may
+/// grow back into it toward the host's target, by the free-memory mode's
+/// sizing rule (`FreeMemorySizer`), and gives it back the moment MemFree falls
+/// below the cushion. Such growth never makes the kernel reclaim: it stops at
+/// the cushion. Growth into page cache (MemAvailable) still waits out the
+/// whole quiet period.
+///
+/// Once regrowth has taken memory past the ceiling and another pressure
+/// signal follows, it was wrong: what it took goes back (the ceiling is where
+/// the signals left it) and the rest of the quiet period holds, as without it.
+extension BalloonController {
+    /// The ceiling on the host's part of the balloon now: the pressure
+    /// ceiling, raised by what regrowth may take. nil outside a backoff.
+    public var hostCeiling: UInt64? {
+        guard let ceiling = pressureCeiling else { return nil }
+        return max(ceiling, regrowth?.target ?? 0)
+    }
+
+    /// Whether the daemon should sample MemFree for regrowth: during a backoff
+    /// that allows it, whether or not it has grown yet (it must also give back).
+    public var wantsRegrowthSamples: Bool {
+        guard regrowth != nil else { return false }
+        return quietUntil.map { $0 > clock.now } ?? false
+    }
+
+    /// Feeds a MemFree sample to the regrowth; true when the balloon must move.
+    @discardableResult
+    public func sampleRegrowth(memFree: UInt64) -> Bool {
+        liftExpiredBackoff(clock.now)
+        guard var sizer = regrowth else { return false }
+        // Never past the host's target: the mode's part is the mode's business.
+        let limit = min(target, limits.maxBalloon)
+        let changed = sizer.sample(memFree: memFree, actual: actual, limit: limit, now: clock.now)
+        regrowth = sizer
+        if changed { wake() }
+        return changed
+    }
+
+    /// A pressure signal during or at the start of a backoff. `actualBefore`:
+    /// the balloon when the signal came; `ceilingBefore`: the pressure ceiling
+    /// then; `after`: the balloon once this signal's deflate is done.
+    func restartRegrowth(actualBefore: UInt64, ceilingBefore: UInt64?, after: UInt64) {
+        if let ceilingBefore, regrowth != nil, actualBefore > ceilingBefore {
+            regrowth = nil
+            regrowthSpent = true
+            return
+        }
+        guard let policy = regrowthPolicy, !regrowthSpent else {
+            regrowth = nil
+            return
+        }
+        var sizer = regrowth ?? FreeMemorySizer(policy: policy)
+        sizer.cap(at: after)
+        regrowth = sizer
+    }
+}

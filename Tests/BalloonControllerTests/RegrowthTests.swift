@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: Apache-2.0
+import BalloonProtocol
+import Testing
+@testable import BalloonController
+
+private let MiB: UInt64 = 1 << 20
+private let GiB: UInt64 = 1 << 30
+
+/// Regrowth into free memory during a pressure backoff (Regrowth.swift,
+/// docs/pressure.md): the host's part grows back into memory that stayed free
+/// above the cushion, not into page cache, and not again after it was wrong.
+@Suite struct RegrowthTests {
+    static let cushion = 64 * MiB
+
+    /// A host target of 512 MiB reached, regrowth allowed, then a severe
+    /// stall that gave everything back.
+    func stalledRig(regrowth: Bool = true) throws -> Rig {
+        let rig = Rig(available: 4 * GiB)
+        if regrowth { rig.controller.regrowthPolicy = FreeMemoryPolicy(cushion: Self.cushion) }
+        try rig.controller.setTarget(512 * MiB)
+        rig.run()
+        rig.clock.advance(.seconds(10))
+        rig.controller.pressure(.psi(.severe))
+        #expect(rig.controller.actual == 0)
+        return rig
+    }
+
+    /// MemFree samples every 250 ms for `duration`, stepping the controller.
+    /// `free`: MemFree with an empty balloon; each sample is that less the
+    /// balloon, as in a guest.
+    func feed(_ rig: Rig, free: UInt64, for duration: Duration) {
+        let end = rig.clock.now + duration
+        while rig.clock.now <= end {
+            let actual = rig.controller.actual
+            if rig.controller.wantsRegrowthSamples {
+                rig.controller.sampleRegrowth(memFree: free > actual ? free - actual : 0)
+            }
+            rig.run(perStep: .zero)
+            rig.clock.advance(.milliseconds(250))
+        }
+    }
+
+    @Test func afterAStallTheHostsTargetRegrowsIntoSettledFreeMemory() throws {
+        let rig = try stalledRig()
+        #expect(rig.controller.wantsRegrowthSamples)
+        let settle = FreeMemoryPolicy(cushion: Self.cushion).settleDelay
+        // The workload that stalled has ended: 700 MiB free. Not taken
+        // before it stayed free for the settle delay...
+        feed(rig, free: 700 * MiB, for: settle - .milliseconds(250))
+        #expect(rig.controller.actual == 0)
+        // ...then up to the host's target, long before the quiet period ends.
+        feed(rig, free: 700 * MiB, for: .seconds(2))
+        #expect(rig.controller.actual == 512 * MiB)
+        #expect(rig.controller.inPressureBackoff)
+        #expect(rig.controller.hostCeiling == 512 * MiB)
+        #expect(rig.controller.state == .idle)
+    }
+
+    @Test func withoutRegrowthTheQuietPeriodHoldsTheHostsTarget() throws {
+        let rig = try stalledRig(regrowth: false)
+        #expect(!rig.controller.wantsRegrowthSamples)
+        feed(rig, free: 700 * MiB, for: .seconds(20))
+        #expect(rig.controller.actual == 0)
+        #expect(rig.controller.state == .unreachable)
+    }
+
+    @Test func itTakesOnlyFreeMemoryAboveTheCushionNeverMore() throws {
+        let rig = try stalledRig()
+        // MemAvailable is large (page cache), MemFree is not: 64 + 100 MiB.
+        feed(rig, free: Self.cushion + 100 * MiB, for: .seconds(10))
+        let margin = FreeMemoryPolicy(cushion: Self.cushion).growthMargin
+        #expect(rig.controller.actual == (100 * MiB - margin) / (2 * MiB) * (2 * MiB))
+        #expect(rig.controller.actual < 100 * MiB)
+        // Never past the host's target, however much is free.
+        feed(rig, free: 4 * GiB, for: .seconds(10))
+        #expect(rig.controller.actual == 512 * MiB)
+    }
+
+    @Test func itGivesBackTheMomentMemFreeFallsBelowTheCushion() throws {
+        let rig = try stalledRig()
+        feed(rig, free: 700 * MiB, for: .seconds(4))
+        #expect(rig.controller.actual == 512 * MiB)
+        // A workload takes memory again: MemFree 32 MiB below the cushion.
+        rig.controller.sampleRegrowth(memFree: Self.cushion - 32 * MiB)
+        rig.run(perStep: .zero)
+        // The deficit (32 MiB) plus a cushion goes back at once (FreeMemorySizer).
+        #expect(rig.controller.actual == 512 * MiB - 32 * MiB - Self.cushion)
+    }
+
+    @Test func pressureAfterRegrowthUndoesItForTheRestOfTheQuietPeriod() throws {
+        let rig = try stalledRig()
+        feed(rig, free: 700 * MiB, for: .seconds(4))
+        #expect(rig.controller.actual == 512 * MiB)
+        rig.clock.advance(.seconds(5))
+        // Regrowth was wrong: a light signal comes. What regrowth took goes
+        // back to the ceiling the stall left (0), and none is taken again,
+        // however much is free, until the quiet period ends.
+        rig.controller.pressure(.psi(.light))
+        rig.run(perStep: .zero)
+        #expect(rig.controller.actual == 0)
+        #expect(!rig.controller.wantsRegrowthSamples)
+        feed(rig, free: 700 * MiB, for: .seconds(20))
+        #expect(rig.controller.actual == 0)
+        // The signal restarted the quiet period; after it, the host's target.
+        rig.clock.advance(rig.controller.policy.quietPeriod)
+        rig.run()
+        #expect(rig.controller.actual == 512 * MiB)
+        #expect(rig.controller.hostCeiling == nil)
+    }
+
+    @Test func signalsBeforeRegrowthTookAnythingDoNotSpendIt() throws {
+        let rig = try stalledRig()
+        rig.clock.advance(.seconds(1))
+        rig.controller.pressure(.psi(.heavy))
+        rig.controller.pressure(.belowFloor(available: 0))
+        #expect(rig.controller.wantsRegrowthSamples)
+        feed(rig, free: 700 * MiB, for: .seconds(4))
+        #expect(rig.controller.actual == 512 * MiB)
+    }
+
+    @Test func aNewBackoffAllowsRegrowthAgain() throws {
+        let rig = try stalledRig()
+        feed(rig, free: 700 * MiB, for: .seconds(4))
+        rig.controller.pressure(.psi(.severe))
+        #expect(!rig.controller.wantsRegrowthSamples)
+        rig.clock.advance(rig.controller.policy.quietPeriod)
+        rig.run()
+        #expect(rig.controller.actual == 512 * MiB)
+        // The next stall, after a calm spell, may regrow again.
+        rig.clock.advance(.seconds(30))
+        rig.controller.pressure(.psi(.severe))
+        #expect(rig.controller.wantsRegrowthSamples)
+        feed(rig, free: 700 * MiB, for: .seconds(4))
+        #expect(rig.controller.actual == 512 * MiB)
+    }
+
+    @Test func aSignalAfterAnExpiredBackoffStartsFromTheBalloonNotTheOldCeiling() throws {
+        let rig = try stalledRig()
+        feed(rig, free: 700 * MiB, for: .seconds(4))
+        #expect(rig.controller.actual == 512 * MiB)
+        // The quiet period ends with no step in between (the balloon was
+        // at its target, nothing to wake for); then a light signal.
+        rig.clock.advance(rig.controller.policy.quietPeriod)
+        let given = rig.controller.pressure(.psi(.light))
+        rig.run(perStep: .zero)
+        // A light step (one chunk here), not everything down to the expired
+        // ceiling of 0.
+        #expect(given == 64 * MiB)
+        #expect(rig.controller.actual == 448 * MiB)
+        #expect(rig.controller.wantsRegrowthSamples)
+    }
+}
