@@ -30,6 +30,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "vm"))
+import guest as G  # noqa: E402
 import hostlib as H  # noqa: E402
 
 
@@ -188,4 +190,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    G.exit_on_sigterm()
     sys.exit(main())

@@ -46,4 +46,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    F.G.exit_on_sigterm()
     sys.exit(main())

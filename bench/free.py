@@ -102,36 +102,28 @@ class Run:
         guests of one configuration in one process need their own."""
         self.cfg = cfg
         tag = name or f"bfree-{cfg}-{os.getpid()}"
-        self.wd = os.path.join(ROOT, "tests", "vm", "work", tag)
-        self.disk = self.wd + ".img"
         self.backend = os.path.join(ram_dir, tag)
         self.serve: subprocess.Popen | None = None
         self.daemon_pid: int | None = None
-        subprocess.run(["truncate", "-s", "2G", self.disk], check=True)
-        subprocess.run(["mkfs.ext4", "-F", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", self.disk], check=True)
-        args = [os.path.join(ROOT, "tests/vm/boot.sh"), "-w", self.wd, "-i", initramfs, "-m", "1G",
-                "--memory-backend", self.backend, "--timeout", "5400", "--ready-timeout", "120",
-                "--qemu-arg", "-drive", "--qemu-arg", f"file={self.disk},if=virtio,format=raw,cache=none"]
-        if cfg == "b":
-            args += ["--qemu-arg", "-device", "--qemu-arg", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"]
-        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
-        self.agent = G.Agent(os.path.join(self.wd, "control.sock"), 60, self.wd)
-        self.sh("vmload virtio_blk && mkdir -p /mnt/disk && mount -t ext4 /dev/vda /mnt/disk")
-        if cfg == "b":
-            self.sh("vmload virtio_balloon")
+        balloon = ("--qemu-arg", "-device", "--qemu-arg", "virtio-balloon-pci,id=balloon0,free-page-reporting=on")
+        self.vm = G.BootedGuest(os.path.join(ROOT, "tests", "vm", "work", tag), initramfs, memory_backend=self.backend,
+                                timeout=5400, boot_args=balloon if cfg == "b" else (), command_timeout=600)
+        self.wd = self.vm.wd
+        try:
+            if cfg == "b":
+                self.sh("vmload virtio_balloon")
+        except BaseException:
+            self.vm.stop_vm(remove_workdir=False)
+            raise
         self.sampler = Sampler(self.backend)
         self.sampler.start()
         self.rng = random.Random(seed)
 
     def run(self, cmd: str, timeout: float = 600) -> tuple[int, str]:
-        rc, out = self.agent.run(cmd, timeout)
-        return rc, out.decode(errors="replace")
+        return self.vm.run(cmd, timeout)
 
     def sh(self, cmd: str, timeout: float = 600) -> str:
-        rc, out = self.run(cmd, timeout)
-        if rc != 0:
-            raise RuntimeError(f"guest `{cmd}` exited {rc}: {out}")
-        return out.strip()
+        return self.vm.sh(cmd, timeout)
 
     def vmstat(self, key: str) -> int:
         return int(self.sh(f"awk '$1 == \"{key}\" {{print $2}}' /proc/vmstat") or 0)
@@ -284,12 +276,7 @@ class Run:
         if self.serve:
             self.serve.terminate()
             self.serve.wait()
-        subprocess.run([os.path.join(ROOT, "tests/vm/stop.sh"), self.wd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for p in (self.disk, self.backend):
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
+        self.vm.stop_vm(remove_workdir=False)  # serve.log stays for a look afterwards
 
 
 def w3_rounds(runs: dict[str, "Run"], rounds: int) -> None:
@@ -542,4 +529,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    G.exit_on_sigterm()
     sys.exit(main())

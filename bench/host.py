@@ -211,4 +211,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    import guest
+
+    guest.exit_on_sigterm()
     sys.exit(main())

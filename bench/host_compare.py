@@ -37,7 +37,6 @@ import os
 import random
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 
@@ -76,34 +75,27 @@ class VMGuest:
     def __init__(self, name: str, initramfs: str, balloond: bool):
         import guest as G
         self.name = name
-        self.wd = os.path.join(ROOT, "tests", "vm", "work", f"bench-host-{name}-{os.getpid()}")
         self.ram_file = f"/dev/shm/bench-host-{name}-{os.getpid()}"
-        self.disk = self.wd + ".img"
-        os.makedirs(os.path.dirname(self.wd), exist_ok=True)
-        subprocess.run(["truncate", "-s", "1G", self.disk], check=True)
-        subprocess.run(["mkfs.ext4", "-F", "-q", self.disk], check=True)
-        subprocess.run([os.path.join(ROOT, "tests/vm/boot.sh"), "-w", self.wd, "-i", initramfs, "-m", "1G",
-                        "--memory-backend", self.ram_file, "--timeout", "7200", "--ready-timeout", "180",
-                        "--qemu-arg", "-drive", "--qemu-arg", f"file={self.disk},if=virtio,format=raw,cache=none"],
-                       check=True, stdout=subprocess.DEVNULL)
-        self.agent = G.Agent(os.path.join(self.wd, "control.sock"), 120, self.wd)
-        self.sh("vmload virtio_blk && mkdir -p /mnt/disk && mount -t ext4 /dev/vda /mnt/disk")
-        self.sh("dd if=/dev/zero of=/mnt/disk/cache bs=1M count=600 2>/dev/null; "
-                "dd if=/dev/zero of=/mnt/disk/ws bs=1M count=128 2>/dev/null; sync; echo 3 > /proc/sys/vm/drop_caches", 600)
-        self.port = os.path.join(self.wd, "port0.sock")
-        if balloond:
-            self.sh("printf '[Channel]\\nListen=virtio-serial:org.balloond.0\\n[Stats]\\nInterval=1s\\n' > /tmp/b.conf")
-            self.sh("balloond --config /tmp/b.conf >/tmp/balloond.log 2>&1 &")
+        self.vm = G.BootedGuest(os.path.join(ROOT, "tests", "vm", "work", f"bench-host-{name}-{os.getpid()}"), initramfs,
+                                disk_size="1G", memory_backend=self.ram_file, timeout=7200, ready_timeout=180,
+                                agent_timeout=120, command_timeout=600)
+        self.wd = self.vm.wd
+        try:
+            self.sh("dd if=/dev/zero of=/mnt/disk/cache bs=1M count=600 2>/dev/null; "
+                    "dd if=/dev/zero of=/mnt/disk/ws bs=1M count=128 2>/dev/null; sync; echo 3 > /proc/sys/vm/drop_caches", 600)
+            self.port = os.path.join(self.wd, "port0.sock")
+            if balloond:
+                self.sh("printf '[Channel]\\nListen=virtio-serial:org.balloond.0\\n[Stats]\\nInterval=1s\\n' > /tmp/b.conf")
+                self.sh("balloond --config /tmp/b.conf >/tmp/balloond.log 2>&1 &")
+        except BaseException:
+            self.vm.stop_vm()
+            raise
 
     def run(self, cmd: str, timeout: float = 600) -> tuple[int, str]:
-        rc, out = self.agent.run(cmd, timeout)
-        return rc, out.decode(errors="replace")
+        return self.vm.run(cmd, timeout)
 
     def sh(self, cmd: str, timeout: float = 600) -> str:
-        rc, out = self.run(cmd, timeout)
-        if rc != 0:
-            raise RuntimeError(f"{self.name}: `{cmd}` exited {rc}: {out}")
-        return out.strip()
+        return self.vm.sh(cmd, timeout)
 
     def allocated(self) -> int:
         try:
@@ -162,17 +154,7 @@ class VMGuest:
         return rows
 
     def stop(self) -> None:
-        try:
-            self.agent.close()
-        except Exception:
-            pass
-        subprocess.run([os.path.join(ROOT, "tests/vm/stop.sh"), self.wd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for p in (self.disk, self.ram_file):
-            try:
-                os.remove(p)
-            except OSError:
-                pass
-        shutil.rmtree(self.wd, ignore_errors=True)
+        self.vm.stop_vm()
 
 
 def budget_for(a) -> int:

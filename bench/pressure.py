@@ -176,32 +176,23 @@ class Session:
 
 class BenchGuest:
     def __init__(self, name: str, initramfs: str, balloon_device: bool):
-        self.wd = os.path.join(ROOT, "tests", "vm", "work", f"bench-{name}-{os.getpid()}")
-        self.disk = self.wd + ".img"
-        subprocess.run(["truncate", "-s", "2G", self.disk], check=True)
-        subprocess.run(["mkfs.ext4", "-F", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", self.disk], check=True)
-        args = [os.path.join(ROOT, "tests/vm/boot.sh"), "-w", self.wd, "-i", initramfs, "-m", "1G",
-                "--timeout", "3600", "--ready-timeout", "120",
-                "--qemu-arg", "-drive", "--qemu-arg", f"file={self.disk},if=virtio,format=raw,cache=none"]
-        if balloon_device:
-            args += ["--balloon-device", "--deflate-on-oom"]
-        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
-        self.agent = G.Agent(os.path.join(self.wd, "control.sock"), 60, self.wd)
-        self.sh("vmload virtio_blk && mkdir -p /mnt/disk && mount -t ext4 /dev/vda /mnt/disk")
-        self.mem_total = int(self.sh("awk '/^MemTotal:/ {print $2}' /proc/meminfo")) * 1024
+        self.vm = G.BootedGuest(os.path.join(ROOT, "tests", "vm", "work", f"bench-{name}-{os.getpid()}"), initramfs,
+                                boot_args=("--balloon-device", "--deflate-on-oom") if balloon_device else ())
+        self.wd = self.vm.wd
         self.daemon_pid: int | None = None
-        self.facts = {"guest_cpu_model": self.sh("grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2-").strip(),
-                      "guest_thp": self.sh("cat /sys/kernel/mm/transparent_hugepage/enabled")}
+        try:
+            self.mem_total = int(self.sh("awk '/^MemTotal:/ {print $2}' /proc/meminfo")) * 1024
+            self.facts = {"guest_cpu_model": self.sh("grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2-").strip(),
+                          "guest_thp": self.sh("cat /sys/kernel/mm/transparent_hugepage/enabled")}
+        except BaseException:
+            self.vm.stop_vm(remove_workdir=False)
+            raise
 
     def run(self, cmd: str, timeout: float = 300) -> tuple[int, str]:
-        rc, out = self.agent.run(cmd, timeout)
-        return rc, out.decode(errors="replace")
+        return self.vm.run(cmd, timeout)
 
     def sh(self, cmd: str, timeout: float = 300) -> str:
-        rc, out = self.run(cmd, timeout)
-        if rc != 0:
-            raise RuntimeError(f"guest `{cmd}` exited {rc}: {out}")
-        return out.strip()
+        return self.vm.sh(cmd, timeout)
 
     def vmstat(self, key: str) -> int:
         return int(self.sh(f"awk '$1 == \"{key}\" {{print $2}}' /proc/vmstat") or 0)
@@ -257,16 +248,7 @@ class BenchGuest:
         return G.qmp(os.path.join(self.wd, "qmp.sock"), execute, arguments)
 
     def stop(self) -> None:
-        try:
-            self.agent.close()
-        except Exception:
-            pass
-        subprocess.run([os.path.join(ROOT, "tests/vm/stop.sh"), self.wd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for p in (self.disk,):
-            try:
-                os.remove(p)
-            except OSError:
-                pass
+        self.vm.stop_vm(remove_workdir=False)
 
 
 def parse_result(out: str) -> dict:
@@ -702,4 +684,5 @@ def write(results: dict, a, started: float, final: bool = True) -> bool:
 
 
 if __name__ == "__main__":
+    G.exit_on_sigterm()
     sys.exit(main())

@@ -27,7 +27,10 @@ import json
 import os
 import re
 import secrets
+import signal
+import shutil
 import socket
+import subprocess
 import sys
 import time
 
@@ -162,6 +165,74 @@ def qmp(path: str, execute: str, arguments: dict | None = None, timeout: float =
     finally:
         f.close()
         s.close()
+
+
+class BootedGuest:
+    """A 1 GiB TCG guest of boot.sh for the benchmarks, with an ext4 scratch disk
+    mounted at /mnt/disk and its control agent: run/sh, and stop_vm() that ends QEMU
+    and removes the disk, the RAM file and the work directory. A failure or a
+    SIGTERM (exit_on_sigterm) while it boots stops it at once: the caller has no
+    object yet to stop, and QEMU would outlive the script."""
+
+    HERE = os.path.dirname(os.path.abspath(__file__))
+
+    def __init__(self, wd: str, initramfs: str, *, disk_size: str = "2G", memory_backend: str | None = None,
+                 timeout: int = 3600, ready_timeout: int = 120, agent_timeout: float = 60,
+                 boot_args: tuple[str, ...] = (), command_timeout: float = 300):
+        self.wd = wd
+        self.disk = wd + ".img"
+        self.memory_backend = memory_backend
+        self.command_timeout = command_timeout
+        self.agent: Agent | None = None
+        try:
+            os.makedirs(os.path.dirname(wd), exist_ok=True)
+            subprocess.run(["truncate", "-s", disk_size, self.disk], check=True)
+            subprocess.run(["mkfs.ext4", "-F", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", self.disk], check=True)
+            args = [os.path.join(self.HERE, "boot.sh"), "-w", wd, "-i", initramfs, "-m", "1G",
+                    "--timeout", str(timeout), "--ready-timeout", str(ready_timeout),
+                    "--qemu-arg", "-drive", "--qemu-arg", f"file={self.disk},if=virtio,format=raw,cache=none"]
+            if memory_backend:
+                args += ["--memory-backend", memory_backend]
+            subprocess.run(args + list(boot_args), check=True, stdout=subprocess.DEVNULL)
+            self.agent = Agent(os.path.join(wd, "control.sock"), agent_timeout, wd)
+            self.sh("vmload virtio_blk && mkdir -p /mnt/disk && mount -t ext4 /dev/vda /mnt/disk")
+        except BaseException:
+            self.stop_vm()
+            raise
+
+    def run(self, cmd: str, timeout: float | None = None) -> tuple[int, str]:
+        assert self.agent is not None
+        rc, out = self.agent.run(cmd, timeout or self.command_timeout)
+        return rc, out.decode(errors="replace")
+
+    def sh(self, cmd: str, timeout: float | None = None) -> str:
+        rc, out = self.run(cmd, timeout)
+        if rc != 0:
+            raise RuntimeError(f"{os.path.basename(self.wd)}: guest `{cmd}` exited {rc}: {out}")
+        return out.strip()
+
+    def stop_vm(self, remove_workdir: bool = True) -> None:
+        try:
+            if self.agent:
+                self.agent.close()
+        except Exception:
+            pass
+        subprocess.run([os.path.join(self.HERE, "stop.sh"), self.wd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for p in (self.disk, self.memory_backend):
+            try:
+                if p:
+                    os.remove(p)
+            except OSError:
+                pass
+        if remove_workdir:
+            shutil.rmtree(self.wd, ignore_errors=True)
+
+
+def exit_on_sigterm() -> None:
+    """Makes SIGTERM (kill, timeout(1), a CI runner stopping a job) end the
+    script through SystemExit, so its finally blocks stop the guests and
+    servers it started; by default Python dies at once and leaves them running."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
 
 def main(argv: list[str]) -> int:
