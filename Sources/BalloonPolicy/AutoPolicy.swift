@@ -35,7 +35,19 @@ public struct AutoPolicy: HostPolicy {
         /// (half the headroom) plus half the band, so MemAvailable's jitter at
         /// the bottom of a squeeze is not taken for pressure.
         let squeezeFloor: Int64
+        /// MemFree once the balloon reaches its target, above headroom + band:
+        /// memory no workload holds (page cache is not free).
+        let freeSpare: Int64
         var spare: Int64 { available - headroom }
+        /// What a take may use: the spare memory, or while holding off after
+        /// pressure only the part of it that is free. A guest's balloond
+        /// grows back only into memory that stays free during its own quiet
+        /// period (docs/pressure.md), so asking for that is not asking for
+        /// the memory that stalled it; the workload that stalled has ended.
+        var takeable: Int64 { holdingOff ? Swift.min(spare, freeSpare) : spare }
+        /// How far a host shortfall may squeeze it: to `squeezeFloor`, or
+        /// while holding off, no further than `takeable`.
+        var squeezeRoom: Int64 { holdingOff ? takeable : available - squeezeFloor }
         var deficit: Int64 { headroom - available }
         /// Shares as a weight on taking: more shares, less taken.
         var takeWeight: Double { 1000 / Double(Swift.max(state.limits.shares, 1)) }
@@ -56,6 +68,13 @@ public struct AutoPolicy: HostPolicy {
     static func available(_ state: GuestState, _ sample: GuestSample) -> Int64 {
         let actual = sample.balloonActual ?? state.actual
         return sample.memAvailable.signed + sample.reclaimableHeld.signed + actual.signed - state.target.signed
+    }
+
+    /// MemFree as of the balloon at its target (0 when the guest does not say).
+    static func free(_ state: GuestState, _ sample: GuestSample) -> Int64 {
+        guard let free = sample.memFree else { return 0 }
+        let actual = sample.balloonActual ?? state.actual
+        return free.signed + actual.signed - state.target.signed
     }
 
     // MARK: the fast path
@@ -116,7 +135,8 @@ public struct AutoPolicy: HostPolicy {
                 // A sample from before the last change does not show it yet:
                 // acting on it would take (or give) the same memory twice.
                 current: memory.lastChange.map { sample.at > $0 } ?? true,
-                squeezeFloor: Int64(Double(h) * tuning.lowWater) + b / 2))
+                squeezeFloor: Int64(Double(h) * tuning.lowWater) + b / 2,
+                freeSpare: Self.free(state, sample) - h - b))
         }
         let hostAvailable = Swift.min(host.available, host.total).signed
         var changes: [String: (Int64, String)] = [:]
@@ -152,21 +172,22 @@ public struct AutoPolicy: HostPolicy {
     /// 1000/Shares: a `trimRate` share each round, and while the host is
     /// short by `need`, that much spread over the guests by the same weights;
     /// if spare memory cannot cover it, down to half the headroom. Never from
-    /// a guest under pressure or holding off, at most `maxStep` a round, at
-    /// least half the band (smaller shares are rounded up where there is room).
+    /// a guest under pressure, and from one holding off only its free memory
+    /// (`takeable`); at most `maxStep` a round, at least half the band
+    /// (smaller shares are rounded up where there is room).
     private func take(_ views: [View], need: Int64, into changes: inout [String: (Int64, String)]) {
-        let candidates = views.filter { changes[$0.state.name] == nil && !$0.pressured && !$0.holdingOff }
+        let candidates = views.filter { changes[$0.state.name] == nil && !$0.pressured }
         let step = tuning.maxStep.signed
         var taken: [String: Int64] = [:]
-        for view in candidates where view.spare > view.band {
-            taken[view.state.name] = Swift.min(view.spare, Int64(Double(view.spare) * tuning.trimRate * view.takeWeight))
+        for view in candidates where view.takeable > view.band {
+            taken[view.state.name] = Swift.min(view.takeable, Int64(Double(view.takeable) * tuning.trimRate * view.takeWeight))
         }
         var short = need - taken.values.reduce(0, +)
         if short > 0 {
-            short = spread(short, over: candidates, into: &taken, step: step) { $0.spare }
+            short = spread(short, over: candidates, into: &taken, step: step) { $0.takeable }
         }
         if short > 0 {
-            short = spread(short, over: candidates, into: &taken, step: step) { $0.available - $0.squeezeFloor }
+            short = spread(short, over: candidates, into: &taken, step: step) { $0.squeezeRoom }
         }
         for view in candidates {
             guard let bytes = taken[view.state.name], bytes > 0 else { continue }
@@ -175,7 +196,7 @@ public struct AutoPolicy: HostPolicy {
             // guest has the room (the host then stays above its reserve for
             // a while), and dropped where it has not.
             let least = view.band / 2
-            let room = Swift.min(view.available - view.squeezeFloor, step)
+            let room = Swift.min(view.squeezeRoom, step)
             guard bytes >= least || room >= least else { continue }
             let take = Swift.min(Swift.max(bytes, least), step)
             let why = need > 0 ? "host short \(mib(need))" : "spare \(mib(view.spare))"

@@ -275,6 +275,31 @@ import Testing
         #expect(policy.sampled(guest: state(target: target, after), host: host, now: .seconds(3)).isEmpty)
     }
 
+    /// After pressure a guest is held off, but memory that is free once its
+    /// workload ended is taken (its balloond regrows only into free memory);
+    /// page cache, or a guest that does not say MemFree, is left alone.
+    @Test func holdingOffTakesOnlyFreeMemory() throws {
+        var policy = auto()
+        let host = HostSample(at: .seconds(1), total: 8 * GiB, available: 4 * GiB)
+        var g = state(target: 300 * MiB, GuestSample(at: .seconds(1), memTotal: 700 * MiB, memAvailable: 20 * MiB, memFree: 10 * MiB))
+        let fast = try #require(policy.sampled(guest: g, host: host, now: .seconds(1)).first, "pressure gives memory back")
+        g.target = fast.target
+        g.actual = fast.target
+        // 2 s later the workload has ended: 800 MiB available, of which 100 MiB
+        // free (the rest page cache): too little free above the boosted
+        // headroom (153.6 MiB) and the band (32 MiB). Nothing is taken, nor
+        // from a guest that does not say MemFree.
+        g.sample = GuestSample(at: .seconds(3), memTotal: GiB, memAvailable: 800 * MiB, memFree: 100 * MiB, balloonActual: g.actual)
+        #expect(policy.round(host: host, guests: [g], now: .seconds(3)).isEmpty)
+        g.sample = GuestSample(at: .seconds(4), memTotal: GiB, memAvailable: 800 * MiB, balloonActual: g.actual)
+        #expect(policy.round(host: host, guests: [g], now: .seconds(4)).isEmpty)
+        // 700 MiB free, still within the hold-off: half of what is above
+        // headroom + band (257 MiB), at most a step (128 MiB).
+        g.sample = GuestSample(at: .seconds(5), memTotal: GiB, memAvailable: 800 * MiB, memFree: 700 * MiB, balloonActual: g.actual)
+        let changes = policy.round(host: host, guests: [g], now: .seconds(5))
+        #expect(changes.first?.target == fast.target + 128 * MiB)
+    }
+
     @Test func memoryTheBalloonCouldGiveBackCountsAsAvailable() {
         var policy = auto()
         let sample = GuestSample(at: .seconds(1), memTotal: 700 * MiB, memAvailable: 30 * MiB, reclaimableHeld: 500 * MiB)
