@@ -79,7 +79,11 @@ fuzz_one() {
     leaks=$(count leak)
     timeouts=$(count timeout)
     ooms=$(count oom)
-    if ((crashes + leaks + timeouts + ooms > 0)) || { ((rc != 0)) && ! grep -q 'Done [0-9]* runs' "$dir/log"; }; then
+    # Stopped by hand (SIGINT/SIGTERM: libFuzzer prints its final stats and
+    # exits 72) is a shorter run, not a failure: the row says so.
+    local interrupted=0
+    if ((rc == 72)) && grep -q 'libFuzzer: run interrupted' "$dir/log"; then interrupted=1; fi
+    if ((crashes + leaks + timeouts + ooms > 0)) || { ((rc != 0 && !interrupted)) && ! grep -q 'Done [0-9]* runs' "$dir/log"; }; then
         failed=1
         mkdir -p "fuzz/regressions/$t"
         find "$dir/artifacts" -type f -exec cp {} "fuzz/regressions/$t/" \;
@@ -89,6 +93,7 @@ fuzz_one() {
     fi
     echo "$failed" >"$dir/failed"
     local percpu; percpu=$(awk -v e="$execs" -v c="$cpus" 'BEGIN { printf "%d", (c > 0 ? e / c : 0) }')
+    ((interrupted)) && wall="$wall (stopped)"
     echo "| $t | $wall | $cpus | $execs | $rate | $percpu | $cov | $ft | $seeds → $corp | ${peak:--} MB | $crashes | $leaks | $timeouts | $ooms |" >"$dir/row"
     : >"$dir/goal"
     case $t in
