@@ -93,8 +93,9 @@ fuzz_one() {
     fi
     echo "$failed" >"$dir/failed"
     local percpu; percpu=$(awk -v e="$execs" -v c="$cpus" 'BEGIN { printf "%d", (c > 0 ? e / c : 0) }')
-    ((interrupted)) && wall="$wall (stopped)"
-    echo "| $t | $wall | $cpus | $execs | $rate | $percpu | $cov | $ft | $seeds → $corp | ${peak:--} MB | $crashes | $leaks | $timeouts | $ooms |" >"$dir/row"
+    local shown=$wall
+    ((interrupted)) && shown="$wall (stopped)"
+    echo "| $t | $shown | $cpus | $execs | $rate | $percpu | $cov | $ft | $seeds → $corp | ${peak:--} MB | $crashes | $leaks | $timeouts | $ooms |" >"$dir/row"
     : >"$dir/goal"
     case $t in
         guest-protocol|host-frames|qmp|metrics-http)
@@ -102,7 +103,7 @@ fuzz_one() {
             need=$(( rate > 0 ? (10000000 + rate - 1) / rate : 0 ))
             cpuneed=$(( percpu > 0 ? (10000000 + percpu - 1) / percpu : 0 ))
             if ((execs >= 10000000)); then verdict="met"; else verdict="not met: at $rate exec/s it takes FUZZ_SECONDS=$need (at $percpu executions per CPU second, $cpuneed CPU seconds)"; fi
-            echo "- $t: $execs executions in $wall s ($cpus CPU s) — goal of 10 million $verdict." >"$dir/goal" ;;
+            echo "- $t: $execs executions in $wall s ($cpus CPU s)$( ((interrupted)) && echo ", stopped by hand") — goal of 10 million $verdict." >"$dir/goal" ;;
     esac
 }
 
