@@ -63,18 +63,20 @@ final class FreeMemoryWatch {
     /// whenever the mode goes on or off.
     func syncSampling() {
         let wanted = enabled || controller.wantsRegrowthSamples
-        guard wanted != sampling else { return }
-        do {
-            if wanted {
-                try sampleTimer.arm(every: Self.sampleInterval)  // On the grid the floor check shares (arm(every:)).
-            } else {
-                try sampleTimer.disarm()
-            }
-            sampling = wanted
-        } catch {
+        do { try setSampling(wanted) } catch {
             // Without samples the mode and regrowth do not grow: safe.
             logger.error("cannot \(wanted ? "set" : "stop") the MemFree sample timer: \(error)")
         }
+    }
+
+    private func setSampling(_ wanted: Bool) throws(SystemError) {
+        guard wanted != sampling else { return }
+        if wanted {
+            try sampleTimer.arm(every: Self.sampleInterval)  // On the grid the floor check shares (arm(every:)).
+        } else {
+            try sampleTimer.disarm()
+        }
+        sampling = wanted
     }
 
     var enabled: Bool { controller.freeMemory != nil }
@@ -104,10 +106,7 @@ final class FreeMemoryWatch {
     func enable() throws(SystemError) -> FreeMemoryPolicy {
         let policy = self.policy
         controller.enableFreeMemory(policy)
-        if !sampling {
-            try sampleTimer.arm(every: Self.sampleInterval)  // On the grid the floor check shares (arm(every:)).
-            sampling = true
-        }
+        try setSampling(true)
         startColdCache()
         logger.info("free-memory mode on", metadata: [
             "cushion": "\(HumanBytes.format(policy.cushion))", "cold-cache": "\(governor != nil ? "on" : "off")",

@@ -66,15 +66,19 @@ public struct AutoPolicy: HostPolicy {
     /// MemAvailable is as of the balloon's size when the sample was taken;
     /// once the balloon is at the target, the guest has that much more (or less).
     static func available(_ state: GuestState, _ sample: GuestSample) -> Int64 {
-        let actual = sample.balloonActual ?? state.actual
-        return sample.memAvailable.signed + sample.reclaimableHeld.signed + actual.signed - state.target.signed
+        sample.memAvailable.signed + sample.reclaimableHeld.signed + toTarget(state, sample)
     }
 
     /// MemFree as of the balloon at its target (0 when the guest does not say).
     static func free(_ state: GuestState, _ sample: GuestSample) -> Int64 {
         guard let free = sample.memFree else { return 0 }
-        let actual = sample.balloonActual ?? state.actual
-        return free.signed + actual.signed - state.target.signed
+        return free.signed + toTarget(state, sample)
+    }
+
+    /// What the guest gains (or loses) once the balloon goes from its size
+    /// when sampled to the target.
+    static func toTarget(_ state: GuestState, _ sample: GuestSample) -> Int64 {
+        (sample.balloonActual ?? state.actual).signed - state.target.signed
     }
 
     // MARK: the fast path

@@ -25,6 +25,14 @@ private let GiB: UInt64 = 1 << 30
         return rig
     }
 
+    /// `stalledRig`, then 700 MiB free for long enough: regrown to the target.
+    func regrownRig() throws -> Rig {
+        let rig = try stalledRig()
+        feed(rig, free: 700 * MiB, for: .seconds(4))
+        #expect(rig.controller.actual == 512 * MiB)
+        return rig
+    }
+
     /// MemFree samples every 250 ms for `duration`, stepping the controller.
     /// `free`: MemFree with an empty balloon; each sample is that less the
     /// balloon, as in a guest.
@@ -77,9 +85,7 @@ private let GiB: UInt64 = 1 << 30
     }
 
     @Test func itGivesBackTheMomentMemFreeFallsBelowTheCushion() throws {
-        let rig = try stalledRig()
-        feed(rig, free: 700 * MiB, for: .seconds(4))
-        #expect(rig.controller.actual == 512 * MiB)
+        let rig = try regrownRig()
         // A workload takes memory again: MemFree 32 MiB below the cushion.
         rig.controller.sampleRegrowth(memFree: Self.cushion - 32 * MiB)
         rig.run(perStep: .zero)
@@ -88,9 +94,7 @@ private let GiB: UInt64 = 1 << 30
     }
 
     @Test func pressureAfterRegrowthUndoesItForTheRestOfTheQuietPeriod() throws {
-        let rig = try stalledRig()
-        feed(rig, free: 700 * MiB, for: .seconds(4))
-        #expect(rig.controller.actual == 512 * MiB)
+        let rig = try regrownRig()
         rig.clock.advance(.seconds(5))
         // Regrowth was wrong: a light signal comes. What regrowth took goes
         // back to the ceiling the stall left (0), and none is taken again,
@@ -119,8 +123,7 @@ private let GiB: UInt64 = 1 << 30
     }
 
     @Test func aNewBackoffAllowsRegrowthAgain() throws {
-        let rig = try stalledRig()
-        feed(rig, free: 700 * MiB, for: .seconds(4))
+        let rig = try regrownRig()
         rig.controller.pressure(.psi(.severe))
         #expect(!rig.controller.wantsRegrowthSamples)
         rig.clock.advance(rig.controller.policy.quietPeriod)
@@ -135,9 +138,7 @@ private let GiB: UInt64 = 1 << 30
     }
 
     @Test func aSignalAfterAnExpiredBackoffStartsFromTheBalloonNotTheOldCeiling() throws {
-        let rig = try stalledRig()
-        feed(rig, free: 700 * MiB, for: .seconds(4))
-        #expect(rig.controller.actual == 512 * MiB)
+        let rig = try regrownRig()
         // The quiet period ends with no step in between (the balloon was
         // at its target, nothing to wake for); then a light signal.
         rig.clock.advance(rig.controller.policy.quietPeriod)
