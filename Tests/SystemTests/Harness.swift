@@ -128,8 +128,10 @@ final class RawClient {
     var pending: [LineFramer.Item] = []
     var nextID: Int64 = 1
 
-    /// The socket's file appears at bind(2), a moment before listen(2):
-    /// a refused connection is tried again until the daemon listens.
+    /// The socket's file appears at bind(2), a moment before listen(2), and a
+    /// restarted server first unlinks the stale file its predecessor left: a
+    /// refused connection, or a file gone for that moment, is tried again
+    /// until the server listens.
     init(socket: String) throws {
         var outcome: Result<Descriptor, SystemError> = .failure(SystemError("connect", subject: socket, errno: .connectionRefused))
         waitUntil {
@@ -138,7 +140,7 @@ final class RawClient {
                 return true
             } catch {
                 outcome = .failure(error)
-                return error.errno != .connectionRefused
+                return error.errno != .connectionRefused && error.errno != .noSuchFileOrDirectory
             }
         }
         fd = try outcome.get()
