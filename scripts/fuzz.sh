@@ -14,6 +14,9 @@
 #   FUZZ_RESULTS=FILE       where the table goes (default bench/results-fuzz.md)
 #   FUZZ_RSS_MB=2048        libFuzzer -rss_limit_mb
 #   FUZZ_TIMEOUT=10         libFuzzer -timeout (seconds for one input)
+#   FUZZ_MAX_LEN=N          libFuzzer -max_len for every target (default per
+#                           target: 2048 for guest-protocol and qmp, twice
+#                           their 1 KiB line or value bound; 4096 otherwise)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/opt/swift/usr/bin:$PATH
@@ -43,6 +46,14 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 load=$(cut -d' ' -f1 /proc/loadavg)
 swiftv=$("$SWIFT" --version 2>&1 | head -1)
 
+# Longest input: the protocol targets' bodies bound a line (or a QMP value)
+# at 1 KiB, so 2 KiB inputs reach every path (overlong, several lines,
+# resync) at 1.6× the executions of libFuzzer's 4 KiB (docs/fuzzing.md).
+max_len_of() {
+    if [[ -n ${FUZZ_MAX_LEN:-} ]]; then echo "$FUZZ_MAX_LEN"; return; fi
+    case $1 in guest-protocol|qmp) echo 2048 ;; *) echo 4096 ;; esac
+}
+
 # One target: runs the fuzzer, leaves its table row, goal line and verdict
 # in $work/NAME/{row,goal,failed} (targets may run side by side).
 fuzz_one() {
@@ -59,7 +70,7 @@ fuzz_one() {
     wall0=$(date +%s)
     set +e
     TIMEFORMAT='%U %S'
-    { time "$bin/fuzz-$t" "$dir/corpus" -max_total_time="$seconds" ${runs:+-runs="$runs"} -rss_limit_mb="$rss" -timeout="$timeout" \
+    { time "$bin/fuzz-$t" "$dir/corpus" -max_total_time="$seconds" ${runs:+-runs="$runs"} -max_len="$(max_len_of "$t")" -rss_limit_mb="$rss" -timeout="$timeout" \
         -print_final_stats=1 -artifact_prefix="$dir/artifacts/" >"$dir/log" 2>&1; } 2>"$dir/cpu"
     rc=$?
     set -e
@@ -130,7 +141,7 @@ done
     echo
     echo "Commit $commit$dirty, $started, $(nproc) CPUs ($cpu), kernel $(uname -r), load average at start $load; $swiftv."
     echo
-    echo "Command: \`FUZZ_SECONDS=$seconds${runs:+ FUZZ_RUNS=$runs}$( ((jobs > 1)) && echo " FUZZ_JOBS=$jobs")${FUZZ_TARGETS:+ FUZZ_TARGETS=\"$FUZZ_TARGETS\"} make fuzz\` (scripts/fuzz.sh): \`swift build -c release --scratch-path $scratch -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library --product fuzz-NAME\` with BALLOOND_FUZZ=1, then per target \`fuzz-NAME CORPUS -max_total_time=$seconds${runs:+ -runs=$runs} -rss_limit_mb=$rss -timeout=$timeout -print_final_stats=1\` (one process per target, $jobs at a time; leak detection at ASan's default: on), the corpus a copy of fuzz/corpus/NAME. Bodies and invariants: Sources/BalloonFuzz, docs/fuzzing.md."
+    echo "Command: \`FUZZ_SECONDS=$seconds${runs:+ FUZZ_RUNS=$runs}$( ((jobs > 1)) && echo " FUZZ_JOBS=$jobs")${FUZZ_TARGETS:+ FUZZ_TARGETS=\"$FUZZ_TARGETS\"} make fuzz\` (scripts/fuzz.sh): \`swift build -c release --scratch-path $scratch -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library --product fuzz-NAME\` with BALLOOND_FUZZ=1, then per target \`fuzz-NAME CORPUS -max_total_time=$seconds${runs:+ -runs=$runs} -max_len=N -rss_limit_mb=$rss -timeout=$timeout -print_final_stats=1\` (-max_len: $(for t in "${targets[@]}"; do printf '%s %s, ' "$t" "$(max_len_of "$t")"; done | sed 's/, $//'); one process per target, $jobs at a time; leak detection at ASan's default: on), the corpus a copy of fuzz/corpus/NAME. Bodies and invariants: Sources/BalloonFuzz, docs/fuzzing.md."
     echo
     echo "| target | wall s | CPU s | executions | exec/s | exec per CPU s | cov | ft | corpus (seeds → end) | peak RSS | crashes | leaks | timeouts | OOMs |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
