@@ -17,6 +17,13 @@ public enum PressureSignal: Sendable, Equatable {
     /// balloon memory); the bytes are already gone.
     case holderKilled(bytes: UInt64)
 
+    /// Whether the guest stalled (or the OOM killer acted), as opposed to
+    /// its allocations reaching the floor.
+    public var isStall: Bool {
+        if case .belowFloor = self { return false }
+        return true
+    }
+
     /// The reason named in DEFLATED events and logs.
     public var reason: DeflateReason {
         switch self {
@@ -91,7 +98,7 @@ extension BalloonController {
             freeMemoryQuietUntil = quietUntil
             pressureCeiling = min(pressureCeiling ?? actual, actual)
             freeMemory?.cap(at: actual)
-            restartRegrowth(actualBefore: actual + bytes, ceilingBefore: ceilingBefore, after: actual)
+            restartRegrowth(actualBefore: actual + bytes, ceilingBefore: ceilingBefore, after: actual, stall: true)
             noteDeflate(bytes, signal, now: now, actual: actual)
             return bytes
         }
@@ -124,7 +131,7 @@ extension BalloonController {
         let after = self.actual
         pressureCeiling = min(pressureCeiling ?? after, after)
         freeMemory?.cap(at: after)
-        restartRegrowth(actualBefore: actual, ceilingBefore: ceilingBefore, after: after)
+        restartRegrowth(actualBefore: actual, ceilingBefore: ceilingBefore, after: after, stall: signal.isStall)
         if amount > 0 { noteDeflate(amount, signal, now: now, actual: after) }
         return amount
     }

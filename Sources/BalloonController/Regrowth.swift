@@ -13,9 +13,14 @@ import BalloonProtocol
 /// the cushion. Growth into page cache (MemAvailable) still waits out the
 /// whole quiet period.
 ///
-/// Once regrowth has taken memory past the ceiling and another pressure
-/// signal follows, it was wrong: what it took goes back (the ceiling is where
-/// the signals left it) and the rest of the quiet period holds, as without it.
+/// Once regrowth has taken memory past the ceiling and a stall follows (PSI,
+/// direct reclaim, an OOM kill), it was wrong: what it took goes back (the
+/// ceiling is where the signals left it) and the rest of the quiet period
+/// holds, as without it. A floor breach is not such a sign: the guest's own
+/// allocations used memory that was free, which is what the balloon gives
+/// back for (the free-memory mode's `freeMemoryFloorHoldOff` reasons the
+/// same). It gives back what the floor asks and regrowth goes on from there,
+/// after a new settle delay.
 extension BalloonController {
     /// The ceiling on the host's part of the balloon now: the pressure
     /// ceiling, raised by what regrowth may take. nil outside a backoff.
@@ -46,9 +51,10 @@ extension BalloonController {
 
     /// A pressure signal during or at the start of a backoff. `actualBefore`:
     /// the balloon when the signal came; `ceilingBefore`: the pressure ceiling
-    /// then; `after`: the balloon once this signal's deflate is done.
-    func restartRegrowth(actualBefore: UInt64, ceilingBefore: UInt64?, after: UInt64) {
-        if let ceilingBefore, regrowth != nil, actualBefore > ceilingBefore {
+    /// then; `after`: the balloon once this signal's deflate is done; `stall`:
+    /// whether the signal says the guest stalled (not a floor breach).
+    func restartRegrowth(actualBefore: UInt64, ceilingBefore: UInt64?, after: UInt64, stall: Bool) {
+        if stall, let ceilingBefore, regrowth != nil, actualBefore > ceilingBefore {
             regrowth = nil
             regrowthSpent = true
             return

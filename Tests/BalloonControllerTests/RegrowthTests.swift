@@ -112,6 +112,30 @@ private let GiB: UInt64 = 1 << 30
         #expect(rig.controller.hostCeiling == nil)
     }
 
+    @Test func aFloorBreachAfterRegrowthGivesBackWhatTheFloorAsksAndRegrowthGoesOn() throws {
+        let rig = try regrownRig()
+        rig.clock.advance(.seconds(5))
+        // A workload's allocations reach the floor: no stall. The floor's
+        // margin goes back...
+        let floor = rig.controller.limits.availableFloor
+        let given = rig.controller.pressure(.belowFloor(available: floor))
+        rig.run(perStep: .zero)
+        #expect(given == rig.controller.policy.floorMargin)
+        #expect(rig.controller.actual == 512 * MiB - given)
+        // ...and once the workload has ended and its memory stayed free for
+        // the settle delay, regrowth takes it again, inside the quiet period.
+        #expect(rig.controller.wantsRegrowthSamples)
+        feed(rig, free: 700 * MiB, for: .seconds(4))
+        #expect(rig.controller.actual == 512 * MiB)
+        #expect(rig.controller.inPressureBackoff)
+        // A stall after that regrowth still spends it: back to the ceiling
+        // the first stall left.
+        rig.controller.pressure(.psi(.light))
+        rig.run(perStep: .zero)
+        #expect(rig.controller.actual == 0)
+        #expect(!rig.controller.wantsRegrowthSamples)
+    }
+
     @Test func signalsBeforeRegrowthTookAnythingDoNotSpendIt() throws {
         let rig = try stalledRig()
         rig.clock.advance(.seconds(1))
