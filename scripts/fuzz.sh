@@ -9,7 +9,10 @@
 #
 #   FUZZ_SECONDS=120        seconds per target (a cap when FUZZ_RUNS is set)
 #   FUZZ_RUNS=N             stop a target after N executions (libFuzzer -runs)
-#   FUZZ_JOBS=1             targets run side by side (one process each)
+#   FUZZ_JOBS=1             targets run side by side
+#   FUZZ_WORKERS=1          processes per target on one shared corpus
+#                           (libFuzzer reloads it every second); FUZZ_RUNS
+#                           is split among them and their counts summed
 #   FUZZ_TARGETS="a b"      a subset (default: all six)
 #   FUZZ_RESULTS=FILE       where the table goes (default bench/results-fuzz.md)
 #   FUZZ_RSS_MB=2048        libFuzzer -rss_limit_mb
@@ -24,6 +27,7 @@ SWIFT=${SWIFT:-swift}
 seconds=${FUZZ_SECONDS:-120}
 runs=${FUZZ_RUNS:-}
 jobs=${FUZZ_JOBS:-1}
+workers=${FUZZ_WORKERS:-1}
 targets=(${FUZZ_TARGETS:-guest-protocol host-frames qmp metrics-http config proc})
 results=${FUZZ_RESULTS:-bench/results-fuzz.md}
 rss=${FUZZ_RSS_MB:-2048}
@@ -66,25 +70,33 @@ fuzz_one() {
     # CPU seconds (user + system, children such as llvm-symbolizer included)
     # beside the wall clock: on a shared machine exec/s says more about the
     # load than about the target (docs/fuzzing.md, Throughput).
-    local rc wall0 wall
+    local wall0 wall w per=
+    [[ -z $runs ]] || per=$(( (runs + workers - 1) / workers ))
     wall0=$(date +%s)
-    set +e
-    TIMEFORMAT='%U %S'
-    { time "$bin/fuzz-$t" "$dir/corpus" -max_total_time="$seconds" ${runs:+-runs="$runs"} -max_len="$(max_len_of "$t")" -rss_limit_mb="$rss" -timeout="$timeout" \
-        -print_final_stats=1 -artifact_prefix="$dir/artifacts/" >"$dir/log" 2>&1; } 2>"$dir/cpu"
-    rc=$?
-    set -e
+    for ((w = 1; w <= workers; w++)); do
+        (
+            set +e
+            TIMEFORMAT='%U %S'
+            { time "$bin/fuzz-$t" "$dir/corpus" -max_total_time="$seconds" ${per:+-runs="$per"} -max_len="$(max_len_of "$t")" \
+                -rss_limit_mb="$rss" -timeout="$timeout" -print_final_stats=1 -artifact_prefix="$dir/artifacts/" \
+                >"$dir/log.$w" 2>&1; } 2>"$dir/cpu.$w"
+            echo $? >"$dir/rc.$w"
+        ) &
+    done
+    wait
     wall=$(( $(date +%s) - wall0 ))
-    local cpus execs rate peak last cov ft corp crashes leaks timeouts ooms failed=0
-    cpus=$(awk '{ printf "%.1f", $1 + $2 }' "$dir/cpu" 2>/dev/null); cpus=${cpus:-0}
-    stat() { sed -n "s/^stat::$1: *//p" "$dir/log" | tail -1; }
-    execs=$(stat number_of_executed_units); execs=${execs:-0}
-    rate=$(stat average_exec_per_sec); rate=${rate:-0}
-    peak=$(stat peak_rss_mb)
-    last=$(grep -E '^#[0-9]+' "$dir/log" | tail -1 || true)
-    cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last"); cov=${cov:--}
-    ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last"); ft=${ft:--}
-    corp=$(sed -n 's/.* corp: \([0-9]*\)\/.*/\1/p' <<<"$last"); corp=${corp:--}
+    # Sums over the workers: CPU, executions, exec/s; the largest coverage,
+    # features, corpus and RSS one of them reached.
+    local cpus execs rate peak cov ft corp crashes leaks timeouts ooms failed=0
+    cpus=$(cat "$dir"/cpu.* 2>/dev/null | awk '{ c += $1 + $2 } END { printf "%.1f", c }'); cpus=${cpus:-0}
+    stat() { for f in "$dir"/log.*; do sed -n "s/^stat::$1: *//p" "$f" | tail -1; done; }
+    execs=$(stat number_of_executed_units | awk '{ s += $1 } END { print s + 0 }')
+    rate=$(stat average_exec_per_sec | awk '{ s += $1 } END { print s + 0 }')
+    peak=$(stat peak_rss_mb | sort -n | tail -1)
+    last() { for f in "$dir"/log.*; do grep -E '^#[0-9]+' "$f" | tail -1 | sed -n "s/.* $1: \([0-9]*\).*/\1/p"; done | sort -n | tail -1; }
+    cov=$(last cov); cov=${cov:--}
+    ft=$(last ft); ft=${ft:--}
+    corp=$(last corp); corp=${corp:--}
     count() { find "$dir/artifacts" -type f -name "$1-*" | wc -l; }
     crashes=$(( $(count crash) + $(count deadly) ))
     leaks=$(count leak)
@@ -92,14 +104,21 @@ fuzz_one() {
     ooms=$(count oom)
     # Stopped by hand (SIGINT/SIGTERM: libFuzzer prints its final stats and
     # exits 72) is a shorter run, not a failure: the row says so.
-    local interrupted=0
-    if ((rc == 72)) && grep -q 'libFuzzer: run interrupted' "$dir/log"; then interrupted=1; fi
-    if ((crashes + leaks + timeouts + ooms > 0)) || { ((rc != 0 && !interrupted)) && ! grep -q 'Done [0-9]* runs' "$dir/log"; }; then
+    local interrupted=0 rc=0 wrc ended=1
+    for ((w = 1; w <= workers; w++)); do
+        wrc=$(cat "$dir/rc.$w" 2>/dev/null || echo 1)
+        if ((wrc == 72)) && grep -q 'libFuzzer: run interrupted' "$dir/log.$w"; then
+            interrupted=1
+        elif ((wrc != 0)) && ! grep -q 'Done [0-9]* runs' "$dir/log.$w"; then
+            rc=$wrc ended=0
+        fi
+    done
+    if ((crashes + leaks + timeouts + ooms > 0)) || ((!ended)); then
         failed=1
         mkdir -p "fuzz/regressions/$t"
         find "$dir/artifacts" -type f -exec cp {} "fuzz/regressions/$t/" \;
-        echo "fuzz: $t FAILED (exit $rc): inputs kept in fuzz/regressions/$t/, log $dir/log" >&2
-        grep -m5 -E 'ERROR|Fatal error|precondition|ALARM' "$dir/log" >&2 || true
+        echo "fuzz: $t FAILED (exit $rc): inputs kept in fuzz/regressions/$t/, logs $dir/log.*" >&2
+        cat "$dir"/log.* | grep -m5 -E 'ERROR|Fatal error|precondition|ALARM' >&2 || true
         ((crashes + leaks + timeouts + ooms > 0)) || crashes="exit $rc"
     fi
     echo "$failed" >"$dir/failed"
@@ -114,7 +133,7 @@ fuzz_one() {
             need=$(( rate > 0 ? (10000000 + rate - 1) / rate : 0 ))
             cpuneed=$(( percpu > 0 ? (10000000 + percpu - 1) / percpu : 0 ))
             if ((execs >= 10000000)); then verdict="met"; else verdict="not met: at $rate exec/s it takes FUZZ_SECONDS=$need (at $percpu executions per CPU second, $cpuneed CPU seconds)"; fi
-            echo "- $t: $execs executions in $wall s ($cpus CPU s)$( ((interrupted)) && echo ", stopped by hand") — goal of 10 million $verdict." >"$dir/goal" ;;
+            echo "- $t: $execs executions in $wall s ($cpus CPU s$( ((workers > 1)) && echo ", $workers processes"))$( ((interrupted)) && echo ", stopped by hand") — goal of 10 million $verdict." >"$dir/goal" ;;
     esac
 }
 
@@ -141,7 +160,7 @@ done
     echo
     echo "Commit $commit$dirty, $started, $(nproc) CPUs ($cpu), kernel $(uname -r), load average at start $load; $swiftv."
     echo
-    echo "Command: \`FUZZ_SECONDS=$seconds${runs:+ FUZZ_RUNS=$runs}$( ((jobs > 1)) && echo " FUZZ_JOBS=$jobs")${FUZZ_TARGETS:+ FUZZ_TARGETS=\"$FUZZ_TARGETS\"} make fuzz\` (scripts/fuzz.sh): \`swift build -c release --scratch-path $scratch -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library --product fuzz-NAME\` with BALLOOND_FUZZ=1, then per target \`fuzz-NAME CORPUS -max_total_time=$seconds${runs:+ -runs=$runs} -max_len=N -rss_limit_mb=$rss -timeout=$timeout -print_final_stats=1\` (-max_len: $(for t in "${targets[@]}"; do printf '%s %s, ' "$t" "$(max_len_of "$t")"; done | sed 's/, $//'); one process per target, $jobs at a time; leak detection at ASan's default: on), the corpus a copy of fuzz/corpus/NAME. Bodies and invariants: Sources/BalloonFuzz, docs/fuzzing.md."
+    echo "Command: \`FUZZ_SECONDS=$seconds${runs:+ FUZZ_RUNS=$runs}$( ((jobs > 1)) && echo " FUZZ_JOBS=$jobs")$( ((workers > 1)) && echo " FUZZ_WORKERS=$workers")${FUZZ_TARGETS:+ FUZZ_TARGETS=\"$FUZZ_TARGETS\"} make fuzz\` (scripts/fuzz.sh): \`swift build -c release --scratch-path $scratch -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library --product fuzz-NAME\` with BALLOOND_FUZZ=1, then per target \`fuzz-NAME CORPUS -max_total_time=$seconds${runs:+ -runs=$runs$( ((workers > 1)) && echo "/$workers")} -max_len=N -rss_limit_mb=$rss -timeout=$timeout -print_final_stats=1\` (-max_len: $(for t in "${targets[@]}"; do printf '%s %s, ' "$t" "$(max_len_of "$t")"; done | sed 's/, $//'); $workers process(es) per target on its one corpus directory, $jobs target(s) at a time; leak detection at ASan's default: on), the corpus a copy of fuzz/corpus/NAME. Bodies and invariants: Sources/BalloonFuzz, docs/fuzzing.md."
     echo
     echo "| target | wall s | CPU s | executions | exec/s | exec per CPU s | cov | ft | corpus (seeds → end) | peak RSS | crashes | leaks | timeouts | OOMs |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
