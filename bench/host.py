@@ -3,7 +3,7 @@
 """make bench-host: balloon-hostd at scale and its policies in real guests (issue 11).
 
 Usage: bench/host.py scale   [--guests 1000] [--seconds 60] [--warmup 20] [--out-dir bench]
-       bench/host.py compare --initramfs PATH [--seed N] [--policies none,proxmox,mom,auto]
+       bench/host.py compare --initramfs PATH [--seed N] [--policies none,proxmox,mom,auto,none-again]
                              [--phases 8] [--vms 3] [--out-dir bench]
        bench/host.py all     --initramfs PATH ...  (scale, then compare)
        bench/host.py merge   SCALE.json COMPARE.json [--out-dir bench]  (two separate runs, one report;
@@ -182,7 +182,8 @@ def main() -> int:
     ap.add_argument("--scale-modes", default="auto,manual", help="agent modes to measure at scale (goals: the first)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--initramfs")
-    ap.add_argument("--policies", default="none,proxmox,mom,auto")
+    ap.add_argument("--policies", default="none,proxmox,mom,auto,none-again",
+                    help="none-again: the no-balloon run once more, the run times' noise")
     ap.add_argument("--phases", type=int, default=8, help="active phases per guest, each followed by 20-40 s idle")
     ap.add_argument("--vms", type=int, default=3, help="guests (3 for the issue's figures; fewer for a smoke run)")
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "bench"))
