@@ -59,6 +59,7 @@ extension GuestSample {
         self.init(
             at: now, memTotal: total, memAvailable: available, reclaimableHeld: reply.freeMemoryHeld,
             psiSomeAvg10: reply.pressure?.some?.avg10, psiFullAvg10: reply.pressure?.full?.avg10,
+            psiSomeTotal: reply.pressure?.some?.total,
             majorFaults: reply.stats[.majorFaults], swapIn: reply.stats[.swapIn], swapOut: reply.stats[.swapOut],
             memFree: reply.stats[.freeMemory], balloonActual: reply.balloonActual)
     }

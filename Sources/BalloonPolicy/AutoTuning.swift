@@ -27,6 +27,10 @@ public struct AutoTuning: Sendable, Equatable {
     public var psiSomeThreshold: Double = 1.0
     public var psiRise: Double = 0.25
     public var psiFullThreshold: Double = 0.5
+    /// Or PSI `some` stall time within the last stats interval (from the
+    /// `total` counter) at or above this share of it, in percent: a stall
+    /// seen within one interval, not when the 10 s average has caught up.
+    public var psiSomeIntervalShare: Double = 1.0
     public var refaultsPerSecond: Double = 2_500
     public var majorFaultsPerSecond: Double = 500
     public var swapInsPerSecond: Double = 256
@@ -91,6 +95,15 @@ func pressureSignal(_ sample: GuestSample, previous: GuestSample?, available: In
     }
     if let previous {
         let elapsed = sample.at - previous.at
+        // Not an interval in which the balloon grew: its own faulting and
+        // zeroing stall the guest a moment, which the guest's balloond blames
+        // on the growth (docs/pressure.md); a stall that outlasts it shows
+        // in the next interval.
+        let grew = (sample.balloonActual ?? 0) > (previous.balloonActual ?? .max)
+        if !grew, let stall = rate(sample.psiSomeTotal, previous.psiSomeTotal, over: elapsed),
+           stall / 10_000 >= t.psiSomeIntervalShare {
+            return "psi some \(tenths(stall / 10_000))% over the last \(tenths(elapsed.seconds)) s"
+        }
         if let r = rate(sample.fileRefaults, previous.fileRefaults, over: elapsed), r >= t.refaultsPerSecond {
             return "refaults \(Int(r))/s"
         }

@@ -60,6 +60,10 @@ public struct GuestSample: Sendable, Equatable {
     /// PSI memory avg10, in percent; nil when the guest kernel has no PSI.
     public var psiSomeAvg10: Double?
     public var psiFullAvg10: Double?
+    /// PSI memory `some` total, microseconds since guest boot: the stall in
+    /// the last stats interval itself, where avg10 is a 10 s average the
+    /// kernel recomputes only every 2 s.
+    public var psiSomeTotal: UInt64?
     /// Cumulative counters since guest boot (the policy takes rates between
     /// samples; a counter going backwards means the guest restarted).
     public var fileRefaults: UInt64?
@@ -75,7 +79,7 @@ public struct GuestSample: Sendable, Equatable {
 
     public init(
         at: Duration, memTotal: UInt64, memAvailable: UInt64, reclaimableHeld: UInt64 = 0,
-        psiSomeAvg10: Double? = nil, psiFullAvg10: Double? = nil,
+        psiSomeAvg10: Double? = nil, psiFullAvg10: Double? = nil, psiSomeTotal: UInt64? = nil,
         fileRefaults: UInt64? = nil, majorFaults: UInt64? = nil, swapIn: UInt64? = nil, swapOut: UInt64? = nil,
         memFree: UInt64? = nil, balloonActual: UInt64? = nil
     ) {
@@ -85,6 +89,7 @@ public struct GuestSample: Sendable, Equatable {
         self.reclaimableHeld = reclaimableHeld
         self.psiSomeAvg10 = psiSomeAvg10
         self.psiFullAvg10 = psiFullAvg10
+        self.psiSomeTotal = psiSomeTotal
         self.fileRefaults = fileRefaults
         self.majorFaults = majorFaults
         self.swapIn = swapIn

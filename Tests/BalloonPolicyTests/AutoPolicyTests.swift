@@ -77,6 +77,9 @@ import Testing
         // PSI some rising past 1%.
         (GuestSample(at: .seconds(1), memTotal: 700 * MiB, memAvailable: 300 * MiB, psiSomeAvg10: 0.2),
          GuestSample(at: .seconds(2), memTotal: 700 * MiB, memAvailable: 300 * MiB, psiSomeAvg10: 2.5)),
+        // 15 ms of stall in the last second (1.5%), long before avg10 shows it.
+        (GuestSample(at: .seconds(1), memTotal: 700 * MiB, memAvailable: 300 * MiB, psiSomeAvg10: 0, psiSomeTotal: 40_000),
+         GuestSample(at: .seconds(2), memTotal: 700 * MiB, memAvailable: 300 * MiB, psiSomeAvg10: 0, psiSomeTotal: 55_000)),
         // No PSI in the guest kernel: file refaults jump (10,000 a second).
         (GuestSample(at: .seconds(1), memTotal: 700 * MiB, memAvailable: 300 * MiB, fileRefaults: 1_000),
          GuestSample(at: .seconds(2), memTotal: 700 * MiB, memAvailable: 300 * MiB, fileRefaults: 11_000)),
@@ -91,6 +94,26 @@ import Testing
         let changes = policy.sampled(guest: state(target: 300 * MiB, second), host: host, now: .seconds(2))
         #expect(changes.count == 1)
         #expect(changes.first!.target < 300 * MiB - 100 * MiB)
+    }
+
+    @Test func aStallInAnIntervalInWhichTheBalloonGrewOrUnderOnePercentGivesNothing() {
+        let host = HostSample(at: .seconds(2), total: 8 * GiB, available: 4 * GiB)
+        func sample(_ at: Int64, total: UInt64, balloon: UInt64) -> GuestSample {
+            GuestSample(at: .seconds(at), memTotal: 700 * MiB, memAvailable: 300 * MiB, psiSomeAvg10: 0, psiSomeTotal: total,
+                        balloonActual: balloon)
+        }
+        // 50 ms while the balloon grew by 100 MiB: the growth's own faulting.
+        var policy = auto()
+        _ = policy.sampled(guest: state(target: 300 * MiB, sample(1, total: 0, balloon: 200 * MiB)), host: host, now: .seconds(1))
+        #expect(policy.sampled(guest: state(target: 300 * MiB, sample(2, total: 50_000, balloon: 300 * MiB)), host: host, now: .seconds(2)).isEmpty)
+        // The stall goes on in the next interval, the balloon still: pressure.
+        let changes = policy.sampled(guest: state(target: 300 * MiB, sample(3, total: 100_000, balloon: 300 * MiB)), host: host, now: .seconds(3))
+        #expect(changes.count == 1)
+        #expect(changes.first?.reason.contains("over the last 1.0 s") == true)
+        // 5 ms in a second (0.5%) is below the share.
+        var calm = auto()
+        _ = calm.sampled(guest: state(target: 300 * MiB, sample(1, total: 0, balloon: 300 * MiB)), host: host, now: .seconds(1))
+        #expect(calm.sampled(guest: state(target: 300 * MiB, sample(2, total: 5_000, balloon: 300 * MiB)), host: host, now: .seconds(2)).isEmpty)
     }
 
     @Test func steadyPressureThatNoLongerRisesAndEnoughMemoryGiveNothing() {
