@@ -305,10 +305,13 @@ def compare(a) -> dict:
     goals = []
     if all(p in by for p in ("auto", "proxmox", "mom")):
         au, px, mo = by["auto"], by["proxmox"], by["mom"]
+        runtime = f"{au['runtime_ratio_p99']}"
+        if "none-again" in by:  # not a goal: what the run-time goal is measured against
+            runtime += f" (none-again vs none, the noise: {by['none-again']['runtime_ratio_p99']})"
         goals = [
             ("auto mean host memory <= min(proxmox, mom)", au["host_mean_mib"] <= min(px["host_mean_mib"], mo["host_mean_mib"]),
              f"{au['host_mean_mib']} vs {min(px['host_mean_mib'], mo['host_mean_mib'])} MiB"),
-            ("auto run time p99 <= 1.1x", (au["runtime_ratio_p99"] or 0) <= 1.1, f"{au['runtime_ratio_p99']}"),
+            ("auto run time p99 <= 1.1x", (au["runtime_ratio_p99"] or 0) <= 1.1, runtime),
             ("auto 0 OOM kills", au["oom_kills"] == 0, f"{au['oom_kills']}"),
             ("auto time over budget <= half the better of proxmox/mom",
              au["seconds_over_budget"] <= min(px["seconds_over_budget"], mo["seconds_over_budget"]) / 2,
@@ -316,10 +319,6 @@ def compare(a) -> dict:
             ("auto reaction p99 <= 1.5 s", au["reaction_p99_s"] is not None and au["reaction_p99_s"] <= 1.5,
              f"{au['reaction_p99_s']} s over {au['reactions']} episodes"),
         ]
-        if "none-again" in by:
-            # Not a goal: what the run-time goal is measured against.
-            noise = by["none-again"]["runtime_ratio_p99"]
-            goals[1] = (goals[1][0], goals[1][1], f"{au['runtime_ratio_p99']} (none-again vs none, the noise: {noise})")
     plot(runs, os.path.join(a.out_dir, "results-host.png"), budget_for(a))
     return {"rows": rows, "goals": goals, "runs": runs, "vms": a.vms, "budget": budget_for(a), "seed": a.seed, "phases": a.phases}
 

@@ -93,10 +93,10 @@ fuzz_one() {
     execs=$(stat number_of_executed_units | awk '{ s += $1 } END { print s + 0 }')
     rate=$(stat average_exec_per_sec | awk '{ s += $1 } END { print s + 0 }')
     peak=$(stat peak_rss_mb | sort -n | tail -1)
-    last() { for f in "$dir"/log.*; do grep -E '^#[0-9]+' "$f" | tail -1 | sed -n "s/.* $1: \([0-9]*\).*/\1/p"; done | sort -n | tail -1; }
-    cov=$(last cov); cov=${cov:--}
-    ft=$(last ft); ft=${ft:--}
-    corp=$(last corp); corp=${corp:--}
+    reached() { for f in "$dir"/log.*; do grep -E '^#[0-9]+' "$f" | tail -1 | sed -n "s/.* $1: \([0-9]*\).*/\1/p"; done | sort -n | tail -1; }
+    cov=$(reached cov); cov=${cov:--}
+    ft=$(reached ft); ft=${ft:--}
+    corp=$(reached corp); corp=${corp:--}
     count() { find "$dir/artifacts" -type f -name "$1-*" | wc -l; }
     crashes=$(( $(count crash) + $(count deadly) ))
     leaks=$(count leak)

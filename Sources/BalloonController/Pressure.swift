@@ -98,7 +98,7 @@ extension BalloonController {
             freeMemoryQuietUntil = quietUntil
             pressureCeiling = min(pressureCeiling ?? actual, actual)
             freeMemory?.cap(at: actual)
-            restartRegrowth(actualBefore: actual + bytes, ceilingBefore: ceilingBefore, after: actual, stall: true)
+            restartRegrowth(actualBefore: actual + bytes, ceilingBefore: ceilingBefore, after: actual, stall: signal.isStall)
             noteDeflate(bytes, signal, now: now, actual: actual)
             return bytes
         }

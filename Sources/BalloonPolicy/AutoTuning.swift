@@ -100,9 +100,10 @@ func pressureSignal(_ sample: GuestSample, previous: GuestSample?, available: In
         // on the growth (docs/pressure.md); a stall that outlasts it shows
         // in the next interval.
         let grew = (sample.balloonActual ?? 0) > (previous.balloonActual ?? .max)
-        if !grew, let stall = rate(sample.psiSomeTotal, previous.psiSomeTotal, over: elapsed),
-           stall / 10_000 >= t.psiSomeIntervalShare {
-            return "psi some \(tenths(stall / 10_000))% over the last \(tenths(elapsed.seconds)) s"
+        // The counter is in µs: µs per second / 10,000 is percent.
+        if !grew, let share = rate(sample.psiSomeTotal, previous.psiSomeTotal, over: elapsed).map({ $0 / 10_000 }),
+           share >= t.psiSomeIntervalShare {
+            return "psi some \(tenths(share))% over the last \(tenths(elapsed.seconds)) s"
         }
         if let r = rate(sample.fileRefaults, previous.fileRefaults, over: elapsed), r >= t.refaultsPerSecond {
             return "refaults \(Int(r))/s"
