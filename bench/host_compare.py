@@ -176,6 +176,7 @@ def run_policy(a, policy: str) -> dict:
     tmp = tempfile.mkdtemp(prefix=f"bench-host-{policy}-")
     guests: list[VMGuest] = []
     hostd = None
+    queries: dict[str, Control] = {}
     try:
         for i in range(a.vms):
             guests.append(VMGuest(f"{policy}{i}", a.initramfs, balloond=not baseline(policy)))
@@ -188,6 +189,12 @@ def run_policy(a, policy: str) -> dict:
                             f"Min=256M\nMax=1G\n")
             hostd = start_hostd(conf, os.path.join(tmp, "hostd.log"))
             ctl = Control(os.path.join(tmp, "control"))
+            # One connection per guest for its own `query`: why a balloon stops short of its
+            # target (the floor, a pressure backoff) is the guest's to say, not the agent's.
+            for i in range(a.vms):
+                c = Control(os.path.join(tmp, "control"))
+                c.call("select-guest", {"name": f"g{i}"})
+                queries[f"g{i}"] = c
         psi0 = [g.psi_some_total_us() for g in guests]
         plan = [schedule(a.seed, i, a.phases, 1024) for i in range(a.vms)]
         for g, p in zip(guests, plan):
@@ -201,8 +208,16 @@ def run_policy(a, policy: str) -> dict:
             if ctl:
                 try:
                     s["guests"] = {x["name"]: {"target": x["target"], "actual": x.get("actual"), "psi": x["psi-some-avg10"],
-                                               "reason": x["reason"]}
+                                               "available": x.get("available"), "reason": x["reason"]}
                                    for x in ctl.call("list-guests", timeout=5)["guests"]}
+                    for name, c in queries.items():
+                        try:
+                            q = c.call("query", timeout=5)
+                        except RuntimeError:  # not connected yet
+                            continue
+                        if name in s["guests"]:
+                            s["guests"][name]["state"] = q.get("state")
+                            s["guests"][name]["why"] = (q.get("reason") or {}).get("code")
                 except Exception as e:  # a busy agent must not stop the run
                     s["error"] = str(e)
             samples.append(s)
@@ -219,6 +234,8 @@ def run_policy(a, policy: str) -> dict:
             "hostd_log_tail": open(os.path.join(tmp, "hostd.log")).read()[-4000:] if hostd else None,
         }
     finally:
+        for c in queries.values():
+            c.close()
         stop(hostd)
         for g in guests:
             g.stop()
