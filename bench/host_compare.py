@@ -28,6 +28,9 @@ Figures per policy:
 - noise: `none-again`, the no-balloon schedule once more after the others, its run times
   against the first `none` as every policy's are: the run-time ratios a policy cannot be told
   from, on this machine in this run (the p99 of 17 phases is their largest);
+- diagnostics, not figures: each sample also holds every guest's `query` state and the reason its
+  balloon stops short of the target (`unreachable`: `pressure`, `mem-available-floor`), and the run
+  keeps each guest's balloond log tail and kernel messages (`guest_logs`), for a guest the agent lost;
 - reaction: per active phase that stalled (psi-stall-us set) while the balloon held memory
   (Mlocked at the start >= 1 MiB), memory back - stall; a balloon that gave memory back
   before the stall counts 0 (`anticipated`), one that never did is a `miss` and counts as
@@ -232,6 +235,10 @@ def run_policy(a, policy: str) -> dict:
             "psi_some_total_s": sum(g.psi_some_total_us() - p for g, p in zip(guests, psi0)) / 1e6,
             "oom_kills": sum(g.oom_kills() for g in guests),
             "hostd_log_tail": open(os.path.join(tmp, "hostd.log")).read()[-4000:] if hostd else None,
+            # Each guest's balloond log and the kernel's word on it, for a guest the agent lost.
+            "guest_logs": None if baseline(policy) else [
+                g.run("tail -n 40 /tmp/balloond.log; dmesg | grep -iE 'balloond|trap|segfault|oom' | tail -n 20")[1][-6000:]
+                for g in guests],
         }
     finally:
         for c in queries.values():

@@ -50,9 +50,6 @@ package struct BalloondConfig: Sendable, Equatable {
     package var reclaimSignals: Bool = true
     /// `QuietPeriod=`: no re-inflation until this long without pressure.
     package var quietPeriod: Duration = .seconds(60)
-    /// `CalmPeriod=`: the quiet period ends early after this long without
-    /// any memory stall; 0: never early.
-    package var calmPeriod: Duration = .seconds(20)
     /// `RegrowFreeMemory=`: during the quiet period the balloon may still grow
     /// toward the host's target into memory that stayed free above the
     /// free-memory cushion for `SettleDelay=` (docs/pressure.md).

@@ -48,8 +48,6 @@ public final class BalloonController {
     public internal(set) var regrowth: FreeMemorySizer?
     /// Regrowth was followed by pressure: none until the backoff lifts.
     var regrowthSpent = false
-    /// PSI samples for ending a backoff early once the guest is calm (Calm.swift).
-    var calm = CalmWatch()
     /// Last time the balloon grew.
     public private(set) var lastGrowthAt: Duration?
     /// Totals for `query`.

@@ -50,13 +50,6 @@ public struct PressurePolicy: Sendable, Equatable {
     public var growthHeadroom: UInt64 = 16 << 20
     /// No growth until the guest has been free of pressure this long.
     public var quietPeriod: Duration = .seconds(60)
-    /// Or until it has gone this long without stalling at all (PSI memory
-    /// `some` below `calmStallShare` of the time); zero: the quiet period
-    /// always runs its course (Calm.swift, docs/pressure.md).
-    public var calmPeriod: Duration = .seconds(20)
-    /// A sample interval whose stall is at most this share of it is calm:
-    /// 0.1%, 1 ms a second.
-    public var calmStallShare: Double = 0.001
     /// Signals this soon after the balloon grew are blamed on the growth:
     /// nothing is deflated, and growth pauses for `selfInflictedPause`.
     public var selfInflictedWindow: Duration = .seconds(2)
@@ -86,7 +79,6 @@ extension BalloonController {
         // An expired backoff's ceiling is not this signal's: regrowth may have
         // taken the balloon past it.
         liftExpiredBackoff(now)
-        calm = CalmWatch(signalAt: now)
         let actual = self.actual
         let ceilingBefore = pressureCeiling
         var amount: UInt64

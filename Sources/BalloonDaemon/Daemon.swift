@@ -173,7 +173,6 @@ public final class Daemon {
         policy.lightStepPercent = config.lightStepPercent
         policy.floorMargin = config.floorMargin
         policy.quietPeriod = config.quietPeriod
-        policy.calmPeriod = config.calmPeriod
         return policy
     }
 

@@ -40,10 +40,6 @@ final class FreeMemoryWatch {
     var onChange: () -> Void = {}
     /// Whether the sample timer is armed.
     private var sampling = false
-    /// When PSI was last read for the calm exit (once a second, not every
-    /// sample: frequent reads of the pressure file delay unprivileged triggers).
-    private var calmReadAt: Duration?
-    static let calmReadInterval: Duration = .seconds(1)
 
     init(registry: EventRegistry, sampler: MemorySampler, controller: BalloonController, clock: MonotonicClock, logger: Logger, config: BalloondConfig) throws(SystemError) {
         self.sampler = sampler
@@ -66,7 +62,7 @@ final class FreeMemoryWatch {
     /// otherwise (no wake-ups for nothing). After every pressure signal, and
     /// whenever the mode goes on or off.
     func syncSampling() {
-        let wanted = enabled || controller.wantsRegrowthSamples || controller.wantsCalmSamples
+        let wanted = enabled || controller.wantsRegrowthSamples
         do { try setSampling(wanted) } catch {
             // Without samples the mode and regrowth do not grow: safe.
             logger.error("cannot \(wanted ? "set" : "stop") the MemFree sample timer: \(error)")
@@ -151,7 +147,6 @@ final class FreeMemoryWatch {
                 if enabled, controller.sampleFreeMemory(memFree: free) { onChange() }
                 if regrowth, controller.sampleRegrowth(memFree: free) { onChange() }
             }
-            sampleCalm()
             syncSampling()
         case .coldCache:
             _ = coldTimer.acknowledge()
@@ -159,24 +154,6 @@ final class FreeMemoryWatch {
         case nil: return false
         }
         return true
-    }
-
-    /// During a backoff, PSI memory `some` total once a second: a guest that
-    /// has not stalled for `CalmPeriod=` ends the backoff (Calm.swift).
-    private func sampleCalm() {
-        guard controller.wantsCalmSamples else {
-            calmReadAt = nil
-            return
-        }
-        let now = clock.now
-        if let last = calmReadAt, now - last < Self.calmReadInterval - .milliseconds(50) { return }
-        calmReadAt = now
-        // No PSI (a kernel without it): the quiet period runs its course.
-        guard let total = sampler.readPressure()?.some?.total else { return }
-        if controller.sampleCalm(psiSomeTotal: total) {
-            logger.info("no memory stall for \(controller.policy.calmPeriod): the pressure backoff ends early")
-            onChange()
-        }
     }
 
     // MARK: - Cold page cache

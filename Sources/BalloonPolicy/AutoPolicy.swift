@@ -89,7 +89,6 @@ public struct AutoPolicy: HostPolicy {
         defer { guests[state.name] = memory }
         let previous = memory.previous
         memory.previous = sample
-        if sample != previous { memory.noteStall(sample, previous: previous, tuning) }
         guard state.managed, now < sample.at + tuning.staleAfter else { return [] }
         memory.decay(now: now, tuning)
         let available = Self.available(state, sample)

@@ -37,13 +37,8 @@ public struct AutoTuning: Sendable, Equatable {
     /// A guest whose available memory falls below this share of its
     /// headroom is treated as pressured even before PSI shows it.
     public var lowWater: Double = 0.5
-    /// After pressure, only free memory is taken from the guest for this
-    /// long, or until it has gone `calmAfter` without stalling at all (PSI
-    /// `some` total rising by at most `calmStallShare` of the time), which
-    /// is when its balloond ends its own backoff (`[Pressure] CalmPeriod=`).
+    /// After pressure, nothing is taken from the guest for this long.
     public var holdOff: Duration = .seconds(30)
-    public var calmAfter: Duration = .seconds(20)
-    public var calmStallShare: Double = 0.001
     /// Each pressure event multiplies the guest's headroom by `boostStep`
     /// (at most `boostLimit`, at most once per `boostSpacing`); the boost's
     /// excess over 1 halves every `boostHalfLife` without pressure.
@@ -63,8 +58,6 @@ struct AutoGuest: Sendable {
     /// When the policy last moved the target.
     var lastChange: Duration?
     var lastPressure: Duration?
-    /// When the last sample interval with a stall ended (PSI `some` total).
-    var lastStall: Duration?
     var lastBoost: Duration?
     var boost: Double = 1
     var boostAt: Duration = .zero
@@ -88,22 +81,7 @@ struct AutoGuest: Sendable {
     }
 
     func holdingOff(now: Duration, _ tuning: AutoTuning) -> Bool {
-        guard let lastPressure, now < lastPressure + tuning.holdOff else { return false }
-        return now < max(lastPressure, lastStall ?? lastPressure) + tuning.calmAfter
-    }
-
-    /// Notes whether the guest stalled between two samples; a guest that
-    /// does not report the total is never calm.
-    mutating func noteStall(_ sample: GuestSample, previous: GuestSample?, _ tuning: AutoTuning) {
-        guard let previous, let total = sample.psiSomeTotal, let before = previous.psiSomeTotal,
-              total >= before, sample.at > previous.at
-        else {
-            lastStall = sample.at
-            return
-        }
-        if Double(total - before) > (sample.at - previous.at) / .microseconds(1) * tuning.calmStallShare {
-            lastStall = sample.at
-        }
+        lastPressure.map { now < $0 + tuning.holdOff } ?? false
     }
 }
 

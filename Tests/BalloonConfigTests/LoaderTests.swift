@@ -285,7 +285,6 @@ struct ShippedFileTests {
             FloorMargin=64M
             ReclaimSignals=yes
             QuietPeriod=1min
-            CalmPeriod=20s
             RegrowFreeMemory=yes
             HolderProcesses=yes
 

@@ -215,7 +215,6 @@ struct ParserTests {
             FloorMargin=128M
             ReclaimSignals=no
             QuietPeriod=5min
-            CalmPeriod=0
             HolderProcesses=no
             """)
         #expect(c.lightTrigger == PSITriggerSpec(kind: .full, stall: .milliseconds(20), window: .milliseconds(2000)))
@@ -225,8 +224,6 @@ struct ParserTests {
         #expect(c.floorMargin == 128 << 20)
         #expect(c.reclaimSignals == false)
         #expect(c.quietPeriod == .milliseconds(300_000))
-        #expect(c.calmPeriod == .zero)
-        #expect(try parse("[Pressure]\nCalmPeriod=45s").calmPeriod == .seconds(45))
         #expect(c.holderProcesses == false)
         #expect(c.lightTrigger?.description == "full 20ms 2s")
     }
@@ -302,8 +299,6 @@ struct ParserTests {
                  line: 2, section: "Pressure", key: "FloorMargin", mentions: "%"),
         BadInput(name: "quiet period", text: "[Pressure]\nQuietPeriod=soon",
                  line: 2, section: "Pressure", key: "QuietPeriod", mentions: "is not a duration"),
-        BadInput(name: "calm period", text: "[Pressure]\nCalmPeriod=when idle",
-                 line: 2, section: "Pressure", key: "CalmPeriod", mentions: "is not a duration"),
         BadInput(name: "holders", text: "[Pressure]\nHolderProcesses=sometimes",
                  line: 2, section: "Pressure", key: "HolderProcesses", mentions: "is not a boolean"),
         BadInput(name: "bad channel", text: "[Channel]\nListen=tcp:1234",
