@@ -195,6 +195,8 @@ def main() -> int:
         sc, co = (json.load(open(f)) for f in a.files)
         results = {"provenance": sc["provenance"], "scale": sc["scale"],
                    "compare_provenance": co["provenance"], "compare": co["compare"]}
+    # Made before the runs: a missing directory must not lose 45 minutes of them.
+    os.makedirs(a.out_dir, exist_ok=True)
     if a.what in ("scale", "all"):
         results["scale"] = scale(a)
     if a.what in ("compare", "all"):

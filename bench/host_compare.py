@@ -31,6 +31,8 @@ Figures per policy:
 - diagnostics, not figures: each sample also holds every guest's `query` state and the reason its
   balloon stops short of the target (`unreachable`: `pressure`, `mem-available-floor`), and the run
   keeps each guest's balloond log tail and kernel messages (`guest_logs`), for a guest the agent lost;
+  `BENCH_BALLOOND_ENV="NAME=VALUE ..."` starts each guest's balloond with those variables (e.g.
+  `SWIFT_BACKTRACE=...` with swift-backtrace-static in the initramfs, for a crash's stack);
 - reaction: per active phase that stalled (psi-stall-us set) while the balloon held memory
   (Mlocked at the start >= 1 MiB), memory back - stall; a balloon that gave memory back
   before the stall counts 0 (`anticipated`), one that never did is a `miss` and counts as
@@ -92,7 +94,8 @@ class VMGuest:
             self.port = os.path.join(self.wd, "port0.sock")
             if balloond:
                 self.sh("printf '[Channel]\\nListen=virtio-serial:org.balloond.0\\n[Stats]\\nInterval=1s\\n' > /tmp/b.conf")
-                self.sh("balloond --config /tmp/b.conf >/tmp/balloond.log 2>&1 &")
+                env = os.environ.get("BENCH_BALLOOND_ENV", "")
+                self.sh(f"{env + ' ' if env else ''}balloond --config /tmp/b.conf >/tmp/balloond.log 2>&1 &")
         except BaseException:
             self.vm.stop_vm()
             raise
@@ -237,7 +240,7 @@ def run_policy(a, policy: str) -> dict:
             "hostd_log_tail": open(os.path.join(tmp, "hostd.log")).read()[-4000:] if hostd else None,
             # Each guest's balloond log and the kernel's word on it, for a guest the agent lost.
             "guest_logs": None if baseline(policy) else [
-                g.run("tail -n 40 /tmp/balloond.log; dmesg | grep -iE 'balloond|trap|segfault|oom' | tail -n 20")[1][-6000:]
+                g.run("tail -n 150 /tmp/balloond.log; dmesg | grep -iE 'balloond|trap|segfault|oom' | tail -n 20")[1][-16000:]
                 for g in guests],
         }
     finally:

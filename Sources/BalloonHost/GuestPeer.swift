@@ -52,6 +52,8 @@ final class GuestPeer {
         /// `RamSize=`, else the backend file's size; nil: the guest's MemTotal.
         var ramSize: UInt64?
         var actual: UInt64?
+        /// The guest's MemAvailable floor, from its `query` reply at each sync.
+        var availableFloor: UInt64?
         var sample: GuestSample?
         /// The newest STATS event whole, for /metrics.
         var stats: StatsReply?
@@ -136,6 +138,7 @@ final class GuestPeer {
         g.target = status.desiredTarget
         g.actual = agent.actual
         g.available = agent.sample?.memAvailable
+        g.availableFloor = agent.availableFloor
         g.psiSomeAvg10 = agent.sample?.psiSomeAvg10
         g.psiFullAvg10 = agent.sample?.psiFullAvg10
         g.bytesFreed = puncher?.bytesFreed ?? 0
@@ -147,7 +150,8 @@ final class GuestPeer {
     var policyState: GuestState {
         GuestState(
             name: name, ramSize: ramSize, limits: agent.limits, connected: link?.synced ?? false,
-            target: status.desiredTarget ?? 0, actual: agent.actual ?? 0, sample: agent.sample)
+            target: status.desiredTarget ?? 0, actual: agent.actual ?? 0, sample: agent.sample,
+            availableFloor: agent.availableFloor)
     }
 
     /// Keeps `target` applied from now on (and after every reconnect).

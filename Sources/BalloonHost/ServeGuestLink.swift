@@ -240,6 +240,7 @@ extension GuestPeer {
                     return
                 }
                 agent.actual = current.actual
+                agent.availableFloor = current.limits.memAvailableFloor
                 guard let desired = status.desiredTarget else { return }
                 if current.target != desired {
                     options.log("re-applying target \(HumanBytes.format(desired)) (guest has \(HumanBytes.format(current.target)), actual \(HumanBytes.format(current.actual)))")

@@ -53,10 +53,17 @@ public struct AutoPolicy: HostPolicy {
         var takeWeight: Double { 1000 / Double(Swift.max(state.limits.shares, 1)) }
     }
 
-    /// A guest's headroom with its boost.
+    /// A guest's headroom with its boost (the fast path's low-water mark and
+    /// give-back size).
     func headroom(_ state: GuestState, boost: Double) -> Int64 {
         let base = Swift.max(tuning.headroomMinimum.signed, Int64(Double(state.ramSize) * tuning.headroomFraction))
         return Int64(Double(base) * boost)
+    }
+
+    /// The least MemAvailable the guest's own balloond lets its balloon
+    /// leave it: its floor plus `guestFloorMargin` (0 when not known).
+    func floorEdge(_ state: GuestState) -> Int64 {
+        state.availableFloor.map { $0.signed + tuning.guestFloorMargin.signed } ?? 0
     }
 
     func band(_ state: GuestState) -> Int64 {
@@ -130,7 +137,9 @@ public struct AutoPolicy: HostPolicy {
             if memory.previous == nil { memory.previous = sample }
             guests[state.name] = memory
             let available = Self.available(state, sample)
-            let h = headroom(state, boost: memory.boost)
+            // A round neither takes nor squeezes past the guest's own floor:
+            // the guest would refuse the target (docs/policy.md).
+            let h = Swift.max(headroom(state, boost: memory.boost), floorEdge(state))
             let b = band(state)
             views.append(View(
                 state: state, available: available, headroom: h, band: b,
@@ -139,7 +148,7 @@ public struct AutoPolicy: HostPolicy {
                 // A sample from before the last change does not show it yet:
                 // acting on it would take (or give) the same memory twice.
                 current: memory.lastChange.map { sample.at > $0 } ?? true,
-                squeezeFloor: Int64(Double(h) * tuning.lowWater) + b / 2,
+                squeezeFloor: Swift.max(Int64(Double(h) * tuning.lowWater) + b / 2, floorEdge(state)),
                 freeSpare: Self.free(state, sample) - h - b))
         }
         let hostAvailable = Swift.min(host.available, host.total).signed

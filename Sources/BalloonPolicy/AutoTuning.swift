@@ -7,6 +7,12 @@ public struct AutoTuning: Sendable, Equatable {
     /// `max(headroomMinimum, headroomFraction × RAM)`, times its boost.
     public var headroomFraction: Double = 0.10
     public var headroomMinimum: UInt64 = 96 << 20
+    /// Never less than the guest's own MemAvailable floor plus this: its
+    /// balloond stops inflating 16 MiB above the floor and gives memory back
+    /// below it, so a target past that is refused, and while the policy
+    /// counts it as taken, the host's shortfall is not asked of guests that
+    /// have the room (docs/policy.md, "The guest's floor").
+    public var guestFloorMargin: UInt64 = 32 << 20
     /// Hysteresis: spare memory is taken only above headroom + band, and a
     /// guest is given memory only below headroom; in between, nothing moves.
     /// `max(bandMinimum, bandFraction × RAM)`.

@@ -114,10 +114,14 @@ public struct GuestState: Sendable, Equatable {
     public var actual: UInt64
     /// The newest stats sample; nil before the first.
     public var sample: GuestSample?
+    /// The guest's own floor on MemAvailable (its balloond's `query` limits,
+    /// `MemAvailableFloor=`): its balloon stops inflating near it and gives
+    /// memory back below it, whatever the target. nil: not known.
+    public var availableFloor: UInt64?
 
     public init(
         name: String, ramSize: UInt64, limits: GuestLimits, connected: Bool,
-        target: UInt64, actual: UInt64, sample: GuestSample?
+        target: UInt64, actual: UInt64, sample: GuestSample?, availableFloor: UInt64? = nil
     ) {
         self.name = name
         self.ramSize = ramSize
@@ -126,6 +130,7 @@ public struct GuestState: Sendable, Equatable {
         self.target = target
         self.actual = actual
         self.sample = sample
+        self.availableFloor = availableFloor
     }
 }
 

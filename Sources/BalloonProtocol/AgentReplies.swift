@@ -16,6 +16,9 @@ public struct GuestSummary: ReplyValue {
     public var actual: UInt64?
     /// Guest MemAvailable in the newest stats.
     public var available: UInt64?
+    /// The guest's own MemAvailable floor (its `query` limits at sync):
+    /// `auto` takes no memory past it.
+    public var availableFloor: UInt64?
     public var psiSomeAvg10: Double?
     public var psiFullAvg10: Double?
     /// Host memory given back by punching the guest's RAM file.
@@ -38,6 +41,7 @@ public struct GuestSummary: ReplyValue {
             "connected": .bool(connected), "policy": .string(policy.rawValue),
             "ram-size": ramSize.map(JSON.uint) ?? .null, "target": target.map(JSON.uint) ?? .null,
             "actual": actual.map(JSON.uint) ?? .null, "available": available.map(JSON.uint) ?? .null,
+            "available-floor": availableFloor.map(JSON.uint) ?? .null,
             "psi-some-avg10": psiSomeAvg10.map(JSON.double) ?? .null,
             "psi-full-avg10": psiFullAvg10.map(JSON.double) ?? .null,
             "bytes-freed": .uint(bytesFreed), "reason": reason.map(JSON.string) ?? .null,
@@ -55,6 +59,7 @@ public struct GuestSummary: ReplyValue {
         target = try f.optionalUInt64("target")
         actual = try f.optionalUInt64("actual")
         available = try f.optionalUInt64("available")
+        availableFloor = try f.optionalUInt64("available-floor")
         psiSomeAvg10 = try f.optionalDouble("psi-some-avg10")
         psiFullAvg10 = try f.optionalDouble("psi-full-avg10")
         bytesFreed = try f.uint64("bytes-freed")

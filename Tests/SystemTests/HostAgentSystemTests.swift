@@ -48,7 +48,7 @@ import Testing
     @Test func threeGuestsFilesDiscoveryControlAndReload() throws {
         let box = try AgentBox()
         // a and b from files, c discovered from its socket in sockets/.
-        let a = try Sandbox(config: "[Balloon]\nChunkSize=8M\n")
+        let a = try Sandbox(config: "[Balloon]\nChunkSize=8M\nMemAvailableFloor=96M\n")
         let b = try Sandbox(config: "[Balloon]\nChunkSize=8M\n")
         let c = try Sandbox(config: "[Channel]\nListen=unix:\(box.sockets)/c.sock\n[Balloon]\nChunkSize=8M\n")
         let da = try DaemonProcess(arguments: ["--config", a.configPath], waitForSocket: a.socket)
@@ -65,6 +65,8 @@ import Testing
         // Target= is applied after the sync.
         #expect(waitUntil(timeout: .seconds(30)) { balloonLocked(da.pid) == 16 * MiB }, "\(agent.log)")
         #expect(try guest(client, "a")?.target == 16 * MiB)
+        // The guest's own floor, from its query at sync, is what auto keeps clear of.
+        #expect(waitUntil { (try? guest(client, "a"))??.availableFloor == 96 * MiB }, "\(agent.log)")
 
         // A socket appearing in the watched directory is a guest.
         let dc = try DaemonProcess(arguments: ["--config", c.configPath], waitForSocket: "\(box.sockets)/c.sock")
