@@ -139,7 +139,8 @@ public struct AutoPolicy: HostPolicy {
             let available = Self.available(state, sample)
             // A round neither takes nor squeezes past the guest's own floor:
             // the guest would refuse the target (docs/policy.md).
-            let h = Swift.max(headroom(state, boost: memory.boost), floorEdge(state))
+            let edge = floorEdge(state)
+            let h = Swift.max(headroom(state, boost: memory.boost), edge)
             let b = band(state)
             views.append(View(
                 state: state, available: available, headroom: h, band: b,
@@ -148,7 +149,7 @@ public struct AutoPolicy: HostPolicy {
                 // A sample from before the last change does not show it yet:
                 // acting on it would take (or give) the same memory twice.
                 current: memory.lastChange.map { sample.at > $0 } ?? true,
-                squeezeFloor: Swift.max(Int64(Double(h) * tuning.lowWater) + b / 2, floorEdge(state)),
+                squeezeFloor: Swift.max(Int64(Double(h) * tuning.lowWater) + b / 2, edge),
                 freeSpare: Self.free(state, sample) - h - b))
         }
         let hostAvailable = Swift.min(host.available, host.total).signed
