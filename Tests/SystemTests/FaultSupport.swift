@@ -96,6 +96,11 @@ func readProcFile(_ path: String) -> String {
 /// A process's resident memory (VmRSS), bytes.
 func residentBytes(_ pid: Int32) -> UInt64 { statusValue(pid, "VmRSS") ?? 0 }
 
+/// How far a bounded process's RSS may grow: 32 MiB, plus, under
+/// `make test-asan`, ASan's quarantine of freed memory (256 MiB by default),
+/// which is the allocator's and not the agent's.
+let residentGrowthBound: UInt64 = 32 * MiB + (ProcessInfo.processInfo.environment["BALLOOND_TEST_SANITIZER"] == nil ? 0 : 256 * MiB)
+
 extension RawClient {
     /// A guest's row and session counters through balloon-hostd's control socket.
     func guestStatus(_ name: String) throws -> GuestStatusReply {
