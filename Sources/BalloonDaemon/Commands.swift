@@ -150,9 +150,11 @@ extension Daemon {
     }
 
     /// The `stats` reply and `STATS` event: the kernel's counters unchanged,
-    /// and the free memory the mode holds beside the balloon's size.
+    /// and the free memory the mode holds and the floor beside the balloon's size.
     func statsReply() -> StatsReply {
-        sampler.statsReply(target: controller.target, actual: controller.actual, freeMemoryHeld: controller.freeMemoryHeld)
+        sampler.statsReply(
+            target: controller.target, actual: controller.actual, freeMemoryHeld: controller.freeMemoryHeld,
+            memAvailableFloor: controller.limits.availableFloor)
     }
 
     private func setFreeMemoryReporting(_ enabled: Bool) throws(ProtocolError) -> FreeMemoryReportingReply {

@@ -102,10 +102,10 @@ public final class MemorySampler: MemoryProbe {
     }
 
     /// The `stats` reply and `STATS` event body (docs/protocol.md).
-    public func statsReply(target: UInt64, actual: UInt64, freeMemoryHeld: UInt64 = 0) -> StatsReply {
+    public func statsReply(target: UInt64, actual: UInt64, freeMemoryHeld: UInt64 = 0, memAvailableFloor: UInt64? = nil) -> StatsReply {
         StatsReply(
             stats: virtioStats(), pressure: readPressure(), balloonTarget: target, balloonActual: actual,
-            freeMemoryHeld: freeMemoryHeld, timestamp: wallClockTimestamp())
+            freeMemoryHeld: freeMemoryHeld, memAvailableFloor: memAvailableFloor, timestamp: wallClockTimestamp())
     }
 }
 

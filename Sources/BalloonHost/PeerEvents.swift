@@ -23,9 +23,11 @@ extension GuestPeer {
         }
     }
 
-    /// A STATS event's data: the balloon's size and the policy's sample.
+    /// A STATS event's data: the balloon's size, the guest's floor (a reload
+    /// may change it; `query` at sync gave the first) and the policy's sample.
     func observe(_ reply: StatsReply) {
         agent.actual = reply.balloonActual
+        if let floor = reply.memAvailableFloor { agent.availableFloor = floor }
         agent.stats = reply
         qmp?.observe(reply)
         guard let sample = GuestSample(reply, at: clock()) else { return }

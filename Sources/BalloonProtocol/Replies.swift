@@ -249,18 +249,23 @@ public struct StatsReply: ReplyValue {
     /// needs it, which `available-memory` (the kernel's MemAvailable) does not
     /// count. 0 when the mode is off.
     public var freeMemoryHeld: UInt64
+    /// The guest's MemAvailable floor now (`balloon.mem-available-floor`, the
+    /// `limits` of `query`), so a host policy follows a reload that changed
+    /// it; nil from daemons before it was added.
+    public var memAvailableFloor: UInt64?
     /// Wall-clock time of the sample.
     public var timestamp: Timestamp
 
     public init(
         stats: VirtioStats, pressure: Pressure?, balloonTarget: UInt64, balloonActual: UInt64, freeMemoryHeld: UInt64 = 0,
-        timestamp: Timestamp
+        memAvailableFloor: UInt64? = nil, timestamp: Timestamp
     ) {
         self.stats = stats
         self.pressure = pressure
         self.balloonTarget = balloonTarget
         self.balloonActual = balloonActual
         self.freeMemoryHeld = freeMemoryHeld
+        self.memAvailableFloor = memAvailableFloor
         self.timestamp = timestamp
     }
 
@@ -268,7 +273,9 @@ public struct StatsReply: ReplyValue {
         [
             "stats": .object(stats.present.map { ($0.stat.name, .uint($0.value)) }),
             "pressure": pressure.map { p in .object([("some", Self.json(p.some)), ("full", Self.json(p.full))]) } ?? .null,
-            "balloon": ["target": .uint(balloonTarget), "actual": .uint(balloonActual), "free-memory-held": .uint(freeMemoryHeld)],
+            "balloon": .object(
+                [("target", .uint(balloonTarget)), ("actual", .uint(balloonActual)), ("free-memory-held", .uint(freeMemoryHeld))]
+                    + (memAvailableFloor.map { [("mem-available-floor", JSON.uint($0))] } ?? [])),
             "timestamp": timestamp.json,
         ]
     }
@@ -301,6 +308,7 @@ public struct StatsReply: ReplyValue {
         balloonActual = try balloon.uint64("actual")
         // Absent from daemons before the free-memory mode.
         freeMemoryHeld = try balloon.optionalUInt64("free-memory-held") ?? 0
+        memAvailableFloor = try balloon.optionalUInt64("mem-available-floor")
         timestamp = try Timestamp(fields: try f.object("timestamp"))
     }
 

@@ -65,7 +65,7 @@ private struct StatsLineReader {
         var seen: UInt8 = 0
         var stats = VirtioStats()
         var pressure: Pressure?
-        var balloon: (target: UInt64, actual: UInt64, held: UInt64)?
+        var balloon: (target: UInt64, actual: UInt64, held: UInt64, floor: UInt64?)?
         var timestamp: Timestamp?
         var first = true
         guard take(UInt8(ascii: "{")) else { return nil }
@@ -91,7 +91,7 @@ private struct StatsLineReader {
         guard !failed, seen & 1 != 0, let balloon, let timestamp else { return nil }
         return StatsReply(
             stats: stats, pressure: pressure, balloonTarget: balloon.target, balloonActual: balloon.actual,
-            freeMemoryHeld: balloon.held, timestamp: timestamp)
+            freeMemoryHeld: balloon.held, memAvailableFloor: balloon.floor, timestamp: timestamp)
     }
 
     mutating func virtioStats() -> VirtioStats? {
@@ -145,23 +145,31 @@ private struct StatsLineReader {
         return PressureLine(avg10: avg.0, avg60: avg.1, avg300: avg.2, total: total)
     }
 
-    mutating func balloon() -> (target: UInt64, actual: UInt64, held: UInt64)? {
+    mutating func balloon() -> (target: UInt64, actual: UInt64, held: UInt64, floor: UInt64?)? {
         var seen: UInt8 = 0
-        var values: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        var values: (target: UInt64, actual: UInt64, held: UInt64, floor: UInt64?) = (0, 0, 0, nil)
         var first = true
         guard take(UInt8(ascii: "{")) else { return nil }
         while let key = member(&first) {
+            // Absent or null: a daemon from before the free-memory mode, or
+            // before the floor was reported here.
             if equals(key, "free-memory-held") {
                 guard mark(&seen, 4) else { return nil }
-                // Absent or null: a daemon from before the free-memory mode.
                 if takeNull() { continue }
                 guard let v = unsigned() else { return nil }
-                values.2 = v
+                values.held = v
+                continue
+            }
+            if equals(key, "mem-available-floor") {
+                guard mark(&seen, 8) else { return nil }
+                if takeNull() { continue }
+                guard let v = unsigned() else { return nil }
+                values.floor = v
                 continue
             }
             let isTarget = equals(key, "target")
             guard isTarget || equals(key, "actual"), mark(&seen, isTarget ? 1 : 2), let v = unsigned() else { return nil }
-            if isTarget { values.0 = v } else { values.1 = v }
+            if isTarget { values.target = v } else { values.actual = v }
         }
         guard !failed, seen & 3 == 3 else { return nil }
         return values

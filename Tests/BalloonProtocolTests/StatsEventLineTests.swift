@@ -33,6 +33,7 @@ import Testing
         return StatsReply(
             stats: stats, pressure: pressure, balloonTarget: rng.next(), balloonActual: rng.next() >> 20,
             freeMemoryHeld: rng.next() % 3 == 0 ? 0 : rng.next() >> 30,
+            memAvailableFloor: rng.next() % 3 == 0 ? nil : rng.next() >> 28,
             timestamp: Timestamp(seconds: Int64(bitPattern: rng.next()), microseconds: Int64(rng.next() % 1_000_000)))
     }
 
@@ -60,6 +61,18 @@ import Testing
         #expect(fast.pressure?.some?.avg10 == 12.5)
         #expect(fast.pressure?.full == nil)
         #expect(fast.freeMemoryHeld == 0)
+        #expect(fast.memAvailableFloor == nil)
+        let floors = [
+            (#""mem-available-floor":268435456,"#, UInt64?.some(268_435_456)), (#""mem-available-floor": null ,"#, nil),
+            ("", nil),
+        ]
+        for (member, floor) in floors {
+            let text = #"{"event":"STATS","data":{"stats":{},"balloon":{"#
+                + member + #""target":1,"actual":2},"timestamp":{"seconds":1,"microseconds":2}}}"#
+            let fast = try #require(StatsReply(statsEventLine: Array(text.utf8)))
+            #expect(fast.memAvailableFloor == floor, "\(text)")
+            #expect(fast == Self.general(Array(text.utf8)))
+        }
         let noPressure = #"{"event":"STATS","data":{"stats":{},"balloon":{"target":1,"actual":2},"timestamp":{"seconds":1,"microseconds":2}}}"#
         #expect(StatsReply(statsEventLine: Array(noPressure.utf8)) == Self.general(Array(noPressure.utf8)))
         #expect(StatsReply(statsEventLine: Array(noPressure.utf8))?.pressure == nil)
@@ -81,6 +94,8 @@ import Testing
             base.replacingFirst(#""total-memory":1"#, #""total-memory":1,"total-memory":2"#),
             base.replacingFirst(#""target":1"#, #""target":1,"target":1"#),
             base.replacingFirst(#""target":1"#, #""target":"1""#),
+            base.replacingFirst(#""target":1"#, #""target":1,"mem-available-floor":1,"mem-available-floor":1"#),
+            base.replacingFirst(#""target":1"#, #""target":1,"mem-available-floor":-1"#),
             base.replacingFirst(#"{"event""#, #"{"id":1,"event""#),
             base.replacingFirst(#"{"event""#, #"{"return":{},"event""#),
             base.replacingFirst(#""data":{"#, #""data":{"extra":0,"#),

@@ -67,6 +67,12 @@ import Testing
         #expect(try guest(client, "a")?.target == 16 * MiB)
         // The guest's own floor, from its query at sync, is what auto keeps clear of.
         #expect(waitUntil { (try? guest(client, "a"))??.availableFloor == 96 * MiB }, "\(agent.log)")
+        // A guest's reload that changes it reaches the agent in its next STATS, with no new sync.
+        let syncsBefore = try GuestStatusReply(json: try client.value("guest-status", ["name": "a"])).session.reconnects
+        try a.writeConfig("[Balloon]\nChunkSize=8M\nMemAvailableFloor=128M\n")
+        da.signal(SIGHUP)
+        #expect(waitUntil { (try? guest(client, "a"))??.availableFloor == 128 * MiB }, "\(agent.log) \(da.log)")
+        #expect(try GuestStatusReply(json: try client.value("guest-status", ["name": "a"])).session.reconnects == syncsBefore)
 
         // A socket appearing in the watched directory is a guest.
         let dc = try DaemonProcess(arguments: ["--config", c.configPath], waitForSocket: "\(box.sockets)/c.sock")
