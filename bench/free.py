@@ -462,7 +462,7 @@ def main() -> int:
     p.add_argument("--out", default=os.path.join(ROOT, "bench/results-free.json"))
     p.add_argument("--md", default=os.path.join(ROOT, "bench/results-free.md"))
     p.add_argument("--png", default=os.path.join(ROOT, "bench/results-free.png"))
-    p.add_argument("--w3-runs", type=int, default=5, help="W3 rounds: in each, every configuration allocates once beside a run of a (the median of the ratios is judged)")
+    p.add_argument("--w3-runs", type=int, default=15, help="W3 rounds (15: with 5 the spread hid a 13%% cost, bench/results-free-w3.md): in each, every configuration allocates once beside a run of a (the median of the ratios is judged)")
     p.add_argument("--ram-hugepages", action="store_true",
                    help="the RAM files on a tmpfs of their own with huge=within_size (2 MiB host pages) instead of /dev/shm")
     p.add_argument("--keep", default=None, help="a previous results JSON whose other configurations are kept")

@@ -124,6 +124,8 @@ package struct GuestConfig: Sendable, Equatable {
     package var target: UInt64?
     /// `FreeMemoryReporting=`: ask the guest to report free memory too.
     package var freeMemoryReporting = false
+    /// `PopulateOnDeflate=`: allocate the RAM file again for frames the guest takes back.
+    package var populateOnDeflate = true
     /// `QMP=`: a unix socket speaking QEMU's QMP balloon dialect (docs/qmp.md).
     package var qmp: String?
 

@@ -17,6 +17,12 @@ public final class BackendPuncher {
     public private(set) var lastError: SystemError?
     /// Whether the newest punch failed (a later success clears it; `lastError` stays).
     public private(set) var lastPunchFailed = false
+    /// Bytes allocated again for frames the guest took back (`populate`).
+    public private(set) var bytesPopulated: UInt64 = 0
+    public private(set) var populateFailures: UInt64 = 0
+    public private(set) var lastPopulateError: SystemError?
+    /// The file system cannot allocate ranges (EOPNOTSUPP): no more tries.
+    public private(set) var populateUnsupported = false
 
     /// Opens `path` O_RDWR. Guest RAM = `ramSize`, or the file's size.
     public convenience init(path: String, ramSize: UInt64? = nil) throws(HostError) {
@@ -71,6 +77,26 @@ public final class BackendPuncher {
 }
 
 extension BackendPuncher {
+    /// Allocates a range the guest took back (`PopulateQueue`), within guest
+    /// RAM only. A failure is counted and kept; it never touches the guest's
+    /// data (fallocate allocates holes only), so nothing else depends on it.
+    @discardableResult
+    public func populate(_ range: RamMap.FileRange) -> Bool {
+        guard !populateUnsupported, range.length > 0, range.offset < ramSize, range.length <= ramSize - range.offset else {
+            return false
+        }
+        do throws(SystemError) {
+            try file.allocate(offset: range.offset, length: range.length)
+        } catch {
+            populateFailures += 1
+            lastPopulateError = error
+            if error.isUnsupported { populateUnsupported = true }
+            return false
+        }
+        bytesPopulated += range.length
+        return true
+    }
+
     /// The file's state for `serve-status`/`guest-status` (a stat and an
     /// fstat: asked per status request, never per punch).
     public var state: BackendState {

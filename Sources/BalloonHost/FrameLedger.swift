@@ -48,6 +48,10 @@ public struct FrameDecision: Sendable, Equatable {
     public var seq: UInt64?
     /// File ranges to punch, sorted by offset, adjacent ones coalesced.
     public var punches: [RamMap.FileRange] = []
+    /// File ranges the guest took back that had been punched (a deflate),
+    /// sorted and coalesced: the host may allocate them again ahead of the
+    /// guest's first touch (`PopulateQueue`).
+    public var populate: [RamMap.FileRange] = []
     /// Ranges accepted (inflated: to be freed; deflated: released).
     public var accepted = 0
     /// What this event added to the refusal counters.
@@ -166,7 +170,12 @@ public struct FrameLedger: Sendable {
         var decision = FrameDecision(seq: report.seq)
         defer { add(decision.refused) }
         guard let ranges = gpaRanges(report, &decision) else { return decision }
+        var pieces: [RamMap.FileRange] = []
         for case let (start, end)? in ranges {
+            // Only what was punched needs memory again (`unfreed` never lost it).
+            for part in held.intersection(start, end) {
+                pieces.append(contentsOf: map.translate(gpa: part.start, length: part.length) ?? [])
+            }
             let removed = held.remove(start, end) + unfreed.remove(start, end)
             if removed == end - start {
                 decision.accepted += 1
@@ -174,6 +183,7 @@ public struct FrameLedger: Sendable {
                 decision.refused.malformed += 1
             }
         }
+        decision.populate = FrameLedger.coalesce(pieces)
         return decision
     }
 

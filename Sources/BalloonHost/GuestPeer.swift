@@ -38,6 +38,9 @@ final class GuestPeer {
     var probeOutstanding = false
     /// The newest `seq` acknowledged in this daemon lifetime (a probe repeats it).
     var lastAckedSeq: UInt64 = 0
+    /// Backend ranges the guest took back, to allocate again (ServeFrames.swift).
+    var populateQueue = PopulateQueue()
+    var lastPopulateLog: Duration?
 
     /// What the policy and `balloonctl list` see (HostAgent fills `limits`,
     /// `source` and `ramSize`; the session fills the rest).
@@ -119,6 +122,8 @@ final class GuestPeer {
             s.bytesFreed = puncher.bytesFreed
             s.punches = puncher.punches
             s.punchFailures = puncher.failures
+            s.bytesPopulated = puncher.bytesPopulated
+            s.populateFailures = puncher.populateFailures
             s.memoryBackendState = puncher.state
         }
         return s

@@ -136,6 +136,7 @@ package final class HostAgent {
         options.statsInterval = setup.config.statsInterval
         options.log = { [log] in log("\(name): " + $0) }
         options.freeMemoryReporting = config.freeMemoryReporting
+        options.populateOnDeflate = config.populateOnDeflate
         var frames: (ledger: FrameLedger, puncher: BackendPuncher)?
         if let backend = config.memoryBackend {
             do {

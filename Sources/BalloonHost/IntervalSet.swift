@@ -32,6 +32,9 @@ public struct IntervalSet: Sendable, Equatable {
 
     public var isEmpty: Bool { count == 0 }
 
+    /// The lowest interval.
+    public var first: Interval? { chunks.first?.first }
+
     /// Every interval in order (tests, diagnostics).
     public var intervals: [Interval] { chunks.flatMap { $0 } }
 
@@ -91,6 +94,20 @@ public struct IntervalSet: Sendable, Equatable {
             p = next(q)
         }
         return total
+    }
+
+    /// The parts of the set inside [start, end), in order.
+    public func intersection(_ start: UInt64, _ end: UInt64) -> [Interval] {
+        guard start < end else { return [] }
+        var p = locate(start)
+        if let q = p, self[q].end <= start { p = next(q) } else if p == nil { p = next(nil) }
+        var out: [Interval] = []
+        while let q = p, self[q].start < end {
+            let iv = self[q]
+            out.append(Interval(max(iv.start, start), min(iv.end, end)))
+            p = next(q)
+        }
+        return out
     }
 
     /// Adds [start, end), which must not overlap the set (check `overlaps`

@@ -109,6 +109,8 @@ extension GuestPeer {
         let decision = typed.flatMap { ledger!.handle($0, now: now) } ?? ledger!.refuseMalformed()
         let failuresBefore = puncher.failures
         if !decision.punches.isEmpty {
+            // A slice allocated after this punch would undo it.
+            populateQueue.cancel(decision.punches)
             puncher.punch(decision.punches)
             if !liveness.finishedWithinGrace(now: clock()) {
                 options.log("error: punched \(event.name) seq \(decision.seq.map(String.init) ?? "?") after the guest's grace time had passed since its last sign of life: the guest may have been using those frames (serve was stalled)")
@@ -129,5 +131,29 @@ extension GuestPeer {
             lastAckedSeq = max(lastAckedSeq, seq)
             guestRequest(.framesAck(seq: seq, instance: liveness.instance), for: .ack(seq, instance: liveness.instance))
         }
+        // After the ack: the guest never waits for this.
+        if options.populateOnDeflate, !decision.populate.isEmpty, !puncher.populateUnsupported {
+            populateQueue.add(decision.populate)
+            loop.populating.insert(id)
+        }
+    }
+
+    /// Allocates one slice of what the guest took back; false when nothing
+    /// more waits (the loop then stops calling).
+    func populateSlice() -> Bool {
+        guard let puncher, let range = populateQueue.next() else { return false }
+        let failuresBefore = puncher.populateFailures
+        puncher.populate(range)
+        if puncher.populateUnsupported {
+            populateQueue.removeAll()
+            log("the memory backend cannot allocate ranges (\(puncher.lastPopulateError.map { "\($0)" } ?? "unsupported")): the guest faults memory it takes back in itself")
+        } else if puncher.populateFailures > failuresBefore {
+            let now = clock()
+            if lastPopulateLog.map({ now - $0 >= .seconds(60) }) ?? true {
+                lastPopulateLog = now
+                log("populate failed: \(puncher.lastPopulateError.map { "\($0)" } ?? "?") (\(puncher.populateFailures) so far); the guest faults those pages in itself")
+            }
+        }
+        return !populateQueue.isEmpty
     }
 }

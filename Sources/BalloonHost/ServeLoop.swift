@@ -154,6 +154,9 @@ public final class ServeLoop {
     }
 
     var running = false
+    /// Peers with backend ranges to allocate again (GuestPeer.populateSlice):
+    /// one slice each between rounds of events, so events never wait long.
+    var populating = Set<UInt64>()
 
     /// Runs until SIGINT/SIGTERM (with `handleSignals`) or `stop()`. Then
     /// closes everything and removes the control socket.
@@ -169,9 +172,12 @@ public final class ServeLoop {
         for peer in peers.values.sorted(by: { $0.id < $1.id }) { peer.connectGuest() }
         while !stopping {
             let events: [(token: UInt64, events: EpollEvents)]
-            do { events = try epoll.wait(timeout: nil, max: 64) } catch { throw .io(error) }
+            do { events = try epoll.wait(timeout: populating.isEmpty ? nil : .zero, max: 64) } catch { throw .io(error) }
             for (token, ev) in events where !stopping {
                 dispatch(token, ev)
+            }
+            for id in populating where !stopping {
+                if peers[id]?.populateSlice() != true { populating.remove(id) }
             }
         }
         shutdown()

@@ -29,6 +29,9 @@ public struct ServeOptions {
     public var qmpPath: String?
     /// Switch the guest's free-memory mode on in every session (needs a memory backend).
     public var freeMemoryReporting = false
+    /// Allocate the backend again for frames the guest takes back, ahead of
+    /// its touching them (PopulateQueue.swift; `--no-populate-on-deflate`).
+    public var populateOnDeflate = true
     /// Stop on SIGINT/SIGTERM (blocks them in the calling thread).
     public var handleSignals = false
     /// Where log lines go (one line each, no newline).

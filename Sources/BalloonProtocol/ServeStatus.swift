@@ -75,6 +75,10 @@ public struct ServeStatus: ReplyValue {
     public var bytesFreed: UInt64 = 0
     public var punches: UInt64 = 0
     public var punchFailures: UInt64 = 0
+    /// Bytes allocated again in the backend for frames the guest took back
+    /// (`--no-populate-on-deflate` leaves it 0), and the failed tries.
+    public var bytesPopulated: UInt64 = 0
+    public var populateFailures: UInt64 = 0
     public var refused = RefusalCounters()
     public var lastError: String?
     public var desiredTarget: UInt64?
@@ -119,6 +123,7 @@ public struct ServeStatus: ReplyValue {
             "memory-backend-state": memoryBackendState?.json ?? .null,
             "free-memory-reporting": .bool(freeMemoryReporting), "free-memory-bytes-freed": .uint(freeMemoryBytesFreed),
             "daemon-restarts": .uint(daemonRestarts), "bytes-abandoned": .uint(bytesAbandoned),
+            "bytes-populated": .uint(bytesPopulated), "populate-failures": .uint(populateFailures),
         ]
     }
 
@@ -152,6 +157,8 @@ public struct ServeStatus: ReplyValue {
         // Absent from a serve before the free-memory mode.
         freeMemoryReporting = f.optional("free-memory-reporting") != nil ? try f.bool("free-memory-reporting") : false
         freeMemoryBytesFreed = try f.optionalUInt64("free-memory-bytes-freed") ?? 0
+        bytesPopulated = try f.optionalUInt64("bytes-populated") ?? 0
+        populateFailures = try f.optionalUInt64("populate-failures") ?? 0
         // Absent from a serve before protocol rule 5.
         daemonRestarts = try f.optionalUInt64("daemon-restarts") ?? 0
         bytesAbandoned = try f.optionalUInt64("bytes-abandoned") ?? 0

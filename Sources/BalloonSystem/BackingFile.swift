@@ -57,6 +57,19 @@ public final class BackingFile {
             cballoon_fallocate(descriptor.raw, cballoon_FALLOC_FL_PUNCH_HOLE | cballoon_FALLOC_FL_KEEP_SIZE, Int64(offset), Int64(length))
         }
     }
+
+    /// `fallocate(FALLOC_FL_KEEP_SIZE, offset, length)`: allocates the blocks
+    /// of the range's holes (zeroed pages on tmpfs and hugetlbfs); data that
+    /// is there stays, and the size never changes.
+    package func allocate(offset: UInt64, length: UInt64) throws(SystemError) {
+        guard length > 0 else { return }
+        guard offset <= UInt64(Int64.max), length <= UInt64(Int64.max) - offset else {
+            throw SystemError("fallocate(KEEP_SIZE)", subject: "\(path) offset \(offset) length \(length)", cause: .outOfRange)
+        }
+        _ = try syscall("fallocate(KEEP_SIZE)", subject: "\(path) offset \(offset) length \(length)") {
+            cballoon_fallocate(descriptor.raw, cballoon_FALLOC_FL_KEEP_SIZE, Int64(offset), Int64(length))
+        }
+    }
 }
 
 

@@ -53,6 +53,9 @@ public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The errno's number, for a wire field (nil as `errno`).
     package var errnoCode: Int32? { errno?.rawValue }
 
+    /// Whether the file system cannot do the call at all (EOPNOTSUPP).
+    package var isUnsupported: Bool { errno == .notSupported }
+
     /// Whether the call failed because the file may not be written: EPERM
     /// (immutable, sealed), EROFS (read-only mount) or EACCES.
     package var deniesWriting: Bool {

@@ -42,6 +42,9 @@ struct Serve: ParsableCommand {
     @Flag(help: "Switch the guest's free-memory mode on in every session: the balloon holds the guest's free memory and its frames are freed (needs --memory-backend).")
     var freeMemoryReporting = false
 
+    @Flag(inversion: .prefixedNo, help: "Allocate the memory backend again for memory the guest takes back (a FRAMES_DEFLATED), before the guest touches it, so QEMU's vCPU does not fault it in page by page.")
+    var populateOnDeflate = true
+
     @Option(help: ArgumentHelp("Also speak QEMU's QMP balloon dialect on this unix socket (mode 0600; docs/qmp.md).", valueName: "path"))
     var qmp: String?
 
@@ -77,6 +80,7 @@ struct Serve: ParsableCommand {
         options.connectTimeout = .secondsValue(min(timeout, 2))
         options.handleSignals = true
         options.freeMemoryReporting = freeMemoryReporting
+        options.populateOnDeflate = populateOnDeflate
         options.qmpPath = qmp
         // QMP's guest RAM (the guest's MemTotal) and guest-stats come from STATS.
         if qmp != nil { options.statsInterval = .seconds(1) }

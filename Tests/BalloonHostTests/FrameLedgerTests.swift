@@ -207,6 +207,16 @@ private func punches(_ d: FrameDecision) -> [[UInt64]] { d.punches.map { [$0.off
             }
             if step % 5000 == 0 || step == 29_999 {
                 #expect(s.intervals == intervals(of: model))
+                let all = intervals(of: model)
+                #expect(s.first == all.first)
+                for _ in 0..<50 {
+                    let a = rng.next() % UInt64(universe), b = a + rng.next() % 600
+                    let inside = all.compactMap { iv -> IntervalSet.Interval? in
+                        let lo = max(iv.start, a), hi = min(iv.end, b)
+                        return lo < hi ? .init(lo, hi) : nil
+                    }
+                    #expect(s.intersection(a, b) == inside)
+                }
                 #expect(s.totalLength == UInt64(model.filter { $0 }.count))
                 #expect(s.count == s.intervals.count)
             }

@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: Apache-2.0
+import BalloonHost
+import BalloonProtocol
+import BalloonSystem
+import BalloonTestSupport
+import Testing
+
+private let MiB: UInt64 = 1 << 20
+
+/// serve allocates the backend again for frames the guest takes back, in
+/// slices between events: never a range the guest holds again, and not at
+/// all with `--no-populate-on-deflate`.
+@Suite(.serialized) struct ServePopulateTests {
+    let exe = balloonctlPath()
+
+    private func line(_ name: GuestEvent.Name, seq: UInt64, _ ranges: [JSON]) -> String {
+        Event(name.rawValue, data: ["seq": .uint(seq), "page-size": 4096, "ranges": .array(ranges)], timestamp: Canned.timestamp)
+            .json.serialized() + "\n"
+    }
+
+    @Test func framesHeldAgainRightAfterADeflateStayFreed() throws {
+        let dir = TempDir()
+        defer { dir.remove() }
+        let backend = ShmFile(size: Int(64 * MiB))
+        defer { backend.remove() }
+        let full = backend.status().blocks
+        let gsock = dir.path + "/guest.sock", csock = dir.path + "/control.sock"
+        let seen = Recorder()
+        let all: JSON = [0, 12288]  // 48 MiB: two slices
+        let guest = try serveOnce(path: gsock) { g in
+            guard let fr = g.serveUntil(.setFrameReporting, recorder: seen) else { return }
+            g.answer(fr)
+            g.frames(.framesInflated, seq: 1, [all])
+            guard let a1 = g.serveUntil(.framesAck, recorder: seen) else { return }
+            g.answer(a1)
+            // Taken back and held again in one read: serve queues the 48 MiB,
+            // then must drop them from the queue before it punches again.
+            g.write(line(.framesDeflated, seq: 2, [all]) + line(.framesInflated, seq: 3, [all]))
+            g.serveAll(recorder: seen)
+        }
+        let serve = Background(exe, [
+            "serve", "--unix", gsock, "--control", csock, "--memory-backend", backend.path, "--punch-rate", "1G", "--timeout", "5",
+        ], in: dir, name: "serve")
+        defer { _ = serve.terminate() }
+        let status = waitForStatus(csock) { $0.punches == 2 && $0.framesHeld == 12288 }
+        #expect(status != nil, "\(String(describing: serveStatus(csock))) \(serve.stderrSoFar)")
+        // Another round trip: any slice still queued would have run by now.
+        #expect(serveStatus(csock)?.bytesFreed == 96 * MiB)
+        #expect(full - backend.status().blocks == 48 * MiB / 512, "\(String(describing: serveStatus(csock)))")
+        #expect(backend.isFilled(48 * MiB, Int(16 * MiB), with: 0xAB))
+        _ = serve.terminate()
+        guest.join()
+    }
+
+    @Test func noPopulateOnDeflateLeavesWhatTheGuestTookBackToIt() throws {
+        let dir = TempDir()
+        defer { dir.remove() }
+        let backend = ShmFile(size: Int(64 * MiB))
+        defer { backend.remove() }
+        let full = backend.status().blocks
+        let gsock = dir.path + "/guest.sock", csock = dir.path + "/control.sock"
+        let seen = Recorder()
+        let guest = try serveOnce(path: gsock) { g in
+            guard let fr = g.serveUntil(.setFrameReporting, recorder: seen) else { return }
+            g.answer(fr)
+            g.frames(.framesInflated, seq: 1, [[256, 512]])
+            guard let a1 = g.serveUntil(.framesAck, recorder: seen) else { return }
+            g.answer(a1)
+            g.frames(.framesDeflated, seq: 2, [[256, 256]])
+            g.serveAll(recorder: seen)
+        }
+        let serve = Background(exe, [
+            "serve", "--unix", gsock, "--control", csock, "--memory-backend", backend.path, "--no-populate-on-deflate", "--timeout", "5",
+        ], in: dir, name: "serve")
+        defer { _ = serve.terminate() }
+        let status = waitForStatus(csock) { $0.framesHeld == 256 }
+        #expect(status != nil, "\(String(describing: serveStatus(csock))) \(serve.stderrSoFar)")
+        #expect(serveStatus(csock)?.bytesPopulated == 0)
+        #expect(full - backend.status().blocks == 2 * MiB / 512)
+        _ = serve.terminate()
+        guest.join()
+    }
+}
