@@ -96,7 +96,7 @@ extension GuestPeer {
         if let ledger, let puncher {
             g.backend = BackendMetrics(
                 heldBytes: ledger.heldBytes, punchedBytes: puncher.bytesFreed, punches: puncher.punches,
-                punchFailures: puncher.failures, refused: ledger.refused)
+                punchFailures: puncher.failures, refused: ledger.refused, populatedBytes: puncher.bytesPopulated)
         }
         return g
     }

@@ -108,6 +108,9 @@ public enum MetricsCatalog {
             int("host_punched_bytes_total", .counter, "bytes punched out of the guest's RAM file") { $0.backend?.punchedBytes },
             int("host_punches_total", .counter, "holes punched in the guest's RAM file") { $0.backend?.punches },
             int("host_punch_failures_total", .counter, "punches in the guest's RAM file that failed") { $0.backend?.punchFailures },
+            int("host_populated_bytes_total", .counter, "bytes allocated again in the guest's RAM file for memory the guest took back") {
+                $0.backend?.populatedBytes
+            },
             F(p + "refused_ranges_total", .counter, "reported frame ranges refused, by reason", guests.flatMap { g -> [F.Sample] in
                 guard let r = g.backend?.refused else { return [] }
                 return [("outside-ram", r.outsideRam), ("overlap", r.overlap), ("rate-limit", r.rateLimit), ("malformed", r.malformed)].map {

@@ -80,8 +80,12 @@ public struct BackendMetrics: Sendable {
     public var punches: UInt64
     public var punchFailures: UInt64
     public var refused: RefusalCounters
+    /// Bytes allocated again for frames the guest took back.
+    public var populatedBytes: UInt64
 
-    public init(heldBytes: UInt64, punchedBytes: UInt64, punches: UInt64, punchFailures: UInt64, refused: RefusalCounters) {
+    public init(heldBytes: UInt64, punchedBytes: UInt64, punches: UInt64, punchFailures: UInt64, refused: RefusalCounters,
+                populatedBytes: UInt64 = 0) {
+        self.populatedBytes = populatedBytes
         self.heldBytes = heldBytes
         self.punchedBytes = punchedBytes
         self.punches = punches
