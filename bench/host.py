@@ -168,6 +168,12 @@ def markdown(results: dict) -> str:
         for r in c["rows"]:
             out.append(f"| {r['policy']} | {r['reactions']} | {r['reactions_anticipated']} | {r['reactions_missed']} | "
                        f"{r['episodes_with_empty_balloon']} | {r['returned_without_stall']} | {r['failed_phases']} |")
+        causes = [r for r in c["rows"] if r.get("over_budget_causes")]
+        if causes:
+            out += ["", "Seconds over the budget by cause (`targets`: the guests' targets, met, would not have been enough; "
+                    "otherwise the reason behind most of the guests' shortfall from their targets, e.g. `pressure`: a guest's "
+                    "quiet period after pressure):", ""]
+            out += [f"- {r['policy']}: " + ", ".join(f"{k} {v}" for k, v in r["over_budget_causes"].items()) for r in causes]
         out += ["", "| goal | met | figure |", "|---|---|---|"] + [f"| {g} | {'pass' if ok else 'FAIL'} | {v} |" for g, ok, v in c["goals"]]
     return "\n".join(out) + "\n"
 

@@ -285,6 +285,26 @@ def weighted(samples: list[dict]) -> list[tuple[float, int]]:
     return [(g, s["host"]) for g, s in zip(gaps + [last], samples)]
 
 
+def over_budget_causes(samples: list[dict], budget: int) -> dict[str, float]:
+    """Seconds over the budget by what kept the host there: `targets` when the
+    guests' targets, met, would not have been enough; otherwise the reason
+    (the guest's `query` reason code, else its state) of the largest part of
+    the guests' shortfall (target above actual) at that sample."""
+    causes: dict[str, float] = {}
+    for (d, host), s in zip(weighted(samples), samples):
+        if host <= budget:
+            continue
+        short: dict[str, int] = {}
+        for g in s["guests"].values():
+            t, act = g.get("target") or 0, g.get("actual") or 0
+            if t > act:
+                key = g.get("why") or g.get("state") or "?"
+                short[key] = short.get(key, 0) + t - act
+        cause = max(short, key=short.get) if sum(short.values()) >= host - budget else "targets"
+        causes[cause] = round(causes.get(cause, 0.0) + d, 1)
+    return dict(sorted(causes.items(), key=lambda kv: -kv[1]))
+
+
 def summarize(run: dict, baseline: dict | None, budget: int) -> dict:
     w = weighted(run["samples"])
     span = sum(d for d, _ in w)
@@ -308,6 +328,7 @@ def summarize(run: dict, baseline: dict | None, budget: int) -> dict:
         "host_mean_mib": round(sum(d * h for d, h in w) / span / MiB, 1) if span else None,
         "host_p99_mib": round(p99 / MiB, 1) if p99 is not None else None,
         "seconds_over_budget": round(sum(d for d, h in w if h > budget), 1),
+        "over_budget_causes": over_budget_causes(run["samples"], budget),
         "seconds": round(span, 1),
         "runtime_ratio_p50": round(pct(ratios, 50), 3) if ratios else None,
         "runtime_ratio_p99": round(pct(ratios, 99), 3) if ratios else None,

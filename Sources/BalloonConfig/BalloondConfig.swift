@@ -48,7 +48,10 @@ package struct BalloondConfig: Sendable, Equatable {
     package var floorMargin: UInt64 = 64 << 20
     /// `ReclaimSignals=`: watch allocstall_*, pgscan_direct and oom_kill.
     package var reclaimSignals: Bool = true
-    /// `QuietPeriod=`: no re-inflation until this long without pressure.
+    /// `FirstQuietPeriod=`: the quiet period after pressure that follows a
+    /// calm spell; it doubles, up to `QuietPeriod=`, when pressure comes back soon.
+    package var firstQuietPeriod: Duration = .seconds(15)
+    /// `QuietPeriod=`: the longest quiet period (no re-inflation until this long without pressure).
     package var quietPeriod: Duration = .seconds(60)
     /// `RegrowFreeMemory=`: during the quiet period the balloon may still grow
     /// toward the host's target into memory that stayed free above the

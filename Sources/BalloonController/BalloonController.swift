@@ -38,6 +38,10 @@ public final class BalloonController {
     public internal(set) var pressureCeiling: UInt64?
     /// When the ceiling lifts if no further pressure arrives.
     public internal(set) var quietUntil: Duration?
+    /// The current stall's quiet period and when it ends (or ended), for
+    /// the next one's length (Pressure.swift, `stallHold`).
+    public internal(set) var stallHoldLength: Duration?
+    var stallHoldUntil: Duration?
     /// Until when the free-memory mode may not grow past the pressure
     /// ceiling: shorter than `quietUntil` after a floor deflate (Pressure.swift).
     public internal(set) var freeMemoryQuietUntil: Duration?

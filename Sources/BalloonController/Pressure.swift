@@ -48,8 +48,15 @@ public struct PressurePolicy: Sendable, Equatable {
     /// holders' own pages (about 1 MiB each) do not trip the floor check
     /// right after the balloon grew, small enough not to waste memory.
     public var growthHeadroom: UInt64 = 16 << 20
-    /// No growth until the guest has been free of pressure this long.
+    /// The longest quiet period: no growth until the guest has been free
+    /// of pressure this long (`QuietPeriod=`).
     public var quietPeriod: Duration = .seconds(60)
+    /// The quiet period after a stall that follows a calm spell
+    /// (`FirstQuietPeriod=`); it doubles, up to `quietPeriod`, for each stall
+    /// that comes within twice the last one's length after it ended: the
+    /// memory taken back was needed after all. 15 s lets PSI's avg10, which
+    /// the host's policy reads, settle before the balloon grows again.
+    public var firstQuietPeriod: Duration = .seconds(15)
     /// Signals this soon after the balloon grew are blamed on the growth:
     /// nothing is deflated, and growth pauses for `selfInflictedPause`.
     public var selfInflictedWindow: Duration = .seconds(2)
@@ -94,7 +101,7 @@ extension BalloonController {
             amount = wanted > available ? roundUpToPage(wanted - available) : 0
         case let .holderKilled(bytes):
             // Already gone; account for it and hold where we are.
-            quietUntil = now + policy.quietPeriod
+            quietUntil = now + stallHold(now)
             freeMemoryQuietUntil = quietUntil
             pressureCeiling = min(pressureCeiling ?? actual, actual)
             freeMemory?.cap(at: actual)
@@ -114,7 +121,7 @@ extension BalloonController {
             amount = 0
             quietUntil = max(quietUntil ?? .zero, now + policy.selfInflictedPause)
         } else {
-            quietUntil = now + policy.quietPeriod
+            quietUntil = now + stallHold(now)
         }
         // The free-memory mode waits the whole backoff after a stall (PSI,
         // direct reclaim, an OOM kill), but only a short hold-off after a
@@ -134,6 +141,26 @@ extension BalloonController {
         restartRegrowth(actualBefore: actual, ceilingBefore: ceilingBefore, after: after, stall: signal.isStall)
         if amount > 0 { noteDeflate(amount, signal, now: now, actual: after) }
         return amount
+    }
+
+    /// The quiet period a signal starts now. Signals of one episode (before
+    /// its hold ends) restart the same length; an episode soon after the last
+    /// hold ended doubles it (up to `quietPeriod`); any other starts at
+    /// `firstQuietPeriod`. A pause after the balloon's own growth is none.
+    func stallHold(_ now: Duration) -> Duration {
+        let longest = policy.quietPeriod
+        let first = min(policy.firstQuietPeriod, longest)
+        if let until = stallHoldUntil, until > now, let length = stallHoldLength {
+            stallHoldUntil = now + length
+            return length
+        }
+        var length = first
+        if let ended = stallHoldUntil, let last = stallHoldLength, now - ended < last * 2 {
+            length = min(max(last * 2, first), longest)
+        }
+        stallHoldLength = length
+        stallHoldUntil = now + length
+        return length
     }
 
     /// Whether the free-memory mode is held at the pressure ceiling now.

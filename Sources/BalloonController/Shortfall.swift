@@ -23,7 +23,7 @@ enum Shortfall: Sendable, Equatable {
         case let .reserveFailed(error):
             StopReason(code: .reserveFailed, desc: "the kernel refused memory: \(error)")
         case let .pressure(ceiling, _):
-            StopReason(code: .pressure, desc: "memory pressure: the balloon is held at \(ceiling) bytes until the guest has been quiet for the quiet period (QuietPeriod=)")
+            StopReason(code: .pressure, desc: "memory pressure: the balloon is held at \(ceiling) bytes until the guest has been quiet for the quiet period (FirstQuietPeriod=, doubling up to QuietPeriod=)")
         }
     }
 }

@@ -173,6 +173,7 @@ public final class Daemon {
         policy.lightStepPercent = config.lightStepPercent
         policy.floorMargin = config.floorMargin
         policy.quietPeriod = config.quietPeriod
+        policy.firstQuietPeriod = config.firstQuietPeriod
         return policy
     }
 

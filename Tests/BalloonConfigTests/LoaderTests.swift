@@ -284,6 +284,7 @@ struct ShippedFileTests {
             LightStep=10%
             FloorMargin=64M
             ReclaimSignals=yes
+            FirstQuietPeriod=15s
             QuietPeriod=1min
             RegrowFreeMemory=yes
             HolderProcesses=yes

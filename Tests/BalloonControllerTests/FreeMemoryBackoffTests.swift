@@ -76,7 +76,8 @@ private let GiB: UInt64 = 1 << 30
         rig.clock.advance(.seconds(10))
         rig.controller.pressure(.psi(.severe))
         #expect(rig.controller.actual == 0)
-        let quiet = rig.controller.policy.quietPeriod
+        let quiet = try! #require(rig.controller.stallHoldLength)
+        #expect(quiet == rig.controller.policy.firstQuietPeriod)
         feed(rig, free: 592 * MiB, for: quiet - .milliseconds(500))
         #expect(rig.controller.actual == 0)
         feed(rig, free: 592 * MiB, for: .seconds(3))
@@ -90,7 +91,7 @@ private let GiB: UInt64 = 1 << 30
         rig.clock.advance(.seconds(1))
         rig.controller.pressure(.belowFloor(available: 0))
         #expect(rig.controller.actual == 0)
-        feed(rig, free: 592 * MiB, for: .seconds(20))
+        feed(rig, free: 592 * MiB, for: rig.controller.policy.firstQuietPeriod - .seconds(2))  // the stall's hold, from 1 s before
         #expect(rig.controller.actual == 0)
     }
 

@@ -78,7 +78,8 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
         rig.controller.pressure(.psi(.heavy))        // blamed on the growth
         rig.clock.advance(.seconds(3))                     // no growth since: real pressure
         #expect(rig.controller.pressure(.psi(.heavy)) == 64 * MiB)  // half, at least a chunk
-        #expect(rig.controller.quietUntil! - rig.clock.now == rig.controller.policy.quietPeriod)
+        // The breather was no stall of its own: this is the first after a calm spell.
+        #expect(rig.controller.quietUntil! - rig.clock.now == rig.controller.policy.firstQuietPeriod)
     }
 
     @Test func reinflatesOnlyAfterAQuietPeriod() throws {
@@ -88,20 +89,64 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
         let events = rig.controller.takeEvents()
         #expect(events.last == .targetUnreachable(
             BalloonProgress(actual: 256 * MiB, target: 512 * MiB),
-            reason: StopReason(code: .pressure, desc: "memory pressure: the balloon is held at \(256 * MiB) bytes until the guest has been quiet for the quiet period (QuietPeriod=)")))
-        // 30 s later another signal: the quiet period starts over.
-        rig.clock.advance(.seconds(30))
+            reason: StopReason(code: .pressure, desc: "memory pressure: the balloon is held at \(256 * MiB) bytes until the guest has been quiet for the quiet period (FirstQuietPeriod=, doubling up to QuietPeriod=)")))
+        // 10 s later another signal: the quiet period (15 s) starts over.
+        rig.clock.advance(.seconds(10))
         rig.controller.pressure(.psi(.light))
         rig.run()
         #expect(rig.controller.actual == 192 * MiB)
-        rig.clock.advance(.seconds(59))
+        rig.clock.advance(.seconds(14))
         rig.run()
-        #expect(rig.controller.actual == 192 * MiB, "grew before the guest was quiet for 60 s")
+        #expect(rig.controller.actual == 192 * MiB, "grew before the guest was quiet for 15 s")
         rig.clock.advance(.seconds(2))
         rig.run()
         #expect(rig.controller.actual == 512 * MiB)
         #expect(rig.controller.pressureCeiling == nil)
         #expect(rig.controller.takeEvents().last == reached(512 * MiB, 512 * MiB))
+    }
+
+    /// A stall soon after the balloon grew back says the quiet period was too
+    /// short: the next is twice as long, up to QuietPeriod=; after a calm
+    /// spell it starts from FirstQuietPeriod= again.
+    @Test func theQuietPeriodDoublesWhenPressureComesBackSoon() throws {
+        let rig = try settledRig()
+        func hold() -> Duration { rig.controller.quietUntil! - rig.clock.now }
+        func stallThenGrowBack(after: Duration) -> Duration {
+            rig.clock.advance(after)
+            rig.controller.pressure(.psi(.heavy))
+            let length = hold()
+            rig.clock.advance(length)
+            rig.run()
+            return length
+        }
+        #expect(stallThenGrowBack(after: .zero) == .seconds(15))
+        #expect(rig.controller.actual == 512 * MiB)
+        #expect(stallThenGrowBack(after: .seconds(29)) == .seconds(30))  // within 2 × 15 s of the end
+        #expect(stallThenGrowBack(after: .seconds(59)) == .seconds(60))
+        #expect(stallThenGrowBack(after: .seconds(10)) == .seconds(60))  // QuietPeriod= is the longest
+        #expect(stallThenGrowBack(after: .seconds(121)) == .seconds(15))  // a calm spell
+        #expect(stallThenGrowBack(after: .seconds(31)) == .seconds(15))  // more than 2 × 15 s after
+        // A signal within the hold restarts it at the same length, without doubling.
+        rig.clock.advance(.seconds(5))
+        rig.controller.pressure(.psi(.light))
+        rig.clock.advance(.seconds(10))
+        rig.controller.pressure(.psi(.light))
+        #expect(hold() == .seconds(30))  // 5 s after the last hold ended: this episode's is 30 s
+        rig.clock.advance(.seconds(20))
+        rig.controller.pressure(.psi(.light))
+        #expect(hold() == .seconds(30))
+    }
+
+    @Test func equalPeriodsGiveAFixedQuietPeriod() throws {
+        let rig = try settledRig()
+        rig.controller.policy.firstQuietPeriod = .seconds(120)  // longer than QuietPeriod=: acts as it
+        rig.controller.pressure(.psi(.heavy))
+        #expect(rig.controller.quietUntil! - rig.clock.now == .seconds(60))
+        rig.clock.advance(.seconds(61))
+        rig.run()
+        rig.clock.advance(.seconds(10))
+        rig.controller.pressure(.psi(.heavy))
+        #expect(rig.controller.quietUntil! - rig.clock.now == .seconds(60))
     }
 
     @Test func aLostHolderIsAccountedAndHolds() throws {

@@ -67,7 +67,7 @@ private let GiB: UInt64 = 1 << 30
     @Test func withoutRegrowthTheQuietPeriodHoldsTheHostsTarget() throws {
         let rig = try stalledRig(regrowth: false)
         #expect(!rig.controller.wantsRegrowthSamples)
-        feed(rig, free: 700 * MiB, for: .seconds(20))
+        feed(rig, free: 700 * MiB, for: rig.controller.policy.firstQuietPeriod - .seconds(1))
         #expect(rig.controller.actual == 0)
         #expect(rig.controller.state == .unreachable)
     }
@@ -103,7 +103,7 @@ private let GiB: UInt64 = 1 << 30
         rig.run(perStep: .zero)
         #expect(rig.controller.actual == 0)
         #expect(!rig.controller.wantsRegrowthSamples)
-        feed(rig, free: 700 * MiB, for: .seconds(20))
+        feed(rig, free: 700 * MiB, for: rig.controller.policy.firstQuietPeriod - .seconds(1))
         #expect(rig.controller.actual == 0)
         // The signal restarted the quiet period; after it, the host's target.
         rig.clock.advance(rig.controller.policy.quietPeriod)
