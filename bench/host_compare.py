@@ -41,6 +41,7 @@ Figures per policy:
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -295,7 +296,7 @@ def over_budget_causes(samples: list[dict], budget: int) -> dict[str, float]:
         if host <= budget:
             continue
         short: dict[str, int] = {}
-        for g in s["guests"].values():
+        for g in s.get("guests", {}).values():
             t, act = g.get("target") or 0, g.get("actual") or 0
             if t > act:
                 key = g.get("why") or g.get("state") or "?"
@@ -347,6 +348,9 @@ def compare(a) -> dict:
     for policy in a.policies.split(","):
         log(f"compare: {policy}")
         runs[policy] = run_policy(a, policy)
+        # Kept as it goes: a failure in the summary must not lose an hour of runs.
+        with open(os.path.join(a.out_dir, "compare-runs.json"), "w") as f:
+            json.dump(runs, f)
     base = runs.get("none")
     rows = [summarize(runs[p], base, budget_for(a)) for p in runs]
     by = {r["policy"]: r for r in rows}

@@ -30,8 +30,9 @@ public struct ServeOptions {
     /// Switch the guest's free-memory mode on in every session (needs a memory backend).
     public var freeMemoryReporting = false
     /// Allocate the backend again for frames the guest takes back, ahead of
-    /// its touching them (PopulateQueue.swift; `--no-populate-on-deflate`).
-    public var populateOnDeflate = true
+    /// its touching them (PopulateQueue.swift; `--populate-on-deflate`). Off by
+    /// default: bench-free has not shown it saves the guest time (free-memory.md).
+    public var populateOnDeflate = false
     /// Stop on SIGINT/SIGTERM (blocks them in the calling thread).
     public var handleSignals = false
     /// Where log lines go (one line each, no newline).

@@ -43,7 +43,7 @@ struct Serve: ParsableCommand {
     var freeMemoryReporting = false
 
     @Flag(inversion: .prefixedNo, help: "Allocate the memory backend again for memory the guest takes back (a FRAMES_DEFLATED), before the guest touches it, so QEMU's vCPU does not fault it in page by page.")
-    var populateOnDeflate = true
+    var populateOnDeflate = false
 
     @Option(help: ArgumentHelp("Also speak QEMU's QMP balloon dialect on this unix socket (mode 0600; docs/qmp.md).", valueName: "path"))
     var qmp: String?

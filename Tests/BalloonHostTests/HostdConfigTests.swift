@@ -98,13 +98,13 @@ import Testing
 
     @Test func guestFile() throws {
         let g = try HostdLoader.parseGuest(
-            "[Guest]\nChannel=hybrid-vsock:/run/fc/v.sock:7468\nMemoryBackend=/dev/shm/vm1\nRamMap=q35\nRamSize=4G\nMin=1G\nMax=90%\nShares=2000\nPolicy=manual\nTarget=512M\nFreeMemoryReporting=yes\nPopulateOnDeflate=no\n",
+            "[Guest]\nChannel=hybrid-vsock:/run/fc/v.sock:7468\nMemoryBackend=/dev/shm/vm1\nRamMap=q35\nRamSize=4G\nMin=1G\nMax=90%\nShares=2000\nPolicy=manual\nTarget=512M\nFreeMemoryReporting=yes\nPopulateOnDeflate=yes\n",
             file: "vm1.conf")
         #expect(g.channel == .hybridVsock(path: "/run/fc/v.sock", port: 7468))
         #expect(g.memoryBackend == "/dev/shm/vm1" && g.ramMap == "q35" && g.ramSize == 4 << 30)
         #expect(g.min == .bytes(1 << 30) && g.max == .percent(90) && g.shares == 2000 && g.policy == .manual)
-        #expect(g.target == 512 << 20 && g.freeMemoryReporting && !g.populateOnDeflate)
-        #expect(try HostdLoader.parseGuest("[Guest]\nChannel=unix:/run/a.sock\n", file: "f").populateOnDeflate)
+        #expect(g.target == 512 << 20 && g.freeMemoryReporting && g.populateOnDeflate)
+        #expect(try !HostdLoader.parseGuest("[Guest]\nChannel=unix:/run/a.sock\n", file: "f").populateOnDeflate)
         #expect(try HostdLoader.parseGuest("[Guest]\nChannel=vsock:3:7468\n", file: "f").channel == .vsock(cid: 3, port: 7468))
         #expect(try HostdLoader.parseGuest("[Guest]\nChannel=unix:/run/a.sock\n", file: "f").channel == .unix(path: "/run/a.sock"))
     }
