@@ -16,6 +16,16 @@ built=$(scripts/build-release.sh)
 mapfile -t bins <<<"$built"
 strip -o "$work/balloond" "${bins[0]}"
 strip -o "$work/balloonctl" "${bins[1]}"
+# An incremental build can leave a module that uses a changed `package` type
+# stale (seen 2026-12-03: balloond crashed at start with "free(): invalid
+# pointer" after a field was added to BalloondConfig, and a whole bench ran
+# against it). Running the binaries once catches that before anything boots.
+for smoke in "$work/balloond --config /dev/null --dump-config" "$work/balloonctl --help"; do
+    if ! $smoke >/dev/null 2>&1; then
+        echo "build-vm-artifacts: '$smoke' failed: a stale incremental build? remove .build-static and build again" >&2
+        exit 1
+    fi
+done
 # The pressure workloads (tests/vm/src/workload.c), static.
 gcc -static -O2 -Wall -Wextra -pthread -o "$work/workload" tests/vm/src/workload.c >&2
 tests/vm/mkinitramfs.sh -o "$work/balloond-initramfs.cpio.gz" \
