@@ -56,7 +56,7 @@ public final class BackendPuncher {
     @discardableResult
     public func punch(_ ranges: [RamMap.FileRange]) -> [Bool] {
         ranges.map { range in
-            guard range.length > 0, range.offset < ramSize, range.length <= ramSize - range.offset else {
+            guard withinRam(range) else {
                 failures += 1
                 return false
             }
@@ -77,12 +77,17 @@ public final class BackendPuncher {
 }
 
 extension BackendPuncher {
+    /// A non-empty range that ends within guest RAM.
+    func withinRam(_ range: RamMap.FileRange) -> Bool {
+        range.length > 0 && range.offset < ramSize && range.length <= ramSize - range.offset
+    }
+
     /// Allocates a range the guest took back (`PopulateQueue`), within guest
     /// RAM only. A failure is counted and kept; it never touches the guest's
     /// data (fallocate allocates holes only), so nothing else depends on it.
     @discardableResult
     public func populate(_ range: RamMap.FileRange) -> Bool {
-        guard !populateUnsupported, range.length > 0, range.offset < ramSize, range.length <= ramSize - range.offset else {
+        guard !populateUnsupported, withinRam(range) else {
             return false
         }
         do throws(SystemError) {

@@ -84,16 +84,7 @@ public struct IntervalSet: Sendable, Equatable {
 
     /// How much of [start, end) is in the set.
     public func coveredLength(_ start: UInt64, _ end: UInt64) -> UInt64 {
-        guard start < end else { return 0 }
-        var p = locate(start)
-        if let q = p, self[q].end <= start { p = next(q) } else if p == nil { p = next(nil) }
-        var total: UInt64 = 0
-        while let q = p, self[q].start < end {
-            let iv = self[q]
-            total += min(iv.end, end) - max(iv.start, start)
-            p = next(q)
-        }
-        return total
+        intersection(start, end).reduce(0) { $0 + $1.length }
     }
 
     /// The parts of the set inside [start, end), in order.

@@ -27,7 +27,9 @@ public struct PopulateQueue: Sendable, Equatable {
     /// Queues ranges the guest took back (a repeat adds nothing).
     public mutating func add(_ ranges: [RamMap.FileRange]) {
         for r in ranges where r.length > 0 {
-            for gap in Self.gaps(in: r.offset, r.end, of: pending) { pending.insert(gap.start, gap.end) }
+            // The union: what is queued in the range goes, the whole range comes.
+            pending.remove(r.offset, r.end)
+            pending.insert(r.offset, r.end)
         }
     }
 
@@ -47,16 +49,4 @@ public struct PopulateQueue: Sendable, Equatable {
 
     /// Forgets everything (the backend cannot allocate).
     public mutating func removeAll() { pending.removeAll() }
-
-    /// The parts of [start, end) not in `set`.
-    private static func gaps(in start: UInt64, _ end: UInt64, of set: IntervalSet) -> [IntervalSet.Interval] {
-        var out: [IntervalSet.Interval] = []
-        var at = start
-        for covered in set.intersection(start, end) {
-            if covered.start > at { out.append(.init(at, covered.start)) }
-            at = covered.end
-        }
-        if at < end { out.append(.init(at, end)) }
-        return out
-    }
 }

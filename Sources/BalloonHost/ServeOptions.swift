@@ -31,7 +31,7 @@ public struct ServeOptions {
     public var freeMemoryReporting = false
     /// Allocate the backend again for frames the guest takes back, ahead of
     /// its touching them (PopulateQueue.swift; `--populate-on-deflate`). Off by
-    /// default: bench-free has not shown it saves the guest time (free-memory.md).
+    /// default: it also backs the cushion the guest keeps free (free-memory.md).
     public var populateOnDeflate = false
     /// Stop on SIGINT/SIGTERM (blocks them in the calling thread).
     public var handleSignals = false

@@ -76,7 +76,7 @@ public struct ServeStatus: ReplyValue {
     public var punches: UInt64 = 0
     public var punchFailures: UInt64 = 0
     /// Bytes allocated again in the backend for frames the guest took back
-    /// (`--no-populate-on-deflate` leaves it 0), and the failed tries.
+    /// (0 without `--populate-on-deflate`), and the failed tries.
     public var bytesPopulated: UInt64 = 0
     public var populateFailures: UInt64 = 0
     public var refused = RefusalCounters()

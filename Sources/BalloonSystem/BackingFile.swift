@@ -49,25 +49,23 @@ public final class BackingFile {
     /// `fallocate(FALLOC_FL_PUNCH_HOLE|FALLOC_FL_KEEP_SIZE, offset, length)`:
     /// frees the blocks, the size stays, the range reads back as zeros.
     package func punchHole(offset: UInt64, length: UInt64) throws(SystemError) {
-        guard length > 0 else { return }
-        guard offset <= UInt64(Int64.max), length <= UInt64(Int64.max) - offset else {
-            throw SystemError("fallocate(PUNCH_HOLE)", subject: "\(path) offset \(offset) length \(length)", cause: .outOfRange)
-        }
-        _ = try syscall("fallocate(PUNCH_HOLE)", subject: "\(path) offset \(offset) length \(length)") {
-            cballoon_fallocate(descriptor.raw, cballoon_FALLOC_FL_PUNCH_HOLE | cballoon_FALLOC_FL_KEEP_SIZE, Int64(offset), Int64(length))
-        }
+        try fallocate("fallocate(PUNCH_HOLE)", cballoon_FALLOC_FL_PUNCH_HOLE | cballoon_FALLOC_FL_KEEP_SIZE, offset, length)
     }
 
     /// `fallocate(FALLOC_FL_KEEP_SIZE, offset, length)`: allocates the blocks
     /// of the range's holes (zeroed pages on tmpfs and hugetlbfs); data that
     /// is there stays, and the size never changes.
     package func allocate(offset: UInt64, length: UInt64) throws(SystemError) {
+        try fallocate("fallocate(KEEP_SIZE)", cballoon_FALLOC_FL_KEEP_SIZE, offset, length)
+    }
+
+    private func fallocate(_ operation: String, _ mode: Int32, _ offset: UInt64, _ length: UInt64) throws(SystemError) {
         guard length > 0 else { return }
         guard offset <= UInt64(Int64.max), length <= UInt64(Int64.max) - offset else {
-            throw SystemError("fallocate(KEEP_SIZE)", subject: "\(path) offset \(offset) length \(length)", cause: .outOfRange)
+            throw SystemError(operation, subject: "\(path) offset \(offset) length \(length)", cause: .outOfRange)
         }
-        _ = try syscall("fallocate(KEEP_SIZE)", subject: "\(path) offset \(offset) length \(length)") {
-            cballoon_fallocate(descriptor.raw, cballoon_FALLOC_FL_KEEP_SIZE, Int64(offset), Int64(length))
+        _ = try syscall(operation, subject: "\(path) offset \(offset) length \(length)") {
+            cballoon_fallocate(descriptor.raw, mode, Int64(offset), Int64(length))
         }
     }
 }
