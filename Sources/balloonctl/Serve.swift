@@ -63,8 +63,8 @@ struct Serve: ParsableCommand {
                     : "give only one of --unix, --vsock, --hybrid-vsock")
         }
         guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
-        if memoryBackend == nil, ramSize != nil || ramMap != nil || punchRate != nil || freeMemoryReporting {
-            throw ValidationError("--ram-size, --ram-map, --punch-rate and --free-memory-reporting need --memory-backend")
+        if memoryBackend == nil, ramSize != nil || ramMap != nil || punchRate != nil || freeMemoryReporting || populateOnDeflate {
+            throw ValidationError("--ram-size, --ram-map, --punch-rate, --free-memory-reporting and --populate-on-deflate need --memory-backend")
         }
     }
 
