@@ -15,8 +15,8 @@ shared file on /dev/shm, an ext4 scratch disk) and runs the workloads in one ses
   c  balloond's free-memory mode (balloond with its defaults, `balloonctl serve
      --memory-backend FILE --free-memory-reporting` on the host);
   d  c plus cold page cache ([FreeMemory] ReclaimColdCache=yes);
-  e  c with `serve --populate-on-deflate` (not a configuration the issue names: an A/B of
-     serve allocating the RAM file again for memory the guest takes back, for W3).
+  e  c with `serve --no-populate-on-deflate` (not a configuration the issue names: an A/B of
+     serve allocating the RAM file again for memory the guest takes back, for W3; c does it).
 
 Workloads, in this order (the seed picks the order the 600 MiB of files are read in):
   1  `workload instant 600`: allocate and touch 600 MiB of anonymous memory, then exit;
@@ -60,7 +60,7 @@ import guest as G  # noqa: E402
 
 MiB = 1 << 20
 NAMES = {"a": "no balloon", "b": "kernel free page reporting", "c": "balloond free-memory mode",
-         "d": "balloond free-memory mode + cold page cache", "e": "c with serve --populate-on-deflate"}
+         "d": "balloond free-memory mode + cold page cache", "e": "c with serve --no-populate-on-deflate"}
 
 
 def log(msg: str) -> None:
@@ -146,7 +146,7 @@ class Run:
         control = os.path.join(self.wd, "serve.sock")
         self.ctl, self.control = ctl, control
         self.serve_log = open(os.path.join(self.wd, "serve.log"), "w")
-        populate = ["--populate-on-deflate"] if self.cfg == "e" else []
+        populate = ["--no-populate-on-deflate"] if self.cfg == "e" else []
         self.serve = subprocess.Popen([ctl, "serve", "--unix", os.path.join(self.wd, "port0.sock"), "--control", control,
                                        "--memory-backend", self.backend, "--free-memory-reporting", "--timeout", "60"] + populate,
                                       stdout=self.serve_log, stderr=subprocess.STDOUT)

@@ -125,7 +125,7 @@ package struct GuestConfig: Sendable, Equatable {
     /// `FreeMemoryReporting=`: ask the guest to report free memory too.
     package var freeMemoryReporting = false
     /// `PopulateOnDeflate=`: allocate the RAM file again for frames the guest takes back.
-    package var populateOnDeflate = false
+    package var populateOnDeflate = true
     /// `QMP=`: a unix socket speaking QEMU's QMP balloon dialect (docs/qmp.md).
     package var qmp: String?
 

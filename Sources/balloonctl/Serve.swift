@@ -42,8 +42,8 @@ struct Serve: ParsableCommand {
     @Flag(help: "Switch the guest's free-memory mode on in every session: the balloon holds the guest's free memory and its frames are freed (needs --memory-backend).")
     var freeMemoryReporting = false
 
-    @Flag(inversion: .prefixedNo, help: "Allocate the memory backend again for memory the guest takes back (a FRAMES_DEFLATED), before the guest touches it, so QEMU's vCPU does not fault it in page by page.")
-    var populateOnDeflate = false
+    @Flag(inversion: .prefixedNo, help: "Allocate the memory backend again for memory the guest takes back (a FRAMES_DEFLATED), before the guest touches it, so QEMU's vCPU does not fault it in page by page (default: on).")
+    var populateOnDeflate: Bool?
 
     @Option(help: ArgumentHelp("Also speak QEMU's QMP balloon dialect on this unix socket (mode 0600; docs/qmp.md).", valueName: "path"))
     var qmp: String?
@@ -63,7 +63,7 @@ struct Serve: ParsableCommand {
                     : "give only one of --unix, --vsock, --hybrid-vsock")
         }
         guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
-        if memoryBackend == nil, ramSize != nil || ramMap != nil || punchRate != nil || freeMemoryReporting || populateOnDeflate {
+        if memoryBackend == nil, ramSize != nil || ramMap != nil || punchRate != nil || freeMemoryReporting || populateOnDeflate == true {
             throw ValidationError("--ram-size, --ram-map, --punch-rate, --free-memory-reporting and --populate-on-deflate need --memory-backend")
         }
     }
@@ -80,7 +80,7 @@ struct Serve: ParsableCommand {
         options.connectTimeout = .secondsValue(min(timeout, 2))
         options.handleSignals = true
         options.freeMemoryReporting = freeMemoryReporting
-        options.populateOnDeflate = populateOnDeflate
+        options.populateOnDeflate = populateOnDeflate ?? true
         options.qmpPath = qmp
         // QMP's guest RAM (the guest's MemTotal) and guest-stats come from STATS.
         if qmp != nil { options.statsInterval = .seconds(1) }

@@ -8,8 +8,8 @@ import Testing
 private let MiB: UInt64 = 1 << 20
 
 /// serve allocates the backend again for frames the guest takes back, in
-/// slices between events: never a range the guest holds again, and not at
-/// all without `--populate-on-deflate`.
+/// slices between events (the default): never a range the guest holds again,
+/// and not at all with `--no-populate-on-deflate`.
 @Suite(.serialized) struct ServePopulateTests {
     let exe = balloonctlPath()
 
@@ -39,7 +39,7 @@ private let MiB: UInt64 = 1 << 20
             g.serveAll(recorder: seen)
         }
         let serve = Background(exe, [
-            "serve", "--unix", gsock, "--control", csock, "--memory-backend", backend.path, "--punch-rate", "1G", "--populate-on-deflate", "--timeout", "5",
+            "serve", "--unix", gsock, "--control", csock, "--memory-backend", backend.path, "--punch-rate", "1G", "--timeout", "5",
         ], in: dir, name: "serve")
         defer { _ = serve.terminate() }
         let status = waitForStatus(csock) { $0.punches == 2 && $0.framesHeld == 12288 }
@@ -52,8 +52,8 @@ private let MiB: UInt64 = 1 << 20
         guest.join()
     }
 
-    /// The default (bench-free has not shown a saving): the guest faults it in.
-    @Test func withoutTheFlagWhatTheGuestTookBackIsLeftToIt() throws {
+    /// Switched off, the guest faults it in.
+    @Test func switchedOffWhatTheGuestTookBackIsLeftToIt() throws {
         let dir = TempDir()
         defer { dir.remove() }
         let backend = ShmFile(size: Int(64 * MiB))
@@ -71,7 +71,7 @@ private let MiB: UInt64 = 1 << 20
             g.serveAll(recorder: seen)
         }
         let serve = Background(exe, [
-            "serve", "--unix", gsock, "--control", csock, "--memory-backend", backend.path, "--timeout", "5",
+            "serve", "--unix", gsock, "--control", csock, "--memory-backend", backend.path, "--no-populate-on-deflate", "--timeout", "5",
         ], in: dir, name: "serve")
         defer { _ = serve.terminate() }
         let status = waitForStatus(csock) { $0.framesHeld == 256 }

@@ -84,7 +84,7 @@ private func rawReply(_ path: String, _ line: String) throws -> Response? {
 
         let serve = Background(exe, [
             "serve", "--unix", gsock, "--control", csock, "--target", "128M",
-            "--memory-backend", backend.path, "--ram-size", "32M", "--populate-on-deflate", "--timeout", "5",
+            "--memory-backend", backend.path, "--ram-size", "32M", "--timeout", "5",
         ], in: dir, name: "serve")
         defer { _ = serve.terminate() }
 
