@@ -148,9 +148,10 @@ bench-host: deps
 # Issue 10's benchmark (bench/free.py): workloads 1-4 in the same QEMU TCG guest
 # (RAM in a shared file) with no balloon, the kernel's free page reporting,
 # balloond's free-memory mode, and the mode with cold page cache; host memory
-# over time as a table and a PNG. BENCH_SEED, BENCH_CONFIGS (a,b,c,d) and
-# BENCH_OBSERVE (seconds after each workload, 120) override; W3 runs three times
-# per configuration and its median is judged. Exits 1 when a goal fails. ~35 min here.
+# over time as a table and a PNG. BENCH_SEED, BENCH_CONFIGS (a,b,c,d; e is c
+# without populate on deflate) and BENCH_OBSERVE (seconds after each workload,
+# 120) override; W3 runs in 15 simultaneous pairs with a and the median ratio
+# is judged. Exits 1 when a goal fails. ~35 min here.
 bench-free: deps
 	@scripts/install-plot-deps.sh
 	initramfs=$$(scripts/build-vm-artifacts.sh) && \
