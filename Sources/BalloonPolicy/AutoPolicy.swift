@@ -145,7 +145,7 @@ public struct AutoPolicy: HostPolicy {
             views.append(View(
                 state: state, available: available, headroom: h, band: b,
                 pressured: memory.lastPressure.map { now < $0 + interval * 2 } ?? false,
-                holdingOff: memory.holdingOff(now: now, tuning),
+                holdingOff: memory.holdingOff(now: now),
                 // A sample from before the last change does not show it yet:
                 // acting on it would take (or give) the same memory twice.
                 current: memory.lastChange.map { sample.at > $0 } ?? true,

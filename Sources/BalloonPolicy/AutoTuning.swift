@@ -43,8 +43,13 @@ public struct AutoTuning: Sendable, Equatable {
     /// A guest whose available memory falls below this share of its
     /// headroom is treated as pressured even before PSI shows it.
     public var lowWater: Double = 0.5
-    /// After pressure, nothing is taken from the guest for this long.
-    public var holdOff: Duration = .seconds(30)
+    /// After pressure, only free memory is taken from the guest for
+    /// `firstHoldOff`; pressure again within twice that after the hold
+    /// ended doubles it, up to `holdOff`. The guest's balloond runs the same
+    /// rule on its own quiet period (FirstQuietPeriod=, QuietPeriod=), so
+    /// the host asks for no more than the guest would give.
+    public var firstHoldOff: Duration = .seconds(15)
+    public var holdOff: Duration = .seconds(60)
     /// Each pressure event multiplies the guest's headroom by `boostStep`
     /// (at most `boostLimit`, at most once per `boostSpacing`); the boost's
     /// excess over 1 halves every `boostHalfLife` without pressure.
@@ -67,6 +72,9 @@ struct AutoGuest: Sendable {
     var lastBoost: Duration?
     var boost: Double = 1
     var boostAt: Duration = .zero
+    /// The current (or last) hold-off: its length and when it ends.
+    var holdLength: Duration?
+    var holdUntil: Duration?
 
     /// Decays the boost toward 1 (half-life), as of `now`.
     mutating func decay(now: Duration, _ tuning: AutoTuning) {
@@ -84,10 +92,29 @@ struct AutoGuest: Sendable {
             lastBoost = now
             boostAt = now
         }
+        hold(now: now, tuning)
     }
 
-    func holdingOff(now: Duration, _ tuning: AutoTuning) -> Bool {
-        lastPressure.map { now < $0 + tuning.holdOff } ?? false
+    /// Starts (or restarts) the hold-off. Signals of one episode restart the
+    /// same length; an episode within twice the last hold after it ended
+    /// doubles it (up to `holdOff`); any other starts at `firstHoldOff`.
+    private mutating func hold(now: Duration, _ tuning: AutoTuning) {
+        let longest = tuning.holdOff
+        let first = Swift.min(tuning.firstHoldOff, longest)
+        var length = first
+        if let until = holdUntil, let last = holdLength {
+            if until > now {
+                length = last
+            } else if now - until < last * 2 {
+                length = Swift.min(Swift.max(last * 2, first), longest)
+            }
+        }
+        holdLength = length
+        holdUntil = now + length
+    }
+
+    func holdingOff(now: Duration) -> Bool {
+        holdUntil.map { now < $0 } ?? false
     }
 }
 

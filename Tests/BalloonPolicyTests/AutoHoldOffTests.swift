@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+import BalloonPolicy
+import BalloonTestSupport
+import Testing
+
+/// After pressure, `auto` takes only free memory from the guest for a
+/// hold-off that starts short and doubles when pressure comes back soon, as
+/// the guest's own quiet period does (docs/policy.md).
+@Suite struct AutoHoldOffTests {
+    let host = HostSample(at: .seconds(1), total: 8 * GiB, available: 4 * GiB)
+
+    func guest(target: UInt64) -> GuestState {
+        GuestState(name: "g", ramSize: GiB, limits: GuestLimits(min: 128 * MiB, max: GiB, shares: 1000),
+                   connected: true, target: target, actual: target, sample: nil)
+    }
+
+    /// Low MemAvailable at `at`: pressure, and the target goes down.
+    func stall(_ policy: inout AutoPolicy, _ g: inout GuestState, at s: Int64) throws {
+        g.sample = GuestSample(at: .seconds(s), memTotal: GiB, memAvailable: 20 * MiB, memFree: 10 * MiB, balloonActual: g.actual)
+        let change = try #require(policy.sampled(guest: g, host: host, now: .seconds(s)).first, "pressure at \(s) s gives memory back")
+        g.target = change.target
+        g.actual = change.target
+    }
+
+    /// A round at `at` when the workload has ended but left its page cache:
+    /// 800 MiB available, 100 MiB of it free. Whether it took anything.
+    func takes(_ policy: inout AutoPolicy, _ g: inout GuestState, at s: Int64) -> Bool {
+        g.sample = GuestSample(at: .seconds(s), memTotal: GiB, memAvailable: 800 * MiB, memFree: 100 * MiB, balloonActual: g.actual)
+        guard let change = policy.round(host: host, guests: [g], now: .seconds(s)).first else { return false }
+        g.target = change.target
+        g.actual = change.target
+        return true
+    }
+
+    @Test func theHoldOffDoublesWhenPressureComesBackSoon() throws {
+        var policy = AutoPolicy()
+        var g = guest(target: 300 * MiB)
+        try stall(&policy, &g, at: 1)
+        #expect(!takes(&policy, &g, at: 3), "cache is not taken within the first hold-off")
+        #expect(!takes(&policy, &g, at: 15))
+        #expect(takes(&policy, &g, at: 17), "15 s after the stall the cache is spare again")
+        // Back 4 s after that hold ended: 30 s this time.
+        try stall(&policy, &g, at: 20)
+        #expect(!takes(&policy, &g, at: 40))
+        #expect(!takes(&policy, &g, at: 49))
+        #expect(takes(&policy, &g, at: 51))
+        // Back within 60 s of its end (at 50): 60 s, the longest.
+        try stall(&policy, &g, at: 100)
+        #expect(!takes(&policy, &g, at: 159))
+        #expect(takes(&policy, &g, at: 161))
+        // Long after the last hold ended, it starts short again.
+        try stall(&policy, &g, at: 400)
+        #expect(!takes(&policy, &g, at: 414))
+        #expect(takes(&policy, &g, at: 416))
+    }
+
+    /// More signals within one hold restart it at the same length.
+    @Test func signalsWithinAHoldRestartIt() throws {
+        var policy = AutoPolicy()
+        var g = guest(target: 600 * MiB)
+        try stall(&policy, &g, at: 1)
+        try stall(&policy, &g, at: 12)
+        #expect(!takes(&policy, &g, at: 26), "the hold runs 15 s from the last signal")
+        #expect(takes(&policy, &g, at: 28))
+    }
+}
