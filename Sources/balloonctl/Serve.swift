@@ -80,7 +80,7 @@ struct Serve: ParsableCommand {
         options.connectTimeout = .secondsValue(min(timeout, 2))
         options.handleSignals = true
         options.freeMemoryReporting = freeMemoryReporting
-        options.populateOnDeflate = populateOnDeflate ?? true
+        if let populateOnDeflate { options.populateOnDeflate = populateOnDeflate }  // else ServeOptions' default
         options.qmpPath = qmp
         // QMP's guest RAM (the guest's MemTotal) and guest-stats come from STATS.
         if qmp != nil { options.statsInterval = .seconds(1) }
