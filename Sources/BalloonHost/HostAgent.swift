@@ -239,6 +239,9 @@ package final class HostAgent {
             guard let peer = loop.peersByName[change.guest], peer.agent.limits.policy == .auto,
                 peer.link?.synced == true, peer.status.desiredTarget != change.target
             else { continue }
+            // The operator's trace of the policy (journald): each move and why.
+            let from = peer.status.desiredTarget.map(HumanBytes.format) ?? "none"
+            log("\(peer.name): target \(from) -> \(HumanBytes.format(change.target)) (\(change.reason))")
             peer.apply(target: change.target, reason: change.reason)
             targetsSet += 1
         }

@@ -152,7 +152,8 @@ public struct AutoPolicy: HostPolicy {
                 squeezeFloor: Swift.max(Int64(Double(h) * tuning.lowWater) + b / 2, edge),
                 freeSpare: Self.free(state, sample) - h - b))
         }
-        let hostAvailable = Swift.min(host.available, host.total).signed
+        // Over a budget the host is short by the reserve and the overshoot.
+        let hostAvailable = Swift.min(host.available, host.total).signed - host.overBudget.signed
         var changes: [String: (Int64, String)] = [:]
         let movable = views.filter(\.current)
         give(movable, surplus: hostAvailable - reserve.signed - tuning.hostBand.signed, into: &changes)

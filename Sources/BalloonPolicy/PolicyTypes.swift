@@ -142,14 +142,22 @@ public struct HostSample: Sendable, Equatable {
     public var at: Duration
     public var total: UInt64
     public var available: UInt64
+    /// How far the memory behind the guests exceeds a `HostMemory=` budget
+    /// (`available` is then 0): how short the host really is. Always 0 for
+    /// the machine, whose MemAvailable cannot say it.
+    public var overBudget: UInt64
     /// Host PSI memory avg10 in percent; nil without PSI (or under a budget).
     public var psiSomeAvg10: Double?
     public var psiFullAvg10: Double?
 
-    public init(at: Duration, total: UInt64, available: UInt64, psiSomeAvg10: Double? = nil, psiFullAvg10: Double? = nil) {
+    public init(
+        at: Duration, total: UInt64, available: UInt64, overBudget: UInt64 = 0,
+        psiSomeAvg10: Double? = nil, psiFullAvg10: Double? = nil
+    ) {
         self.at = at
         self.total = total
         self.available = available
+        self.overBudget = overBudget
         self.psiSomeAvg10 = psiSomeAvg10
         self.psiFullAvg10 = psiFullAvg10
     }

@@ -2,8 +2,8 @@
 /* workload: memory-pressure workloads for balloond's real-guest tests and
  * `make bench-pressure` (static: gcc -static -O2).
  *
- *   workload ramp MB RATE_MB_S          anonymous memory, 1 MiB steps at a steady rate,
- *                                       every page touched; held 0.5 s
+ *   workload ramp MB RATE_MB_S [HOLD_S] anonymous memory, 1 MiB steps at a steady rate,
+ *                                       every page touched; held 0.5 s (or HOLD_S)
  *   workload instant MB                 one mmap + memset, as fast as possible; held 0.5 s
  *   workload thrash FILE SECONDS        read FILE (larger than free memory) over and over
  *   workload workingset FILE MB_ANON RATE_MB_S
@@ -258,21 +258,22 @@ int main(int argc, char **argv) {
     page_size = sysconf(_SC_PAGESIZE);
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 3) {
-        fprintf(stderr, "usage: workload ramp MB RATE | instant MB | thrash FILE S | workingset FILE MB RATE | idle S | cpu S | io FILE S | touchloop MB S | mlockwatch MS\n");
+        fprintf(stderr, "usage: workload ramp MB RATE [HOLD_S] | instant MB | thrash FILE S | workingset FILE MB RATE | idle S | cpu S | io FILE S | touchloop MB S | mlockwatch MS\n");
         return 2;
     }
     const char *mode = argv[1];
     if (!strcmp(mode, "mlockwatch") && argc == 3) return mlockwatch(strtoull(argv[2], NULL, 10));
-    if (!strcmp(mode, "ramp") && argc == 4) {
+    if (!strcmp(mode, "ramp") && (argc == 4 || argc == 5)) {
         size_t mb = strtoull(argv[2], NULL, 10);
         double rate = atof(argv[3]);
+        double hold = argc == 5 ? atof(argv[4]) : 0.5;
         char *p = map_anon(mb << 20);
         begin(mode);
         for (size_t i = 0; i < mb; i++) {
             sleep_until_us(t_start + (uint64_t)((double)i * 1e6 / rate));
             touch(p + (i << 20), 1 << 20);
         }
-        usleep(500000);
+        sleep_until_us(now_us() + (uint64_t)(hold * 1e6));
         return finish();
     }
     if (!strcmp(mode, "instant") && argc == 3) {
