@@ -178,22 +178,26 @@ def budget_for(a) -> int:
 
 
 def run_policy(a, policy: str) -> dict:
-    """The schedule in fresh guests under one policy; samples every 0.5 s."""
+    """The schedule in fresh guests under one policy; samples every 0.5 s. A
+    policy may carry `[Guest]` settings after `+` for an A/B in one run, e.g.
+    `auto+PopulateOnDeflate=no`."""
     budget = budget_for(a)
-    tmp = tempfile.mkdtemp(prefix=f"bench-host-{policy}-")
+    mode, *guest_keys = policy.split("+")
+    tag = "".join(ch for ch in policy.lower() if ch.isalnum())[:24]
+    tmp = tempfile.mkdtemp(prefix=f"bench-host-{tag}-")
     guests: list[VMGuest] = []
     hostd = None
     queries: dict[str, Control] = {}
     try:
         for i in range(a.vms):
-            guests.append(VMGuest(f"{policy}{i}", a.initramfs, balloond=not baseline(policy)))
+            guests.append(VMGuest(f"{tag}{i}", a.initramfs, balloond=not baseline(policy)))
         ctl = None
         if not baseline(policy):
-            conf = hostd_config(tmp, policy, budget, None, reserve="20%")
+            conf = hostd_config(tmp, mode, budget, None, reserve="20%")
             for i, g in enumerate(guests):
                 with open(os.path.join(tmp, "guests.d", f"g{i}.conf"), "w") as f:
                     f.write(f"[Guest]\nChannel=unix:{g.port}\nMemoryBackend={g.ram_file}\nRamSize=1G\n"
-                            f"Min=256M\nMax=1G\n")
+                            f"Min=256M\nMax=1G\n" + "".join(f"{k}\n" for k in guest_keys))
             hostd = start_hostd(conf, os.path.join(tmp, "hostd.log"))
             ctl = Control(os.path.join(tmp, "control"))
             # One connection per guest for its own `query`: why a balloon stops short of its

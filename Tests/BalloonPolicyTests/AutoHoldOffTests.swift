@@ -63,4 +63,22 @@ import Testing
         #expect(!takes(&policy, &g, at: 26), "the hold runs 15 s from the last signal")
         #expect(takes(&policy, &g, at: 28))
     }
+
+    /// While the host is short and no other guest can cover it, a guest
+    /// holding off gives its page cache as well, down to its (boosted)
+    /// headroom and band; while the host is not short it keeps it.
+    @Test func aShortHostTakesTheCacheOfAGuestHoldingOff() throws {
+        var policy = AutoPolicy()
+        var g = guest(target: 300 * MiB)
+        try stall(&policy, &g, at: 1)
+        // 3 s later: 800 MiB available, 100 MiB of it free (page cache).
+        g.sample = GuestSample(at: .seconds(3), memTotal: GiB, memAvailable: 800 * MiB, memFree: 100 * MiB, balloonActual: g.actual)
+        #expect(policy.round(host: host, guests: [g], now: .seconds(3)).isEmpty, "not short: the cache stays")
+        let short = HostSample(at: .seconds(3), total: 8 * GiB, available: 0, overBudget: GiB)
+        let change = try #require(policy.round(host: short, guests: [g], now: .seconds(3)).first, "short: the cache is taken")
+        // At most a step (128 MiB) a round, and from the cache: free memory
+        // above headroom and band is none.
+        #expect(change.target == g.target + 128 * MiB)
+        #expect(change.reason.contains("host short"))
+    }
 }
