@@ -124,8 +124,11 @@ package struct GuestConfig: Sendable, Equatable {
     package var target: UInt64?
     /// `FreeMemoryReporting=`: ask the guest to report free memory too.
     package var freeMemoryReporting = false
-    /// `PopulateOnDeflate=`: allocate the RAM file again for frames the guest takes back.
-    package var populateOnDeflate = true
+    /// `PopulateOnDeflate=`: allocate the RAM file again for frames the guest
+    /// takes back. Off for the agent: under a budget it counts memory the
+    /// guest may never touch (bench-host on 069cbaf: auto 372.7 s over the
+    /// budget with it, 224.5 s without, in one run; docs/hostd.md).
+    package var populateOnDeflate = false
     /// `QMP=`: a unix socket speaking QEMU's QMP balloon dialect (docs/qmp.md).
     package var qmp: String?
 
