@@ -31,7 +31,6 @@ final class HostSampler {
 enum HostBudget {
     static func sample(budget: UInt64, behindGuests: [UInt64], at now: Duration) -> HostSample {
         let used = behindGuests.reduce(UInt64(0)) { $0 &+ $1 }
-        return HostSample(
-            at: now, total: budget, available: budget > used ? budget - used : 0, overBudget: used > budget ? used - budget : 0)
+        return .budget(budget, used: used, at: now)
     }
 }

@@ -161,6 +161,11 @@ public struct HostSample: Sendable, Equatable {
         self.psiSomeAvg10 = psiSomeAvg10
         self.psiFullAvg10 = psiFullAvg10
     }
+
+    /// A budget's sample: `total` is the budget, `used` what is behind the guests.
+    public static func budget(_ budget: UInt64, used: UInt64, at now: Duration) -> HostSample {
+        HostSample(at: now, total: budget, available: budget > used ? budget - used : 0, overBudget: used > budget ? used - budget : 0)
+    }
 }
 
 /// A target the policy wants set, and why (logged and shown by `guest-status`).

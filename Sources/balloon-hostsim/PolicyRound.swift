@@ -52,8 +52,7 @@ struct PolicyRoundBench {
                         majorFaults: s.stats[.majorFaults], swapIn: s.stats[.swapIn], swapOut: s.stats[.swapOut],
                         memFree: s.stats[.freeMemory], balloonActual: s.balloonActual)))
             }
-            let host = HostSample(
-                at: now, total: total, available: used < total ? total - used : 0, overBudget: used > total ? used - total : 0)
+            let host = HostSample.budget(total, used: used, at: now)
             var changes: [TargetChange] = []
             let (sampledTime, fast) = Self.timed(&policy) { p in
                 var out: [TargetChange] = []

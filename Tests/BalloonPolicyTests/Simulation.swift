@@ -80,8 +80,7 @@ struct Simulation {
     /// The budget minus the memory behind the guests (all their RAM is backed).
     var host: HostSample {
         let used = guests.reduce(0) { $0 + $1.memory }
-        return HostSample(
-            at: now, total: budget, available: used < budget ? budget - used : 0, overBudget: used > budget ? used - budget : 0)
+        return .budget(budget, used: used, at: now)
     }
 
     mutating func apply(_ list: [TargetChange], fast: Bool) {

@@ -53,8 +53,11 @@ struct HostAgentVM {
             }
             let before = allocatedBytes(backA) + allocatedBytes(backB)
             let budget = before - 400 * MiB
-            try "[Host]\nControl=\(control)\nGuestDirectory=\(dir)/guests\nHostMemory=\(budget)\n[Policy]\nMode=auto\nHostReserve=32M\n[Discovery]\nLibvirt=no\n"
-                .write(toFile: dir + "/hostd.conf", atomically: true, encoding: .utf8)
+            func writeConfig(budget: UInt64) throws {
+                try "[Host]\nControl=\(control)\nGuestDirectory=\(dir)/guests\nHostMemory=\(budget)\n[Policy]\nMode=auto\nHostReserve=32M\n[Discovery]\nLibvirt=no\n"
+                    .write(toFile: dir + "/hostd.conf", atomically: true, encoding: .utf8)
+            }
+            try writeConfig(budget: budget)
             for (name, g, back) in [("a", a, backA), ("b", b, backB)] {
                 try "[Guest]\nChannel=unix:\(g.port0)\nMemoryBackend=\(back)\nRamSize=\(Self.ram)\nMin=256M\n"
                     .write(toFile: dir + "/guests/\(name).conf", atomically: true, encoding: .utf8)
@@ -103,8 +106,7 @@ struct HostAgentVM {
             // Then a budget with no slack (the reserve and 32 MiB over what the
             // files hold), so what a takes back b must give (reload by SIGHUP).
             let tight = allocatedBytes(backA) + allocatedBytes(backB) + 64 * MiB
-            try "[Host]\nControl=\(control)\nGuestDirectory=\(dir)/guests\nHostMemory=\(tight)\n[Policy]\nMode=auto\nHostReserve=32M\n[Discovery]\nLibvirt=no\n"
-                .write(toFile: dir + "/hostd.conf", atomically: true, encoding: .utf8)
+            try writeConfig(budget: tight)
             kill(agent.processIdentifier, SIGHUP)
             let reloaded = waitUntil(timeout: .seconds(30), interval: .milliseconds(200)) {
                 (try? PolicyStatusReply(json: try agentCall(control, .policyStatus)))?.hostTotal == tight
