@@ -37,6 +37,11 @@ Figures per policy:
   (Mlocked at the start >= 1 MiB), memory back - stall; a balloon that gave memory back
   before the stall counts 0 (`anticipated`), one that never did is a `miss` and counts as
   infinite; a stall with an empty balloon has nothing to give back and is counted apart.
+  `psi-stall-us` marks any stall, however brief (1 ms in a 10 ms sample); the judged figure
+  times from `psi-pressure-us` instead, the first sample by which the guest had stalled 20 ms
+  within 500 ms: pressure by the guest's own light trigger (docs/pressure.md), the earliest its
+  balloond can be told. Both are reported; a phase whose stalls never reach that level is not
+  a pressure episode.
 """
 
 from __future__ import annotations
@@ -257,15 +262,15 @@ def run_policy(a, policy: str) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def reactions(phases: list[list[dict]]) -> dict:
-    """Per active phase that stalled while the balloon held memory: memory back - stall (module doc)."""
+def reactions(phases: list[list[dict]], mark: str = "psi-pressure-us") -> dict:
+    """Per active phase that stalled (by `mark`) while the balloon held memory: memory back - stall (module doc)."""
     times: list[float] = []
     anticipated = missed = empty = calm_returns = 0
     for guest in phases:
         for r in guest:
             if r["kind"] == "idle":
                 continue
-            stall, drop, held_kb = r["w"].get("psi-stall-us", 0), r["mw"].get("first-drop-us", 0), r["mw"].get("start-kb", 0)
+            stall, drop, held_kb = r["w"].get(mark, 0), r["mw"].get("first-drop-us", 0), r["mw"].get("start-kb", 0)
             if not stall:
                 calm_returns += 1 if drop else 0
                 continue
@@ -328,6 +333,7 @@ def summarize(run: dict, baseline: dict | None, budget: int) -> dict:
                     ratios.append(p["seconds"] / b["seconds"])
     rx = reactions(run["phases"])
     r = rx["times"]
+    any_stall = reactions(run["phases"], "psi-stall-us")["times"]
     return {
         "policy": run["policy"],
         "host_mean_mib": round(sum(d * h for d, h in w) / span / MiB, 1) if span else None,
@@ -344,6 +350,9 @@ def summarize(run: dict, baseline: dict | None, budget: int) -> dict:
         "reaction_p50_s": round(pct(r, 50), 3) if r else None, "reaction_p99_s": round(pct(r, 99), 3) if r else None,
         "reactions": len(r), "reactions_anticipated": rx["anticipated"], "reactions_missed": rx["missed"],
         "episodes_with_empty_balloon": rx["empty"], "returned_without_stall": rx["returned_without_stall"],
+        "reaction_any_stall_p50_s": round(pct(any_stall, 50), 3) if any_stall else None,
+        "reaction_any_stall_p99_s": round(pct(any_stall, 99), 3) if any_stall else None,
+        "reactions_any_stall": len(any_stall),
     }
 
 
@@ -373,7 +382,8 @@ def compare(a) -> dict:
              au["seconds_over_budget"] <= min(px["seconds_over_budget"], mo["seconds_over_budget"]) / 2,
              f"{au['seconds_over_budget']} vs {min(px['seconds_over_budget'], mo['seconds_over_budget'])} s"),
             ("auto reaction p99 <= 1.5 s", au["reaction_p99_s"] is not None and au["reaction_p99_s"] <= 1.5,
-             f"{au['reaction_p99_s']} s over {au['reactions']} episodes"),
+             f"{au['reaction_p99_s']} s over {au['reactions']} pressure episodes (from any stall: "
+             f"{au['reaction_any_stall_p99_s']} s over {au['reactions_any_stall']})"),
         ]
     plot(runs, os.path.join(a.out_dir, "results-host.png"), budget_for(a))
     return {"rows": rows, "goals": goals, "runs": runs, "vms": a.vms, "budget": budget_for(a), "seed": a.seed, "phases": a.phases}

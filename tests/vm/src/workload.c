@@ -26,7 +26,8 @@
  * one result line on stdout:
  *
  *   workload MODE ok runtime-ms=R start-us=S end-us=E alloc-stall-us=X
- *            [psi-stall-us=T psi-some-us=A psi-full-us=B] [floor-cross-us=F]
+ *            [psi-stall-us=T psi-pressure-us=P psi-some-us=A psi-full-us=B]
+ *            [floor-cross-us=F]
  *
  * With WORKLOAD_PROFILE_MB=N, `instant` first prints `profile-ms=T1,T2,...`: the
  * milliseconds each N MiB of its memset took, to show where a slow run lost time
@@ -38,6 +39,10 @@
  * memory stall of the run began: T is the first sample at which `some total`
  * rose by at least 10% of the sampling interval, back-dated by the rise
  * (the stall has been going on that long), never before the previous sample.
+ * P (psi-pressure-us) is the first sample by which `some total` had risen by at
+ * least 20 ms within the last 500 ms: balloond's light PSI trigger (`some 20ms
+ * 500ms`, docs/pressure.md), so the earliest a guest's pressure signal can fire;
+ * T marks any stall, however brief, and P one that is pressure (0: none).
  * A and B are the `some`/`full` totals accumulated during the run.
  * With WORKLOAD_FLOOR_KB=N as well, the same thread reads MemAvailable and F is
  * the first sample below N kB (0: never), at most one interval late.
@@ -81,7 +86,7 @@ static void die(const char *what) {
 
 /* ---- PSI sampler ---- */
 static volatile int psi_run;
-static uint64_t psi_interval_ms, psi_stall_us, psi_some0, psi_full0, psi_some1, psi_full1;
+static uint64_t psi_interval_ms, psi_stall_us, psi_pressure_us, psi_some0, psi_full0, psi_some1, psi_full1;
 static uint64_t floor_kb, floor_cross_us;
 static pthread_t psi_thread;
 
@@ -116,9 +121,20 @@ static int read_psi(uint64_t *some, uint64_t *full) {
     return 0;
 }
 
+/* balloond's light trigger: `some` stalled PRESSURE_STALL_US within PRESSURE_WINDOW_US. */
+#define PRESSURE_STALL_US 20000u
+#define PRESSURE_WINDOW_US 500000u
+#define PRESSURE_RING 1024u
+
 static void *psi_main(void *arg) {
     (void)arg;
     uint64_t prev_some = psi_some0, full, some, prev_t = now_us();
+    /* (time, some total) of recent samples, oldest at ring_head, to see the window's rise. */
+    static uint64_t ring_t[PRESSURE_RING], ring_some[PRESSURE_RING];
+    unsigned ring_head = 0, ring_len = 0;
+    ring_t[0] = prev_t;
+    ring_some[0] = prev_some;
+    ring_len = 1;
     while (psi_run) {
         usleep((useconds_t)(psi_interval_ms * 1000));
         uint64_t t = now_us();
@@ -131,6 +147,22 @@ static void *psi_main(void *arg) {
         if (!psi_stall_us && rise * 10 >= (t - prev_t)) {
             uint64_t start = t > rise ? t - rise : 0;
             psi_stall_us = start > prev_t ? start : prev_t;
+        }
+        if (!psi_pressure_us) {
+            while (ring_len > 1 && t - ring_t[(ring_head + 1) % PRESSURE_RING] >= PRESSURE_WINDOW_US) {
+                ring_head = (ring_head + 1) % PRESSURE_RING;
+                ring_len--;
+            }
+            /* The oldest kept sample is at most one interval before the window opens. */
+            if (some - ring_some[ring_head] >= PRESSURE_STALL_US) psi_pressure_us = t;
+            if (ring_len == PRESSURE_RING) {
+                ring_head = (ring_head + 1) % PRESSURE_RING;
+                ring_len--;
+            }
+            unsigned tail = (ring_head + ring_len) % PRESSURE_RING;
+            ring_t[tail] = t;
+            ring_some[tail] = some;
+            ring_len++;
         }
         prev_some = some;
         prev_t = t;
@@ -174,7 +206,8 @@ static int finish(void) {
         psi_run = 0;
         pthread_join(psi_thread, NULL);
         if (read_psi(&psi_some1, &psi_full1) == 0)
-            printf(" psi-stall-us=%llu psi-some-us=%llu psi-full-us=%llu", (unsigned long long)psi_stall_us,
+            printf(" psi-stall-us=%llu psi-pressure-us=%llu psi-some-us=%llu psi-full-us=%llu",
+                   (unsigned long long)psi_stall_us, (unsigned long long)psi_pressure_us,
                    (unsigned long long)(psi_some1 - psi_some0), (unsigned long long)(psi_full1 - psi_full0));
         if (floor_kb) printf(" floor-cross-us=%llu", (unsigned long long)floor_cross_us);
     }
