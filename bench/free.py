@@ -16,7 +16,9 @@ shared file on /dev/shm, an ext4 scratch disk) and runs the workloads in one ses
      --memory-backend FILE --free-memory-reporting` on the host);
   d  c plus cold page cache ([FreeMemory] ReclaimColdCache=yes);
   e  c with `serve --no-populate-on-deflate` (not a configuration the issue names: an A/B of
-     serve allocating the RAM file again for memory the guest takes back, for W3; c does it).
+     serve allocating the RAM file again for memory the guest takes back, for W3; c does it);
+  f  c with `serve --no-prefault` (the same kind of A/B: serve allocates that memory but leaves
+     QEMU to map it page by page; c maps it into QEMU ahead of the guest).
 
 Workloads, in this order (the seed picks the order the 600 MiB of files are read in):
   1  `workload instant 600`: allocate and touch 600 MiB of anonymous memory, then exit;
@@ -60,7 +62,8 @@ import guest as G  # noqa: E402
 
 MiB = 1 << 20
 NAMES = {"a": "no balloon", "b": "kernel free page reporting", "c": "balloond free-memory mode",
-         "d": "balloond free-memory mode + cold page cache", "e": "c with serve --no-populate-on-deflate"}
+         "d": "balloond free-memory mode + cold page cache", "e": "c with serve --no-populate-on-deflate",
+         "f": "c with serve --no-prefault"}
 
 
 def log(msg: str) -> None:
@@ -146,7 +149,7 @@ class Run:
         control = os.path.join(self.wd, "serve.sock")
         self.ctl, self.control = ctl, control
         self.serve_log = open(os.path.join(self.wd, "serve.log"), "w")
-        populate = ["--no-populate-on-deflate"] if self.cfg == "e" else []
+        populate = {"e": ["--no-populate-on-deflate"], "f": ["--no-prefault"]}.get(self.cfg, [])
         self.serve = subprocess.Popen([ctl, "serve", "--unix", os.path.join(self.wd, "port0.sock"), "--control", control,
                                        "--memory-backend", self.backend, "--free-memory-reporting", "--timeout", "60"] + populate,
                                       stdout=self.serve_log, stderr=subprocess.STDOUT)
@@ -158,12 +161,12 @@ class Run:
             time.sleep(0.5)
         raise RuntimeError("serve did not switch the free-memory mode on")
 
-    def populated(self) -> int | None:
-        """serve's bytes-populated counter (None without serve)."""
+    def populated(self, key: str = "bytes-populated") -> int | None:
+        """serve's bytes-populated (or another serve-status) counter (None without serve)."""
         if not getattr(self, "serve", None):
             return None
         r = subprocess.run([self.ctl, "--control", self.control, "--json", "serve-status"], capture_output=True, text=True)
-        return json.loads(r.stdout).get("bytes-populated", 0) if r.returncode == 0 else None
+        return json.loads(r.stdout).get(key, 0) if r.returncode == 0 else None
 
     def daemon_ticks(self, children: bool = False) -> int:
         """balloond's utime+stime (or, with children, that of the holders it reaped), in ticks."""
@@ -212,7 +215,7 @@ class Run:
         self.res = {"config": self.cfg, "name": NAMES[self.cfg]}
         self.sh("for i in 0 1 2 3 4 5; do dd if=/dev/zero of=/mnt/disk/f$i bs=1M count=100 conv=fsync 2>/dev/null; done; "
                 "dd if=/dev/zero of=/mnt/disk/hot bs=1M count=100 conv=fsync 2>/dev/null; sync; echo 3 > /proc/sys/vm/drop_caches")
-        if self.cfg in "cde":
+        if self.cfg in "cdef":
             self.start_balloond()
 
     def phase_w1(self, observe: float) -> None:
@@ -239,11 +242,12 @@ class Run:
         if first:
             res["before_w3_meminfo"] = self.sh("grep -E '^(MemFree|AnonHugePages|Mlocked|Unevictable):' /proc/meminfo")
         t0, k0 = self.daemon_ticks(), self.daemon_ticks(children=True)
-        p0 = self.populated()
+        p0, f0 = self.populated(), self.populated("bytes-prefaulted")
         r = self.workload("WORKLOAD_PROFILE_MB=100 workload instant 600")
         if p0 is not None:
-            # What serve allocated again over the workload (and the sample after it).
+            # What serve allocated again over the workload (and the sample after it), and mapped into QEMU.
             r["populated_bytes"] = (self.populated() or 0) - p0
+            r["prefaulted_bytes"] = (self.populated("bytes-prefaulted") or 0) - (f0 or 0)
         if self.daemon_pid:
             r["daemon_cpu_ticks"] = self.daemon_ticks() - t0
             r["daemon_child_ticks"] = self.daemon_ticks(children=True) - k0
@@ -404,10 +408,12 @@ def report(results: dict[str, dict], args) -> tuple[str, list[str]]:
         cpu = r["w3"].get("daemon_cpu_ticks")
         kids = r["w3"].get("daemon_child_ticks")
         pop = [x["populated_bytes"] for x in r["w3"].get("runs", []) if "populated_bytes" in x]
+        pre = [x["prefaulted_bytes"] for x in r["w3"].get("runs", []) if "prefaulted_bytes" in x]
         lines.append(f"- {cfg}: {v.get('thp_fault_alloc', 0)} / {v.get('thp_fault_fallback', 0)}; "
                      f"{v.get('pgscan_kswapd', 0)} / {v.get('pgscan_direct', 0)}; "
                      f"{'-' if cpu is None else cpu * 10} ({'-' if kids is None else kids * 10})"
-                     + (f"; serve allocated again per run (median) {statistics.median(pop) // MiB} MiB" if pop else ""))
+                     + (f"; serve allocated again per run (median) {statistics.median(pop) // MiB} MiB" if pop else "")
+                     + (f", mapped into QEMU {statistics.median(pre) // MiB} MiB" if pre else ""))
     # W3 pair by pair: the host's state shows in a's column.
     paired = {cfg: r["w3"].get("runs", []) for cfg, r in results.items() if cfg != "a" and any("beside_a_ms" in x for x in r["w3"].get("runs", []))}
     if paired:

@@ -41,6 +41,10 @@ final class GuestPeer {
     /// Backend ranges the guest took back, to allocate again (ServeFrames.swift).
     var populateQueue = PopulateQueue()
     var lastPopulateLog: Duration?
+    /// Maps what was allocated again into QEMU's page tables (Prefaulter.swift).
+    let prefaulter: Prefaulter?
+    var lastPrefaultLog: Duration?
+    var reportedNoMapping = false
 
     /// What the policy and `balloonctl list` see (HostAgent fills `limits`,
     /// `source` and `ramSize`; the session fills the rest).
@@ -83,6 +87,8 @@ final class GuestPeer {
         self.loop = loop
         ledger = frames?.ledger
         puncher = frames?.puncher
+        prefaulter = options.populateOnDeflate && options.prefault
+            ? (try? frames?.puncher.file.status()).map { Prefaulter(file: $0) } : nil
         backoff = options.backoffInitial
         status.desiredTarget = options.desiredTarget
         status.guest = options.guest.description
@@ -124,6 +130,8 @@ final class GuestPeer {
             s.punchFailures = puncher.failures
             s.bytesPopulated = puncher.bytesPopulated
             s.populateFailures = puncher.populateFailures
+            s.bytesPrefaulted = prefaulter?.bytesPrefaulted ?? 0
+            s.prefaultFailures = prefaulter?.failures ?? 0
             s.memoryBackendState = puncher.state
         }
         return s

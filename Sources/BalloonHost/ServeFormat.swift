@@ -17,6 +17,7 @@ extension HostFormat {
             ("bytes freed", HumanBytes.format(s.bytesFreed) + (s.bytesAbandoned > 0 ? " (\(HumanBytes.format(s.bytesAbandoned)) reported by a daemon gone before serve acted: never freed)" : "")),
             ("punches", String(s.punches) + (s.punchFailures > 0 ? " (\(s.punchFailures) failed)" : "")),
             ("bytes populated", HumanBytes.format(s.bytesPopulated) + (s.populateFailures > 0 ? " (\(s.populateFailures) failed)" : "")),
+            ("prefaulted", HumanBytes.format(s.bytesPrefaulted) + (s.prefaultFailures > 0 ? " (\(s.prefaultFailures) failed)" : "")),
             ("refused", "outside RAM \(r.outsideRam), overlap \(r.overlap), rate limit \(r.rateLimit), malformed \(r.malformed)"),
             ("control clients", "\(s.controlClients) (dropped \(s.clientsDropped), refused \(s.clientsRefused))"),
             ("malformed lines", String(s.malformedLines)),

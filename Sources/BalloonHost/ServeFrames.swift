@@ -143,7 +143,7 @@ extension GuestPeer {
     func populateSlice() -> Bool {
         guard let puncher, let range = populateQueue.next() else { return false }
         let failuresBefore = puncher.populateFailures
-        puncher.populate(range)
+        if puncher.populate(range), let prefaulter { prefault(range, prefaulter) }
         if puncher.populateUnsupported {
             populateQueue.removeAll()
             log("the memory backend cannot allocate ranges (\(puncher.lastPopulateError.map { "\($0)" } ?? "unsupported")): the guest faults memory it takes back in itself")
@@ -155,5 +155,25 @@ extension GuestPeer {
             }
         }
         return !populateQueue.isEmpty
+    }
+
+    private func prefault(_ range: RamMap.FileRange, _ prefaulter: Prefaulter) {
+        let now = clock()
+        switch prefaulter.prefault(range, now: now) {
+        case .mapped, .off:
+            reportedNoMapping = false
+        case let .failed(error) where prefaulter.denied:
+            log("cannot read the memory of the process that maps the memory backend (\(error)): memory the guest takes back is not mapped ahead of the guest; serve needs ptrace access to QEMU (its user, or CAP_SYS_PTRACE)")
+        case .noMapping:
+            if !reportedNoMapping {
+                reportedNoMapping = true
+                log("no process maps the memory backend shared and writable (looked in /proc/*/maps): QEMU faults memory the guest takes back in itself")
+            }
+        case let .failed(error):
+            if lastPrefaultLog.map({ now - $0 >= .seconds(60) }) ?? true {
+                lastPrefaultLog = now
+                log("prefault failed: \(error) (\(prefaulter.failures) so far); QEMU faults those pages in itself")
+            }
+        }
     }
 }

@@ -34,6 +34,10 @@ public struct ServeOptions {
     /// default: bench-free's W3 meets its goal only with it; the price is that
     /// the cushion the guest keeps free stays backed (free-memory.md).
     public var populateOnDeflate = true
+    /// With `populateOnDeflate`, also map what was allocated into the page
+    /// tables of the process that maps the RAM file (QEMU), so the guest's
+    /// touch takes no fault there either (Prefaulter.swift; `--no-prefault`).
+    public var prefault = true
     /// Stop on SIGINT/SIGTERM (blocks them in the calling thread).
     public var handleSignals = false
     /// Where log lines go (one line each, no newline).

@@ -79,6 +79,10 @@ public struct ServeStatus: ReplyValue {
     /// (0 without `--populate-on-deflate`), and the failed tries.
     public var bytesPopulated: UInt64 = 0
     public var populateFailures: UInt64 = 0
+    /// Of those, bytes mapped into the guest's process (QEMU) ahead of the
+    /// guest's touch (`--no-prefault` turns it off), and the failed tries.
+    public var bytesPrefaulted: UInt64 = 0
+    public var prefaultFailures: UInt64 = 0
     public var refused = RefusalCounters()
     public var lastError: String?
     public var desiredTarget: UInt64?
@@ -124,6 +128,7 @@ public struct ServeStatus: ReplyValue {
             "free-memory-reporting": .bool(freeMemoryReporting), "free-memory-bytes-freed": .uint(freeMemoryBytesFreed),
             "daemon-restarts": .uint(daemonRestarts), "bytes-abandoned": .uint(bytesAbandoned),
             "bytes-populated": .uint(bytesPopulated), "populate-failures": .uint(populateFailures),
+            "bytes-prefaulted": .uint(bytesPrefaulted), "prefault-failures": .uint(prefaultFailures),
         ]
     }
 
@@ -159,6 +164,8 @@ public struct ServeStatus: ReplyValue {
         freeMemoryBytesFreed = try f.optionalUInt64("free-memory-bytes-freed") ?? 0
         bytesPopulated = try f.optionalUInt64("bytes-populated") ?? 0
         populateFailures = try f.optionalUInt64("populate-failures") ?? 0
+        bytesPrefaulted = try f.optionalUInt64("bytes-prefaulted") ?? 0
+        prefaultFailures = try f.optionalUInt64("prefault-failures") ?? 0
         // Absent from a serve before protocol rule 5.
         daemonRestarts = try f.optionalUInt64("daemon-restarts") ?? 0
         bytesAbandoned = try f.optionalUInt64("bytes-abandoned") ?? 0

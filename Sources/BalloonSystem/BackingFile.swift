@@ -29,12 +29,17 @@ public final class BackingFile {
         package var blocks: UInt64
         /// Whether it is a regular file.
         package var isRegular: Bool
+        /// Device (major, minor) and inode, as /proc/PID/maps shows them.
+        package var deviceMajor: UInt32 = 0
+        package var deviceMinor: UInt32 = 0
+        package var inode: UInt64 = 0
         package var allocatedBytes: UInt64 { blocks * 512 }
     }
 
     package func status() throws(SystemError) -> Status {
         let st = try descriptor.status(subject: path)
-        return Status(size: st.size, blocks: st.blocks, isRegular: st.kind == .regular)
+        return Status(size: st.size, blocks: st.blocks, isRegular: st.kind == .regular,
+                      deviceMajor: st.deviceMajor, deviceMinor: st.deviceMinor, inode: st.inode)
     }
 
     /// Whether `path` still names this open file: false once it was removed,

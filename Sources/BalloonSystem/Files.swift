@@ -19,6 +19,11 @@ package struct FileStatus: Sendable, Equatable {
     /// finds by itself, and that it has no other names.
     package var owner: UInt32
     package var links: UInt64
+    /// st_dev as /proc/PID/maps prints it (major:minor) and st_ino: which
+    /// processes map this file (`RamFileMappings`).
+    package var deviceMajor: UInt32
+    package var deviceMinor: UInt32
+    package var inode: UInt64
 
     init(_ st: stat) {
         kind = switch st.st_mode & S_IFMT {
@@ -36,6 +41,11 @@ package struct FileStatus: Sendable, Equatable {
         permissions = UInt32(st.st_mode) & 0o7777
         owner = st.st_uid
         links = UInt64(st.st_nlink)
+        // glibc's dev_t encoding (gnu_dev_major/minor).
+        let dev = UInt64(st.st_dev)
+        deviceMajor = UInt32(truncatingIfNeeded: ((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff)))
+        deviceMinor = UInt32(truncatingIfNeeded: (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff)))
+        inode = UInt64(st.st_ino)
     }
 
     /// stat(2), following symbolic links.

@@ -7,6 +7,9 @@ import SystemPackage
 /// dispositions, reaping children, the environment, standard error, and
 /// removing a socket's file.
 public enum ProcessControl {
+    /// This process's id.
+    public static var currentPid: Int32 { getpid() }
+
     /// A host that hangs up must not kill the daemon with SIGPIPE: writes
     /// then fail with EPIPE, which the caller handles.
     public static func ignoreBrokenPipe() {

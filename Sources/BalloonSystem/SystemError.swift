@@ -56,6 +56,9 @@ public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Whether the file system cannot do the call at all (EOPNOTSUPP).
     package var isUnsupported: Bool { errno == .notSupported }
 
+    /// Whether the call was not permitted (EPERM, EACCES).
+    package var isDenied: Bool { errno == .notPermitted || errno == .permissionDenied }
+
     /// Whether the call failed because the file may not be written: EPERM
     /// (immutable, sealed), EROFS (read-only mount) or EACCES.
     package var deniesWriting: Bool {

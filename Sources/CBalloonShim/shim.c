@@ -6,6 +6,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <unistd.h>
+#include <sys/uio.h>
 
 const int cballoon_MADV_HUGEPAGE = MADV_HUGEPAGE;
 const int cballoon_MADV_NOHUGEPAGE = MADV_NOHUGEPAGE;
@@ -109,6 +110,28 @@ const int cballoon_FALLOC_FL_KEEP_SIZE = FALLOC_FL_KEEP_SIZE;
 
 int cballoon_fallocate(int fd, int mode, int64_t offset, int64_t length) {
     return fallocate(fd, mode, (off_t)offset, (off_t)length);
+}
+
+int64_t cballoon_touch_remote_pages(int32_t pid, uint64_t address, uint64_t pages, uint64_t page_size) {
+    enum { BATCH = 1024 }; /* IOV_MAX */
+    char sink[BATCH];
+    struct iovec remote[BATCH];
+    uint64_t done = 0;
+    while (done < pages) {
+        uint64_t n = pages - done < BATCH ? pages - done : BATCH;
+        for (uint64_t i = 0; i < n; i++) {
+            remote[i].iov_base = (void *)(uintptr_t)(address + (done + i) * page_size);
+            remote[i].iov_len = 1;
+        }
+        struct iovec local = { sink, (size_t)n };
+        ssize_t got = process_vm_readv((pid_t)pid, &local, 1, remote, (unsigned long)n, 0);
+        /* EFAULT: the remote page is not mapped (the sink is ours): a short
+           count, not an error, so Swift's funnel never sees it as a bug. */
+        if (got < 0) return errno == EFAULT || done ? (int64_t)done : -1;
+        done += (uint64_t)got;
+        if ((uint64_t)got < n) break; /* the rest is not mapped (any more) */
+    }
+    return (int64_t)done;
 }
 
 int cballoon_peer_closed(int fd) {

@@ -45,6 +45,9 @@ struct Serve: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Allocate the memory backend again for memory the guest takes back (a FRAMES_DEFLATED), before the guest touches it, so QEMU's vCPU does not fault it in page by page (default: on).")
     var populateOnDeflate: Bool?
 
+    @Flag(inversion: .prefixedNo, help: "With --populate-on-deflate, also map that memory into the process that maps the memory backend (QEMU, found in /proc/*/maps) by reading a byte a page with process_vm_readv, so the guest's first touch takes no fault in QEMU either; needs ptrace access to QEMU (default: on).")
+    var prefault: Bool?
+
     @Option(help: ArgumentHelp("Also speak QEMU's QMP balloon dialect on this unix socket (mode 0600; docs/qmp.md).", valueName: "path"))
     var qmp: String?
 
@@ -63,8 +66,11 @@ struct Serve: ParsableCommand {
                     : "give only one of --unix, --vsock, --hybrid-vsock")
         }
         guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
-        if memoryBackend == nil, ramSize != nil || ramMap != nil || punchRate != nil || freeMemoryReporting || populateOnDeflate == true {
-            throw ValidationError("--ram-size, --ram-map, --punch-rate, --free-memory-reporting and --populate-on-deflate need --memory-backend")
+        if memoryBackend == nil, ramSize != nil || ramMap != nil || punchRate != nil || freeMemoryReporting || populateOnDeflate == true || prefault == true {
+            throw ValidationError("--ram-size, --ram-map, --punch-rate, --free-memory-reporting, --populate-on-deflate and --prefault need --memory-backend")
+        }
+        if populateOnDeflate == false, prefault == true {
+            throw ValidationError("--prefault maps what --populate-on-deflate allocates: it cannot go with --no-populate-on-deflate")
         }
     }
 
@@ -81,6 +87,7 @@ struct Serve: ParsableCommand {
         options.handleSignals = true
         options.freeMemoryReporting = freeMemoryReporting
         if let populateOnDeflate { options.populateOnDeflate = populateOnDeflate }  // else ServeOptions' default
+        if let prefault { options.prefault = prefault }
         options.qmpPath = qmp
         // QMP's guest RAM (the guest's MemTotal) and guest-stats come from STATS.
         if qmp != nil { options.statsInterval = .seconds(1) }

@@ -63,9 +63,13 @@ private let MiB: UInt64 = 1 << 20
         defer { dir.remove() }
         let r = run(exe, ["serve", "--unix", dir.path + "/g.sock", "--control", dir.path + "/c.sock", "--free-memory-reporting"], in: dir)
         #expect(r.status != 0)
-        #expect(r.stderr.contains("--free-memory-reporting and --populate-on-deflate need --memory-backend"))
+        #expect(r.stderr.contains("--free-memory-reporting, --populate-on-deflate and --prefault need --memory-backend"))
         let p = run(exe, ["serve", "--unix", dir.path + "/g.sock", "--control", dir.path + "/c.sock", "--populate-on-deflate"], in: dir)
         #expect(p.status != 0)
-        #expect(p.stderr.contains("--populate-on-deflate need --memory-backend"))
+        #expect(p.stderr.contains("--populate-on-deflate and --prefault need --memory-backend"))
+        let f = run(exe, ["serve", "--unix", dir.path + "/g.sock", "--control", dir.path + "/c.sock", "--memory-backend", dir.path + "/ram",
+                          "--no-populate-on-deflate", "--prefault"], in: dir)
+        #expect(f.status != 0)
+        #expect(f.stderr.contains("--prefault maps what --populate-on-deflate allocates"))
     }
 }

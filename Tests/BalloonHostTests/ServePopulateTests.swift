@@ -81,4 +81,39 @@ private let MiB: UInt64 = 1 << 20
         _ = serve.terminate()
         guest.join()
     }
+
+    /// With a process mapping the RAM file (QEMU), what was allocated again is
+    /// mapped into it too, unless `--no-prefault`; nothing else is.
+    @Test(arguments: [true, false]) func whatTheGuestTookBackIsMappedIntoQEMU(prefault: Bool) throws {
+        let dir = TempDir()
+        defer { dir.remove() }
+        let backend = ShmFile(size: Int(64 * MiB))
+        defer { backend.remove() }
+        let qemu = try #require(RamMapper(backend.path, in: dir))
+        defer { qemu.stop() }
+        let gsock = dir.path + "/guest.sock", csock = dir.path + "/control.sock"
+        let seen = Recorder()
+        let guest = try serveOnce(path: gsock) { g in
+            guard let fr = g.serveUntil(.setFrameReporting, recorder: seen) else { return }
+            g.answer(fr)
+            g.frames(.framesInflated, seq: 1, [[256, 512]])
+            guard let a1 = g.serveUntil(.framesAck, recorder: seen) else { return }
+            g.answer(a1)
+            g.frames(.framesDeflated, seq: 2, [[256, 256]])
+            g.serveAll(recorder: seen)
+        }
+        let serve = Background(exe, [
+            "serve", "--unix", gsock, "--control", csock, "--memory-backend", backend.path, "--timeout", "5",
+        ] + (prefault ? [] : ["--no-prefault"]), in: dir, name: "serve")
+        defer { _ = serve.terminate() }
+        let status = waitForStatus(csock) { $0.framesHeld == 256 && $0.bytesPopulated == MiB }
+        #expect(status != nil, "\(String(describing: serveStatus(csock))) \(serve.stderrSoFar)")
+        #expect(serveStatus(csock)?.bytesPrefaulted == (prefault ? MiB : 0))
+        #expect(try qemu.present(MiB, MiB).allSatisfy { $0 == prefault })
+        // Still freed, and never read: not mapped (past the kernel's 64 KiB fault-around).
+        #expect(try qemu.present(2 * MiB + (64 << 10), MiB - (64 << 10)).allSatisfy { !$0 })
+        #expect(backend.isFilled(MiB, Int(MiB), with: 0) && backend.isFilled(3 * MiB, Int(MiB), with: 0xAB))
+        _ = serve.terminate()
+        guest.join()
+    }
 }

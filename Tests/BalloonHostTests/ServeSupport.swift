@@ -182,3 +182,44 @@ extension FakeGuest {
         rawEvent(name, ["seq": .uint(seq), "page-size": 4096, "ranges": .array(ranges)])
     }
 }
+
+/// A process that maps a RAM file shared and writable, as QEMU maps guest
+/// RAM, and touches none of it; `present` reads its page table.
+final class RamMapper {
+    let process: Background
+    let base: UInt64
+    private let pagemap: Pagemap
+
+    init?(_ path: String, in dir: TempDir) {
+        let script = """
+            import ctypes, mmap, sys, time
+            f = open(sys.argv[1], 'r+b')
+            m = mmap.mmap(f.fileno(), 0, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            print(hex(ctypes.addressof(ctypes.c_char.from_buffer(m))), flush=True)
+            time.sleep(300)
+            """
+        process = Background("/usr/bin/python3", ["-c", script, path], in: dir, name: "mapper")
+        let out = process.outPath
+        guard let base = waitFor({ () -> UInt64? in
+            let text = String(decoding: (try? readWholeFile(out)) ?? [], as: UTF8.self)
+            return text.hasSuffix("\n") ? UInt64(text.dropFirst(2).dropLast(), radix: 16) : nil
+        }), let pagemap = try? Pagemap(path: "/proc/\(process.pid)/pagemap") else {
+            kill(process.pid, SIGKILL)
+            process.wait()
+            return nil
+        }
+        self.base = base
+        self.pagemap = pagemap
+    }
+
+    /// Whether each page of file range [offset, offset + length) is in the mapper's page table.
+    func present(_ offset: UInt64, _ length: UInt64) throws -> [Bool] {
+        try pagemap.frames(at: UInt(base + offset), pages: Int(length / 4096)).map { $0 != nil }
+    }
+
+    /// SIGKILL: a spawned child inherits the test runner's signal mask, which may block SIGTERM.
+    func stop() {
+        kill(process.pid, SIGKILL)
+        process.wait()
+    }
+}

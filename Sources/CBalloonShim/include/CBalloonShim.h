@@ -72,6 +72,12 @@ int cballoon_set_pdeathsig(int sig);
 extern const int cballoon_FALLOC_FL_PUNCH_HOLE;
 extern const int cballoon_FALLOC_FL_KEEP_SIZE;
 int cballoon_fallocate(int fd, int mode, int64_t offset, int64_t length);
+// Reads one byte of each of `pages` pages from `address` in process `pid`
+// (process_vm_readv, 1024 pages a call): the kernel faults each page into
+// that process's page tables. Returns the pages read, fewer (0 too) if the
+// range runs into unmapped memory; -1 with errno (never EFAULT) if the first
+// call fails otherwise (ESRCH, EPERM).
+int64_t cballoon_touch_remote_pages(int32_t pid, uint64_t address, uint64_t pages, uint64_t page_size);
 // 1 if the peer has shut down its side (POLLRDHUP/POLLHUP/POLLERR) even when
 // unread bytes remain, 0 if not, -1 with errno on failure. Never blocks.
 int cballoon_peer_closed(int fd);
