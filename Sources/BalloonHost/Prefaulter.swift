@@ -22,7 +22,6 @@ package final class Prefaulter {
     private var lastScan: Duration?
     package private(set) var bytesPrefaulted: UInt64 = 0
     package private(set) var failures: UInt64 = 0
-    package private(set) var lastError: SystemError?
     /// The kernel refused to read the process (no ptrace access to it): no
     /// more tries, as for a file system that cannot allocate.
     package private(set) var denied = false
@@ -77,7 +76,6 @@ package final class Prefaulter {
         bytesPrefaulted += mapped
         if let error {
             failures += 1
-            lastError = error
             denied = error.isDenied
             return .failed(error)
         }

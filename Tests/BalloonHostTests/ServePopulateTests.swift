@@ -18,6 +18,21 @@ private let MiB: UInt64 = 1 << 20
             .json.serialized() + "\n"
     }
 
+    /// A guest that reports 2 MiB held from frame 256 (file offset 1 MiB) and
+    /// then takes back the first 1 MiB of it.
+    private func guestTakingBackAMiB(_ path: String) throws -> TestThread {
+        let seen = Recorder()
+        return try serveOnce(path: path) { g in
+            guard let fr = g.serveUntil(.setFrameReporting, recorder: seen) else { return }
+            g.answer(fr)
+            g.frames(.framesInflated, seq: 1, [[256, 512]])
+            guard let a1 = g.serveUntil(.framesAck, recorder: seen) else { return }
+            g.answer(a1)
+            g.frames(.framesDeflated, seq: 2, [[256, 256]])
+            g.serveAll(recorder: seen)
+        }
+    }
+
     @Test func framesHeldAgainRightAfterADeflateStayFreed() throws {
         let dir = TempDir()
         defer { dir.remove() }
@@ -60,16 +75,7 @@ private let MiB: UInt64 = 1 << 20
         defer { backend.remove() }
         let full = backend.status().blocks
         let gsock = dir.path + "/guest.sock", csock = dir.path + "/control.sock"
-        let seen = Recorder()
-        let guest = try serveOnce(path: gsock) { g in
-            guard let fr = g.serveUntil(.setFrameReporting, recorder: seen) else { return }
-            g.answer(fr)
-            g.frames(.framesInflated, seq: 1, [[256, 512]])
-            guard let a1 = g.serveUntil(.framesAck, recorder: seen) else { return }
-            g.answer(a1)
-            g.frames(.framesDeflated, seq: 2, [[256, 256]])
-            g.serveAll(recorder: seen)
-        }
+        let guest = try guestTakingBackAMiB(gsock)
         let serve = Background(exe, [
             "serve", "--unix", gsock, "--control", csock, "--memory-backend", backend.path, "--no-populate-on-deflate", "--timeout", "5",
         ], in: dir, name: "serve")
@@ -92,16 +98,7 @@ private let MiB: UInt64 = 1 << 20
         let qemu = try #require(RamMapper(backend.path, in: dir))
         defer { qemu.stop() }
         let gsock = dir.path + "/guest.sock", csock = dir.path + "/control.sock"
-        let seen = Recorder()
-        let guest = try serveOnce(path: gsock) { g in
-            guard let fr = g.serveUntil(.setFrameReporting, recorder: seen) else { return }
-            g.answer(fr)
-            g.frames(.framesInflated, seq: 1, [[256, 512]])
-            guard let a1 = g.serveUntil(.framesAck, recorder: seen) else { return }
-            g.answer(a1)
-            g.frames(.framesDeflated, seq: 2, [[256, 256]])
-            g.serveAll(recorder: seen)
-        }
+        let guest = try guestTakingBackAMiB(gsock)
         let serve = Background(exe, [
             "serve", "--unix", gsock, "--control", csock, "--memory-backend", backend.path, "--timeout", "5",
         ] + (prefault ? [] : ["--no-prefault"]), in: dir, name: "serve")
