@@ -172,6 +172,11 @@ def markdown(results: dict) -> str:
         for r in c["rows"]:
             out.append(f"| {r['policy']} | {r['reactions']} | {r['reactions_anticipated']} | {r['reactions_missed']} | "
                        f"{r['episodes_with_empty_balloon']} | {r['returned_without_stall']} | {r['failed_phases']} |")
+        slow = [r for r in c["rows"] if r.get("slowest_phases")]
+        if slow:
+            out += ["", "Slowest timed phases against the mean of both no-balloon runs (guest/phase kind: ratio):", ""]
+            out += [f"- {r['policy']}: " + ", ".join(f"g{x['guest']}/{x['phase']} {x['kind']} {x['ratio']}" for x in r["slowest_phases"])
+                    for r in slow]
         causes = [r for r in c["rows"] if r.get("over_budget_causes")]
         if causes:
             out += ["", "Seconds over the budget by cause (`targets`: the guests' targets, met, would not have been enough; "

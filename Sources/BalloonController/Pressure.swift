@@ -58,8 +58,28 @@ public struct PressurePolicy: Sendable, Equatable {
     /// the host's policy reads, settle before the balloon grows again.
     public var firstQuietPeriod: Duration = .seconds(15)
     /// Signals this soon after the balloon grew are blamed on the growth:
-    /// nothing is deflated, and growth pauses for `selfInflictedPause`.
+    /// nothing is deflated, and growth pauses for `selfInflictedPause`. A PSI
+    /// signal looks back less far when its trigger's window is short
+    /// (`triggerWindows`).
     public var selfInflictedWindow: Duration = .seconds(2)
+    /// The windows of the PSI triggers the daemon has open, by tier (a 2 s
+    /// fallback shows here as 2 s). A PSI signal is blamed on growth within
+    /// its trigger's window: a trigger fires at most once a window, so when
+    /// growth pauses at a blamed signal, the next one, if the stall goes on,
+    /// is answered. A light signal (500 ms) then gets memory back about 0.5 s
+    /// after growth stopped, not 2 s. The kernel still counts part of the
+    /// previous window's stall, so a stall of the growth's own can be
+    /// answered with one light step (10%) that a longer look-back would
+    /// have spared; late memory for a guest that stalls costs more.
+    public var triggerWindows: [PressureSignal.Tier: Duration] = [
+        .light: .milliseconds(500), .heavy: .seconds(1), .severe: .seconds(1),
+    ]
+
+    /// How long after growth a signal is blamed on it.
+    func selfInflictedWindow(for signal: PressureSignal) -> Duration {
+        guard case let .psi(tier) = signal, let window = triggerWindows[tier] else { return selfInflictedWindow }
+        return min(selfInflictedWindow, window)
+    }
     /// The breather after a stall the balloon's own growth caused (faulting
     /// and zeroing pages, compaction). Pressure that is real outlasts it: the
     /// next signal then comes with no growth in the window and is answered
@@ -114,7 +134,7 @@ extension BalloonController {
         var selfInflicted = false
         switch signal {
         case .psi(.light), .psi(.heavy), .psi(.severe), .directReclaim:
-            if let grew = lastGrowthAt, now - grew < policy.selfInflictedWindow { selfInflicted = true }
+            if let grew = lastGrowthAt, now - grew < policy.selfInflictedWindow(for: signal) { selfInflicted = true }
         default: break
         }
         if selfInflicted {

@@ -115,10 +115,14 @@ final class PressureWatch {
                 logger.error("cannot watch the \(tier.rawValue) PSI trigger: \(error)")
             }
         }
+        controller.policy.triggerWindows = windows
         if !fellBack.isEmpty {
             logger.warning("PSI triggers with windows that are not multiples of 2 s need CAP_SYS_RESOURCE; using 2 s windows with the same stall share for: \(fellBack.joined(separator: ", "))")
         }
     }
+
+    /// The open triggers' windows, as the kernel took them (a fallback's 2 s).
+    var windows: [PressureSignal.Tier: Duration] { triggers.mapValues { $0.trigger.window } }
 
     func closeTriggers() {
         for (_, t) in triggers {

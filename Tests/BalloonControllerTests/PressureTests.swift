@@ -82,6 +82,39 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
         #expect(rig.controller.quietUntil! - rig.clock.now == rig.controller.policy.firstQuietPeriod)
     }
 
+    /// A PSI signal is blamed on growth within its trigger's window: a light
+    /// signal (500 ms window) 0.7 s after growth is answered, a heavy one
+    /// (1 s), a light one on a 2 s fallback window and direct reclaim (2 s)
+    /// are still blamed.
+    @Test(arguments: [
+        (PressureSignal.psi(.light), Duration.milliseconds(500), true),
+        (.psi(.heavy), .seconds(1), false),
+        (.psi(.light), .seconds(2), false),
+        (.directReclaim, .milliseconds(500), false),
+    ])
+    func growthIsBlamedForStallsWithinTheTriggersWindow(signal: PressureSignal, window: Duration, answered: Bool) throws {
+        let rig = Rig()
+        rig.controller.policy.triggerWindows[signal == .psi(.heavy) ? .heavy : .light] = window
+        try rig.controller.setTarget(512 * MiB)
+        #expect(rig.controller.step() == .more)  // grew 64 MiB just now
+        rig.clock.advance(.milliseconds(700))
+        #expect(rig.controller.pressure(signal) == (answered ? 64 * MiB : 0))
+        #expect(rig.controller.actual == (answered ? 0 : 64 * MiB))
+    }
+
+    /// The next light signal after a blamed one (a trigger fires at most once
+    /// a window) is answered: growth paused at the first.
+    @Test func theLightSignalAfterABlamedOneIsAnswered() throws {
+        let rig = Rig()
+        try rig.controller.setTarget(512 * MiB)
+        #expect(rig.controller.step() == .more)
+        rig.clock.advance(.milliseconds(300))
+        #expect(rig.controller.pressure(.psi(.light)) == 0)
+        #expect(rig.controller.step() == .waitUntil(rig.controller.quietUntil!))  // no growth in the breather
+        rig.clock.advance(.milliseconds(500))
+        #expect(rig.controller.pressure(.psi(.light)) == 64 * MiB)
+    }
+
     @Test func reinflatesOnlyAfterAQuietPeriod() throws {
         let rig = try settledRig()
         rig.controller.pressure(.psi(.heavy))
