@@ -54,10 +54,10 @@ import shutil
 import tempfile
 import time
 
-from hostlib import GiB, MiB, ROOT, Control, hostd_config, log, pct, start_hostd, stop
+from host_summary import summarize
+from hostlib import GiB, MiB, ROOT, Control, hostd_config, log, start_hostd, stop
 
 ACTIVE = ["cache", "ramp", "burst", "loop"]
-TIMED = {"ramp", "burst", "loop"}  # phases whose run time is a measure (cache runs a fixed time)
 
 
 def schedule(seed: int, guest: int, phases: int, ram_mb: int) -> list[tuple[str, str]]:
@@ -278,112 +278,6 @@ def run_policy(a, policy: str) -> dict:
         for g in guests:
             g.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def reactions(phases: list[list[dict]], mark: str = "psi-pressure-us") -> dict:
-    """Per active phase that stalled (by `mark`) while the balloon held memory: memory back - stall (module doc)."""
-    times: list[float] = []
-    anticipated = missed = empty = calm_returns = 0
-    for guest in phases:
-        for r in guest:
-            if r["kind"] == "idle":
-                continue
-            stall, drop, held_kb = r["w"].get(mark, 0), r["mw"].get("first-drop-us", 0), r["mw"].get("start-kb", 0)
-            if not stall:
-                calm_returns += 1 if drop else 0
-                continue
-            if held_kb < 1024:
-                empty += 1
-            elif not drop:
-                missed += 1
-                times.append(float("inf"))
-            elif drop <= stall:
-                anticipated += 1
-                times.append(0.0)
-            else:
-                times.append((drop - stall) / 1e6)
-    return {"times": times, "anticipated": anticipated, "missed": missed, "empty": empty, "returned_without_stall": calm_returns}
-
-
-def weighted(samples: list[dict]) -> list[tuple[float, int]]:
-    """(seconds the sample stands for, host bytes): the time to the next sample (the last one: the median gap)."""
-    ts = [s["t"] for s in samples]
-    gaps = [b - a for a, b in zip(ts, ts[1:])]
-    last = sorted(gaps)[len(gaps) // 2] if gaps else 0.5
-    return [(g, s["host"]) for g, s in zip(gaps + [last], samples)]
-
-
-def over_budget_causes(samples: list[dict], budget: int) -> dict[str, float]:
-    """Seconds over the budget by what kept the host there: `targets` when the
-    guests' targets, met, would not have been enough; otherwise the reason
-    (the guest's `query` reason code, else its state) of the largest part of
-    the guests' shortfall (target above actual) at that sample."""
-    causes: dict[str, float] = {}
-    for (d, host), s in zip(weighted(samples), samples):
-        if host <= budget:
-            continue
-        short: dict[str, int] = {}
-        for g in s.get("guests", {}).values():
-            t, act = g.get("target") or 0, g.get("actual") or 0
-            if t > act:
-                key = g.get("why") or g.get("state") or "?"
-                short[key] = short.get(key, 0) + t - act
-        cause = max(short, key=short.get) if sum(short.values()) >= host - budget else "targets"
-        causes[cause] = round(causes.get(cause, 0.0) + d, 1)
-    return dict(sorted(causes.items(), key=lambda kv: -kv[1]))
-
-
-def runtime_ratios(run: dict, baselines: list[dict]) -> list[tuple[float, int, int, str]]:
-    """(run time over the mean of the baselines' runs of the same phase, guest, phase, kind), timed phases only."""
-    out = []
-    for g, mine in enumerate(run["phases"]):
-        for i, p in enumerate(mine):
-            base = [b["phases"][g][i] for b in baselines if g < len(b["phases"]) and i < len(b["phases"][g])]
-            if p["kind"] not in TIMED or p["rc"] != 0 or not base or any(b["rc"] != 0 or b["seconds"] <= 0 for b in base):
-                continue
-            out.append((p["seconds"] / (sum(b["seconds"] for b in base) / len(base)), g, p["phase"], p["kind"]))
-    return out
-
-
-def summarize(run: dict, baseline: dict | None, budget: int, again: dict | None = None) -> dict:
-    w = weighted(run["samples"])
-    span = sum(d for d, _ in w)
-    ordered = sorted(w, key=lambda x: x[1])
-    acc, p99 = 0.0, None
-    for d, h in ordered:
-        acc += d
-        if acc >= 0.99 * span:
-            p99 = h
-            break
-    ratios = [r for r, *_ in runtime_ratios(run, [baseline])] if baseline else []
-    # Not the goal's figure: against both no-balloon runs (none and none-again), whose bursts
-    # differ by up to a fifth on this shared host; the slowest phases say where the time went.
-    both = runtime_ratios(run, [baseline, again]) if baseline and again else []
-    rx = reactions(run["phases"])
-    r = rx["times"]
-    any_stall = reactions(run["phases"], "psi-stall-us")["times"]
-    return {
-        "policy": run["policy"],
-        "host_mean_mib": round(sum(d * h for d, h in w) / span / MiB, 1) if span else None,
-        "host_p99_mib": round(p99 / MiB, 1) if p99 is not None else None,
-        "seconds_over_budget": round(sum(d for d, h in w if h > budget), 1),
-        "over_budget_causes": over_budget_causes(run["samples"], budget),
-        "seconds": round(span, 1),
-        "runtime_ratio_p50": round(pct(ratios, 50), 3) if ratios else None,
-        "runtime_ratio_p99": round(pct(ratios, 99), 3) if ratios else None,
-        "timed_phases": len(ratios),
-        "runtime_ratio_p99_both": round(pct([r for r, *_ in both], 99), 3) if both else None,
-        "slowest_phases": [{"ratio": round(r, 3), "guest": g, "phase": i, "kind": k} for r, g, i, k in sorted(both, reverse=True)[:4]],
-        "failed_phases": sum(1 for g in run["phases"] for p in g if p["rc"] != 0),
-        "oom_kills": run["oom_kills"],
-        "psi_some_total_s": round(run["psi_some_total_s"], 2),
-        "reaction_p50_s": round(pct(r, 50), 3) if r else None, "reaction_p99_s": round(pct(r, 99), 3) if r else None,
-        "reactions": len(r), "reactions_anticipated": rx["anticipated"], "reactions_missed": rx["missed"],
-        "episodes_with_empty_balloon": rx["empty"], "returned_without_stall": rx["returned_without_stall"],
-        "reaction_any_stall_p50_s": round(pct(any_stall, 50), 3) if any_stall else None,
-        "reaction_any_stall_p99_s": round(pct(any_stall, 99), 3) if any_stall else None,
-        "reactions_any_stall": len(any_stall),
-    }
 
 
 def compare(a) -> dict:

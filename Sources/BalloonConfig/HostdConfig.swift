@@ -80,6 +80,19 @@ package enum LibvirtMemory: Sendable, Equatable, CustomStringConvertible {
 /// `[Discovery] LibvirtRamMap=`: how a libvirt guest's RAM file maps to
 /// guest-physical addresses. `auto`: only files below 2.75 GiB, where `pc`
 /// and `q35` agree (all RAM below the PCI hole, one block at GPA 0).
+/// `[Guest] PopulateOnDeflate=`: which memory the guest takes back the agent
+/// allocates (and maps into QEMU) before the guest touches it.
+package enum GuestPopulate: String, Sendable, Equatable, CaseIterable {
+    case no
+    /// Everything the guest takes back, as `balloonctl serve` does.
+    case yes
+    /// Only what the guest takes back on its own (pressure, its MemAvailable
+    /// floor), taking its balloon below the target the agent set: that memory
+    /// is about to be used. What a lower target releases is not: the guest
+    /// may never touch it, and allocating it would count it against the budget.
+    case belowTarget = "below-target"
+}
+
 package enum LibvirtRamMap: String, Sendable, Equatable, CaseIterable {
     case auto, pc, q35
 }
@@ -125,10 +138,13 @@ package struct GuestConfig: Sendable, Equatable {
     /// `FreeMemoryReporting=`: ask the guest to report free memory too.
     package var freeMemoryReporting = false
     /// `PopulateOnDeflate=`: allocate the RAM file again for frames the guest
-    /// takes back. Off for the agent: under a budget it counts memory the
-    /// guest may never touch (bench-host on 069cbaf: auto 372.7 s over the
-    /// budget with it, 224.5 s without, in one run; docs/hostd.md).
-    package var populateOnDeflate = false
+    /// takes back. Not all of them in the agent: under a budget that counts
+    /// memory the guest may never touch (bench-host on 4d8c0ce: `yes` 345.2 s
+    /// over the budget, `no` 243.9 s, in one run; docs/hostd.md); but without
+    /// it an instant burst into memory the balloon held ran 1.68x as long as
+    /// without a balloon (`yes`: 1.05x). `below-target` allocates what the
+    /// guest takes back on its own, the burst's memory.
+    package var populateOnDeflate: GuestPopulate = .belowTarget
     /// `QMP=`: a unix socket speaking QEMU's QMP balloon dialect (docs/qmp.md).
     package var qmp: String?
 

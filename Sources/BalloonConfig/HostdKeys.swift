@@ -145,8 +145,15 @@ enum HostdKeys {
         HostdKey("Guest", "FreeMemoryReporting", \.freeMemoryReporting, defaults: .defaults,
                  doc: "ask the guest to report its free memory too", parse: parseBool, render: { $0 ? "yes" : "no" }),
         HostdKey("Guest", "PopulateOnDeflate", \.populateOnDeflate, defaults: .defaults,
-                 doc: "allocate the RAM file again for memory the guest takes back, before it touches it", parse: parseBool,
-                 render: { $0 ? "yes" : "no" }),
+                 doc: "allocate the RAM file again for memory the guest takes back, before it touches it: yes, no, "
+                     + "or below-target (only what the guest takes back on its own, below the agent's target)",
+                 parse: { (v) throws(ValueError) in
+                     if v.lowercased() == GuestPopulate.belowTarget.rawValue { return .belowTarget }
+                     do { return try parseBool(v) ? .yes : .no } catch {
+                         throw ValueError("\"\(v)\" is not yes, no or below-target")
+                     }
+                 },
+                 render: \.rawValue),
         HostdKey("Guest", "QMP", \.qmp, defaults: .defaults,
                  doc: "a unix socket speaking QEMU's QMP balloon dialect (docs/qmp.md)",
                  parse: { (v) throws(ValueError) in try parseAbsolutePath(v) }, render: { $0 ?? "" }),

@@ -136,7 +136,8 @@ package final class HostAgent {
         options.statsInterval = setup.config.statsInterval
         options.log = { [log] in log("\(name): " + $0) }
         options.freeMemoryReporting = config.freeMemoryReporting
-        options.populateOnDeflate = config.populateOnDeflate
+        options.populateOnDeflate = config.populateOnDeflate != .no
+        options.populateBelowTargetOnly = config.populateOnDeflate == .belowTarget
         var frames: (ledger: FrameLedger, puncher: BackendPuncher)?
         if let backend = config.memoryBackend {
             do {

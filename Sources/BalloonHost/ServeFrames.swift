@@ -132,10 +132,21 @@ extension GuestPeer {
             guestRequest(.framesAck(seq: seq, instance: liveness.instance), for: .ack(seq, instance: liveness.instance))
         }
         // After the ack: the guest never waits for this.
-        if options.populateOnDeflate, !decision.populate.isEmpty, !puncher.populateUnsupported {
+        if options.populateOnDeflate, !decision.populate.isEmpty, !puncher.populateUnsupported, populateWanted {
             populateQueue.add(decision.populate)
             loop.populating.insert(id)
         }
+    }
+
+    /// Whether what the guest just took back is to be allocated again. With
+    /// `populateBelowTargetOnly`, only when the balloon (the frames still held,
+    /// after this deflate) is below the desired target: the guest deflated on
+    /// its own, for memory it is about to use. A deflate toward a lower target
+    /// stays at or above it, and the guest may never touch what it releases.
+    var populateWanted: Bool {
+        guard options.populateBelowTargetOnly else { return true }
+        guard let target = status.desiredTarget, let ledger else { return false }
+        return ledger.heldBytes < target
     }
 
     /// Allocates one slice of what the guest took back; false when nothing

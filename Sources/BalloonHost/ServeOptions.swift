@@ -34,6 +34,10 @@ public struct ServeOptions {
     /// default: bench-free's W3 meets its goal only with it; the price is that
     /// the cushion the guest keeps free stays backed (free-memory.md).
     public var populateOnDeflate = true
+    /// With `populateOnDeflate`, allocate only frames the guest takes back on
+    /// its own, below the desired target (balloon-hostd's
+    /// `PopulateOnDeflate=below-target`), not what a lower target releases.
+    public var populateBelowTargetOnly = false
     /// With `populateOnDeflate`, also map what was allocated into the page
     /// tables of the process that maps the RAM file (QEMU), so the guest's
     /// touch takes no fault there either (Prefaulter.swift; `--no-prefault`).

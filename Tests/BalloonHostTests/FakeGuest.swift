@@ -212,6 +212,12 @@ struct ProcessResult {
     var stderr: String
 }
 
+/// balloon-hostd, next to balloonctl.
+func hostdPath() -> String {
+    let ctl = balloonctlPath()
+    return String(ctl[..<(ctl.lastIndex(of: "/") ?? ctl.startIndex)]) + "/balloon-hostd"
+}
+
 /// `.build-host/debug/balloonctl`: next to this test binary.
 func balloonctlPath() -> String {
     var buffer = [CChar](repeating: 0, count: 4096)

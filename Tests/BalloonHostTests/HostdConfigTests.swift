@@ -103,9 +103,10 @@ import Testing
         #expect(g.channel == .hybridVsock(path: "/run/fc/v.sock", port: 7468))
         #expect(g.memoryBackend == "/dev/shm/vm1" && g.ramMap == "q35" && g.ramSize == 4 << 30)
         #expect(g.min == .bytes(1 << 30) && g.max == .percent(90) && g.shares == 2000 && g.policy == .manual)
-        #expect(g.target == 512 << 20 && g.freeMemoryReporting && g.populateOnDeflate)
-        #expect(try !HostdLoader.parseGuest("[Guest]\nChannel=unix:/run/a.sock\n", file: "f").populateOnDeflate)
-        #expect(try !HostdLoader.parseGuest("[Guest]\nChannel=unix:/run/a.sock\nPopulateOnDeflate=no\n", file: "f").populateOnDeflate)
+        #expect(g.target == 512 << 20 && g.freeMemoryReporting && g.populateOnDeflate == .yes)
+        #expect(try HostdLoader.parseGuest("[Guest]\nChannel=unix:/run/a.sock\n", file: "f").populateOnDeflate == .belowTarget)
+        #expect(try HostdLoader.parseGuest("[Guest]\nChannel=unix:/run/a.sock\nPopulateOnDeflate=off\n", file: "f").populateOnDeflate == .no)
+        #expect(try HostdLoader.parseGuest("[Guest]\nChannel=unix:/run/a.sock\nPopulateOnDeflate=below-target\n", file: "f").populateOnDeflate == .belowTarget)
         #expect(try HostdLoader.parseGuest("[Guest]\nChannel=vsock:3:7468\n", file: "f").channel == .vsock(cid: 3, port: 7468))
         #expect(try HostdLoader.parseGuest("[Guest]\nChannel=unix:/run/a.sock\n", file: "f").channel == .unix(path: "/run/a.sock"))
     }
@@ -117,6 +118,7 @@ import Testing
         ("[Guest]\nChannel=unix:/a\nShares=0\n", "g.conf:3: [Guest] Shares: \"0\" is not a whole number from 1 to 50000"),
         ("[Guest]\nChannel=unix:/a\nPolicy=sometimes\n", "g.conf:3: [Guest] Policy: \"sometimes\" is not one of auto, manual, off"),
         ("[Host]\nControl=/a\n", "g.conf:1: unknown section [Host] (known sections: [Guest])"),
+        ("[Guest]\nChannel=unix:/a\nPopulateOnDeflate=sometimes\n", "g.conf:3: [Guest] PopulateOnDeflate: \"sometimes\" is not yes, no or below-target"),
     ])
     func guestFileErrors(text: String, message: String) {
         do {
@@ -134,7 +136,7 @@ import Testing
         mkdir(guests, 0o755)
         defer { for f in ["vm1.conf", "vm2.conf", "notes.txt"] { unlink(guests + "/" + f) }; rmdir(guests) }
         try "[Host]\nGuestDirectory=\(guests)\n[Policy]\nMode=mom\n".write(toFile: dir.path + "/h.conf", atomically: false, encoding: .utf8)
-        try "[Guest]\nChannel=unix:/run/vm1.sock\nMin=512M\n".write(toFile: guests + "/vm1.conf", atomically: false, encoding: .utf8)
+        try "[Guest]\nChannel=unix:/run/vm1.sock\nMin=512M\nPopulateOnDeflate=no\n".write(toFile: guests + "/vm1.conf", atomically: false, encoding: .utf8)
         try "[Guest]\nChannel=vsock:5:7468\nPolicy=off\n".write(toFile: guests + "/vm2.conf", atomically: false, encoding: .utf8)
         try "not a config".write(toFile: guests + "/notes.txt", atomically: false, encoding: .utf8)
         let setup = try HostdLoader.load(path: dir.path + "/h.conf", required: true)

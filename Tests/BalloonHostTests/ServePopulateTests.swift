@@ -3,6 +3,7 @@ import BalloonHost
 import BalloonProtocol
 import BalloonSystem
 import BalloonTestSupport
+import Foundation
 import Testing
 
 private let MiB: UInt64 = 1 << 20
@@ -111,6 +112,39 @@ private let MiB: UInt64 = 1 << 20
         #expect(try qemu.present(2 * MiB + (64 << 10), MiB - (64 << 10)).allSatisfy { !$0 })
         #expect(backend.isFilled(MiB, Int(MiB), with: 0) && backend.isFilled(3 * MiB, Int(MiB), with: 0xAB))
         _ = serve.terminate()
+        guest.join()
+    }
+
+    /// balloon-hostd's `PopulateOnDeflate=below-target`: what the guest takes
+    /// back on its own, leaving its balloon below the agent's target, is
+    /// allocated again; what it releases toward a lower target is not. The
+    /// guest holds 2 MiB and takes 1 MiB back: below a 2 MiB target, at a 1 MiB one.
+    @Test(arguments: [("2M", MiB), ("1M", 0)])
+    func theAgentAllocatesOnlyWhatTheGuestTakesBackBelowItsTarget(target: String, populated: UInt64) throws {
+        let dir = TempDir()
+        defer { dir.remove() }
+        let backend = ShmFile(size: Int(64 * MiB))
+        defer { backend.remove() }
+        let full = backend.status().blocks
+        let gsock = dir.path + "/guest.sock", csock = dir.path + "/control.sock"
+        mkdir(dir.path + "/g", 0o755)
+        try "[Host]\nControl=\(csock)\nGuestDirectory=\(dir.path)/g\n[Discovery]\nLibvirt=no\n"
+            .write(toFile: dir.path + "/h.conf", atomically: false, encoding: .utf8)
+        try "[Guest]\nChannel=unix:\(gsock)\nMemoryBackend=\(backend.path)\nPolicy=manual\nTarget=\(target)\nPopulateOnDeflate=below-target\n"
+            .write(toFile: dir.path + "/g/g.conf", atomically: false, encoding: .utf8)
+        let guest = try guestTakingBackAMiB(gsock)
+        let hostd = Background(hostdPath(), ["--config", dir.path + "/h.conf"], in: dir, name: "balloon-hostd")
+        defer { _ = hostd.terminate() }
+        var session: ServeStatus?
+        let settled = waitFor(timeout: .seconds(10), interval: .milliseconds(20)) { () -> ServeStatus? in
+            let r = run(exe, ["guest-status", "g", "--agent", csock, "--json"], in: dir)
+            session = try? GuestStatusReply(json: JSON.parse(r.stdout)).session
+            return session.flatMap { $0.framesHeld == 256 && $0.bytesPopulated == populated ? $0 : nil }
+        }
+        #expect(settled != nil, "\(String(describing: session)) \(hostd.stderrSoFar)")
+        // Freed 2 MiB, 1 MiB of it allocated again or not.
+        #expect(full - backend.status().blocks == (2 * MiB - populated) / 512)
+        _ = hostd.terminate()
         guest.join()
     }
 }
