@@ -96,7 +96,8 @@ extension GuestPeer {
         if let ledger, let puncher {
             g.backend = BackendMetrics(
                 heldBytes: ledger.heldBytes, punchedBytes: puncher.bytesFreed, punches: puncher.punches,
-                punchFailures: puncher.failures, refused: ledger.refused, populatedBytes: puncher.bytesPopulated)
+                punchFailures: puncher.failures, refused: ledger.refused, populatedBytes: puncher.bytesPopulated,
+                prefaultedBytes: prefaulter?.bytesPrefaulted ?? 0)
         }
         return g
     }

@@ -111,6 +111,9 @@ public enum MetricsCatalog {
             int("host_populated_bytes_total", .counter, "bytes allocated again in the guest's RAM file for memory the guest took back") {
                 $0.backend?.populatedBytes
             },
+            int("host_prefaulted_bytes_total", .counter, "of those, bytes mapped into QEMU's page tables ahead of the guest") {
+                $0.backend?.prefaultedBytes
+            },
             F(p + "refused_ranges_total", .counter, "reported frame ranges refused, by reason", guests.flatMap { g -> [F.Sample] in
                 guard let r = g.backend?.refused else { return [] }
                 return [("outside-ram", r.outsideRam), ("overlap", r.overlap), ("rate-limit", r.rateLimit), ("malformed", r.malformed)].map {

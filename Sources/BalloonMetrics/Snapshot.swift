@@ -82,10 +82,13 @@ public struct BackendMetrics: Sendable {
     public var refused: RefusalCounters
     /// Bytes allocated again for frames the guest took back.
     public var populatedBytes: UInt64
+    /// The part of those mapped into QEMU ahead of the guest (Prefaulter).
+    public var prefaultedBytes: UInt64
 
     public init(heldBytes: UInt64, punchedBytes: UInt64, punches: UInt64, punchFailures: UInt64, refused: RefusalCounters,
-                populatedBytes: UInt64 = 0) {
+                populatedBytes: UInt64 = 0, prefaultedBytes: UInt64 = 0) {
         self.populatedBytes = populatedBytes
+        self.prefaultedBytes = prefaultedBytes
         self.heldBytes = heldBytes
         self.punchedBytes = punchedBytes
         self.punches = punches

@@ -44,7 +44,8 @@ import Testing
             stats[.majorFaults] = 7
             g.stats = stats
             g.pressure = Pressure(some: PressureLine(avg10: 2.5, avg60: 0, avg300: 0, total: 1_500_000))
-            g.backend = BackendMetrics(heldBytes: 1 << 20, punchedBytes: 2 << 20, punches: 3, punchFailures: 0, refused: RefusalCounters())
+            g.backend = BackendMetrics(heldBytes: 1 << 20, punchedBytes: 2 << 20, punches: 3, punchFailures: 0, refused: RefusalCounters(),
+                                       populatedBytes: 5 << 20, prefaultedBytes: 4 << 20)
         }
         return MetricsSnapshot(agent: agent, guests: [g, GuestMetrics(name: "down", source: "discovered", policy: "manual", up: false)])
     }
@@ -65,6 +66,8 @@ import Testing
             "balloond_pressure_memory_some_avg10_ratio{guest=\"web\\\"1\"} 0.025",
             "balloond_pressure_memory_waiting_seconds_total{guest=\"web\\\"1\"} 1.5",
             "balloond_host_freed_bytes{guest=\"web\\\"1\"} 1048576",
+            "balloond_host_populated_bytes_total{guest=\"web\\\"1\"} 5242880",
+            "balloond_host_prefaulted_bytes_total{guest=\"web\\\"1\"} 4194304",
             "balloond_refused_ranges_total{guest=\"web\\\"1\",reason=\"rate-limit\"} 0",
             "# TYPE balloond_major_fault_total counter", "# TYPE balloond_usable_bytes gauge",
         ] {
