@@ -27,9 +27,13 @@ Figures per policy:
 - guest OOM kills (the kernel log names a victim other than balloond), PSI some total;
 - noise: `none-again`, the no-balloon schedule once more after the others, its run times
   against the first `none` as every policy's are: the run-time ratios a policy cannot be told
-  from, on this machine in this run (the p99 of 17 phases is their largest);
+  from, on this machine in this run (the p99 of 17 phases is their largest); with both, the
+  report also gives every policy's run times against the mean of the two no-balloon runs, and
+  its slowest phases (not judged: the goal is against `none`);
 - diagnostics, not figures: each sample also holds every guest's `query` state and the reason its
-  balloon stops short of the target (`unreachable`: `pressure`, `mem-available-floor`), and the run
+  balloon stops short of the target (`unreachable`: `pressure`, `mem-available-floor`), each QEMU's
+  and the agent's CPU time so far (`cpu`, clock ticks: three TCG guests share two cores, so a
+  burst's run time depends on what its neighbours do), and the run
   keeps each guest's balloond log tail and kernel messages (`guest_logs`), for a guest the agent lost;
   `BENCH_BALLOOND_ENV="NAME=VALUE ..."` starts each guest's balloond with those variables (e.g.
   `SWIFT_BACKTRACE=...` with swift-backtrace-static in the initramfs, for a crash's stack);

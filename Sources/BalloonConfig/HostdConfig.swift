@@ -77,11 +77,8 @@ package enum LibvirtMemory: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// `[Discovery] LibvirtRamMap=`: how a libvirt guest's RAM file maps to
-/// guest-physical addresses. `auto`: only files below 2.75 GiB, where `pc`
-/// and `q35` agree (all RAM below the PCI hole, one block at GPA 0).
-/// `[Guest] PopulateOnDeflate=`: which memory the guest takes back the agent
-/// allocates (and maps into QEMU) before the guest touches it.
+/// `[Guest] PopulateOnDeflate=`: which of the memory a guest takes back the
+/// agent allocates again (and maps into QEMU) before the guest touches it.
 package enum GuestPopulate: String, Sendable, Equatable, CaseIterable {
     case no
     /// Everything the guest takes back, as `balloonctl serve` does.
@@ -93,6 +90,9 @@ package enum GuestPopulate: String, Sendable, Equatable, CaseIterable {
     case belowTarget = "below-target"
 }
 
+/// `[Discovery] LibvirtRamMap=`: how a libvirt guest's RAM file maps to
+/// guest-physical addresses. `auto`: only files below 2.75 GiB, where `pc`
+/// and `q35` agree (all RAM below the PCI hole, one block at GPA 0).
 package enum LibvirtRamMap: String, Sendable, Equatable, CaseIterable {
     case auto, pc, q35
 }
