@@ -123,6 +123,21 @@ cleanup() {
 trap cleanup EXIT
 
 for cg in "${cgroups[@]}"; do mkdir -p "$cg"; done
+
+# Run a command in the container (all its namespaces, a clean environment).
+ns() { nsenter -t "$leader" -a -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 SYSTEMD_PAGER= "$@"; }
+
+# The container's init: a child of the inner systemd-nspawn. While nspawn sets up the
+# namespaces its first child can be a short-lived helper, so a leader that is gone is
+# looked up again (on a loaded host the helper once lived long enough to be taken for init).
+find_leader() {
+    local np
+    leader=
+    np=$(pgrep -P "$nspawn_pid" -x systemd-nspawn || true)
+    [[ -n $np ]] && leader=$(pgrep -P "$np" | head -n1 || true)
+    [[ -n $leader ]]
+}
+
 t=$(ts)
 (
     for cg in "${cgroups[@]}"; do echo "$BASHPID" >"$cg/cgroup.procs"; done
@@ -131,21 +146,22 @@ t=$(ts)
 ) </dev/null >"$work/console.log" 2>&1 &
 nspawn_pid=$!
 for _ in $(seq 200); do
-    np=$(pgrep -P "$nspawn_pid" -x systemd-nspawn || true)
-    [[ -n $np ]] && leader=$(pgrep -P "$np" | head -n1 || true)
-    [[ -n $leader ]] && break
+    find_leader && break
     sleep 0.05
 done
 [[ -n $leader ]] || { cat "$work/console.log" >&2; echo "systemd-tests: nspawn did not start" >&2; exit 1; }
-
-# Run a command in the container (all its namespaces, a clean environment).
-ns() { nsenter -t "$leader" -a -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 SYSTEMD_PAGER= "$@"; }
 state=
-for _ in $(seq 300); do
+for _ in $(seq 600); do
+    kill -0 "$leader" 2>/dev/null || find_leader || true
     state=$(ns systemctl is-system-running 2>/dev/null || true)
     [[ $state == running || $state == degraded ]] && break
     sleep 0.1
 done
+if [[ $state != running && $state != degraded ]]; then
+    echo "systemd-tests: the container did not boot in 60 s (state '$state'); its console:" >&2
+    tail -n 30 "$work/console.log" >&2
+    exit 1
+fi
 step "container booted ($state, $(since "$t")s)"
 
 show() { ns systemctl show -p "$1" --value balloond; }
