@@ -59,7 +59,7 @@ import tempfile
 import time
 
 from host_summary import summarize
-from hostlib import GiB, MiB, ROOT, Control, hostd_config, log, start_hostd, stop
+from hostlib import GiB, MiB, ROOT, Control, hostd_config, log, proc_cpu_ticks, start_hostd, stop
 
 ACTIVE = ["cache", "ramp", "burst", "loop"]
 
@@ -98,6 +98,7 @@ class VMGuest:
                                 disk_size="1G", memory_backend=self.ram_file, timeout=7200, ready_timeout=180,
                                 agent_timeout=120, command_timeout=600)
         self.wd = self.vm.wd
+        self.qemu_pid: int | None = None
         try:
             self.sh("dd if=/dev/zero of=/mnt/disk/cache bs=1M count=600 2>/dev/null; "
                     "dd if=/dev/zero of=/mnt/disk/ws bs=1M count=128 2>/dev/null; sync; echo 3 > /proc/sys/vm/drop_caches", 600)
@@ -124,7 +125,13 @@ class VMGuest:
 
     def cpu_ticks(self) -> int:
         """QEMU's user+system time (clock ticks): what this guest took of the host's two cores."""
-        return proc_cpu_ticks(os.path.join(self.wd, "qemu.pid"))
+        if self.qemu_pid is None:  # boot.sh wrote it before the guest answered; read once
+            try:
+                with open(os.path.join(self.wd, "qemu.pid")) as f:
+                    self.qemu_pid = int(f.read().strip())
+            except (OSError, ValueError):
+                return 0
+        return cpu_ticks_or_zero(self.qemu_pid)
 
     def psi_some_total_us(self) -> int:
         m = re.search(r"some .*total=(\d+)", self.run("cat /proc/pressure/memory")[1])
@@ -180,14 +187,10 @@ class VMGuest:
         self.vm.stop_vm()
 
 
-def proc_cpu_ticks(pidfile: str | None = None, pid: int | None = None) -> int:
+def cpu_ticks_or_zero(pid: int | None) -> int:
+    """A process's CPU ticks; 0 once it is gone (a sample must not stop the run)."""
     try:
-        if pid is None:
-            with open(pidfile) as f:
-                pid = int(f.read().strip())
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-        return int(rest[11]) + int(rest[12])  # utime, stime (fields 14 and 15)
+        return proc_cpu_ticks(pid) if pid else 0
     except (OSError, ValueError, IndexError):
         return 0
 
@@ -242,7 +245,7 @@ def run_policy(a, policy: str) -> dict:
             now = time.monotonic() - t0
             s = {"t": round(now, 2), "host": sum(g.allocated() for g in guests),
                  # Where the two cores went (ticks): a burst's run time depends on its neighbours'.
-                 "cpu": [g.cpu_ticks() for g in guests] + [proc_cpu_ticks(pid=hostd.pid) if hostd else 0]}
+                 "cpu": [g.cpu_ticks() for g in guests] + [cpu_ticks_or_zero(hostd.pid if hostd else None)]}
             if ctl:
                 try:
                     s["guests"] = {x["name"]: {"target": x["target"], "actual": x.get("actual"), "psi": x["psi-some-avg10"],

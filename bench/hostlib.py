@@ -79,9 +79,13 @@ class Control:
         self.sock.close()
 
 
-def proc_cpu_seconds(pid: int) -> float:
+def proc_cpu_ticks(pid: int) -> int:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    return proc_cpu_ticks(pid) / CLK_TCK
 
 
 def proc_status_kib(pid: int, key: str) -> int:

@@ -74,12 +74,6 @@ public struct PressurePolicy: Sendable, Equatable {
     public var triggerWindows: [PressureSignal.Tier: Duration] = [
         .light: .milliseconds(500), .heavy: .seconds(1), .severe: .seconds(1),
     ]
-
-    /// How long after growth a signal is blamed on it.
-    func selfInflictedWindow(for signal: PressureSignal) -> Duration {
-        guard case let .psi(tier) = signal, let window = triggerWindows[tier] else { return selfInflictedWindow }
-        return min(selfInflictedWindow, window)
-    }
     /// The breather after a stall the balloon's own growth caused (faulting
     /// and zeroing pages, compaction). Pressure that is real outlasts it: the
     /// next signal then comes with no growth in the window and is answered
@@ -94,6 +88,12 @@ public struct PressurePolicy: Sendable, Equatable {
     public var freeMemoryFloorHoldOff: Duration = .zero
 
     public init() {}
+
+    /// How long after growth a signal is blamed on it.
+    func selfInflictedWindow(for signal: PressureSignal) -> Duration {
+        guard case let .psi(tier) = signal, let window = triggerWindows[tier] else { return selfInflictedWindow }
+        return min(selfInflictedWindow, window)
+    }
 }
 
 extension BalloonController {

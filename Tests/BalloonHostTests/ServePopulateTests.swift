@@ -14,6 +14,22 @@ private let MiB: UInt64 = 1 << 20
 @Suite(.serialized) struct ServePopulateTests {
     let exe = balloonctlPath()
 
+    /// Each test's scratch: a directory with the guest's and the control
+    /// socket's paths, and a 64 MiB RAM file on /dev/shm with its blocks
+    /// before anything was punched.
+    private struct Files {
+        let dir = TempDir()
+        let backend = ShmFile(size: Int(64 * MiB))
+        let full: UInt64
+        init() { full = backend.status().blocks }
+        var gsock: String { dir.path + "/guest.sock" }
+        var csock: String { dir.path + "/control.sock" }
+        func remove() {
+            backend.remove()
+            dir.remove()
+        }
+    }
+
     private func line(_ name: GuestEvent.Name, seq: UInt64, _ ranges: [JSON]) -> String {
         Event(name.rawValue, data: ["seq": .uint(seq), "page-size": 4096, "ranges": .array(ranges)], timestamp: Canned.timestamp)
             .json.serialized() + "\n"
@@ -35,12 +51,9 @@ private let MiB: UInt64 = 1 << 20
     }
 
     @Test func framesHeldAgainRightAfterADeflateStayFreed() throws {
-        let dir = TempDir()
-        defer { dir.remove() }
-        let backend = ShmFile(size: Int(64 * MiB))
-        defer { backend.remove() }
-        let full = backend.status().blocks
-        let gsock = dir.path + "/guest.sock", csock = dir.path + "/control.sock"
+        let files = Files()
+        defer { files.remove() }
+        let (dir, backend, full, gsock, csock) = (files.dir, files.backend, files.full, files.gsock, files.csock)
         let seen = Recorder()
         let all: JSON = [0, 12288]  // 48 MiB: two slices
         let guest = try serveOnce(path: gsock) { g in
@@ -70,12 +83,9 @@ private let MiB: UInt64 = 1 << 20
 
     /// Switched off, the guest faults it in.
     @Test func switchedOffWhatTheGuestTookBackIsLeftToIt() throws {
-        let dir = TempDir()
-        defer { dir.remove() }
-        let backend = ShmFile(size: Int(64 * MiB))
-        defer { backend.remove() }
-        let full = backend.status().blocks
-        let gsock = dir.path + "/guest.sock", csock = dir.path + "/control.sock"
+        let files = Files()
+        defer { files.remove() }
+        let (dir, backend, full, gsock, csock) = (files.dir, files.backend, files.full, files.gsock, files.csock)
         let guest = try guestTakingBackAMiB(gsock)
         let serve = Background(exe, [
             "serve", "--unix", gsock, "--control", csock, "--memory-backend", backend.path, "--no-populate-on-deflate", "--timeout", "5",
@@ -92,13 +102,11 @@ private let MiB: UInt64 = 1 << 20
     /// With a process mapping the RAM file (QEMU), what was allocated again is
     /// mapped into it too, unless `--no-prefault`; nothing else is.
     @Test(arguments: [true, false]) func whatTheGuestTookBackIsMappedIntoQEMU(prefault: Bool) throws {
-        let dir = TempDir()
-        defer { dir.remove() }
-        let backend = ShmFile(size: Int(64 * MiB))
-        defer { backend.remove() }
+        let files = Files()
+        defer { files.remove() }
+        let (dir, backend, gsock, csock) = (files.dir, files.backend, files.gsock, files.csock)
         let qemu = try #require(RamMapper(backend.path, in: dir))
         defer { qemu.stop() }
-        let gsock = dir.path + "/guest.sock", csock = dir.path + "/control.sock"
         let guest = try guestTakingBackAMiB(gsock)
         let serve = Background(exe, [
             "serve", "--unix", gsock, "--control", csock, "--memory-backend", backend.path, "--timeout", "5",
@@ -121,12 +129,9 @@ private let MiB: UInt64 = 1 << 20
     /// guest holds 2 MiB and takes 1 MiB back: below a 2 MiB target, at a 1 MiB one.
     @Test(arguments: [("2M", MiB), ("1M", 0)])
     func theAgentAllocatesOnlyWhatTheGuestTakesBackBelowItsTarget(target: String, populated: UInt64) throws {
-        let dir = TempDir()
-        defer { dir.remove() }
-        let backend = ShmFile(size: Int(64 * MiB))
-        defer { backend.remove() }
-        let full = backend.status().blocks
-        let gsock = dir.path + "/guest.sock", csock = dir.path + "/control.sock"
+        let files = Files()
+        defer { files.remove() }
+        let (dir, backend, full, gsock, csock) = (files.dir, files.backend, files.full, files.gsock, files.csock)
         mkdir(dir.path + "/g", 0o755)
         try "[Host]\nControl=\(csock)\nGuestDirectory=\(dir.path)/g\n[Discovery]\nLibvirt=no\n"
             .write(toFile: dir.path + "/h.conf", atomically: false, encoding: .utf8)
