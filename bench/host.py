@@ -4,7 +4,8 @@
 
 Usage: bench/host.py scale   [--guests 1000] [--seconds 60] [--warmup 20] [--out-dir bench]
        bench/host.py compare --initramfs PATH [--seed N] [--policies none,proxmox,mom,auto,none-again]
-                             (a policy may add [Guest] keys: auto+PopulateOnDeflate=no)
+                             (a policy may add [Guest] keys: auto+PopulateOnDeflate=no, and the
+                             guests' balloond.conf keys as Section.Key=Value: auto+Pressure.QuietPeriod=30s)
                              [--phases 8] [--vms 3] [--out-dir bench]
        bench/host.py all     --initramfs PATH ...  (scale, then compare)
        bench/host.py merge   SCALE.json COMPARE.json [--out-dir bench]  (two separate runs, one report;

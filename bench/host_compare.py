@@ -90,7 +90,7 @@ def fields(text: str) -> dict:
 class VMGuest:
     """One TCG guest with its RAM in a shared file and balloond on virtio-serial."""
 
-    def __init__(self, name: str, initramfs: str, balloond: bool):
+    def __init__(self, name: str, initramfs: str, balloond: bool, balloond_keys: list[str] | None = None):
         import guest as G
         self.name = name
         self.ram_file = f"/dev/shm/bench-host-{name}-{os.getpid()}"
@@ -104,7 +104,7 @@ class VMGuest:
                     "dd if=/dev/zero of=/mnt/disk/ws bs=1M count=128 2>/dev/null; sync; echo 3 > /proc/sys/vm/drop_caches", 600)
             self.port = os.path.join(self.wd, "port0.sock")
             if balloond:
-                self.sh("printf '[Channel]\\nListen=virtio-serial:org.balloond.0\\n[Stats]\\nInterval=1s\\n' > /tmp/b.conf")
+                self.sh(f"printf '{balloond_conf(balloond_keys or [])}' > /tmp/b.conf")
                 env = os.environ.get("BENCH_BALLOOND_ENV", "")
                 self.sh(f"{env + ' ' if env else ''}balloond --config /tmp/b.conf >/tmp/balloond.log 2>&1 &")
         except BaseException:
@@ -195,6 +195,16 @@ def cpu_ticks_or_zero(pid: int | None) -> int:
         return 0
 
 
+def balloond_conf(keys: list[str]) -> str:
+    """The guest's balloond.conf (printf-escaped): the channel, 1 s stats, and any
+    `Section.Key=Value` a policy carries (e.g. `Pressure.QuietPeriod=30s`) in its section."""
+    sections: dict[str, list[str]] = {"Channel": ["Listen=virtio-serial:org.balloond.0"], "Stats": ["Interval=1s"]}
+    for key in keys:
+        section, _, setting = key.partition(".")
+        sections.setdefault(section, []).append(setting)
+    return "".join(f"[{name}]\\n" + "".join(f"{line}\\n" for line in lines) for name, lines in sections.items())
+
+
 def baseline(policy: str) -> bool:
     """No balloon: `none`, and `none-again` (the noise of the run times)."""
     return policy in ("none", "none-again")
@@ -208,9 +218,13 @@ def budget_for(a) -> int:
 def run_policy(a, policy: str) -> dict:
     """The schedule in fresh guests under one policy; samples every 0.5 s. A
     policy may carry `[Guest]` settings after `+` for an A/B in one run, e.g.
-    `auto+PopulateOnDeflate=no`."""
+    `auto+PopulateOnDeflate=no`, and the guest's balloond.conf settings as
+    `Section.Key=Value`, e.g. `auto+Pressure.QuietPeriod=30s`."""
     budget = budget_for(a)
-    mode, *guest_keys = policy.split("+")
+    mode, *keys = policy.split("+")
+    # `Section.Key=Value` is the guest's balloond.conf; any other `Key=Value` the agent's [Guest].
+    balloond_keys = [k for k in keys if "." in k.partition("=")[0]]
+    guest_keys = [k for k in keys if k not in balloond_keys]
     tag = "".join(ch for ch in policy.lower() if ch.isalnum())[:24]
     tmp = tempfile.mkdtemp(prefix=f"bench-host-{tag}-")
     guests: list[VMGuest] = []
@@ -218,7 +232,7 @@ def run_policy(a, policy: str) -> dict:
     queries: dict[str, Control] = {}
     try:
         for i in range(a.vms):
-            guests.append(VMGuest(f"{tag}{i}", a.initramfs, balloond=not baseline(policy)))
+            guests.append(VMGuest(f"{tag}{i}", a.initramfs, balloond=not baseline(policy), balloond_keys=balloond_keys))
         ctl = None
         if not baseline(policy):
             conf = hostd_config(tmp, mode, budget, None, reserve="20%")

@@ -52,7 +52,7 @@ package struct BalloondConfig: Sendable, Equatable {
     /// calm spell; it doubles, up to `QuietPeriod=`, when pressure comes back soon.
     package var firstQuietPeriod: Duration = .seconds(15)
     /// `QuietPeriod=`: the longest quiet period (no re-inflation until this long without pressure).
-    package var quietPeriod: Duration = .seconds(60)
+    package var quietPeriod: Duration = .seconds(30)
     /// `RegrowFreeMemory=`: during the quiet period the balloon may still grow
     /// toward the host's target into memory that stayed free above the
     /// free-memory cushion for `SettleDelay=` (docs/pressure.md).

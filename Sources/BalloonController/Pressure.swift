@@ -49,8 +49,10 @@ public struct PressurePolicy: Sendable, Equatable {
     /// right after the balloon grew, small enough not to waste memory.
     public var growthHeadroom: UInt64 = 16 << 20
     /// The longest quiet period: no growth until the guest has been free
-    /// of pressure this long (`QuietPeriod=`).
-    public var quietPeriod: Duration = .seconds(60)
+    /// of pressure this long (`QuietPeriod=`). 30 s, not a minute: a guest
+    /// busy every 20–40 s otherwise never grew back between its workloads,
+    /// and held its page cache against the host's target (docs/pressure.md).
+    public var quietPeriod: Duration = .seconds(30)
     /// The quiet period after a stall that follows a calm spell
     /// (`FirstQuietPeriod=`); it doubles, up to `quietPeriod`, for each stall
     /// that comes within twice the last one's length after it ended: the

@@ -46,8 +46,11 @@ public struct AutoTuning: Sendable, Equatable {
     /// After pressure, only free memory is taken from the guest for
     /// `firstHoldOff`; pressure again within twice that after the hold
     /// ended doubles it, up to `holdOff`. The guest's balloond runs the same
-    /// rule on its own quiet period (FirstQuietPeriod=, QuietPeriod=), so
-    /// the host asks for no more than the guest would give.
+    /// rule on its own quiet period (FirstQuietPeriod=, QuietPeriod=, 30 s
+    /// by default): a hold-off at least as long asks for no more than the
+    /// guest would give. Only pressure the host sees starts it, and it
+    /// limits what is taken to free memory (page cache only when nothing
+    /// else covers the host's shortfall, `View.lastRoom`).
     public var firstHoldOff: Duration = .seconds(15)
     public var holdOff: Duration = .seconds(60)
     /// Each pressure event multiplies the guest's headroom by `boostStep`

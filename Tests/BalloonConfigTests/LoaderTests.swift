@@ -285,7 +285,7 @@ struct ShippedFileTests {
             FloorMargin=64M
             ReclaimSignals=yes
             FirstQuietPeriod=15s
-            QuietPeriod=1min
+            QuietPeriod=30s
             RegrowFreeMemory=yes
             HolderProcesses=yes
 

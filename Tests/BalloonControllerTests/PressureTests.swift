@@ -155,10 +155,15 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
         #expect(stallThenGrowBack(after: .zero) == .seconds(15))
         #expect(rig.controller.actual == 512 * MiB)
         #expect(stallThenGrowBack(after: .seconds(29)) == .seconds(30))  // within 2 × 15 s of the end
-        #expect(stallThenGrowBack(after: .seconds(59)) == .seconds(60))
-        #expect(stallThenGrowBack(after: .seconds(10)) == .seconds(60))  // QuietPeriod= is the longest
-        #expect(stallThenGrowBack(after: .seconds(121)) == .seconds(15))  // a calm spell
+        #expect(stallThenGrowBack(after: .seconds(59)) == .seconds(30))  // QuietPeriod= (30 s) is the longest
+        #expect(stallThenGrowBack(after: .seconds(61)) == .seconds(15))  // a calm spell
         #expect(stallThenGrowBack(after: .seconds(31)) == .seconds(15))  // more than 2 × 15 s after
+        // A longer QuietPeriod= lets it double further.
+        rig.controller.policy.quietPeriod = .seconds(60)
+        #expect(stallThenGrowBack(after: .seconds(29)) == .seconds(30))
+        #expect(stallThenGrowBack(after: .seconds(59)) == .seconds(60))
+        #expect(stallThenGrowBack(after: .seconds(10)) == .seconds(60))
+        #expect(stallThenGrowBack(after: .seconds(121)) == .seconds(15))
         // A signal within the hold restarts it at the same length, without doubling.
         rig.clock.advance(.seconds(5))
         rig.controller.pressure(.psi(.light))
@@ -174,12 +179,12 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
         let rig = try settledRig()
         rig.controller.policy.firstQuietPeriod = .seconds(120)  // longer than QuietPeriod=: acts as it
         rig.controller.pressure(.psi(.heavy))
-        #expect(rig.controller.quietUntil! - rig.clock.now == .seconds(60))
-        rig.clock.advance(.seconds(61))
+        #expect(rig.controller.quietUntil! - rig.clock.now == .seconds(30))
+        rig.clock.advance(.seconds(31))
         rig.run()
         rig.clock.advance(.seconds(10))
         rig.controller.pressure(.psi(.heavy))
-        #expect(rig.controller.quietUntil! - rig.clock.now == .seconds(60))
+        #expect(rig.controller.quietUntil! - rig.clock.now == .seconds(30))
     }
 
     @Test func aLostHolderIsAccountedAndHolds() throws {

@@ -11,7 +11,7 @@ import Testing
 /// minute: the scenarios check the balloon after the workload, which takes
 /// longer than the first quiet period (15 s) on TCG; the backoff itself is
 /// PressureTests' (the controller, on a fake clock).
-let pressureDefaultsConfig = "[Channel]\\nListen=virtio-serial:org.balloond.0\\n[Pressure]\\nFirstQuietPeriod=1min\\n"
+let pressureDefaultsConfig = "[Channel]\\nListen=virtio-serial:org.balloond.0\\n[Pressure]\\nFirstQuietPeriod=1min\\nQuietPeriod=1min\\n"
 
 /// Reasons a DEFLATED event may name (docs/protocol.md).
 let deflateReasons: Set<String> = [
