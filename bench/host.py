@@ -6,7 +6,9 @@ Usage: bench/host.py scale   [--guests 1000] [--seconds 60] [--warmup 20] [--out
        bench/host.py compare --initramfs PATH [--seed N] [--policies none,proxmox,mom,auto,none-again]
                              (a policy may add [Guest] keys: auto+PopulateOnDeflate=no, and the
                              guests' balloond.conf keys as Section.Key=Value: auto+Pressure.QuietPeriod=30s)
-                             [--phases 8] [--vms 3] [--out-dir bench]
+                             [--phases 8] [--vms 3] [--repeat 1] [--out-dir bench]
+                             (--repeat R: the list R times over, round by round; run times then
+                             also per phase as the median of R runs against every no-balloon run's)
        bench/host.py all     --initramfs PATH ...  (scale, then compare)
        bench/host.py merge   SCALE.json COMPARE.json [--out-dir bench]  (two separate runs, one report;
                              copy the compare run's results-host.png along)
@@ -178,6 +180,23 @@ def markdown(results: dict) -> str:
             out += ["", "Slowest timed phases against the mean of both no-balloon runs (guest/phase kind: ratio):", ""]
             out += [f"- {r['policy']}: " + ", ".join(f"g{x['guest']}/{x['phase']} {x['kind']} {x['ratio']}" for x in r["slowest_phases"])
                     for r in slow]
+        if c.get("repeated"):
+            out += ["", f"All {c['repeat']} rounds together (`--repeat {c['repeat']}`): host memory, seconds over the budget and "
+                    "PSI the mean of the policy's runs [range]; run time per timed phase the median of its runs over the median "
+                    "of every no-balloon run's; reaction times pooled; for the no-balloon runs, each one's p99 against the "
+                    "median of the others (what one run shows with no balloon at all):", "",
+                    "| policy | runs | host mean | s over budget | run time p50 / p99 (phases) | OOM kills | PSI some | reaction p99 (episodes) |",
+                    "|---|---|---|---|---|---|---|---|"]
+            for r in c["repeated"]:
+                runtime = (f"noise: {', '.join(str(x) for x in r['noise_p99_each'])}" if "noise_p99_each" in r
+                           else f"{r.get('runtime_ratio_p50')} / {r.get('runtime_ratio_p99')} ({r.get('timed_phases')})")
+                out.append(f"| {r['policy']} | {r['runs']} | {r['host_mean_mib']} MiB {r['host_mean_mib_range']} | "
+                           f"{r['seconds_over_budget']} {r['seconds_over_budget_range']} | {runtime} | {r['oom_kills']} | "
+                           f"{r['psi_some_total_s']} s | {r['reaction_p99_s']} s ({r['reactions']}) |")
+            slow = [r for r in c["repeated"] if r.get("slowest_phases")]
+            out += ["", "Slowest timed phases, medians (guest/phase kind: ratio):", ""]
+            out += [f"- {r['policy']}: " + ", ".join(f"g{x['guest']}/{x['phase']} {x['kind']} {x['ratio']}" for x in r["slowest_phases"])
+                    for r in slow]
         causes = [r for r in c["rows"] if r.get("over_budget_causes")]
         if causes:
             out += ["", "Seconds over the budget by cause (`targets`: the guests' targets, met, would not have been enough; "
@@ -202,6 +221,8 @@ def main() -> int:
                     help="none-again: the no-balloon run once more, the run times' noise")
     ap.add_argument("--phases", type=int, default=8, help="active phases per guest, each followed by 20-40 s idle")
     ap.add_argument("--vms", type=int, default=3, help="guests (3 for the issue's figures; fewer for a smoke run)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the policy list this many times over (none, auto, none, auto, ...): medians per phase")
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "bench"))
     a = ap.parse_args()
     results: dict = {"provenance": provenance()}

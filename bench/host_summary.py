@@ -114,3 +114,72 @@ def summarize(run: dict, baseline: dict | None, budget: int, again: dict | None 
         "reaction_any_stall_p99_s": round(pct(any_stall, 99), 3) if any_stall else None,
         "reactions_any_stall": len(any_stall),
     }
+
+
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def phase_medians(runs: list[dict]) -> dict[tuple[int, int], tuple[str, float]]:
+    """(guest, phase) -> (kind, median run time over the runs), timed phases that every run finished."""
+    out = {}
+    for g, phases in enumerate(runs[0]["phases"]):
+        for i, p in enumerate(phases):
+            same = [r["phases"][g][i] for r in runs if g < len(r["phases"]) and i < len(r["phases"][g])]
+            if p["kind"] in TIMED and len(same) == len(runs) and all(x["rc"] == 0 and x["seconds"] > 0 for x in same):
+                out[(g, p["phase"])] = (p["kind"], _median([x["seconds"] for x in same]))
+    return out
+
+
+def repeated(runs: dict[str, dict], rows: list[dict], rounds: int) -> list[dict]:
+    """With `--repeat R`: per policy, its R runs together. Run time: per timed phase, the
+    median of the policy's R run times over the median of every no-balloon run's (none and
+    none-again, all rounds), then p50/p99 over the phases: one run's burst, which varies by a
+    fifth or more with no balloon at all on this shared host, no longer decides the p99 alone.
+    Host memory and seconds over the budget: the mean of the R runs, with their range.
+    Reaction times: the episodes of all R runs pooled. `noise` (no-balloon rows): each
+    no-balloon run against the median of the others, the p99 a single run shows with
+    no balloon at all."""
+    by_row = {r["policy"]: r for r in rows}
+    base_names = [n for n in runs if baseline(n.split("#")[0])]
+    base = phase_medians([runs[n] for n in base_names]) if base_names else {}
+    out = []
+    for policy in dict.fromkeys(n.split("#")[0] for n in runs):
+        names = [n for n in runs if n.split("#")[0] == policy]
+        mine = [by_row[n] for n in names]
+        agg: dict = {"policy": policy, "runs": len(names)}
+        for key in ("host_mean_mib", "seconds_over_budget", "psi_some_total_s"):
+            vals = [r[key] for r in mine if r[key] is not None]
+            agg[key] = round(sum(vals) / len(vals), 1) if vals else None
+            agg[key + "_range"] = [min(vals), max(vals)] if vals else None
+        agg["oom_kills"] = sum(r["oom_kills"] for r in mine)
+        pooled = [t for n in names for t in reactions(runs[n]["phases"])["times"]]
+        agg["reaction_p99_s"] = round(pct(pooled, 99), 3) if pooled else None
+        agg["reactions"] = len(pooled)
+        if baseline(policy):
+            noise = []
+            for n in base_names:
+                others = [runs[m] for m in base_names if m != n]
+                if not others:
+                    continue
+                med = phase_medians(others)
+                ratios = [runs[n]["phases"][g][i]["seconds"] / s for (g, i), (_, s) in med.items()
+                          if runs[n]["phases"][g][i]["rc"] == 0]
+                noise.append(round(pct(ratios, 99), 3) if ratios else None)
+            agg["noise_p99_each"] = noise
+        elif base:
+            med = phase_medians([runs[n] for n in names])
+            ratios = sorted(((s / base[k][1], k, kind) for k, (kind, s) in med.items() if k in base), reverse=True)
+            agg["runtime_ratio_p50"] = round(pct([r for r, *_ in ratios], 50), 3) if ratios else None
+            agg["runtime_ratio_p99"] = round(pct([r for r, *_ in ratios], 99), 3) if ratios else None
+            agg["timed_phases"] = len(ratios)
+            agg["slowest_phases"] = [{"ratio": round(r, 3), "guest": g, "phase": i, "kind": kind} for r, (g, i), kind in ratios[:4]]
+        out.append(agg)
+    return out
+
+
+def baseline(policy: str) -> bool:
+    """No balloon: `none`, and `none-again` (the noise of the run times)."""
+    return policy in ("none", "none-again")
