@@ -131,7 +131,8 @@ extension BalloonController {
             noteDeflate(bytes, signal, now: now, actual: actual)
             return bytes
         }
-        // Stalls right after our own growth are our doing: pause growth only.
+        // Stalls right after our own growth are our doing: pause growth only
+        // (what regrowth took inside a quiet period still goes back, below).
         // A floor breach and an OOM kill are answered whatever caused them.
         var selfInflicted = false
         switch signal {

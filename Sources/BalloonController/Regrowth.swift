@@ -16,7 +16,8 @@ import BalloonProtocol
 /// Once regrowth has taken memory past the ceiling and a stall follows (PSI,
 /// direct reclaim, an OOM kill), it was wrong: what it took goes back (the
 /// ceiling is where the signals left it) and the rest of the quiet period
-/// holds, as without it. A floor breach is not such a sign: the guest's own
+/// holds, as without it, even for a stall blamed on regrowth's own growth:
+/// the guess was made inside a quiet period the guest earned. A floor breach is not such a sign: the guest's own
 /// allocations used memory that was free, which is what the balloon gives
 /// back for (the free-memory mode's `freeMemoryFloorHoldOff` reasons the
 /// same). It gives back what the floor asks and regrowth goes on from there,

@@ -136,6 +136,27 @@ private let GiB: UInt64 = 1 << 30
         #expect(!rig.controller.wantsRegrowthSamples)
     }
 
+    @Test func aStallBlamedOnRegrowthsOwnGrowthStillUndoesIt() throws {
+        let rig = try stalledRig()
+        // Regrowth takes the host's target back...
+        var steps = 0
+        while rig.controller.actual < 512 * MiB, steps < 40 {
+            feed(rig, free: 700 * MiB, for: .zero)
+            steps += 1
+        }
+        #expect(rig.controller.actual == 512 * MiB)
+        // ...and a light signal comes within its trigger's window of that
+        // growth. Outside a backoff such a signal only pauses growth; here
+        // the regrowth was a guess made inside a quiet period the guest
+        // earned by stalling, and a stall right after it says the guess was
+        // wrong, whoever caused it: what it took goes back (docs/pressure.md).
+        let given = rig.controller.pressure(.psi(.light))
+        #expect(given == 0)
+        rig.run(perStep: .zero)
+        #expect(rig.controller.actual == 0)
+        #expect(!rig.controller.wantsRegrowthSamples)
+    }
+
     @Test func signalsBeforeRegrowthTookAnythingDoNotSpendIt() throws {
         let rig = try stalledRig()
         rig.clock.advance(.seconds(1))
