@@ -7,6 +7,8 @@ Usage: bench/host.py scale   [--guests 1000] [--seconds 60] [--warmup 20] [--out
                              (a policy may add [Guest] keys: auto+PopulateOnDeflate=no, and the
                              guests' balloond.conf keys as Section.Key=Value: auto+Pressure.QuietPeriod=30s)
                              [--phases 8] [--vms 3] [--repeat 1] [--out-dir bench]
+                             (--from-runs DIR/compare-runs.json: the saved runs of an earlier
+                             compare summarized again, with no guests: after a report change)
                              (--repeat R: the list R times over, round by round; run times then
                              also per phase as the median of R runs against every no-balloon run's)
        bench/host.py all     --initramfs PATH ...  (scale, then compare)
@@ -47,6 +49,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from hostlib import GiB, MiB, Control, binary, hostd_config, log, proc_cpu_seconds, proc_status_kib, provenance, start_hostd, stop  # noqa: E402
 import host_compare  # noqa: E402
+from host_bursts import markdown as bursts_markdown  # noqa: E402
 
 
 # MARK: scale
@@ -203,6 +206,7 @@ def markdown(results: dict) -> str:
                     "otherwise the reason behind most of the guests' shortfall from their targets, e.g. `pressure`: a guest's "
                     "quiet period after pressure):", ""]
             out += [f"- {r['policy']}: " + ", ".join(f"{k} {v}" for k, v in r["over_budget_causes"].items()) for r in causes]
+        out += bursts_markdown(c.get("bursts") or {})
         out += ["", "| goal | met | figure |", "|---|---|---|"] + [f"| {g} | {'pass' if ok else 'FAIL'} | {v} |" for g, ok, v in c["goals"]]
     return "\n".join(out) + "\n"
 
@@ -223,6 +227,8 @@ def main() -> int:
     ap.add_argument("--vms", type=int, default=3, help="guests (3 for the issue's figures; fewer for a smoke run)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run the policy list this many times over (none, auto, none, auto, ...): medians per phase")
+    ap.add_argument("--from-runs", metavar="PATH",
+                    help="compare: summarize a finished run's compare-runs.json again instead of running guests")
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "bench"))
     a = ap.parse_args()
     results: dict = {"provenance": provenance()}
@@ -237,9 +243,13 @@ def main() -> int:
     if a.what in ("scale", "all"):
         results["scale"] = scale(a)
     if a.what in ("compare", "all"):
-        if not a.initramfs:
+        if not a.initramfs and not a.from_runs:
             ap.error("compare needs --initramfs (scripts/build-vm-artifacts.sh)")
         results["compare"] = host_compare.compare(a)
+        if a.from_runs:  # the header's commit and date are this summary's, not the runs'
+            results["provenance"]["note"] = " ".join(x for x in (
+                f"Summarized again from {a.from_runs} (`--from-runs`): the runs are those of an earlier compare, whose "
+                "commit and date are not the ones above.", results["provenance"]["note"]) if x)
     with open(os.path.join(a.out_dir, "results-host.json"), "w") as f:
         json.dump(results, f, indent=1)
     md = markdown(results)

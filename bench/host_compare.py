@@ -44,6 +44,8 @@ Figures per policy:
   keeps each guest's balloond log tail and kernel messages (`guest_logs`), for a guest the agent lost;
   `BENCH_BALLOOND_ENV="NAME=VALUE ..."` starts each guest's balloond with those variables (e.g.
   `SWIFT_BACKTRACE=...` with swift-backtrace-static in the initramfs, for a crash's stack);
+  per instant burst, where the two cores went meanwhile (its own QEMU's CPU, the neighbours'
+  and the agent's, what the neighbours ran and how far their balloons moved: bench/host_bursts.py);
 - reaction: per active phase that stalled (psi-stall-us set) while the balloon held memory
   (Mlocked at the start >= 1 MiB), memory back - stall; a balloon that gave memory back
   before the stall counts 0 (`anticipated`), one that never did is a `miss` and counts as
@@ -65,6 +67,7 @@ import shutil
 import tempfile
 import time
 
+from host_bursts import bursts
 from host_summary import baseline, repeated, summarize
 from hostlib import GiB, MiB, ROOT, Control, hostd_config, log, proc_cpu_ticks, start_hostd, stop
 
@@ -90,6 +93,16 @@ def schedule(seed: int, guest: int, phases: int, ram_mb: int) -> list[tuple[str,
     return out
 
 
+def guest_cpu(text: str) -> dict:
+    """Seconds over the phase, from its two lines of ticks (start_schedule): balloond with its
+    reaped holders, the guest's user, system and irq time; {} when a line is missing."""
+    lines = [[int(x) for x in line.split()] for line in text.splitlines() if len(line.split()) == 4]
+    if len(lines) != 2:
+        return {}
+    (b0, u0, s0, i0), (b1, u1, s1, i1) = lines
+    return {"balloond_s": (b1 - b0) / 100, "user_s": (u1 - u0) / 100, "system_s": (s1 - s0) / 100, "irq_s": (i1 - i0) / 100}
+
+
 def fields(text: str) -> dict:
     return {k: int(v) for k, v in re.findall(r"([a-z-]+)=(-?\d+)", text)}
 
@@ -113,7 +126,7 @@ class VMGuest:
             if balloond:
                 self.sh(f"printf '{balloond_conf(balloond_keys or [])}' > /tmp/b.conf")
                 env = os.environ.get("BENCH_BALLOOND_ENV", "")
-                self.sh(f"{env + ' ' if env else ''}balloond --config /tmp/b.conf >/tmp/balloond.log 2>&1 &")
+                self.sh(f"{env + ' ' if env else ''}balloond --config /tmp/b.conf >/tmp/balloond.log 2>&1 & echo $! >/tmp/balloond.pid")
         except BaseException:
             self.vm.stop_vm()
             raise
@@ -150,16 +163,21 @@ class VMGuest:
 
     def start_schedule(self, phases: list[tuple[str, str]]) -> None:
         """Runs the phases one after another in the guest, each active one under the two samplers;
-        each phase's start and end go to /tmp/phases, the samplers' lines to /tmp/w.N and /tmp/mw.N."""
+        each phase's start and end go to /tmp/phases, the samplers' lines to /tmp/w.N and /tmp/mw.N,
+        the guest's CPU ticks at its start and end to /tmp/cpu.N."""
+        # The guest's own split of an active phase's CPU, in clock ticks at its start and end:
+        # balloond with its reaped holders, then the guest's user, system and irq time (/proc/stat).
+        ticks = ("{ b=0; [ -s /tmp/balloond.pid ] && b=$(awk '{print $14+$15+$16+$17}' /proc/$(cat /tmp/balloond.pid)/stat 2>/dev/null); "
+                 "echo ${b:-0} $(awk '/^cpu /{print $2+$3, $4, $7+$8}' /proc/stat); }")
         steps = []
         for i, (kind, cmd) in enumerate(phases):
             stamp = f"e=$(cut -d' ' -f1 /proc/uptime); echo \"{i} {kind} $rc $s $e\" >> /tmp/phases"
             if kind == "idle":
                 steps.append(f"s=$(cut -d' ' -f1 /proc/uptime); {cmd} >/dev/null 2>&1; rc=$?; {stamp}")
             else:
-                steps.append(f"workload mlockwatch 10 >/tmp/mw.{i} 2>&1 & w=$!; s=$(cut -d' ' -f1 /proc/uptime); "
-                             f"WORKLOAD_PSI_MS=10 {cmd} >/tmp/w.{i} 2>&1; rc=$?; kill -TERM $w; wait $w; {stamp}")
-        self.sh("rm -f /tmp/phases /tmp/sched.done /tmp/w.* /tmp/mw.*; "
+                steps.append(f"workload mlockwatch 10 >/tmp/mw.{i} 2>&1 & w=$!; {ticks} >/tmp/cpu.{i}; s=$(cut -d' ' -f1 /proc/uptime); "
+                             f"WORKLOAD_PSI_MS=10 {cmd} >/tmp/w.{i} 2>&1; rc=$?; {ticks} >>/tmp/cpu.{i}; kill -TERM $w; wait $w; {stamp}")
+        self.sh("rm -f /tmp/phases /tmp/sched.done /tmp/w.* /tmp/mw.* /tmp/cpu.*; "
                 f"( {'; '.join(steps)}; touch /tmp/sched.done ) </dev/null >/dev/null 2>&1 &")
 
     def schedule_done(self) -> bool:
@@ -168,7 +186,7 @@ class VMGuest:
     def phase_results(self) -> list[dict]:
         """Per phase: kind, exit status, run time (the workload's runtime-ms, else uptime's) and the
         samplers' fields (w: the workload's result line, mw: mlockwatch's)."""
-        out = self.run("cat /tmp/phases; for f in /tmp/w.* /tmp/mw.*; do [ -e $f ] && { echo \"== $f\"; cat $f; }; done")[1]
+        out = self.run("cat /tmp/phases; for f in /tmp/w.* /tmp/mw.* /tmp/cpu.*; do [ -e $f ] && { echo \"== $f\"; cat $f; }; done")[1]
         files: dict[str, str] = {}
         current = None
         rows = []
@@ -188,6 +206,7 @@ class VMGuest:
                 r["seconds"] = w["runtime-ms"] / 1000
             r["w"] = w
             r["mw"] = fields(files.get(f"mw.{r['phase']}", ""))
+            r["cpu"] = guest_cpu(files.get(f"cpu.{r['phase']}", ""))
         return rows
 
     def stop(self) -> None:
@@ -303,7 +322,21 @@ def run_policy(a, policy: str) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def load_runs(a) -> dict:
+    """`--from-runs PATH`: a finished run's compare-runs.json, summarized again (after a
+    change to the report) without an hour of guests; --vms and --repeat follow its runs."""
+    with open(a.from_runs) as f:
+        runs = json.load(f)
+    first = next(iter(runs.values()))
+    a.vms = len(first["phases"])
+    a.repeat = max((int(n.split("#")[1]) for n in runs if "#" in n), default=1)
+    a.phases = max(sum(1 for p in g if p["kind"] != "idle") for g in first["phases"])
+    return runs
+
+
 def compare(a) -> dict:
+    if getattr(a, "from_runs", None):
+        return summarize_runs(a, load_runs(a))
     runs = {}
     # `--repeat R`: the whole list R times over, round by round (none, auto, none, auto, ...),
     # so a slow spell of this shared host falls on every policy alike; later rounds' runs are
@@ -317,6 +350,11 @@ def compare(a) -> dict:
         # Kept as it goes: a failure in the summary must not lose an hour of runs.
         with open(os.path.join(a.out_dir, "compare-runs.json"), "w") as f:
             json.dump(runs, f)
+    return summarize_runs(a, runs)
+
+
+def summarize_runs(a, runs: dict) -> dict:
+    """The figures, goals and plot of the runs (`runs`: policy name -> run_policy's result)."""
     base = runs.get("none")
     rows = [summarize(runs[p], base, budget_for(a), runs.get("none-again")) for p in runs]
     by = {r["policy"]: r for r in rows}
@@ -351,7 +389,7 @@ def compare(a) -> dict:
                           f"{', '.join(str(x) for x in none.get('noise_p99_each', []))})"))
     plot(runs, os.path.join(a.out_dir, "results-host.png"), budget_for(a))
     return {"rows": rows, "goals": goals, "runs": runs, "vms": a.vms, "budget": budget_for(a), "seed": a.seed, "phases": a.phases,
-            "repeat": a.repeat, "repeated": rep}
+            "repeat": a.repeat, "repeated": rep, "bursts": {name: bursts(run) for name, run in runs.items()}}
 
 
 def plot(runs: dict, path: str, budget: int) -> None:
