@@ -9,9 +9,12 @@ far each neighbour's balloon moved meanwhile (inflating costs a TCG guest CPU: i
 reclaims page cache and zeroes every page it locks). A burst's phase times are the
 guest's own clock placed on the samples' clock by the end of its first idle phase, so
 they are good to about a sample (0.5 s). Runs since the guest's ticks are recorded
-(host_compare.guest_cpu) also split the guest's side: its user, system and irq time and
-balloond's with its holders, so what a burst's QEMU spent beyond the guest's own work
-(the host faulting memory in, TCG) shows as the rest of its own CPU."""
+(host_compare.guest_cpu) also split the guest's side: its user, system and irq time, the
+CPU of balloond's tree (itself and its holders, live or reaped) and how much reclaim
+scanned and stole; runs that sampled QEMU's system time and minor faults show the host's
+kernel work for the burst's QEMU (faulting in RAM file holes the guest touches again).
+The guest's ticks count wall time while its vCPU is descheduled too, so they give its
+split, not host CPU."""
 
 from __future__ import annotations
 
@@ -69,6 +72,9 @@ def bursts(run: dict) -> list[dict]:
         def cpu(i: int) -> float:
             return (_at(samples, end, lambda s: s["cpu"][i]) - _at(samples, start, lambda s: s["cpu"][i])) / TICK
 
+        def host(i: int, k: int) -> float:
+            return _at(samples, end, lambda s: s["qemu"][i][k]) - _at(samples, start, lambda s: s["qemu"][i][k])
+
         neighbours = []
         for j in range(guests):
             if j == g:
@@ -82,6 +88,9 @@ def bursts(run: dict) -> list[dict]:
             "neighbours_cpu_s": round(sum(n["cpu_s"] for n in neighbours), 2),
             "agent_cpu_s": round(cpu(guests), 2) if len(samples[0]["cpu"]) > guests else None,
             "balloon_at_start_mib": round(_at(samples, start, _balloon(f"g{g}")) / MiB),
+            # The host's kernel work for the burst's QEMU (runs that sampled it): system time, faults.
+            "own_system_s": round(host(g, 0) / TICK, 2) if "qemu" in samples[0] else None,
+            "own_faults_k": round(host(g, 1) / 1000, 1) if "qemu" in samples[0] else None,
             # The guest's own split (runs since the guest-side tick counts): user, system, balloond.
             "guest_cpu": p.get("cpu") or None,
             "neighbours": neighbours,
@@ -110,6 +119,10 @@ def markdown(per_run: dict[str, list[dict]]) -> list[str]:
             gc = b.get("guest_cpu")
             inside = (f"; in the guest user {gc['user_s']} s, system {gc['system_s']} s, irq {gc['irq_s']} s, "
                       f"balloond {gc['balloond_s']} s") if gc else ""
-            out.append(f"  - {name}: {b['seconds']} s; own {b['own_cpu_s']} s (balloon {b['balloon_at_start_mib']} MiB), "
+            if gc and "scanned_mib" in gc:
+                inside += f", reclaim scanned {gc['scanned_mib']} MiB, stole {gc['stolen_mib']} MiB"
+            hs = (f", of it host kernel {b['own_system_s']} s, {b['own_faults_k']}k faults"
+                  if b.get("own_system_s") is not None else "")
+            out.append(f"  - {name}: {b['seconds']} s; own {b['own_cpu_s']} s{hs} (balloon {b['balloon_at_start_mib']} MiB), "
                        f"neighbours {b['neighbours_cpu_s']} s ({nb}){agent}{inside}")
     return out

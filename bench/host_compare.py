@@ -62,14 +62,14 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 import tempfile
 import time
 
 from host_bursts import bursts
 from host_summary import baseline, repeated, summarize
-from hostlib import GiB, MiB, ROOT, Control, hostd_config, log, proc_cpu_ticks, start_hostd, stop
+from host_guest import VMGuest, cpu_ticks_or_zero
+from hostlib import GiB, MiB, Control, hostd_config, log, start_hostd, stop
 
 ACTIVE = ["cache", "ramp", "burst", "loop"]
 
@@ -91,144 +91,6 @@ def schedule(seed: int, guest: int, phases: int, ram_mb: int) -> list[tuple[str,
         out.append((kind, cmd))
         out.append(("idle", f"workload idle {rng.choice([20, 30, 40])}"))
     return out
-
-
-def guest_cpu(text: str) -> dict:
-    """Seconds over the phase, from its two lines of ticks (start_schedule): balloond with its
-    reaped holders, the guest's user, system and irq time; {} when a line is missing."""
-    lines = [[int(x) for x in line.split()] for line in text.splitlines() if len(line.split()) == 4]
-    if len(lines) != 2:
-        return {}
-    (b0, u0, s0, i0), (b1, u1, s1, i1) = lines
-    return {"balloond_s": (b1 - b0) / 100, "user_s": (u1 - u0) / 100, "system_s": (s1 - s0) / 100, "irq_s": (i1 - i0) / 100}
-
-
-def fields(text: str) -> dict:
-    return {k: int(v) for k, v in re.findall(r"([a-z-]+)=(-?\d+)", text)}
-
-
-class VMGuest:
-    """One TCG guest with its RAM in a shared file and balloond on virtio-serial."""
-
-    def __init__(self, name: str, initramfs: str, balloond: bool, balloond_keys: list[str] | None = None):
-        import guest as G
-        self.name = name
-        self.ram_file = f"/dev/shm/bench-host-{name}-{os.getpid()}"
-        self.vm = G.BootedGuest(os.path.join(ROOT, "tests", "vm", "work", f"bench-host-{name}-{os.getpid()}"), initramfs,
-                                disk_size="1G", memory_backend=self.ram_file, timeout=7200, ready_timeout=180,
-                                agent_timeout=120, command_timeout=600)
-        self.wd = self.vm.wd
-        self.qemu_pid: int | None = None
-        try:
-            self.sh("dd if=/dev/zero of=/mnt/disk/cache bs=1M count=600 2>/dev/null; "
-                    "dd if=/dev/zero of=/mnt/disk/ws bs=1M count=128 2>/dev/null; sync; echo 3 > /proc/sys/vm/drop_caches", 600)
-            self.port = os.path.join(self.wd, "port0.sock")
-            if balloond:
-                self.sh(f"printf '{balloond_conf(balloond_keys or [])}' > /tmp/b.conf")
-                env = os.environ.get("BENCH_BALLOOND_ENV", "")
-                self.sh(f"{env + ' ' if env else ''}balloond --config /tmp/b.conf >/tmp/balloond.log 2>&1 & echo $! >/tmp/balloond.pid")
-        except BaseException:
-            self.vm.stop_vm()
-            raise
-
-    def run(self, cmd: str, timeout: float = 600) -> tuple[int, str]:
-        return self.vm.run(cmd, timeout)
-
-    def sh(self, cmd: str, timeout: float = 600) -> str:
-        return self.vm.sh(cmd, timeout)
-
-    def allocated(self) -> int:
-        try:
-            return os.stat(self.ram_file).st_blocks * 512
-        except OSError:
-            return 0
-
-    def cpu_ticks(self) -> int:
-        """QEMU's user+system time (clock ticks): what this guest took of the host's two cores."""
-        if self.qemu_pid is None:  # boot.sh wrote it before the guest answered; read once
-            try:
-                with open(os.path.join(self.wd, "qemu.pid")) as f:
-                    self.qemu_pid = int(f.read().strip())
-            except (OSError, ValueError):
-                return 0
-        return cpu_ticks_or_zero(self.qemu_pid)
-
-    def psi_some_total_us(self) -> int:
-        m = re.search(r"some .*total=(\d+)", self.run("cat /proc/pressure/memory")[1])
-        return int(m.group(1)) if m else 0
-
-    def oom_kills(self) -> int:
-        out = self.run("dmesg | grep -i 'killed process'")[1]
-        return sum(1 for m in re.finditer(r"Killed process \d+ \(([^)]*)\)", out) if m.group(1) != "balloond")
-
-    def start_schedule(self, phases: list[tuple[str, str]]) -> None:
-        """Runs the phases one after another in the guest, each active one under the two samplers;
-        each phase's start and end go to /tmp/phases, the samplers' lines to /tmp/w.N and /tmp/mw.N,
-        the guest's CPU ticks at its start and end to /tmp/cpu.N."""
-        # The guest's own split of an active phase's CPU, in clock ticks at its start and end:
-        # balloond with its reaped holders, then the guest's user, system and irq time (/proc/stat).
-        ticks = ("{ b=0; [ -s /tmp/balloond.pid ] && b=$(awk '{print $14+$15+$16+$17}' /proc/$(cat /tmp/balloond.pid)/stat 2>/dev/null); "
-                 "echo ${b:-0} $(awk '/^cpu /{print $2+$3, $4, $7+$8}' /proc/stat); }")
-        steps = []
-        for i, (kind, cmd) in enumerate(phases):
-            stamp = f"e=$(cut -d' ' -f1 /proc/uptime); echo \"{i} {kind} $rc $s $e\" >> /tmp/phases"
-            if kind == "idle":
-                steps.append(f"s=$(cut -d' ' -f1 /proc/uptime); {cmd} >/dev/null 2>&1; rc=$?; {stamp}")
-            else:
-                steps.append(f"workload mlockwatch 10 >/tmp/mw.{i} 2>&1 & w=$!; {ticks} >/tmp/cpu.{i}; s=$(cut -d' ' -f1 /proc/uptime); "
-                             f"WORKLOAD_PSI_MS=10 {cmd} >/tmp/w.{i} 2>&1; rc=$?; {ticks} >>/tmp/cpu.{i}; kill -TERM $w; wait $w; {stamp}")
-        self.sh("rm -f /tmp/phases /tmp/sched.done /tmp/w.* /tmp/mw.* /tmp/cpu.*; "
-                f"( {'; '.join(steps)}; touch /tmp/sched.done ) </dev/null >/dev/null 2>&1 &")
-
-    def schedule_done(self) -> bool:
-        return self.run("test -e /tmp/sched.done")[0] == 0
-
-    def phase_results(self) -> list[dict]:
-        """Per phase: kind, exit status, run time (the workload's runtime-ms, else uptime's) and the
-        samplers' fields (w: the workload's result line, mw: mlockwatch's)."""
-        out = self.run("cat /tmp/phases; for f in /tmp/w.* /tmp/mw.* /tmp/cpu.*; do [ -e $f ] && { echo \"== $f\"; cat $f; }; done")[1]
-        files: dict[str, str] = {}
-        current = None
-        rows = []
-        for line in out.splitlines():
-            if line.startswith("== /tmp/"):
-                current = line[8:]
-                files[current] = ""
-            elif current:
-                files[current] += line + "\n"
-            else:
-                p = line.split()
-                if len(p) == 5:
-                    rows.append({"phase": int(p[0]), "kind": p[1], "rc": int(p[2]), "seconds": float(p[4]) - float(p[3])})
-        for r in rows:
-            w = fields(next((l for l in files.get(f"w.{r['phase']}", "").splitlines() if l.startswith("workload ")), ""))
-            if w.get("runtime-ms"):
-                r["seconds"] = w["runtime-ms"] / 1000
-            r["w"] = w
-            r["mw"] = fields(files.get(f"mw.{r['phase']}", ""))
-            r["cpu"] = guest_cpu(files.get(f"cpu.{r['phase']}", ""))
-        return rows
-
-    def stop(self) -> None:
-        self.vm.stop_vm()
-
-
-def cpu_ticks_or_zero(pid: int | None) -> int:
-    """A process's CPU ticks; 0 once it is gone (a sample must not stop the run)."""
-    try:
-        return proc_cpu_ticks(pid) if pid else 0
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def balloond_conf(keys: list[str]) -> str:
-    """The guest's balloond.conf (printf-escaped): the channel, 1 s stats, and any
-    `Section.Key=Value` a policy carries (e.g. `Pressure.QuietPeriod=30s`) in its section."""
-    sections: dict[str, list[str]] = {"Channel": ["Listen=virtio-serial:org.balloond.0"], "Stats": ["Interval=1s"]}
-    for key in keys:
-        section, _, setting = key.partition(".")
-        sections.setdefault(section, []).append(setting)
-    return "".join(f"[{name}]\\n" + "".join(f"{line}\\n" for line in lines) for name, lines in sections.items())
 
 
 def budget_for(a) -> int:
@@ -280,7 +142,8 @@ def run_policy(a, policy: str) -> dict:
             now = time.monotonic() - t0
             s = {"t": round(now, 2), "host": sum(g.allocated() for g in guests),
                  # Where the two cores went (ticks): a burst's run time depends on its neighbours'.
-                 "cpu": [g.cpu_ticks() for g in guests] + [cpu_ticks_or_zero(hostd.pid if hostd else None)]}
+                 "cpu": [g.cpu_ticks() for g in guests] + [cpu_ticks_or_zero(hostd.pid if hostd else None)],
+                 "qemu": [g.host_side() for g in guests]}
             if ctl:
                 try:
                     s["guests"] = {x["name"]: {"target": x["target"], "actual": x.get("actual"), "psi": x["psi-some-avg10"],
