@@ -5,7 +5,8 @@
 Usage: bench/host.py scale   [--guests 1000] [--seconds 60] [--warmup 20] [--out-dir bench]
        bench/host.py compare --initramfs PATH [--seed N] [--policies none,proxmox,mom,auto,none-again]
                              (a policy may add [Guest] keys: auto+PopulateOnDeflate=no, and the
-                             guests' balloond.conf keys as Section.Key=Value: auto+Pressure.QuietPeriod=30s)
+                             guests' balloond.conf keys as Section.Key=Value: auto+Pressure.QuietPeriod=30s,
+                             and the agent's [Policy] keys as Policy.Key=Value: auto+Policy.HeadroomBoost=2)
                              [--phases 8] [--vms 3] [--repeat 1] [--out-dir bench]
                              (--from-runs DIR/compare-runs.json: the saved runs of an earlier
                              compare summarized again, with no guests: after a report change)

@@ -102,12 +102,15 @@ def run_policy(a, policy: str) -> dict:
     """The schedule in fresh guests under one policy; samples every 0.5 s. A
     policy may carry `[Guest]` settings after `+` for an A/B in one run, e.g.
     `auto+PopulateOnDeflate=no`, and the guest's balloond.conf settings as
-    `Section.Key=Value`, e.g. `auto+Pressure.QuietPeriod=30s`."""
+    `Section.Key=Value`, e.g. `auto+Pressure.QuietPeriod=30s`, and the agent's `[Policy]` ones
+    as `Policy.Key=Value`, e.g. `auto+Policy.HeadroomBoost=2`."""
     budget = budget_for(a)
     mode, *keys = policy.split("+")
-    # `Section.Key=Value` is the guest's balloond.conf; any other `Key=Value` the agent's [Guest].
-    balloond_keys = [k for k in keys if "." in k.partition("=")[0]]
-    guest_keys = [k for k in keys if k not in balloond_keys]
+    # `Section.Key=Value` is the guest's balloond.conf, but `Policy.Key=Value` the agent's [Policy]
+    # (balloond.conf has no [Policy]); any other `Key=Value` the agent's [Guest].
+    policy_keys = [k.partition(".")[2] for k in keys if k.startswith("Policy.")]
+    balloond_keys = [k for k in keys if "." in k.partition("=")[0] and not k.startswith("Policy.")]
+    guest_keys = [k for k in keys if "." not in k.partition("=")[0]]
     tag = "".join(ch for ch in policy.lower() if ch.isalnum())[:24]
     tmp = tempfile.mkdtemp(prefix=f"bench-host-{tag}-")
     guests: list[VMGuest] = []
@@ -118,7 +121,7 @@ def run_policy(a, policy: str) -> dict:
             guests.append(VMGuest(f"{tag}{i}", a.initramfs, balloond=not baseline(policy), balloond_keys=balloond_keys))
         ctl = None
         if not baseline(policy):
-            conf = hostd_config(tmp, mode, budget, None, reserve="20%")
+            conf = hostd_config(tmp, mode, budget, None, reserve="20%", policy_keys=policy_keys)
             for i, g in enumerate(guests):
                 with open(os.path.join(tmp, "guests.d", f"g{i}.conf"), "w") as f:
                     f.write(f"[Guest]\nChannel=unix:{g.port}\nMemoryBackend={g.ram_file}\nRamSize=1G\n"

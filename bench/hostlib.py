@@ -104,11 +104,11 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def hostd_config(tmp: str, mode: str, budget: int, discovery: str | None, interval: str | None = None,
-                 reserve: str | None = None) -> str:
+                 reserve: str | None = None, policy_keys: list[str] | None = None) -> str:
     os.makedirs(os.path.join(tmp, "guests.d"), exist_ok=True)
     text = (f"[Host]\nControl={tmp}/control\nHostMemory={budget // MiB}M\nGuestDirectory={tmp}/guests.d\n"
             f"[Policy]\nMode={mode}\n" + (f"Interval={interval}\n" if interval else "")
-            + (f"HostReserve={reserve}\n" if reserve else "")
+            + (f"HostReserve={reserve}\n" if reserve else "") + "".join(f"{k}\n" for k in policy_keys or [])
             + "[Discovery]\nLibvirt=no\n" + (f"Directories={discovery}\n" if discovery else ""))
     path = os.path.join(tmp, "balloon-hostd.conf")
     with open(path, "w") as f:

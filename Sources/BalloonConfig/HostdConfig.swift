@@ -27,6 +27,8 @@ package struct HostdConfig: Sendable, Equatable {
     package var interval: Duration?
     /// `MaxStep=`: the most a target moves per round; nil: the mode's own.
     package var maxStep: UInt64?
+    /// `HeadroomBoost=`: `auto`'s boost limit (docs/policy.md); nil: the policy's own (4).
+    package var headroomBoost: Double?
     /// `StatsInterval=`: how often each guest sends STATS.
     package var statsInterval: Duration = .seconds(1)
 
@@ -50,7 +52,10 @@ package struct HostdConfig: Sendable, Equatable {
 
     /// The policy's settings with `HostReserve=` resolved against the host total.
     package func policySettings(hostTotal: UInt64) -> PolicySettings {
-        PolicySettings(mode: mode, hostReserve: hostReserve.resolve(memTotal: hostTotal), interval: interval, maxStep: maxStep)
+        var tuning = AutoTuning()
+        if let headroomBoost { tuning.boostLimit = headroomBoost }
+        return PolicySettings(
+            mode: mode, hostReserve: hostReserve.resolve(memTotal: hostTotal), interval: interval, maxStep: maxStep, tuning: tuning)
     }
 }
 

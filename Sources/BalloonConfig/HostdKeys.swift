@@ -77,6 +77,9 @@ enum HostdKeys {
         HostdKey("Policy", "MaxStep", \.maxStep, defaults: .defaults, doc: "the most a target moves per round; auto = the mode's own",
                  parse: { (v) throws(ValueError) in v.lowercased() == "auto" ? nil : try parsePlainBytes(v) },
                  render: { $0.map { SizeSpec.bytes($0).description } ?? "auto" }),
+        HostdKey("Policy", "HeadroomBoost", \.headroomBoost, defaults: .defaults,
+                 doc: "auto: the most a guest's headroom grows after repeated pressure, as a factor (1 = never); auto = 4",
+                 parse: parseBoost, render: { $0.map(renderFactor) ?? "auto" }),
         HostdKey("Policy", "StatsInterval", \.statsInterval, defaults: .defaults, doc: "how often each guest sends STATS",
                  parse: { (v) throws(ValueError) in
                      let d = try parseInterval(v, examples: "use e.g. 1s or 500ms")
@@ -188,6 +191,18 @@ private func parseGroupName(_ value: String) throws(ValueError) -> String? {
 private func parsePlainBytes(_ value: String) throws(ValueError) -> UInt64 {
     guard case let .bytes(b) = try parseSize(value, allowPercent: false) else { throw ValueError("\"\(value)\" is not a size") }
     return b
+}
+
+/// `HeadroomBoost=`: a factor from 1 (no boost) to 16, or `auto`.
+private func parseBoost(_ value: String) throws(ValueError) -> Double? {
+    if value.lowercased() == "auto" { return nil }
+    guard let x = Double(value), x.isFinite else { throw ValueError("\"\(value)\" is not a number (use e.g. 2, 1.5, 1 for none, or auto)") }
+    guard x >= 1, x <= 16 else { throw ValueError("\"\(value)\" is outside 1…16") }
+    return x
+}
+
+private func renderFactor(_ x: Double) -> String {
+    x == x.rounded() ? String(Int(x)) : String(x)
 }
 
 private func parseName<E: RawRepresentable & CaseIterable>(_ value: String, _: E.Type) throws(ValueError) -> E where E.RawValue == String {

@@ -43,6 +43,20 @@ import Testing
         #expect(config.mode == .auto && config.interval == nil && config.hostMemory == nil)
     }
 
+    /// `HeadroomBoost=` sets auto's boost limit; `auto` (or nothing) keeps the policy's 4.
+    @Test func headroomBoost() throws {
+        var config = HostdConfig()
+        #expect(config.policySettings(hostTotal: 8 << 30).tuning.boostLimit == 4)
+        try HostdLoader.parseHost("[Policy]\nHeadroomBoost=1.5\n", file: "h.conf", into: &config)
+        #expect(config.headroomBoost == 1.5)
+        #expect(config.policySettings(hostTotal: 8 << 30).tuning.boostLimit == 1.5)
+        var again = HostdConfig()
+        try HostdLoader.parseHost(HostdLoader.render(HostdSetup(config: config)), file: "dump", into: &again)
+        #expect(again.headroomBoost == 1.5)
+        try HostdLoader.parseHost("[Policy]\nHeadroomBoost=auto\n", file: "h.conf", into: &config)
+        #expect(config.headroomBoost == nil)
+    }
+
     @Test(arguments: [
         ("[Policy]\nMode=fast\n", "h.conf:2: [Policy] Mode: \"fast\" is not one of auto, proxmox, mom, manual"),
         ("[Host]\nControl=run/x\n", "h.conf:2: [Host] Control: \"run/x\" is not an absolute path"),
@@ -51,6 +65,8 @@ import Testing
         ("[Guest]\nMin=1G\n", "h.conf:1: unknown section [Guest] (known sections: [Host], [Policy], [Discovery], [Metrics])"),
         ("Mode=auto\n", "h.conf:1: Mode: key outside any section; it belongs in [Policy]"),
         ("[Host]\nMode=auto\n", "h.conf:2: [Host] Mode: unknown key in [Host]; it belongs in [Policy]"),
+        ("[Policy]\nHeadroomBoost=0.5\n", "h.conf:2: [Policy] HeadroomBoost: \"0.5\" is outside 1…16"),
+        ("[Policy]\nHeadroomBoost=lots\n", "h.conf:2: [Policy] HeadroomBoost: \"lots\" is not a number (use e.g. 2, 1.5, 1 for none, or auto)"),
         ("[Policy]\nStatsInterval=10ms\n", "h.conf:2: [Policy] StatsInterval: \"10ms\" is outside 100ms…1h"),
         ("[Policy\n", "h.conf:1: \"[Policy\" is not a section header (write e.g. [Host] alone on its line)"),
         ("[Metrics]\nListen=9468\n", "h.conf:2: [Metrics] Listen: \"9468\" has no :PORT"),
