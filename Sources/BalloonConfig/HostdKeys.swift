@@ -79,7 +79,7 @@ enum HostdKeys {
                  render: { $0.map { SizeSpec.bytes($0).description } ?? "auto" }),
         HostdKey("Policy", "HeadroomBoost", \.headroomBoost, defaults: .defaults,
                  doc: "auto: the most a guest's headroom grows after repeated pressure, as a factor (1 = never); auto = 4",
-                 parse: parseBoost, render: { $0.map(renderFactor) ?? "auto" }),
+                 parse: parseBoost, render: { $0.map(plainDecimal) ?? "auto" }),
         HostdKey("Policy", "StatsInterval", \.statsInterval, defaults: .defaults, doc: "how often each guest sends STATS",
                  parse: { (v) throws(ValueError) in
                      let d = try parseInterval(v, examples: "use e.g. 1s or 500ms")
@@ -199,10 +199,6 @@ private func parseBoost(_ value: String) throws(ValueError) -> Double? {
     guard let x = Double(value), x.isFinite else { throw ValueError("\"\(value)\" is not a number (use e.g. 2, 1.5, 1 for none, or auto)") }
     guard x >= 1, x <= 16 else { throw ValueError("\"\(value)\" is outside 1…16") }
     return x
-}
-
-private func renderFactor(_ x: Double) -> String {
-    x == x.rounded() ? String(Int(x)) : String(x)
 }
 
 private func parseName<E: RawRepresentable & CaseIterable>(_ value: String, _: E.Type) throws(ValueError) -> E where E.RawValue == String {
