@@ -20,14 +20,11 @@ from __future__ import annotations
 
 import bisect
 
-from hostlib import MiB
-
-TICK = 100  # clock ticks per second (USER_HZ)
+from hostlib import CLK_TCK, MiB
 
 
-def _at(samples: list[dict], t: float, key) -> float:
-    """`key(sample)` at time t, interpolated between the samples around it."""
-    ts = [s["t"] for s in samples]
+def _at(samples: list[dict], ts: list[float], t: float, key) -> float:
+    """`key(sample)` at time t, interpolated between the samples around it (`ts`: their times)."""
     k = bisect.bisect_left(ts, t)
     if k <= 0:
         return key(samples[0])
@@ -62,6 +59,7 @@ def bursts(run: dict) -> list[dict]:
     samples = run["samples"]
     if not samples or "cpu" not in samples[0]:
         return []
+    ts = [s["t"] for s in samples]
     windows = phase_windows(run)
     guests = len(run["phases"])
     out = []
@@ -70,26 +68,26 @@ def bursts(run: dict) -> list[dict]:
             continue
 
         def cpu(i: int) -> float:
-            return (_at(samples, end, lambda s: s["cpu"][i]) - _at(samples, start, lambda s: s["cpu"][i])) / TICK
+            return (_at(samples, ts, end, lambda s: s["cpu"][i]) - _at(samples, ts, start, lambda s: s["cpu"][i])) / CLK_TCK
 
         def host(i: int, k: int) -> float:
-            return _at(samples, end, lambda s: s["qemu"][i][k]) - _at(samples, start, lambda s: s["qemu"][i][k])
+            return _at(samples, ts, end, lambda s: s["qemu"][i][k]) - _at(samples, ts, start, lambda s: s["qemu"][i][k])
 
         neighbours = []
         for j in range(guests):
             if j == g:
                 continue
             kinds = sorted({q["kind"] for h, q, s, e in windows if h == j and s < end and e > start})
-            moved = _at(samples, end, _balloon(f"g{j}")) - _at(samples, start, _balloon(f"g{j}"))
+            moved = _at(samples, ts, end, _balloon(f"g{j}")) - _at(samples, ts, start, _balloon(f"g{j}"))
             neighbours.append({"guest": j, "phases": kinds, "cpu_s": round(cpu(j), 2), "balloon_mib": round(moved / MiB)})
         out.append({
             "guest": g, "phase": p["phase"], "seconds": round(p["seconds"], 2),
             "own_cpu_s": round(cpu(g), 2),
             "neighbours_cpu_s": round(sum(n["cpu_s"] for n in neighbours), 2),
             "agent_cpu_s": round(cpu(guests), 2) if len(samples[0]["cpu"]) > guests else None,
-            "balloon_at_start_mib": round(_at(samples, start, _balloon(f"g{g}")) / MiB),
+            "balloon_at_start_mib": round(_at(samples, ts, start, _balloon(f"g{g}")) / MiB),
             # The host's kernel work for the burst's QEMU (runs that sampled it): system time, faults.
-            "own_system_s": round(host(g, 0) / TICK, 2) if "qemu" in samples[0] else None,
+            "own_system_s": round(host(g, 0) / CLK_TCK, 2) if "qemu" in samples[0] else None,
             "own_faults_k": round(host(g, 1) / 1000, 1) if "qemu" in samples[0] else None,
             # The guest's own split (runs since the guest-side tick counts): user, system, balloond.
             "guest_cpu": p.get("cpu") or None,

@@ -143,10 +143,11 @@ def run_policy(a, policy: str) -> dict:
         limit = max(sum(int(c.split()[-1]) if k == "idle" else 60 for k, c in p) for p in plan) * 3 + 300
         while True:
             now = time.monotonic() - t0
+            qemu = [g.qemu_sample() for g in guests]
             s = {"t": round(now, 2), "host": sum(g.allocated() for g in guests),
                  # Where the two cores went (ticks): a burst's run time depends on its neighbours'.
-                 "cpu": [g.cpu_ticks() for g in guests] + [cpu_ticks_or_zero(hostd.pid if hostd else None)],
-                 "qemu": [g.host_side() for g in guests]}
+                 "cpu": [ticks for ticks, _ in qemu] + [cpu_ticks_or_zero(hostd.pid if hostd else None)],
+                 "qemu": [host for _, host in qemu]}
             if ctl:
                 try:
                     s["guests"] = {x["name"]: {"target": x["target"], "actual": x.get("actual"), "psi": x["psi-some-avg10"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 
-from hostlib import MiB, ROOT, proc_cpu_ticks
+from hostlib import MiB, ROOT, proc_cpu_ticks, proc_stat
 
 
 def guest_cpu(text: str) -> dict:
@@ -67,24 +67,21 @@ class VMGuest:
         except OSError:
             return 0
 
-    def cpu_ticks(self) -> int:
-        """QEMU's user+system time (clock ticks): what this guest took of the host's two cores."""
+    def qemu_sample(self) -> tuple[int, list[int]]:
+        """QEMU's user+system time (clock ticks), what this guest took of the host's two cores,
+        and [system time, minor faults]: the host kernel's work for it, e.g. faulting in RAM
+        file holes the guest touches again. One read of /proc/PID/stat; 0s once QEMU is gone."""
         if self.qemu_pid is None:  # boot.sh wrote it before the guest answered; read once
             try:
                 with open(os.path.join(self.wd, "qemu.pid")) as f:
                     self.qemu_pid = int(f.read().strip())
             except (OSError, ValueError):
-                return 0
-        return cpu_ticks_or_zero(self.qemu_pid)
-
-    def host_side(self) -> list[int]:
-        """QEMU's system time (ticks) and minor faults: the host's kernel work for this guest,
-        e.g. faulting in a RAM file's holes that the guest touches again; [0, 0] when gone."""
+                return 0, [0, 0]
         try:
-            f = open(f"/proc/{self.qemu_pid}/stat").read().rsplit(")", 1)[1].split()
-            return [int(f[12]), int(f[7])]
-        except (OSError, ValueError, IndexError, TypeError):
-            return [0, 0]
+            f = proc_stat(self.qemu_pid)
+            return f[10] + f[11], [f[11], f[6]]
+        except (OSError, ValueError, IndexError):
+            return 0, [0, 0]
 
     def psi_some_total_us(self) -> int:
         m = re.search(r"some .*total=(\d+)", self.run("cat /proc/pressure/memory")[1])

@@ -79,9 +79,15 @@ class Control:
         self.sock.close()
 
 
+def proc_stat(pid: int) -> list[int]:
+    """/proc/PID/stat's numbers after the command name and state (field 4 on: ppid is [0],
+    minflt [6], utime [10], stime [11])."""
+    return [int(x) for x in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1:]]
+
+
 def proc_cpu_ticks(pid: int) -> int:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime
+    fields = proc_stat(pid)
+    return fields[10] + fields[11]  # utime, stime
 
 
 def proc_cpu_seconds(pid: int) -> float:
