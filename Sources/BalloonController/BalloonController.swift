@@ -54,6 +54,9 @@ public final class BalloonController {
     var regrowthSpent = false
     /// Last time the balloon grew.
     public private(set) var lastGrowthAt: Duration?
+    /// The last PSI signal blamed on growth, until its stall is measured
+    /// again (StallRecheck.swift) or a later signal is answered.
+    public internal(set) var blamedStall: BlamedStall?
     /// Totals for `query`.
     public private(set) var pressureDeflatedBytes: UInt64 = 0
     public private(set) var lastDeflate: (bytes: UInt64, reason: PressureSignal, at: Duration)?

@@ -62,20 +62,28 @@ public struct PressurePolicy: Sendable, Equatable {
     /// Signals this soon after the balloon grew are blamed on the growth:
     /// nothing is deflated, and growth pauses for `selfInflictedPause`. A PSI
     /// signal looks back less far when its trigger's window is short
-    /// (`triggerWindows`).
+    /// (`triggers`).
     public var selfInflictedWindow: Duration = .seconds(2)
-    /// The windows of the PSI triggers the daemon has open, by tier (a 2 s
-    /// fallback shows here as 2 s). A PSI signal is blamed on growth within
-    /// its trigger's window: a trigger fires at most once a window, so when
-    /// growth pauses at a blamed signal, the next one, if the stall goes on,
-    /// is answered. A light signal (500 ms) then gets memory back about 0.5 s
-    /// after growth stopped, not 2 s. The kernel still counts part of the
-    /// previous window's stall, so a stall of the growth's own can be
-    /// answered with one light step (10%) that a longer look-back would
-    /// have spared; late memory for a guest that stalls costs more.
-    public var triggerWindows: [PressureSignal.Tier: Duration] = [
-        .light: .milliseconds(500), .heavy: .seconds(1), .severe: .seconds(1),
+    /// The PSI triggers the daemon has open, by tier, as the kernel took them
+    /// (a 2 s fallback shows here with its 2 s window). A PSI signal is blamed
+    /// on growth within its trigger's window, and the stall is measured again
+    /// `stallRecheckDelay` later (StallRecheck.swift): a stall that goes on at
+    /// a trigger's rate with the balloon no longer growing is the guest's own
+    /// and is answered then, not at the trigger's next firing (at most once a
+    /// window). The kernel still counts part of the previous window's stall,
+    /// so a stall of the growth's own can be answered with one light step
+    /// (10%) that a longer look-back would have spared; late memory for a
+    /// guest that stalls costs more.
+    public var triggers: [PressureSignal.Tier: TriggerShape] = [
+        .light: TriggerShape(full: false, stall: .milliseconds(20), window: .milliseconds(500)),
+        .heavy: TriggerShape(full: true, stall: .milliseconds(100), window: .seconds(1)),
+        .severe: TriggerShape(full: true, stall: .milliseconds(500), window: .seconds(1)),
     ]
+    /// How long after a blamed PSI signal the stall is measured again. The
+    /// lock that grew the balloon is over by then (the daemon handles the
+    /// signal only after it), so the measure holds no stall of the growth's
+    /// own faulting; 150 ms of it at a light trigger's 4% is 6 ms stalled.
+    public var stallRecheckDelay: Duration = .milliseconds(150)
     /// The breather after a stall the balloon's own growth caused (faulting
     /// and zeroing pages, compaction). Pressure that is real outlasts it: the
     /// next signal then comes with no growth in the window and is answered
@@ -93,7 +101,7 @@ public struct PressurePolicy: Sendable, Equatable {
 
     /// How long after growth a signal is blamed on it.
     func selfInflictedWindow(for signal: PressureSignal) -> Duration {
-        guard case let .psi(tier) = signal, let window = triggerWindows[tier] else { return selfInflictedWindow }
+        guard case let .psi(tier) = signal, let window = triggers[tier]?.window else { return selfInflictedWindow }
         return min(selfInflictedWindow, window)
     }
 }
@@ -104,6 +112,12 @@ extension BalloonController {
     /// the balloon's own growth. Returns the bytes given back.
     @discardableResult
     public func pressure(_ signal: PressureSignal) -> UInt64 {
+        pressure(signal, outlastedGrowth: false)
+    }
+
+    /// `outlastedGrowth`: the stall was measured again after growth stopped
+    /// and went on (StallRecheck.swift): not blamed on the growth.
+    func pressure(_ signal: PressureSignal, outlastedGrowth: Bool) -> UInt64 {
         let now = clock.now
         // An expired backoff's ceiling is not this signal's: regrowth may have
         // taken the balloon past it.
@@ -137,8 +151,15 @@ extension BalloonController {
         var selfInflicted = false
         switch signal {
         case .psi(.light), .psi(.heavy), .psi(.severe), .directReclaim:
-            if let grew = lastGrowthAt, now - grew < policy.selfInflictedWindow(for: signal) { selfInflicted = true }
+            if !outlastedGrowth, let grew = lastGrowthAt, now - grew < policy.selfInflictedWindow(for: signal) { selfInflicted = true }
         default: break
+        }
+        // A blamed PSI signal is measured again once growth has stopped; a
+        // stall answered needs no second look.
+        if case let .psi(tier) = signal, selfInflicted {
+            blamedStall = BlamedStall(tier: tier, at: now)
+        } else if !selfInflicted, signal.isStall {
+            blamedStall = nil
         }
         if selfInflicted {
             amount = 0

@@ -135,6 +135,7 @@ public final class Daemon {
         }
         freeMemory.onChange = { [unowned self] in self.needsStep = true }
         pressure.onSignal = { [unowned self] signal in self.applyPressure(signal) }
+        pressure.onRecheck = { [unowned self] measure in self.answerPressure { self.controller.recheckBlamedStall(measure) } }
         pressure.openTriggers(config)
         if config.holderProcesses { pressure.protectFromOOMKiller() }
         logger.info("balloond \(balloondVersion) started", metadata: [
@@ -315,10 +316,17 @@ public final class Daemon {
     /// Hands a signal to the controller, noting when it was seen, when the
     /// first memory and when all of it was back (the controller gives it back
     /// synchronously), for DEFLATED's `signal-at`/`first-returned-at`/
-    /// `deflated-at`; the loop then steps the controller.
+    /// `deflated-at`; the loop then steps the controller. A signal blamed on
+    /// growth is measured again shortly (`onRecheck`), answered if it went on.
     private func applyPressure(_ signal: PressureSignal) {
+        answerPressure { (signal, controller.pressure(signal)) }
+    }
+
+    private func answerPressure(_ answer: () -> (signal: PressureSignal, given: UInt64)?) {
         firstReturnedAt = nil
-        let given = controller.pressure(signal)
+        let answered = answer()
+        pressure.scheduleRecheck()
+        guard let (signal, given) = answered else { return }
         freeMemory.syncSampling()
         if given > 0 {
             let timing = DeflateTiming(

@@ -16,6 +16,7 @@ final class PressureWatch {
     enum Token: UInt64 {
         case lightTrigger = 100, heavyTrigger, severeTrigger
         case floorTimer = 110
+        case recheckTimer
     }
 
     struct ActiveTrigger {
@@ -38,6 +39,12 @@ final class PressureWatch {
     private(set) var protectedFromOOM = false
     /// Each signal as it is seen.
     var onSignal: (PressureSignal) -> Void = { _ in }
+    /// The stall since a signal blamed on growth, measured again.
+    var onRecheck: (StallMeasure) -> Void = { _ in }
+    private let recheckTimer: TimerDescriptor
+    /// The blamed signal waiting for its recheck, with when it came and the
+    /// stall totals (µs) then.
+    private var recheck: (blamed: BlamedStall, at: Duration, some: UInt64, full: UInt64?)?
 
     init(registry: EventRegistry, logger: Logger, sampler: MemorySampler, controller: BalloonController, reclaimSignals: Bool) throws(SystemError) {
         self.registry = registry
@@ -47,6 +54,8 @@ final class PressureWatch {
         self.reclaimSignals = reclaimSignals
         floorTimer = try TimerDescriptor()
         try registry.add(floorTimer.descriptor, events: .readable, token: Token.floorTimer.rawValue)
+        recheckTimer = try TimerDescriptor()
+        try registry.add(recheckTimer.descriptor, events: .readable, token: Token.recheckTimer.rawValue)
     }
 
     /// Handles a descriptor of the watch that is ready; false for other tokens.
@@ -58,6 +67,9 @@ final class PressureWatch {
         case .floorTimer:
             _ = floorTimer.acknowledge()
             checkFloorAndReclaim()
+        case .recheckTimer:
+            _ = recheckTimer.acknowledge()
+            recheckStall()
         case nil: return false
         }
         return true
@@ -66,6 +78,48 @@ final class PressureWatch {
     private func triggerFired(_ tier: PressureSignal.Tier) {
         logger.debug("PSI \(tier.rawValue) trigger fired")
         onSignal(.psi(tier))
+    }
+
+    // MARK: - Stalls blamed on growth
+
+    /// After each signal: one the controller blamed on growth is measured
+    /// again `stallRecheckDelay` later (StallRecheck.swift).
+    func scheduleRecheck() {
+        guard let blamed = controller.blamedStall else {
+            recheck = nil
+            return
+        }
+        guard blamed != recheck?.blamed else { return }
+        guard let totals = sampler.readPressure(), let some = totals.some?.total else {
+            recheck = nil
+            return
+        }
+        do {
+            try recheckTimer.arm(after: max(.milliseconds(1), controller.policy.stallRecheckDelay))
+            recheck = (blamed, SystemClock.monotonic(), some, totals.full?.total)
+        } catch {
+            // The trigger's next firing answers a stall that goes on.
+            logger.error("cannot set the stall recheck timer: \(error)")
+            recheck = nil
+        }
+    }
+
+    private func recheckStall() {
+        guard let r = recheck, r.blamed == controller.blamedStall else { return }
+        recheck = nil
+        let totals = sampler.readPressure()
+        func since(_ then: UInt64?, _ now: UInt64?) -> Duration? {
+            guard let then, let now, now >= then else { return nil }
+            return .microseconds(now - then)
+        }
+        let measure = StallMeasure(
+            some: since(r.some, totals?.some?.total) ?? .zero, full: since(r.full, totals?.full?.total),
+            over: SystemClock.monotonic() - r.at)
+        logger.debug("stall since the signal blamed on growth", metadata: [
+            "some-ms": "\(measure.some.inMilliseconds)", "full-ms": "\(measure.full.map { "\($0.inMilliseconds)" } ?? "-")",
+            "over-ms": "\(measure.over.inMilliseconds)",
+        ])
+        onRecheck(measure)
     }
 
     // MARK: - PSI triggers
@@ -115,14 +169,16 @@ final class PressureWatch {
                 logger.error("cannot watch the \(tier.rawValue) PSI trigger: \(error)")
             }
         }
-        controller.policy.triggerWindows = windows
+        controller.policy.triggers = shapes
         if !fellBack.isEmpty {
             logger.warning("PSI triggers with windows that are not multiples of 2 s need CAP_SYS_RESOURCE; using 2 s windows with the same stall share for: \(fellBack.joined(separator: ", "))")
         }
     }
 
-    /// The open triggers' windows, as the kernel took them (a fallback's 2 s).
-    var windows: [PressureSignal.Tier: Duration] { triggers.mapValues { $0.trigger.window } }
+    /// The open triggers, as the kernel took them (a fallback's 2 s window).
+    var shapes: [PressureSignal.Tier: TriggerShape] {
+        triggers.mapValues { TriggerShape(full: $0.trigger.kind == .full, stall: $0.trigger.stall, window: $0.trigger.window) }
+    }
 
     func closeTriggers() {
         for (_, t) in triggers {

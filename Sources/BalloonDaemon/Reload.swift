@@ -40,7 +40,7 @@ extension Daemon {
         chunks.hugePageAdvice = Self.hugePageAdvice(config.transparentHugePages)
         chunks.useHolders = config.holderProcesses
         controller.policy = Self.policy(config)
-        controller.policy.triggerWindows = pressure.windows  // unless the triggers change below
+        controller.policy.triggers = pressure.shapes  // unless the triggers change below
         pressure.reclaimSignals = config.reclaimSignals
         frames.rescanInterval = config.frameRescanInterval
         freeMemory.reload(config)

@@ -94,7 +94,7 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
     ])
     func growthIsBlamedForStallsWithinTheTriggersWindow(signal: PressureSignal, window: Duration, answered: Bool) throws {
         let rig = Rig()
-        rig.controller.policy.triggerWindows[signal == .psi(.heavy) ? .heavy : .light] = window
+        rig.controller.policy.triggers[signal == .psi(.heavy) ? .heavy : .light]!.window = window
         try rig.controller.setTarget(512 * MiB)
         #expect(rig.controller.step() == .more)  // grew 64 MiB just now
         rig.clock.advance(.milliseconds(700))
