@@ -27,7 +27,7 @@ package struct HostdConfig: Sendable, Equatable {
     package var interval: Duration?
     /// `MaxStep=`: the most a target moves per round; nil: the mode's own.
     package var maxStep: UInt64?
-    /// `HeadroomBoost=`: `auto`'s boost limit (docs/policy.md); nil: the policy's own (4).
+    /// `HeadroomBoost=`: `auto`'s boost limit (docs/policy.md); nil: the policy's own (2).
     package var headroomBoost: Double?
     /// `StatsInterval=`: how often each guest sends STATS.
     package var statsInterval: Duration = .seconds(1)

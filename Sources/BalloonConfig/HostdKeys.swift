@@ -78,7 +78,7 @@ enum HostdKeys {
                  parse: { (v) throws(ValueError) in v.lowercased() == "auto" ? nil : try parsePlainBytes(v) },
                  render: { $0.map { SizeSpec.bytes($0).description } ?? "auto" }),
         HostdKey("Policy", "HeadroomBoost", \.headroomBoost, defaults: .defaults,
-                 doc: "auto: the most a guest's headroom grows after repeated pressure, as a factor (1 = never); auto = 4",
+                 doc: "auto: the most a guest's headroom grows after repeated pressure, as a factor (1 = never); auto = 2",
                  parse: parseBoost, render: { $0.map(plainDecimal) ?? "auto" }),
         HostdKey("Policy", "StatsInterval", \.statsInterval, defaults: .defaults, doc: "how often each guest sends STATS",
                  parse: { (v) throws(ValueError) in
@@ -196,7 +196,9 @@ private func parsePlainBytes(_ value: String) throws(ValueError) -> UInt64 {
 /// `HeadroomBoost=`: a factor from 1 (no boost) to 16, or `auto`.
 private func parseBoost(_ value: String) throws(ValueError) -> Double? {
     if value.lowercased() == "auto" { return nil }
-    guard let x = Double(value), x.isFinite else { throw ValueError("\"\(value)\" is not a number (use e.g. 2, 1.5, 1 for none, or auto)") }
+    // Plain decimals only, as every other number in the files: Double()
+    // would also take "1e1", "0x2" or "inf".
+    guard isPlainDecimal(Array(value.utf8)[...]), let x = Double(value) else { throw ValueError("\"\(value)\" is not a number (use e.g. 2, 1.5, 1 for none, or auto)") }
     guard x >= 1, x <= 16 else { throw ValueError("\"\(value)\" is outside 1…16") }
     return x
 }

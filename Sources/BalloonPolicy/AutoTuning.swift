@@ -57,7 +57,7 @@ public struct AutoTuning: Sendable, Equatable {
     /// (at most `boostLimit`, at most once per `boostSpacing`); the boost's
     /// excess over 1 halves every `boostHalfLife` without pressure.
     public var boostStep: Double = 1.5
-    public var boostLimit: Double = 4
+    public var boostLimit: Double = 2
     public var boostSpacing: Duration = .seconds(10)
     public var boostHalfLife: Duration = .seconds(300)
     /// A sample older than this is not acted on (no taking on old news).

@@ -43,10 +43,10 @@ import Testing
         #expect(config.mode == .auto && config.interval == nil && config.hostMemory == nil)
     }
 
-    /// `HeadroomBoost=` sets auto's boost limit; `auto` (or nothing) keeps the policy's 4.
+    /// `HeadroomBoost=` sets auto's boost limit; `auto` (or nothing) keeps the policy's 2.
     @Test func headroomBoost() throws {
         var config = HostdConfig()
-        #expect(config.policySettings(hostTotal: 8 << 30).tuning.boostLimit == 4)
+        #expect(config.policySettings(hostTotal: 8 << 30).tuning.boostLimit == 2)
         try HostdLoader.parseHost("[Policy]\nHeadroomBoost=1.5\n", file: "h.conf", into: &config)
         #expect(config.headroomBoost == 1.5)
         #expect(config.policySettings(hostTotal: 8 << 30).tuning.boostLimit == 1.5)
@@ -67,6 +67,10 @@ import Testing
         ("[Host]\nMode=auto\n", "h.conf:2: [Host] Mode: unknown key in [Host]; it belongs in [Policy]"),
         ("[Policy]\nHeadroomBoost=0.5\n", "h.conf:2: [Policy] HeadroomBoost: \"0.5\" is outside 1…16"),
         ("[Policy]\nHeadroomBoost=lots\n", "h.conf:2: [Policy] HeadroomBoost: \"lots\" is not a number (use e.g. 2, 1.5, 1 for none, or auto)"),
+        ("[Policy]\nHeadroomBoost=1e1\n", "h.conf:2: [Policy] HeadroomBoost: \"1e1\" is not a number (use e.g. 2, 1.5, 1 for none, or auto)"),
+        ("[Policy]\nHeadroomBoost=0x2\n", "h.conf:2: [Policy] HeadroomBoost: \"0x2\" is not a number (use e.g. 2, 1.5, 1 for none, or auto)"),
+        ("[Policy]\nHeadroomBoost=inf\n", "h.conf:2: [Policy] HeadroomBoost: \"inf\" is not a number (use e.g. 2, 1.5, 1 for none, or auto)"),
+        ("[Policy]\nHeadroomBoost=2.\n", "h.conf:2: [Policy] HeadroomBoost: \"2.\" is not a number (use e.g. 2, 1.5, 1 for none, or auto)"),
         ("[Policy]\nStatsInterval=10ms\n", "h.conf:2: [Policy] StatsInterval: \"10ms\" is outside 100ms…1h"),
         ("[Policy\n", "h.conf:1: \"[Policy\" is not a section header (write e.g. [Host] alone on its line)"),
         ("[Metrics]\nListen=9468\n", "h.conf:2: [Metrics] Listen: \"9468\" has no :PORT"),
