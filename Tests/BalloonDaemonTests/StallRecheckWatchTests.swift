@@ -50,71 +50,77 @@ private struct ProcFixture {
     }
 }
 
+/// A controller on the fixture and the watch that measures its blamed
+/// signals again, with every measure it hands on.
+private final class WatchRig {
+    let proc = ProcFixture()
+    let controller: BalloonController
+    let epoll: Epoll
+    let watch: PressureWatch
+    var measures: [StallMeasure] = []
+
+    init() throws {
+        let sampler = try MemorySampler(procRoot: proc.dir)
+        let limits = BalloonLimits(memoryTotal: 4096 * MiB, maxBalloon: 2048 * MiB, availableFloor: 256 * MiB, chunkSize: 64 * MiB, pageSize: 4096)
+        controller = BalloonController(limits: limits, clock: SystemMonotonicClock(), probe: sampler, reserver: CountingReserver())
+        epoll = try Epoll()
+        watch = try PressureWatch(registry: epoll, logger: Logger(label: "test"), sampler: sampler, controller: controller, reclaimSignals: false)
+        watch.onRecheck = { [unowned self] in self.measures.append($0) }
+    }
+
+    deinit { proc.remove() }
+
+    /// Grows the balloon a chunk and sends a light signal right after, which
+    /// the controller blames on the growth; the watch schedules its recheck.
+    func blameGrowth() throws {
+        try controller.setTarget(128 * MiB)
+        #expect(controller.step() == .more)
+        #expect(controller.pressure(.psi(.light)) == 0)
+        watch.scheduleRecheck()
+    }
+}
+
 /// The daemon's side of docs/pressure.md's recheck: a signal the controller
 /// blamed on growth arms a one-shot timer, and when it fires the stall since
 /// the signal is read from /proc/pressure/memory's totals.
 @Suite struct StallRecheckWatchTests {
     @Test func aBlamedSignalIsMeasuredFromThePSITotalsWhenTheTimerFires() throws {
-        let proc = ProcFixture()
-        defer { proc.remove() }
-        let sampler = try MemorySampler(procRoot: proc.dir)
-        let limits = BalloonLimits(memoryTotal: 4096 * MiB, maxBalloon: 2048 * MiB, availableFloor: 256 * MiB, chunkSize: 64 * MiB, pageSize: 4096)
-        let controller = BalloonController(limits: limits, clock: SystemMonotonicClock(), probe: sampler, reserver: CountingReserver())
-        let epoll = try Epoll()
-        let watch = try PressureWatch(registry: epoll, logger: Logger(label: "test"), sampler: sampler, controller: controller, reclaimSignals: false)
-        var measures: [StallMeasure] = []
-        watch.onRecheck = { measures.append($0) }
-
-        try controller.setTarget(128 * MiB)
-        #expect(controller.step() == .more)
-        #expect(controller.pressure(.psi(.light)) == 0)  // right after growth: blamed
+        let rig = try WatchRig()
         let blamedAt = SystemClock.monotonic()
-        watch.scheduleRecheck()
-        proc.pressure(someUs: 1_100_000, fullUs: 430_000)  // 100 ms some, 30 ms full since
+        try rig.blameGrowth()
+        rig.proc.pressure(someUs: 1_100_000, fullUs: 430_000)  // 100 ms some, 30 ms full since
 
-        while measures.isEmpty {
-            let ready = try epoll.wait(timeout: .seconds(10))
+        while rig.measures.isEmpty {
+            let ready = try rig.epoll.wait(timeout: .seconds(10))
             try #require(!ready.isEmpty, "the recheck timer never fired")
-            for (token, _) in ready { #expect(watch.handle(token: token)) }
+            for (token, _) in ready { #expect(rig.watch.handle(token: token)) }
         }
-        let measure = try #require(measures.first)
+        let measure = try #require(rig.measures.first)
         #expect(measure.some == .milliseconds(100))
         #expect(measure.full == .milliseconds(30))
-        #expect(measure.over >= controller.policy.stallRecheckDelay)
+        #expect(measure.over >= rig.controller.policy.stallRecheckDelay)
         #expect(measure.over <= SystemClock.monotonic() - blamedAt)
         // 100 ms stalled within the time the test took: answered (which tier
         // depends on that time: 30 ms `full` is heavy's 10% of up to 300 ms).
-        #expect(controller.recheckBlamedStall(measure) != nil)
-        #expect(controller.actual < 128 * MiB)
+        #expect(rig.controller.recheckBlamedStall(measure) != nil)
+        #expect(rig.controller.actual < 128 * MiB)
     }
 
     @Test func anAnsweredSignalCancelsTheRecheck() throws {
-        let proc = ProcFixture()
-        defer { proc.remove() }
-        let sampler = try MemorySampler(procRoot: proc.dir)
-        let limits = BalloonLimits(memoryTotal: 4096 * MiB, maxBalloon: 2048 * MiB, availableFloor: 256 * MiB, chunkSize: 64 * MiB, pageSize: 4096)
-        let controller = BalloonController(limits: limits, clock: SystemMonotonicClock(), probe: sampler, reserver: CountingReserver())
-        let epoll = try Epoll()
-        let watch = try PressureWatch(registry: epoll, logger: Logger(label: "test"), sampler: sampler, controller: controller, reclaimSignals: false)
-        var measures: [StallMeasure] = []
-        watch.onRecheck = { measures.append($0) }
-
-        try controller.setTarget(128 * MiB)
-        #expect(controller.step() == .more)
-        #expect(controller.pressure(.psi(.light)) == 0)
-        watch.scheduleRecheck()
-        #expect(controller.pressure(.oomKill) == 64 * MiB)  // answered whatever caused it
-        watch.scheduleRecheck()
+        let rig = try WatchRig()
+        try rig.blameGrowth()
+        #expect(rig.controller.pressure(.oomKill) == 64 * MiB)  // answered whatever caused it
+        rig.watch.scheduleRecheck()
         // The timer still fires (it was armed), and finds nothing to measure.
         var fired = false
         while !fired {
-            let ready = try epoll.wait(timeout: .seconds(10))
+            let ready = try rig.epoll.wait(timeout: .seconds(10))
             try #require(!ready.isEmpty, "the recheck timer never fired")
             for (token, _) in ready where token == PressureWatch.Token.recheckTimer.rawValue {
-                #expect(watch.handle(token: token))
+                #expect(rig.watch.handle(token: token))
                 fired = true
             }
         }
-        #expect(measures.isEmpty)
+        #expect(rig.measures.isEmpty)
     }
 }
