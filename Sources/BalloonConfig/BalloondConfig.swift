@@ -57,6 +57,10 @@ package struct BalloondConfig: Sendable, Equatable {
     /// toward the host's target into memory that stayed free above the
     /// free-memory cushion for `SettleDelay=` (docs/pressure.md).
     package var regrowFreeMemory = true
+    /// `RegrowColdCache=`: with `RegrowFreeMemory=`, cold page cache is
+    /// reclaimed a step at a time (cgroup v2 `memory.reclaim`, the cold-cache
+    /// guard) for that regrowth to take, up to what it may still take.
+    package var regrowColdCache = true
     /// `HolderProcesses=`: hold chunks in child processes the OOM killer takes first.
     package var holderProcesses: Bool = true
 

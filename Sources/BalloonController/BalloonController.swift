@@ -19,7 +19,7 @@ public final class BalloonController {
     private(set) var blockedBy: Shortfall?
 
     let clock: MonotonicClock
-    private let probe: MemoryProbe
+    let probe: MemoryProbe
     let reserver: MemoryReserver
     private var retryAt: Duration?
     private var lastChangeEventAt: Duration?

@@ -10,8 +10,10 @@ import BalloonProtocol
 /// grow back into it toward the host's target, by the free-memory mode's
 /// sizing rule (`FreeMemorySizer`), and gives it back the moment MemFree falls
 /// below the cushion. Such growth never makes the kernel reclaim: it stops at
-/// the cushion. Growth into page cache (MemAvailable) still waits out the
-/// whole quiet period.
+/// the cushion. Page cache becomes such memory only through the daemon's
+/// cold-cache reclaim (`[Pressure] RegrowColdCache=`, `regrowthColdCacheRoom`),
+/// a step at a time while the guest shows no stall and no refaults; growth
+/// into MemAvailable itself still waits out the whole quiet period.
 ///
 /// Once regrowth has taken memory past the ceiling and a stall follows (PSI,
 /// direct reclaim, an OOM kill), it was wrong: what it took goes back (the
@@ -35,6 +37,28 @@ extension BalloonController {
     public var wantsRegrowthSamples: Bool {
         guard regrowth != nil else { return false }
         return quietUntil.map { $0 > clock.now } ?? false
+    }
+
+    /// How much page cache to turn into free memory for regrowth now
+    /// (`[Pressure] RegrowColdCache=`): what it may still take toward the
+    /// host's target, no further than growth may take MemAvailable (the
+    /// floor's stop line: reclaim does not lower MemAvailable, growth does),
+    /// less the memory already free above the cushion and its margin, which
+    /// regrowth takes after its settle delay anyway. 0 outside a backoff that
+    /// may regrow, and once regrowth was spent.
+    public func regrowthColdCacheRoom(memFree: UInt64) -> UInt64 {
+        guard wantsRegrowthSamples, let sizer = regrowth else { return 0 }
+        let limit = min(target, limits.maxBalloon)
+        let have = max(actual, sizer.target)
+        guard limit > have else { return 0 }
+        var room = limit - have
+        if let available = probe.availableBytes() {
+            let stopLine = limits.availableFloor + min(policy.growthHeadroom, policy.floorMargin)
+            room = min(room, available > stopLine ? available - stopLine : 0)
+        }
+        let settled = sizer.policy.cushion + sizer.policy.growthMargin
+        let free = memFree > settled ? memFree - settled : 0
+        return room > free ? room - free : 0
     }
 
     /// Feeds a MemFree sample to the regrowth; true when the balloon must move.

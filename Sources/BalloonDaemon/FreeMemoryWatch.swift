@@ -10,8 +10,9 @@ import Logging
 /// The free-memory mode's timers (docs/free-memory.md): while the mode is
 /// on, and during a pressure backoff that may regrow into free memory
 /// (docs/pressure.md), MemFree is sampled every `sampleInterval` for the
-/// controller's sizing rules; with `ReclaimColdCache=yes`, cold page cache is
-/// reclaimed through cgroup v2 `memory.reclaim` a step at a time under the
+/// controller's sizing rules; with `ReclaimColdCache=yes` (the mode) or
+/// `RegrowColdCache=yes` (a backoff's regrowth), cold page cache is reclaimed
+/// through cgroup v2 `memory.reclaim` a step at a time under the
 /// `ColdCacheGovernor`.
 final class FreeMemoryWatch {
     enum Token: UInt64 { case sample = 130, coldCache }
@@ -36,6 +37,8 @@ final class FreeMemoryWatch {
     /// Bytes `memory.reclaim` took since the daemon started (a short
     /// reclaim, EAGAIN, is not counted: the kernel does not say how much).
     private(set) var coldCacheReclaimed: UInt64 = 0
+    /// Of it, what the current backoff's regrowth asked for (logged when it ends).
+    private var regrowthReclaimed: UInt64 = 0
     /// The balloon must move: the loop steps the controller.
     var onChange: () -> Void = {}
     /// Whether the sample timer is armed.
@@ -67,6 +70,7 @@ final class FreeMemoryWatch {
             // Without samples the mode and regrowth do not grow: safe.
             logger.error("cannot \(wanted ? "set" : "stop") the MemFree sample timer: \(error)")
         }
+        syncColdCache()
     }
 
     private func setSampling(_ wanted: Bool) throws(SystemError) {
@@ -107,9 +111,10 @@ final class FreeMemoryWatch {
         let policy = self.policy
         controller.enableFreeMemory(policy)
         try setSampling(true)
+        stopColdCache()  // A backoff's governor gives way to the mode's.
         startColdCache()
         logger.info("free-memory mode on", metadata: [
-            "cushion": "\(HumanBytes.format(policy.cushion))", "cold-cache": "\(governor != nil ? "on" : "off")",
+            "cushion": "\(HumanBytes.format(policy.cushion))", "cold-cache": "\(modeReclaims && governor != nil ? "on" : "off")",
         ])
         onChange()
         return policy
@@ -119,9 +124,8 @@ final class FreeMemoryWatch {
     func disable(because why: String) {
         guard enabled else { return }
         controller.disableFreeMemory()
+        stopColdCache()
         syncSampling()
-        try? coldTimer.disarm()
-        governor = nil
         logger.info("free-memory mode off: \(why)")
         onChange()
     }
@@ -130,11 +134,10 @@ final class FreeMemoryWatch {
     func reload(_ config: BalloondConfig) {
         self.config = config
         controller.regrowthPolicy = regrowthPolicy
-        guard enabled else { return }
+        stopColdCache()
+        guard enabled else { return syncColdCache() }
         if !config.freeMemoryAllow { return disable(because: "Allow=no after reload") }
         controller.enableFreeMemory(policy)
-        try? coldTimer.disarm()
-        governor = nil
         startColdCache()
     }
 
@@ -158,35 +161,78 @@ final class FreeMemoryWatch {
 
     // MARK: - Cold page cache
 
+    /// The mode's reclaim (`ReclaimColdCache=yes`): every step the governor allows.
+    private var modeReclaims: Bool { enabled && config.reclaimColdCache }
+    /// A backoff's regrowth (`RegrowColdCache=yes`): only what regrowth can take.
+    private var regrowthReclaims: Bool { config.regrowColdCache && controller.wantsRegrowthSamples }
+    /// The regrowth's governor steps more often than the mode's and waits at
+    /// most a few seconds after a sign: a quiet period lasts 15-30 s, and a
+    /// workload that stalled and ended must not leave it asleep for minutes.
+    static let regrowthColdCacheInterval: Duration = .seconds(1)
+    static let regrowthColdCacheMaxBackoff: Duration = .seconds(8)
+
+    /// Starts or stops the governor as the mode and the backoffs come and go.
+    private func syncColdCache() {
+        if modeReclaims || regrowthReclaims {
+            if governor == nil { startColdCache() }
+        } else if governor != nil {
+            stopColdCache()
+        }
+    }
+
     private func startColdCache() {
-        guard config.reclaimColdCache, coldCacheUnavailable == nil else { return }
+        guard modeReclaims || regrowthReclaims, coldCacheUnavailable == nil else { return }
         if reclaimer == nil {
             do { reclaimer = try CgroupReclaim() } catch {
                 let why = error.errno == .noSuchFileOrDirectory
                     ? "no \(CgroupReclaim.rootPath) (cgroup v2 with memory.reclaim, Linux 5.19 or later)" : "\(error)"
                 coldCacheUnavailable = why
-                logger.warning("cold page cache reclaim is off: \(why); the free-memory mode still returns free memory")
+                logger.warning("cold page cache reclaim is off: \(why); the free-memory mode and regrowth still take free memory")
                 return
             }
         }
         var policy = ColdCacheGovernor.Policy()
         policy.step = config.coldCacheStep
+        if !modeReclaims {
+            policy.interval = Self.regrowthColdCacheInterval
+            policy.maxBackoff = Self.regrowthColdCacheMaxBackoff
+        }
         governor = ColdCacheGovernor(policy: policy)
         coldCacheStep()  // Takes the baselines.
     }
 
+    private func stopColdCache() {
+        try? coldTimer.disarm()
+        governor = nil
+        if regrowthReclaimed > 0 {
+            logger.info("regrowth reclaimed cold page cache", metadata: ["bytes": "\(regrowthReclaimed)"])
+            regrowthReclaimed = 0
+        }
+    }
+
     private func coldCacheStep() {
-        guard enabled, var governor, let reclaimer else { return }
-        // Three values every 2 s: read by key, not as dictionaries of every key.
+        guard modeReclaims || regrowthReclaims else { return stopColdCache() }
+        guard var governor, let reclaimer else { return }
+        // Three values every step: read by key, not as dictionaries of every key.
         let sample = ColdCacheGovernor.Sample(
             someStall: sampler.readPressure()?.some.map { .microseconds(Int64(clamping: $0.total)) },
             refaults: sampler.vmstatValue("workingset_refault_file") ?? sampler.vmstatValue("workingset_refault") ?? 0,
             inactiveFile: sampler.meminfoValue("Inactive(file)") ?? 0)
         var next = governor.policy.interval
         switch governor.decide(sample, now: clock.now) {
-        case let .reclaim(bytes):
+        case var .reclaim(bytes):
+            // For regrowth alone, no more than it can take: cache freed past
+            // that would only sit free in the guest.
+            if !modeReclaims { bytes = min(bytes, sampler.memFree().map(controller.regrowthColdCacheRoom) ?? 0) }
+            guard bytes >= Self.leastReclaim else { break }
             do {
-                if try reclaimer.reclaim(bytes) == .reclaimed { coldCacheReclaimed += bytes }
+                if try reclaimer.reclaim(bytes) == .reclaimed {
+                    coldCacheReclaimed += bytes
+                    if !modeReclaims {
+                        if regrowthReclaimed == 0 { logger.info("reclaiming cold page cache for regrowth toward the host's target") }
+                        regrowthReclaimed += bytes
+                    }
+                }
             } catch {
                 coldCacheUnavailable = "\(error)"
                 logger.warning("cold page cache reclaim stopped: \(error)")
@@ -203,6 +249,9 @@ final class FreeMemoryWatch {
             logger.error("cannot set the cold page cache timer: \(error)")
         }
     }
+
+    /// A smaller ask is not worth a write (regrowth grows in 2 MiB granules).
+    static let leastReclaim: UInt64 = 4 << 20
 
     /// As `query` shows it; nil when not configured.
     var coldCacheInfo: QueryReply.FreeMemory.ColdCache? {

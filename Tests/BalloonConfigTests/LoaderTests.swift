@@ -287,6 +287,7 @@ struct ShippedFileTests {
             FirstQuietPeriod=15s
             QuietPeriod=30s
             RegrowFreeMemory=yes
+            RegrowColdCache=yes
             HolderProcesses=yes
 
             [FreeMemory]

@@ -240,6 +240,28 @@ struct PressureScenarios {
         }
     }
 
+    /// After a page-cache thrash the guest's memory is cache, not free: the
+    /// daemon reclaims its cold part a step at a time for regrowth, so the
+    /// balloon is back at the host's target within the quiet period
+    /// (RegrowColdCache=, docs/pressure.md), not when it ends.
+    @Test func regrowsIntoColdCacheWithinTheQuietPeriod() throws {
+        try withPressureGuest("regrow-cache") { p in
+            try p.makeFile("/mnt/disk/big", megabytes: 1280)
+            try p.inflateHalfThenSurvive("regrow-cache") { _ in "workload thrash /mnt/disk/big 12" }
+            let target = p.memoryTotal / 2 / 4096 * 4096
+            var status = try p.session.query()
+            let deadline = Date().addingTimeInterval(45)
+            while status.actual < target, Date() < deadline {
+                try p.guest.sh("sleep 1")
+                status = try p.session.query()
+            }
+            #expect(status.actual == target, "the balloon did not grow back: \(status.actual / MiB) of \(target / MiB) MiB")
+            #expect(status.pressure.state == .backoff, "it grew back only once the quiet period was over")
+            let log = try p.guest.daemonLog()
+            #expect(log.contains("reclaiming cold page cache for regrowth"), "no cold-cache reclaim in the log:\n\(log)")
+        }
+    }
+
     /// E: idle, CPU-bound and I/O-bound controls: no deflate at all.
     @Test func controlsCauseNoDeflate() throws {
         try withPressureGuest("controls") { p in
