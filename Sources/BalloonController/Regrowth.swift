@@ -51,7 +51,11 @@ extension BalloonController {
         let limit = min(target, limits.maxBalloon)
         let have = max(actual, sizer.target)
         guard limit > have else { return 0 }
-        var room = limit - have
+        // Regrowth grows in whole granules of settled free memory, so the
+        // last part of a target that is not a multiple of one needs a whole
+        // granule free (or it stays short of the target).
+        let granule = sizer.policy.granule
+        var room = (limit - have + granule - 1) / granule * granule
         if let available = probe.availableBytes() {
             let stopLine = limits.availableFloor + min(policy.growthHeadroom, policy.floorMargin)
             room = min(room, available > stopLine ? available - stopLine : 0)

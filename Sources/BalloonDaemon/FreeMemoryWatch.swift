@@ -223,8 +223,11 @@ final class FreeMemoryWatch {
         case var .reclaim(bytes):
             // For regrowth alone, no more than it can take: cache freed past
             // that would only sit free in the guest.
-            if !modeReclaims { bytes = min(bytes, sampler.memFree().map(controller.regrowthColdCacheRoom) ?? 0) }
-            guard bytes >= Self.leastReclaim else { break }
+            if !modeReclaims {
+                let room = sampler.memFree().map(controller.regrowthColdCacheRoom) ?? 0
+                guard room > 0 else { break }
+                bytes = min(bytes, max(room, Self.leastReclaim))
+            }
             do {
                 if try reclaimer.reclaim(bytes) == .reclaimed {
                     coldCacheReclaimed += bytes
@@ -250,8 +253,8 @@ final class FreeMemoryWatch {
         }
     }
 
-    /// A smaller ask is not worth a write (regrowth grows in 2 MiB granules).
-    static let leastReclaim: UInt64 = 4 << 20
+    /// The least a regrowth asks for: a smaller ask is rounded up to it.
+    static let leastReclaim: UInt64 = 1 << 20
 
     /// As `query` shows it; nil when not configured.
     var coldCacheInfo: QueryReply.FreeMemory.ColdCache? {

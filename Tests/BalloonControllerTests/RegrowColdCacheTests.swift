@@ -55,6 +55,34 @@ private let GiB: UInt64 = 1 << 30
         #expect(rig.controller.regrowthColdCacheRoom(memFree: Self.settled) == 312 * MiB)
     }
 
+    @Test func aTargetThatIsNotAWholeGranuleIsReachedToo() throws {
+        // 486.13 MiB, as 50% of a guest's MemTotal: regrowth takes whole 2 MiB
+        // granules of settled free memory, so after 484 MiB the last 2.13 MiB
+        // need two granules free, not 2.13 MiB (a VM test stayed 2 MiB short).
+        let rig = try stalledRig()
+        let target: UInt64 = 509_747_200
+        try rig.controller.setTarget(target)
+        var steps = 0
+        while rig.controller.actual < 484 * MiB, steps < 40 {
+            rig.controller.sampleRegrowth(memFree: Self.settled + 484 * MiB - rig.controller.actual)
+            rig.run(perStep: .zero)
+            rig.clock.advance(.milliseconds(250))
+            steps += 1
+        }
+        #expect(rig.controller.actual == 484 * MiB)
+        #expect(rig.controller.regrowthColdCacheRoom(memFree: Self.settled) == 4 * MiB)
+        // That much freed and settled: the whole target.
+        steps = 0
+        while rig.controller.actual < target, steps < 40 {
+            rig.controller.sampleRegrowth(memFree: Self.settled + 4 * MiB + 484 * MiB - rig.controller.actual)
+            rig.run(perStep: .zero)
+            rig.clock.advance(.milliseconds(250))
+            steps += 1
+        }
+        #expect(rig.controller.actual == target)
+        #expect(rig.controller.regrowthColdCacheRoom(memFree: 0) == 0)
+    }
+
     @Test func itStopsAtTheFloorsStopLine() throws {
         // Growth stops 16 MiB above the floor (256 MiB here): with 456 MiB
         // available only 184 MiB could become balloon, so no more is reclaimed.
