@@ -110,6 +110,14 @@ if out=$("$ctl" --unix "$wd/port0.sock" --timeout 30 set 256M --wait --wait-time
     # Chunks live in holder processes (children of balloond): count them all.
     vmlck=$(guest "for p in $pid \$(cat /proc/$pid/task/$pid/children); do awk '/^VmLck:/ {print \$2}' /proc/\$p/status; done | awk '{s+=\$1} END {print s+0}'")
     [[ $vmlck == 262144 ]] && ok "guest VmLck of balloond and its holders $vmlck kB" || fail "guest VmLck $vmlck kB (balloond and its holders)"
+    # Cold page cache reclaim writes the root cgroup's memory.reclaim, which
+    # ProtectControlGroups= would leave read-only (the unit's ReadWritePaths=).
+    # Asking for 0 bytes reclaims nothing.
+    if guest "nsenter -t $pid -m sh -c 'echo 0 > /sys/fs/cgroup/memory.reclaim'" >/dev/null 2>&1; then
+        ok "memory.reclaim is writable in balloond's mount namespace"
+    else
+        fail "memory.reclaim is not writable in balloond's mount namespace: $(guest "nsenter -t $pid -m sh -c 'echo 0 > /sys/fs/cgroup/memory.reclaim' 2>&1; ls -l /sys/fs/cgroup/memory.reclaim 2>&1" 2>&1 | tr -d '\r' | tail -n2)"
+    fi
     wait_guest 10 "STATUS with the target" "systemctl show -p StatusText --value balloond | grep -q 'target 256 MiB, actual 256 MiB'" \
         && ok "STATUS=$(gshow StatusText)"
     "$ctl" --unix "$wd/port0.sock" --timeout 30 set 0 --wait >/dev/null 2>&1 || fail "deflate"
