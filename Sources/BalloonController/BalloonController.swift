@@ -202,6 +202,10 @@ public final class BalloonController {
 
     private enum InflateResult { case moved, blocked(Shortfall) }
 
+    /// The MemAvailable growth stops at: a little above the floor, below
+    /// which pressure deflation starts.
+    var growthStopLine: UInt64 { limits.availableFloor + min(policy.growthHeadroom, policy.floorMargin) }
+
     private func inflateOnce(toward goal: UInt64, from actual: UInt64) -> InflateResult {
         var size = min(limits.chunkSize, goal - actual)
         // MemAvailable drops by what we lock. Growth stops a little above the
@@ -212,8 +216,7 @@ public final class BalloonController {
         // it: it counts as available, so the mode's own growth (which takes
         // from MemAvailable what it adds to the held part) never hits the floor.
         if let available = probe.availableBytes().map({ $0 + freeMemoryHeld }) {
-            let stopLine = limits.availableFloor + min(policy.growthHeadroom, policy.floorMargin)
-            let room = available > stopLine ? available - stopLine : 0
+            let room = available > growthStopLine ? available - growthStopLine : 0
             if room < size {
                 size = room / limits.pageSize * limits.pageSize
                 if size == 0 { return .blocked(.availableFloor(floor: limits.availableFloor, available: available)) }

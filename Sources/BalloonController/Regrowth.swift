@@ -57,8 +57,7 @@ extension BalloonController {
         let granule = sizer.policy.granule
         var room = (limit - have + granule - 1) / granule * granule
         if let available = probe.availableBytes() {
-            let stopLine = limits.availableFloor + min(policy.growthHeadroom, policy.floorMargin)
-            room = min(room, available > stopLine ? available - stopLine : 0)
+            room = min(room, available > growthStopLine ? available - growthStopLine : 0)
         }
         let settled = sizer.policy.cushion + sizer.policy.growthMargin
         let free = memFree > settled ? memFree - settled : 0

@@ -165,6 +165,7 @@ final class FreeMemoryWatch {
     private var modeReclaims: Bool { enabled && config.reclaimColdCache }
     /// A backoff's regrowth (`RegrowColdCache=yes`): only what regrowth can take.
     private var regrowthReclaims: Bool { config.regrowColdCache && controller.wantsRegrowthSamples }
+    private var coldCacheWanted: Bool { modeReclaims || regrowthReclaims }
     /// The regrowth's governor steps more often than the mode's and waits at
     /// most a few seconds after a sign: a quiet period lasts 15-30 s, and a
     /// workload that stalled and ended must not leave it asleep for minutes.
@@ -173,7 +174,7 @@ final class FreeMemoryWatch {
 
     /// Starts or stops the governor as the mode and the backoffs come and go.
     private func syncColdCache() {
-        if modeReclaims || regrowthReclaims {
+        if coldCacheWanted {
             if governor == nil { startColdCache() }
         } else if governor != nil {
             stopColdCache()
@@ -181,7 +182,7 @@ final class FreeMemoryWatch {
     }
 
     private func startColdCache() {
-        guard modeReclaims || regrowthReclaims, coldCacheUnavailable == nil else { return }
+        guard coldCacheWanted, coldCacheUnavailable == nil else { return }
         if reclaimer == nil {
             do { reclaimer = try CgroupReclaim() } catch {
                 let why = error.errno == .noSuchFileOrDirectory
@@ -211,7 +212,7 @@ final class FreeMemoryWatch {
     }
 
     private func coldCacheStep() {
-        guard modeReclaims || regrowthReclaims else { return stopColdCache() }
+        guard coldCacheWanted else { return stopColdCache() }
         guard var governor, let reclaimer else { return }
         // Three values every step: read by key, not as dictionaries of every key.
         let sample = ColdCacheGovernor.Sample(

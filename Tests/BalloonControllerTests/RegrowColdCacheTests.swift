@@ -17,13 +17,7 @@ private let GiB: UInt64 = 1 << 30
     /// A host target of 512 MiB reached, regrowth allowed, then a severe
     /// stall that gave everything back; the guest then has `available`.
     func stalledRig(available: UInt64 = 4 * GiB, regrowth: Bool = true) throws -> Rig {
-        let rig = Rig(available: 4 * GiB)
-        if regrowth { rig.controller.regrowthPolicy = FreeMemoryPolicy(cushion: Self.cushion) }
-        try rig.controller.setTarget(512 * MiB)
-        rig.run()
-        rig.clock.advance(.seconds(10))
-        rig.controller.pressure(.psi(.severe))
-        #expect(rig.controller.actual == 0)
+        let rig = try regrowthStalledRig(cushion: Self.cushion, regrowth: regrowth)
         rig.probe.available = available
         return rig
     }
@@ -42,14 +36,7 @@ private let GiB: UInt64 = 1 << 30
     @Test func itShrinksAsRegrowthTakesMemory() throws {
         let rig = try stalledRig()
         // 200 MiB freed (by a reclaim) and settled: regrowth takes it...
-        var steps = 0
-        while rig.controller.actual < 200 * MiB, steps < 40 {
-            let free = Self.settled + 200 * MiB - rig.controller.actual
-            rig.controller.sampleRegrowth(memFree: free)
-            rig.run(perStep: .zero)
-            rig.clock.advance(.milliseconds(250))
-            steps += 1
-        }
+        feedRegrowth(rig, free: Self.settled + 200 * MiB, for: .seconds(4))
         #expect(rig.controller.actual == 200 * MiB)
         // ...and the room left is the rest of the way to the target.
         #expect(rig.controller.regrowthColdCacheRoom(memFree: Self.settled) == 312 * MiB)
@@ -62,23 +49,11 @@ private let GiB: UInt64 = 1 << 30
         let rig = try stalledRig()
         let target: UInt64 = 509_747_200
         try rig.controller.setTarget(target)
-        var steps = 0
-        while rig.controller.actual < 484 * MiB, steps < 40 {
-            rig.controller.sampleRegrowth(memFree: Self.settled + 484 * MiB - rig.controller.actual)
-            rig.run(perStep: .zero)
-            rig.clock.advance(.milliseconds(250))
-            steps += 1
-        }
+        feedRegrowth(rig, free: Self.settled + 484 * MiB, for: .seconds(4))
         #expect(rig.controller.actual == 484 * MiB)
         #expect(rig.controller.regrowthColdCacheRoom(memFree: Self.settled) == 4 * MiB)
         // That much freed and settled: the whole target.
-        steps = 0
-        while rig.controller.actual < target, steps < 40 {
-            rig.controller.sampleRegrowth(memFree: Self.settled + 4 * MiB + 484 * MiB - rig.controller.actual)
-            rig.run(perStep: .zero)
-            rig.clock.advance(.milliseconds(250))
-            steps += 1
-        }
+        feedRegrowth(rig, free: Self.settled + 484 * MiB + 4 * MiB, for: .seconds(4))
         #expect(rig.controller.actual == target)
         #expect(rig.controller.regrowthColdCacheRoom(memFree: 0) == 0)
     }
@@ -110,13 +85,7 @@ private let GiB: UInt64 = 1 << 30
     @Test func nothingOnceRegrowthWasWrong() throws {
         let rig = try stalledRig()
         // Regrowth takes 200 MiB, then a stall says that was wrong.
-        var steps = 0
-        while rig.controller.actual < 200 * MiB, steps < 40 {
-            rig.controller.sampleRegrowth(memFree: Self.settled + 200 * MiB - rig.controller.actual)
-            rig.run(perStep: .zero)
-            rig.clock.advance(.milliseconds(250))
-            steps += 1
-        }
+        feedRegrowth(rig, free: Self.settled + 200 * MiB, for: .seconds(4))
         #expect(rig.controller.actual == 200 * MiB)
         rig.controller.pressure(.psi(.light))
         rig.run(perStep: .zero)

@@ -6,47 +6,52 @@ import Testing
 private let MiB: UInt64 = 1 << 20
 private let GiB: UInt64 = 1 << 30
 
+/// A host target of 512 MiB reached, regrowth allowed (with `cushion`), then
+/// a severe stall that gave everything back.
+func regrowthStalledRig(cushion: UInt64, regrowth: Bool = true) throws -> Rig {
+    let rig = Rig(available: 4 * GiB)
+    if regrowth { rig.controller.regrowthPolicy = FreeMemoryPolicy(cushion: cushion) }
+    try rig.controller.setTarget(512 * MiB)
+    rig.run()
+    rig.clock.advance(.seconds(10))
+    rig.controller.pressure(.psi(.severe))
+    #expect(rig.controller.actual == 0)
+    return rig
+}
+
+/// MemFree samples every 250 ms for `duration`, stepping the controller.
+/// `free`: MemFree with an empty balloon; each sample is that less the
+/// balloon, as in a guest.
+func feedRegrowth(_ rig: Rig, free: UInt64, for duration: Duration) {
+    let end = rig.clock.now + duration
+    while rig.clock.now <= end {
+        let actual = rig.controller.actual
+        if rig.controller.wantsRegrowthSamples {
+            rig.controller.sampleRegrowth(memFree: free > actual ? free - actual : 0)
+        }
+        rig.run(perStep: .zero)
+        rig.clock.advance(.milliseconds(250))
+    }
+}
+
 /// Regrowth into free memory during a pressure backoff (Regrowth.swift,
 /// docs/pressure.md): the host's part grows back into memory that stayed free
 /// above the cushion, not into page cache, and not again after it was wrong.
 @Suite struct RegrowthTests {
     static let cushion = 64 * MiB
 
-    /// A host target of 512 MiB reached, regrowth allowed, then a severe
-    /// stall that gave everything back.
     func stalledRig(regrowth: Bool = true) throws -> Rig {
-        let rig = Rig(available: 4 * GiB)
-        if regrowth { rig.controller.regrowthPolicy = FreeMemoryPolicy(cushion: Self.cushion) }
-        try rig.controller.setTarget(512 * MiB)
-        rig.run()
-        rig.clock.advance(.seconds(10))
-        rig.controller.pressure(.psi(.severe))
-        #expect(rig.controller.actual == 0)
-        return rig
+        try regrowthStalledRig(cushion: Self.cushion, regrowth: regrowth)
     }
 
     /// `stalledRig`, then 700 MiB free for long enough: regrown to the target.
     func regrownRig() throws -> Rig {
         let rig = try stalledRig()
-        feed(rig, free: 700 * MiB, for: .seconds(4))
+        feedRegrowth(rig, free: 700 * MiB, for: .seconds(4))
         #expect(rig.controller.actual == 512 * MiB)
         return rig
     }
 
-    /// MemFree samples every 250 ms for `duration`, stepping the controller.
-    /// `free`: MemFree with an empty balloon; each sample is that less the
-    /// balloon, as in a guest.
-    func feed(_ rig: Rig, free: UInt64, for duration: Duration) {
-        let end = rig.clock.now + duration
-        while rig.clock.now <= end {
-            let actual = rig.controller.actual
-            if rig.controller.wantsRegrowthSamples {
-                rig.controller.sampleRegrowth(memFree: free > actual ? free - actual : 0)
-            }
-            rig.run(perStep: .zero)
-            rig.clock.advance(.milliseconds(250))
-        }
-    }
 
     @Test func afterAStallTheHostsTargetRegrowsIntoSettledFreeMemory() throws {
         let rig = try stalledRig()
@@ -54,10 +59,10 @@ private let GiB: UInt64 = 1 << 30
         let settle = FreeMemoryPolicy(cushion: Self.cushion).settleDelay
         // The workload that stalled has ended: 700 MiB free. Not taken
         // before it stayed free for the settle delay...
-        feed(rig, free: 700 * MiB, for: settle - .milliseconds(250))
+        feedRegrowth(rig, free: 700 * MiB, for: settle - .milliseconds(250))
         #expect(rig.controller.actual == 0)
         // ...then up to the host's target, long before the quiet period ends.
-        feed(rig, free: 700 * MiB, for: .seconds(2))
+        feedRegrowth(rig, free: 700 * MiB, for: .seconds(2))
         #expect(rig.controller.actual == 512 * MiB)
         #expect(rig.controller.inPressureBackoff)
         #expect(rig.controller.hostCeiling == 512 * MiB)
@@ -67,7 +72,7 @@ private let GiB: UInt64 = 1 << 30
     @Test func withoutRegrowthTheQuietPeriodHoldsTheHostsTarget() throws {
         let rig = try stalledRig(regrowth: false)
         #expect(!rig.controller.wantsRegrowthSamples)
-        feed(rig, free: 700 * MiB, for: rig.controller.policy.firstQuietPeriod - .seconds(1))
+        feedRegrowth(rig, free: 700 * MiB, for: rig.controller.policy.firstQuietPeriod - .seconds(1))
         #expect(rig.controller.actual == 0)
         #expect(rig.controller.state == .unreachable)
     }
@@ -75,12 +80,12 @@ private let GiB: UInt64 = 1 << 30
     @Test func itTakesOnlyFreeMemoryAboveTheCushionNeverMore() throws {
         let rig = try stalledRig()
         // MemAvailable is large (page cache), MemFree is not: 64 + 100 MiB.
-        feed(rig, free: Self.cushion + 100 * MiB, for: .seconds(10))
+        feedRegrowth(rig, free: Self.cushion + 100 * MiB, for: .seconds(10))
         let margin = FreeMemoryPolicy(cushion: Self.cushion).growthMargin
         #expect(rig.controller.actual == (100 * MiB - margin) / (2 * MiB) * (2 * MiB))
         #expect(rig.controller.actual < 100 * MiB)
         // Never past the host's target, however much is free.
-        feed(rig, free: 4 * GiB, for: .seconds(10))
+        feedRegrowth(rig, free: 4 * GiB, for: .seconds(10))
         #expect(rig.controller.actual == 512 * MiB)
     }
 
@@ -103,7 +108,7 @@ private let GiB: UInt64 = 1 << 30
         rig.run(perStep: .zero)
         #expect(rig.controller.actual == 0)
         #expect(!rig.controller.wantsRegrowthSamples)
-        feed(rig, free: 700 * MiB, for: rig.controller.policy.firstQuietPeriod - .seconds(1))
+        feedRegrowth(rig, free: 700 * MiB, for: rig.controller.policy.firstQuietPeriod - .seconds(1))
         #expect(rig.controller.actual == 0)
         // The signal restarted the quiet period; after it, the host's target.
         rig.clock.advance(rig.controller.policy.quietPeriod)
@@ -125,7 +130,7 @@ private let GiB: UInt64 = 1 << 30
         // ...and once the workload has ended and its memory stayed free for
         // the settle delay, regrowth takes it again, inside the quiet period.
         #expect(rig.controller.wantsRegrowthSamples)
-        feed(rig, free: 700 * MiB, for: .seconds(4))
+        feedRegrowth(rig, free: 700 * MiB, for: .seconds(4))
         #expect(rig.controller.actual == 512 * MiB)
         #expect(rig.controller.inPressureBackoff)
         // A stall after that regrowth still spends it: back to the ceiling
@@ -141,7 +146,7 @@ private let GiB: UInt64 = 1 << 30
         // Regrowth takes the host's target back...
         var steps = 0
         while rig.controller.actual < 512 * MiB, steps < 40 {
-            feed(rig, free: 700 * MiB, for: .zero)
+            feedRegrowth(rig, free: 700 * MiB, for: .zero)
             steps += 1
         }
         #expect(rig.controller.actual == 512 * MiB)
@@ -163,7 +168,7 @@ private let GiB: UInt64 = 1 << 30
         rig.controller.pressure(.psi(.heavy))
         rig.controller.pressure(.belowFloor(available: 0))
         #expect(rig.controller.wantsRegrowthSamples)
-        feed(rig, free: 700 * MiB, for: .seconds(4))
+        feedRegrowth(rig, free: 700 * MiB, for: .seconds(4))
         #expect(rig.controller.actual == 512 * MiB)
     }
 
@@ -178,7 +183,7 @@ private let GiB: UInt64 = 1 << 30
         rig.clock.advance(.seconds(30))
         rig.controller.pressure(.psi(.severe))
         #expect(rig.controller.wantsRegrowthSamples)
-        feed(rig, free: 700 * MiB, for: .seconds(4))
+        feedRegrowth(rig, free: 700 * MiB, for: .seconds(4))
         #expect(rig.controller.actual == 512 * MiB)
     }
 

@@ -108,6 +108,18 @@ final class PressureGuest {
         throw GuestError("workload did not finish within \(timeout) s: \(command)")
     }
 
+    /// Queries once a second until the balloon holds `target` or `seconds`
+    /// have passed; returns the last query.
+    func waitForBalloon(_ target: UInt64, seconds: Double) throws -> QueryReply {
+        var status = try session.query()
+        let deadline = Date().addingTimeInterval(seconds)
+        while status.actual < target, Date() < deadline {
+            try guest.sh("sleep 1")
+            status = try session.query()
+        }
+        return status
+    }
+
     /// Processes the kernel killed, from its log: (pid, name).
     func killedProcesses() throws -> [(pid: Int32, name: String)] {
         let log = try guest.run("dmesg | grep -i 'killed process'").output
@@ -228,12 +240,7 @@ struct PressureScenarios {
         try withPressureGuest("regrow") { p in
             try p.inflateHalfThenSurvive("regrow") { "workload instant \($0 * 60 / 100)" }
             let target = p.memoryTotal / 2 / 4096 * 4096
-            var status = try p.session.query()
-            let deadline = Date().addingTimeInterval(45)
-            while status.actual < target, Date() < deadline {
-                try p.guest.sh("sleep 1")
-                status = try p.session.query()
-            }
+            let status = try p.waitForBalloon(target, seconds: 45)
             #expect(status.actual == target, "the balloon did not grow back: \(status.actual / MiB) of \(target / MiB) MiB")
             #expect(status.pressure.state == .backoff, "it grew back only once the quiet period was over")
             #expect(status.pressure.ceiling == target)
@@ -249,12 +256,7 @@ struct PressureScenarios {
             try p.makeFile("/mnt/disk/big", megabytes: 1280)
             try p.inflateHalfThenSurvive("regrow-cache") { _ in "workload thrash /mnt/disk/big 12" }
             let target = p.memoryTotal / 2 / 4096 * 4096
-            var status = try p.session.query()
-            let deadline = Date().addingTimeInterval(45)
-            while status.actual < target, Date() < deadline {
-                try p.guest.sh("sleep 1")
-                status = try p.session.query()
-            }
+            let status = try p.waitForBalloon(target, seconds: 45)
             #expect(status.actual == target, "the balloon did not grow back: \(status.actual / MiB) of \(target / MiB) MiB")
             #expect(status.pressure.state == .backoff, "it grew back only once the quiet period was over")
             let log = try p.guest.daemonLog()
