@@ -108,16 +108,31 @@ final class PressureGuest {
         throw GuestError("workload did not finish within \(timeout) s: \(command)")
     }
 
-    /// Queries once a second until the balloon holds `target` or `seconds`
-    /// have passed; returns the last query.
-    func waitForBalloon(_ target: UInt64, seconds: Double) throws -> QueryReply {
+    /// Queries once a second until the balloon holds `target`, or has stood
+    /// still for three queries with the guest's MemAvailable within a granule
+    /// (and a little noise) of the line growth stops at (the floor plus
+    /// 16 MiB, docs/pressure.md): the floor, not the host, decides the last
+    /// megabytes then, and the target is out of reach however long the test
+    /// waits. Gives up after `seconds`; returns the last query and whether it
+    /// stopped at that line.
+    func waitForBalloon(_ target: UInt64, seconds: Double) throws -> (status: QueryReply, atFloor: Bool) {
         var status = try session.query()
+        var still = 0
         let deadline = Date().addingTimeInterval(seconds)
         while status.actual < target, Date() < deadline {
             try guest.sh("sleep 1")
+            let last = status.actual
             status = try session.query()
+            still = status.actual == last ? still + 1 : 0
+            if still >= 3, try memAvailable() < status.limits.memAvailableFloor + 20 * MiB { return (status, true) }
         }
-        return status
+        return (status, false)
+    }
+
+    /// The guest's MemAvailable, in bytes.
+    func memAvailable() throws -> UInt64 {
+        let kb = try guest.sh("awk '/^MemAvailable:/ {print $2}' /proc/meminfo")
+        return (UInt64(kb.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) * 1024
     }
 
     /// Processes the kernel killed, from its log: (pid, name).
@@ -240,10 +255,10 @@ struct PressureScenarios {
         try withPressureGuest("regrow") { p in
             try p.inflateHalfThenSurvive("regrow") { "workload instant \($0 * 60 / 100)" }
             let target = p.memoryTotal / 2 / 4096 * 4096
-            let status = try p.waitForBalloon(target, seconds: 45)
-            #expect(status.actual == target, "the balloon did not grow back: \(status.actual / MiB) of \(target / MiB) MiB")
+            let (status, atFloor) = try p.waitForBalloon(target, seconds: 45)
+            #expect(status.actual == target || atFloor, "the balloon did not grow back: \(status.actual / MiB) of \(target / MiB) MiB")
             #expect(status.pressure.state == .backoff, "it grew back only once the quiet period was over")
-            #expect(status.pressure.ceiling == target)
+            #expect(atFloor || status.pressure.ceiling == target)
         }
     }
 
@@ -260,10 +275,12 @@ struct PressureScenarios {
             // second: about 30 s here, once over 45. The wait outlasts the
             // minute's quiet period, so the backoff check below still decides
             // whether it grew back inside it.
-            let status = try p.waitForBalloon(target, seconds: 75)
-            #expect(status.actual == target, "the balloon did not grow back: \(status.actual / MiB) of \(target / MiB) MiB")
-            #expect(status.pressure.state == .backoff, "it grew back only once the quiet period was over")
+            let (status, atFloor) = try p.waitForBalloon(target, seconds: 75)
             let log = try p.guest.daemonLog()
+            let meminfo = try p.guest.sh("grep -E '^(MemFree|MemAvailable|Cached):' /proc/meminfo")
+            let why = "floor \(status.limits.memAvailableFloor / MiB) MiB\n\(meminfo)\n\(log.split(separator: "\n").suffix(15).joined(separator: "\n"))"
+            #expect(status.actual == target || atFloor, "the balloon did not grow back: \(status.actual / MiB) of \(target / MiB) MiB; \(why)")
+            #expect(status.pressure.state == .backoff, "it grew back only once the quiet period was over")
             #expect(log.contains("reclaiming cold page cache for regrowth"), "no cold-cache reclaim in the log:\n\(log)")
         }
     }
