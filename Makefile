@@ -11,7 +11,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
 
-.PHONY: all deps build release demo deb dist install test test-release test-vm test-lane-1 test-lane-2 test-libvirt test-systemd bench bench-vm bench-pressure bench-host bench-free fuzz test-asan clean
+.PHONY: all deps build release demo deb dist install test test-release test-vm test-lane-1 test-lane-2 test-libvirt test-systemd bench bench-vm bench-pressure bench-host bench-host-burst bench-free fuzz test-asan clean
 
 all: build
 
@@ -144,6 +144,14 @@ bench-host: deps
 	if [ "$${BENCH_HOST:-all}" = scale ]; then python3 bench/host.py scale; else \
 	  initramfs=$$(scripts/build-vm-artifacts.sh) && \
 	  python3 bench/host.py all --initramfs $$initramfs --seed $${BENCH_SEED:-1}; fi
+
+# One guest's first instant burst with and without a balloon held by balloon-hostd, no
+# neighbours (bench/host_burst.py): the per-guest part of bench-host's run-time goal.
+# About 15 min here (BENCH_ROUNDS rounds of two fresh guests, 3 by default).
+bench-host-burst: deps
+	$(SWIFT) build -c release --product balloon-hostd
+	initramfs=$$(scripts/build-vm-artifacts.sh) && \
+	  python3 bench/host_burst.py --initramfs $$initramfs --rounds $${BENCH_ROUNDS:-3}
 
 # Issue 10's benchmark (bench/free.py): workloads 1-4 in the same QEMU TCG guest
 # (RAM in a shared file) with no balloon, the kernel's free page reporting,
