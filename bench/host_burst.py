@@ -99,7 +99,7 @@ def one_burst(a, kind: str) -> dict:
     hostd = None
     try:
         g.sh("cat /mnt/disk/cache > /dev/null")  # the schedule's guests have page cache too
-        balloon = 0
+        balloon, low = 0, None
         if kind == "balloon":
             hostd, ctl, balloon = hold_balloon(g, tempfile.mkdtemp(prefix="bench-host-burst-"))
         if a.history == "thrash":
@@ -107,6 +107,7 @@ def one_burst(a, kind: str) -> dict:
             # rebuilds it from cold page cache during its quiet period (RegrowColdCache=).
             g.sh("workload thrash /mnt/disk/cache 12")
             if kind == "balloon":
+                low = ctl.call("query").get("actual", 0)
                 balloon = settle(g, ctl)
         huge = int(g.sh("awk '/^AnonHugePages:/ {print $2}' /proc/meminfo").strip()) * 1024
         size = mem_total(g) * 60 // 100 // MiB
@@ -116,6 +117,7 @@ def one_burst(a, kind: str) -> dict:
         q1, v1 = proc_stat(qemu), vmstat(g)
         fields = dict(x.split("=", 1) for x in out.split() if "=" in x)
         return {"kind": kind, "balloon_mib": round(balloon / MiB, 1), "huge_mib": round(huge / MiB, 1), "burst_mib": size,
+                "after_thrash_mib": None if low is None else round(low / MiB, 1),
                 "seconds": int(fields["runtime-ms"]) / 1000,
                 "qemu_cpu_s": (q1[10] + q1[11] - q0[10] - q0[11]) / CLK_TCK,
                 "qemu_minflt": q1[6] - q0[6],
@@ -138,9 +140,9 @@ def markdown(r: dict) -> str:
            *([f"History: a 12 s page-cache thrash before the burst (both kinds); with the balloon, the burst waits for "
               "balloond to rebuild it from cold page cache (`--history thrash`).", ""] if r.get("history") == "thrash" else []),
            f"Command: `{r['command']}`", "",
-           "| round | kind | balloon (of it huge pages) | burst | run time | QEMU CPU | host minor faults | THP faults / fallbacks |",
-           "|---|---|---|---|---|---|---|---|"]
-    out += [f"| {b['round']} | {b['kind']} | {b['balloon_mib']} MiB ({b.get('huge_mib', '?')}) | {b['burst_mib']} MiB | {b['seconds']} s | "
+           "| round | kind | balloon after the thrash | balloon (of it huge pages) | burst | run time | QEMU CPU | host minor faults | THP faults / fallbacks |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    out += [f"| {b['round']} | {b['kind']} | {'-' if b.get('after_thrash_mib') is None else str(b['after_thrash_mib']) + ' MiB'} | {b['balloon_mib']} MiB ({b.get('huge_mib', '?')}) | {b['burst_mib']} MiB | {b['seconds']} s | "
             f"{b['qemu_cpu_s']} s | {b['qemu_minflt']} | {b['thp_alloc']} / {b['thp_fallback']} |" for b in r["bursts"]]
     out += ["", f"Median run time: no balloon {r['median_none']} s, balloon {r['median_balloon']} s; "
             f"ratio **{r['ratio']}** (line 1.1: {'pass' if r['ratio'] <= 1.1 else 'FAIL'})."]
