@@ -145,7 +145,7 @@ bench-host: deps
 	  initramfs=$$(scripts/build-vm-artifacts.sh) && \
 	  python3 bench/host.py all --initramfs $$initramfs --seed $${BENCH_SEED:-1}; fi
 
-# One guest's first instant burst with and without a balloon held by balloon-hostd, no
+# One guest's instant burst (after a warm-up) with and without a balloon held by balloon-hostd, no
 # neighbours (bench/host_burst.py): the per-guest part of bench-host's run-time goal.
 # About 10 min here (BENCH_ROUNDS rounds of two fresh guests, 3 by default);
 # BENCH_HISTORY=thrash: a page-cache thrash first, the balloon rebuilt after it.
