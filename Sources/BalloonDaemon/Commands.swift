@@ -137,7 +137,8 @@ extension Daemon {
         let pressure = QueryReply.Pressure(
             state: controller.inPressureBackoff ? .backoff : .calm, ceiling: controller.hostCeiling,
             quietFor: controller.quietUntil.map { $0 > now ? $0 - now : .zero },
-            deflatedTotal: controller.pressureDeflatedBytes, lastDeflate: last)
+            deflatedTotal: controller.pressureDeflatedBytes, lastDeflate: last,
+            regrowthReclaimedTotal: freeMemory.regrowthReclaimedTotal)
         return QueryReply(
             target: controller.target, effectiveTarget: controller.effectiveTarget, actual: controller.actual,
             state: controller.state,

@@ -34,10 +34,14 @@ final class FreeMemoryWatch {
     private var reclaimer: CgroupReclaim?
     /// Why cold-cache reclaim cannot run here (said once in the log).
     private(set) var coldCacheUnavailable: String?
-    /// Bytes `memory.reclaim` took since the daemon started (a short
-    /// reclaim, EAGAIN, is not counted: the kernel does not say how much).
+    /// Bytes `memory.reclaim` took for the free-memory mode since the daemon
+    /// started (a short reclaim, EAGAIN, is not counted: the kernel does not
+    /// say how much).
     private(set) var coldCacheReclaimed: UInt64 = 0
-    /// Of it, what the current backoff's regrowth asked for (logged when it ends).
+    /// Bytes it took for regrowth alone since the daemon started (`query`'s
+    /// `pressure.regrowth-reclaimed-total`).
+    private(set) var regrowthReclaimedTotal: UInt64 = 0
+    /// What the current backoff's regrowth took (logged when it ends).
     private var regrowthReclaimed: UInt64 = 0
     /// The balloon must move: the loop steps the controller.
     var onChange: () -> Void = {}
@@ -231,10 +235,12 @@ final class FreeMemoryWatch {
             }
             do {
                 if try reclaimer.reclaim(bytes) == .reclaimed {
-                    coldCacheReclaimed += bytes
-                    if !modeReclaims {
+                    if modeReclaims {
+                        coldCacheReclaimed += bytes
+                    } else {
                         if regrowthReclaimed == 0 { logger.info("reclaiming cold page cache for regrowth toward the host's target") }
                         regrowthReclaimed += bytes
+                        regrowthReclaimedTotal += bytes
                     }
                 }
             } catch {

@@ -114,13 +114,21 @@ public struct QueryReply: ReplyValue {
         /// Every byte given back to pressure (or lost to the OOM killer) since the daemon started.
         public var deflatedTotal: UInt64
         public var lastDeflate: LastDeflate?
+        /// Page cache the daemon reclaimed so that regrowth could take it
+        /// (`[Pressure] RegrowColdCache=`) since it started; nil from a daemon
+        /// that does not say.
+        public var regrowthReclaimedTotal: UInt64?
 
-        public init(state: State, ceiling: UInt64?, quietFor: Duration?, deflatedTotal: UInt64, lastDeflate: LastDeflate?) {
+        public init(
+            state: State, ceiling: UInt64?, quietFor: Duration?, deflatedTotal: UInt64, lastDeflate: LastDeflate?,
+            regrowthReclaimedTotal: UInt64? = nil
+        ) {
             self.state = state
             self.ceiling = ceiling
             self.quietFor = quietFor
             self.deflatedTotal = deflatedTotal
             self.lastDeflate = lastDeflate
+            self.regrowthReclaimedTotal = regrowthReclaimedTotal
         }
 
         public var json: JSON {
@@ -132,6 +140,7 @@ public struct QueryReply: ReplyValue {
                 "state": .string(state.rawValue), "ceiling": ceiling.map(JSON.uint) ?? .null,
                 "quiet-for-ms": quietFor.map { .uint($0.wholeMilliseconds) } ?? .null,
                 "deflated-total": .uint(deflatedTotal), "last-deflate": last,
+                "regrowth-reclaimed-total": regrowthReclaimedTotal.map(JSON.uint) ?? .null,
             ]
         }
 
@@ -140,6 +149,7 @@ public struct QueryReply: ReplyValue {
             ceiling = try f.optionalUInt64("ceiling")
             quietFor = try f.optionalUInt64("quiet-for-ms").map(Duration.milliseconds(exactly:))
             deflatedTotal = try f.uint64("deflated-total")
+            regrowthReclaimedTotal = try f.optionalUInt64("regrowth-reclaimed-total")
             if let d = try f.optionalObject("last-deflate") {
                 lastDeflate = LastDeflate(
                     bytes: try d.uint64("bytes"), reason: try d.enumeration("reason", DeflateReason.self),

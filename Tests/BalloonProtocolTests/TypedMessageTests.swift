@@ -118,7 +118,7 @@ func decodeError(_ body: () throws(ProtocolError) -> Void) -> ProtocolError? {
             target: 1 << 30, effectiveTarget: 1 << 29, actual: 1 << 28, state: reason == nil ? .inflating : .unreachable,
             limits: .init(memoryTotal: 1 << 33, maxBalloon: 1 << 29, memAvailableFloor: 1 << 28, chunkSize: 1 << 26), reason: reason,
             pressure: .init(state: last == nil ? .calm : .backoff, ceiling: last.map { _ in 1 << 27 }, quietFor: last.map { _ in .milliseconds(29_500) },
-                deflatedTotal: 1 << 26, lastDeflate: last))
+                deflatedTotal: 1 << 26, lastDeflate: last, regrowthReclaimedTotal: last.map { _ in 3 << 25 }))
     }
 
     @Test func everyReplyRoundTrips() throws {

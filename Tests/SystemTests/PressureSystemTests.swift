@@ -50,6 +50,8 @@ import Testing
         #expect(query["actual"]?.uint64 == 64 * MiB)
         #expect(query["pressure"]?["state"]?.string == "backoff")
         #expect(query["pressure"]?["deflated-total"]?.uint64 == 32 * MiB)
+        // Nothing regrew from page cache here (no growth after the deflate).
+        #expect(query["pressure"]?["regrowth-reclaimed-total"]?.uint64 == 0)
         #expect(query["reason"]?["code"]?.string == "pressure")
         #expect(balloonLocked(daemon.pid) == 64 * MiB)
         #expect(daemon.process.isRunning)

@@ -282,6 +282,7 @@ struct PressureScenarios {
             #expect(status.actual == target || atFloor, "the balloon did not grow back: \(status.actual / MiB) of \(target / MiB) MiB; \(why)")
             #expect(status.pressure.state == .backoff, "it grew back only once the quiet period was over")
             #expect(log.contains("reclaiming cold page cache for regrowth"), "no cold-cache reclaim in the log:\n\(log)")
+            #expect((status.pressure.regrowthReclaimedTotal ?? 0) > 0, "query shows no page cache reclaimed for regrowth")
         }
     }
 
