@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 
-from hostlib import CLK_TCK, MiB, Control, hostd_config, log, provenance, proc_stat, start_hostd, stop
+from hostlib import CLK_TCK, MiB, Control, hostd_config, log, provenance, start_hostd, stop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "vm"))
@@ -51,24 +51,23 @@ def mem_total(g: VMGuest) -> int:
     return int(g.sh("awk '/^MemTotal:/ {print $2}' /proc/meminfo").strip()) * 1024
 
 
-def hold_balloon(g: VMGuest, tmp: str) -> tuple[object, Control, int]:
-    """balloon-hostd for this one guest (manual), its target half of MemTotal; returns once the
-    balloon stopped moving (the target, or where the guest's floor stopped it)."""
+def hold_balloon(g: VMGuest, tmp: str, target: int) -> tuple[object, Control, int]:
+    """balloon-hostd for this one guest (manual) with `target`; returns once the balloon
+    stopped moving (the target, or where the guest's floor stopped it)."""
     conf = hostd_config(tmp, "manual", 2048 * MiB, None)
     with open(os.path.join(tmp, "guests.d", "g0.conf"), "w") as f:
         f.write(f"[Guest]\nChannel=unix:{g.port}\nMemoryBackend={g.ram_file}\nRamSize=1G\nMin=256M\nMax=1G\n")
     hostd = start_hostd(conf, os.path.join(tmp, "hostd.log"))
     try:
         ctl = Control(os.path.join(tmp, "control"))
-        return hostd, ctl, settle(g, ctl)
+        return hostd, ctl, settle(ctl, target)
     except BaseException:
         stop(hostd)
         raise
 
 
-def settle(g: VMGuest, ctl: Control) -> int:
-    """Sets the guest's target to half its MemTotal; returns the balloon once it settled."""
-    target = mem_total(g) // 2 // 4096 * 4096
+def settle(ctl: Control, target: int) -> int:
+    """Sets the guest's target; returns the balloon once it settled."""
     deadline = time.monotonic() + 120
     while True:  # the agent connects to the guest on its own schedule
         ctl.call("select-guest", {"name": "g0"})
@@ -101,30 +100,31 @@ def one_burst(a, kind: str) -> dict:
     try:
         # A guest that has run a while, as in the compare: its RAM touched once (the host has
         # allocated the whole RAM file, and TCG has translated the workload), then page cache.
-        g.sh(f"workload instant {mem_total(g) * 70 // 100 // MiB} >/dev/null")
+        total = mem_total(g)
+        half = total // 2 // 4096 * 4096
+        g.sh(f"workload instant {total * 70 // 100 // MiB} >/dev/null")
         g.sh("cat /mnt/disk/cache > /dev/null")
         balloon, low = 0, None
         if kind == "balloon":
-            hostd, ctl, balloon = hold_balloon(g, tempfile.mkdtemp(prefix="bench-host-burst-"))
+            hostd, ctl, balloon = hold_balloon(g, tempfile.mkdtemp(prefix="bench-host-burst-"), half)
         if a.history == "thrash":
             # As a guest in the compare: a thrash gives the balloon back (PSI), and balloond
             # rebuilds it from cold page cache during its quiet period (RegrowColdCache=).
             g.sh("workload thrash /mnt/disk/cache 12")
             if kind == "balloon":
                 low = ctl.call("query").get("actual", 0)
-                balloon = settle(g, ctl)
+                balloon = settle(ctl, half)
         huge = int(g.sh("awk '/^AnonHugePages:/ {print $2}' /proc/meminfo").strip()) * 1024
-        size = mem_total(g) * 60 // 100 // MiB
-        qemu = int(open(os.path.join(g.wd, "qemu.pid")).read())
-        v0, q0 = vmstat(g), proc_stat(qemu)
+        size = total * 60 // 100 // MiB
+        v0, (cpu0, (_, minflt0)) = vmstat(g), g.qemu_sample()
         out = g.sh(f"workload instant {size}")
-        q1, v1 = proc_stat(qemu), vmstat(g)
+        (cpu1, (_, minflt1)), v1 = g.qemu_sample(), vmstat(g)
         fields = dict(x.split("=", 1) for x in out.split() if "=" in x)
         return {"kind": kind, "balloon_mib": round(balloon / MiB, 1), "huge_mib": round(huge / MiB, 1), "burst_mib": size,
                 "after_thrash_mib": None if low is None else round(low / MiB, 1),
                 "seconds": int(fields["runtime-ms"]) / 1000,
-                "qemu_cpu_s": (q1[10] + q1[11] - q0[10] - q0[11]) / CLK_TCK,
-                "qemu_minflt": q1[6] - q0[6],
+                "qemu_cpu_s": (cpu1 - cpu0) / CLK_TCK,
+                "qemu_minflt": minflt1 - minflt0,
                 "thp_alloc": v1["thp_fault_alloc"] - v0["thp_fault_alloc"],
                 "thp_fallback": v1["thp_fault_fallback"] - v0["thp_fault_fallback"]}
     finally:
