@@ -163,7 +163,9 @@ def markdown(results: dict) -> str:
         if cp:
             out += [f"Run separately from the scale part (merged with `bench/host.py merge`): commit {cp['commit']}, {cp['date']}, "
                     f"load average at start {cp['load_average_at_start'][0]:.2f}." + (f" {cp['note']}" if cp.get("note") else ""), ""]
-        out += ["![host memory](results-host.png)", "",
+        # Runs saved before "plotted" was recorded had their plot.
+        out += (["![host memory](results-host.png)"] if c.get("plotted", True)
+                else ["(No plot: matplotlib was missing, scripts/install-plot-deps.sh.)"]) + ["",
                 "| policy | host mean | host p99 | s over budget (of run) | run time p50 / p99 (phases) | OOM kills | PSI some total | reaction p50 / p99 (from pressure) | from any stall |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for r in c["rows"]:

@@ -254,19 +254,20 @@ def summarize_runs(a, runs: dict) -> dict:
                           au["runtime_ratio_p99"] <= 1.1,
                           f"{au['runtime_ratio_p99']} (a single no-balloon run against the others: "
                           f"{', '.join(str(x) for x in none.get('noise_p99_each', []))})"))
-    plot(runs, os.path.join(a.out_dir, "results-host.png"), budget_for(a))
-    return {"rows": rows, "goals": goals, "runs": runs, "vms": a.vms, "budget": budget_for(a), "seed": a.seed, "phases": a.phases,
+    plotted = plot(runs, os.path.join(a.out_dir, "results-host.png"), budget_for(a))
+    return {"rows": rows, "plotted": plotted, "goals": goals, "runs": runs, "vms": a.vms, "budget": budget_for(a), "seed": a.seed, "phases": a.phases,
             "repeat": a.repeat, "repeated": rep, "bursts": {name: bursts(run) for name, run in runs.items()}}
 
 
-def plot(runs: dict, path: str, budget: int) -> None:
+def plot(runs: dict, path: str, budget: int) -> bool:
+    """Host memory over time per policy to `path`; False (no plot) without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         log("matplotlib missing: no plot (scripts/install-plot-deps.sh)")
-        return
+        return False
     fig, ax = plt.subplots(figsize=(10, 5))
     for p, run in runs.items():
         ax.plot([s["t"] for s in run["samples"]], [s["host"] / MiB for s in run["samples"]], label=p)
@@ -276,3 +277,4 @@ def plot(runs: dict, path: str, budget: int) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    return True

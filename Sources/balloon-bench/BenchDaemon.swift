@@ -27,7 +27,7 @@ final class BenchDaemon {
             Level=warning
 
             """
-        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+        try config.write(toFile: configPath, atomically: false, encoding: .utf8)
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = ["--config", configPath]
         try process.run()

@@ -143,7 +143,7 @@ do {
 
 let pass = rows.allSatisfy { $0.pass != false }
 let document = JSON.object([("provenance", provenance.json), ("runs", .int(Int64(runs))), ("inflate_bytes", .uint(inflateBytes))] + results + [("pass", .bool(pass))])
-try (document.serialized() + "\n").write(toFile: outDir + "/results.json", atomically: true, encoding: .utf8)
+try (document.serialized() + "\n").write(toFile: outDir + "/results.json", atomically: false, encoding: .utf8)
 
 var table = "# balloond benchmark (`make bench`)\n\n" + provenance.markdown + "\n"
 table += "| measure | result | target | |\n|---|---|---|---|\n"
@@ -151,6 +151,6 @@ for row in rows {
     let verdict = row.pass.map { $0 ? "pass" : "**FAIL**" } ?? "info"
     table += "| \(row.metric) | \(row.value) | \(row.target) | \(verdict) |\n"
 }
-try table.write(toFile: outDir + "/results.md", atomically: true, encoding: .utf8)
+try table.write(toFile: outDir + "/results.md", atomically: false, encoding: .utf8)
 print(table)
 exit(pass ? 0 : 1)

@@ -64,7 +64,7 @@ final class Sandbox {
 
     func writeConfig(_ extra: String) throws {
         let text = "[Channel]\nListen=unix:\(socket)\n" + extra
-        try text.write(toFile: configPath, atomically: true, encoding: .utf8)
+        try text.write(toFile: configPath, atomically: false, encoding: .utf8)
     }
 
     deinit { try? FileManager.default.removeItem(atPath: dir) }

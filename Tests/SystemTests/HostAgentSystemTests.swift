@@ -24,11 +24,11 @@ import Testing
             dir = FileManager.default.temporaryDirectory.appendingPathComponent("hostd-test-\(UUID().uuidString.prefix(8))").path
             for d in [dir, dir + "/guests", dir + "/sockets"] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
             let text = "[Host]\nControl=\(control)\nGuestDirectory=\(guests)\n[Policy]\nMode=manual\n[Discovery]\nLibvirt=no\nDirectories=\(sockets)\n" + extra
-            try text.write(toFile: config, atomically: true, encoding: .utf8)
+            try text.write(toFile: config, atomically: false, encoding: .utf8)
         }
 
         func guest(_ name: String, _ text: String) throws {
-            try text.write(toFile: guests + "/\(name).conf", atomically: true, encoding: .utf8)
+            try text.write(toFile: guests + "/\(name).conf", atomically: false, encoding: .utf8)
         }
 
         deinit { try? FileManager.default.removeItem(atPath: dir) }
@@ -131,7 +131,7 @@ import Testing
         let box = try AgentBox()
         let later = box.dir + "/later/sockets"
         let text = "[Host]\nControl=\(box.control)\nGuestDirectory=\(box.guests)\n[Policy]\nMode=manual\n[Discovery]\nLibvirt=no\nDirectories=\(later)\n"
-        try text.write(toFile: box.config, atomically: true, encoding: .utf8)
+        try text.write(toFile: box.config, atomically: false, encoding: .utf8)
         let agent = try AgentProcess(["--config", box.config])
         #expect(waitUntil { agent.log.contains("\(later) does not exist; watching \(box.dir) for it") }, "\(agent.log)")
         #expect(waitUntil { FileManager.default.fileExists(atPath: box.control) }, "\(agent.log)")
@@ -158,7 +158,7 @@ import Testing
         func write(budget: String) throws {
             let text = "[Host]\nControl=\(box.control)\nGuestDirectory=\(box.guests)\nHostMemory=\(budget)\n"
                 + "[Policy]\nMode=auto\nHostReserve=25%\n[Discovery]\nLibvirt=no\n"
-            try text.write(toFile: box.config, atomically: true, encoding: .utf8)
+            try text.write(toFile: box.config, atomically: false, encoding: .utf8)
         }
         func status(_ client: RawClient) throws -> PolicyStatusReply {
             try PolicyStatusReply(json: try client.value("policy-status"))

@@ -193,7 +193,7 @@ import Testing
               - job_name: balloon-hostd
                 static_configs:
                   - targets: ['127.0.0.1:\(s.port)']
-            """.write(toFile: dir + "/prometheus.yml", atomically: true, encoding: .utf8)
+            """.write(toFile: dir + "/prometheus.yml", atomically: false, encoding: .utf8)
         let webPort = try Self.freePort()
         let prometheus = Process()
         prometheus.executableURL = URL(fileURLWithPath: "/usr/bin/prometheus")
@@ -202,7 +202,7 @@ import Testing
             "--web.listen-address=127.0.0.1:\(webPort)", "--log.level=warn",
         ]
         let log = dir + "/prometheus.log"
-        try #require(FileManager.default.createFile(atPath: log, contents: nil), "cannot create \(log)")
+        try Data().write(to: URL(fileURLWithPath: log))
         let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         prometheus.standardOutput = logHandle
         prometheus.standardError = logHandle

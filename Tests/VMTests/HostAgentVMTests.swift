@@ -55,15 +55,15 @@ struct HostAgentVM {
             let budget = before - 400 * MiB
             func writeConfig(budget: UInt64) throws {
                 try "[Host]\nControl=\(control)\nGuestDirectory=\(dir)/guests\nHostMemory=\(budget)\n[Policy]\nMode=auto\nHostReserve=32M\n[Discovery]\nLibvirt=no\n"
-                    .write(toFile: dir + "/hostd.conf", atomically: true, encoding: .utf8)
+                    .write(toFile: dir + "/hostd.conf", atomically: false, encoding: .utf8)
             }
             try writeConfig(budget: budget)
             for (name, g, back) in [("a", a, backA), ("b", b, backB)] {
                 try "[Guest]\nChannel=unix:\(g.port0)\nMemoryBackend=\(back)\nRamSize=\(Self.ram)\nMin=256M\n"
-                    .write(toFile: dir + "/guests/\(name).conf", atomically: true, encoding: .utf8)
+                    .write(toFile: dir + "/guests/\(name).conf", atomically: false, encoding: .utf8)
             }
             let log = dir + ".log"
-            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            try Data().write(to: URL(fileURLWithPath: log))
             defer { try? FileManager.default.removeItem(atPath: log) }
             agent.executableURL = URL(fileURLWithPath: hostAgent)
             agent.arguments = ["--config", dir + "/hostd.conf"]
