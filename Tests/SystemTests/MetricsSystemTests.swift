@@ -202,8 +202,7 @@ import Testing
             "--web.listen-address=127.0.0.1:\(webPort)", "--log.level=warn",
         ]
         let log = dir + "/prometheus.log"
-        try Data().write(to: URL(fileURLWithPath: log))
-        let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        let logHandle = try emptyLogFile(log)
         prometheus.standardOutput = logHandle
         prometheus.standardError = logHandle
         try prometheus.run()

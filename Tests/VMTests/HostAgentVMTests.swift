@@ -63,11 +63,10 @@ struct HostAgentVM {
                     .write(toFile: dir + "/guests/\(name).conf", atomically: false, encoding: .utf8)
             }
             let log = dir + ".log"
-            try Data().write(to: URL(fileURLWithPath: log))
+            let handle = try emptyLogFile(log)
             defer { try? FileManager.default.removeItem(atPath: log) }
             agent.executableURL = URL(fileURLWithPath: hostAgent)
             agent.arguments = ["--config", dir + "/hostd.conf"]
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             agent.standardOutput = handle
             agent.standardError = handle
             try agent.run()

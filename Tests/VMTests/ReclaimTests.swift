@@ -25,8 +25,7 @@ func allocatedBytes(_ path: String) -> UInt64 {
 /// Starts `balloonctl serve ARGUMENTS` in `process`, its output and errors in
 /// `log` (emptied first), for the tests that run serve against a guest.
 func startServe(_ process: Process, _ arguments: [String], log: String) throws {
-    try Data().write(to: URL(fileURLWithPath: log))  // not createFile: it leaves a TemporaryDirectory.* in /tmp
-    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+    let handle = try emptyLogFile(log)
     process.executableURL = URL(fileURLWithPath: hostBalloonctl)
     process.arguments = ["serve"] + arguments
     process.standardOutput = handle
