@@ -29,6 +29,8 @@ package struct HostdConfig: Sendable, Equatable {
     package var maxStep: UInt64?
     /// `HeadroomBoost=`: `auto`'s boost limit (docs/policy.md); nil: the policy's own (2).
     package var headroomBoost: Double?
+    /// `BurstYield=`: `auto` inflates no guest while another takes memory back at once (docs/policy.md).
+    package var burstYield = false
     /// `StatsInterval=`: how often each guest sends STATS.
     package var statsInterval: Duration = .seconds(1)
 
@@ -54,6 +56,7 @@ package struct HostdConfig: Sendable, Equatable {
     package func policySettings(hostTotal: UInt64) -> PolicySettings {
         var tuning = AutoTuning()
         if let headroomBoost { tuning.boostLimit = headroomBoost }
+        tuning.burstYield = burstYield
         return PolicySettings(
             mode: mode, hostReserve: hostReserve.resolve(memTotal: hostTotal), interval: interval, maxStep: maxStep, tuning: tuning)
     }

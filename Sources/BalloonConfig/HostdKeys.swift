@@ -80,6 +80,9 @@ enum HostdKeys {
         HostdKey("Policy", "HeadroomBoost", \.headroomBoost, defaults: .defaults,
                  doc: "auto: the most a guest's headroom grows after repeated pressure, as a factor (1 = never); auto = 2",
                  parse: parseBoost, render: { $0.map(plainDecimal) ?? "auto" }),
+        HostdKey("Policy", "BurstYield", \.burstYield, defaults: .defaults,
+                 doc: "auto: while a guest takes memory back at once, inflate no other guest",
+                 parse: parseBool, render: { $0 ? "yes" : "no" }),
         HostdKey("Policy", "StatsInterval", \.statsInterval, defaults: .defaults, doc: "how often each guest sends STATS",
                  parse: { (v) throws(ValueError) in
                      let d = try parseInterval(v, examples: "use e.g. 1s or 500ms")

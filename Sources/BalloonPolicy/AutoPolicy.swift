@@ -12,7 +12,8 @@ public struct AutoPolicy: HostPolicy {
     public let interval: Duration
     public let reserve: UInt64
     public let tuning: AutoTuning
-    private var guests: [String: AutoGuest] = [:]
+    /// Per guest, between calls (internal: AutoBurst.swift reads it too).
+    var guests: [String: AutoGuest] = [:]
 
     public init(interval: Duration = .seconds(1), reserve: UInt64 = 512 << 20, tuning: AutoTuning = AutoTuning()) {
         self.interval = interval
@@ -132,6 +133,7 @@ public struct AutoPolicy: HostPolicy {
     public mutating func round(host: HostSample, guests states: [GuestState], now: Duration) -> [TargetChange] {
         let names = Set(states.map(\.name))
         guests = guests.filter { names.contains($0.key) }
+        let bursting = tuning.burstYield ? takingBackAtOnce(states) : []
         var views: [View] = []
         for state in states where state.managed {
             guard let sample = state.sample, now < sample.at + tuning.staleAfter else { continue }
@@ -160,8 +162,14 @@ public struct AutoPolicy: HostPolicy {
         var changes: [String: (Int64, String)] = [:]
         let movable = views.filter(\.current)
         give(movable, surplus: hostAvailable - reserve.signed - tuning.hostBand.signed, into: &changes)
-        take(movable, need: reserve.signed - hostAvailable, into: &changes)
-        return movable.compactMap { view in
+        if bursting.isEmpty {
+            take(movable, need: reserve.signed - hostAvailable, into: &changes)
+        } else {
+            // A hold is on the balloon's size, not on the guest's stats: a
+            // sample from before the last change does not matter to it.
+            hold(views, yieldingTo: bursting, into: &changes)
+        }
+        return views.compactMap { view in
             guard let (delta, why) = changes[view.state.name] else { return nil }
             let target = view.state.clamped(view.state.target.signed + delta)
             guard target != view.state.target else { return nil }

@@ -62,6 +62,11 @@ public struct AutoTuning: Sendable, Equatable {
     public var boostHalfLife: Duration = .seconds(300)
     /// A sample older than this is not acted on (no taking on old news).
     public var staleAfter: Duration = .seconds(5)
+    /// `[Policy] BurstYield=`: while a guest's balloon falls by `burstFall`
+    /// of its RAM or more between rounds below its target (an instant burst),
+    /// rounds take from no guest and stop inflations under way (AutoBurst.swift).
+    public var burstYield = false
+    public var burstFall: Double = 1.0 / 16
 
     public init() {}
 }
@@ -78,6 +83,8 @@ struct AutoGuest: Sendable {
     /// The current (or last) hold-off: its length and when it ends.
     var holdLength: Duration?
     var holdUntil: Duration?
+    /// The balloon's size at the previous round (`BurstYield=`).
+    var roundActual: UInt64?
 
     /// Decays the boost toward 1 (half-life), as of `now`.
     mutating func decay(now: Duration, _ tuning: AutoTuning) {

@@ -57,6 +57,18 @@ import Testing
         #expect(config.headroomBoost == nil)
     }
 
+    /// `BurstYield=` turns on auto's yield to a burst (off by default) and survives `--dump-config`.
+    @Test func burstYield() throws {
+        var config = HostdConfig()
+        #expect(!config.policySettings(hostTotal: 8 << 30).tuning.burstYield)
+        try HostdLoader.parseHost("[Policy]\nBurstYield=yes\n", file: "h.conf", into: &config)
+        #expect(config.policySettings(hostTotal: 8 << 30).tuning.burstYield)
+        var again = HostdConfig()
+        try HostdLoader.parseHost(HostdLoader.render(HostdSetup(config: config)), file: "dump", into: &again)
+        #expect(again.burstYield)
+        #expect(throws: ConfigError.self) { try HostdLoader.parseHost("[Policy]\nBurstYield=often\n", file: "h.conf", into: &config) }
+    }
+
     @Test(arguments: [
         ("[Policy]\nMode=fast\n", "h.conf:2: [Policy] Mode: \"fast\" is not one of auto, proxmox, mom, manual"),
         ("[Host]\nControl=run/x\n", "h.conf:2: [Host] Control: \"run/x\" is not an absolute path"),

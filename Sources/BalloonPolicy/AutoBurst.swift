@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// `[Policy] BurstYield=`: while one guest takes memory back at once (an
+// instant burst), the round inflates no other guest (docs/policy.md,
+// "Yielding to a burst").
+//
+// Why: on a host whose cores are busy, inflating a neighbour during a burst
+// spends the CPU the burst runs on: the neighbour's guest zeroes and locks
+// every page it inflates, and the host punches them. In `make bench-host` the
+// slowest burst ran beside an idle neighbour inflating 57-127 MiB, which cost
+// that neighbour's QEMU 0.38-0.48 s of CPU against 0.03 s with no balloon.
+// The host gets that memory a few rounds later instead.
+
+extension AutoPolicy {
+    /// The guests whose balloon fell by `burstFall` of their RAM or more since
+    /// the previous round and now sits at least a band below its target: the
+    /// guest's own balloond deflated under pressure (a target the policy
+    /// lowered leaves the balloon at or above it). The bursting guest's stats
+    /// often stop meanwhile (its vCPU is busy), so this reads the balloon's
+    /// size, which its deflate messages keep current, not its samples.
+    mutating func takingBackAtOnce(_ states: [GuestState]) -> [String] {
+        var out: [String] = []
+        for state in states where state.managed {
+            var memory = guests[state.name] ?? AutoGuest()
+            let before = memory.roundActual
+            memory.roundActual = state.actual
+            guests[state.name] = memory
+            guard let before, before > state.actual else { continue }
+            let fell = Double(before - state.actual)
+            if fell >= Double(state.ramSize) * tuning.burstFall, state.target.signed - state.actual.signed >= band(state) {
+                out.append(state.name)
+            }
+        }
+        return out.sorted()
+    }
+
+    /// Instead of taking: every other guest still inflating toward its target
+    /// stops where its balloon is (more than half a band short of the target;
+    /// less is not worth a message). Giving back is not held.
+    func hold(_ views: [View], yieldingTo bursting: [String], into changes: inout [String: (Int64, String)]) {
+        let who = bursting.joined(separator: ", ")
+        for view in views where changes[view.state.name] == nil && !bursting.contains(view.state.name) {
+            let state = view.state
+            guard state.target.signed - state.actual.signed > view.band / 2 else { continue }
+            changes[state.name] = (
+                state.actual.signed - state.target.signed,
+                "\(who) taking memory back at once: stop inflating at \(mib(state.actual.signed))"
+            )
+        }
+    }
+}

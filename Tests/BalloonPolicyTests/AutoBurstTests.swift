@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+import BalloonPolicy
+import Testing
+
+/// `[Policy] BurstYield=yes` (docs/policy.md, "Yielding to a burst"): while a
+/// guest's balloon falls fast below its target, no other guest inflates.
+@Suite struct AutoBurstTests {
+    /// The host is 256 MiB short of its 512 MiB reserve: a round takes.
+    let host = HostSample(at: .seconds(1), total: 4 * GiB, available: 256 * MiB)
+
+    func policy(yield: Bool) -> AutoPolicy {
+        var tuning = AutoTuning()
+        tuning.burstYield = yield
+        return AutoPolicy(reserve: 512 * MiB, tuning: tuning)
+    }
+
+    /// A guest with a sample taken at `at` that shows `available` as of its balloon now.
+    func guest(_ name: String, target: UInt64, actual: UInt64, available: UInt64, at s: Int64) -> GuestState {
+        GuestState(name: name, ramSize: GiB, limits: GuestLimits(min: 128 * MiB, max: GiB), connected: true, target: target, actual: actual,
+                   sample: GuestSample(at: .seconds(s), memTotal: GiB, memAvailable: available, memFree: available, balloonActual: actual))
+    }
+
+    /// `a` bursts between the rounds at 1 s and 2 s (its balloond deflates
+    /// 500 → 300 MiB under a 500 MiB target) while `b`, idle with 600 MiB
+    /// available, is inflating from 200 MiB. Returns each round's changes by guest.
+    func burst(yield: Bool, aTarget: UInt64 = 500 * MiB, aAfter: UInt64 = 300 * MiB) -> [[String: TargetChange]] {
+        var auto = policy(yield: yield)
+        var b = (target: 300 * MiB, actual: 200 * MiB)
+        var rounds: [[String: TargetChange]] = []
+        for (t, aActual) in [(Int64(1), 500 * MiB), (2, aAfter), (3, aAfter)] {
+            let states = [
+                guest("a", target: aTarget, actual: aActual, available: 150 * MiB, at: t),
+                guest("b", target: b.target, actual: b.actual, available: 600 * MiB, at: t),
+            ]
+            let changes = Dictionary(uniqueKeysWithValues: auto.round(host: host, guests: states, now: .seconds(t)).map { ($0.guest, $0) })
+            if let change = changes["b"] { b.target = change.target }
+            b.actual += 10 * MiB  // still inflating, slower than asked
+            rounds.append(changes)
+        }
+        return rounds
+    }
+
+    @Test func aBurstStopsOtherGuestsInflatingUntilItsBalloonStopsFalling() throws {
+        let rounds = burst(yield: true)
+        let first = try #require(rounds[0]["b"], "before the burst the round takes from b")
+        #expect(first.target > 300 * MiB)
+        // During it: b stops where its balloon is (210 MiB), and a is not asked for anything.
+        let held = try #require(rounds[1]["b"])
+        #expect(held.target == 210 * MiB)
+        #expect(held.reason.contains("a taking memory back at once"), "\(held.reason)")
+        #expect(rounds[1]["a"] == nil)
+        // The balloon stopped falling: b is taken from again.
+        let after = try #require(rounds[2]["b"])
+        #expect(after.target > 220 * MiB && after.reason.contains("take"), "\(after.reason)")
+    }
+
+    @Test func withoutTheKeyTheRoundTakesThroughTheBurst() throws {
+        let rounds = burst(yield: false)
+        for round in rounds {
+            let change = try #require(round["b"])
+            #expect(change.reason.contains("take"), "\(change.reason)")
+        }
+    }
+
+    /// Not a burst: a balloon that falls toward a lower target the policy
+    /// set, or falls by less than a sixteenth of RAM.
+    @Test func onlyAFastFallBelowTheTargetIsABurst() throws {
+        let towardTarget = burst(yield: true, aTarget: 300 * MiB)
+        let slow = burst(yield: true, aAfter: 460 * MiB)
+        for rounds in [towardTarget, slow] {
+            let change = try #require(rounds[1]["b"])
+            #expect(change.reason.contains("take"), "\(change.reason)")
+        }
+    }
+}
