@@ -30,7 +30,7 @@ package struct HostdConfig: Sendable, Equatable {
     /// `HeadroomBoost=`: `auto`'s boost limit (docs/policy.md); nil: the policy's own (2).
     package var headroomBoost: Double?
     /// `BurstYield=`: `auto` inflates no guest while another takes memory back at once (docs/policy.md).
-    package var burstYield = false
+    package var burstYield = true
     /// `StatsInterval=`: how often each guest sends STATS.
     package var statsInterval: Duration = .seconds(1)
 

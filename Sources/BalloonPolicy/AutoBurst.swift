@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// `[Policy] BurstYield=`: while one guest takes memory back at once (an
+// `[Policy] BurstYield=` (on by default): while one guest takes memory back at once (an
 // instant burst), the round inflates no other guest (docs/policy.md,
 // "Yielding to a burst").
 //

@@ -65,7 +65,8 @@ public struct AutoTuning: Sendable, Equatable {
     /// `[Policy] BurstYield=`: while a guest's balloon falls by `burstFall`
     /// of its RAM or more between rounds below its target (an instant burst),
     /// rounds take from no guest and stop inflations under way (AutoBurst.swift).
-    public var burstYield = false
+    /// On by default since `make bench-host` on f34e264 (docs/policy.md).
+    public var burstYield = true
     public var burstFall: Double = 1.0 / 16
 
     public init() {}

@@ -57,15 +57,15 @@ import Testing
         #expect(config.headroomBoost == nil)
     }
 
-    /// `BurstYield=` turns on auto's yield to a burst (off by default) and survives `--dump-config`.
+    /// `BurstYield=` turns auto's yield to a burst off (on by default) and survives `--dump-config`.
     @Test func burstYield() throws {
         var config = HostdConfig()
-        #expect(!config.policySettings(hostTotal: 8 << 30).tuning.burstYield)
-        try HostdLoader.parseHost("[Policy]\nBurstYield=yes\n", file: "h.conf", into: &config)
         #expect(config.policySettings(hostTotal: 8 << 30).tuning.burstYield)
+        try HostdLoader.parseHost("[Policy]\nBurstYield=no\n", file: "h.conf", into: &config)
+        #expect(!config.policySettings(hostTotal: 8 << 30).tuning.burstYield)
         var again = HostdConfig()
         try HostdLoader.parseHost(HostdLoader.render(HostdSetup(config: config)), file: "dump", into: &again)
-        #expect(again.burstYield)
+        #expect(!again.burstYield)
         #expect(throws: ConfigError.self) { try HostdLoader.parseHost("[Policy]\nBurstYield=often\n", file: "h.conf", into: &config) }
     }
 
