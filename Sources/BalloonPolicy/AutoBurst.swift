@@ -17,15 +17,17 @@ extension AutoPolicy {
     /// guest's own balloond deflated under pressure (a target the policy
     /// lowered leaves the balloon at or above it). The bursting guest's stats
     /// often stop meanwhile (its vCPU is busy), so this reads the balloon's
-    /// size, which its deflate messages keep current, not its samples.
+    /// size, which its deflate messages keep current, not its samples. A
+    /// guest not managed in a round (disconnected: a restarted guest comes
+    /// back with an empty balloon) starts afresh at its next.
     mutating func takingBackAtOnce(_ states: [GuestState]) -> [String] {
         var out: [String] = []
-        for state in states where state.managed {
+        for state in states {
             var memory = guests[state.name] ?? AutoGuest()
             let before = memory.roundActual
-            memory.roundActual = state.actual
+            memory.roundActual = state.managed ? state.actual : nil
             guests[state.name] = memory
-            guard let before, before > state.actual else { continue }
+            guard state.managed, let before, before > state.actual else { continue }
             let fell = Double(before - state.actual)
             if fell >= Double(state.ramSize) * tuning.burstFall, state.target.signed - state.actual.signed >= band(state) {
                 out.append(state.name)

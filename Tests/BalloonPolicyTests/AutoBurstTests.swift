@@ -62,6 +62,22 @@ import Testing
         }
     }
 
+    /// A guest that restarts comes back with an empty balloon under the same
+    /// target: not a burst, since it was disconnected in between.
+    @Test func aReconnectedGuestsEmptyBalloonIsNotABurst() throws {
+        var auto = policy(yield: true)
+        func round(_ t: Int64, aActual: UInt64, connected: Bool = true) -> [String: TargetChange] {
+            var a = guest("a", target: 500 * MiB, actual: aActual, available: 150 * MiB, at: t)
+            a.connected = connected
+            let b = guest("b", target: 300 * MiB, actual: 200 * MiB, available: 600 * MiB, at: t)
+            return Dictionary(uniqueKeysWithValues: auto.round(host: host, guests: [a, b], now: .seconds(t)).map { ($0.guest, $0) })
+        }
+        _ = round(1, aActual: 500 * MiB)
+        _ = round(2, aActual: 500 * MiB, connected: false)
+        let change = try #require(round(3, aActual: 0)["b"])
+        #expect(change.reason.contains("take"), "\(change.reason)")
+    }
+
     /// Not a burst: a balloon that falls toward a lower target the policy
     /// set, or falls by less than a sixteenth of RAM.
     @Test func onlyAFastFallBelowTheTargetIsABurst() throws {
