@@ -29,8 +29,9 @@ package struct HostdConfig: Sendable, Equatable {
     package var maxStep: UInt64?
     /// `HeadroomBoost=`: `auto`'s boost limit (docs/policy.md); nil: the policy's own (2).
     package var headroomBoost: Double?
-    /// `BurstYield=`: `auto` inflates no guest while another takes memory back at once (docs/policy.md).
-    package var burstYield = true
+    /// `BurstYield=`: `auto` inflates no guest while another takes memory back at once (docs/policy.md);
+    /// the policy's own default.
+    package var burstYield = AutoTuning().burstYield
     /// `StatsInterval=`: how often each guest sends STATS.
     package var statsInterval: Duration = .seconds(1)
 

@@ -14,6 +14,11 @@ import Testing
         return AutoPolicy(reserve: 512 * MiB, tuning: tuning)
     }
 
+    /// One round at `t` s: its changes by guest.
+    func round(_ auto: inout AutoPolicy, _ states: [GuestState], at t: Int64) -> [String: TargetChange] {
+        Dictionary(uniqueKeysWithValues: auto.round(host: host, guests: states, now: .seconds(t)).map { ($0.guest, $0) })
+    }
+
     /// A guest with a sample taken at `at` that shows `available` as of its balloon now.
     func guest(_ name: String, target: UInt64, actual: UInt64, available: UInt64, at s: Int64) -> GuestState {
         GuestState(name: name, ramSize: GiB, limits: GuestLimits(min: 128 * MiB, max: GiB), connected: true, target: target, actual: actual,
@@ -32,7 +37,7 @@ import Testing
                 guest("a", target: aTarget, actual: aActual, available: 150 * MiB, at: t),
                 guest("b", target: b.target, actual: b.actual, available: 600 * MiB, at: t),
             ]
-            let changes = Dictionary(uniqueKeysWithValues: auto.round(host: host, guests: states, now: .seconds(t)).map { ($0.guest, $0) })
+            let changes = round(&auto, states, at: t)
             if let change = changes["b"] { b.target = change.target }
             b.actual += 10 * MiB  // still inflating, slower than asked
             rounds.append(changes)
@@ -66,15 +71,14 @@ import Testing
     /// target: not a burst, since it was disconnected in between.
     @Test func aReconnectedGuestsEmptyBalloonIsNotABurst() throws {
         var auto = policy(yield: true)
-        func round(_ t: Int64, aActual: UInt64, connected: Bool = true) -> [String: TargetChange] {
+        func states(_ t: Int64, aActual: UInt64, connected: Bool = true) -> [GuestState] {
             var a = guest("a", target: 500 * MiB, actual: aActual, available: 150 * MiB, at: t)
             a.connected = connected
-            let b = guest("b", target: 300 * MiB, actual: 200 * MiB, available: 600 * MiB, at: t)
-            return Dictionary(uniqueKeysWithValues: auto.round(host: host, guests: [a, b], now: .seconds(t)).map { ($0.guest, $0) })
+            return [a, guest("b", target: 300 * MiB, actual: 200 * MiB, available: 600 * MiB, at: t)]
         }
-        _ = round(1, aActual: 500 * MiB)
-        _ = round(2, aActual: 500 * MiB, connected: false)
-        let change = try #require(round(3, aActual: 0)["b"])
+        _ = round(&auto, states(1, aActual: 500 * MiB), at: 1)
+        _ = round(&auto, states(2, aActual: 500 * MiB, connected: false), at: 2)
+        let change = try #require(round(&auto, states(3, aActual: 0), at: 3)["b"])
         #expect(change.reason.contains("take"), "\(change.reason)")
     }
 
