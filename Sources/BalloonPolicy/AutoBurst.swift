@@ -9,7 +9,8 @@
 // every page it inflates, and the host punches them. In `make bench-host` the
 // slowest burst ran beside an idle neighbour inflating 57-127 MiB, which cost
 // that neighbour's QEMU 0.38-0.48 s of CPU against 0.03 s with no balloon.
-// The host gets that memory a few rounds later instead.
+// The host gets that memory a few rounds later instead. Not when the machine
+// itself is short (`machineShort`): then the round takes as it would.
 
 extension AutoPolicy {
     /// The guests whose balloon fell by `burstFall` of their RAM or more since
@@ -49,5 +50,22 @@ extension AutoPolicy {
                 "\(who) taking memory back at once: stop inflating at \(mib(state.actual.signed))"
             )
         }
+    }
+
+    /// Why the machine itself cannot wait for a burst to end, or nil: its
+    /// available memory is below half the reserve, or its PSI memory `full`
+    /// is at `psiFullThreshold` (tasks on the host stall on memory). A yield
+    /// defers taking by the seconds a burst lasts, which a `HostMemory=`
+    /// budget can afford (its shortfall is an account, not a stall), but a
+    /// host on its way to its own OOM killer cannot.
+    func machineShort(_ host: HostSample) -> String? {
+        guard !host.isBudget else { return nil }
+        if host.available < reserve / 2 {
+            return "host available \(mib(host.available.signed)) below half its reserve"
+        }
+        if let full = host.psiFullAvg10, full >= tuning.psiFullThreshold {
+            return "host memory stalls (psi full \((full * 10).rounded() / 10)%)"
+        }
+        return nil
     }
 }

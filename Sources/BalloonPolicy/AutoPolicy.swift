@@ -162,8 +162,12 @@ public struct AutoPolicy: HostPolicy {
         var changes: [String: (Int64, String)] = [:]
         let movable = views.filter(\.current)
         give(movable, surplus: hostAvailable - reserve.signed - tuning.hostBand.signed, into: &changes)
-        if bursting.isEmpty {
-            take(movable, need: reserve.signed - hostAvailable, into: &changes)
+        let urgent = bursting.isEmpty ? nil : machineShort(host)
+        if bursting.isEmpty || urgent != nil {
+            // Never from the guest taking memory back, whatever its stats say.
+            let despite = urgent.map { "no yield to \(bursting.joined(separator: ", ")): \($0)" }
+            let from = movable.filter { !bursting.contains($0.state.name) }
+            take(from, need: reserve.signed - hostAvailable, despite: despite, into: &changes)
         } else {
             // A hold is on the balloon's size, not on the guest's stats: a
             // sample from before the last change does not matter to it.
@@ -202,7 +206,8 @@ public struct AutoPolicy: HostPolicy {
     /// (`takeable`) until nothing else covers the shortfall (`lastRoom`); at
     /// most `maxStep` a round, at least half the band (smaller shares are
     /// rounded up where there is room).
-    private func take(_ views: [View], need: Int64, into changes: inout [String: (Int64, String)]) {
+    /// `despite`: why a burst does not hold the round (`machineShort`), for the reason.
+    private func take(_ views: [View], need: Int64, despite: String? = nil, into changes: inout [String: (Int64, String)]) {
         let candidates = views.filter { changes[$0.state.name] == nil && !$0.pressured }
         let step = tuning.maxStep.signed
         var taken: [String: Int64] = [:]
@@ -236,7 +241,7 @@ public struct AutoPolicy: HostPolicy {
             guard bytes >= least || room >= least else { continue }
             let take = Swift.min(Swift.max(bytes, least), step)
             let why = need > 0 ? "host short \(mib(need))" : "spare \(mib(view.spare))"
-            changes[view.state.name] = (take, "\(why): take \(mib(take))")
+            changes[view.state.name] = (take, "\(why): take \(mib(take))" + (despite.map { " (\($0))" } ?? ""))
         }
     }
 

@@ -149,10 +149,13 @@ public struct HostSample: Sendable, Equatable {
     /// Host PSI memory avg10 in percent; nil without PSI (or under a budget).
     public var psiSomeAvg10: Double?
     public var psiFullAvg10: Double?
+    /// A `HostMemory=` budget's account, not the machine: being short of it
+    /// stalls nothing on the host.
+    public var isBudget: Bool
 
     public init(
         at: Duration, total: UInt64, available: UInt64, overBudget: UInt64 = 0,
-        psiSomeAvg10: Double? = nil, psiFullAvg10: Double? = nil
+        psiSomeAvg10: Double? = nil, psiFullAvg10: Double? = nil, isBudget: Bool = false
     ) {
         self.at = at
         self.total = total
@@ -160,11 +163,14 @@ public struct HostSample: Sendable, Equatable {
         self.overBudget = overBudget
         self.psiSomeAvg10 = psiSomeAvg10
         self.psiFullAvg10 = psiFullAvg10
+        self.isBudget = isBudget
     }
 
     /// A budget's sample: `total` is the budget, `used` what is behind the guests.
     public static func budget(_ budget: UInt64, used: UInt64, at now: Duration) -> HostSample {
-        HostSample(at: now, total: budget, available: budget > used ? budget - used : 0, overBudget: used > budget ? used - budget : 0)
+        HostSample(
+            at: now, total: budget, available: budget > used ? budget - used : 0, overBudget: used > budget ? used - budget : 0,
+            isBudget: true)
     }
 }
 

@@ -15,8 +15,9 @@ import Testing
     }
 
     /// One round at `t` s: its changes by guest.
-    func round(_ auto: inout AutoPolicy, _ states: [GuestState], at t: Int64) -> [String: TargetChange] {
-        Dictionary(uniqueKeysWithValues: auto.round(host: host, guests: states, now: .seconds(t)).map { ($0.guest, $0) })
+    func round(_ auto: inout AutoPolicy, _ states: [GuestState], at t: Int64, host: HostSample? = nil) -> [String: TargetChange] {
+        let sample = host ?? self.host
+        return Dictionary(uniqueKeysWithValues: auto.round(host: sample, guests: states, now: .seconds(t)).map { ($0.guest, $0) })
     }
 
     /// A guest with a sample taken at `at` that shows `available` as of its balloon now.
@@ -28,7 +29,7 @@ import Testing
     /// `a` bursts between the rounds at 1 s and 2 s (its balloond deflates
     /// 500 → 300 MiB under a 500 MiB target) while `b`, idle with 600 MiB
     /// available, is inflating from 200 MiB. Returns each round's changes by guest.
-    func burst(yield: Bool, aTarget: UInt64 = 500 * MiB, aAfter: UInt64 = 300 * MiB) -> [[String: TargetChange]] {
+    func burst(yield: Bool, aTarget: UInt64 = 500 * MiB, aAfter: UInt64 = 300 * MiB, host: HostSample? = nil) -> [[String: TargetChange]] {
         var auto = policy(yield: yield)
         var b = (target: 300 * MiB, actual: 200 * MiB)
         var rounds: [[String: TargetChange]] = []
@@ -37,7 +38,7 @@ import Testing
                 guest("a", target: aTarget, actual: aActual, available: 150 * MiB, at: t),
                 guest("b", target: b.target, actual: b.actual, available: 600 * MiB, at: t),
             ]
-            let changes = round(&auto, states, at: t)
+            let changes = round(&auto, states, at: t, host: host)
             if let change = changes["b"] { b.target = change.target }
             b.actual += 10 * MiB  // still inflating, slower than asked
             rounds.append(changes)
@@ -91,5 +92,22 @@ import Testing
             let change = try #require(rounds[1]["b"])
             #expect(change.reason.contains("take"), "\(change.reason)")
         }
+    }
+
+    /// The machine itself short (below half its reserve, or its PSI memory
+    /// `full` showing stalls): the round takes through the burst, and not
+    /// from the bursting guest. A budget as short is an account: it yields.
+    @Test func aMachineThatIsShortItselfDoesNotYield() throws {
+        let below = HostSample(at: .seconds(1), total: 4 * GiB, available: 128 * MiB)
+        let stalling = HostSample(at: .seconds(1), total: 4 * GiB, available: 300 * MiB, psiFullAvg10: 2.5)
+        for (host, why) in [(below, "below half its reserve"), (stalling, "psi full 2.5%")] {
+            let during = burst(yield: true, host: host)[1]
+            let change = try #require(during["b"])
+            #expect(change.reason.contains("take") && change.reason.contains("no yield to a") && change.reason.contains(why), "\(change.reason)")
+            #expect(during["a"] == nil)
+        }
+        let budget = HostSample.budget(2 * GiB, used: 2 * GiB + 128 * MiB, at: .seconds(1))
+        let held = try #require(burst(yield: true, host: budget)[1]["b"])
+        #expect(held.reason.contains("a taking memory back at once"), "\(held.reason)")
     }
 }
