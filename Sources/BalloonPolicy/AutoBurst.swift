@@ -64,7 +64,7 @@ extension AutoPolicy {
             return "host available \(mib(host.available.signed)) below half its reserve"
         }
         if let full = host.psiFullAvg10, full >= tuning.psiFullThreshold {
-            return "host memory stalls (psi full \((full * 10).rounded() / 10)%)"
+            return "host memory stalls (psi full \(tenths(full))%)"
         }
         return nil
     }

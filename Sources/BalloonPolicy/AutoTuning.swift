@@ -164,8 +164,3 @@ func pressureSignal(_ sample: GuestSample, previous: GuestSample?, available: In
     }
     return nil
 }
-
-private func tenths(_ x: Double) -> String {
-    let t = Int((x * 10).rounded())
-    return "\(t / 10).\(t % 10)"
-}

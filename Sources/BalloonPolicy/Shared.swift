@@ -75,3 +75,9 @@ func mib(_ bytes: Int64) -> String {
     let sign = bytes < 0 && tenths > 0 ? "-" : ""
     return tenths % 10 == 0 ? "\(sign)\(tenths / 10) MiB" : "\(sign)\(tenths / 10).\(tenths % 10) MiB"
 }
+
+/// A non-negative figure (a percentage, seconds) with one decimal, for reasons ("2.5").
+func tenths(_ x: Double) -> String {
+    let t = Int((x * 10).rounded())
+    return "\(t / 10).\(t % 10)"
+}
