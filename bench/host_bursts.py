@@ -10,8 +10,8 @@ reclaims page cache and zeroes every page it locks). A burst's phase times are t
 guest's own clock placed on the samples' clock by the end of its first idle phase, so
 they are good to about a sample (0.5 s). Runs since the guest's ticks are recorded
 (host_compare.guest_cpu) also split the guest's side: its user, system and irq time, the
-CPU of balloond's tree (itself and its holders, live or reaped) and how much reclaim
-scanned and stole; runs that sampled QEMU's system time and minor faults show the host's
+CPU of balloond's tree (itself and its holders, live or reaped), how much reclaim
+scanned and stole, and (since the guests count them) its THP faults and fallbacks; runs that sampled QEMU's system time and minor faults show the host's
 kernel work for the burst's QEMU (faulting in RAM file holes the guest touches again).
 The guest's ticks count wall time while its vCPU is descheduled too, so they give its
 split, not host CPU."""
@@ -119,6 +119,8 @@ def markdown(per_run: dict[str, list[dict]]) -> list[str]:
                       f"balloond {gc['balloond_s']} s") if gc else ""
             if gc and "scanned_mib" in gc:
                 inside += f", reclaim scanned {gc['scanned_mib']} MiB, stole {gc['stolen_mib']} MiB"
+            if gc and "thp_faults" in gc:
+                inside += f", THP faults {gc['thp_faults']} / fallbacks {gc['thp_fallbacks']}"
             hs = (f", of it host kernel {b['own_system_s']} s, {b['own_faults_k']}k faults"
                   if b.get("own_system_s") is not None else "")
             out.append(f"  - {name}: {b['seconds']} s; own {b['own_cpu_s']} s{hs} (balloon {b['balloon_at_start_mib']} MiB), "

@@ -14,16 +14,19 @@ from hostlib import MiB, ROOT, proc_cpu_ticks, proc_stat
 
 def guest_cpu(text: str) -> dict:
     """Seconds over the phase, from its two lines of ticks (start_schedule): balloond's tree,
-    the guest's user, system and irq time, and the pages reclaim scanned and stole; {} when a
-    line is missing. (Four-number lines are older runs': no reclaim counts, and balloond's
-    figure there counted reaped holders' whole lifetime, not the phase's CPU.)"""
-    lines = [[int(x) for x in line.split()] for line in text.splitlines() if len(line.split()) in (4, 6)]
+    the guest's user, system and irq time, the pages reclaim scanned and stole, and THP faults
+    and fallbacks; {} when a line is missing. (Older runs' lines have four numbers, with no
+    reclaim counts and a balloond figure that counted reaped holders' whole lifetime, or six,
+    with no THP counts.)"""
+    lines = [[int(x) for x in line.split()] for line in text.splitlines() if len(line.split()) in (4, 6, 8)]
     if len(lines) != 2 or len(lines[0]) != len(lines[1]):
         return {}
     d = [b - a for a, b in zip(*lines)]
     out = {"balloond_s": d[0] / 100, "user_s": d[1] / 100, "system_s": d[2] / 100, "irq_s": d[3] / 100}
-    if len(d) == 6:
+    if len(d) >= 6:
         out.update(scanned_mib=round(d[4] * 4096 / MiB), stolen_mib=round(d[5] * 4096 / MiB))
+    if len(d) == 8:
+        out.update(thp_faults=d[6], thp_fallbacks=d[7])
     return out
 
 
@@ -99,11 +102,13 @@ class VMGuest:
         # balloond's tree (itself, its live holders and the ones it reaped: a holder's lifetime
         # CPU, its inflation's page zeroing, moves to balloond's cstime when it ends, so balloond
         # with reaped children alone would charge a deflate with the earlier inflation), then the
-        # guest's user, system and irq time (/proc/stat), then pages scanned and stolen by reclaim.
+        # guest's user, system and irq time (/proc/stat), then pages scanned and stolen by reclaim,
+        # then THP faults and their fallbacks to base pages (a burst's page faults multiply by 512
+        # when its memory comes back in base pages, which under TCG costs guest CPU).
         ticks = ("{ p=$(cat /tmp/balloond.pid 2>/dev/null); b=0; [ -n \"$p\" ] && b=$(for f in /proc/[0-9]*/stat; do cat $f; done 2>/dev/null | "
                  "awk -v p=$p '{q=$1; sub(/^[0-9]+ \\(.*\\) /,\"\"); if (q == p || $2 == p) s += $12+$13+$14+$15} END{print s+0}'); "
                  "echo ${b:-0} $(awk '/^cpu /{print $2+$3, $4, $7+$8}' /proc/stat) "
-                 "$(awk '/^pgscan_kswapd |^pgscan_direct /{s+=$2} /^pgsteal_kswapd |^pgsteal_direct /{t+=$2} END{print s+0, t+0}' /proc/vmstat); }")
+                 "$(awk '/^pgscan_kswapd |^pgscan_direct /{s+=$2} /^pgsteal_kswapd |^pgsteal_direct /{t+=$2} /^thp_fault_alloc /{h=$2} /^thp_fault_fallback /{f=$2} END{print s+0, t+0, h+0, f+0}' /proc/vmstat); }")
         steps = []
         for i, (kind, cmd) in enumerate(phases):
             stamp = f"e=$(cut -d' ' -f1 /proc/uptime); echo \"{i} {kind} $rc $s $e\" >> /tmp/phases"
