@@ -11,8 +11,9 @@ guest's own clock placed on the samples' clock by the end of its first idle phas
 they are good to about a sample (0.5 s). Runs since the guest's ticks are recorded
 (host_compare.guest_cpu) also split the guest's side: its user, system and irq time, the
 CPU of balloond's tree (itself and its holders, live or reaped), how much reclaim
-scanned and stole, and (since the guests count them) its THP faults and fallbacks; runs that sampled QEMU's system time and minor faults show the host's
-kernel work for the burst's QEMU (faulting in RAM file holes the guest touches again).
+scanned and stole, and (since the guests count them) its THP faults and fallbacks; runs
+that sampled QEMU's system time and minor faults show the host's kernel work for the
+burst's QEMU (faulting in RAM file holes the guest touches again).
 The guest's ticks count wall time while its vCPU is descheduled too, so they give its
 split, not host CPU."""
 
