@@ -32,6 +32,9 @@ package struct HostdConfig: Sendable, Equatable {
     /// `BurstYield=`: `auto` inflates no guest while another takes memory back at once (docs/policy.md);
     /// the policy's own default.
     package var burstYield = AutoTuning().burstYield
+    /// `SpareStalledCache=`: `auto` does not take again the page cache of a guest
+    /// that stalled when it was taken, for its hold-off (docs/policy.md).
+    package var spareStalledCache = AutoTuning().spareStalledCache
     /// `StatsInterval=`: how often each guest sends STATS.
     package var statsInterval: Duration = .seconds(1)
 
@@ -58,6 +61,7 @@ package struct HostdConfig: Sendable, Equatable {
         var tuning = AutoTuning()
         if let headroomBoost { tuning.boostLimit = headroomBoost }
         tuning.burstYield = burstYield
+        tuning.spareStalledCache = spareStalledCache
         return PolicySettings(
             mode: mode, hostReserve: hostReserve.resolve(memTotal: hostTotal), interval: interval, maxStep: maxStep, tuning: tuning)
     }

@@ -83,6 +83,9 @@ enum HostdKeys {
         HostdKey("Policy", "BurstYield", \.burstYield, defaults: .defaults,
                  doc: "auto: while a guest takes memory back at once, inflate no other guest",
                  parse: parseBool, render: { $0 ? "yes" : "no" }),
+        HostdKey("Policy", "SpareStalledCache", \.spareStalledCache, defaults: .defaults,
+                 doc: "auto: a guest that stalls right after its page cache was taken keeps its cache for its hold-off",
+                 parse: parseBool, render: { $0 ? "yes" : "no" }),
         HostdKey("Policy", "StatsInterval", \.statsInterval, defaults: .defaults, doc: "how often each guest sends STATS",
                  parse: { (v) throws(ValueError) in
                      let d = try parseInterval(v, examples: "use e.g. 1s or 500ms")

@@ -31,6 +31,8 @@ public struct AutoPolicy: HostPolicy {
         let band: Int64
         let pressured: Bool
         let holdingOff: Bool
+        /// Stalled right after its cache was taken (`SpareStalledCache=`).
+        let cacheSpared: Bool
         let current: Bool
         /// How far a host shortfall may squeeze the guest: the low-water mark
         /// (half the headroom) plus half the band, so MemAvailable's jitter at
@@ -50,8 +52,9 @@ public struct AutoPolicy: HostPolicy {
         /// while holding off, no further than `takeable`.
         var squeezeRoom: Int64 { holdingOff ? takeable : available - squeezeFloor }
         /// How far a shortfall that nothing else covers may squeeze it: while
-        /// holding off, its page cache too, down to headroom + band.
-        var lastRoom: Int64 { holdingOff ? spare - band : squeezeRoom }
+        /// holding off, its page cache too, down to headroom + band, unless
+        /// it stalled the last time that was taken.
+        var lastRoom: Int64 { holdingOff && !cacheSpared ? spare - band : squeezeRoom }
         var deficit: Int64 { headroom - available }
         /// Shares as a weight on taking: more shares, less taken.
         var takeWeight: Double { 1000 / Double(Swift.max(state.limits.shares, 1)) }
@@ -151,6 +154,7 @@ public struct AutoPolicy: HostPolicy {
                 state: state, available: available, headroom: h, band: b,
                 pressured: memory.lastPressure.map { now < $0 + interval * 2 } ?? false,
                 holdingOff: memory.holdingOff(now: now),
+                cacheSpared: memory.cacheSpared(now: now),
                 // A sample from before the last change does not show it yet:
                 // acting on it would take (or give) the same memory twice.
                 current: memory.lastChange.map { sample.at > $0 } ?? true,
@@ -178,6 +182,8 @@ public struct AutoPolicy: HostPolicy {
             let target = view.state.clamped(view.state.target.signed + delta)
             guard target != view.state.target else { return nil }
             guests[view.state.name]?.lastChange = now
+            // More than `squeezeRoom` is only ever taken from the cache.
+            if delta > Swift.max(view.squeezeRoom, 0) { guests[view.state.name]?.cacheTaken = now }
             return TargetChange(guest: view.state.name, target: target, reason: "auto: \(why)")
         }
     }

@@ -68,6 +68,13 @@ public struct AutoTuning: Sendable, Equatable {
     /// On by default since `make bench-host` on f34e264 (docs/policy.md).
     public var burstYield = true
     public var burstFall: Double = 1.0 / 16
+    /// `[Policy] SpareStalledCache=`: a guest that stalls within
+    /// `cacheStallWindow` of a round taking its page cache (`View.lastRoom`)
+    /// keeps its cache for the rest of that hold-off: the stall showed the
+    /// cache was its working set, and taking it again once `pressured` ends
+    /// (two rounds) repeats the stall and the give-back (docs/policy.md).
+    public var spareStalledCache = false
+    public var cacheStallWindow: Duration = .seconds(5)
 
     public init() {}
 }
@@ -86,6 +93,11 @@ struct AutoGuest: Sendable {
     var holdUntil: Duration?
     /// The balloon's size at the previous round (`BurstYield=`).
     var roundActual: UInt64?
+    /// When a round last took page cache from the guest (`View.lastRoom`),
+    /// and until when its cache is spared after it stalled on that
+    /// (`SpareStalledCache=`).
+    var cacheTaken: Duration?
+    var cacheSparedUntil: Duration?
 
     /// Decays the boost toward 1 (half-life), as of `now`.
     mutating func decay(now: Duration, _ tuning: AutoTuning) {
@@ -104,6 +116,13 @@ struct AutoGuest: Sendable {
             boostAt = now
         }
         hold(now: now, tuning)
+        if tuning.spareStalledCache, let taken = cacheTaken, now <= taken + tuning.cacheStallWindow {
+            cacheSparedUntil = holdUntil
+        }
+    }
+
+    func cacheSpared(now: Duration) -> Bool {
+        cacheSparedUntil.map { now < $0 } ?? false
     }
 
     /// Starts (or restarts) the hold-off. Signals of one episode restart the

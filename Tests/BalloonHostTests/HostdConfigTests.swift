@@ -69,6 +69,17 @@ import Testing
         #expect(throws: ConfigError.self) { try HostdLoader.parseHost("[Policy]\nBurstYield=often\n", file: "h.conf", into: &config) }
     }
 
+    /// `SpareStalledCache=` (off by default) reaches auto's tuning and survives `--dump-config`.
+    @Test func spareStalledCache() throws {
+        var config = HostdConfig()
+        #expect(!config.policySettings(hostTotal: 8 << 30).tuning.spareStalledCache)
+        try HostdLoader.parseHost("[Policy]\nSpareStalledCache=yes\n", file: "h.conf", into: &config)
+        #expect(config.policySettings(hostTotal: 8 << 30).tuning.spareStalledCache)
+        var again = HostdConfig()
+        try HostdLoader.parseHost(HostdLoader.render(HostdSetup(config: config)), file: "dump", into: &again)
+        #expect(again.spareStalledCache)
+    }
+
     @Test(arguments: [
         ("[Policy]\nMode=fast\n", "h.conf:2: [Policy] Mode: \"fast\" is not one of auto, proxmox, mom, manual"),
         ("[Host]\nControl=run/x\n", "h.conf:2: [Host] Control: \"run/x\" is not an absolute path"),

@@ -81,4 +81,46 @@ import Testing
         #expect(change.target == g.target + 128 * MiB)
         #expect(change.reason.contains("host short"))
     }
+
+    /// `SpareStalledCache=yes`: a guest that stalls within 5 s of a round
+    /// taking its cache keeps its cache for the rest of that hold-off; with
+    /// `no` a short host takes it again as soon as `pressured` ends (two
+    /// rounds), the churn bench-host showed (docs/policy-bench.md).
+    @Test(arguments: [true, false]) func aStallOnTakenCacheSparesTheCache(spare: Bool) throws {
+        var tuning = AutoTuning()
+        tuning.spareStalledCache = spare
+        var policy = AutoPolicy(tuning: tuning)
+        var g = guest(target: 300 * MiB)
+        let short = HostSample(at: .seconds(1), total: 8 * GiB, available: 0, overBudget: GiB)
+        /// A short host's round at `s` while the guest has 800 MiB available, 100 MiB free.
+        func takesCache(at s: Int64) -> Bool {
+            g.sample = GuestSample(at: .seconds(s), memTotal: GiB, memAvailable: 800 * MiB, memFree: 100 * MiB, balloonActual: g.actual)
+            guard let change = policy.round(host: short, guests: [g], now: .seconds(s)).first else { return false }
+            g.target = change.target
+            g.actual = change.target
+            return true
+        }
+        try stall(&policy, &g, at: 1)
+        #expect(takesCache(at: 3), "holding off, the short host takes its cache")
+        try stall(&policy, &g, at: 4)
+        #expect(takesCache(at: 7) == !spare, "the stall 1 s after the take spares the cache: \(spare)")
+        #expect(takesCache(at: 20), "the hold-off restarted at 4 s ended at 19 s")
+    }
+
+    /// A stall long after the cache was taken is not blamed on the take.
+    @Test func aLaterStallDoesNotSpareTheCache() throws {
+        var tuning = AutoTuning()
+        tuning.spareStalledCache = true
+        var policy = AutoPolicy(tuning: tuning)
+        var g = guest(target: 300 * MiB)
+        let short = HostSample(at: .seconds(1), total: 8 * GiB, available: 0, overBudget: GiB)
+        try stall(&policy, &g, at: 1)
+        g.sample = GuestSample(at: .seconds(3), memTotal: GiB, memAvailable: 800 * MiB, memFree: 100 * MiB, balloonActual: g.actual)
+        let first = try #require(policy.round(host: short, guests: [g], now: .seconds(3)).first)
+        g.target = first.target
+        g.actual = first.target
+        try stall(&policy, &g, at: 10)
+        g.sample = GuestSample(at: .seconds(13), memTotal: GiB, memAvailable: 800 * MiB, memFree: 100 * MiB, balloonActual: g.actual)
+        #expect(policy.round(host: short, guests: [g], now: .seconds(13)).first != nil, "7 s after the take: taken again")
+    }
 }
