@@ -209,6 +209,11 @@ def markdown(results: dict) -> str:
                     "otherwise the reason behind most of the guests' shortfall from their targets, e.g. `pressure`: a guest's "
                     "quiet period after pressure):", ""]
             out += [f"- {r['policy']}: " + ", ".join(f"{k} {v}" for k, v in r["over_budget_causes"].items()) for r in causes]
+        turned = [r for r in (c.get("repeated") or c["rows"]) if r.get("reversals") is not None]
+        if turned:
+            out += ["", "Target reversals: a guest's target lowered and raised again within 5 s (as sampled every 0.5 s), "
+                    "and of those, falls that were auto's give-back for pressure" + (" (mean of the runs)" if c.get("repeated") else "") + ":", ""]
+            out += [f"- {r['policy']}: {r['reversals']} ({r['pressure_reversals']} after pressure)" for r in turned]
         out += bursts_markdown(c.get("bursts") or {})
         out += ["", "| goal | met | figure |", "|---|---|---|"] + [f"| {g} | {'pass' if ok else 'FAIL'} | {v} |" for g, ok, v in c["goals"]]
     return "\n".join(out) + "\n"

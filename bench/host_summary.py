@@ -63,6 +63,29 @@ def over_budget_causes(samples: list[dict], budget: int) -> dict[str, float]:
     return dict(sorted(causes.items(), key=lambda kv: -kv[1]))
 
 
+def reversals(samples: list[dict], window: float = 5.0) -> tuple[int, int]:
+    """Targets that went down and up again within `window` s, the oscillation issue 11 rules
+    out: (all of them, those whose fall was the fast path's give-back for pressure, the
+    churn SpareStalledCache= is for). From the samples (every 0.5 s), so moves between two
+    samples that cancel out are not seen."""
+    count = pressure = 0
+    for name in samples[0].get("guests", {}) if samples else ():
+        last, fell = None, None  # the previous target; (when, for pressure) of the last fall
+        for s in samples:
+            g = s["guests"].get(name) or {}
+            target = g.get("target")
+            if target is None:
+                continue
+            if last is not None and target < last:
+                fell = (s["t"], "pressure" in (g.get("reason") or ""))
+            elif last is not None and target > last and fell and s["t"] - fell[0] <= window:
+                count += 1
+                pressure += fell[1]
+                fell = None
+            last = target
+    return count, pressure
+
+
 def runtime_ratios(run: dict, baselines: list[dict]) -> list[tuple[float, int, int, str]]:
     """(run time over the mean of the baselines' runs of the same phase, guest, phase, kind), timed phases only."""
     out = []
@@ -92,6 +115,7 @@ def summarize(run: dict, baseline: dict | None, budget: int, again: dict | None 
     rx = reactions(run["phases"])
     r = rx["times"]
     any_stall = reactions(run["phases"], "psi-stall-us")["times"]
+    turned, turned_pressure = reversals(run["samples"])
     return {
         "policy": run["policy"],
         "host_mean_mib": round(sum(d * h for d, h in w) / span / MiB, 1) if span else None,
@@ -113,6 +137,7 @@ def summarize(run: dict, baseline: dict | None, budget: int, again: dict | None 
         "reaction_any_stall_p50_s": round(pct(any_stall, 50), 3) if any_stall else None,
         "reaction_any_stall_p99_s": round(pct(any_stall, 99), 3) if any_stall else None,
         "reactions_any_stall": len(any_stall),
+        "reversals": turned, "pressure_reversals": turned_pressure,
     }
 
 
@@ -150,8 +175,8 @@ def repeated(runs: dict[str, dict], rows: list[dict], rounds: int) -> list[dict]
         names = [n for n in runs if n.split("#")[0] == policy]
         mine = [by_row[n] for n in names]
         agg: dict = {"policy": policy, "runs": len(names)}
-        for key in ("host_mean_mib", "seconds_over_budget", "psi_some_total_s"):
-            vals = [r[key] for r in mine if r[key] is not None]
+        for key in ("host_mean_mib", "seconds_over_budget", "psi_some_total_s", "reversals", "pressure_reversals"):
+            vals = [r[key] for r in mine if r.get(key) is not None]
             agg[key] = round(sum(vals) / len(vals), 1) if vals else None
             agg[key + "_range"] = [min(vals), max(vals)] if vals else None
         agg["oom_kills"] = sum(r["oom_kills"] for r in mine)

@@ -32,6 +32,8 @@ package struct HostdConfig: Sendable, Equatable {
     /// `BurstYield=`: `auto` inflates no guest while another takes memory back at once (docs/policy.md);
     /// the policy's own default.
     package var burstYield = AutoTuning().burstYield
+    /// `BurstLinger=`: how long `auto` still yields to a burst after the guest's balloon last fell.
+    package var burstLinger = AutoTuning().burstLinger
     /// `SpareStalledCache=`: `auto` does not take again the page cache of a guest
     /// that stalled when it was taken, for its hold-off (docs/policy.md).
     package var spareStalledCache = AutoTuning().spareStalledCache
@@ -62,6 +64,7 @@ package struct HostdConfig: Sendable, Equatable {
         if let headroomBoost { tuning.boostLimit = headroomBoost }
         tuning.burstYield = burstYield
         tuning.spareStalledCache = spareStalledCache
+        tuning.burstLinger = burstLinger
         return PolicySettings(
             mode: mode, hostReserve: hostReserve.resolve(memTotal: hostTotal), interval: interval, maxStep: maxStep, tuning: tuning)
     }

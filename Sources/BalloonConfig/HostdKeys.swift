@@ -83,6 +83,14 @@ enum HostdKeys {
         HostdKey("Policy", "BurstYield", \.burstYield, defaults: .defaults,
                  doc: "auto: while a guest takes memory back at once, inflate no other guest",
                  parse: parseBool, render: { $0 ? "yes" : "no" }),
+        HostdKey("Policy", "BurstLinger", \.burstLinger, defaults: .defaults,
+                 doc: "auto: how long a guest still counts as taking memory back at once after its balloon last fell; 0 = only while it falls",
+                 parse: { (v) throws(ValueError) in
+                     let d = try parseInterval(v, examples: "use e.g. 0, 3s or 1500ms")
+                     guard d <= .seconds(60) else { throw ValueError("\"\(v)\" is longer than the maximum 60s") }
+                     return d
+                 },
+                 render: renderDuration),
         HostdKey("Policy", "SpareStalledCache", \.spareStalledCache, defaults: .defaults,
                  doc: "auto: a guest that stalls right after its page cache was taken keeps its cache for its hold-off",
                  parse: parseBool, render: { $0 ? "yes" : "no" }),

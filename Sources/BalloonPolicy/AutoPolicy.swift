@@ -136,7 +136,7 @@ public struct AutoPolicy: HostPolicy {
     public mutating func round(host: HostSample, guests states: [GuestState], now: Duration) -> [TargetChange] {
         let names = Set(states.map(\.name))
         guests = guests.filter { names.contains($0.key) }
-        let bursting = tuning.burstYield ? takingBackAtOnce(states) : []
+        let bursting = tuning.burstYield ? takingBackAtOnce(states, now: now) : []
         var views: [View] = []
         for state in states where state.managed {
             guard let sample = state.sample, now < sample.at + tuning.staleAfter else { continue }

@@ -68,6 +68,10 @@ public struct AutoTuning: Sendable, Equatable {
     /// On by default since `make bench-host` on f34e264 (docs/policy.md).
     public var burstYield = true
     public var burstFall: Double = 1.0 / 16
+    /// `[Policy] BurstLinger=`: how long a guest found bursting still counts
+    /// as bursting after the last round its balloon fell so (AutoBurst.swift);
+    /// zero: only in rounds it fell.
+    public var burstLinger: Duration = .zero
     /// `[Policy] SpareStalledCache=`: a guest that stalls within
     /// `cacheStallWindow` of a round taking its page cache (`View.lastRoom`)
     /// keeps its cache for the rest of that hold-off: the stall showed the
@@ -98,6 +102,8 @@ struct AutoGuest: Sendable {
     /// (`SpareStalledCache=`).
     var cacheTaken: Duration?
     var cacheSparedUntil: Duration?
+    /// Until when the guest counts as bursting (`BurstLinger=`).
+    var burstUntil: Duration?
 
     /// Decays the boost toward 1 (half-life), as of `now`.
     mutating func decay(now: Duration, _ tuning: AutoTuning) {

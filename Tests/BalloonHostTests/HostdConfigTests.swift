@@ -80,6 +80,19 @@ import Testing
         #expect(again.spareStalledCache)
     }
 
+    /// `BurstLinger=` (0 by default) reaches auto's tuning, survives `--dump-config`, and is at most 60 s.
+    @Test func burstLinger() throws {
+        var config = HostdConfig()
+        #expect(config.policySettings(hostTotal: 8 << 30).tuning.burstLinger == .zero)
+        try HostdLoader.parseHost("[Policy]\nBurstLinger=2500ms\n", file: "h.conf", into: &config)
+        #expect(config.policySettings(hostTotal: 8 << 30).tuning.burstLinger == .milliseconds(2500))
+        var again = HostdConfig()
+        try HostdLoader.parseHost(HostdLoader.render(HostdSetup(config: config)), file: "dump", into: &again)
+        #expect(again.burstLinger == .milliseconds(2500))
+        #expect(throws: ConfigError.self) { try HostdLoader.parseHost("[Policy]\nBurstLinger=2min\n", file: "h.conf", into: &config) }
+        #expect(throws: ConfigError.self) { try HostdLoader.parseHost("[Policy]\nBurstLinger=soon\n", file: "h.conf", into: &config) }
+    }
+
     @Test(arguments: [
         ("[Policy]\nMode=fast\n", "h.conf:2: [Policy] Mode: \"fast\" is not one of auto, proxmox, mom, manual"),
         ("[Host]\nControl=run/x\n", "h.conf:2: [Host] Control: \"run/x\" is not an absolute path"),

@@ -110,4 +110,45 @@ import Testing
         let held = try #require(burst(yield: true, host: budget)[1]["b"])
         #expect(held.reason.contains("a taking memory back at once"), "\(held.reason)")
     }
+
+    /// `BurstLinger=3s`: a burst deflated in steps (500 → 300 MiB at 2 s, a
+    /// pause at 3 s, 200 MiB at 4 s, then still) holds b through the pause
+    /// and until 3 s after the last fall; with 0 the pause's round takes.
+    @Test(arguments: [Duration.zero, .seconds(3)]) func aBurstInStepsHoldsThroughItsPauses(linger: Duration) throws {
+        var tuning = AutoTuning()
+        tuning.burstLinger = linger
+        var auto = AutoPolicy(reserve: 512 * MiB, tuning: tuning)
+        var b = 200 * MiB
+        var held: [Int64: Bool] = [:]
+        for (t, aActual) in [(Int64(1), 500 * MiB), (2, 300 * MiB), (3, 300 * MiB), (4, 200 * MiB), (5, 200 * MiB), (6, 200 * MiB), (7, 200 * MiB), (8, 200 * MiB)] {
+            let states = [
+                guest("a", target: 500 * MiB, actual: aActual, available: 150 * MiB, at: t),
+                guest("b", target: b + 100 * MiB, actual: b, available: 600 * MiB, at: t),
+            ]
+            let change = try #require(round(&auto, states, at: t)["b"], "b moves at \(t) s")
+            held[t] = change.reason.contains("a taking memory back at once")
+            #expect(held[t]! || change.target > b + 100 * MiB, "\(change.reason)")
+        }
+        #expect(held[2] == true && held[4] == true)
+        #expect(held[3] == (linger > .zero), "the pause between two steps")
+        #expect(held[5] == (linger > .zero) && held[6] == (linger > .zero))
+        #expect(held[7] == false && held[8] == false, "3 s after the last fall the round takes again")
+    }
+
+    /// A lingering burst ends once the guest's balloon is within a band of
+    /// its target (the policy lowered it, or the guest reached it).
+    @Test func theLingerEndsAtTheTarget() throws {
+        var tuning = AutoTuning()
+        tuning.burstLinger = .seconds(10)
+        var auto = AutoPolicy(reserve: 512 * MiB, tuning: tuning)
+        _ = round(&auto, [guest("a", target: 500 * MiB, actual: 500 * MiB, available: 150 * MiB, at: 1),
+                          guest("b", target: 300 * MiB, actual: 200 * MiB, available: 600 * MiB, at: 1)], at: 1)
+        let during = round(&auto, [guest("a", target: 500 * MiB, actual: 300 * MiB, available: 150 * MiB, at: 2),
+                                   guest("b", target: 300 * MiB, actual: 200 * MiB, available: 600 * MiB, at: 2)], at: 2)
+        #expect(during["b"]?.reason.contains("a taking memory back at once") == true)
+        let after = round(&auto, [guest("a", target: 310 * MiB, actual: 300 * MiB, available: 150 * MiB, at: 3),
+                                  guest("b", target: 200 * MiB, actual: 200 * MiB, available: 600 * MiB, at: 3)], at: 3)
+        let change = try #require(after["b"])
+        #expect(change.reason.contains("take"), "\(change.reason)")
+    }
 }
