@@ -24,10 +24,11 @@ extension AutoPolicy {
     ///
     /// `BurstLinger=`: a guest found so stays bursting for that long after
     /// the last round its balloon fell (by any amount), while the balloon
-    /// stays a band below its target. A TCG guest's balloond deflates a burst in steps a
-    /// second or two apart; without it the round between two steps took
-    /// again and the next held again (145 → 273 → 145 MiB every second in
-    /// bench-host on df91838), and a neighbour inflated during the burst.
+    /// stays a band below its target. A TCG guest's balloond deflates a
+    /// burst in steps a second or two apart; without it the round between
+    /// two steps took again and the next held again (145 → 273 → 145 MiB
+    /// every second in bench-host on df91838), and a neighbour inflated
+    /// during the burst.
     mutating func takingBackAtOnce(_ states: [GuestState], now: Duration) -> [String] {
         var out: [String] = []
         for state in states {

@@ -8,10 +8,18 @@ import Testing
 /// the guest's own quiet period does (docs/policy.md).
 @Suite struct AutoHoldOffTests {
     let host = HostSample(at: .seconds(1), total: 8 * GiB, available: 4 * GiB)
+    /// A host 1 GiB over its budget: a round takes what it can.
+    let short = HostSample(at: .seconds(1), total: 8 * GiB, available: 0, overBudget: GiB)
 
     func guest(target: UInt64) -> GuestState {
         GuestState(name: "g", ramSize: GiB, limits: GuestLimits(min: 128 * MiB, max: GiB, shares: 1000),
                    connected: true, target: target, actual: target, sample: nil)
+    }
+
+    func spareStalledCache(_ on: Bool) -> AutoTuning {
+        var tuning = AutoTuning()
+        tuning.spareStalledCache = on
+        return tuning
     }
 
     /// Low MemAvailable at `at`: pressure, and the target goes down.
@@ -24,9 +32,9 @@ import Testing
 
     /// A round at `at` when the workload has ended but left its page cache:
     /// 800 MiB available, 100 MiB of it free. Whether it took anything.
-    func takes(_ policy: inout AutoPolicy, _ g: inout GuestState, at s: Int64) -> Bool {
+    func takes(_ policy: inout AutoPolicy, _ g: inout GuestState, at s: Int64, host: HostSample? = nil) -> Bool {
         g.sample = GuestSample(at: .seconds(s), memTotal: GiB, memAvailable: 800 * MiB, memFree: 100 * MiB, balloonActual: g.actual)
-        guard let change = policy.round(host: host, guests: [g], now: .seconds(s)).first else { return false }
+        guard let change = policy.round(host: host ?? self.host, guests: [g], now: .seconds(s)).first else { return false }
         g.target = change.target
         g.actual = change.target
         return true
@@ -74,7 +82,6 @@ import Testing
         // 3 s later: 800 MiB available, 100 MiB of it free (page cache).
         g.sample = GuestSample(at: .seconds(3), memTotal: GiB, memAvailable: 800 * MiB, memFree: 100 * MiB, balloonActual: g.actual)
         #expect(policy.round(host: host, guests: [g], now: .seconds(3)).isEmpty, "not short: the cache stays")
-        let short = HostSample(at: .seconds(3), total: 8 * GiB, available: 0, overBudget: GiB)
         let change = try #require(policy.round(host: short, guests: [g], now: .seconds(3)).first, "short: the cache is taken")
         // At most a step (128 MiB) a round, and from the cache: free memory
         // above headroom and band is none.
@@ -87,40 +94,22 @@ import Testing
     /// `no` a short host takes it again as soon as `pressured` ends (two
     /// rounds), the churn bench-host showed (docs/policy-bench.md).
     @Test(arguments: [true, false]) func aStallOnTakenCacheSparesTheCache(spare: Bool) throws {
-        var tuning = AutoTuning()
-        tuning.spareStalledCache = spare
-        var policy = AutoPolicy(tuning: tuning)
+        var policy = AutoPolicy(tuning: spareStalledCache(spare))
         var g = guest(target: 300 * MiB)
-        let short = HostSample(at: .seconds(1), total: 8 * GiB, available: 0, overBudget: GiB)
-        /// A short host's round at `s` while the guest has 800 MiB available, 100 MiB free.
-        func takesCache(at s: Int64) -> Bool {
-            g.sample = GuestSample(at: .seconds(s), memTotal: GiB, memAvailable: 800 * MiB, memFree: 100 * MiB, balloonActual: g.actual)
-            guard let change = policy.round(host: short, guests: [g], now: .seconds(s)).first else { return false }
-            g.target = change.target
-            g.actual = change.target
-            return true
-        }
         try stall(&policy, &g, at: 1)
-        #expect(takesCache(at: 3), "holding off, the short host takes its cache")
+        #expect(takes(&policy, &g, at: 3, host: short), "holding off, the short host takes its cache")
         try stall(&policy, &g, at: 4)
-        #expect(takesCache(at: 7) == !spare, "the stall 1 s after the take spares the cache: \(spare)")
-        #expect(takesCache(at: 20), "the hold-off restarted at 4 s ended at 19 s")
+        #expect(takes(&policy, &g, at: 7, host: short) == !spare, "the stall 1 s after the take spares the cache: \(spare)")
+        #expect(takes(&policy, &g, at: 20, host: short), "the hold-off restarted at 4 s ended at 19 s")
     }
 
     /// A stall long after the cache was taken is not blamed on the take.
     @Test func aLaterStallDoesNotSpareTheCache() throws {
-        var tuning = AutoTuning()
-        tuning.spareStalledCache = true
-        var policy = AutoPolicy(tuning: tuning)
+        var policy = AutoPolicy(tuning: spareStalledCache(true))
         var g = guest(target: 300 * MiB)
-        let short = HostSample(at: .seconds(1), total: 8 * GiB, available: 0, overBudget: GiB)
         try stall(&policy, &g, at: 1)
-        g.sample = GuestSample(at: .seconds(3), memTotal: GiB, memAvailable: 800 * MiB, memFree: 100 * MiB, balloonActual: g.actual)
-        let first = try #require(policy.round(host: short, guests: [g], now: .seconds(3)).first)
-        g.target = first.target
-        g.actual = first.target
+        #expect(takes(&policy, &g, at: 3, host: short))
         try stall(&policy, &g, at: 10)
-        g.sample = GuestSample(at: .seconds(13), memTotal: GiB, memAvailable: 800 * MiB, memFree: 100 * MiB, balloonActual: g.actual)
-        #expect(policy.round(host: short, guests: [g], now: .seconds(13)).first != nil, "7 s after the take: taken again")
+        #expect(takes(&policy, &g, at: 13, host: short), "7 s after the take: taken again")
     }
 }
