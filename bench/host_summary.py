@@ -176,7 +176,7 @@ def repeated(runs: dict[str, dict], rows: list[dict], rounds: int) -> list[dict]
         mine = [by_row[n] for n in names]
         agg: dict = {"policy": policy, "runs": len(names)}
         for key in ("host_mean_mib", "seconds_over_budget", "psi_some_total_s", "reversals", "pressure_reversals"):
-            vals = [r[key] for r in mine if r.get(key) is not None]
+            vals = [r[key] for r in mine if r[key] is not None]
             agg[key] = round(sum(vals) / len(vals), 1) if vals else None
             agg[key + "_range"] = [min(vals), max(vals)] if vals else None
         agg["oom_kills"] = sum(r["oom_kills"] for r in mine)

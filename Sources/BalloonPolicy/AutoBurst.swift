@@ -36,11 +36,7 @@ extension AutoPolicy {
             defer { guests[state.name] = memory }
             let before = memory.roundActual
             memory.roundActual = state.managed ? state.actual : nil
-            guard state.managed else {
-                memory.burstUntil = nil
-                continue
-            }
-            guard state.target.signed - state.actual.signed >= band(state) else {
+            guard state.managed, state.target.signed - state.actual.signed >= band(state) else {
                 memory.burstUntil = nil
                 continue
             }

@@ -69,8 +69,8 @@ public struct AutoTuning: Sendable, Equatable {
     public var burstYield = true
     public var burstFall: Double = 1.0 / 16
     /// `[Policy] BurstLinger=`: how long a guest found bursting still counts
-    /// as bursting after the last round its balloon fell so (AutoBurst.swift);
-    /// zero: only in rounds it fell.
+    /// as bursting after the last round its balloon fell (AutoBurst.swift);
+    /// zero: only in rounds it fell by `burstFall`.
     public var burstLinger: Duration = .zero
     /// `[Policy] SpareStalledCache=`: a guest that stalls within
     /// `cacheStallWindow` of a round taking its page cache (`View.lastRoom`)
