@@ -48,7 +48,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "vm"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from hostlib import GiB, MiB, Control, binary, hostd_config, log, proc_cpu_seconds, proc_status_kib, provenance, start_hostd, stop  # noqa: E402
+from hostlib import GiB, MiB, Control, binary, hostd_config, log, proc_cpu_seconds, proc_status_kib, provenance, start_hostd, stop, write_results  # noqa: E402
 import host_compare  # noqa: E402
 from host_bursts import markdown as bursts_markdown  # noqa: E402
 
@@ -258,12 +258,7 @@ def main() -> int:
             results["provenance"]["note"] = " ".join(x for x in (
                 f"Summarized again from {a.from_runs} (`--from-runs`): the runs are those of an earlier compare, whose "
                 "commit and date are not the ones above.", results["provenance"]["note"]) if x)
-    with open(os.path.join(a.out_dir, "results-host.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    md = markdown(results)
-    with open(os.path.join(a.out_dir, "results-host.md"), "w") as f:
-        f.write(md)
-    print(md)
+    write_results(a.out_dir, "results-host", results, markdown(results))
     goals = results.get("scale", {}).get("goals", []) + results.get("compare", {}).get("goals", [])
     return 0 if all(ok for _, ok, _ in goals) else 1
 

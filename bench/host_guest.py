@@ -14,19 +14,22 @@ from hostlib import MiB, ROOT, proc_cpu_ticks, proc_stat
 
 def guest_cpu(text: str) -> dict:
     """Seconds over the phase, from its two lines of ticks (start_schedule): balloond's tree,
-    the guest's user, system and irq time, the pages reclaim scanned and stole, and THP faults
-    and fallbacks; {} when a line is missing. (Older runs' lines have four numbers, with no
-    reclaim counts and a balloond figure that counted reaped holders' whole lifetime, or six,
-    with no THP counts.)"""
-    lines = [[int(x) for x in line.split()] for line in text.splitlines() if len(line.split()) in (4, 6, 8)]
+    the guest's user, system and irq time, the pages reclaim scanned and stole, THP faults
+    and fallbacks, and direct compaction (stalls, pages scanned to migrate and for free
+    targets); {} when a line is missing. (Older runs' lines have four numbers, with no
+    reclaim counts and a balloond figure that counted reaped holders' whole lifetime, six,
+    with no THP counts, or eight, with no compaction counts.)"""
+    lines = [[int(x) for x in line.split()] for line in text.splitlines() if len(line.split()) in (4, 6, 8, 11)]
     if len(lines) != 2 or len(lines[0]) != len(lines[1]):
         return {}
     d = [b - a for a, b in zip(*lines)]
     out = {"balloond_s": d[0] / 100, "user_s": d[1] / 100, "system_s": d[2] / 100, "irq_s": d[3] / 100}
     if len(d) >= 6:
         out.update(scanned_mib=round(d[4] * 4096 / MiB), stolen_mib=round(d[5] * 4096 / MiB))
-    if len(d) == 8:
+    if len(d) >= 8:
         out.update(thp_faults=d[6], thp_fallbacks=d[7])
+    if len(d) == 11:  # direct compaction: a THP fault's cost when free memory is in pieces
+        out.update(compact_stalls=d[8], compact_migrate_scanned=d[9], compact_free_scanned=d[10])
     return out
 
 
@@ -108,7 +111,7 @@ class VMGuest:
         ticks = ("{ p=$(cat /tmp/balloond.pid 2>/dev/null); b=0; [ -n \"$p\" ] && b=$(for f in /proc/[0-9]*/stat; do cat $f; done 2>/dev/null | "
                  "awk -v p=$p '{q=$1; sub(/^[0-9]+ \\(.*\\) /,\"\"); if (q == p || $2 == p) s += $12+$13+$14+$15} END{print s+0}'); "
                  "echo ${b:-0} $(awk '/^cpu /{print $2+$3, $4, $7+$8}' /proc/stat) "
-                 "$(awk '/^pgscan_kswapd |^pgscan_direct /{s+=$2} /^pgsteal_kswapd |^pgsteal_direct /{t+=$2} /^thp_fault_alloc /{h=$2} /^thp_fault_fallback /{f=$2} END{print s+0, t+0, h+0, f+0}' /proc/vmstat); }")
+                 "$(awk '/^pgscan_kswapd |^pgscan_direct /{s+=$2} /^pgsteal_kswapd |^pgsteal_direct /{t+=$2} /^thp_fault_alloc /{h=$2} /^thp_fault_fallback /{f=$2} /^compact_stall /{c=$2} /^compact_migrate_scanned /{m=$2} /^compact_free_scanned /{r=$2} END{print s+0, t+0, h+0, f+0, c+0, m+0, r+0}' /proc/vmstat); }")
         steps = []
         for i, (kind, cmd) in enumerate(phases):
             stamp = f"e=$(cut -d' ' -f1 /proc/uptime); echo \"{i} {kind} $rc $s $e\" >> /tmp/phases"

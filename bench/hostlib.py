@@ -152,3 +152,13 @@ def provenance() -> dict:
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host_cpus": os.cpu_count(), "host_cpu_model": cpu,
             "host_kernel": os.uname().release, "load_average_at_start": list(os.getloadavg()),
             "balloon_hostd": binary("balloon-hostd"), "note": os.environ.get("BENCH_NOTE", "")}
+
+
+def write_results(out_dir: str, stem: str, result: dict, md: str) -> None:
+    """OUT_DIR/STEM.json (the figures and their provenance) and STEM.md (the report), printed too."""
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, f"{stem}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    with open(os.path.join(out_dir, f"{stem}.md"), "w") as f:
+        f.write(md)
+    print(md)

@@ -4,12 +4,12 @@ import BalloonProtocol
 extension HostFormat {
     /// `balloonctl list`: one line per guest under a header.
     public static func guestList(_ list: GuestListReply) -> String {
-        let header = ["NAME", "STATE", "POLICY", "RAM", "TARGET", "ACTUAL", "AVAILABLE", "PSI-SOME", "PSI-FULL", "FREED"]
+        let header = ["NAME", "STATE", "POLICY", "RAM", "TARGET", "ACTUAL", "HELD", "AVAILABLE", "PSI-SOME", "PSI-FULL", "FREED"]
         var table = [header]
         for g in list.guests {
             table.append([
                 PrintableText.escape(g.name), g.connected ? "up" : "down", g.policy.rawValue, bytes(g.ramSize), bytes(g.target), bytes(g.actual),
-                bytes(g.available), g.psiSomeAvg10.map { fixed($0, decimals: 2) } ?? "-",
+                g.held?.code.rawValue ?? "-", bytes(g.available), g.psiSomeAvg10.map { fixed($0, decimals: 2) } ?? "-",
                 g.psiFullAvg10.map { fixed($0, decimals: 2) } ?? "-", HumanBytes.format(g.bytesFreed),
             ])
         }
@@ -34,6 +34,7 @@ extension HostFormat {
             ("available", bytes(g.available)),
             ("PSI some/full avg10", (g.psiSomeAvg10.map { fixed($0, decimals: 2) } ?? "-") + " / " + (g.psiFullAvg10.map { fixed($0, decimals: 2) } ?? "-")),
             ("last change", g.reason ?? "-"),
+            ("held by", g.held?.description ?? "-"),
         ]) + serveStatus(s.session)
     }
 

@@ -65,6 +65,8 @@ final class GuestPeer {
         /// The newest STATS event whole, for /metrics.
         var stats: StatsReply?
         var reason: String?
+        /// Why the balloon stops short of the target, as the guest last said.
+        var held: StopReason?
     }
 
     /// What a reply from the guest is for.
@@ -156,6 +158,7 @@ final class GuestPeer {
         g.psiFullAvg10 = agent.sample?.psiFullAvg10
         g.bytesFreed = puncher?.bytesFreed ?? 0
         g.reason = agent.reason
+        g.held = link?.synced == true ? agent.held : nil
         return g
     }
 

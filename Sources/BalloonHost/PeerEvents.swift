@@ -12,8 +12,14 @@ extension GuestPeer {
     func observe(_ event: Event) {
         guard let typed = try? GuestEvent(event) else { return }
         switch typed {
-        case let .balloonChange(p), let .targetReached(p), let .targetUnreachable(p, _):
+        case let .balloonChange(p):
             agent.actual = p.actual
+        case let .targetReached(p):
+            agent.actual = p.actual
+            agent.held = nil
+        case let .targetUnreachable(p, reason):
+            agent.actual = p.actual
+            agent.held = reason
         case let .deflated(d):
             agent.actual = d.actual
         case let .stats(reply):

@@ -241,6 +241,7 @@ extension GuestPeer {
                 }
                 agent.actual = current.actual
                 agent.availableFloor = current.limits.memAvailableFloor
+                agent.held = current.reason
                 guard let desired = status.desiredTarget else { return }
                 if current.target != desired {
                     options.log("re-applying target \(HumanBytes.format(desired)) (guest has \(HumanBytes.format(current.target)), actual \(HumanBytes.format(current.actual)))")

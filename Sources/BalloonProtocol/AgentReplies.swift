@@ -25,6 +25,11 @@ public struct GuestSummary: ReplyValue {
     public var bytesFreed: UInt64
     /// Why the target last changed (the policy's reason, or `set by an operator`).
     public var reason: String?
+    /// Why the guest's balloon stops short of the target, in the guest's own
+    /// words (its last `TARGET_UNREACHABLE`, or its `query` at sync: a quiet
+    /// period after pressure, its MemAvailable floor, …); nil once it reached
+    /// the target. The agent's view, so a client learns it without asking the guest.
+    public var held: StopReason?
 
     public init(name: String, channel: String, source: String, connected: Bool, policy: AgentCommand.GuestPolicyName) {
         self.name = name
@@ -45,6 +50,7 @@ public struct GuestSummary: ReplyValue {
             "psi-some-avg10": psiSomeAvg10.map(JSON.double) ?? .null,
             "psi-full-avg10": psiFullAvg10.map(JSON.double) ?? .null,
             "bytes-freed": .uint(bytesFreed), "reason": reason.map(JSON.string) ?? .null,
+            "held": held?.json ?? .null,
         ]
     }
 
@@ -64,6 +70,7 @@ public struct GuestSummary: ReplyValue {
         psiFullAvg10 = try f.optionalDouble("psi-full-avg10")
         bytesFreed = try f.uint64("bytes-freed")
         reason = try f.optionalString("reason")
+        if let h = try f.optionalObject("held") { held = try StopReason(fields: h) }
     }
 }
 

@@ -34,6 +34,7 @@ import Testing
         g.psiSomeAvg10 = 1.5
         g.bytesFreed = 4096
         g.reason = "spare memory"
+        g.held = StopReason(code: .pressure, desc: "held until the guest has been quiet")
         let list = GuestListReply(guests: [g, GuestSummary(name: "vm2", channel: "vsock:3:7468", source: "discovered", connected: false, policy: .off)])
         #expect(try GuestListReply(json: list.json) == list)
         var session = ServeStatus()
@@ -44,6 +45,9 @@ import Testing
         let policy = PolicyStatusReply(mode: "auto", interval: .seconds(1), hostTotal: 8 << 30, hostAvailable: 3 << 30, hostReserve: 512 << 20, budget: true, rounds: 7, targetsSet: 2)
         #expect(try PolicyStatusReply(json: policy.json) == policy)
         #expect(HostFormat.guestList(list).contains("vm1"))
+        #expect(HostFormat.guestList(list).contains("pressure"))
+        #expect(HostFormat.guestStatus(status).contains("pressure: held until"))
+        #expect(list.guests[1].json["held"] == .null)
         #expect(HostFormat.guestList(GuestListReply(guests: [])) == "no guests\n")
     }
 }

@@ -124,6 +124,33 @@ import Testing
         _ = db
     }
 
+    /// `list-guests` says why a balloon stops short of its target, as the
+    /// guest said it (TARGET_UNREACHABLE), with no `query` to the guest; and
+    /// stops saying it once the target is reached.
+    @Test func listSaysWhyABalloonIsHeld() throws {
+        let box = try AgentBox()
+        let g = try Sandbox(config: "[Balloon]\nChunkSize=8M\nMaxBalloon=16M\n")
+        let dg = try DaemonProcess(arguments: ["--config", g.configPath], waitForSocket: g.socket)
+        try box.guest("g", "[Guest]\nChannel=unix:\(g.socket)\nPolicy=manual\nTarget=32M\n")
+        let agent = try AgentProcess(["--config", box.config])
+        #expect(waitUntil { FileManager.default.fileExists(atPath: box.control) }, "\(agent.log)")
+        let client = try RawClient(socket: box.control)
+        try client.sync()
+        #expect(waitUntil(timeout: .seconds(30)) { (try? guest(client, "g"))??.held?.code == .maxBalloon }, "\(agent.log) \(dg.log)")
+        let held = try #require(try guest(client, "g"))
+        #expect(held.target == 32 * MiB && held.actual == 16 * MiB && balloonLocked(dg.pid) == 16 * MiB)
+
+        try client.value("select-guest", ["name": "g"])
+        var events: [Event] = []
+        try client.call("set-target", ["target": .uint(8 * MiB)], events: &events)
+        _ = try client.waitForEvent("TARGET_REACHED", into: &events)
+        #expect(waitUntil { (try? guest(client, "g"))??.actual == 8 * MiB }, "\(agent.log)")
+        #expect(try guest(client, "g")?.held == nil)
+
+        kill(agent.pid, SIGTERM)
+        #expect(agent.waitForExit() == 0)
+    }
+
     /// A `Directories=` entry made after the agent started is watched from
     /// then on, without a reload: the watch on its nearest existing parent
     /// sees it made.
