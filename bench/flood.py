@@ -91,11 +91,7 @@ def main() -> int:
         log_path = os.path.join(tmp, "hostd.log")
         hostd = H.start_hostd(conf, log_path)
         ctl = H.Control(os.path.join(tmp, "control"))
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if sum(g["connected"] for g in ctl.call("list-guests")["guests"]) >= a.guests:
-                break
-            time.sleep(0.5)
+        H.wait_connected(ctl, a.guests, 120)
         port = 0
         for line in open(log_path):
             if "metrics: serving /metrics on 127.0.0.1:" in line:

@@ -48,7 +48,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "vm"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from hostlib import GiB, MiB, Control, binary, hostd_config, log, proc_cpu_seconds, proc_status_kib, provenance, start_hostd, stop, write_results  # noqa: E402
+from hostlib import GiB, MiB, Control, binary, hostd_config, log, proc_cpu_seconds, proc_status_kib, provenance, start_hostd, stop, wait_connected, write_results  # noqa: E402
 import host_compare  # noqa: E402
 from host_bursts import markdown as bursts_markdown  # noqa: E402
 
@@ -89,14 +89,7 @@ def scale_run(a, mode: str) -> dict:
         conf = hostd_config(tmp, mode, budget, socks)
         hostd = start_hostd(conf, os.path.join(tmp, "hostd.log"))
         ctl = Control(os.path.join(tmp, "control"))
-        deadline = time.monotonic() + 180
-        connected = 0
-        while time.monotonic() < deadline:
-            guests = ctl.call("list-guests")["guests"]
-            connected = sum(1 for g in guests if g["connected"])
-            if connected >= a.guests:
-                break
-            time.sleep(1)
+        connected = wait_connected(ctl, a.guests, 180, poll=1)
         log(f"scale ({mode}): {connected}/{a.guests} guests connected")
         time.sleep(a.warmup)
         status0 = ctl.call("policy-status")

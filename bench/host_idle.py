@@ -27,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "vm"))
-from hostlib import MiB, ROOT, Control, hostd_config, log, proc_cpu_ticks, provenance, start_hostd, stop, write_results  # noqa: E402
+from hostlib import MiB, ROOT, Control, hostd_config, log, proc_cpu_ticks, provenance, start_hostd, stop, wait_connected, write_results  # noqa: E402
 from host_guest import VMGuest  # noqa: E402
 
 CLIENTS = ("none", "list-guests", "list-guests+query")
@@ -79,19 +79,11 @@ def run(a) -> dict:
             f.write(f"[Guest]\nChannel=unix:{guest.port}\nMemoryBackend={guest.ram_file}\nRamSize=1G\nMin=256M\nMax=1G\n")
         hostd = start_hostd(conf, os.path.join(tmp, "hostd.log"))
         control = os.path.join(tmp, "control")
-        deadline = time.monotonic() + 120
-        while True:  # the guest synced: list-guests says connected
-            try:
-                c = Control(control)
-                up = any(g["connected"] for g in c.call("list-guests")["guests"])
-                c.close()
-                if up:
-                    break
-            except (OSError, RuntimeError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the guest never connected to the agent")
-            time.sleep(0.5)
+        ctl = Control(control)
+        up = wait_connected(ctl, 1, 120)
+        ctl.close()
+        if not up:
+            raise RuntimeError("the guest never connected to the agent")
         for balloon in (0, 400 * MiB):
             set_target(control, balloon)
             time.sleep(15)  # inflated, and the guest's own settling after it

@@ -162,3 +162,13 @@ def write_results(out_dir: str, stem: str, result: dict, md: str) -> None:
     with open(os.path.join(out_dir, f"{stem}.md"), "w") as f:
         f.write(md)
     print(md)
+
+
+def wait_connected(ctl: Control, guests: int, timeout: float, poll: float = 0.5) -> int:
+    """Polls `list-guests` until `guests` of them are connected or `timeout` s pass; how many are."""
+    deadline = time.monotonic() + timeout
+    while True:
+        connected = sum(1 for g in ctl.call("list-guests")["guests"] if g["connected"])
+        if connected >= guests or time.monotonic() >= deadline:
+            return connected
+        time.sleep(poll)
