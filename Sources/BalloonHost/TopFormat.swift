@@ -3,7 +3,7 @@ import BalloonProtocol
 
 /// A column of `balloonctl top`, by its `--sort` name.
 public enum TopColumn: String, CaseIterable, Sendable {
-    case name, state, policy, ram, target, actual, available
+    case name, state, policy, ram, target, actual, held, available
     case psiSome = "psi-some", psiFull = "psi-full", freed
 
     public var header: String { rawValue == "ram" ? "RAM" : rawValue.uppercased() }
@@ -11,7 +11,7 @@ public enum TopColumn: String, CaseIterable, Sendable {
     /// Sizes and pressure sort largest first, text from A.
     var largestFirst: Bool {
         switch self {
-        case .name, .state, .policy: false
+        case .name, .state, .policy, .held: false
         default: true
         }
     }
@@ -110,13 +110,14 @@ extension HostFormat {
             case .psiSome: g.psiSomeAvg10
             case .psiFull: g.psiFullAvg10
             case .freed: Double(g.bytesFreed)
-            case .name, .state, .policy: nil
+            case .name, .state, .policy, .held: nil
             }
         }
-        func text(_ g: GuestSummary) -> String {
+        func text(_ g: GuestSummary) -> String? {
             switch column {
             case .state: g.connected ? "up" : "down"
             case .policy: g.policy.rawValue
+            case .held: g.held?.code.rawValue  // a balloon that is not held: last
             default: g.name
             }
         }
@@ -130,8 +131,12 @@ extension HostFormat {
                 case (nil, nil): before = nil
                 }
             } else {
-                let (x, y) = (text(a), text(b))
-                before = x == y ? nil : (x < y) != reverse
+                switch (text(a), text(b)) {
+                case let (x?, y?): before = x == y ? nil : (x < y) != reverse
+                case (.some, nil): return true
+                case (nil, .some): return false
+                case (nil, nil): before = nil
+                }
             }
             return before ?? (a.name < b.name)
         }
@@ -163,7 +168,7 @@ extension HostFormat {
             for g in sorted(guests, by: view.sort, reverse: view.reverse) {
                 table.append([
                     terminalSafe(g.name), g.connected ? "up" : "down", terminalSafe(g.policy.rawValue), bytes(g.ramSize),
-                    bytes(g.target), bytes(g.actual), bytes(g.available),
+                    bytes(g.target), bytes(g.actual), g.held?.code.rawValue ?? "-", bytes(g.available),
                     g.psiSomeAvg10.map { fixed($0, decimals: 2) } ?? "-", g.psiFullAvg10.map { fixed($0, decimals: 2) } ?? "-",
                     HumanBytes.format(g.bytesFreed), g.reason.map(terminalSafe) ?? "-",
                 ])

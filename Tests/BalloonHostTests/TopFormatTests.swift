@@ -43,13 +43,20 @@ import Testing
         #expect(HostFormat.sorted(guests, by: .actual, reverse: true).map(\.name) == ["b", "c", "a"])
         #expect(HostFormat.sorted(guests, by: .freed).map(\.name) == ["a", "b", "c"])
         #expect(HostFormat.sorted(guests, by: .state).map(\.name) == ["a", "b", "c"])  // "down" < "up"
-        #expect(TopColumn.name.next == .state && TopColumn.freed.next == .name)
+        // Held: by the guest's code from A, a balloon not held last (also reversed).
+        var held = guests
+        held[0].held = StopReason(code: .pressure, desc: "PSI some 12.0 > 10.0")
+        held[2].held = StopReason(code: .maxBalloon, desc: "MaxBalloon=16M")
+        #expect(HostFormat.sorted(held, by: .held).map(\.name) == ["c", "b", "a"])
+        #expect(HostFormat.sorted(held, by: .held, reverse: true).map(\.name) == ["b", "c", "a"])
+        #expect(TopColumn.name.next == .state && TopColumn.actual.next == .held && TopColumn.freed.next == .name)
         #expect(TopColumn(rawValue: "psi-some") == .psiSome)
     }
 
     @Test func frame() throws {
         var evil = Self.guest("db1", target: 512 << 20, actual: 384 << 20, freed: 384 << 20, psi: 2.314)
         evil.reason = "guest says \u{1B}[2Jhi\u{07}"
+        evil.held = StopReason(code: .memAvailableFloor, desc: "MemAvailable would fall below 64 MiB")
         let guests = [evil, Self.guest("web1", connected: false)]
         let policy = PolicyStatusReply(
             mode: "auto", interval: .seconds(1), hostTotal: 8 << 30, hostAvailable: 6 << 30, hostReserve: 512 << 20, budget: false,
@@ -59,7 +66,9 @@ import Testing
         #expect(lines[0] == "balloon-hostd: 2 guests (1 up), freed 384 MiB, policy auto every 1 s; host 8 GiB, available 6 GiB, reserve 512 MiB")
         #expect(lines[1] == "sorted by freed, every 2 s; keys: s sort by the next column, r reverse, q quit")
         #expect(lines[3].hasPrefix("NAME  STATE  POLICY  RAM ") && lines[3].hasSuffix("FREED  LAST CHANGE"))
+        #expect(lines[3].contains("  ACTUAL  ") && lines[3].contains("  HELD  "))
         #expect(lines[4].hasPrefix("db1 ") && lines[4].hasSuffix("384 MiB  guest says hi?"))
+        #expect(lines[4].contains(" mem-available-floor "))
         #expect(lines[5].hasPrefix("web1") && lines[5].contains("down"))
         #expect(!text.contains("\u{1B}") && !text.contains("\u{07}"))
         // Cut to the terminal's width; no keys line off a terminal.
