@@ -183,6 +183,9 @@ def repeated(runs: dict[str, dict], rows: list[dict], rounds: int) -> list[dict]
         pooled = [t for n in names for t in reactions(runs[n]["phases"])["times"]]
         agg["reaction_p99_s"] = round(pct(pooled, 99), 3) if pooled else None
         agg["reactions"] = len(pooled)
+        stalls = [t for n in names for t in reactions(runs[n]["phases"], "psi-stall-us")["times"]]
+        agg["reaction_any_stall_p99_s"] = round(pct(stalls, 99), 3) if stalls else None
+        agg["reactions_any_stall"] = len(stalls)
         if baseline(policy):
             noise = []
             for n in base_names:
