@@ -121,24 +121,20 @@ extension HostFormat {
             default: g.name
             }
         }
-        return guests.sorted { a, b in
-            let before: Bool?
-            if column.largestFirst {
-                switch (number(a), number(b)) {
-                case let (x?, y?): before = x == y ? nil : (x > y) != reverse
-                case (.some, nil): return true
-                case (nil, .some): return false
-                case (nil, nil): before = nil
-                }
-            } else {
-                switch (text(a), text(b)) {
-                case let (x?, y?): before = x == y ? nil : (x < y) != reverse
-                case (.some, nil): return true
-                case (nil, .some): return false
-                case (nil, nil): before = nil
-                }
+        // Whether a goes before b (nil: a tie, broken by name); a known value
+        // before an unknown one whichever the direction.
+        func before<T: Comparable>(_ x: T?, _ y: T?, largestFirst: Bool) -> Bool? {
+            switch (x, y) {
+            case let (x?, y?): x == y ? nil : (largestFirst ? x > y : x < y) != reverse
+            case (.some, nil): true
+            case (nil, .some): false
+            case (nil, nil): nil
             }
-            return before ?? (a.name < b.name)
+        }
+        return guests.sorted { a, b in
+            let order = column.largestFirst
+                ? before(number(a), number(b), largestFirst: true) : before(text(a), text(b), largestFirst: false)
+            return order ?? (a.name < b.name)
         }
     }
 
