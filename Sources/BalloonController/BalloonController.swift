@@ -179,6 +179,10 @@ public final class BalloonController {
             case .moved:
                 noteMovement(now)
                 return .more
+            case .interrupted:
+                // Nothing moved and nothing is refused: the signal that ended
+                // the lock is the daemon's to answer before the next step.
+                return .more
             case let .blocked(reason):
                 blockedBy = reason
                 retryAt = now + Self.retryInterval
@@ -200,7 +204,7 @@ public final class BalloonController {
         moved = true
     }
 
-    private enum InflateResult { case moved, blocked(Shortfall) }
+    private enum InflateResult { case moved, interrupted, blocked(Shortfall) }
 
     /// The MemAvailable growth stops at: a little above the floor, below
     /// which pressure deflation starts.
@@ -224,6 +228,10 @@ public final class BalloonController {
         }
         do {
             try reserver.grow(by: size)
+        } catch where error.kind == .interrupted {
+            // The lock took memory until it was ended: a stall now is the growth's.
+            lastGrowthAt = clock.now
+            return .interrupted
         } catch {
             return .blocked(.reserveFailed(error))
         }

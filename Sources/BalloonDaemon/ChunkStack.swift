@@ -22,6 +22,14 @@ public final class ChunkStack: MemoryReserver {
     /// Called each time memory goes back to the kernel during `shrink` (the
     /// daemon notes the first one of a pressure deflate).
     var returned: () -> Void = {}
+    /// The PSI triggers a holder's lock gives way to (the daemon's open ones):
+    /// a guest that stalls while a chunk is locked gets the lock's memory
+    /// back at once instead of after it (docs/pressure.md).
+    var lockInterrupters: () -> [(descriptor: Descriptor, tier: PressureSignal.Tier)] = { [] }
+    /// Triggers that fired while a chunk was locked. Waiting on a trigger
+    /// takes its event, so epoll will not report these: the daemon answers
+    /// them (`takeFiredDuringLock`).
+    private var firedDuringLock: [PressureSignal.Tier] = []
 
     public init(hugePageAdvice: HugePageAdvice, useHolders: Bool = false, reporter: FrameReporter) {
         self.hugePageAdvice = hugePageAdvice
@@ -53,7 +61,10 @@ public final class ChunkStack: MemoryReserver {
                 // While it locks (on another CPU), fork the next one; if that
                 // fails, the next growth forks again and says why.
                 spare = try? HolderProcess()
-                try holder.finishLock()
+                let interrupters = lockInterrupters()
+                var fired: [Int] = []
+                defer { firedDuringLock += fired.map { interrupters[$0].tier } }
+                try holder.finishLock(interruptedBy: interrupters.map(\.descriptor), fired: &fired)
                 memory = .holder(holder)
             } else {
                 memory = .local(try LockedRegion(length: Int(bytes), advice: hugePageAdvice))
@@ -68,6 +79,12 @@ public final class ChunkStack: MemoryReserver {
             reportInflated(chunk)
             updateLingers()
         }
+    }
+
+    /// The triggers that fired during chunk locks since the last call.
+    func takeFiredDuringLock() -> [PressureSignal.Tier] {
+        defer { firedDuringLock.removeAll() }
+        return firedDuringLock
     }
 
     public func shrink(by bytes: UInt64) {

@@ -135,6 +135,7 @@ public final class Daemon {
         }
         freeMemory.onChange = { [unowned self] in self.needsStep = true }
         pressure.onSignal = { [unowned self] signal in self.applyPressure(signal) }
+        chunks.lockInterrupters = { [unowned self] in self.pressure.triggerDescriptors }
         pressure.onRecheck = { [unowned self] measure in self.answerPressure { self.controller.recheckBlamedStall(measure) } }
         pressure.openTriggers(config)
         if config.holderProcesses { pressure.protectFromOOMKiller() }
@@ -240,6 +241,10 @@ public final class Daemon {
 
     private func stepController() {
         let outcome = controller.step()
+        defer {
+            // Answered once the step that locked is over (between chunks).
+            for tier in chunks.takeFiredDuringLock() { pressure.firedDuringLock(tier) }
+        }
         switch outcome {
         case .more: needsStep = true
         case let .waitUntil(when):

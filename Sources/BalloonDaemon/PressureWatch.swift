@@ -175,6 +175,17 @@ final class PressureWatch {
         }
     }
 
+    /// The open triggers' descriptors, severest first (a chunk lock gives way to them).
+    var triggerDescriptors: [(descriptor: Descriptor, tier: PressureSignal.Tier)] {
+        PressureSignal.Tier.allCases.reversed().compactMap { tier in triggers[tier].map { ($0.trigger.descriptor, tier) } }
+    }
+
+    /// A trigger that fired while a chunk was locked (its event was taken there).
+    func firedDuringLock(_ tier: PressureSignal.Tier) {
+        logger.info("PSI \(tier.rawValue) trigger fired while a chunk was being locked: the lock was ended")
+        onSignal(.psi(tier))
+    }
+
     /// The open triggers, as the kernel took them (a fallback's 2 s window).
     var shapes: [PressureSignal.Tier: TriggerShape] {
         triggers.mapValues { TriggerShape(full: $0.trigger.kind == .full, stall: $0.trigger.stall, window: $0.trigger.window) }

@@ -73,7 +73,25 @@ package final class HolderProcess {
     /// in the holder comes back as that call with its errno (mlock(2):
     /// ENOMEM is RLIMIT_MEMLOCK, EAGAIN pages that could not be had); a holder
     /// that died or answered anything else is `.holderExited`.
-    package func finishLock() throws(SystemError) {
+    ///
+    /// `interrupters` are PSI trigger descriptors: locking makes the kernel
+    /// reclaim, and a guest that stalls meanwhile must not wait for the lock
+    /// to finish before the balloon answers. When one fires before the
+    /// holder answers, the holder is ended (what it had locked goes back as
+    /// it exits) and this throws `.lockInterrupted`. Polling a trigger takes
+    /// its event (the kernel reports each firing once), so the indices of
+    /// those that fired, finished lock or not, are added to `fired` for the
+    /// caller to answer.
+    package func finishLock(interruptedBy interrupters: [Descriptor] = [], fired: inout [Int]) throws(SystemError) {
+        if !interrupters.isEmpty {
+            let ready = Self.waitAny(readable: replies.raw, priority: interrupters.map(\.raw))
+            fired += ready.priority
+            if !ready.readable {
+                release()
+                length = 0
+                throw SystemError("mlock", subject: "a chunk (holder \(pid))", cause: .lockInterrupted)
+            }
+        }
         let line = readLine()
         let words = line?.split(separator: " ") ?? []
         if words.count == 2, words[0] == "ok", let addr = UInt(words[1], radix: 16) {
@@ -93,7 +111,8 @@ package final class HolderProcess {
     package convenience init(length: Int, advice: HugePageAdvice) throws(SystemError) {
         try self.init()
         startLock(length: length, advice: advice)
-        try finishLock()
+        var fired: [Int] = []
+        try finishLock(fired: &fired)
     }
 
     /// How long the child keeps its chunk after the daemon dies (`.zero`:
@@ -153,6 +172,29 @@ package final class HolderProcess {
             }
             if byte == 0x0A { return String(decoding: out, as: UTF8.self) }
             out.append(byte)
+        }
+    }
+}
+
+extension HolderProcess {
+    /// Waits, without a timeout, until `readable` is readable (or hung up) or
+    /// one of `priority` has POLLPRI (a PSI trigger that fired). Returns
+    /// whether `readable` is ready and the indices of the `priority`
+    /// descriptors that fired. A priority descriptor in error is left out of
+    /// the wait (it cannot fire); EINTR waits again; any other failure of
+    /// poll(2) on descriptors we own is a bug, answered as `readable` so the
+    /// caller's read says what happened.
+    static func waitAny(readable: Int32, priority: [Int32]) -> (readable: Bool, priority: [Int]) {
+        var watched = Array(priority.indices)
+        while true {
+            var fds = [pollfd(fd: readable, events: Int16(POLLIN), revents: 0)]
+            fds += watched.map { pollfd(fd: priority[$0], events: Int16(POLLPRI), revents: 0) }
+            let count = nfds_t(fds.count)
+            guard case .success = funnel({ "poll" }, { Glibc.poll(&fds, count, -1) }) else { return (true, []) }
+            let events = fds.dropFirst().map(\.revents)
+            let fired = zip(watched, events).filter { $0.1 & Int16(POLLPRI) != 0 }.map(\.0)
+            if fds[0].revents != 0 || !fired.isEmpty { return (fds[0].revents != 0, fired) }
+            watched = zip(watched, events).filter { $0.1 == 0 }.map(\.0)
         }
     }
 }

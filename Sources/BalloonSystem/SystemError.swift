@@ -22,6 +22,8 @@ public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
         case outOfRange
         /// A balloon holder process ended without answering.
         case holderExited(answer: String?)
+        /// A chunk lock ended early because a pressure trigger fired first.
+        case lockInterrupted
 
         package var description: String {
             switch self {
@@ -30,6 +32,7 @@ public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
             case .socketInUse: "another process is listening"
             case .outOfRange: "offset or length out of range"
             case .holderExited(let answer): "the holder process exited (\(answer ?? "no answer"))"
+            case .lockInterrupted: "a pressure trigger fired first; what was locked went back"
             }
         }
     }

@@ -51,6 +51,25 @@ private func settledRig(_ size: UInt64 = 512 * MiB) throws -> Rig {
         #expect(rig.controller.pressure(.belowFloor(available: 400 * MiB)) == 0)
     }
 
+    @Test func aLockEndedByPressureIsNoRefusalAndTheSignalIsBlamedOnIt() throws {
+        let rig = Rig()
+        try rig.controller.setTarget(512 * MiB)
+        #expect(rig.controller.step() == .more)  // 64 MiB, long before the signal
+        rig.clock.advance(.seconds(10))
+        _ = rig.controller.takeEvents()
+        rig.reserver.failNext = ReserveError(.interrupted, cause: FakeCause("mlock a chunk: a pressure trigger fired first"))
+        // Nothing moved, nothing refused: no TARGET_UNREACHABLE, no retry wait.
+        #expect(rig.controller.step() == .more)
+        #expect(rig.controller.actual == 64 * MiB)
+        #expect(rig.controller.takeEvents().isEmpty)
+        #expect(rig.controller.reserveFailure == nil)
+        // The signal that ended the lock is the lock's: growth pauses, the
+        // balloon keeps what it held (a light signal would give a chunk back).
+        #expect(rig.controller.pressure(.psi(.light)) == 0)
+        #expect(rig.controller.step() == .waitUntil(rig.controller.quietUntil!))
+        #expect(rig.controller.actual == 64 * MiB)
+    }
+
     @Test func pressureRightAfterOwnGrowthStopsGrowthButDeflatesNothing() throws {
         let rig = Rig()
         try rig.controller.setTarget(512 * MiB)

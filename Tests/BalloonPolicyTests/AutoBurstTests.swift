@@ -118,7 +118,7 @@ import Testing
         var tuning = AutoTuning()
         tuning.burstLinger = linger
         var auto = AutoPolicy(reserve: 512 * MiB, tuning: tuning)
-        var b = 200 * MiB
+        let b = 200 * MiB
         var held: [Int64: Bool] = [:]
         for (t, aActual) in [(Int64(1), 500 * MiB), (2, 300 * MiB), (3, 300 * MiB), (4, 200 * MiB), (5, 200 * MiB), (6, 200 * MiB), (7, 200 * MiB), (8, 200 * MiB)] {
             let states = [

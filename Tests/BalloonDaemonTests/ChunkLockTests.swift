@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: Apache-2.0
+import BalloonController
+import BalloonSystem
+import Glibc
+import Testing
+@testable import BalloonDaemon
+
+private final class StillClock: MonotonicClock {
+    var now: Duration = .seconds(1)
+}
+
+/// The chunk stack's side of an interrupted lock: a trigger seen while a
+/// holder locked is handed to the daemon (its event was taken by the wait),
+/// whether the lock finished first or not.
+@Suite struct ChunkLockInterruption {
+    @Test func aTriggerSeenDuringALockIsHandedOn() throws {
+        let chunks = ChunkStack(hugePageAdvice: .forbid, useHolders: true, reporter: FrameReporter(clock: StillClock(), pageSize: UInt64(PageSize.bytes)))
+        defer { chunks.releaseAll() }
+        let (peer, trigger) = try StreamSocket.pair()
+        defer { peer.close(); trigger.close() }
+        var byte: UInt8 = 1
+        try #require(Glibc.send(peer.raw, &byte, 1, Int32(MSG_OOB)) == 1)  // POLLPRI, as a trigger that fired
+        chunks.lockInterrupters = { [(trigger, .heavy)] }
+        let size: UInt64 = 4 << 20
+        do {
+            try chunks.grow(by: size)
+            #expect(chunks.heldBytes == size)  // the holder answered first
+        } catch {
+            #expect(error.kind == .interrupted, "\(error)")
+            #expect(chunks.heldBytes == 0)
+            #expect(chunks.holderPIDs.isEmpty)
+        }
+        #expect(chunks.takeFiredDuringLock() == [.heavy])
+        #expect(chunks.takeFiredDuringLock().isEmpty)
+    }
+}
