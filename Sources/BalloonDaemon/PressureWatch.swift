@@ -182,7 +182,7 @@ final class PressureWatch {
 
     /// A trigger that fired while a chunk was locked (its event was taken there).
     func firedDuringLock(_ tier: PressureSignal.Tier) {
-        logger.info("PSI \(tier.rawValue) trigger fired while a chunk was being locked: the lock was ended")
+        logger.info("PSI \(tier.rawValue) trigger fired during a chunk lock (one still in progress was ended)")
         onSignal(.psi(tier))
     }
 
