@@ -73,25 +73,7 @@ package final class HolderProcess {
     /// in the holder comes back as that call with its errno (mlock(2):
     /// ENOMEM is RLIMIT_MEMLOCK, EAGAIN pages that could not be had); a holder
     /// that died or answered anything else is `.holderExited`.
-    ///
-    /// `interrupters` are PSI trigger descriptors: locking makes the kernel
-    /// reclaim, and a guest that stalls meanwhile must not wait for the lock
-    /// to finish before the balloon answers. When one fires before the
-    /// holder answers, the holder is ended (what it had locked goes back as
-    /// it exits) and this throws `.lockInterrupted`. Polling a trigger takes
-    /// its event (the kernel reports each firing once), so the indices of
-    /// those that fired, finished lock or not, are added to `fired` for the
-    /// caller to answer.
-    package func finishLock(interruptedBy interrupters: [Descriptor] = [], fired: inout [Int]) throws(SystemError) {
-        if !interrupters.isEmpty {
-            let ready = Self.waitAny(readable: replies.raw, priority: interrupters.map(\.raw))
-            fired += ready.priority
-            if !ready.readable {
-                release()
-                length = 0
-                throw SystemError("mlock", subject: "a chunk (holder \(pid))", cause: .lockInterrupted)
-            }
-        }
+    package func finishLock() throws(SystemError) {
         let line = readLine()
         let words = line?.split(separator: " ") ?? []
         if words.count == 2, words[0] == "ok", let addr = UInt(words[1], radix: 16) {
@@ -107,12 +89,33 @@ package final class HolderProcess {
         throw SystemError("holder", subject: subject, cause: .holderExited(answer: line))
     }
 
+    /// `finishLock()`, giving way to PSI trigger descriptors: locking makes
+    /// the kernel reclaim, and a guest that stalls meanwhile must not wait for
+    /// the lock to finish before the balloon answers. When one fires before
+    /// the holder answers, the holder is ended (what it had locked goes back
+    /// as it exits) and this throws `.lockInterrupted`. Polling a trigger
+    /// takes its event (the kernel reports each firing once), so the indices
+    /// of those that fired, finished lock or not, are added to `fired` for the
+    /// caller to answer.
+    package func finishLock(interruptedBy interrupters: [Descriptor], fired: inout [Int]) throws(SystemError) {
+        if !interrupters.isEmpty {
+            let ready = Self.waitAny(readable: replies.raw, priority: interrupters.map(\.raw))
+            fired += ready.priority
+            if !ready.readable {
+                let subject = "\(length) bytes (holder \(pid))"
+                release()
+                length = 0
+                throw SystemError("mlock", subject: subject, cause: .lockInterrupted)
+            }
+        }
+        try finishLock()
+    }
+
     /// A holder with its chunk locked, in one step.
     package convenience init(length: Int, advice: HugePageAdvice) throws(SystemError) {
         try self.init()
         startLock(length: length, advice: advice)
-        var fired: [Int] = []
-        try finishLock(fired: &fired)
+        try finishLock()
     }
 
     /// How long the child keeps its chunk after the daemon dies (`.zero`:

@@ -31,6 +31,7 @@ import Testing
         } catch {
             #expect(error.cause == .lockInterrupted)
             #expect(error.operation == "mlock")
+            #expect(error.subject == "\(chunk) bytes (holder \(holder.pid))")
         }
         #expect(seen == [0])
         #expect(!holder.isAlive)
