@@ -167,7 +167,7 @@ final class GuestPeer {
         GuestState(
             name: name, ramSize: ramSize, limits: agent.limits, connected: link?.synced ?? false,
             target: status.desiredTarget ?? 0, actual: agent.actual ?? 0, sample: agent.sample,
-            availableFloor: agent.availableFloor)
+            availableFloor: agent.availableFloor, heldByGuest: agent.held != nil)
     }
 
     /// Keeps `target` applied from now on (and after every reconnect).

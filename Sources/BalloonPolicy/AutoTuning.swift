@@ -95,8 +95,10 @@ struct AutoGuest: Sendable {
     /// The current (or last) hold-off: its length and when it ends.
     var holdLength: Duration?
     var holdUntil: Duration?
-    /// The balloon's size at the previous round (`BurstYield=`).
+    /// The balloon's size at the previous round (`BurstYield=`), and
+    /// whether it grew since the round before.
     var roundActual: UInt64?
+    var grewSinceRound = false
     /// When a round last took page cache from the guest (`View.lastRoom`),
     /// and until when its cache is spared after it stalled on that
     /// (`SpareStalledCache=`).

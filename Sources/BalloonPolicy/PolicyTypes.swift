@@ -118,10 +118,16 @@ public struct GuestState: Sendable, Equatable {
     /// `MemAvailableFloor=`): its balloon stops inflating near it and gives
     /// memory back below it, whatever the target. nil: not known.
     public var availableFloor: UInt64?
+    /// The guest's balloond said it holds the balloon short of the target
+    /// for its own reason (its quiet period after pressure, its floor, its
+    /// largest balloon, a lock it could not make: `TARGET_UNREACHABLE`),
+    /// and has not reached a target since.
+    public var heldByGuest: Bool
 
     public init(
         name: String, ramSize: UInt64, limits: GuestLimits, connected: Bool,
-        target: UInt64, actual: UInt64, sample: GuestSample?, availableFloor: UInt64? = nil
+        target: UInt64, actual: UInt64, sample: GuestSample?, availableFloor: UInt64? = nil,
+        heldByGuest: Bool = false
     ) {
         self.name = name
         self.ramSize = ramSize
@@ -131,6 +137,7 @@ public struct GuestState: Sendable, Equatable {
         self.actual = actual
         self.sample = sample
         self.availableFloor = availableFloor
+        self.heldByGuest = heldByGuest
     }
 }
 

@@ -151,4 +151,29 @@ import Testing
         let change = try #require(after["b"])
         #expect(change.reason.contains("take"), "\(change.reason)")
     }
+
+    /// A guest whose own balloond holds its balloon short of the target (its
+    /// quiet period after pressure) is not inflating: a burst leaves its
+    /// target alone, where lowering it to the balloon would be raised again
+    /// by the next round that takes (a target reversal). Once its balloon
+    /// grows, the burst holds it as any other.
+    @Test func aBalloonItsGuestHoldsIsNotHeldUntilItGrows() throws {
+        var auto = policy(yield: true)
+        func states(_ t: Int64, aActual: UInt64, bActual: UInt64, bHeld: Bool = true) -> [GuestState] {
+            var b = guest("b", target: 400 * MiB, actual: bActual, available: 600 * MiB, at: t)
+            b.heldByGuest = bHeld
+            return [guest("a", target: 500 * MiB, actual: aActual, available: 150 * MiB, at: t), b]
+        }
+        _ = round(&auto, states(1, aActual: 500 * MiB, bActual: 200 * MiB), at: 1)
+        // a bursts; b's balloon stands still at 200 MiB, held by its guest: no change.
+        #expect(round(&auto, states(2, aActual: 300 * MiB, bActual: 200 * MiB), at: 2)["b"] == nil)
+        // Still bursting, and b grew since the last round: held where it is.
+        let held = try #require(round(&auto, states(3, aActual: 200 * MiB, bActual: 230 * MiB), at: 3)["b"])
+        #expect(held.target == 230 * MiB && held.reason.contains("a taking memory back at once"), "\(held.reason)")
+        // The same standing balloon not held by its guest is held (it may be about to inflate).
+        var fresh = policy(yield: true)
+        _ = round(&fresh, states(1, aActual: 500 * MiB, bActual: 200 * MiB, bHeld: false), at: 1)
+        let stopped = try #require(round(&fresh, states(2, aActual: 300 * MiB, bActual: 200 * MiB, bHeld: false), at: 2)["b"])
+        #expect(stopped.target == 200 * MiB, "\(stopped.reason)")
+    }
 }
