@@ -205,8 +205,10 @@ def markdown(results: dict) -> str:
         turned = [r for r in (c.get("repeated") or c["rows"]) if r.get("reversals") is not None]
         if turned:
             out += ["", "Target reversals: a guest's target lowered and raised again within 5 s (as sampled every 0.5 s), "
-                    "and of those, falls that were auto's give-back for pressure" + (" (mean of the runs)" if c.get("repeated") else "") + ":", ""]
-            out += [f"- {r['policy']}: {r['reversals']} ({r['pressure_reversals']} after pressure)" for r in turned]
+                    "and of those, falls that were auto's give-back for pressure and falls that were its hold for a neighbour's "
+                    "burst" + (" (mean of the runs)" if c.get("repeated") else "") + ":", ""]
+            out += [f"- {r['policy']}: {r['reversals']} ({r['pressure_reversals']} after pressure"
+                    + (f", {r['hold_reversals']} after a burst hold" if r.get("hold_reversals") is not None else "") + ")" for r in turned]
         out += bursts_markdown(c.get("bursts") or {})
         out += ["", "| goal | met | figure |", "|---|---|---|"] + [f"| {g} | {'pass' if ok else 'FAIL'} | {v} |" for g, ok, v in c["goals"]]
     return "\n".join(out) + "\n"

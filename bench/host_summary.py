@@ -63,27 +63,30 @@ def over_budget_causes(samples: list[dict], budget: int) -> dict[str, float]:
     return dict(sorted(causes.items(), key=lambda kv: -kv[1]))
 
 
-def reversals(samples: list[dict], window: float = 5.0) -> tuple[int, int]:
+def reversals(samples: list[dict], window: float = 5.0) -> tuple[int, int, int]:
     """Targets that went down and up again within `window` s, the oscillation issue 11 rules
     out: (all of them, those whose fall was the fast path's give-back for pressure, the
-    churn SpareStalledCache= is for). From the samples (every 0.5 s), so moves between two
-    samples that cancel out are not seen."""
-    count = pressure = 0
+    churn SpareStalledCache= is for, those whose fall was the burst yield's hold, which
+    BurstLinger= and the hold's sparing of guest-held balloons are for). From the samples
+    (every 0.5 s), so moves between two samples that cancel out are not seen."""
+    count = pressure = hold = 0
     for name in samples[0].get("guests", {}) if samples else ():
-        last, fell = None, None  # the previous target; (when, for pressure) of the last fall
+        last, fell = None, None  # the previous target; (when, why) of the last fall
         for s in samples:
             g = s["guests"].get(name) or {}
             target = g.get("target")
             if target is None:
                 continue
+            reason = g.get("reason") or ""
             if last is not None and target < last:
-                fell = (s["t"], "pressure" in (g.get("reason") or ""))
+                fell = (s["t"], "pressure" if "pressure" in reason else "hold" if "taking memory back at once" in reason else "")
             elif last is not None and target > last and fell and s["t"] - fell[0] <= window:
                 count += 1
-                pressure += fell[1]
+                pressure += fell[1] == "pressure"
+                hold += fell[1] == "hold"
                 fell = None
             last = target
-    return count, pressure
+    return count, pressure, hold
 
 
 def runtime_ratios(run: dict, baselines: list[dict]) -> list[tuple[float, int, int, str]]:
@@ -115,7 +118,7 @@ def summarize(run: dict, baseline: dict | None, budget: int, again: dict | None 
     rx = reactions(run["phases"])
     r = rx["times"]
     any_stall = reactions(run["phases"], "psi-stall-us")["times"]
-    turned, turned_pressure = reversals(run["samples"])
+    turned, turned_pressure, turned_hold = reversals(run["samples"])
     return {
         "policy": run["policy"],
         "host_mean_mib": round(sum(d * h for d, h in w) / span / MiB, 1) if span else None,
@@ -137,7 +140,7 @@ def summarize(run: dict, baseline: dict | None, budget: int, again: dict | None 
         "reaction_any_stall_p50_s": round(pct(any_stall, 50), 3) if any_stall else None,
         "reaction_any_stall_p99_s": round(pct(any_stall, 99), 3) if any_stall else None,
         "reactions_any_stall": len(any_stall),
-        "reversals": turned, "pressure_reversals": turned_pressure,
+        "reversals": turned, "pressure_reversals": turned_pressure, "hold_reversals": turned_hold,
     }
 
 
@@ -175,8 +178,8 @@ def repeated(runs: dict[str, dict], rows: list[dict], rounds: int) -> list[dict]
         names = [n for n in runs if n.split("#")[0] == policy]
         mine = [by_row[n] for n in names]
         agg: dict = {"policy": policy, "runs": len(names)}
-        for key in ("host_mean_mib", "seconds_over_budget", "psi_some_total_s", "reversals", "pressure_reversals"):
-            vals = [r[key] for r in mine if r[key] is not None]
+        for key in ("host_mean_mib", "seconds_over_budget", "psi_some_total_s", "reversals", "pressure_reversals", "hold_reversals"):
+            vals = [r[key] for r in mine if r.get(key) is not None]
             agg[key] = round(sum(vals) / len(vals), 1) if vals else None
             agg[key + "_range"] = [min(vals), max(vals)] if vals else None
         agg["oom_kills"] = sum(r["oom_kills"] for r in mine)
