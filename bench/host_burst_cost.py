@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""What an instant burst's slowdown follows, over the runs of one or more `bench/host.py compare`.
+
+Usage: bench/host_burst_cost.py RUNS.json[.gz] ...
+
+Per burst of every run (bench/host_bursts.py): its run time over the median of the same burst in
+that file's no-balloon runs (a no-balloon run against the others, so its rows show the noise), the
+balloon it started with, the agent's and balloond's CPU over it, its own QEMU's CPU, and how far
+the neighbours inflated meanwhile. Per file and policy: the means, and the correlation of the ratio
+with the balloon at the start; over every ballooned burst of all files, a least-squares line of the
+ratio on that balloon. A diagnostic for choosing what to change, not a figure of the goals.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import statistics
+import sys
+
+from host_bursts import bursts
+
+
+def corr(xs: list[float], ys: list[float]) -> float:
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    d = math.sqrt(sum((x - mx) ** 2 for x in xs) * sum((y - my) ** 2 for y in ys))
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / d if d else float("nan")
+
+
+def rows_of(path: str) -> list[dict]:
+    with (gzip.open(path) if path.endswith(".gz") else open(path)) as f:
+        runs = json.load(f)
+    per = {n: {(b["guest"], b["phase"]): b for b in bursts(r)} for n, r in runs.items()}
+    nones = [n for n in runs if n.split("#")[0] in ("none", "none-again")]
+    out = []
+    for n in runs:
+        for k, b in per[n].items():
+            base = [per[m][k]["seconds"] for m in nones if m != n and k in per[m]]
+            if not base:
+                continue
+            out.append({
+                "run": path.rsplit("/", 1)[-1].removeprefix("compare-runs-").split(".json")[0],
+                "policy": n.split("#")[0], "ratio": b["seconds"] / statistics.median(base),
+                "balloon": b["balloon_at_start_mib"], "agent": b["agent_cpu_s"] or 0.0,
+                "balloond": (b.get("guest_cpu") or {}).get("balloond_s") or 0.0, "own": b["own_cpu_s"],
+                "inflating": sum(max(x["balloon_mib"], 0) for x in b["neighbours"]),
+            })
+    return out
+
+
+def main() -> None:
+    rows = [r for path in sys.argv[1:] for r in rows_of(path)]
+    print("| runs | policy | bursts | mean ratio | balloon at start (MiB) | corr(balloon, ratio) | agent CPU s "
+          "| balloond s | own QEMU CPU s | neighbours inflating (MiB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for run in dict.fromkeys(r["run"] for r in rows):
+        for policy in dict.fromkeys(r["policy"] for r in rows if r["run"] == run):
+            rs = [r for r in rows if r["run"] == run and r["policy"] == policy]
+            m = lambda k: statistics.mean(r[k] for r in rs)  # noqa: E731
+            c = corr([r["balloon"] for r in rs], [r["ratio"] for r in rs]) if len({r["balloon"] for r in rs}) > 1 else float("nan")
+            print(f"| {run} | {policy} | {len(rs)} | {m('ratio'):.3f} | {m('balloon'):.0f} | "
+                  f"{'-' if math.isnan(c) else f'{c:.2f}'} | {m('agent'):.2f} | {m('balloond'):.2f} | {m('own'):.2f} | {m('inflating'):.0f} |")
+    ballooned = [r for r in rows if r["balloon"] > 0 or r["policy"] not in ("none", "none-again")]
+    if len(ballooned) > 1:
+        xs, ys = [r["balloon"] for r in ballooned], [r["ratio"] for r in ballooned]
+        mx, my = statistics.mean(xs), statistics.mean(ys)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+        print(f"\nEvery ballooned burst ({len(ballooned)}): ratio = {my - slope * mx:.3f} + {slope * 100:.4f} "
+              f"per 100 MiB of balloon at its start (correlation {corr(xs, ys):.2f})")
+
+
+if __name__ == "__main__":
+    main()
