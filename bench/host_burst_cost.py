@@ -63,7 +63,7 @@ def main() -> None:
             print(f"| {run} | {policy} | {len(rs)} | {m('ratio'):.3f} | {m('balloon'):.0f} | "
                   f"{'-' if math.isnan(c) else f'{c:.2f}'} | {m('agent'):.2f} | {m('balloond'):.2f} | {m('own'):.2f} | {m('inflating'):.0f} |")
     ballooned = [r for r in rows if r["balloon"] > 0 or r["policy"] not in ("none", "none-again")]
-    if len(ballooned) > 1:
+    if len({r["balloon"] for r in ballooned}) > 1:
         xs, ys = [r["balloon"] for r in ballooned], [r["ratio"] for r in ballooned]
         mx, my = statistics.mean(xs), statistics.mean(ys)
         slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
