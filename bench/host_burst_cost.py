@@ -16,24 +16,18 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import statistics
 import sys
 
 from host_bursts import bursts
-
-
-def corr(xs: list[float], ys: list[float]) -> float:
-    mx, my = statistics.mean(xs), statistics.mean(ys)
-    d = math.sqrt(sum((x - mx) ** 2 for x in xs) * sum((y - my) ** 2 for y in ys))
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / d if d else float("nan")
+from host_summary import baseline
 
 
 def rows_of(path: str) -> list[dict]:
     with (gzip.open(path) if path.endswith(".gz") else open(path)) as f:
         runs = json.load(f)
     per = {n: {(b["guest"], b["phase"]): b for b in bursts(r)} for n, r in runs.items()}
-    nones = [n for n in runs if n.split("#")[0] in ("none", "none-again")]
+    nones = [n for n in runs if baseline(n.split("#")[0])]
     out = []
     for n in runs:
         for k, b in per[n].items():
@@ -59,16 +53,17 @@ def main() -> None:
         for policy in dict.fromkeys(r["policy"] for r in rows if r["run"] == run):
             rs = [r for r in rows if r["run"] == run and r["policy"] == policy]
             m = lambda k: statistics.mean(r[k] for r in rs)  # noqa: E731
-            c = corr([r["balloon"] for r in rs], [r["ratio"] for r in rs]) if len({r["balloon"] for r in rs}) > 1 else float("nan")
+            # statistics.correlation needs two balloon sizes (and two ratios) to compare.
+            varied = len({r["balloon"] for r in rs}) > 1 and len({r["ratio"] for r in rs}) > 1
+            c = f"{statistics.correlation([r['balloon'] for r in rs], [r['ratio'] for r in rs]):.2f}" if varied else "-"
             print(f"| {run} | {policy} | {len(rs)} | {m('ratio'):.3f} | {m('balloon'):.0f} | "
-                  f"{'-' if math.isnan(c) else f'{c:.2f}'} | {m('agent'):.2f} | {m('balloond'):.2f} | {m('own'):.2f} | {m('inflating'):.0f} |")
-    ballooned = [r for r in rows if r["balloon"] > 0 or r["policy"] not in ("none", "none-again")]
+                  f"{c} | {m('agent'):.2f} | {m('balloond'):.2f} | {m('own'):.2f} | {m('inflating'):.0f} |")
+    ballooned = [r for r in rows if r["balloon"] > 0 or not baseline(r["policy"])]
     if len({r["balloon"] for r in ballooned}) > 1:
         xs, ys = [r["balloon"] for r in ballooned], [r["ratio"] for r in ballooned]
-        mx, my = statistics.mean(xs), statistics.mean(ys)
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-        print(f"\nEvery ballooned burst ({len(ballooned)}): ratio = {my - slope * mx:.3f} + {slope * 100:.4f} "
-              f"per 100 MiB of balloon at its start (correlation {corr(xs, ys):.2f})")
+        line = statistics.linear_regression(xs, ys)
+        print(f"\nEvery ballooned burst ({len(ballooned)}): ratio = {line.intercept:.3f} + {line.slope * 100:.4f} "
+              f"per 100 MiB of balloon at its start (correlation {statistics.correlation(xs, ys):.2f})")
 
 
 if __name__ == "__main__":
