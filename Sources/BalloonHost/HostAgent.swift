@@ -234,6 +234,13 @@ package final class HostAgent {
         apply(policy.sampled(guest: peer.policyState, host: host, now: loop.clock()))
     }
 
+    /// A guest's balloond gave memory back under pressure (`DEFLATED`): the
+    /// policy's burst path, on the host as of the last round.
+    func deflated(_ peer: GuestPeer) {
+        let peers = loop.peers.values.sorted { $0.name < $1.name }
+        apply(policy.deflated(guest: peer.policyState, guests: peers.map(\.policyState), host: host, now: loop.clock()))
+    }
+
     /// Sets the policy's targets on the guests it may move (Policy=auto, connected).
     func apply(_ changes: [TargetChange]) {
         for change in changes {

@@ -22,6 +22,7 @@ extension GuestPeer {
             agent.held = reason
         case let .deflated(d):
             agent.actual = d.actual
+            loop.deflated(self)
         case let .stats(reply):
             observe(reply)
         case .framesInflated, .framesDeflated:

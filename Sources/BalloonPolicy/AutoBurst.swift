@@ -60,21 +60,53 @@ extension AutoPolicy {
     ///
     /// Not a guest whose own balloond holds its balloon short of the target
     /// (its quiet period after pressure, its floor) while the balloon has not
-    /// grown since the last round: it is not inflating, so lowering its target
-    /// to where the balloon stands stops nothing, and the first round that
-    /// takes again raises it back. In `make bench-host` on 4dec2e0 such holds
-    /// were 27-29 of every run's 49-58 target reversals. If the guest starts
-    /// growing (its quiet period ends), the next round holds it.
-    func hold(_ views: [View], yieldingTo bursting: [String], into changes: inout [String: (Int64, String)]) {
+    /// grown (`grew`: since the last round): it is not inflating, so lowering
+    /// its target to where the balloon stands stops nothing, and the first
+    /// round that takes again raises it back. In `make bench-host` on 4dec2e0
+    /// such holds were 27-29 of every run's 49-58 target reversals. If the
+    /// guest starts growing (its quiet period ends), the next hold stops it.
+    func hold(_ states: [GuestState], yieldingTo bursting: [String], grew: (GuestState) -> Bool,
+              into changes: inout [String: (Int64, String)]) {
         let who = bursting.joined(separator: ", ")
-        for view in views where changes[view.state.name] == nil && !bursting.contains(view.state.name) {
-            let state = view.state
-            guard state.target.signed - state.actual.signed > view.band / 2 else { continue }
-            if state.heldByGuest, !(guests[state.name]?.grewSinceRound ?? false) { continue }
+        for state in states where changes[state.name] == nil && !bursting.contains(state.name) {
+            guard state.target.signed - state.actual.signed > band(state) / 2 else { continue }
+            if state.heldByGuest, !grew(state) { continue }
             changes[state.name] = (
                 state.actual.signed - state.target.signed,
                 "\(who) taking memory back at once: stop inflating at \(mib(state.actual.signed))"
             )
+        }
+    }
+
+    /// The yield's event path: `guest`'s balloond just gave memory back under
+    /// pressure. If its balloon has fallen a burst's worth since the last
+    /// round (or by any amount while its `BurstLinger=` lasts) and sits a band
+    /// below its target, the other guests stop inflating now: the round that
+    /// would see the fall comes up to `Interval=` later, and in `make
+    /// bench-host` on cacfd8a a neighbour whose own balloond was regrowing
+    /// went on inflating for 1-1.5 s of a burst. Only holds (the next round
+    /// decides the rest, and still sees the fall); none for a guest whose
+    /// balloon fell since the last round (it is giving back, not inflating).
+    public mutating func deflated(guest state: GuestState, guests states: [GuestState], host: HostSample, now: Duration) -> [TargetChange] {
+        guard tuning.burstYield, state.managed, machineShort(host) == nil,
+              let memory = guests[state.name], let before = memory.roundActual, before > state.actual,
+              state.target.signed - state.actual.signed >= band(state)
+        else { return [] }
+        let lingering = memory.burstUntil.map { now < $0 } ?? false
+        guard lingering || Double(before - state.actual) >= Double(state.ramSize) * tuning.burstFall else { return [] }
+        let rounds = guests.mapValues(\.roundActual)
+        let roundActual = { (other: GuestState) in rounds[other.name] ?? nil }
+        let others = states.filter { other in
+            other.managed && other.name != state.name && roundActual(other).map { other.actual >= $0 } ?? true
+        }
+        var changes: [String: (Int64, String)] = [:]
+        hold(others, yieldingTo: [state.name], grew: { other in roundActual(other).map { other.actual > $0 } ?? false }, into: &changes)
+        return others.compactMap { other in
+            guard let (delta, why) = changes[other.name] else { return nil }
+            let target = other.clamped(other.target.signed + delta)
+            guard target != other.target else { return nil }
+            guests[other.name, default: AutoGuest()].lastChange = now
+            return TargetChange(guest: other.name, target: target, reason: "auto: \(why)")
         }
     }
 

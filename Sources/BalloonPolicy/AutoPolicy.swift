@@ -175,7 +175,7 @@ public struct AutoPolicy: HostPolicy {
         } else {
             // A hold is on the balloon's size, not on the guest's stats: a
             // sample from before the last change does not matter to it.
-            hold(views, yieldingTo: bursting, into: &changes)
+            hold(views.map(\.state), yieldingTo: bursting, grew: { self.guests[$0.name]?.grewSinceRound ?? false }, into: &changes)
         }
         return views.compactMap { view in
             guard let (delta, why) = changes[view.state.name] else { return nil }

@@ -232,4 +232,13 @@ public protocol HostPolicy: Sendable {
     mutating func round(host: HostSample, guests: [GuestState], now: Duration) -> [TargetChange]
     /// The fast path: a guest's new sample may warrant giving memory back now.
     mutating func sampled(guest: GuestState, host: HostSample, now: Duration) -> [TargetChange]
+    /// A guest's own balloond just gave memory back under pressure (its
+    /// `DEFLATED`; `guest.actual` is the balloon after it): the other guests
+    /// may have to stop inflating now rather than at the next round.
+    mutating func deflated(guest: GuestState, guests: [GuestState], host: HostSample, now: Duration) -> [TargetChange]
+}
+
+extension HostPolicy {
+    /// Proxmox and MoM act only in rounds.
+    public mutating func deflated(guest: GuestState, guests: [GuestState], host: HostSample, now: Duration) -> [TargetChange] { [] }
 }

@@ -176,4 +176,41 @@ import Testing
         let stopped = try #require(round(&fresh, states(2, aActual: 300 * MiB, bActual: 200 * MiB, bHeld: false), at: 2)["b"])
         #expect(stopped.target == 200 * MiB, "\(stopped.reason)")
     }
+
+    /// The event path: `a`'s balloond gives back under pressure between two
+    /// rounds (its DEFLATED). `b`, inflating, stops where it is at once, not
+    /// at the next round; `c`, giving back itself, and `d`, held flat by its
+    /// own balloond, are left alone, and `a` is asked for nothing.
+    @Test func aDeflateHoldsTheOthersAtOnce() throws {
+        func states(aActual: UInt64, at t: Int64) -> [GuestState] {
+            var d = guest("d", target: 400 * MiB, actual: 150 * MiB, available: 600 * MiB, at: t)
+            d.heldByGuest = true
+            return [guest("a", target: 500 * MiB, actual: aActual, available: 150 * MiB, at: t),
+                    guest("b", target: 400 * MiB, actual: t == 1 ? 200 * MiB : 230 * MiB, available: 600 * MiB, at: t),
+                    guest("c", target: 400 * MiB, actual: t == 1 ? 300 * MiB : 250 * MiB, available: 600 * MiB, at: t), d]
+        }
+        func deflate(_ auto: inout AutoPolicy, aActual: UInt64, host: HostSample? = nil) -> [String: TargetChange] {
+            let now = states(aActual: aActual, at: 2)
+            return Dictionary(uniqueKeysWithValues: auto.deflated(guest: now[0], guests: now, host: host ?? self.host, now: .milliseconds(1400))
+                .map { ($0.guest, $0) })
+        }
+        var auto = policy(yield: true)
+        // Before any round there is no fall to measure.
+        #expect(deflate(&auto, aActual: 300 * MiB).isEmpty)
+        _ = round(&auto, states(aActual: 500 * MiB, at: 1), at: 1)
+        var copy = auto
+        let changes = deflate(&copy, aActual: 300 * MiB)
+        let held = try #require(changes["b"])
+        #expect(held.target == 230 * MiB && held.reason.contains("a taking memory back at once"), "\(held.reason)")
+        #expect(Set(changes.keys) == ["b"])
+        // A step smaller than a burst's (1/16 of the RAM), a machine short
+        // itself, or the key off: no hold between rounds.
+        copy = auto
+        #expect(deflate(&copy, aActual: 470 * MiB).isEmpty)
+        copy = auto
+        #expect(deflate(&copy, aActual: 300 * MiB, host: HostSample(at: .seconds(1), total: 4 * GiB, available: 128 * MiB)).isEmpty)
+        var off = policy(yield: false)
+        _ = round(&off, states(aActual: 500 * MiB, at: 1), at: 1)
+        #expect(deflate(&off, aActual: 300 * MiB).isEmpty)
+    }
 }
