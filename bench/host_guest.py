@@ -43,7 +43,7 @@ class VMGuest:
     def __init__(self, name: str, initramfs: str, balloond: bool, balloond_keys: list[str] | None = None):
         import guest as G
         self.name = name
-        self.ram_file = f"/dev/shm/bench-host-{name}-{os.getpid()}"
+        self.ram_file = os.path.join(os.environ.get("BENCH_RAM_DIR", "/dev/shm"), f"bench-host-{name}-{os.getpid()}")
         self.vm = G.BootedGuest(os.path.join(ROOT, "tests", "vm", "work", f"bench-host-{name}-{os.getpid()}"), initramfs,
                                 disk_size="1G", memory_backend=self.ram_file, timeout=7200, ready_timeout=180,
                                 agent_timeout=120, command_timeout=600)

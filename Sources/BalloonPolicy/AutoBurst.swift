@@ -65,7 +65,8 @@ extension AutoPolicy {
     /// round that takes again raises it back. In `make bench-host` on 4dec2e0
     /// such holds were 27-29 of every run's 49-58 target reversals. If the
     /// guest starts growing (its quiet period ends), the next hold stops it.
-    func hold(_ states: [GuestState], yieldingTo bursting: [String], grew: (GuestState) -> Bool,
+    /// `seen`: how the burst was seen, for the reason (the event path's).
+    func hold(_ states: [GuestState], yieldingTo bursting: [String], seen: String = "", grew: (GuestState) -> Bool,
               into changes: inout [String: (Int64, String)]) {
         let who = bursting.joined(separator: ", ")
         for state in states where changes[state.name] == nil && !bursting.contains(state.name) {
@@ -73,7 +74,7 @@ extension AutoPolicy {
             if state.heldByGuest, !grew(state) { continue }
             changes[state.name] = (
                 state.actual.signed - state.target.signed,
-                "\(who) taking memory back at once: stop inflating at \(mib(state.actual.signed))"
+                "\(who) taking memory back at once\(seen): stop inflating at \(mib(state.actual.signed))"
             )
         }
     }
@@ -100,7 +101,7 @@ extension AutoPolicy {
             other.managed && other.name != state.name && roundActual(other).map { other.actual >= $0 } ?? true
         }
         var changes: [String: (Int64, String)] = [:]
-        hold(others, yieldingTo: [state.name], grew: { other in roundActual(other).map { other.actual > $0 } ?? false }, into: &changes)
+        hold(others, yieldingTo: [state.name], seen: " (its DEFLATED)", grew: { other in roundActual(other).map { other.actual > $0 } ?? false }, into: &changes)
         return others.compactMap { other in
             guard let (delta, why) = changes[other.name] else { return nil }
             let target = other.clamped(other.target.signed + delta)

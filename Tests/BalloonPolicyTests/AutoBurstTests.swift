@@ -201,7 +201,7 @@ import Testing
         var copy = auto
         let changes = deflate(&copy, aActual: 300 * MiB)
         let held = try #require(changes["b"])
-        #expect(held.target == 230 * MiB && held.reason.contains("a taking memory back at once"), "\(held.reason)")
+        #expect(held.target == 230 * MiB && held.reason.contains("a taking memory back at once (its DEFLATED)"), "\(held.reason)")
         #expect(Set(changes.keys) == ["b"])
         // A step smaller than a burst's (1/16 of the RAM), a machine short
         // itself, or the key off: no hold between rounds.
