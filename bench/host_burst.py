@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 
-from hostlib import CLK_TCK, MiB, Control, hostd_config, log, provenance, start_hostd, stop
+from hostlib import CLK_TCK, MiB, Control, hostd_config, interleaved, log, provenance, provenance_sentence, start_hostd, stop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "vm"))
@@ -93,17 +93,23 @@ def settle(ctl: Control, target: int) -> int:
     raise RuntimeError(f"the balloon did not settle in 300 s: {last / MiB:.1f} of {target / MiB:.1f} MiB")
 
 
+def warm_up(g: VMGuest) -> int:
+    """A guest that has run a while, as in the compare: its RAM touched once (the host has
+    allocated the whole RAM file, and TCG has translated the workload), then page cache.
+    Returns its MemTotal."""
+    total = mem_total(g)
+    g.sh(f"workload instant {total * 70 // 100 // MiB} >/dev/null")
+    g.sh("cat /mnt/disk/cache > /dev/null")
+    return total
+
+
 def one_burst(a, kind: str) -> dict:
     """A fresh guest, warmed up and its cache filled, then a burst, with or without a balloon."""
     g = VMGuest(f"burst{kind[:1]}", a.initramfs, balloond=(kind == "balloon"))
     hostd = None
     try:
-        # A guest that has run a while, as in the compare: its RAM touched once (the host has
-        # allocated the whole RAM file, and TCG has translated the workload), then page cache.
-        total = mem_total(g)
+        total = warm_up(g)
         half = total // 2 // 4096 * 4096
-        g.sh(f"workload instant {total * 70 // 100 // MiB} >/dev/null")
-        g.sh("cat /mnt/disk/cache > /dev/null")
         balloon, low = 0, None
         if kind == "balloon":
             hostd, ctl, balloon = hold_balloon(g, tempfile.mkdtemp(prefix="bench-host-burst-"), half)
@@ -135,9 +141,8 @@ def one_burst(a, kind: str) -> dict:
 def markdown(r: dict) -> str:
     p = r["provenance"]
     out = ["# One guest's burst with and without a balloon (`make bench-host-burst`)", "",
-           f"Commit `{p['commit']}`, {p['date']}; host {p['host_cpus']} CPUs, kernel {p['host_kernel']}, load average at "
-           f"start {' '.join(f'{x:.2f}' for x in p['load_average_at_start'])}. One fresh 1 GiB TCG guest at a time (RAM in a "
-           "shared file), warmed up by one burst of 70% of its RAM (the host has allocated its whole RAM file), its page "
+           f"{provenance_sentence(p)} One fresh 1 GiB TCG guest at a time (RAM in a shared file), warmed up by one "
+           "burst of 70% of its RAM (the host has allocated its whole RAM file), its page "
            "cache filled from its disk, then a `workload instant` of 60% of RAM: with no "
            "balloon, or with a balloon of half its MemTotal held by balloon-hostd (`Mode=manual`, agent defaults; the "
            "guest's MemAvailable floor may stop it short). No neighbours: the per-guest part of `make bench-host`'s "
@@ -164,12 +169,11 @@ def main() -> int:
     a = ap.parse_args()
     os.makedirs(a.out_dir, exist_ok=True)
     bursts = []
-    for k in range(a.rounds):
-        for kind in (("none", "balloon") if k % 2 == 0 else ("balloon", "none")):
-            b = one_burst(a, kind)
-            b["round"] = k + 1
-            log(f"round {k + 1} {kind}: {b}")
-            bursts.append(b)
+    for k, kind in interleaved(a.rounds, ["none", "balloon"]):
+        b = one_burst(a, kind)
+        b["round"] = k + 1
+        log(f"round {k + 1} {kind}: {b}")
+        bursts.append(b)
     med = {kind: statistics.median(b["seconds"] for b in bursts if b["kind"] == kind) for kind in ("none", "balloon")}
     r = {"provenance": provenance(), "history": a.history, "command": " ".join(["bench/host_burst.py"] + sys.argv[1:]), "bursts": bursts,
          "median_none": med["none"], "median_balloon": med["balloon"], "ratio": round(med["balloon"] / med["none"], 3)}

@@ -35,13 +35,11 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "vm"))
-from hostlib import CLK_TCK, MiB, log, proc_cpu_ticks, provenance, stop, write_results  # noqa: E402
-from host_burst import hold_balloon, mem_total  # noqa: E402
-from host_guest import VMGuest  # noqa: E402
+from hostlib import CLK_TCK, MiB, interleaved, log, proc_cpu_ticks, provenance, provenance_sentence, stop, write_results  # noqa: E402
+from host_burst import hold_balloon, warm_up  # noqa: E402
+from host_guest import BALLOOND_TREE_TICKS, VMGuest  # noqa: E402
 
-# balloond's tree in the guest: itself and its children (holders), live or reaped.
-TREE = ("p=$(cat /tmp/balloond.pid); for f in /proc/[0-9]*/stat; do cat $f; done 2>/dev/null | "
-        "awk -v p=$p '{q=$1; sub(/^[0-9]+ \\(.*\\) /,\"\"); if (q == p || $2 == p) s += $12+$13+$14+$15} END{print s+0}'")
+TREE = "p=$(cat /tmp/balloond.pid); " + BALLOOND_TREE_TICKS
 STEPS = "grep -c 'gave back' /tmp/balloond.log || true"
 
 
@@ -70,10 +68,7 @@ def one(a, name: str, keys: list[str], k: int) -> dict:
     g = VMGuest(f"defl{k}{name[:3]}", a.initramfs, balloond=True, balloond_keys=keys)
     hostd = None
     try:
-        total = mem_total(g)
-        # As bench/host_burst.py: RAM touched once (the host allocated the whole file), page cache filled.
-        g.sh(f"workload instant {total * 70 // 100 // MiB} >/dev/null")
-        g.sh("cat /mnt/disk/cache > /dev/null")
+        total = warm_up(g)
         hostd, _, balloon = hold_balloon(g, tempfile.mkdtemp(prefix="bench-host-deflate-"), total // 2 // 4096 * 4096)
         perf, data = None, None
         if a.perf:
@@ -105,8 +100,7 @@ def one(a, name: str, keys: list[str], k: int) -> dict:
 def markdown(r: dict) -> str:
     p = r["provenance"]
     out = ["# What a burst's give-back costs besides the burst (`bench/host_deflate.py`)", "",
-           f"Commit `{p['commit']}`, {p['date']}; host {p['host_cpus']} CPUs, kernel {p['host_kernel']}, load average at "
-           f"start {' '.join(f'{x:.2f}' for x in p['load_average_at_start'])}. One 1 GiB TCG guest at a time, alone; its "
+           f"{provenance_sentence(p)} One 1 GiB TCG guest at a time, alone; its "
            "balloon held at half its MemTotal by balloon-hostd (manual, agent defaults), then an instant burst of 60% of "
            "its RAM. A diagnostic, not a goal: definitions in bench/host_deflate.py.", "",
            f"Command: `{r['command']}`", "",
@@ -143,11 +137,10 @@ def main() -> int:
             name, _, keys = v.partition("=")
             variants[name] = [k for k in keys.split(",") if k]
     bursts = []
-    for k in range(a.rounds):
-        for name in (list(variants) if k % 2 == 0 else list(reversed(variants))):
-            b = one(a, name, variants[name], k)
-            log(f"round {k + 1} {name}: {b}")
-            bursts.append(b)
+    for k, name in interleaved(a.rounds, list(variants)):
+        b = one(a, name, variants[name], k)
+        log(f"round {k + 1} {name}: {b}")
+        bursts.append(b)
     r = {"provenance": provenance(), "command": " ".join(["bench/host_deflate.py"] + sys.argv[1:]),
          "variants": variants, "bursts": bursts}
     write_results(a.out_dir, "results-host-deflate", r, markdown(r))

@@ -33,6 +33,13 @@ def guest_cpu(text: str) -> dict:
     return out
 
 
+# The CPU clock ticks of balloond's tree in the guest (shell, needs $p = balloond's pid): itself
+# and its children (the holders), each with its reaped children, so a holder's lifetime CPU stays
+# counted when balloond reaps it.
+BALLOOND_TREE_TICKS = ("for f in /proc/[0-9]*/stat; do cat $f; done 2>/dev/null | "
+                       "awk -v p=$p '{q=$1; sub(/^[0-9]+ \\(.*\\) /,\"\"); if (q == p || $2 == p) s += $12+$13+$14+$15} END{print s+0}'")
+
+
 def fields(text: str) -> dict:
     return {k: int(v) for k, v in re.findall(r"([a-z-]+)=(-?\d+)", text)}
 
@@ -108,8 +115,7 @@ class VMGuest:
         # guest's user, system and irq time (/proc/stat), then pages scanned and stolen by reclaim,
         # then THP faults and their fallbacks to base pages (a burst's page faults multiply by 512
         # when its memory comes back in base pages, which under TCG costs guest CPU).
-        ticks = ("{ p=$(cat /tmp/balloond.pid 2>/dev/null); b=0; [ -n \"$p\" ] && b=$(for f in /proc/[0-9]*/stat; do cat $f; done 2>/dev/null | "
-                 "awk -v p=$p '{q=$1; sub(/^[0-9]+ \\(.*\\) /,\"\"); if (q == p || $2 == p) s += $12+$13+$14+$15} END{print s+0}'); "
+        ticks = ("{ p=$(cat /tmp/balloond.pid 2>/dev/null); b=0; [ -n \"$p\" ] && b=$(" + BALLOOND_TREE_TICKS + "); "
                  "echo ${b:-0} $(awk '/^cpu /{print $2+$3, $4, $7+$8}' /proc/stat) "
                  "$(awk '/^pgscan_kswapd |^pgscan_direct /{s+=$2} /^pgsteal_kswapd |^pgsteal_direct /{t+=$2} /^thp_fault_alloc /{h=$2} /^thp_fault_fallback /{f=$2} /^compact_stall /{c=$2} /^compact_migrate_scanned /{m=$2} /^compact_free_scanned /{r=$2} END{print s+0, t+0, h+0, f+0, c+0, m+0, r+0}' /proc/vmstat); }")
         steps = []

@@ -154,6 +154,20 @@ def provenance() -> dict:
             "balloon_hostd": binary("balloon-hostd"), "note": os.environ.get("BENCH_NOTE", "")}
 
 
+def provenance_sentence(p: dict) -> str:
+    """`provenance()` as a report's first sentence: commit, date, CPUs, kernel and load."""
+    return (f"Commit `{p['commit']}`, {p['date']}; host {p['host_cpus']} CPUs, kernel {p['host_kernel']}, load average at "
+            f"start {' '.join(f'{x:.2f}' for x in p['load_average_at_start'])}.")
+
+
+def interleaved(rounds: int, kinds: list[str]):
+    """(round index, kind) for `rounds` rounds of `kinds`, every other round in reverse order, so a
+    slow spell of this shared machine falls on every kind alike."""
+    for k in range(rounds):
+        for kind in (kinds if k % 2 == 0 else list(reversed(kinds))):
+            yield k, kind
+
+
 def write_results(out_dir: str, stem: str, result: dict, md: str) -> None:
     """OUT_DIR/STEM.json (the figures and their provenance) and STEM.md (the report), printed too."""
     os.makedirs(out_dir, exist_ok=True)

@@ -95,20 +95,13 @@ extension AutoPolicy {
         else { return [] }
         let lingering = memory.burstUntil.map { now < $0 } ?? false
         guard lingering || Double(before - state.actual) >= Double(state.ramSize) * tuning.burstFall else { return [] }
-        let rounds = guests.mapValues(\.roundActual)
-        let roundActual = { (other: GuestState) in rounds[other.name] ?? nil }
         let others = states.filter { other in
-            other.managed && other.name != state.name && roundActual(other).map { other.actual >= $0 } ?? true
+            other.managed && other.name != state.name && guests[other.name]?.roundActual.map { other.actual >= $0 } ?? true
         }
         var changes: [String: (Int64, String)] = [:]
-        hold(others, yieldingTo: [state.name], seen: " (its DEFLATED)", grew: { other in roundActual(other).map { other.actual > $0 } ?? false }, into: &changes)
-        return others.compactMap { other in
-            guard let (delta, why) = changes[other.name] else { return nil }
-            let target = other.clamped(other.target.signed + delta)
-            guard target != other.target else { return nil }
-            guests[other.name, default: AutoGuest()].lastChange = now
-            return TargetChange(guest: other.name, target: target, reason: "auto: \(why)")
-        }
+        hold(others, yieldingTo: [state.name], seen: " (its DEFLATED)",
+             grew: { other in guests[other.name]?.roundActual.map { other.actual > $0 } ?? false }, into: &changes)
+        return others.compactMap { other in changes[other.name].flatMap { change(other, by: $0.0, $0.1, now: now) } }
     }
 
     /// Why the machine itself cannot wait for a burst to end, or nil: its

@@ -178,14 +178,20 @@ public struct AutoPolicy: HostPolicy {
             hold(views.map(\.state), yieldingTo: bursting, grew: { self.guests[$0.name]?.grewSinceRound ?? false }, into: &changes)
         }
         return views.compactMap { view in
-            guard let (delta, why) = changes[view.state.name] else { return nil }
-            let target = view.state.clamped(view.state.target.signed + delta)
-            guard target != view.state.target else { return nil }
-            guests[view.state.name]?.lastChange = now
+            guard let (delta, why) = changes[view.state.name], let change = change(view.state, by: delta, why, now: now) else { return nil }
             // More than `squeezeRoom` is only ever taken from the cache.
             if delta > Swift.max(view.squeezeRoom, 0) { guests[view.state.name]?.cacheTaken = now }
-            return TargetChange(guest: view.state.name, target: target, reason: "auto: \(why)")
+            return change
         }
+    }
+
+    /// The target `delta` away from the guest's (clamped to its limits), noted
+    /// as its last change; nil when clamping leaves the target where it is.
+    mutating func change(_ state: GuestState, by delta: Int64, _ why: String, now: Duration) -> TargetChange? {
+        let target = state.clamped(state.target.signed + delta)
+        guard target != state.target else { return nil }
+        guests[state.name, default: AutoGuest()].lastChange = now
+        return TargetChange(guest: state.name, target: target, reason: "auto: \(why)")
     }
 
     /// Gives guests below their headroom memory from the host's surplus,

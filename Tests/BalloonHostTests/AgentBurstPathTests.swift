@@ -27,12 +27,7 @@ private let GiB: UInt64 = 1 << 30
         return try! StatsReply(json: json)
     }
 
-    final class Flag: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value = false
-        func set() { lock.lock(); value = true; lock.unlock() }
-        var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
-    }
+    typealias Flag = MetricsServerLimits.StateBox
 
     /// `reaches`: the guest's balloon follows every target at once (else it
     /// stays at 64 MiB). With `burstAfter`, once that many targets came, it
