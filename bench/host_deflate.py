@@ -15,11 +15,14 @@ Why: in `make bench-host` three TCG guests share two cores, so whatever the agen
 spend while a burst runs is CPU the burst does not get (docs/policy-bench.md, session 38).
 Not a figure of issue 11's goals: a diagnostic of where the give-back's CPU goes.
 
-BENCH_RAM_DIR=DIR puts the guest's RAM file in DIR instead of /dev/shm (bench/host_guest.py), for
-example on a tmpfs mounted with huge=within_size.
+BENCH_RAM_DIR=DIR puts the guest's RAM file in DIR instead of /dev/shm (bench/host_guest.py).
+`--empty NAME` holds no balloon for variant NAME: the same burst with nothing to take back, the
+baseline its QEMU CPU and run time compare with. `--huge NAME` runs variant NAME's guest with its RAM file on a tmpfs of the script's own mounted
+with huge=within_size (2 MiB host pages, as `make bench-free --ram-hugepages`): what the agent
+pays when the host backs guest RAM with huge pages.
 
-Usage: bench/host_deflate.py --initramfs PATH [--rounds 2] [--variant NAME=KEYS ...] [--perf DIR]
-       [--out-dir bench]
+Usage: bench/host_deflate.py --initramfs PATH [--rounds 2] [--variant NAME=KEYS ...] [--empty NAME]
+       [--huge NAME] [--perf DIR] [--out-dir bench]
 Writes results-host-deflate.{json,md}."""
 
 from __future__ import annotations
@@ -64,12 +67,23 @@ def perf_summary(data: str) -> dict:
     return {"allocate_pct": share.get("allocate", 0.0), "prefault_pct": share.get("prefault", 0.0), "top_kernel": top}
 
 
-def one(a, name: str, keys: list[str], k: int) -> dict:
-    g = VMGuest(f"defl{k}{name[:3]}", a.initramfs, balloond=True, balloond_keys=keys)
+def one(a, name: str, keys: list[str], k: int, ram_dir: str | None = None) -> dict:
+    saved = os.environ.get("BENCH_RAM_DIR")
+    if ram_dir:
+        os.environ["BENCH_RAM_DIR"] = ram_dir
+    try:
+        g = VMGuest(f"defl{k}{name[:3]}", a.initramfs, balloond=True, balloond_keys=keys)
+    finally:  # host_guest reads it as the guest starts: the next variant's may differ
+        if ram_dir and saved is None:
+            del os.environ["BENCH_RAM_DIR"]
+        elif ram_dir:
+            os.environ["BENCH_RAM_DIR"] = saved
     hostd = None
     try:
         total = warm_up(g)
-        hostd, _, balloon = hold_balloon(g, tempfile.mkdtemp(prefix="bench-host-deflate-"), total // 2 // 4096 * 4096)
+        # An --empty variant's agent holds no balloon: the same burst with nothing to take back.
+        held = 0 if name in a.empty else total // 2 // 4096 * 4096
+        hostd, _, balloon = hold_balloon(g, tempfile.mkdtemp(prefix="bench-host-deflate-"), held)
         perf, data = None, None
         if a.perf:
             os.makedirs(a.perf, exist_ok=True)
@@ -86,7 +100,8 @@ def one(a, name: str, keys: list[str], k: int) -> dict:
             perf.send_signal(signal.SIGINT)
             perf.wait(60)
         fields = dict(x.split("=", 1) for x in out.split() if "=" in x)
-        r = {"variant": name, "round": k + 1, "balloon_mib": round(balloon / MiB), "steps": steps1 - steps0,
+        r = {"variant": name, "round": k + 1, "ram_dir": os.path.dirname(g.ram_file),
+             "balloon_mib": round(balloon / MiB), "steps": steps1 - steps0,
              "balloond_s": (tree1 - tree0) / 100, "agent_s": (agent1 - agent0) / CLK_TCK,
              "qemu_s": (qemu1 - qemu0) / CLK_TCK, "seconds": int(fields["runtime-ms"]) / 1000}
         if data:
@@ -116,7 +131,9 @@ def markdown(r: dict) -> str:
     for name in r["variants"]:
         bs = [b for b in r["bursts"] if b["variant"] == name]
         med = {k: statistics.median(b[k] for b in bs) for k in ("steps", "balloond_s", "agent_s", "qemu_s", "seconds")}
-        out.append(f"- {name} (`{','.join(r['variants'][name]) or 'defaults'}`): {med['steps']:g} steps, balloond "
+        huge = (", RAM file on a huge=within_size tmpfs" if name in r.get("huge", []) else "") + \
+            (", no balloon held" if name in r.get("empty", []) else "")
+        out.append(f"- {name} (`{','.join(r['variants'][name]) or 'defaults'}`{huge}): {med['steps']:g} steps, balloond "
                    f"{med['balloond_s']:.2f} s, agent {med['agent_s']:.2f} s, QEMU {med['qemu_s']:.2f} s, burst {med['seconds']:.3f} s")
     return "\n".join(out) + "\n"
 
@@ -127,6 +144,10 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--variant", action="append", default=[],
                     help="NAME=Section.Key=Value,...: guest balloond keys (default: defaults, and FloorMargin=256M)")
+    ap.add_argument("--empty", action="append", default=[],
+                    help="NAME: that variant holds no balloon (the burst's baseline)")
+    ap.add_argument("--huge", action="append", default=[],
+                    help="NAME: that variant's RAM file on a tmpfs mounted with huge=within_size")
     ap.add_argument("--perf", help="a directory for perf profiles of the agent over each burst")
     ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
     a = ap.parse_args()
@@ -136,13 +157,25 @@ def main() -> int:
         for v in a.variant:
             name, _, keys = v.partition("=")
             variants[name] = [k for k in keys.split(",") if k]
+    unknown = [n for n in a.huge + a.empty if n not in variants]
+    if unknown:
+        ap.error(f"--huge/--empty name no variant: {', '.join(unknown)}")
+    mounted = None
+    if a.huge:
+        mounted = tempfile.mkdtemp(prefix="bench-host-deflate-ram-")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2G,huge=within_size", "tmpfs", mounted], check=True)
     bursts = []
-    for k, name in interleaved(a.rounds, list(variants)):
-        b = one(a, name, variants[name], k)
-        log(f"round {k + 1} {name}: {b}")
-        bursts.append(b)
+    try:
+        for k, name in interleaved(a.rounds, list(variants)):
+            b = one(a, name, variants[name], k, mounted if name in a.huge else None)
+            log(f"round {k + 1} {name}: {b}")
+            bursts.append(b)
+    finally:
+        if mounted:
+            subprocess.run(["umount", mounted], check=False)
+            os.rmdir(mounted)
     r = {"provenance": provenance(), "command": " ".join(["bench/host_deflate.py"] + sys.argv[1:]),
-         "variants": variants, "bursts": bursts}
+         "variants": variants, "huge": a.huge, "empty": a.empty, "bursts": bursts}
     write_results(a.out_dir, "results-host-deflate", r, markdown(r))
     return 0
 

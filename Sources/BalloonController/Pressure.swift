@@ -136,14 +136,21 @@ extension BalloonController {
             let wanted = limits.availableFloor + policy.floorMargin
             amount = wanted > available ? roundUpToPage(wanted - available) : 0
         case let .holderKilled(bytes):
-            // Already gone; account for it and hold where we are.
+            // Already gone; account for it and hold where we are, less
+            // what regrowth took past the ceiling (spent, as below).
             quietUntil = now + stallHold(now)
             freeMemoryQuietUntil = quietUntil
-            pressureCeiling = min(pressureCeiling ?? actual, actual)
-            freeMemory?.cap(at: actual)
-            restartRegrowth(actualBefore: actual + bytes, ceilingBefore: ceilingBefore, after: actual, stall: signal.isStall)
-            noteDeflate(bytes, signal, now: now, actual: actual)
-            return bytes
+            var undone: UInt64 = 0
+            if regrowth != nil, let ceilingBefore, actual > ceilingBefore {
+                undone = actual - ceilingBefore
+                reserver.shrink(by: undone)
+            }
+            let after = self.actual
+            pressureCeiling = min(pressureCeiling ?? after, after)
+            freeMemory?.cap(at: after)
+            restartRegrowth(actualBefore: actual + bytes, ceilingBefore: ceilingBefore, after: after, stall: signal.isStall)
+            noteDeflate(bytes + undone, signal, now: now, actual: after)
+            return bytes + undone
         }
         // Stalls right after our own growth are our doing: pause growth only
         // (what regrowth took inside a quiet period still goes back, below).
@@ -177,6 +184,13 @@ extension BalloonController {
             modeHold = selfInflicted ? now + policy.selfInflictedPause : quietUntil ?? now
         }
         freeMemoryQuietUntil = min(max(freeMemoryQuietUntil ?? .zero, modeHold), quietUntil ?? modeHold)
+        // A stall after regrowth took memory past the ceiling spends the
+        // regrowth (Regrowth.swift): what it took goes back now, in this
+        // signal's deflate, so the log and the host's DEFLATED count it (it
+        // used to wait for the next step, unlogged), blamed or not.
+        if signal.isStall, regrowth != nil, let ceilingBefore, actual > ceilingBefore {
+            amount = max(amount, actual - ceilingBefore)
+        }
         amount = min(amount, actual)
         if amount > 0 { reserver.shrink(by: amount) }
         let after = self.actual

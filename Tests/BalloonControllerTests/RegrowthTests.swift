@@ -102,9 +102,13 @@ func feedRegrowth(_ rig: Rig, free: UInt64, for duration: Duration) {
         let rig = try regrownRig()
         rig.clock.advance(.seconds(5))
         // Regrowth was wrong: a light signal comes. What regrowth took goes
-        // back to the ceiling the stall left (0), and none is taken again,
+        // back to the ceiling the stall left (0) in the signal's own deflate,
+        // which the log and the host's DEFLATED count; none is taken again,
         // however much is free, until the quiet period ends.
-        rig.controller.pressure(.psi(.light))
+        _ = rig.controller.takeEvents()
+        #expect(rig.controller.pressure(.psi(.light)) == 512 * MiB)
+        #expect(rig.controller.actual == 0)
+        #expect(rig.controller.takeEvents() == [deflated(512 * MiB, .psiLight, actual: 0)])
         rig.run(perStep: .zero)
         #expect(rig.controller.actual == 0)
         #expect(!rig.controller.wantsRegrowthSamples)
@@ -155,10 +159,26 @@ func feedRegrowth(_ rig: Rig, free: UInt64, for duration: Duration) {
         // the regrowth was a guess made inside a quiet period the guest
         // earned by stalling, and a stall right after it says the guess was
         // wrong, whoever caused it: what it took goes back (docs/pressure.md).
+        // It goes back in the signal's own deflate, not at the next step.
+        _ = rig.controller.takeEvents()
         let given = rig.controller.pressure(.psi(.light))
-        #expect(given == 0)
+        #expect(given == 512 * MiB)
+        #expect(rig.controller.actual == 0)
+        #expect(rig.controller.takeEvents() == [deflated(512 * MiB, .psiLight, actual: 0)])
         rig.run(perStep: .zero)
         #expect(rig.controller.actual == 0)
+        #expect(!rig.controller.wantsRegrowthSamples)
+    }
+
+    @Test func aLostHolderAfterRegrowthGivesBackTheRestOfWhatItTook() throws {
+        let rig = try regrownRig()
+        // The OOM killer took one holder (64 MiB) of the 512 MiB regrowth took
+        // past the ceiling (0): the rest goes back with it, counted as one.
+        rig.reserver.shrink(by: 64 * MiB)
+        _ = rig.controller.takeEvents()
+        #expect(rig.controller.pressure(.holderKilled(bytes: 64 * MiB)) == 512 * MiB)
+        #expect(rig.controller.actual == 0)
+        #expect(rig.controller.takeEvents() == [deflated(512 * MiB, .holderKilled, actual: 0)])
         #expect(!rig.controller.wantsRegrowthSamples)
     }
 
