@@ -68,16 +68,7 @@ def perf_summary(data: str) -> dict:
 
 
 def one(a, name: str, keys: list[str], k: int, ram_dir: str | None = None) -> dict:
-    saved = os.environ.get("BENCH_RAM_DIR")
-    if ram_dir:
-        os.environ["BENCH_RAM_DIR"] = ram_dir
-    try:
-        g = VMGuest(f"defl{k}{name[:3]}", a.initramfs, balloond=True, balloond_keys=keys)
-    finally:  # host_guest reads it as the guest starts: the next variant's may differ
-        if ram_dir and saved is None:
-            del os.environ["BENCH_RAM_DIR"]
-        elif ram_dir:
-            os.environ["BENCH_RAM_DIR"] = saved
+    g = VMGuest(f"defl{k}{name[:3]}", a.initramfs, balloond=True, balloond_keys=keys, ram_dir=ram_dir)
     hostd = None
     try:
         total = warm_up(g)
@@ -116,7 +107,7 @@ def markdown(r: dict) -> str:
     p = r["provenance"]
     out = ["# What a burst's give-back costs besides the burst (`bench/host_deflate.py`)", "",
            f"{provenance_sentence(p)} One 1 GiB TCG guest at a time, alone; its "
-           "balloon held at half its MemTotal by balloon-hostd (manual, agent defaults), then an instant burst of 60% of "
+           "balloon held at half its MemTotal by balloon-hostd (manual, agent defaults; none for an `--empty` variant), then an instant burst of 60% of "
            "its RAM. A diagnostic, not a goal: definitions in bench/host_deflate.py.", "",
            f"Command: `{r['command']}`", "",
            "| variant | round | balloon | deflate steps | balloond CPU | agent CPU | QEMU CPU | burst run time | agent: allocating / mapping into QEMU | agent's top kernel symbols |",
@@ -131,9 +122,9 @@ def markdown(r: dict) -> str:
     for name in r["variants"]:
         bs = [b for b in r["bursts"] if b["variant"] == name]
         med = {k: statistics.median(b[k] for b in bs) for k in ("steps", "balloond_s", "agent_s", "qemu_s", "seconds")}
-        huge = (", RAM file on a huge=within_size tmpfs" if name in r.get("huge", []) else "") + \
+        notes = (", RAM file on a huge=within_size tmpfs" if name in r.get("huge", []) else "") + \
             (", no balloon held" if name in r.get("empty", []) else "")
-        out.append(f"- {name} (`{','.join(r['variants'][name]) or 'defaults'}`{huge}): {med['steps']:g} steps, balloond "
+        out.append(f"- {name} (`{','.join(r['variants'][name]) or 'defaults'}`{notes}): {med['steps']:g} steps, balloond "
                    f"{med['balloond_s']:.2f} s, agent {med['agent_s']:.2f} s, QEMU {med['qemu_s']:.2f} s, burst {med['seconds']:.3f} s")
     return "\n".join(out) + "\n"
 

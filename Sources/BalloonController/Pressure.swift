@@ -140,11 +140,8 @@ extension BalloonController {
             // what regrowth took past the ceiling (spent, as below).
             quietUntil = now + stallHold(now)
             freeMemoryQuietUntil = quietUntil
-            var undone: UInt64 = 0
-            if regrowth != nil, let ceilingBefore, actual > ceilingBefore {
-                undone = actual - ceilingBefore
-                reserver.shrink(by: undone)
-            }
+            let undone = regrowthPast(ceilingBefore, actual: actual)
+            if undone > 0 { reserver.shrink(by: undone) }
             let after = self.actual
             pressureCeiling = min(pressureCeiling ?? after, after)
             freeMemory?.cap(at: after)
@@ -188,9 +185,7 @@ extension BalloonController {
         // regrowth (Regrowth.swift): what it took goes back now, in this
         // signal's deflate, so the log and the host's DEFLATED count it (it
         // used to wait for the next step, unlogged), blamed or not.
-        if signal.isStall, regrowth != nil, let ceilingBefore, actual > ceilingBefore {
-            amount = max(amount, actual - ceilingBefore)
-        }
+        if signal.isStall { amount = max(amount, regrowthPast(ceilingBefore, actual: actual)) }
         amount = min(amount, actual)
         if amount > 0 { reserver.shrink(by: amount) }
         let after = self.actual

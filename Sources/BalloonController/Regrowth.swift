@@ -77,12 +77,19 @@ extension BalloonController {
         return changed
     }
 
+    /// What regrowth holds above the pressure ceiling a signal found
+    /// (`ceiling`): what a stall gives back at once. 0 without regrowth.
+    func regrowthPast(_ ceiling: UInt64?, actual: UInt64) -> UInt64 {
+        guard regrowth != nil, let ceiling, actual > ceiling else { return 0 }
+        return actual - ceiling
+    }
+
     /// A pressure signal during or at the start of a backoff. `actualBefore`:
     /// the balloon when the signal came; `ceilingBefore`: the pressure ceiling
     /// then; `after`: the balloon once this signal's deflate is done; `stall`:
     /// whether the signal says the guest stalled (not a floor breach).
     func restartRegrowth(actualBefore: UInt64, ceilingBefore: UInt64?, after: UInt64, stall: Bool) {
-        if stall, let ceilingBefore, regrowth != nil, actualBefore > ceilingBefore {
+        if stall, regrowthPast(ceilingBefore, actual: actualBefore) > 0 {
             regrowth = nil
             regrowthSpent = true
             return
