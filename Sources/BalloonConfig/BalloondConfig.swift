@@ -61,6 +61,10 @@ package struct BalloondConfig: Sendable, Equatable {
     /// reclaimed a step at a time (cgroup v2 `memory.reclaim`, the cold-cache
     /// guard) for that regrowth to take, up to what it may still take.
     package var regrowColdCache = true
+    /// `RegrowAgainAfter=`: after a stall undid regrowth, how long the guest
+    /// must go without a stall before regrowth tries again in that quiet
+    /// period (doubling for each undo); at least `QuietPeriod=`: not again.
+    package var regrowAgainAfter: Duration = .seconds(5)
     /// `HolderProcesses=`: hold chunks in child processes the OOM killer takes first.
     package var holderProcesses: Bool = true
 

@@ -111,6 +111,15 @@ struct ConfigKey: Sendable {
         ConfigKey(.pressure, "RegrowColdCache", \.regrowColdCache,
                   doc: "in the quiet period, also reclaim cold page cache (cgroup v2) for that regrowth, stopping at a stall or refaults",
                   parse: parseBool, render: renderBool),
+        ConfigKey(.pressure, "RegrowAgainAfter", \.regrowAgainAfter,
+                  doc: "after a stall undid regrowth, regrow again once the guest went this long without a stall (doubling per undo)",
+                  parse: { (value) throws(ValueError) in
+                      let wait = try parseInterval(value, examples: "use e.g. 5s, or QuietPeriod='s value for not again in that quiet period")
+                      // Shorter, and a workload that keeps stalling would have its memory taken and given back at once.
+                      guard wait >= .seconds(1) else { throw ValueError("\"\(value)\" is shorter than the minimum 1s") }
+                      return wait
+                  },
+                  render: renderDuration),
         ConfigKey(.pressure, "HolderProcesses", \.holderProcesses,
                   doc: "hold chunks in child processes the OOM killer takes first",
                   parse: parseBool, render: renderBool),

@@ -50,8 +50,11 @@ public final class BalloonController {
     public var regrowthPolicy: FreeMemoryPolicy?
     /// During a backoff: how far the host's part may regrow into free memory.
     public internal(set) var regrowth: FreeMemorySizer?
-    /// Regrowth was followed by pressure: none until the backoff lifts.
-    var regrowthSpent = false
+    /// A stall undid regrowth: none before this (a later stall pushes it
+    /// out); nil while regrowth may go on (Regrowth.swift).
+    var regrowthResumesAt: Duration?
+    /// How many stalls undid regrowth in this backoff: each wait doubles.
+    var regrowthUndos = 0
     /// Last time the balloon grew.
     public private(set) var lastGrowthAt: Duration?
     /// The last PSI signal blamed on growth, until its stall is measured
@@ -137,7 +140,8 @@ public final class BalloonController {
         freeMemoryQuietUntil = nil
         pressureCeiling = nil
         regrowth = nil
-        regrowthSpent = false
+        regrowthResumesAt = nil
+        regrowthUndos = 0
         announcePending = true
     }
 

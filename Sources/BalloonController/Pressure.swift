@@ -59,6 +59,14 @@ public struct PressurePolicy: Sendable, Equatable {
     /// memory taken back was needed after all. 15 s lets PSI's avg10, which
     /// the host's policy reads, settle before the balloon grows again.
     public var firstQuietPeriod: Duration = .seconds(15)
+    /// After a stall undid regrowth, how long the guest must go without a
+    /// stall before regrowth tries again in the same quiet period
+    /// (`RegrowAgainAfter=`); it doubles for each undo in one backoff. Not
+    /// the rest of the quiet period: a thrash's stalls restart that until
+    /// its end, and its cache then sat in the guest 15-30 s more while the
+    /// host ran over its budget (docs/pressure.md). At least `quietPeriod`:
+    /// the old rule, none until the backoff lifts.
+    public var regrowAgainAfter: Duration = .seconds(5)
     /// Signals this soon after the balloon grew are blamed on the growth:
     /// nothing is deflated, and growth pauses for `selfInflictedPause`. A PSI
     /// signal looks back less far when its trigger's window is short
@@ -137,7 +145,7 @@ extension BalloonController {
             amount = wanted > available ? roundUpToPage(wanted - available) : 0
         case let .holderKilled(bytes):
             // Already gone; account for it and hold where we are, less
-            // what regrowth took past the ceiling (spent, as below).
+            // what regrowth took past the ceiling (undone, as below).
             quietUntil = now + stallHold(now)
             freeMemoryQuietUntil = quietUntil
             let undone = regrowthPast(ceilingBefore, actual: actual)
@@ -181,7 +189,7 @@ extension BalloonController {
             modeHold = selfInflicted ? now + policy.selfInflictedPause : quietUntil ?? now
         }
         freeMemoryQuietUntil = min(max(freeMemoryQuietUntil ?? .zero, modeHold), quietUntil ?? modeHold)
-        // A stall after regrowth took memory past the ceiling spends the
+        // A stall after regrowth took memory past the ceiling undoes the
         // regrowth (Regrowth.swift): what it took goes back now, in this
         // signal's deflate, so the log and the host's DEFLATED count it (it
         // used to wait for the next step, unlogged), blamed or not.

@@ -17,9 +17,13 @@ import BalloonProtocol
 ///
 /// Once regrowth has taken memory past the ceiling and a stall follows (PSI,
 /// direct reclaim, an OOM kill), it was wrong: what it took goes back (the
-/// ceiling is where the signals left it) and the rest of the quiet period
-/// holds, as without it, even for a stall blamed on regrowth's own growth:
-/// the guess was made inside a quiet period the guest earned. A floor breach is not such a sign: the guest's own
+/// ceiling is where the signals left it), even for a stall blamed on
+/// regrowth's own growth: the guess was made inside a quiet period the guest
+/// earned. Regrowth then waits until the guest has gone `regrowAgainAfter`
+/// without a stall, twice that after a second undo, and so on: a workload
+/// that keeps stalling keeps it waiting, one that ended does not leave its
+/// cache in the guest for the rest of the quiet period, which its own stalls
+/// kept restarting. A floor breach is not such a sign: the guest's own
 /// allocations used memory that was free, which is what the balloon gives
 /// back for (the free-memory mode's `freeMemoryFloorHoldOff` reasons the
 /// same). It gives back what the floor asks and regrowth goes on from there,
@@ -35,7 +39,7 @@ extension BalloonController {
     /// Whether the daemon should sample MemFree for regrowth: during a backoff
     /// that allows it, whether or not it has grown yet (it must also give back).
     public var wantsRegrowthSamples: Bool {
-        guard regrowth != nil else { return false }
+        guard regrowth != nil || (regrowthResumesAt != nil && regrowthPolicy != nil) else { return false }
         return quietUntil.map { $0 > clock.now } ?? false
     }
 
@@ -45,7 +49,7 @@ extension BalloonController {
     /// floor's stop line: reclaim does not lower MemAvailable, growth does),
     /// less the memory already free above the cushion and its margin, which
     /// regrowth takes after its settle delay anyway. 0 outside a backoff that
-    /// may regrow, and once regrowth was spent.
+    /// may regrow, and while regrowth waits after an undo.
     public func regrowthColdCacheRoom(memFree: UInt64) -> UInt64 {
         guard wantsRegrowthSamples, let sizer = regrowth else { return 0 }
         let limit = min(target, limits.maxBalloon)
@@ -68,6 +72,7 @@ extension BalloonController {
     @discardableResult
     public func sampleRegrowth(memFree: UInt64) -> Bool {
         liftExpiredBackoff(clock.now)
+        resumeRegrowth(clock.now)
         guard var sizer = regrowth else { return false }
         // Never past the host's target: the mode's part is the mode's business.
         let limit = min(target, limits.maxBalloon)
@@ -89,17 +94,42 @@ extension BalloonController {
     /// then; `after`: the balloon once this signal's deflate is done; `stall`:
     /// whether the signal says the guest stalled (not a floor breach).
     func restartRegrowth(actualBefore: UInt64, ceilingBefore: UInt64?, after: UInt64, stall: Bool) {
+        let now = clock.now
         if stall, regrowthPast(ceilingBefore, actual: actualBefore) > 0 {
             regrowth = nil
-            regrowthSpent = true
+            regrowthUndos += 1
+            regrowthResumesAt = now + regrowthWait
             return
         }
-        guard let policy = regrowthPolicy, !regrowthSpent else {
+        if let resumes = regrowthResumesAt {
+            // Waiting after an undo: each stall starts the wait again.
+            if stall { regrowthResumesAt = max(resumes, now + regrowthWait) }
+            regrowth = nil
+            return
+        }
+        guard let policy = regrowthPolicy else {
             regrowth = nil
             return
         }
         var sizer = regrowth ?? FreeMemorySizer(policy: policy)
         sizer.cap(at: after)
+        regrowth = sizer
+    }
+
+    /// The wait after the latest undo: `regrowAgainAfter`, doubled for each
+    /// earlier undo in this backoff.
+    var regrowthWait: Duration {
+        policy.regrowAgainAfter * (1 << min(max(regrowthUndos - 1, 0), 16))
+    }
+
+    /// The guest went the wait without a stall, still inside the backoff:
+    /// regrowth starts again from where the balloon is, after its settle delay.
+    func resumeRegrowth(_ now: Duration) {
+        guard regrowth == nil, let at = regrowthResumesAt, now >= at, inPressureBackoff,
+              let policy = regrowthPolicy else { return }
+        regrowthResumesAt = nil
+        var sizer = FreeMemorySizer(policy: policy)
+        sizer.cap(at: actual)
         regrowth = sizer
     }
 }

@@ -176,6 +176,7 @@ public final class Daemon {
         policy.floorMargin = config.floorMargin
         policy.quietPeriod = config.quietPeriod
         policy.firstQuietPeriod = config.firstQuietPeriod
+        policy.regrowAgainAfter = config.regrowAgainAfter
         return policy
     }
 

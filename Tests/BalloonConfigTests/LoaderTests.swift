@@ -288,6 +288,7 @@ struct ShippedFileTests {
             QuietPeriod=30s
             RegrowFreeMemory=yes
             RegrowColdCache=yes
+            RegrowAgainAfter=5s
             HolderProcesses=yes
 
             [FreeMemory]

@@ -36,7 +36,8 @@ func feedRegrowth(_ rig: Rig, free: UInt64, for duration: Duration) {
 
 /// Regrowth into free memory during a pressure backoff (Regrowth.swift,
 /// docs/pressure.md): the host's part grows back into memory that stayed free
-/// above the cushion, not into page cache, and not again after it was wrong.
+/// above the cushion, not into page cache, and after it was wrong only once
+/// the guest went a while without a stall.
 @Suite struct RegrowthTests {
     static let cushion = 64 * MiB
 
@@ -98,20 +99,63 @@ func feedRegrowth(_ rig: Rig, free: UInt64, for duration: Duration) {
         #expect(rig.controller.actual == 512 * MiB - 32 * MiB - Self.cushion)
     }
 
-    @Test func pressureAfterRegrowthUndoesItForTheRestOfTheQuietPeriod() throws {
+    @Test func pressureAfterRegrowthUndoesItUntilTheGuestWentTheWaitWithoutAStall() throws {
         let rig = try regrownRig()
         rig.clock.advance(.seconds(5))
         // Regrowth was wrong: a light signal comes. What regrowth took goes
         // back to the ceiling the stall left (0) in the signal's own deflate,
         // which the log and the host's DEFLATED count; none is taken again,
-        // however much is free, until the quiet period ends.
+        // however much is free, until the guest went RegrowAgainAfter=
+        // without a stall.
         _ = rig.controller.takeEvents()
         #expect(rig.controller.pressure(.psi(.light)) == 512 * MiB)
         #expect(rig.controller.actual == 0)
         #expect(rig.controller.takeEvents() == [deflated(512 * MiB, .psiLight, actual: 0)])
         rig.run(perStep: .zero)
+        #expect(rig.controller.regrowth == nil)
+        let wait = rig.controller.policy.regrowAgainAfter
+        let settle = FreeMemoryPolicy(cushion: Self.cushion).settleDelay
+        feedRegrowth(rig, free: 700 * MiB, for: wait - .milliseconds(250))
         #expect(rig.controller.actual == 0)
-        #expect(!rig.controller.wantsRegrowthSamples)
+        // Then it regrows after its settle delay, still inside the quiet
+        // period the signal restarted.
+        feedRegrowth(rig, free: 700 * MiB, for: settle + .seconds(1))
+        #expect(rig.controller.actual == 512 * MiB)
+        #expect(rig.controller.inPressureBackoff)
+        // A second undo in the same backoff waits twice as long.
+        rig.controller.pressure(.psi(.light))
+        rig.run(perStep: .zero)
+        #expect(rig.controller.actual == 0)
+        feedRegrowth(rig, free: 700 * MiB, for: wait * 2 - .milliseconds(250))
+        #expect(rig.controller.actual == 0)
+        feedRegrowth(rig, free: 700 * MiB, for: settle + .seconds(1))
+        #expect(rig.controller.actual == 512 * MiB)
+        #expect(rig.controller.inPressureBackoff)
+    }
+
+    @Test func aStallDuringTheWaitStartsItAgain() throws {
+        let rig = try regrownRig()
+        rig.controller.pressure(.psi(.light))
+        rig.run(perStep: .zero)
+        let wait = rig.controller.policy.regrowAgainAfter
+        // The workload is still running: it stalls again 3 s later, with
+        // nothing left to give back.
+        feedRegrowth(rig, free: 700 * MiB, for: .seconds(3) - .milliseconds(250))
+        rig.controller.pressure(.psi(.light))
+        // Without that stall regrowth would have taken the memory by now.
+        feedRegrowth(rig, free: 700 * MiB, for: wait - .milliseconds(250))
+        #expect(rig.controller.actual == 0)
+        feedRegrowth(rig, free: 700 * MiB, for: .seconds(3))
+        #expect(rig.controller.actual == 512 * MiB)
+    }
+
+    @Test func aWaitOfAQuietPeriodUndoesItForTheRestOfTheQuietPeriod() throws {
+        let rig = try regrownRig()
+        rig.controller.policy.regrowAgainAfter = rig.controller.policy.quietPeriod
+        rig.clock.advance(.seconds(5))
+        rig.controller.pressure(.psi(.light))
+        rig.run(perStep: .zero)
+        #expect(rig.controller.actual == 0)
         feedRegrowth(rig, free: 700 * MiB, for: rig.controller.policy.firstQuietPeriod - .seconds(1))
         #expect(rig.controller.actual == 0)
         // The signal restarted the quiet period; after it, the host's target.
@@ -119,6 +163,7 @@ func feedRegrowth(_ rig: Rig, free: UInt64, for duration: Duration) {
         rig.run()
         #expect(rig.controller.actual == 512 * MiB)
         #expect(rig.controller.hostCeiling == nil)
+        #expect(!rig.controller.wantsRegrowthSamples)
     }
 
     @Test func aFloorBreachAfterRegrowthGivesBackWhatTheFloorAsksAndRegrowthGoesOn() throws {
@@ -142,7 +187,7 @@ func feedRegrowth(_ rig: Rig, free: UInt64, for duration: Duration) {
         rig.controller.pressure(.psi(.light))
         rig.run(perStep: .zero)
         #expect(rig.controller.actual == 0)
-        #expect(!rig.controller.wantsRegrowthSamples)
+        #expect(rig.controller.regrowth == nil)
     }
 
     @Test func aStallBlamedOnRegrowthsOwnGrowthStillUndoesIt() throws {
@@ -167,7 +212,7 @@ func feedRegrowth(_ rig: Rig, free: UInt64, for duration: Duration) {
         #expect(rig.controller.takeEvents() == [deflated(512 * MiB, .psiLight, actual: 0)])
         rig.run(perStep: .zero)
         #expect(rig.controller.actual == 0)
-        #expect(!rig.controller.wantsRegrowthSamples)
+        #expect(rig.controller.regrowth == nil)
     }
 
     @Test func aLostHolderAfterRegrowthGivesBackTheRestOfWhatItTook() throws {
@@ -179,7 +224,7 @@ func feedRegrowth(_ rig: Rig, free: UInt64, for duration: Duration) {
         #expect(rig.controller.pressure(.holderKilled(bytes: 64 * MiB)) == 512 * MiB)
         #expect(rig.controller.actual == 0)
         #expect(rig.controller.takeEvents() == [deflated(512 * MiB, .holderKilled, actual: 0)])
-        #expect(!rig.controller.wantsRegrowthSamples)
+        #expect(rig.controller.regrowth == nil)
     }
 
     @Test func signalsBeforeRegrowthTookAnythingDoNotSpendIt() throws {
@@ -195,7 +240,7 @@ func feedRegrowth(_ rig: Rig, free: UInt64, for duration: Duration) {
     @Test func aNewBackoffAllowsRegrowthAgain() throws {
         let rig = try regrownRig()
         rig.controller.pressure(.psi(.severe))
-        #expect(!rig.controller.wantsRegrowthSamples)
+        #expect(rig.controller.regrowth == nil)
         rig.clock.advance(rig.controller.policy.quietPeriod)
         rig.run()
         #expect(rig.controller.actual == 512 * MiB)
