@@ -53,8 +53,10 @@ public final class BalloonController {
     /// A stall undid regrowth: none before this (a later stall pushes it
     /// out); nil while regrowth may go on (Regrowth.swift).
     var regrowthResumesAt: Duration?
-    /// How many stalls undid regrowth in this backoff: each wait doubles.
-    var regrowthUndos = 0
+    /// The latest wait after an undo, and when regrowth last resumed after
+    /// one: an undo soon after that doubles the wait (Regrowth.swift).
+    var regrowthWaitLength: Duration?
+    var regrowthResumedAt: Duration?
     /// Last time the balloon grew.
     public private(set) var lastGrowthAt: Duration?
     /// The last PSI signal blamed on growth, until its stall is measured
@@ -141,7 +143,8 @@ public final class BalloonController {
         pressureCeiling = nil
         regrowth = nil
         regrowthResumesAt = nil
-        regrowthUndos = 0
+        regrowthWaitLength = nil
+        regrowthResumedAt = nil
         announcePending = true
     }
 

@@ -20,10 +20,13 @@ import BalloonProtocol
 /// ceiling is where the signals left it), even for a stall blamed on
 /// regrowth's own growth: the guess was made inside a quiet period the guest
 /// earned. Regrowth then waits until the guest has gone `regrowAgainAfter`
-/// without a stall, twice that after a second undo, and so on: a workload
-/// that keeps stalling keeps it waiting, one that ended does not leave its
-/// cache in the guest for the rest of the quiet period, which its own stalls
-/// kept restarting. A floor breach is not such a sign: the guest's own
+/// without a stall: a workload that keeps stalling keeps it waiting, one that
+/// ended does not leave its cache in the guest for the rest of the quiet
+/// period, which its own stalls kept restarting. An undo soon after regrowth
+/// resumed (within twice the wait) doubles the next wait, up to the longest
+/// quiet period, as the quiet period itself backs off; a later one starts
+/// from `regrowAgainAfter` again, so workloads a half-minute apart inside
+/// one long backoff each get their regrowth back. A floor breach is not such a sign: the guest's own
 /// allocations used memory that was free, which is what the balloon gives
 /// back for (the free-memory mode's `freeMemoryFloorHoldOff` reasons the
 /// same). It gives back what the floor asks and regrowth goes on from there,
@@ -97,13 +100,14 @@ extension BalloonController {
         let now = clock.now
         if stall, regrowthPast(ceilingBefore, actual: actualBefore) > 0 {
             regrowth = nil
-            regrowthUndos += 1
-            regrowthResumesAt = now + regrowthWait
+            let wait = regrowthWait(now)
+            regrowthWaitLength = wait
+            regrowthResumesAt = now + wait
             return
         }
-        if let resumes = regrowthResumesAt {
+        if let resumes = regrowthResumesAt, let wait = regrowthWaitLength {
             // Waiting after an undo: each stall starts the wait again.
-            if stall { regrowthResumesAt = max(resumes, now + regrowthWait) }
+            if stall { regrowthResumesAt = max(resumes, now + wait) }
             regrowth = nil
             return
         }
@@ -116,10 +120,13 @@ extension BalloonController {
         regrowth = sizer
     }
 
-    /// The wait after the latest undo: `regrowAgainAfter`, doubled for each
-    /// earlier undo in this backoff.
-    var regrowthWait: Duration {
-        policy.regrowAgainAfter * (1 << min(max(regrowthUndos - 1, 0), 16))
+    /// The wait after an undo now: twice the last one (up to the longest
+    /// quiet period) when regrowth had resumed less than twice that ago,
+    /// otherwise `regrowAgainAfter`.
+    func regrowthWait(_ now: Duration) -> Duration {
+        let first = policy.regrowAgainAfter
+        guard let last = regrowthWaitLength, let resumed = regrowthResumedAt, now - resumed < last * 2 else { return first }
+        return max(first, min(last * 2, policy.quietPeriod))
     }
 
     /// The guest went the wait without a stall, still inside the backoff:
@@ -128,6 +135,7 @@ extension BalloonController {
         guard regrowth == nil, let at = regrowthResumesAt, now >= at, inPressureBackoff,
               let policy = regrowthPolicy else { return }
         regrowthResumesAt = nil
+        regrowthResumedAt = now
         var sizer = FreeMemorySizer(policy: policy)
         sizer.cap(at: actual)
         regrowth = sizer

@@ -122,13 +122,41 @@ func feedRegrowth(_ rig: Rig, free: UInt64, for duration: Duration) {
         feedRegrowth(rig, free: 700 * MiB, for: settle + .seconds(1))
         #expect(rig.controller.actual == 512 * MiB)
         #expect(rig.controller.inPressureBackoff)
-        // A second undo in the same backoff waits twice as long.
+        // An undo soon after regrowth resumed waits twice as long.
         rig.controller.pressure(.psi(.light))
         rig.run(perStep: .zero)
         #expect(rig.controller.actual == 0)
         feedRegrowth(rig, free: 700 * MiB, for: wait * 2 - .milliseconds(250))
         #expect(rig.controller.actual == 0)
         feedRegrowth(rig, free: 700 * MiB, for: settle + .seconds(1))
+        #expect(rig.controller.actual == 512 * MiB)
+        #expect(rig.controller.inPressureBackoff)
+    }
+
+    @Test func anUndoLongAfterRegrowthResumedWaitsTheFirstWaitAgain() throws {
+        // One long backoff (workloads a half-minute apart keep restarting it).
+        let rig = Rig(available: 4 * GiB)
+        rig.controller.policy.firstQuietPeriod = .seconds(60)
+        rig.controller.policy.quietPeriod = .seconds(60)
+        rig.controller.regrowthPolicy = FreeMemoryPolicy(cushion: Self.cushion)
+        try rig.controller.setTarget(512 * MiB)
+        rig.run()
+        rig.clock.advance(.seconds(10))
+        rig.controller.pressure(.psi(.severe))
+        feedRegrowth(rig, free: 700 * MiB, for: .seconds(4))
+        #expect(rig.controller.actual == 512 * MiB)
+        let wait = rig.controller.policy.regrowAgainAfter
+        let settle = FreeMemoryPolicy(cushion: Self.cushion).settleDelay
+        rig.controller.pressure(.psi(.light))
+        feedRegrowth(rig, free: 700 * MiB, for: wait + settle + .seconds(1))
+        #expect(rig.controller.actual == 512 * MiB)
+        // The next workload stalls more than twice the wait after regrowth
+        // resumed: the wait is the first one again, not twice it.
+        rig.clock.advance(wait * 2)
+        rig.controller.pressure(.psi(.light))
+        rig.run(perStep: .zero)
+        #expect(rig.controller.actual == 0)
+        feedRegrowth(rig, free: 700 * MiB, for: wait + settle + .seconds(1))
         #expect(rig.controller.actual == 512 * MiB)
         #expect(rig.controller.inPressureBackoff)
     }
