@@ -61,12 +61,12 @@ public struct PressurePolicy: Sendable, Equatable {
     public var firstQuietPeriod: Duration = .seconds(15)
     /// After a stall undid regrowth, how long the guest must go without a
     /// stall before regrowth tries again in the same quiet period
-    /// (`RegrowAgainAfter=`); it doubles for each undo in one backoff. Not
-    /// the rest of the quiet period: a thrash's stalls restart that until
-    /// its end, and its cache then sat in the guest 15-30 s more while the
-    /// host ran over its budget (docs/pressure.md). At least `quietPeriod`:
-    /// the old rule, none until the backoff lifts.
-    public var regrowAgainAfter: Duration = .seconds(5)
+    /// (`RegrowAgainAfter=`; doubled after an undo soon after it resumed,
+    /// Regrowth.swift). 30 s, the longest quiet period: none until the
+    /// backoff lifts. 5 s took a thrash's cache back sooner after it ended
+    /// but was not better on the host's budget in `make bench-host`
+    /// (docs/policy-bench.md, session 40).
+    public var regrowAgainAfter: Duration = .seconds(30)
     /// Signals this soon after the balloon grew are blamed on the growth:
     /// nothing is deflated, and growth pauses for `selfInflictedPause`. A PSI
     /// signal looks back less far when its trigger's window is short

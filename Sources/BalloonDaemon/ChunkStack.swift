@@ -136,6 +136,10 @@ public final class ChunkStack: MemoryReserver {
     }
 
     private func reaped(_ holder: HolderProcess) -> Bool {
+        // A holder that died before it could answer a shrink was ended and
+        // reaped there (HolderProcess.shrink), and its chunk stayed: the
+        // memory is gone all the same. waitpid would only say ECHILD.
+        if holder.hasEnded { return true }
         do {
             guard try ProcessControl.reapIfExited(holder.pid) else { return false }
         } catch {

@@ -137,6 +137,10 @@ package final class HolderProcess {
     /// Whether the child still runs (not killed by the OOM killer).
     package var isAlive: Bool { !reaped && bestEffortSyscall("kill(0)") { kill(pid, 0) } == nil }
 
+    /// Whether the child was ended and reaped (released, or found dead):
+    /// whatever it held is back with the kernel.
+    package var hasEnded: Bool { reaped }
+
     /// Gives the tail back: the child munlocks and unmaps it.
     package func shrink(to newLength: Int) {
         guard !reaped, newLength < length else { return }

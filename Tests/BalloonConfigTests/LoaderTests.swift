@@ -288,7 +288,7 @@ struct ShippedFileTests {
             QuietPeriod=30s
             RegrowFreeMemory=yes
             RegrowColdCache=yes
-            RegrowAgainAfter=5s
+            RegrowAgainAfter=30s
             HolderProcesses=yes
 
             [FreeMemory]
