@@ -215,13 +215,21 @@ extension BalloonController {
             stallHoldUntil = now + length
             return length
         }
-        var length = first
-        if let ended = stallHoldUntil, let last = stallHoldLength, now - ended < last * 2 {
-            length = min(max(last * 2, first), longest)
-        }
+        let length = doublingBackoff(first: first, longest: longest, last: stallHoldLength,
+                                     cameBackAfter: stallHoldUntil.map { now - $0 })
         stallHoldLength = length
         stallHoldUntil = now + length
         return length
+    }
+
+    /// A wait that backs off when trouble comes back soon: twice `last` (at
+    /// least `first`, at most `longest`) when it came back less than twice
+    /// `last` after the last one ended, otherwise `first`. The quiet period
+    /// (`stallHold`) and regrowth's wait after an undo (Regrowth.swift) both.
+    func doublingBackoff(first: Duration, longest: Duration, last: Duration?, cameBackAfter gap: Duration?) -> Duration {
+        let first = min(first, longest)
+        guard let last, let gap, gap < last * 2 else { return first }
+        return min(max(last * 2, first), longest)
     }
 
     /// Whether the free-memory mode is held at the pressure ceiling now.

@@ -122,11 +122,11 @@ extension BalloonController {
 
     /// The wait after an undo now: twice the last one (up to the longest
     /// quiet period) when regrowth had resumed less than twice that ago,
-    /// otherwise `regrowAgainAfter`.
+    /// otherwise `regrowAgainAfter`. A wait of the longest quiet period
+    /// outlasts the backoff the undo's stall restarted: not again.
     func regrowthWait(_ now: Duration) -> Duration {
-        let first = policy.regrowAgainAfter
-        guard let last = regrowthWaitLength, let resumed = regrowthResumedAt, now - resumed < last * 2 else { return first }
-        return max(first, min(last * 2, policy.quietPeriod))
+        doublingBackoff(first: policy.regrowAgainAfter, longest: policy.quietPeriod, last: regrowthWaitLength,
+                        cameBackAfter: regrowthResumedAt.map { now - $0 })
     }
 
     /// The guest went the wait without a stall, still inside the backoff:
