@@ -113,11 +113,10 @@ struct ConfigKey: Sendable {
                   parse: parseBool, render: renderBool),
         ConfigKey(.pressure, "RegrowAgainAfter", \.regrowAgainAfter,
                   doc: "after a stall undid regrowth, regrow again once the guest went this long without a stall (doubling per undo)",
+                  // Shorter than 1 s, and a workload that keeps stalling would have its memory taken and given back at once.
                   parse: { (value) throws(ValueError) in
-                      let wait = try parseInterval(value, examples: "use e.g. 5s, or QuietPeriod='s value for not again in that quiet period")
-                      // Shorter, and a workload that keeps stalling would have its memory taken and given back at once.
-                      guard wait >= .seconds(1) else { throw ValueError("\"\(value)\" is shorter than the minimum 1s") }
-                      return wait
+                      try parseInterval(value, examples: "use e.g. 5s, or QuietPeriod='s value for not again in that quiet period",
+                                        atLeast: .seconds(1))
                   },
                   render: renderDuration),
         ConfigKey(.pressure, "HolderProcesses", \.holderProcesses,

@@ -88,15 +88,18 @@ func parseTrigger(_ value: String) throws(ValueError) -> PSITriggerSpec? {
 /// A duration-valued key (`Interval=`, `QuietPeriod=`, …): the one place
 /// that turns a value into a `Duration` or the key's message. `examples` ends
 /// the "not a duration" message; a `minimum` (with what 0 means instead) makes
-/// shorter non-zero values an error.
+/// shorter non-zero values an error, `atLeast` any shorter value, 0 too.
 func parseInterval(
-    _ value: String, examples: String, minimum: (Duration, zeroMeans: String)? = nil
+    _ value: String, examples: String, minimum: (Duration, zeroMeans: String)? = nil, atLeast: Duration? = nil
 ) throws(ValueError) -> Duration {
     guard let interval = parseDuration(value) else {
         throw ValueError("\"\(value)\" is not a duration (\(examples))")
     }
     if let (least, zeroMeans) = minimum, interval != .zero, interval < least {
         throw ValueError("\"\(value)\" is shorter than the minimum \(least.configMilliseconds)ms (use 0 \(zeroMeans))")
+    }
+    if let atLeast, interval < atLeast {
+        throw ValueError("\"\(value)\" is shorter than the minimum \(renderDuration(atLeast))")
     }
     return interval
 }

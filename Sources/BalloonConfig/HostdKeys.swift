@@ -69,9 +69,7 @@ enum HostdKeys {
         HostdKey("Policy", "Interval", \.interval, defaults: .defaults, doc: "time between policy rounds; auto = the mode's own",
                  parse: { (v) throws(ValueError) in
                      if v.lowercased() == "auto" { return nil }
-                     let d = try parseInterval(v, examples: "use e.g. 1s, 10s or auto")
-                     guard d >= .milliseconds(100) else { throw ValueError("\"\(v)\" is shorter than the minimum 100ms") }
-                     return d
+                     return try parseInterval(v, examples: "use e.g. 1s, 10s or auto", atLeast: .milliseconds(100))
                  },
                  render: { $0.map(renderDuration) ?? "auto" }),
         HostdKey("Policy", "MaxStep", \.maxStep, defaults: .defaults, doc: "the most a target moves per round; auto = the mode's own",

@@ -279,6 +279,8 @@ struct ParserTests {
                  line: 2, section: "Stats", key: "Interval", mentions: "\"10x\" is not a duration"),
         BadInput(name: "duration too short", text: "[Stats]\nInterval=50ms",
                  line: 2, section: "Stats", key: "Interval", mentions: "shorter than the minimum 100ms"),
+        BadInput(name: "regrowth wait zero", text: "[Pressure]\nRegrowAgainAfter=0",
+                 line: 2, section: "Pressure", key: "RegrowAgainAfter", mentions: "\"0\" is shorter than the minimum 1s"),
         BadInput(name: "rescan too short", text: "[Balloon]\nFrameRescanInterval=500ms",
                  line: 2, section: "Balloon", key: "FrameRescanInterval", mentions: "shorter than the minimum 1000ms"),
         BadInput(name: "bad rescan", text: "[Balloon]\nFrameRescanInterval=often",

@@ -5,7 +5,8 @@ import Glibc
 import Testing
 @testable import BalloonDaemon
 
-private final class StillClock: MonotonicClock {
+/// A clock that does not move, for parts whose time the test is not about.
+final class StillClock: MonotonicClock {
     var now: Duration = .seconds(1)
 }
 

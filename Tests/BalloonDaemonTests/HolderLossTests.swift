@@ -5,10 +5,6 @@ import Glibc
 import Testing
 @testable import BalloonDaemon
 
-private final class FixedClock: MonotonicClock {
-    var now: Duration = .seconds(1)
-}
-
 /// A holder the OOM killer takes is memory the balloon no longer holds, however
 /// the daemon learns of it (ChunkStack.reapDeadHolders).
 @Suite struct HolderLossTests {
@@ -18,7 +14,7 @@ private final class FixedClock: MonotonicClock {
     /// waitpid no longer knew (ECHILD, "cannot check balloon holder").
     @Test func aHolderThatDiedBeforeAShrinkIsCountedLost() throws {
         let chunks = ChunkStack(hugePageAdvice: .forbid, useHolders: true,
-                                reporter: FrameReporter(clock: FixedClock(), pageSize: UInt64(PageSize.bytes)))
+                                reporter: FrameReporter(clock: StillClock(), pageSize: UInt64(PageSize.bytes)))
         defer { chunks.releaseAll() }
         var warnings: [String] = []
         chunks.warn = { warnings.append($0) }

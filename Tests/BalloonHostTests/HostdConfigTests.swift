@@ -107,6 +107,7 @@ import Testing
         ("[Policy]\nHeadroomBoost=0x2\n", "h.conf:2: [Policy] HeadroomBoost: \"0x2\" is not a number (use e.g. 2, 1.5, 1 for none, or auto)"),
         ("[Policy]\nHeadroomBoost=inf\n", "h.conf:2: [Policy] HeadroomBoost: \"inf\" is not a number (use e.g. 2, 1.5, 1 for none, or auto)"),
         ("[Policy]\nHeadroomBoost=2.\n", "h.conf:2: [Policy] HeadroomBoost: \"2.\" is not a number (use e.g. 2, 1.5, 1 for none, or auto)"),
+        ("[Policy]\nInterval=50ms\n", "h.conf:2: [Policy] Interval: \"50ms\" is shorter than the minimum 100ms"),
         ("[Policy]\nStatsInterval=10ms\n", "h.conf:2: [Policy] StatsInterval: \"10ms\" is outside 100ms…1h"),
         ("[Policy\n", "h.conf:1: \"[Policy\" is not a section header (write e.g. [Host] alone on its line)"),
         ("[Metrics]\nListen=9468\n", "h.conf:2: [Metrics] Listen: \"9468\" has no :PORT"),
