@@ -20,8 +20,15 @@ public struct ColdCacheGovernor: Sendable, Equatable {
         /// File refaults per interval that count as pressure (4 KiB pages):
         /// 1 MiB read back means the reclaim reached cache in use.
         public var refaultPages: UInt64 = 256
-        /// Inactive file cache below this is left alone: too little is cold.
+        /// File cache (of the lists counted) below this is left alone: too little is cold.
         public var keepInactive: UInt64 = 32 << 20
+        /// Whether `Active(file)` counts as cold too. Regrowth's: a thrash's
+        /// refaults leave its cache on the active list (in a TCG guest,
+        /// `Inactive(file)` 0 of 480 MiB of cache after one), where it stays
+        /// once the workload has ended, as nothing ages it; the refault and
+        /// stall feedback still guards cache in use. Not the mode's, which
+        /// takes only the inactive list's from a guest that is idle.
+        public var activeIsCold = false
 
         public init() {}
     }
@@ -34,11 +41,14 @@ public struct ColdCacheGovernor: Sendable, Equatable {
         public var refaults: UInt64
         /// /proc/meminfo `Inactive(file)`.
         public var inactiveFile: UInt64
+        /// /proc/meminfo `Active(file)`.
+        public var activeFile: UInt64
 
-        public init(someStall: Duration?, refaults: UInt64, inactiveFile: UInt64) {
+        public init(someStall: Duration?, refaults: UInt64, inactiveFile: UInt64, activeFile: UInt64 = 0) {
             self.someStall = someStall
             self.refaults = refaults
             self.inactiveFile = inactiveFile
+            self.activeFile = activeFile
         }
     }
 
@@ -79,8 +89,9 @@ public struct ColdCacheGovernor: Sendable, Equatable {
             return .backOff(next)
         }
         backoff = nil
-        guard sample.inactiveFile > policy.keepInactive else { return .nothingCold }
-        return .reclaim(min(policy.step, sample.inactiveFile - policy.keepInactive))
+        let cold = sample.inactiveFile + (policy.activeIsCold ? sample.activeFile : 0)
+        guard cold > policy.keepInactive else { return .nothingCold }
+        return .reclaim(min(policy.step, cold - policy.keepInactive))
     }
 }
 

@@ -201,6 +201,7 @@ final class FreeMemoryWatch {
         if !modeReclaims {
             policy.interval = Self.regrowthColdCacheInterval
             policy.maxBackoff = Self.regrowthColdCacheMaxBackoff
+            policy.activeIsCold = true
         }
         governor = ColdCacheGovernor(policy: policy)
         coldCacheStep()  // Takes the baselines.
@@ -218,11 +219,12 @@ final class FreeMemoryWatch {
     private func coldCacheStep() {
         guard coldCacheWanted else { return stopColdCache() }
         guard var governor, let reclaimer else { return }
-        // Three values every step: read by key, not as dictionaries of every key.
+        // A few values every step: read by key, not as dictionaries of every key.
         let sample = ColdCacheGovernor.Sample(
             someStall: sampler.readPressure()?.some.map { .microseconds(Int64(clamping: $0.total)) },
             refaults: sampler.vmstatValue("workingset_refault_file") ?? sampler.vmstatValue("workingset_refault") ?? 0,
-            inactiveFile: sampler.meminfoValue("Inactive(file)") ?? 0)
+            inactiveFile: sampler.meminfoValue("Inactive(file)") ?? 0,
+            activeFile: governor.policy.activeIsCold ? sampler.meminfoValue("Active(file)") ?? 0 : 0)
         var next = governor.policy.interval
         switch governor.decide(sample, now: clock.now) {
         case var .reclaim(bytes):
@@ -230,7 +232,10 @@ final class FreeMemoryWatch {
             // that would only sit free in the guest.
             if !modeReclaims {
                 let room = sampler.memFree().map(controller.regrowthColdCacheRoom) ?? 0
-                guard room > 0 else { break }
+                guard room > 0 else {
+                    logger.debug("cold page cache for regrowth: no room", metadata: ["cold": "\(bytes)"])
+                    break
+                }
                 bytes = min(bytes, max(room, Self.leastReclaim))
             }
             do {
@@ -252,7 +257,9 @@ final class FreeMemoryWatch {
         case let .backOff(wait):
             logger.debug("cold page cache reclaim backs off", metadata: ["for-ms": "\(wait.inMilliseconds)"])
             next = wait
-        case .nothingCold: break
+        case .nothingCold:
+            logger.debug("cold page cache reclaim: nothing cold",
+                         metadata: ["inactive-file": "\(sample.inactiveFile)", "active-file": "\(sample.activeFile)"])
         }
         self.governor = governor
         do { try coldTimer.arm(after: next) } catch {

@@ -226,8 +226,8 @@ extension FreeMemoryControllerTests {
 
 /// Cold page cache reclaim's feedback on a fake clock.
 @Suite struct ColdCacheGovernorTests {
-    func sample(stall: Int64 = 0, refaults: UInt64 = 0, inactive: UInt64 = 500 * MiB) -> ColdCacheGovernor.Sample {
-        .init(someStall: .microseconds(stall), refaults: refaults, inactiveFile: inactive)
+    func sample(stall: Int64 = 0, refaults: UInt64 = 0, inactive: UInt64 = 500 * MiB, active: UInt64 = 0) -> ColdCacheGovernor.Sample {
+        .init(someStall: .microseconds(stall), refaults: refaults, inactiveFile: inactive, activeFile: active)
     }
 
     @Test func reclaimsStepsWhileCalmAndBacksOffOnRefaults() {
@@ -273,5 +273,28 @@ extension FreeMemoryControllerTests {
         #expect(r9)
         let r10 = g.decide(sample(inactive: 20 * MiB), now: .seconds(5)) == .nothingCold
         #expect(r10)
+    }
+
+    /// After a thrash its cache sits on the active list (Inactive(file) 0 of
+    /// 480 MiB in a TCG guest): the mode leaves it, regrowth's governor takes
+    /// it, and a refault still stops it.
+    @Test func activeCacheIsColdForRegrowthOnly() {
+        let thrashed = sample(inactive: 0, active: 480 * MiB)
+        var mode = ColdCacheGovernor()
+        _ = mode.decide(thrashed, now: .seconds(1))
+        let modeLeaves = mode.decide(thrashed, now: .seconds(3)) == .nothingCold
+        #expect(modeLeaves)
+
+        var policy = ColdCacheGovernor.Policy()
+        policy.activeIsCold = true
+        var regrowth = ColdCacheGovernor(policy: policy)
+        _ = regrowth.decide(thrashed, now: .seconds(1))
+        let takes = regrowth.decide(thrashed, now: .seconds(3)) == .reclaim(32 * MiB)
+        #expect(takes)
+        let keeps = regrowth.decide(sample(inactive: 0, active: 40 * MiB), now: .seconds(5)) == .reclaim(8 * MiB)
+        #expect(keeps)
+        let readBack = regrowth.decide(sample(refaults: 1024, inactive: 0, active: 40 * MiB), now: .seconds(7))
+            == .backOff(.seconds(4))
+        #expect(readBack)
     }
 }
