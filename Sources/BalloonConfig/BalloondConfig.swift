@@ -63,8 +63,8 @@ package struct BalloondConfig: Sendable, Equatable {
     package var regrowColdCache = true
     /// `RegrowAgainAfter=`: after a stall undid regrowth, how long the guest
     /// must go without a stall before regrowth tries again in that quiet
-    /// period; at least `QuietPeriod=` (the default): not again.
-    package var regrowAgainAfter: Duration = .seconds(30)
+    /// period; at least `QuietPeriod=`: not again.
+    package var regrowAgainAfter: Duration = .seconds(5)
     /// `HolderProcesses=`: hold chunks in child processes the OOM killer takes first.
     package var holderProcesses: Bool = true
 

@@ -20,14 +20,14 @@ public struct ColdCacheGovernor: Sendable, Equatable {
         /// File refaults per interval that count as pressure (4 KiB pages):
         /// 1 MiB read back means the reclaim reached cache in use.
         public var refaultPages: UInt64 = 256
-        /// File cache (of the lists counted) below this is left alone: too little is cold.
-        public var keepInactive: UInt64 = 32 << 20
-        /// Whether `Active(file)` counts as cold too. Regrowth's: a thrash's
-        /// refaults leave its cache on the active list (in a TCG guest,
-        /// `Inactive(file)` 0 of 480 MiB of cache after one), where it stays
-        /// once the workload has ended, as nothing ages it; the refault and
-        /// stall feedback still guards cache in use. Not the mode's, which
-        /// takes only the inactive list's from a guest that is idle.
+        /// Cold cache (of the lists counted) below this is left alone: too little is cold.
+        public var keepCold: UInt64 = 32 << 20
+        /// Whether `Active(file)` counts as cold too: yes for regrowth. A
+        /// thrash's refaults leave its cache on the active list (in a TCG
+        /// guest, `Inactive(file)` 0.1 MiB, `Active(file)` 600 MiB after one),
+        /// and without memory pressure nothing ages that list once the
+        /// workload has ended; the refault and stall feedback still guards
+        /// cache in use. No for the mode, which takes only inactive cache.
         public var activeIsCold = false
 
         public init() {}
@@ -90,8 +90,8 @@ public struct ColdCacheGovernor: Sendable, Equatable {
         }
         backoff = nil
         let cold = sample.inactiveFile + (policy.activeIsCold ? sample.activeFile : 0)
-        guard cold > policy.keepInactive else { return .nothingCold }
-        return .reclaim(min(policy.step, cold - policy.keepInactive))
+        guard cold > policy.keepCold else { return .nothingCold }
+        return .reclaim(min(policy.step, cold - policy.keepCold))
     }
 }
 

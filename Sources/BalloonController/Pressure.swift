@@ -62,11 +62,11 @@ public struct PressurePolicy: Sendable, Equatable {
     /// After a stall undid regrowth, how long the guest must go without a
     /// stall before regrowth tries again in the same quiet period
     /// (`RegrowAgainAfter=`; doubled after an undo soon after it resumed,
-    /// Regrowth.swift). 30 s, the longest quiet period: none until the
-    /// backoff lifts. 5 s took a thrash's cache back sooner after it ended
-    /// but was not better on the host's budget in `make bench-host`
-    /// (docs/policy-bench.md, session 40).
-    public var regrowAgainAfter: Duration = .seconds(30)
+    /// Regrowth.swift). 5 s: once regrowth could take a thrash's cache from
+    /// the active list, it cut `make bench-host`'s time over the budget and
+    /// the guests' stalls against 30 s, the longest quiet period, which kept
+    /// regrowth away until the backoff lifted (docs/policy-bench.md, session 41).
+    public var regrowAgainAfter: Duration = .seconds(5)
     /// Signals this soon after the balloon grew are blamed on the growth:
     /// nothing is deflated, and growth pauses for `selfInflictedPause`. A PSI
     /// signal looks back less far when its trigger's window is short

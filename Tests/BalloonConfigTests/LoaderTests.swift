@@ -288,7 +288,7 @@ struct ShippedFileTests {
             QuietPeriod=30s
             RegrowFreeMemory=yes
             RegrowColdCache=yes
-            RegrowAgainAfter=30s
+            RegrowAgainAfter=5s
             HolderProcesses=yes
 
             [FreeMemory]
