@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import BalloonSystem
+import BalloonTestSupport
 import Glibc
 import SystemPackage
 import Testing

@@ -88,8 +88,3 @@ func meminfo(_ key: String) throws -> UInt64 {
 }
 
 let MiB = 1 << 20
-
-/// write(2) to a closed peer raises SIGPIPE, which would end the test process.
-/// The disposition is process-wide and tests run in parallel, so it is set once
-/// and never restored.
-func ignoreSIGPIPE() { _ = signal(SIGPIPE, SIG_IGN) }
