@@ -219,12 +219,14 @@ final class FreeMemoryWatch {
     private func coldCacheStep() {
         guard coldCacheWanted else { return stopColdCache() }
         guard var governor, let reclaimer else { return }
-        // A few values every step: read by key, not as dictionaries of every key.
+        // A few values every step: read by key, not as dictionaries of every
+        // key, and both file lists from one read of /proc/meminfo.
+        let files = sampler.meminfoValues(governor.policy.activeIsCold ? ["Inactive(file)", "Active(file)"] : ["Inactive(file)"])
         let sample = ColdCacheGovernor.Sample(
             someStall: sampler.readPressure()?.some.map { .microseconds(Int64(clamping: $0.total)) },
             refaults: sampler.vmstatValue("workingset_refault_file") ?? sampler.vmstatValue("workingset_refault") ?? 0,
-            inactiveFile: sampler.meminfoValue("Inactive(file)") ?? 0,
-            activeFile: governor.policy.activeIsCold ? sampler.meminfoValue("Active(file)") ?? 0 : 0)
+            inactiveFile: files[0] ?? 0,
+            activeFile: files.count > 1 ? files[1] ?? 0 : 0)
         var next = governor.policy.interval
         switch governor.decide(sample, now: clock.now) {
         case var .reclaim(bytes):

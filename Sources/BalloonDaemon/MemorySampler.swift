@@ -47,6 +47,13 @@ public final class MemorySampler: MemoryProbe {
         (try? meminfo.read()).flatMap { ProcParse.meminfo($0, key: key) }
     }
 
+    /// A few /proc/meminfo values from one read, in the order asked; each nil
+    /// if unreadable or absent.
+    public func meminfoValues(_ keys: [String]) -> [UInt64?] {
+        guard let raw = try? meminfo.read() else { return keys.map { _ in nil } }
+        return keys.map { ProcParse.meminfo(raw, key: $0) }
+    }
+
     /// One /proc/vmstat value; nil if unreadable or absent.
     public func vmstatValue(_ key: String) -> UInt64? {
         (try? vmstat.read()).flatMap { ProcParse.vmstat($0, key: key) }

@@ -63,5 +63,7 @@ import BalloonSystem
         let sampler = try MemorySampler(procRoot: dir)
         #expect(sampler.memFree() == nil)
         #expect(sampler.meminfoValues()["MemTotal"] == 1000 * 1024)
+        // Several keys from one read, in the order asked, nil for an absent one.
+        #expect(sampler.meminfoValues(["MemFree", "MemTotal"]) == [nil, 1000 * 1024])
     }
 }
