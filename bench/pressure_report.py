@@ -9,15 +9,8 @@ import os
 import subprocess
 import time
 
+from hostlib import pct
 from pressure_guest import ROOT, log
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    v = sorted(values)
-    k = max(0, min(len(v) - 1, int(round(q / 100 * len(v) + 0.5)) - 1))
-    return v[k]
 
 
 def spread(values: list[float]) -> dict:
