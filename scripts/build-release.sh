@@ -88,6 +88,14 @@ if ldd "$daemon_bin" | grep -q libswift; then
 fi
 file -L "$tool_bin" | grep -q 'statically linked' \
     || { echo "build-release: $tool_bin is not static" >&2; exit 1; }
+# The version is generated at build time (Plugins/BalloonVersion); a binary
+# that says another commit than the tree's would ship under a wrong name.
+version=$(scripts/version.sh)
+for bin in "$daemon_bin" "$tool_bin" "$(dirname "$tool_bin")/balloon-hostd"; do
+    said=$("$bin" --version)
+    [[ $said == "$version" ]] \
+        || { echo "build-release: $bin --version says $said, the tree is $version" >&2; exit 1; }
+done
 echo "$daemon_bin"
 echo "$tool_bin"
 echo "$(dirname "$tool_bin")/balloon-hostd"
