@@ -94,7 +94,9 @@ version=$(scripts/version.sh)
 for bin in "$daemon_bin" "$tool_bin" "$(dirname "$tool_bin")/balloon-hostd"; do
     said=$("$bin" --version)
     [[ $said == "$version" ]] \
-        || { echo "build-release: $bin --version says $said, the tree is $version" >&2; exit 1; }
+        || { echo "build-release: $bin --version says $said, the tree is $version (a build plan cached before" \
+                  "the BalloonVersion plugin became a build command: remove description.json under its scratch" \
+                  "path's release directory, or the scratch path, and build again)" >&2; exit 1; }
 done
 echo "$daemon_bin"
 echo "$tool_bin"
