@@ -42,7 +42,8 @@ Figures per policy:
   the agent's `list-guests` (`held`, list_state), so sampling asks the guests nothing, each QEMU's
   and the agent's CPU time so far (`cpu`, clock ticks: three TCG guests share two cores, so a
   burst's run time depends on what its neighbours do), and the run
-  keeps each guest's balloond log tail and kernel messages (`guest_logs`), for a guest the agent lost;
+  keeps each guest's balloond log tail and kernel messages (`guest_logs`), for a guest the agent lost,
+  and the agent's log, every target change with its reason (`hostd_log_tail`, up to 200,000 characters);
   `BENCH_BALLOOND_ENV="NAME=VALUE ..."` starts each guest's balloond with those variables (e.g.
   `SWIFT_BACKTRACE=...` with swift-backtrace-static in the initramfs, for a crash's stack);
   per instant burst, where the two cores went meanwhile (its own QEMU's CPU, the neighbours'
@@ -175,7 +176,10 @@ def run_policy(a, policy: str) -> dict:
             "policy": policy, "samples": samples, "phases": [g.phase_results() for g in guests],
             "psi_some_total_s": sum(g.psi_some_total_us() - p for g, p in zip(guests, psi0)) / 1e6,
             "oom_kills": sum(g.oom_kills() for g in guests),
-            "hostd_log_tail": open(os.path.join(tmp, "hostd.log")).read()[-4000:] if hostd else None,
+            # The agent logs each target change with its reason (a run's is 13-25 KB): the last
+            # 4,000 characters, kept until session 43, held a minute of it, too little to count
+            # the fast path's reasons over a run.
+            "hostd_log_tail": open(os.path.join(tmp, "hostd.log")).read()[-200_000:] if hostd else None,
             # Each guest's balloond log and the kernel's word on it, for a guest the agent lost.
             "guest_logs": None if baseline(policy) else [
                 g.run("tail -n 400 /tmp/balloond.log; dmesg | grep -iE 'balloond|trap|segfault|oom' | tail -n 20")[1][-48000:]
