@@ -71,6 +71,13 @@ tool+=(-j 1)
 # The two scratch paths (each with its own module cache) build side by side:
 # each build is one job, so on a 2-core machine this halves make deb's wait
 # without bringing back the race above (that is within one scratch path).
+# The BalloonVersion plugin reruns when HEAD, the index or a source file
+# changes, not when another tracked file does (a doc, a script), which still
+# makes scripts/version.sh say .dirty: write its file in both scratch paths
+# first, so a release build always says the tree's version (checked below).
+for scratch in "$daemon_scratch" "$tool_scratch"; do
+    scripts/version.sh --swift "$scratch/plugins/outputs/main/BalloonProtocol/destination/BalloonVersion/generated/GeneratedVersion.swift"
+done
 "${fixed[@]}" swift build "${daemon[@]}" --product balloond >&2 &
 daemon_build=$!
 tools_ok=1
@@ -82,6 +89,7 @@ wait "$daemon_build" || daemon_ok=0
 ((tools_ok)) || { echo "build-release: the balloonctl/balloon-hostd build failed" >&2; exit 1; }
 daemon_bin=$(swift build "${daemon[@]}" --show-bin-path)/balloond
 tool_bin=$(swift build "${tool[@]}" --show-bin-path)/balloonctl
+hostd_bin=$(dirname "$tool_bin")/balloon-hostd
 
 if ldd "$daemon_bin" | grep -q libswift; then
     echo "build-release: $daemon_bin links the Swift runtime dynamically" >&2; exit 1
@@ -91,7 +99,7 @@ file -L "$tool_bin" | grep -q 'statically linked' \
 # The version is generated at build time (Plugins/BalloonVersion); a binary
 # that says another commit than the tree's would ship under a wrong name.
 version=$(scripts/version.sh)
-for bin in "$daemon_bin" "$tool_bin" "$(dirname "$tool_bin")/balloon-hostd"; do
+for bin in "$daemon_bin" "$tool_bin" "$hostd_bin"; do
     said=$("$bin" --version)
     [[ $said == "$version" ]] \
         || { echo "build-release: $bin --version says $said, the tree is $version (a build plan cached before" \
@@ -100,4 +108,4 @@ for bin in "$daemon_bin" "$tool_bin" "$(dirname "$tool_bin")/balloon-hostd"; do
 done
 echo "$daemon_bin"
 echo "$tool_bin"
-echo "$(dirname "$tool_bin")/balloon-hostd"
+echo "$hostd_bin"
