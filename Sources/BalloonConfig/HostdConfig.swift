@@ -37,6 +37,9 @@ package struct HostdConfig: Sendable, Equatable {
     /// `SpareStalledCache=`: `auto` does not take again the page cache of a guest
     /// that stalled when it was taken, for its hold-off (docs/policy.md).
     package var spareStalledCache = AutoTuning().spareStalledCache
+    /// `RefaultRate=`: a guest's page-cache refaults a second that `auto`
+    /// counts as pressure; 0: refaults are not a signal.
+    package var refaultRate = UInt64(AutoTuning().refaultsPerSecond)
     /// `StatsInterval=`: how often each guest sends STATS.
     package var statsInterval: Duration = .seconds(1)
 
@@ -65,6 +68,7 @@ package struct HostdConfig: Sendable, Equatable {
         tuning.burstYield = burstYield
         tuning.spareStalledCache = spareStalledCache
         tuning.burstLinger = burstLinger
+        tuning.refaultsPerSecond = Double(refaultRate)
         return PolicySettings(
             mode: mode, hostReserve: hostReserve.resolve(memTotal: hostTotal), interval: interval, maxStep: maxStep, tuning: tuning)
     }

@@ -92,6 +92,9 @@ enum HostdKeys {
         HostdKey("Policy", "SpareStalledCache", \.spareStalledCache, defaults: .defaults,
                  doc: "auto: a guest that stalls right after its page cache was taken keeps its cache for its hold-off",
                  parse: parseBool, render: { $0 ? "yes" : "no" }),
+        HostdKey("Policy", "RefaultRate", \.refaultRate, defaults: .defaults,
+                 doc: "auto: a guest's page-cache refaults a second that count as pressure (its cache is its working set); 0 = not a signal",
+                 parse: parseRefaultRate, render: { String($0) }),
         HostdKey("Policy", "StatsInterval", \.statsInterval, defaults: .defaults, doc: "how often each guest sends STATS",
                  parse: { (v) throws(ValueError) in
                      let d = try parseInterval(v, examples: "use e.g. 1s or 500ms")
@@ -213,6 +216,15 @@ private func parseBoost(_ value: String) throws(ValueError) -> Double? {
     guard isPlainDecimal(Array(value.utf8)[...]), let x = Double(value) else { throw ValueError("\"\(value)\" is not a number (use e.g. 2, 1.5, 1 for none, or auto)") }
     guard x >= 1, x <= 16 else { throw ValueError("\"\(value)\" is outside 1…16") }
     return x
+}
+
+/// `RefaultRate=`: a plain count a second, 0 (off) to 10,000,000.
+private func parseRefaultRate(_ value: String) throws(ValueError) -> UInt64 {
+    guard !value.isEmpty, value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = UInt64(value) else {
+        throw ValueError("\"\(value)\" is not a count a second (use e.g. 2500, or 0 for none)")
+    }
+    guard n <= 10_000_000 else { throw ValueError("\"\(value)\" is more than 10000000") }
+    return n
 }
 
 private func parseName<E: RawRepresentable & CaseIterable>(_ value: String, _: E.Type) throws(ValueError) -> E where E.RawValue == String {

@@ -224,7 +224,7 @@ final class FreeMemoryWatch {
         let files = sampler.meminfoValues(governor.policy.activeIsCold ? ["Inactive(file)", "Active(file)"] : ["Inactive(file)"])
         let sample = ColdCacheGovernor.Sample(
             someStall: sampler.readPressure()?.some.map { .microseconds(Int64(clamping: $0.total)) },
-            refaults: sampler.vmstatValue("workingset_refault_file") ?? sampler.vmstatValue("workingset_refault") ?? 0,
+            refaults: sampler.fileRefaults() ?? 0,
             inactiveFile: files[0] ?? 0,
             activeFile: files.count > 1 ? files[1] ?? 0 : 0)
         var next = governor.policy.interval

@@ -103,16 +103,30 @@ public final class MemorySampler: MemoryProbe {
     }
 
     public func virtioStats() -> VirtioStats {
-        let mem = meminfoValues()
-        let vm = vmstatValues()
-        return VirtioStats(meminfo: mem, vmstat: vm, pageSize: pageSize)
+        VirtioStats(meminfo: meminfoValues(), vmstat: vmstatValues(), pageSize: pageSize)
+    }
+
+    /// Page-cache refaults since boot (`StatsReply.fileRefaults`, the cold
+    /// cache's guard): the file count where the kernel splits it (5.9 on),
+    /// else the one total.
+    static let refaultKeys = ["workingset_refault_file", "workingset_refault"]
+
+    static func fileRefaults(vmstat: [String: UInt64]) -> UInt64? {
+        refaultKeys.lazy.compactMap { vmstat[$0] }.first
+    }
+
+    /// The same, read by key (no dictionary of every counter).
+    public func fileRefaults() -> UInt64? {
+        Self.refaultKeys.lazy.compactMap { self.vmstatValue($0) }.first
     }
 
     /// The `stats` reply and `STATS` event body (docs/protocol.md).
     public func statsReply(target: UInt64, actual: UInt64, freeMemoryHeld: UInt64 = 0, memAvailableFloor: UInt64? = nil) -> StatsReply {
-        StatsReply(
-            stats: virtioStats(), pressure: readPressure(), balloonTarget: target, balloonActual: actual,
-            freeMemoryHeld: freeMemoryHeld, memAvailableFloor: memAvailableFloor, timestamp: wallClockTimestamp())
+        let vm = vmstatValues()
+        return StatsReply(
+            stats: VirtioStats(meminfo: meminfoValues(), vmstat: vm, pageSize: pageSize), pressure: readPressure(),
+            balloonTarget: target, balloonActual: actual, freeMemoryHeld: freeMemoryHeld, memAvailableFloor: memAvailableFloor,
+            fileRefaults: Self.fileRefaults(vmstat: vm), timestamp: wallClockTimestamp())
     }
 }
 

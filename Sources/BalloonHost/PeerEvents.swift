@@ -68,7 +68,7 @@ extension GuestSample {
         self.init(
             at: now, memTotal: total, memAvailable: available, reclaimableHeld: reply.freeMemoryHeld,
             psiSomeAvg10: reply.pressure?.some?.avg10, psiFullAvg10: reply.pressure?.full?.avg10,
-            psiSomeTotal: reply.pressure?.some?.total,
+            psiSomeTotal: reply.pressure?.some?.total, fileRefaults: reply.fileRefaults,
             majorFaults: reply.stats[.majorFaults], swapIn: reply.stats[.swapIn], swapOut: reply.stats[.swapOut],
             memFree: reply.stats[.freeMemory], balloonActual: reply.balloonActual)
     }

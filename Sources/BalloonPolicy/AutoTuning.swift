@@ -37,6 +37,7 @@ public struct AutoTuning: Sendable, Equatable {
     /// `total` counter) at or above this share of it, in percent: a stall
     /// seen within one interval, not when the 10 s average has caught up.
     public var psiSomeIntervalShare: Double = 1.0
+    /// Page-cache refaults (`[Policy] RefaultRate=`; 0: not a signal).
     public var refaultsPerSecond: Double = 2_500
     public var majorFaultsPerSecond: Double = 500
     public var swapInsPerSecond: Double = 256
@@ -176,7 +177,7 @@ func pressureSignal(_ sample: GuestSample, previous: GuestSample?, available: In
            share >= t.psiSomeIntervalShare {
             return "psi some \(tenths(share))% over the last \(tenths(elapsed.seconds)) s"
         }
-        if let r = rate(sample.fileRefaults, previous.fileRefaults, over: elapsed), r >= t.refaultsPerSecond {
+        if t.refaultsPerSecond > 0, let r = rate(sample.fileRefaults, previous.fileRefaults, over: elapsed), r >= t.refaultsPerSecond {
             return "refaults \(Int(r))/s"
         }
         if let r = rate(sample.majorFaults, previous.majorFaults, over: elapsed), r >= t.majorFaultsPerSecond {

@@ -253,12 +253,18 @@ public struct StatsReply: ReplyValue {
     /// `limits` of `query`), so a host policy follows a reload that changed
     /// it; nil from daemons before it was added.
     public var memAvailableFloor: UInt64?
+    /// Page-cache refaults since boot (/proc/vmstat `workingset_refault_file`,
+    /// or `workingset_refault` before Linux 5.9): pages read again soon after
+    /// reclaim took them, the guest's cache being its working set, which no
+    /// virtio stat counts. nil when the kernel has neither, or from daemons
+    /// before it was added.
+    public var fileRefaults: UInt64?
     /// Wall-clock time of the sample.
     public var timestamp: Timestamp
 
     public init(
         stats: VirtioStats, pressure: Pressure?, balloonTarget: UInt64, balloonActual: UInt64, freeMemoryHeld: UInt64 = 0,
-        memAvailableFloor: UInt64? = nil, timestamp: Timestamp
+        memAvailableFloor: UInt64? = nil, fileRefaults: UInt64? = nil, timestamp: Timestamp
     ) {
         self.stats = stats
         self.pressure = pressure
@@ -266,18 +272,21 @@ public struct StatsReply: ReplyValue {
         self.balloonActual = balloonActual
         self.freeMemoryHeld = freeMemoryHeld
         self.memAvailableFloor = memAvailableFloor
+        self.fileRefaults = fileRefaults
         self.timestamp = timestamp
     }
 
     public var json: JSON {
-        [
-            "stats": .object(stats.present.map { ($0.stat.name, .uint($0.value)) }),
-            "pressure": pressure.map { p in .object([("some", Self.json(p.some)), ("full", Self.json(p.full))]) } ?? .null,
-            "balloon": .object(
+        var members: [(String, JSON)] = [
+            ("stats", .object(stats.present.map { ($0.stat.name, .uint($0.value)) })),
+            ("pressure", pressure.map { p in .object([("some", Self.json(p.some)), ("full", Self.json(p.full))]) } ?? .null),
+            ("balloon", .object(
                 [("target", .uint(balloonTarget)), ("actual", .uint(balloonActual)), ("free-memory-held", .uint(freeMemoryHeld))]
-                    + (memAvailableFloor.map { [("mem-available-floor", JSON.uint($0))] } ?? [])),
-            "timestamp": timestamp.json,
+                    + (memAvailableFloor.map { [("mem-available-floor", JSON.uint($0))] } ?? []))),
         ]
+        if let fileRefaults { members.append(("file-refaults", .uint(fileRefaults))) }
+        members.append(("timestamp", timestamp.json))
+        return .object(members)
     }
 
     static func json(_ line: PressureLine?) -> JSON {
@@ -309,6 +318,7 @@ public struct StatsReply: ReplyValue {
         // Absent from daemons before the free-memory mode.
         freeMemoryHeld = try balloon.optionalUInt64("free-memory-held") ?? 0
         memAvailableFloor = try balloon.optionalUInt64("mem-available-floor")
+        fileRefaults = try f.optionalUInt64("file-refaults")
         timestamp = try Timestamp(fields: try f.object("timestamp"))
     }
 

@@ -60,13 +60,15 @@ private struct StatsLineReader {
         return reply
     }
 
-    /// The event's data: `stats`, `pressure` (optional), `balloon`, `timestamp`.
+    /// The event's data: `stats`, `pressure` (optional), `balloon`,
+    /// `file-refaults` (optional), `timestamp`.
     mutating func data() -> StatsReply? {
         var seen: UInt8 = 0
         var stats = VirtioStats()
         var pressure: Pressure?
         var balloon: (target: UInt64, actual: UInt64, held: UInt64, floor: UInt64?)?
         var timestamp: Timestamp?
+        var fileRefaults: UInt64?
         var first = true
         guard take(UInt8(ascii: "{")) else { return nil }
         while let key = member(&first) {
@@ -84,6 +86,11 @@ private struct StatsLineReader {
             } else if equals(key, "timestamp") {
                 guard mark(&seen, 8), let t = self.timestamp() else { return nil }
                 timestamp = t
+            } else if equals(key, "file-refaults") {
+                guard mark(&seen, 16) else { return nil }
+                if takeNull() { continue }
+                guard let v = unsigned() else { return nil }
+                fileRefaults = v
             } else {
                 return nil
             }
@@ -91,7 +98,7 @@ private struct StatsLineReader {
         guard !failed, seen & 1 != 0, let balloon, let timestamp else { return nil }
         return StatsReply(
             stats: stats, pressure: pressure, balloonTarget: balloon.target, balloonActual: balloon.actual,
-            freeMemoryHeld: balloon.held, memAvailableFloor: balloon.floor, timestamp: timestamp)
+            freeMemoryHeld: balloon.held, memAvailableFloor: balloon.floor, fileRefaults: fileRefaults, timestamp: timestamp)
     }
 
     mutating func virtioStats() -> VirtioStats? {

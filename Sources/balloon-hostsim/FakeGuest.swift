@@ -21,6 +21,7 @@ struct FakeGuest {
     private var psiSomeTotal: UInt64 = 0
     private var psiFullTotal: UInt64 = 0
     private var majorFaults: UInt64 = 0
+    private var fileRefaults: UInt64 = 0
     private var minorFaults: UInt64 = 0
     private var swapIn: UInt64 = 0
     private var swapOut: UInt64 = 0
@@ -81,6 +82,7 @@ struct FakeGuest {
         minorFaults += UInt64(seconds * 1000)
         if shortfall > 0 {
             majorFaults += shortfall / pageSize
+            fileRefaults += shortfall / pageSize
             swapIn += shortfall / 2
             swapOut += shortfall / 2
             let release = Swift.min(actual, shortfall + (64 << 20))
@@ -133,7 +135,7 @@ struct FakeGuest {
         let line = { (avg: Double, total: UInt64) in PressureLine(avg10: (avg * 100).rounded() / 100, avg60: 0, avg300: 0, total: total) }
         return StatsReply(
             stats: s, pressure: Pressure(some: line(psiSome, psiSomeTotal), full: line(psiFull, psiFullTotal)),
-            balloonTarget: target, balloonActual: actual, timestamp: wallClock)
+            balloonTarget: target, balloonActual: actual, fileRefaults: fileRefaults, timestamp: wallClock)
     }
 }
 

@@ -117,6 +117,7 @@ enum Canned {
             "full": ["avg10": 0.0, "avg60": 0.0, "avg300": 0.0, "total": 0],
         ],
         "balloon": ["target": 268_435_456, "actual": 134_217_728],
+        "file-refaults": 4321,
         "timestamp": ["seconds": 1_795_000_000, "microseconds": 123_456],
     ]
 

@@ -15,6 +15,8 @@ struct GuestSampleTests {
         // The cumulative stall: the auto policy's stall within one interval.
         #expect(sample.psiSomeTotal == 12345)
         #expect(sample.majorFaults == 1234 && sample.swapOut == 4096)
+        // Page-cache refaults, which no virtio stat carries: auto's refault signal.
+        #expect(sample.fileRefaults == 4321)
         #expect(sample.balloonActual == 134_217_728)
     }
 
@@ -24,5 +26,13 @@ struct GuestSampleTests {
             "timestamp": ["seconds": 1, "microseconds": 0],
         ])
         #expect(GuestSample(reply, at: .seconds(1)) == nil)
+    }
+
+    @Test func aDaemonThatSendsNoRefaultsGivesNone() throws {
+        let reply = try StatsReply(json: [
+            "stats": ["total-memory": 1_073_741_824, "available-memory": 536_870_912], "pressure": nil, "balloon": ["target": 0, "actual": 0],
+            "timestamp": ["seconds": 1, "microseconds": 0],
+        ])
+        #expect(try #require(GuestSample(reply, at: .seconds(1))).fileRefaults == nil)
     }
 }

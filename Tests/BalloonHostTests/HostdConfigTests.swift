@@ -80,6 +80,20 @@ import Testing
         #expect(again.spareStalledCache)
     }
 
+    /// `RefaultRate=` (2500 by default) reaches auto's tuning, survives `--dump-config`; 0 turns the signal off.
+    @Test func refaultRate() throws {
+        var config = HostdConfig()
+        #expect(config.policySettings(hostTotal: 8 << 30).tuning.refaultsPerSecond == 2_500)
+        try HostdLoader.parseHost("[Policy]\nRefaultRate=0\n", file: "h.conf", into: &config)
+        #expect(config.policySettings(hostTotal: 8 << 30).tuning.refaultsPerSecond == 0)
+        var again = HostdConfig()
+        try HostdLoader.parseHost(HostdLoader.render(HostdSetup(config: config)), file: "dump", into: &again)
+        #expect(again.refaultRate == 0)
+        for bad in ["-1", "2.5k", "1e4", "+5", "10000001"] {
+            #expect(throws: ConfigError.self) { try HostdLoader.parseHost("[Policy]\nRefaultRate=\(bad)\n", file: "h.conf", into: &config) }
+        }
+    }
+
     /// `BurstLinger=` (0 by default) reaches auto's tuning, survives `--dump-config`, and is at most 60 s.
     @Test func burstLinger() throws {
         var config = HostdConfig()

@@ -96,6 +96,17 @@ import Testing
         #expect(changes.first!.target < 300 * MiB - 100 * MiB)
     }
 
+    @Test func refaultRateZeroIsNoSignal() {
+        var tuning = AutoTuning()
+        tuning.refaultsPerSecond = 0
+        var policy = makePolicy(PolicySettings(mode: .auto, tuning: tuning))
+        let host = HostSample(at: .seconds(2), total: 8 * GiB, available: 4 * GiB)
+        let a = GuestSample(at: .seconds(1), memTotal: 700 * MiB, memAvailable: 300 * MiB, fileRefaults: 1_000)
+        let b = GuestSample(at: .seconds(2), memTotal: 700 * MiB, memAvailable: 300 * MiB, fileRefaults: 11_000)
+        _ = policy.sampled(guest: state(target: 300 * MiB, a), host: host, now: .seconds(1))
+        #expect(policy.sampled(guest: state(target: 300 * MiB, b), host: host, now: .seconds(2)).isEmpty)
+    }
+
     @Test func aStallInAnIntervalInWhichTheBalloonGrewOrUnderOnePercentGivesNothing() {
         let host = HostSample(at: .seconds(2), total: 8 * GiB, available: 4 * GiB)
         func sample(_ at: Int64, total: UInt64, balloon: UInt64) -> GuestSample {

@@ -34,6 +34,7 @@ import Testing
             stats: stats, pressure: pressure, balloonTarget: rng.next(), balloonActual: rng.next() >> 20,
             freeMemoryHeld: rng.next() % 3 == 0 ? 0 : rng.next() >> 30,
             memAvailableFloor: rng.next() % 3 == 0 ? nil : rng.next() >> 28,
+            fileRefaults: rng.next() % 3 == 0 ? nil : rng.next() >> (rng.next() % 64),
             timestamp: Timestamp(seconds: Int64(bitPattern: rng.next()), microseconds: Int64(rng.next() % 1_000_000)))
     }
 
