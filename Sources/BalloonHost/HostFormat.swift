@@ -85,6 +85,8 @@ public enum HostFormat {
             let value = stats.stats[stat]
             lines.append((stat.name, stat.isBytes ? bytes(value) : value.map { String($0) } ?? "-"))
         }
+        // Not a virtio stat: balloond's own, beside them (docs/protocol.md).
+        lines.append(("file-refaults", stats.fileRefaults.map { String($0) } ?? "-"))
         var out = rows(lines)
         out += "\n"
         out += pad("pressure", 8) + padLeft("avg10", 8) + padLeft("avg60", 8) + padLeft("avg300", 8) + padLeft("total µs", 14) + "\n"

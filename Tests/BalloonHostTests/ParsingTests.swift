@@ -94,6 +94,7 @@ import Testing
         let lines = text.split(separator: "\n")
         #expect(lines.first { $0.hasPrefix("htlb-pgalloc") }?.hasSuffix(" -") == true)
         #expect(lines.first { $0.hasPrefix("major-faults") }?.hasSuffix(" 1234") == true)
+        #expect(lines.first { $0.hasPrefix("file-refaults") }?.hasSuffix(" 4321") == true)
         #expect(lines.first { $0.hasPrefix("swap-out") }?.hasSuffix(" 4 KiB") == true)
         #expect(lines.first { $0.hasPrefix("total-memory") }?.hasSuffix(" 7.8 GiB") == true)
         #expect(lines.first { $0.hasPrefix("async-scans") }?.hasSuffix(" 10 B") == true)  // bytes, as the driver reports them

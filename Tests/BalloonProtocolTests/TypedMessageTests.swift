@@ -110,7 +110,7 @@ func decodeError(_ body: () throws(ProtocolError) -> Void) -> ProtocolError? {
         let line = PressureLine(avg10: 1.25, avg60: 0.5, avg300: 0, total: rng.next())
         return StatsReply(
             stats: stats, pressure: psi ? Pressure(some: line, full: nil) : nil, balloonTarget: rng.next(), balloonActual: rng.next(),
-            timestamp: Timestamp(seconds: 1_795_000_000, microseconds: 123_456))
+            fileRefaults: Bool.random(using: &rng) ? rng.next() : nil, timestamp: Timestamp(seconds: 1_795_000_000, microseconds: 123_456))
     }
 
     static func query(reason: StopReason?, last: QueryReply.Pressure.LastDeflate?) -> QueryReply {
