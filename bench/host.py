@@ -151,7 +151,7 @@ def markdown(results: dict) -> str:
     if "compare" in results:
         c = results["compare"]
         out += ["", f"## {c['vms']} TCG guests of 1 GiB, {c['budget'] // MiB} MiB budget, seed {c['seed']}, "
-                f"{c['phases']} active phases each", ""]
+                f"{c['phases']} active phases each, `-cpu {c.get('guest_cpu', 'max')}`", ""]
         cp = results.get("compare_provenance")
         if cp:
             out += [f"Run separately from the scale part (merged with `bench/host.py merge`): commit {cp['commit']}, {cp['date']}, "
@@ -228,6 +228,8 @@ def main() -> int:
                     help="none-again: the no-balloon run once more, the run times' noise")
     ap.add_argument("--phases", type=int, default=8, help="active phases per guest, each followed by 20-40 s idle")
     ap.add_argument("--vms", type=int, default=3, help="guests (3 for the issue's figures; fewer for a smoke run)")
+    ap.add_argument("--guest-cpu", default="max", metavar="MODEL",
+                    help="the guests' QEMU -cpu model; max,erms=off: TCG zeroes pages 8 bytes an iteration, not 1 (bench/vm.sh)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run the policy list this many times over (none, auto, none, auto, ...): medians per phase")
     ap.add_argument("--from-runs", metavar="PATH",

@@ -134,7 +134,8 @@ def run_policy(a, policy: str) -> dict:
     ctl: Control | None = None
     try:
         for i in range(a.vms):
-            guests.append(VMGuest(f"{tag}{i}", a.initramfs, balloond=not baseline(policy), balloond_keys=balloond_keys))
+            guests.append(VMGuest(f"{tag}{i}", a.initramfs, balloond=not baseline(policy), balloond_keys=balloond_keys,
+                                  cpu=a.guest_cpu))
         if not baseline(policy):
             conf = hostd_config(tmp, mode, budget, None, reserve="20%", policy_keys=policy_keys)
             for i, g in enumerate(guests):
@@ -173,7 +174,7 @@ def run_policy(a, policy: str) -> dict:
                 break
             time.sleep(0.5)
         return {
-            "policy": policy, "samples": samples, "phases": [g.phase_results() for g in guests],
+            "policy": policy, "guest_cpu": a.guest_cpu, "samples": samples, "phases": [g.phase_results() for g in guests],
             "psi_some_total_s": sum(g.psi_some_total_us() - p for g, p in zip(guests, psi0)) / 1e6,
             "oom_kills": sum(g.oom_kills() for g in guests),
             # The agent logs each target change with its reason (a run's is 13-25 KB): the last
@@ -203,6 +204,7 @@ def load_runs(a) -> dict:
     a.vms = len(first["phases"])
     a.repeat = max((int(n.split("#")[1]) for n in runs if "#" in n), default=1)
     a.phases = max(sum(1 for p in g if p["kind"] != "idle") for g in first["phases"])
+    a.guest_cpu = first.get("guest_cpu", "max")  # runs before it was recorded: boot.sh's default
     return runs
 
 
@@ -234,7 +236,7 @@ def summarize_runs(a, runs: dict) -> dict:
     goals = judge({r["policy"]: r for r in rep}, a.repeat) if rep else judge(by, 1)
     plotted = plot(runs, os.path.join(a.out_dir, "results-host.png"), budget_for(a))
     return {"rows": rows, "plotted": plotted, "goals": goals, "runs": runs, "vms": a.vms, "budget": budget_for(a), "seed": a.seed, "phases": a.phases,
-            "repeat": a.repeat, "repeated": rep, "bursts": {name: bursts(run) for name, run in runs.items()}}
+            "guest_cpu": a.guest_cpu, "repeat": a.repeat, "repeated": rep, "bursts": {name: bursts(run) for name, run in runs.items()}}
 
 
 def judge(by: dict, rounds: int) -> list[tuple[str, bool, str]]:

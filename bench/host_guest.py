@@ -48,15 +48,16 @@ class VMGuest:
     """One TCG guest with its RAM in a shared file and balloond on virtio-serial."""
 
     def __init__(self, name: str, initramfs: str, balloond: bool, balloond_keys: list[str] | None = None,
-                 ram_dir: str | None = None):
-        """`ram_dir`: where the RAM file goes (default BENCH_RAM_DIR, else /dev/shm)."""
+                 ram_dir: str | None = None, cpu: str | None = None):
+        """`ram_dir`: where the RAM file goes (default BENCH_RAM_DIR, else /dev/shm); `cpu`: QEMU's
+        -cpu model (default boot.sh's, `max`)."""
         import guest as G
         self.name = name
         ram_dir = ram_dir or os.environ.get("BENCH_RAM_DIR", "/dev/shm")
         self.ram_file = os.path.join(ram_dir, f"bench-host-{name}-{os.getpid()}")
         self.vm = G.BootedGuest(os.path.join(ROOT, "tests", "vm", "work", f"bench-host-{name}-{os.getpid()}"), initramfs,
                                 disk_size="1G", memory_backend=self.ram_file, timeout=7200, ready_timeout=180,
-                                agent_timeout=120, command_timeout=600)
+                                agent_timeout=120, command_timeout=600, boot_args=("--cpu", cpu) if cpu else ())
         self.wd = self.vm.wd
         self.qemu_pid: int | None = None
         try:
