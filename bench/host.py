@@ -7,7 +7,9 @@ Usage: bench/host.py scale   [--guests 1000] [--seconds 60] [--warmup 20] [--out
                              (a policy may add [Guest] keys: auto+PopulateOnDeflate=no, and the
                              guests' balloond.conf keys as Section.Key=Value: auto+Pressure.QuietPeriod=30s,
                              and the agent's [Policy] keys as Policy.Key=Value: auto+Policy.HeadroomBoost=2)
-                             [--phases 8] [--vms 3] [--repeat 1] [--out-dir bench]
+                             [--phases 8] [--vms 3] [--repeat 1] [--guest-cpu max] [--out-dir bench]
+                             (--guest-cpu MODEL: the guests' QEMU -cpu, e.g. max,erms=off;
+                             docs/policy-bench.md, session 45)
                              (--from-runs DIR/compare-runs.json: the saved runs of an earlier
                              compare summarized again, with no guests: after a report change)
                              (--repeat R: the list R times over, round by round; run times then
