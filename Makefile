@@ -136,7 +136,7 @@ bench-pressure: deps
 # RSS, the policy round's cost) and three 1 GiB TCG guests under a 2 GiB budget with
 # no balloon, proxmox, mom and auto (bench/host.py); writes bench/results-host.{json,md,png}.
 # BENCH_SEED sets the guests' schedules; BENCH_HOST=scale runs only the simulator part;
-# BENCH_GUEST_CPU the guests' QEMU -cpu model (default max; docs/policy-bench.md, session 45).
+# BENCH_GUEST_CPU the guests' QEMU -cpu model (bench/host.py's default: max; docs/policy-bench.md, session 45).
 # The guests' part takes about 40 min here (about 10 min a policy).
 bench-host: deps
 	$(SWIFT) build -c release --product balloon-hostd
@@ -144,7 +144,7 @@ bench-host: deps
 	@scripts/install-plot-deps.sh
 	if [ "$${BENCH_HOST:-all}" = scale ]; then python3 bench/host.py scale; else \
 	  initramfs=$$(scripts/build-vm-artifacts.sh) && \
-	  python3 bench/host.py all --initramfs $$initramfs --seed $${BENCH_SEED:-1} --guest-cpu $${BENCH_GUEST_CPU:-max}; fi
+	  python3 bench/host.py all --initramfs $$initramfs --seed $${BENCH_SEED:-1} $${BENCH_GUEST_CPU:+--guest-cpu "$$BENCH_GUEST_CPU"}; fi
 
 # One guest's instant burst (after a warm-up) with and without a balloon held by balloon-hostd, no
 # neighbours (bench/host_burst.py): the per-guest part of bench-host's run-time goal.

@@ -52,6 +52,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from hostlib import GiB, MiB, Control, binary, hostd_config, log, proc_cpu_seconds, proc_status_kib, provenance, start_hostd, stop, wait_connected, write_results  # noqa: E402
 import host_compare  # noqa: E402
+from host_guest import DEFAULT_CPU  # noqa: E402
 from host_bursts import markdown as bursts_markdown  # noqa: E402
 
 
@@ -153,7 +154,7 @@ def markdown(results: dict) -> str:
     if "compare" in results:
         c = results["compare"]
         out += ["", f"## {c['vms']} TCG guests of 1 GiB, {c['budget'] // MiB} MiB budget, seed {c['seed']}, "
-                f"{c['phases']} active phases each, `-cpu {c.get('guest_cpu', 'max')}`", ""]
+                f"{c['phases']} active phases each, `-cpu {c.get('guest_cpu', DEFAULT_CPU)}`", ""]
         cp = results.get("compare_provenance")
         if cp:
             out += [f"Run separately from the scale part (merged with `bench/host.py merge`): commit {cp['commit']}, {cp['date']}, "
@@ -230,7 +231,7 @@ def main() -> int:
                     help="none-again: the no-balloon run once more, the run times' noise")
     ap.add_argument("--phases", type=int, default=8, help="active phases per guest, each followed by 20-40 s idle")
     ap.add_argument("--vms", type=int, default=3, help="guests (3 for the issue's figures; fewer for a smoke run)")
-    ap.add_argument("--guest-cpu", default="max", metavar="MODEL",
+    ap.add_argument("--guest-cpu", default=DEFAULT_CPU, metavar="MODEL",
                     help="the guests' QEMU -cpu model; max,erms=off: TCG zeroes pages 8 bytes an iteration, not 1 (bench/vm.sh)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run the policy list this many times over (none, auto, none, auto, ...): medians per phase")

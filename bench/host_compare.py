@@ -70,7 +70,7 @@ import time
 
 from host_bursts import bursts
 from host_summary import baseline, repeated, summarize
-from host_guest import VMGuest, cpu_ticks_or_zero
+from host_guest import DEFAULT_CPU, VMGuest, cpu_ticks_or_zero
 from hostlib import GiB, MiB, Control, hostd_config, log, start_hostd, stop
 
 ACTIVE = ["cache", "ramp", "burst", "loop"]
@@ -204,7 +204,7 @@ def load_runs(a) -> dict:
     a.vms = len(first["phases"])
     a.repeat = max((int(n.split("#")[1]) for n in runs if "#" in n), default=1)
     a.phases = max(sum(1 for p in g if p["kind"] != "idle") for g in first["phases"])
-    a.guest_cpu = first.get("guest_cpu", "max")  # runs before it was recorded: boot.sh's default
+    a.guest_cpu = first.get("guest_cpu", DEFAULT_CPU)
     return runs
 
 

@@ -44,13 +44,17 @@ def fields(text: str) -> dict:
     return {k: int(v) for k, v in re.findall(r"([a-z-]+)=(-?\d+)", text)}
 
 
+# tests/vm/boot.sh's -cpu model, which runs before `--guest-cpu` recorded the model keep.
+DEFAULT_CPU = "max"
+
+
 class VMGuest:
     """One TCG guest with its RAM in a shared file and balloond on virtio-serial."""
 
     def __init__(self, name: str, initramfs: str, balloond: bool, balloond_keys: list[str] | None = None,
                  ram_dir: str | None = None, cpu: str | None = None):
         """`ram_dir`: where the RAM file goes (default BENCH_RAM_DIR, else /dev/shm); `cpu`: QEMU's
-        -cpu model (default boot.sh's, `max`)."""
+        -cpu model (default boot.sh's, DEFAULT_CPU)."""
         import guest as G
         self.name = name
         ram_dir = ram_dir or os.environ.get("BENCH_RAM_DIR", "/dev/shm")
