@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""make bench-host-burst: what a balloon costs one guest's instant burst, with no neighbours.
+"""make bench-host-burst: what a balloon costs one guest's instant burst, alone or beside busy guests.
 
-Usage: bench/host_burst.py --initramfs PATH [--rounds 3] [--history fresh|thrash] [--out-dir bench]
+Usage: bench/host_burst.py --initramfs PATH [--rounds 3] [--history fresh|thrash] [--neighbours N]
+       [--balloond Section.Key=Value ...] [--out-dir bench]
 
 `make bench-host`'s run-time goal (issue 11) is missed on its instant bursts, where three TCG
 guests share two cores. This bench takes the neighbours away: one fresh 1 GiB guest at a time
@@ -20,7 +21,14 @@ median without; the line it is held to is the compare's, 1.1x.
 `--history thrash` runs a 12 s page-cache thrash of the guest's cache file first (in both kinds), which
 gives the balloon back; the burst waits until balloond has rebuilt it from cold page cache, as
 guests in the compare do after their cache phases (AnonHugePages shows how much of it is huge pages).
-Writes results-host-burst[-thrash].{json,md}; exits 1 when the ratio is over 1.1.
+`--neighbours N` boots N more guests (no balloon) for the whole run, each spinning its vCPU in a
+shell loop, so the burst shares the host's cores as in the compare, where its neighbours' QEMUs
+took about one core between them during a burst: whether a balloon costs a burst more when the
+host's cores are busy, with nothing else of the compare's (no policy, no neighbour inflating).
+`--balloond Section.Key=Value` (repeatable) sets a key of the ballooned guest's balloond.conf, as
+the compare's `auto+Section.Key=Value` arms do, e.g. `Balloon.TransparentHugePages=no` for a balloon
+of 4 KiB pages.
+Writes results-host-burst[-thrash][-neighboursN].{json,md}; exits 1 when the ratio is over 1.1.
 """
 
 from __future__ import annotations
@@ -103,9 +111,16 @@ def warm_up(g: VMGuest) -> int:
     return total
 
 
-def one_burst(a, kind: str) -> dict:
+def spinner(a, k: int) -> VMGuest:
+    """A neighbour that keeps one host core busy: its vCPU spins in a shell loop until stopped."""
+    g = VMGuest(f"spin{k}", a.initramfs, balloond=False)
+    g.sh("sh -c 'while :; do :; done' >/dev/null 2>&1 &")
+    return g
+
+
+def one_burst(a, kind: str, neighbours: list[VMGuest]) -> dict:
     """A fresh guest, warmed up and its cache filled, then a burst, with or without a balloon."""
-    g = VMGuest(f"burst{kind[:1]}", a.initramfs, balloond=(kind == "balloon"))
+    g = VMGuest(f"burst{kind[:1]}", a.initramfs, balloond=(kind == "balloon"), balloond_keys=a.balloond)
     hostd = None
     try:
         total = warm_up(g)
@@ -123,14 +138,17 @@ def one_burst(a, kind: str) -> dict:
         huge = int(g.sh("awk '/^AnonHugePages:/ {print $2}' /proc/meminfo").strip()) * 1024
         size = total * 60 // 100 // MiB
         v0, (cpu0, (_, minflt0)) = vmstat(g), g.qemu_sample()
+        others0 = sum(n.qemu_sample()[0] for n in neighbours)
         out = g.sh(f"workload instant {size}")
         (cpu1, (_, minflt1)), v1 = g.qemu_sample(), vmstat(g)
+        others1 = sum(n.qemu_sample()[0] for n in neighbours)
         fields = dict(x.split("=", 1) for x in out.split() if "=" in x)
         return {"kind": kind, "balloon_mib": round(balloon / MiB, 1), "huge_mib": round(huge / MiB, 1), "burst_mib": size,
                 "after_thrash_mib": None if low is None else round(low / MiB, 1),
                 "seconds": int(fields["runtime-ms"]) / 1000,
                 "qemu_cpu_s": (cpu1 - cpu0) / CLK_TCK,
                 "qemu_minflt": minflt1 - minflt0,
+                "neighbours_cpu_s": (others1 - others0) / CLK_TCK,
                 "thp_alloc": v1["thp_fault_alloc"] - v0["thp_fault_alloc"],
                 "thp_fallback": v1["thp_fault_fallback"] - v0["thp_fault_fallback"]}
     finally:
@@ -145,15 +163,20 @@ def markdown(r: dict) -> str:
            "burst of 70% of its RAM (the host has allocated its whole RAM file), its page "
            "cache filled from its disk, then a `workload instant` of 60% of RAM: with no "
            "balloon, or with a balloon of half its MemTotal held by balloon-hostd (`Mode=manual`, agent defaults; the "
-           "guest's MemAvailable floor may stop it short). No neighbours: the per-guest part of `make bench-host`'s "
-           "run-time goal. Definitions: bench/host_burst.py.", "",
-           *([f"History: a 12 s page-cache thrash before the burst (both kinds); with the balloon, the burst waits for "
+           "guest's MemAvailable floor may stop it short). "
+           + ("Beside busy neighbours (below)" if r.get("neighbours") else "No neighbours")
+           + ": the per-guest part of `make bench-host`'s run-time goal. Definitions: bench/host_burst.py.", "",
+           *([f"The ballooned guest's balloond.conf also sets {', '.join('`' + k + '`' for k in r['balloond'])} (`--balloond`).", ""]
+             if r.get("balloond") else []),
+           *([f"Neighbours: {r['neighbours']} more guests (no balloon) for the whole run, each spinning its vCPU in a "
+              "shell loop, so the burst shares the host's two cores (`--neighbours`).", ""] if r.get("neighbours") else []),
+           *(["History: a 12 s page-cache thrash before the burst (both kinds); with the balloon, the burst waits for "
               "balloond to rebuild it from cold page cache (`--history thrash`).", ""] if r.get("history") == "thrash" else []),
            f"Command: `{r['command']}`", "",
-           "| round | kind | balloon after the thrash | balloon (of it huge pages) | burst | run time | QEMU CPU | host minor faults | THP faults / fallbacks |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| round | kind | balloon after the thrash | balloon (of it huge pages) | burst | run time | QEMU CPU | neighbours' QEMU CPU | host minor faults | THP faults / fallbacks |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     out += [f"| {b['round']} | {b['kind']} | {'-' if b.get('after_thrash_mib') is None else str(b['after_thrash_mib']) + ' MiB'} | {b['balloon_mib']} MiB ({b.get('huge_mib', '?')}) | {b['burst_mib']} MiB | {b['seconds']} s | "
-            f"{b['qemu_cpu_s']} s | {b['qemu_minflt']} | {b['thp_alloc']} / {b['thp_fallback']} |" for b in r["bursts"]]
+            f"{b['qemu_cpu_s']} s | {str(b['neighbours_cpu_s']) + ' s' if r.get('neighbours') else '-'} | {b['qemu_minflt']} | {b['thp_alloc']} / {b['thp_fallback']} |" for b in r["bursts"]]
     out += ["", f"Median run time: no balloon {r['median_none']} s, balloon {r['median_balloon']} s; "
             f"ratio **{r['ratio']}** (line 1.1: {'pass' if r['ratio'] <= 1.1 else 'FAIL'})."]
     return "\n".join(out) + "\n"
@@ -165,19 +188,28 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--history", choices=["fresh", "thrash"], default="fresh",
                     help="thrash: a 12 s page-cache thrash before the burst, after which the balloon regrows")
+    ap.add_argument("--neighbours", type=int, default=0, help="more guests spinning a vCPU each for the whole run")
+    ap.add_argument("--balloond", action="append", default=[], metavar="Section.Key=Value",
+                    help="a key of the ballooned guest's balloond.conf (repeatable)")
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "bench"))
     a = ap.parse_args()
     os.makedirs(a.out_dir, exist_ok=True)
-    bursts = []
-    for k, kind in interleaved(a.rounds, ["none", "balloon"]):
-        b = one_burst(a, kind)
-        b["round"] = k + 1
-        log(f"round {k + 1} {kind}: {b}")
-        bursts.append(b)
+    bursts, neighbours = [], []
+    try:
+        for k in range(a.neighbours):
+            neighbours.append(spinner(a, k))
+        for k, kind in interleaved(a.rounds, ["none", "balloon"]):
+            b = one_burst(a, kind, neighbours)
+            b["round"] = k + 1
+            log(f"round {k + 1} {kind}: {b}")
+            bursts.append(b)
+    finally:
+        for n in neighbours:
+            n.stop()
     med = {kind: statistics.median(b["seconds"] for b in bursts if b["kind"] == kind) for kind in ("none", "balloon")}
-    r = {"provenance": provenance(), "history": a.history, "command": " ".join(["bench/host_burst.py"] + sys.argv[1:]), "bursts": bursts,
+    r = {"provenance": provenance(), "history": a.history, "neighbours": a.neighbours, "balloond": a.balloond, "command": " ".join(["bench/host_burst.py"] + sys.argv[1:]), "bursts": bursts,
          "median_none": med["none"], "median_balloon": med["balloon"], "ratio": round(med["balloon"] / med["none"], 3)}
-    stem = "results-host-burst" + ("" if a.history == "fresh" else f"-{a.history}")
+    stem = "results-host-burst" + ("" if a.history == "fresh" else f"-{a.history}") + (f"-neighbours{a.neighbours}" if a.neighbours else "")
     with open(os.path.join(a.out_dir, stem + ".json"), "w") as f:
         json.dump(r, f, indent=1)
     md = markdown(r)
