@@ -11,9 +11,10 @@ guest's own clock placed on the samples' clock by the end of its first idle phas
 they are good to about a sample (0.5 s). Runs since the guest's ticks are recorded
 (host_compare.guest_cpu) also split the guest's side: its user, system and irq time, the
 CPU of balloond's tree (itself and its holders, live or reaped), how much reclaim
-scanned and stole, and (since the guests count them) its THP faults and fallbacks; runs
-that sampled QEMU's system time and minor faults show the host's kernel work for the
-burst's QEMU (faulting in RAM file holes the guest touches again).
+scanned and stole, and (since the guests count them) its THP faults and fallbacks and
+(since they record it) the guest's AnonHugePages at the burst's start, about the balloon's share
+of huge pages; runs that sampled QEMU's system time and minor faults show the host's kernel
+work for the burst's QEMU (faulting in RAM file holes the guest touches again).
 The guest's ticks count wall time while its vCPU is descheduled too, so they give its
 split, not host CPU."""
 
@@ -122,6 +123,8 @@ def markdown(per_run: dict[str, list[dict]]) -> list[str]:
                 inside += f", reclaim scanned {gc['scanned_mib']} MiB, stole {gc['stolen_mib']} MiB"
             if gc and "thp_faults" in gc:
                 inside += f", THP faults {gc['thp_faults']} / fallbacks {gc['thp_fallbacks']}"
+            if gc and "anon_huge_start_mib" in gc:
+                inside += f", anonymous huge pages at the start {gc['anon_huge_start_mib']} MiB"
             hs = (f", of it host kernel {b['own_system_s']} s, {b['own_faults_k']}k faults"
                   if b.get("own_system_s") is not None else "")
             out.append(f"  - {name}: {b['seconds']} s; own {b['own_cpu_s']} s{hs} (balloon {b['balloon_at_start_mib']} MiB), "

@@ -16,10 +16,12 @@ def guest_cpu(text: str) -> dict:
     """Seconds over the phase, from its two lines of ticks (start_schedule): balloond's tree,
     the guest's user, system and irq time, the pages reclaim scanned and stole, THP faults
     and fallbacks, and direct compaction (stalls, pages scanned to migrate and for free
-    targets); {} when a line is missing. (Older runs' lines have four numbers, with no
+    targets), and the guest's anonymous huge pages at the phase's start (between phases the
+    balloon is the only large anonymous memory: how much of it a burst gets back in 2 MiB
+    pages); {} when a line is missing. (Older runs' lines have four numbers, with no
     reclaim counts and a balloond figure that counted reaped holders' whole lifetime, six,
-    with no THP counts, or eight, with no compaction counts.)"""
-    lines = [[int(x) for x in line.split()] for line in text.splitlines() if len(line.split()) in (4, 6, 8, 11)]
+    with no THP counts, eight, with no compaction counts, or eleven, with no huge pages.)"""
+    lines = [[int(x) for x in line.split()] for line in text.splitlines() if len(line.split()) in (4, 6, 8, 11, 12)]
     if len(lines) != 2 or len(lines[0]) != len(lines[1]):
         return {}
     d = [b - a for a, b in zip(*lines)]
@@ -28,8 +30,10 @@ def guest_cpu(text: str) -> dict:
         out.update(scanned_mib=round(d[4] * 4096 / MiB), stolen_mib=round(d[5] * 4096 / MiB))
     if len(d) >= 8:
         out.update(thp_faults=d[6], thp_fallbacks=d[7])
-    if len(d) == 11:  # direct compaction: a THP fault's cost when free memory is in pieces
+    if len(d) >= 11:  # direct compaction: a THP fault's cost when free memory is in pieces
         out.update(compact_stalls=d[8], compact_migrate_scanned=d[9], compact_free_scanned=d[10])
+    if len(d) == 12:  # AnonHugePages (kB) at the start, not a difference
+        out.update(anon_huge_start_mib=round(lines[0][11] / 1024))
     return out
 
 
@@ -122,10 +126,12 @@ class VMGuest:
         # with reaped children alone would charge a deflate with the earlier inflation), then the
         # guest's user, system and irq time (/proc/stat), then pages scanned and stolen by reclaim,
         # then THP faults and their fallbacks to base pages (a burst's page faults multiply by 512
-        # when its memory comes back in base pages, which under TCG costs guest CPU).
+        # when its memory comes back in base pages, which under TCG costs guest CPU), direct
+        # compaction, and AnonHugePages (a balloon of 4 KiB pages costs its deflate more).
         ticks = ("{ p=$(cat /tmp/balloond.pid 2>/dev/null); b=0; [ -n \"$p\" ] && b=$(" + BALLOOND_TREE_TICKS + "); "
                  "echo ${b:-0} $(awk '/^cpu /{print $2+$3, $4, $7+$8}' /proc/stat) "
-                 "$(awk '/^pgscan_kswapd |^pgscan_direct /{s+=$2} /^pgsteal_kswapd |^pgsteal_direct /{t+=$2} /^thp_fault_alloc /{h=$2} /^thp_fault_fallback /{f=$2} /^compact_stall /{c=$2} /^compact_migrate_scanned /{m=$2} /^compact_free_scanned /{r=$2} END{print s+0, t+0, h+0, f+0, c+0, m+0, r+0}' /proc/vmstat); }")
+                 "$(awk '/^pgscan_kswapd |^pgscan_direct /{s+=$2} /^pgsteal_kswapd |^pgsteal_direct /{t+=$2} /^thp_fault_alloc /{h=$2} /^thp_fault_fallback /{f=$2} /^compact_stall /{c=$2} /^compact_migrate_scanned /{m=$2} /^compact_free_scanned /{r=$2} END{print s+0, t+0, h+0, f+0, c+0, m+0, r+0}' /proc/vmstat) "
+                 "$(awk '/^AnonHugePages:/{print $2}' /proc/meminfo); }")
         steps = []
         for i, (kind, cmd) in enumerate(phases):
             stamp = f"e=$(cut -d' ' -f1 /proc/uptime); echo \"{i} {kind} $rc $s $e\" >> /tmp/phases"
