@@ -146,8 +146,8 @@ bench-host: deps
 	  initramfs=$$(scripts/build-vm-artifacts.sh) && \
 	  python3 bench/host.py all --initramfs $$initramfs --seed $${BENCH_SEED:-1} $${BENCH_GUEST_CPU:+--guest-cpu "$$BENCH_GUEST_CPU"}; fi
 
-# One guest's instant burst (after a warm-up) with and without a balloon held by balloon-hostd, no
-# neighbours (bench/host_burst.py): the per-guest part of bench-host's run-time goal.
+# One guest's instant burst (after a warm-up) with and without a balloon held by balloon-hostd, alone
+# or beside spinning guests (bench/host_burst.py): the per-guest part of bench-host's run-time goal.
 # About 10 min here (BENCH_ROUNDS rounds of two fresh guests, 3 by default);
 # BENCH_HISTORY=thrash: a page-cache thrash first, the balloon rebuilt after it;
 # BENCH_NEIGHBOURS=N: N more guests spinning a vCPU each, so the burst shares the cores.
