@@ -28,7 +28,7 @@ host's cores are busy, with nothing else of the compare's (no policy, no neighbo
 `--balloond Section.Key=Value` (repeatable) sets a key of the ballooned guest's balloond.conf, as
 the compare's `auto+Section.Key=Value` arms do, e.g. `Balloon.TransparentHugePages=no` for a balloon
 of 4 KiB pages.
-Writes results-host-burst[-thrash][-neighboursN].{json,md}; exits 1 when the ratio is over 1.1.
+Writes results-host-burst[-thrash][-neighboursN][-key-value...].{json,md}; exits 1 when the ratio is over 1.1.
 """
 
 from __future__ import annotations
@@ -209,7 +209,9 @@ def main() -> int:
     med = {kind: statistics.median(b["seconds"] for b in bursts if b["kind"] == kind) for kind in ("none", "balloon")}
     r = {"provenance": provenance(), "history": a.history, "neighbours": a.neighbours, "balloond": a.balloond, "command": " ".join(["bench/host_burst.py"] + sys.argv[1:]), "bursts": bursts,
          "median_none": med["none"], "median_balloon": med["balloon"], "ratio": round(med["balloon"] / med["none"], 3)}
-    stem = "results-host-burst" + ("" if a.history == "fresh" else f"-{a.history}") + (f"-neighbours{a.neighbours}" if a.neighbours else "")
+    # Each setting its own name, so a run with other keys leaves the plain results alone.
+    keys = "".join("-" + k.partition(".")[2].lower().replace("=", "-") for k in a.balloond)
+    stem = "results-host-burst" + ("" if a.history == "fresh" else f"-{a.history}") + (f"-neighbours{a.neighbours}" if a.neighbours else "") + keys
     with open(os.path.join(a.out_dir, stem + ".json"), "w") as f:
         json.dump(r, f, indent=1)
     md = markdown(r)
