@@ -3,7 +3,7 @@
 """make bench-host-burst: what a balloon costs one guest's instant burst, alone or beside busy guests.
 
 Usage: bench/host_burst.py --initramfs PATH [--rounds 3] [--history fresh|thrash] [--neighbours N]
-       [--balloond Section.Key=Value ...] [--out-dir bench]
+       [--balloond Section.Key=Value ...] [--guest-cpu MODEL] [--out-dir bench]
 
 `make bench-host`'s run-time goal (issue 11) is missed on its instant bursts, where three TCG
 guests share two cores. This bench takes the neighbours away: one fresh 1 GiB guest at a time
@@ -27,7 +27,8 @@ took about one core between them during a burst: whether a balloon costs a burst
 host's cores are busy, with nothing else of the compare's (no policy, no neighbour inflating).
 `--balloond Section.Key=Value` (repeatable) sets a key of the ballooned guest's balloond.conf, as
 the compare's `auto+Section.Key=Value` arms do, e.g. `Balloon.TransparentHugePages=no` for a balloon
-of 4 KiB pages.
+of 4 KiB pages. `--guest-cpu MODEL` sets the guests' QEMU `-cpu` model, as the compare's does (e.g.
+`max,erms=off`: the guest zeroes pages several times faster, so a burst takes about a second).
 Writes results-host-burst[-thrash][-neighboursN][-key-value...].{json,md}; exits 1 when the ratio is over 1.1.
 """
 
@@ -46,7 +47,7 @@ from hostlib import CLK_TCK, MiB, Control, hostd_config, interleaved, log, prove
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "vm"))
 
-from host_guest import VMGuest  # noqa: E402  (needs tests/vm on the path)
+from host_guest import DEFAULT_CPU, VMGuest  # noqa: E402  (needs tests/vm on the path)
 
 VMSTAT = "awk '/^(thp_fault_alloc|thp_fault_fallback) /{printf \"%s %s\\n\", $1, $2}' /proc/vmstat"
 
@@ -113,14 +114,14 @@ def warm_up(g: VMGuest) -> int:
 
 def spinner(a, k: int) -> VMGuest:
     """A neighbour that keeps one host core busy: its vCPU spins in a shell loop until stopped."""
-    g = VMGuest(f"spin{k}", a.initramfs, balloond=False)
+    g = VMGuest(f"spin{k}", a.initramfs, balloond=False, cpu=a.guest_cpu)
     g.sh("sh -c 'while :; do :; done' >/dev/null 2>&1 &")
     return g
 
 
 def one_burst(a, kind: str, neighbours: list[VMGuest]) -> dict:
     """A fresh guest, warmed up and its cache filled, then a burst, with or without a balloon."""
-    g = VMGuest(f"burst{kind[:1]}", a.initramfs, balloond=(kind == "balloon"), balloond_keys=a.balloond)
+    g = VMGuest(f"burst{kind[:1]}", a.initramfs, balloond=(kind == "balloon"), balloond_keys=a.balloond, cpu=a.guest_cpu)
     hostd = None
     try:
         total = warm_up(g)
@@ -172,6 +173,7 @@ def markdown(r: dict) -> str:
               "shell loop, so the burst shares the host's two cores (`--neighbours`).", ""] if r.get("neighbours") else []),
            *(["History: a 12 s page-cache thrash before the burst (both kinds); with the balloon, the burst waits for "
               "balloond to rebuild it from cold page cache (`--history thrash`).", ""] if r.get("history") == "thrash" else []),
+           *([f"The guests' QEMU runs `-cpu {r['guest_cpu']}` (`--guest-cpu`).", ""] if r.get("guest_cpu", DEFAULT_CPU) != DEFAULT_CPU else []),
            f"Command: `{r['command']}`", "",
            "| round | kind | balloon after the thrash | balloon (of it huge pages) | burst | run time | QEMU CPU | neighbours' QEMU CPU | host minor faults | THP faults / fallbacks |",
            "|---|---|---|---|---|---|---|---|---|---|"]
@@ -191,6 +193,8 @@ def main() -> int:
     ap.add_argument("--neighbours", type=int, default=0, help="more guests spinning a vCPU each for the whole run")
     ap.add_argument("--balloond", action="append", default=[], metavar="Section.Key=Value",
                     help="a key of the ballooned guest's balloond.conf (repeatable)")
+    ap.add_argument("--guest-cpu", default=None, metavar="MODEL",
+                    help=f"the guests' QEMU -cpu model (default {DEFAULT_CPU}), as bench/host.py compare's")
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "bench"))
     a = ap.parse_args()
     os.makedirs(a.out_dir, exist_ok=True)
@@ -207,10 +211,11 @@ def main() -> int:
         for n in neighbours:
             n.stop()
     med = {kind: statistics.median(b["seconds"] for b in bursts if b["kind"] == kind) for kind in ("none", "balloon")}
-    r = {"provenance": provenance(), "history": a.history, "neighbours": a.neighbours, "balloond": a.balloond, "command": " ".join(["bench/host_burst.py"] + sys.argv[1:]), "bursts": bursts,
+    r = {"provenance": provenance(), "history": a.history, "neighbours": a.neighbours, "balloond": a.balloond, "guest_cpu": a.guest_cpu or DEFAULT_CPU, "command": " ".join(["bench/host_burst.py"] + sys.argv[1:]), "bursts": bursts,
          "median_none": med["none"], "median_balloon": med["balloon"], "ratio": round(med["balloon"] / med["none"], 3)}
     # Each setting its own name, so a run with other keys leaves the plain results alone.
     keys = "".join("-" + k.partition(".")[2].lower().replace("=", "-") for k in a.balloond)
+    keys += f"-cpu-{a.guest_cpu.replace(',', '-').replace('=', '-')}" if a.guest_cpu else ""
     stem = "results-host-burst" + ("" if a.history == "fresh" else f"-{a.history}") + (f"-neighbours{a.neighbours}" if a.neighbours else "") + keys
     with open(os.path.join(a.out_dir, stem + ".json"), "w") as f:
         json.dump(r, f, indent=1)
