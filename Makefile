@@ -150,12 +150,13 @@ bench-host: deps
 # or beside spinning guests (bench/host_burst.py): the per-guest part of bench-host's run-time goal.
 # About 10 min here (BENCH_ROUNDS rounds of two fresh guests, 3 by default);
 # BENCH_HISTORY=thrash: a page-cache thrash first, the balloon rebuilt after it;
-# BENCH_NEIGHBOURS=N: N more guests spinning a vCPU each, so the burst shares the cores.
+# BENCH_NEIGHBOURS=N: N more guests spinning a vCPU each, so the burst shares the cores;
+# BENCH_GUEST_CPU: the guests' QEMU -cpu model, as for bench-host.
 bench-host-burst: deps
 	$(SWIFT) build -c release --product balloon-hostd
 	initramfs=$$(scripts/build-vm-artifacts.sh) && \
 	  python3 bench/host_burst.py --initramfs $$initramfs --rounds $${BENCH_ROUNDS:-3} --history $${BENCH_HISTORY:-fresh} \
-	    --neighbours $${BENCH_NEIGHBOURS:-0}
+	    --neighbours $${BENCH_NEIGHBOURS:-0} $${BENCH_GUEST_CPU:+--guest-cpu "$$BENCH_GUEST_CPU"}
 
 # Issue 10's benchmark (bench/free.py): workloads 1-4 in the same QEMU TCG guest
 # (RAM in a shared file) with no balloon, the kernel's free page reporting,
