@@ -193,8 +193,8 @@ def main() -> int:
     ap.add_argument("--neighbours", type=int, default=0, help="more guests spinning a vCPU each for the whole run")
     ap.add_argument("--balloond", action="append", default=[], metavar="Section.Key=Value",
                     help="a key of the ballooned guest's balloond.conf (repeatable)")
-    ap.add_argument("--guest-cpu", default=None, metavar="MODEL",
-                    help=f"the guests' QEMU -cpu model (default {DEFAULT_CPU}), as bench/host.py compare's")
+    ap.add_argument("--guest-cpu", default=DEFAULT_CPU, metavar="MODEL",
+                    help="the guests' QEMU -cpu model, as bench/host.py compare's")
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "bench"))
     a = ap.parse_args()
     os.makedirs(a.out_dir, exist_ok=True)
@@ -211,11 +211,11 @@ def main() -> int:
         for n in neighbours:
             n.stop()
     med = {kind: statistics.median(b["seconds"] for b in bursts if b["kind"] == kind) for kind in ("none", "balloon")}
-    r = {"provenance": provenance(), "history": a.history, "neighbours": a.neighbours, "balloond": a.balloond, "guest_cpu": a.guest_cpu or DEFAULT_CPU, "command": " ".join(["bench/host_burst.py"] + sys.argv[1:]), "bursts": bursts,
+    r = {"provenance": provenance(), "history": a.history, "neighbours": a.neighbours, "balloond": a.balloond, "guest_cpu": a.guest_cpu, "command": " ".join(["bench/host_burst.py"] + sys.argv[1:]), "bursts": bursts,
          "median_none": med["none"], "median_balloon": med["balloon"], "ratio": round(med["balloon"] / med["none"], 3)}
     # Each setting its own name, so a run with other keys leaves the plain results alone.
     keys = "".join("-" + k.partition(".")[2].lower().replace("=", "-") for k in a.balloond)
-    keys += f"-cpu-{a.guest_cpu.replace(',', '-').replace('=', '-')}" if a.guest_cpu else ""
+    keys += f"-cpu-{a.guest_cpu.replace(',', '-').replace('=', '-')}" if a.guest_cpu != DEFAULT_CPU else ""
     stem = "results-host-burst" + ("" if a.history == "fresh" else f"-{a.history}") + (f"-neighbours{a.neighbours}" if a.neighbours else "") + keys
     with open(os.path.join(a.out_dir, stem + ".json"), "w") as f:
         json.dump(r, f, indent=1)

@@ -48,7 +48,7 @@ def fields(text: str) -> dict:
     return {k: int(v) for k, v in re.findall(r"([a-z-]+)=(-?\d+)", text)}
 
 
-# tests/vm/boot.sh's -cpu model, which runs before `--guest-cpu` recorded the model keep.
+# tests/vm/boot.sh's -cpu model: --guest-cpu's default, and the model of runs from before it was recorded.
 DEFAULT_CPU = "max"
 
 
