@@ -34,6 +34,8 @@ package struct HostdConfig: Sendable, Equatable {
     package var burstYield = AutoTuning().burstYield
     /// `BurstLinger=`: how long `auto` still yields to a burst after the guest's balloon last fell.
     package var burstLinger = AutoTuning().burstLinger
+    /// `BurstHoldGrowth=`: `auto` holds a guest the moment its balloon grows during another's burst.
+    package var burstHoldGrowth = AutoTuning().burstHoldGrowth
     /// `SpareStalledCache=`: `auto` does not take again the page cache of a guest
     /// that stalled when it was taken, for its hold-off (docs/policy.md).
     package var spareStalledCache = AutoTuning().spareStalledCache
@@ -68,6 +70,7 @@ package struct HostdConfig: Sendable, Equatable {
         tuning.burstYield = burstYield
         tuning.spareStalledCache = spareStalledCache
         tuning.burstLinger = burstLinger
+        tuning.burstHoldGrowth = burstHoldGrowth
         tuning.refaultsPerSecond = Double(refaultRate)
         return PolicySettings(
             mode: mode, hostReserve: hostReserve.resolve(memTotal: hostTotal), interval: interval, maxStep: maxStep, tuning: tuning)

@@ -89,6 +89,9 @@ enum HostdKeys {
                      return d
                  },
                  render: renderDuration),
+        HostdKey("Policy", "BurstHoldGrowth", \.burstHoldGrowth, defaults: .defaults,
+                 doc: "auto: a guest whose balloon grows while another takes memory back at once stops at once, not at the next round",
+                 parse: parseBool, render: { $0 ? "yes" : "no" }),
         HostdKey("Policy", "SpareStalledCache", \.spareStalledCache, defaults: .defaults,
                  doc: "auto: a guest that stalls right after its page cache was taken keeps its cache for its hold-off",
                  parse: parseBool, render: { $0 ? "yes" : "no" }),

@@ -241,7 +241,12 @@ package final class HostAgent {
         apply(policy.deflated(guest: peer.policyState, guests: peers.map(\.policyState), host: host, now: loop.clock()))
     }
 
-    /// Sets the policy's targets on the guests it may move (Policy=auto, connected).
+    /// A guest's balloon grew: the policy may stop it during another's burst.
+    func grew(_ peer: GuestPeer) {
+        apply(policy.grew(guest: peer.policyState, host: host, now: loop.clock()))
+    }
+
+        /// Sets the policy's targets on the guests it may move (Policy=auto, connected).
     func apply(_ changes: [TargetChange]) {
         for change in changes {
             guard let peer = loop.peersByName[change.guest], peer.agent.limits.policy == .auto,

@@ -13,13 +13,13 @@ extension GuestPeer {
         guard let typed = try? GuestEvent(event) else { return }
         switch typed {
         case let .balloonChange(p):
-            agent.actual = p.actual
+            balloon(at: p.actual)
         case let .targetReached(p):
-            agent.actual = p.actual
             agent.held = nil
+            balloon(at: p.actual)
         case let .targetUnreachable(p, reason):
-            agent.actual = p.actual
             agent.held = reason
+            balloon(at: p.actual)
         case let .deflated(d):
             agent.actual = d.actual
             loop.deflated(self)
@@ -33,13 +33,21 @@ extension GuestPeer {
     /// A STATS event's data: the balloon's size, the guest's floor (a reload
     /// may change it; `query` at sync gave the first) and the policy's sample.
     func observe(_ reply: StatsReply) {
-        agent.actual = reply.balloonActual
+        balloon(at: reply.balloonActual)
         if let floor = reply.memAvailableFloor { agent.availableFloor = floor }
         agent.stats = reply
         qmp?.observe(reply)
         guard let sample = GuestSample(reply, at: clock()) else { return }
         agent.sample = sample
         loop.sampled(self)
+    }
+
+    /// The balloon's size as the guest reports it; a growth goes to the
+    /// policy (`HostPolicy.grew`).
+    private func balloon(at actual: UInt64) {
+        let before = agent.actual
+        agent.actual = actual
+        if let before, actual > before { loop.grew(self) }
     }
 
     /// A control client's v1 command for this guest.

@@ -236,6 +236,7 @@ public final class ServeLoop {
     /// A guest's new STATS sample (the agent's fast path).
     func sampled(_ peer: GuestPeer) { agent?.sampled(peer) }
     func deflated(_ peer: GuestPeer) { agent?.deflated(peer) }
+    func grew(_ peer: GuestPeer) { agent?.grew(peer) }
 
     func shutdown() {
         agent?.notifier.stopping()

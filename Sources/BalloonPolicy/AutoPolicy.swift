@@ -14,6 +14,9 @@ public struct AutoPolicy: HostPolicy {
     public let tuning: AutoTuning
     /// Per guest, between calls (internal: AutoBurst.swift reads it too).
     var guests: [String: AutoGuest] = [:]
+    /// The guests taking memory back at once, as of the last round or a
+    /// `DEFLATED` since (AutoBurst.swift).
+    var bursting: Set<String> = []
 
     public init(interval: Duration = .seconds(1), reserve: UInt64 = 512 << 20, tuning: AutoTuning = AutoTuning()) {
         self.interval = interval
@@ -137,6 +140,7 @@ public struct AutoPolicy: HostPolicy {
         let names = Set(states.map(\.name))
         guests = guests.filter { names.contains($0.key) }
         let bursting = tuning.burstYield ? takingBackAtOnce(states, now: now) : []
+        self.bursting = Set(bursting)
         var views: [View] = []
         for state in states where state.managed {
             guard let sample = state.sample, now < sample.at + tuning.staleAfter else { continue }

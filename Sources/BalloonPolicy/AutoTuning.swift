@@ -73,6 +73,11 @@ public struct AutoTuning: Sendable, Equatable {
     /// as bursting after the last round its balloon fell (AutoBurst.swift);
     /// zero: only in rounds it fell by `burstFall`.
     public var burstLinger: Duration = .zero
+    /// `[Policy] BurstHoldGrowth=`: a guest whose own balloond held its
+    /// balloon short of its target (so a burst's hold left it alone) is held
+    /// the moment its balloon grows while another guest bursts, not at the
+    /// next round (AutoBurst.swift, `grew`).
+    public var burstHoldGrowth = false
     /// `[Policy] SpareStalledCache=`: a guest that stalls within
     /// `cacheStallWindow` of a round taking its page cache (`View.lastRoom`)
     /// keeps its cache for the rest of that hold-off: the stall showed the

@@ -236,9 +236,14 @@ public protocol HostPolicy: Sendable {
     /// `DEFLATED`; `guest.actual` is the balloon after it): the other guests
     /// may have to stop inflating now rather than at the next round.
     mutating func deflated(guest: GuestState, guests: [GuestState], host: HostSample, now: Duration) -> [TargetChange]
+    /// A guest's balloon just grew (its BALLOON_CHANGE, TARGET_* or STATS
+    /// showed it larger than before): it may have to stop while another
+    /// guest takes memory back at once.
+    mutating func grew(guest: GuestState, host: HostSample, now: Duration) -> [TargetChange]
 }
 
 extension HostPolicy {
     /// Proxmox and MoM act only in rounds.
     public mutating func deflated(guest: GuestState, guests: [GuestState], host: HostSample, now: Duration) -> [TargetChange] { [] }
+    public mutating func grew(guest: GuestState, host: HostSample, now: Duration) -> [TargetChange] { [] }
 }

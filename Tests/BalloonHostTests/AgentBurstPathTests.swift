@@ -29,12 +29,21 @@ private let GiB: UInt64 = 1 << 30
 
     typealias Flag = MetricsServerLimits.StateBox
 
-    /// `reaches`: the guest's balloon follows every target at once (else it
-    /// stays at 64 MiB). With `burstAfter`, once that many targets came, it
-    /// gives everything back under pressure (a `DEFLATED`).
-    static func guest(_ g: FakeGuest, reaches: Bool, burstAfter: Int?, stop: Flag, recorder: Recorder) {
+    /// How a fake guest's balloon answers targets.
+    struct Role {
+        /// Follows every target at once (else it stays at 64 MiB).
+        var reaches = false
+        /// Once that many targets came, gives everything back under pressure
+        /// (a `DEFLATED`) and sets `burst`.
+        var burstAfter: Int?
+        /// Its balloond holds it short of every target (`TARGET_UNREACHABLE`,
+        /// its quiet period) until `burst` is set; then it grows by 32 MiB.
+        var quietUntilBurst = false
+    }
+
+    static func guest(_ g: FakeGuest, _ role: Role, burst: Flag, stop: Flag, recorder: Recorder) {
         guard g.awaitSync() else { return }
-        var target: UInt64 = 0, actual: UInt64 = reaches ? 0 : 64 * MiB, targets = 0
+        var target: UInt64 = 0, actual: UInt64 = role.reaches ? 0 : 64 * MiB, targets = 0
         while !stop.isSet {
             // STATS every 100 ms: the policy rounds act only on fresh samples.
             if let r = g.readRequest(timeoutMs: 100) {
@@ -45,46 +54,70 @@ private let GiB: UInt64 = 1 << 30
                 }
                 target = t
                 targets += 1
-                if reaches { actual = t }
+                if role.reaches { actual = t }
                 g.reply(r, SetTargetReply(target: t, effectiveTarget: t, actual: actual).json)
-                g.event(reaches ? .targetReached(.init(actual: actual, target: t)) : .balloonChange(.init(actual: actual, target: t)))
-                if let n = burstAfter, targets == n {
+                let progress = BalloonProgress(actual: actual, target: t)
+                g.event(role.reaches ? .targetReached(progress)
+                    : role.quietUntilBurst && !burst.isSet ? .targetUnreachable(progress, reason: StopReason(code: .pressure, desc: "quiet period"))
+                    : .balloonChange(progress))
+                if let n = role.burstAfter, targets == n {
                     g.event(.deflated(DeflatedEvent(bytes: actual, reason: .memAvailableFloor, actual: 0, timing: nil)))
                     actual = 0
+                    burst.set()
                 }
+            } else if role.quietUntilBurst, burst.isSet, actual == 64 * MiB {
+                actual += 32 * MiB
+                g.event(.balloonChange(BalloonProgress(actual: actual, target: target)))
             }
             g.event(.stats(stats(actual: actual, target: target)))
         }
     }
 
-    @Test func aDeflateHoldsTheOtherGuestBeforeTheNextRound() throws {
+    /// Two guests of 1 GiB under a 2 GiB budget (the host is short, so each
+    /// round takes), in `auto` with `policy` added to `[Policy]`, `a` and `b`
+    /// playing their roles; returns the agent's log once `until` holds for
+    /// one of its lines (or after 60 s).
+    func run(policy: String, a: Role, b: Role, until: @escaping @Sendable (String) -> Bool) throws -> [String] {
         let dir = TempDir()
         defer { dir.remove() }
         mkdir(dir.path + "/g", 0o755)
-        // Two guests of 1 GiB under a 2 GiB budget: the host is short, so each round takes.
         let config = "[Host]\nControl=\(dir.path)/control\nHostMemory=2G\nGuestDirectory=\(dir.path)/g\n"
-            + "[Policy]\nMode=auto\n[Discovery]\nLibvirt=no\n"
+            + "[Policy]\nMode=auto\n\(policy)[Discovery]\nLibvirt=no\n"
         try config.write(toFile: dir.path + "/h.conf", atomically: false, encoding: .utf8)
         for name in ["a", "b"] {
             try "[Guest]\nChannel=unix:\(dir.path)/\(name).sock\nRamSize=1G\nMin=16M\nMax=1G\n"
                 .write(toFile: dir.path + "/g/\(name).conf", atomically: false, encoding: .utf8)
         }
-        let stop = Flag(), recorder = Recorder(), lines = Recorder()
-        // `a` bursts at its second target: one round has seen its balloon at the first.
-        let a = try serveOnce(path: dir.path + "/a.sock") { Self.guest($0, reaches: true, burstAfter: 2, stop: stop, recorder: recorder) }
-        let b = try serveOnce(path: dir.path + "/b.sock") { Self.guest($0, reaches: false, burstAfter: nil, stop: stop, recorder: recorder) }
+        let stop = Flag(), burst = Flag(), recorder = Recorder(), lines = Recorder()
+        let ga = try serveOnce(path: dir.path + "/a.sock") { Self.guest($0, a, burst: burst, stop: stop, recorder: recorder) }
+        let gb = try serveOnce(path: dir.path + "/b.sock") { Self.guest($0, b, burst: burst, stop: stop, recorder: recorder) }
         let agent = try HostAgent(configPath: dir.path + "/h.conf", required: true) { lines.add($0) }
         let running = MetricsServerLimits.Running(agent)
         defer {
             #expect(running.stop())
             stop.set()
-            a.join()
-            b.join()
+            ga.join()
+            gb.join()
         }
-        let held = "b: target"
-        #expect(waitUntil(timeout: .seconds(60)) { lines.all.contains { $0.hasPrefix(held) && $0.contains("(its DEFLATED)") } },
-                "\(lines.all.joined(separator: "\n"))")
-        let line = try #require(lines.all.first { $0.contains("(its DEFLATED)") })
+        #expect(waitUntil(timeout: .seconds(60)) { lines.all.contains(where: until) }, "\(lines.all.joined(separator: "\n"))")
+        return lines.all
+    }
+
+    /// `a` bursts at its second target (one round has seen its balloon at the first).
+    @Test func aDeflateHoldsTheOtherGuestBeforeTheNextRound() throws {
+        let lines = try run(policy: "", a: Role(reaches: true, burstAfter: 2), b: Role()) { $0.hasPrefix("b: target") && $0.contains("(its DEFLATED)") }
+        let line = try #require(lines.first { $0.contains("(its DEFLATED)") })
         #expect(line.contains("-> 64 MiB (auto: a taking memory back at once (its DEFLATED): stop inflating at 64 MiB)"), "\(line)")
+    }
+
+    /// `BurstHoldGrowth=yes`: `b`'s balloond holds it at 64 MiB, so `a`'s
+    /// DEFLATED leaves it alone; when it grows to 96 MiB during the burst,
+    /// its BALLOON_CHANGE alone stops it there.
+    @Test func aBalloonThatGrowsDuringABurstIsHeldAtOnce() throws {
+        let lines = try run(policy: "BurstHoldGrowth=yes\n", a: Role(reaches: true, burstAfter: 2), b: Role(quietUntilBurst: true)) {
+            $0.hasPrefix("b: target") && $0.contains("taking memory back at once")
+        }
+        let line = try #require(lines.first { $0.hasPrefix("b: target") && $0.contains("taking memory back at once") })
+        #expect(line.contains("-> 96 MiB (auto: a taking memory back at once (b's balloon grew): stop inflating at 96 MiB)"), "\(line)")
     }
 }

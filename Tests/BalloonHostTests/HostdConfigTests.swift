@@ -69,15 +69,17 @@ import Testing
         #expect(throws: ConfigError.self) { try HostdLoader.parseHost("[Policy]\nBurstYield=often\n", file: "h.conf", into: &config) }
     }
 
-    /// `SpareStalledCache=` (off by default) reaches auto's tuning and survives `--dump-config`.
-    @Test func spareStalledCache() throws {
+    /// `SpareStalledCache=` and `BurstHoldGrowth=` (off by default) reach auto's tuning and survive `--dump-config`.
+    @Test(arguments: [("SpareStalledCache", \AutoTuning.spareStalledCache), ("BurstHoldGrowth", \AutoTuning.burstHoldGrowth)])
+    func offByDefault(key: String, knob: KeyPath<AutoTuning, Bool> & Sendable) throws {
         var config = HostdConfig()
-        #expect(!config.policySettings(hostTotal: 8 << 30).tuning.spareStalledCache)
-        try HostdLoader.parseHost("[Policy]\nSpareStalledCache=yes\n", file: "h.conf", into: &config)
-        #expect(config.policySettings(hostTotal: 8 << 30).tuning.spareStalledCache)
+        #expect(!config.policySettings(hostTotal: 8 << 30).tuning[keyPath: knob])
+        try HostdLoader.parseHost("[Policy]\n\(key)=yes\n", file: "h.conf", into: &config)
+        #expect(config.policySettings(hostTotal: 8 << 30).tuning[keyPath: knob])
         var again = HostdConfig()
         try HostdLoader.parseHost(HostdLoader.render(HostdSetup(config: config)), file: "dump", into: &again)
-        #expect(again.spareStalledCache)
+        #expect(again.policySettings(hostTotal: 8 << 30).tuning[keyPath: knob])
+        #expect(throws: ConfigError.self) { try HostdLoader.parseHost("[Policy]\n\(key)=often\n", file: "h.conf", into: &config) }
     }
 
     /// `RefaultRate=` (2500 by default) reaches auto's tuning, survives `--dump-config`; 0 turns the signal off.

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-import BalloonPolicy
+@testable import BalloonPolicy
 import Testing
 
 /// `[Policy] BurstYield=yes` (docs/policy.md, "Yielding to a burst"): while a
@@ -175,6 +175,42 @@ import Testing
         _ = round(&fresh, states(1, aActual: 500 * MiB, bActual: 200 * MiB, bHeld: false), at: 1)
         let stopped = try #require(round(&fresh, states(2, aActual: 300 * MiB, bActual: 200 * MiB, bHeld: false), at: 2)["b"])
         #expect(stopped.target == 200 * MiB, "\(stopped.reason)")
+    }
+
+    /// `BurstHoldGrowth=yes`: `b`, held at 200 MiB by its own balloond, is
+    /// left alone when `a` bursts (its DEFLATED, or the round that sees the
+    /// fall), but held the moment its balloon grows, until a round no longer
+    /// finds `a` bursting. Off (the default), growth waits for the round.
+    @Test(arguments: [false, true]) func aGuestHeldBalloonThatGrowsDuringABurstIsHeldAtOnce(knob: Bool) throws {
+        var tuning = AutoTuning()
+        tuning.burstHoldGrowth = knob
+        func states(_ t: Int64, aActual: UInt64, bActual: UInt64 = 200 * MiB) -> [GuestState] {
+            var b = guest("b", target: 400 * MiB, actual: bActual, available: 600 * MiB, at: t)
+            b.heldByGuest = true
+            return [guest("a", target: 500 * MiB, actual: aActual, available: 150 * MiB, at: t), b]
+        }
+        func grow(_ auto: inout AutoPolicy, at ms: Int64) -> [TargetChange] {
+            auto.grew(guest: states(2, aActual: 300 * MiB, bActual: 230 * MiB)[1], host: host, now: .milliseconds(ms))
+        }
+        var auto = AutoPolicy(reserve: 512 * MiB, tuning: tuning)
+        _ = round(&auto, states(1, aActual: 500 * MiB), at: 1)
+        #expect(grow(&auto, at: 1200).isEmpty, "no burst yet")
+        let now = states(2, aActual: 300 * MiB)
+        #expect(auto.deflated(guest: now[0], guests: now, host: host, now: .milliseconds(1400)).isEmpty, "b stands still")
+        var viaRound = auto
+        let held = grow(&auto, at: 1600)
+        #expect(held.count == (knob ? 1 : 0))
+        if knob {
+            #expect(held[0].guest == "b" && held[0].target == 230 * MiB, "\(held)")
+            #expect(held[0].reason.contains("a taking memory back at once (b's balloon grew): stop inflating at 230 MiB"), "\(held[0].reason)")
+        }
+        // A round that finds a bursting (its balloon fell since the last) counts too ...
+        viaRound.bursting = []
+        #expect(round(&viaRound, states(2, aActual: 300 * MiB), at: 2)["b"] == nil)
+        #expect(grow(&viaRound, at: 2300).count == (knob ? 1 : 0))
+        // ... and one that does not ends it.
+        _ = round(&viaRound, states(3, aActual: 300 * MiB), at: 3)
+        #expect(grow(&viaRound, at: 3300).isEmpty)
     }
 
     /// The event path: `a`'s balloond gives back under pressure between two
