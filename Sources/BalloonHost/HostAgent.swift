@@ -246,7 +246,7 @@ package final class HostAgent {
         apply(policy.grew(guest: peer.policyState, host: host, now: loop.clock()))
     }
 
-        /// Sets the policy's targets on the guests it may move (Policy=auto, connected).
+    /// Sets the policy's targets on the guests it may move (Policy=auto, connected).
     func apply(_ changes: [TargetChange]) {
         for change in changes {
             guard let peer = loop.peersByName[change.guest], peer.agent.limits.policy == .auto,
