@@ -11,7 +11,8 @@ Usage: bench/host.py scale   [--guests 1000] [--seconds 60] [--warmup 20] [--out
                              (--guest-cpu MODEL: the guests' QEMU -cpu, e.g. max,erms=off;
                              docs/policy-bench.md, session 45)
                              (--from-runs DIR/compare-runs.json: the saved runs of an earlier
-                             compare summarized again, with no guests: after a report change)
+                             compare summarized again, with no guests: after a report change;
+                             also bench/compare-runs-NAME.json.gz)
                              (--repeat R: the list R times over, round by round; run times then
                              also per phase as the median of R runs against every no-balloon run's)
        bench/host.py all     --initramfs PATH ...  (scale, then compare)
@@ -129,7 +130,8 @@ def markdown(results: dict) -> str:
     out = ["# make bench-host", ""]
     p = results["provenance"]
     out.append(f"Commit {p['commit']}, {p['date']}, {p['host_cpus']} CPUs ({p['host_cpu_model']}), kernel {p['host_kernel']}, "
-               f"load average at start {p['load_average_at_start'][0]:.2f}; balloon-hostd {p['balloon_hostd']}.")
+               f"load average at start {p['load_average_at_start'][0]:.2f}"
+               + (f"; balloon-hostd {p['balloon_hostd']}." if p.get("balloon_hostd") else "."))
     if p.get("note"):
         out += ["", p["note"]]
     if "scale" in results:
@@ -239,7 +241,8 @@ def main() -> int:
                     help="compare: summarize a finished run's compare-runs.json again instead of running guests")
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "bench"))
     a = ap.parse_args()
-    results: dict = {"provenance": provenance()}
+    # A summary of saved runs (--from-runs) starts no agent.
+    results: dict = {"provenance": provenance(hostd=not getattr(a, "from_runs", None))}
     if a.what == "merge":
         if len(a.files) != 2:
             ap.error("merge takes two files: a scale run's results-host.json, then a compare run's")

@@ -61,6 +61,7 @@ Figures per policy:
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import random
@@ -197,8 +198,9 @@ def run_policy(a, policy: str) -> dict:
 
 def load_runs(a) -> dict:
     """`--from-runs PATH`: a finished run's compare-runs.json, summarized again (after a
-    change to the report) without an hour of guests; --vms and --repeat follow its runs."""
-    with open(a.from_runs) as f:
+    change to the report) without an hour of guests; --vms and --repeat follow its runs.
+    Also the gzipped copies kept in bench/ (compare-runs-NAME.json.gz)."""
+    with (gzip.open(a.from_runs, "rt") if a.from_runs.endswith(".gz") else open(a.from_runs)) as f:
         runs = json.load(f)
     first = next(iter(runs.values()))
     a.vms = len(first["phases"])

@@ -140,7 +140,8 @@ def stop(p: subprocess.Popen | None) -> None:
             p.wait()
 
 
-def provenance() -> dict:
+def provenance(hostd: bool = True) -> dict:
+    """Where and on what the run ran; `hostd`: the run starts balloon-hostd (which one is recorded, and must exist)."""
     def out(argv: list[str]) -> str:
         try:
             return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
@@ -151,7 +152,7 @@ def provenance() -> dict:
     return {"commit": out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]) + ("-dirty" if dirty else ""),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host_cpus": os.cpu_count(), "host_cpu_model": cpu,
             "host_kernel": os.uname().release, "load_average_at_start": list(os.getloadavg()),
-            "balloon_hostd": binary("balloon-hostd"), "note": os.environ.get("BENCH_NOTE", "")}
+            "balloon_hostd": binary("balloon-hostd") if hostd else None, "note": os.environ.get("BENCH_NOTE", "")}
 
 
 def provenance_sentence(p: dict) -> str:
