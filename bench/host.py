@@ -242,7 +242,7 @@ def main() -> int:
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "bench"))
     a = ap.parse_args()
     # A summary of saved runs (--from-runs) starts no agent.
-    results: dict = {"provenance": provenance(hostd=not getattr(a, "from_runs", None))}
+    results: dict = {"provenance": provenance(hostd=not a.from_runs)}
     if a.what == "merge":
         if len(a.files) != 2:
             ap.error("merge takes two files: a scale run's results-host.json, then a compare run's")

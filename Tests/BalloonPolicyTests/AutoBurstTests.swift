@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-@testable import BalloonPolicy
+import BalloonPolicy
 import Testing
 
 /// `[Policy] BurstYield=yes` (docs/policy.md, "Yielding to a burst"): while a
@@ -197,15 +197,15 @@ import Testing
         #expect(grow(&auto, at: 1200).isEmpty, "no burst yet")
         let now = states(2, aActual: 300 * MiB)
         #expect(auto.deflated(guest: now[0], guests: now, host: host, now: .milliseconds(1400)).isEmpty, "b stands still")
-        var viaRound = auto
         let held = grow(&auto, at: 1600)
         #expect(held.count == (knob ? 1 : 0))
         if knob {
             #expect(held[0].guest == "b" && held[0].target == 230 * MiB, "\(held)")
             #expect(held[0].reason.contains("a taking memory back at once (b's balloon grew): stop inflating at 230 MiB"), "\(held[0].reason)")
         }
-        // A round that finds a bursting (its balloon fell since the last) counts too ...
-        viaRound.bursting = []
+        // A round that finds a bursting (its balloon fell since the last), with no DEFLATED, counts too ...
+        var viaRound = AutoPolicy(reserve: 512 * MiB, tuning: tuning)
+        _ = round(&viaRound, states(1, aActual: 500 * MiB), at: 1)
         #expect(round(&viaRound, states(2, aActual: 300 * MiB), at: 2)["b"] == nil)
         #expect(grow(&viaRound, at: 2300).count == (knob ? 1 : 0))
         // ... and one that does not ends it.
