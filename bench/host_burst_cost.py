@@ -35,6 +35,7 @@ def rows_of(path: str) -> list[dict]:
             if not base:
                 continue
             out.append({
+                "burst": f"g{k[0]}/{k[1]}",
                 "run": path.rsplit("/", 1)[-1].removeprefix("compare-runs-").split(".json")[0],
                 "policy": n.split("#")[0], "ratio": b["seconds"] / statistics.median(base),
                 "balloon": b["balloon_at_start_mib"], "agent": b["agent_cpu_s"] or 0.0,
@@ -64,6 +65,12 @@ def main() -> None:
         line = statistics.linear_regression(xs, ys)
         print(f"\nEvery ballooned burst ({len(ballooned)}): ratio = {line.intercept:.3f} + {line.slope * 100:.4f} "
               f"per 100 MiB of balloon at its start (correlation {statistics.correlation(xs, ys):.2f})")
+    print("\nEvery file together, per policy: each burst's median ratio over its runs (runs), the mean of all its bursts:\n")
+    for policy in dict.fromkeys(r["policy"] for r in rows):
+        rs = [r for r in rows if r["policy"] == policy]
+        per = {b: [r["ratio"] for r in rs if r["burst"] == b] for b in sorted({r["burst"] for r in rs})}
+        meds = ", ".join(f"{b} {statistics.median(v):.3f} ({len(v)})" for b, v in sorted(per.items(), key=lambda x: -statistics.median(x[1])))
+        print(f"- {policy}: {meds}; mean {statistics.mean(r['ratio'] for r in rs):.3f} over {len(rs)}")
 
 
 if __name__ == "__main__":
