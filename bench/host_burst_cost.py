@@ -9,7 +9,9 @@ that file's no-balloon runs (a no-balloon run against the others, so its rows sh
 balloon it started with, the agent's and balloond's CPU over it, its own QEMU's CPU, and how far
 the neighbours inflated meanwhile. Per file and policy: the means, and the correlation of the ratio
 with the balloon at the start; over every ballooned burst of all files, a least-squares line of the
-ratio on that balloon. A diagnostic for choosing what to change, not a figure of the goals.
+ratio on that balloon; per policy, each burst's median over all files; and, within each file's
+burst beside a busy neighbour, the ratio's slope on the neighbours' inflation, the balloon and the
+agent's CPU (`within`). A diagnostic for choosing what to change, not a figure of the goals.
 """
 
 from __future__ import annotations
@@ -41,8 +43,36 @@ def rows_of(path: str) -> list[dict]:
                 "balloon": b["balloon_at_start_mib"], "agent": b["agent_cpu_s"] or 0.0,
                 "balloond": (b.get("guest_cpu") or {}).get("balloond_s") or 0.0, "own": b["own_cpu_s"],
                 "inflating": sum(max(x["balloon_mib"], 0) for x in b["neighbours"]),
+                "busy": any(x["phases"] for x in b["neighbours"]),
             })
     return out
+
+
+def within(rows: list[dict]) -> None:
+    """Each quantity's slope within a file's same burst, over its ballooned runs (every policy): the
+    file and the burst (its neighbours' phases, its size, the file's code and machine) are held
+    fixed by taking each row against the mean of its (file, burst) group, so what is left is how
+    the runs of one burst differ. Only bursts beside a neighbour in an active phase: with both
+    neighbours idle a core is free and the balloon cost nothing."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        if r["busy"] and not baseline(r["policy"]):
+            groups.setdefault((r["run"], r["burst"]), []).append(r)
+    groups = {k: v for k, v in groups.items() if len(v) > 1}
+    if not groups:
+        return
+    n = sum(len(v) for v in groups.values())
+    print(f"\nWithin a file's burst, over {n} ballooned runs of {len(groups)} busy-neighbour bursts, the ratio's "
+          "slope on (correlation):\n")
+    ratio = [r["ratio"] - statistics.mean(x["ratio"] for x in v) for v in groups.values() for r in v]
+    for key, per, unit in (("inflating", 100, "100 MiB the neighbours inflated during it"),
+                           ("balloon", 100, "100 MiB of balloon at its start"),
+                           ("agent", 0.1, "0.1 s of the agent's CPU over it")):
+        x = [r[key] - statistics.mean(y[key] for y in v) for v in groups.values() for r in v]
+        if len(set(x)) < 2:
+            continue
+        line = statistics.linear_regression(x, ratio)
+        print(f"- {line.slope * per:+.3f} per {unit} ({statistics.correlation(x, ratio):.2f})")
 
 
 def main() -> None:
@@ -73,6 +103,7 @@ def main() -> None:
         by_median = sorted(((statistics.median(v), b, len(v)) for b, v in per), key=lambda x: -x[0])
         meds = ", ".join(f"{b} {m:.3f} ({n})" for m, b, n in by_median)
         print(f"- {policy}: {meds}; mean {statistics.mean(r['ratio'] for r in rs):.3f} over {len(rs)}")
+    within(rows)
 
 
 if __name__ == "__main__":
