@@ -11,13 +11,23 @@ public final class ChunkStack: MemoryReserver {
     /// How new chunks are advised for transparent huge pages.
     public var hugePageAdvice: HugePageAdvice
     /// Hold chunks in holder processes (the OOM killer's last resort).
-    public var useHolders: Bool
+    public var useHolders: Bool {
+        didSet { if !useHolders { dropSpareHolders() } }
+    }
     public private(set) var heldBytes: UInt64 = 0
     private(set) var chunks: [Chunk] = []
     public let reporter: FrameReporter
     private var pagemap: Pagemap?
-    /// A forked holder waiting for its chunk, so growing never waits for a fork.
-    private var spare: HolderProcess?
+    /// Holders waiting for a chunk, newest last: the one forked ahead so
+    /// growing never waits for a fork, and those a deflate emptied (`retire`),
+    /// kept for the growth that follows until `trimSpareHolders()`.
+    private var spares: [HolderProcess] = []
+    /// The most emptied holders kept: a deflate of half a GiB in the default
+    /// 64 MiB chunks. Each is a process of about 1 MiB (docs/pressure.md).
+    public static let spareLimit = 8
+    /// Counts every holder a deflate kept or a growth took from the spares,
+    /// so a timer can tell whether they were used since it was armed.
+    public private(set) var spareActivity: UInt64 = 0
     var warn: (_ message: String) -> Void = { _ in }
     /// Called each time memory goes back to the kernel during `shrink` (the
     /// daemon notes the first one of a pressure deflate).
@@ -39,11 +49,26 @@ public final class ChunkStack: MemoryReserver {
 
     public var reportingFrames: Bool { reporter.enabled }
 
-    /// Ends the spare holder (no growth expected soon, or holders turned off).
-    public func dropSpareHolder() {
-        spare?.release()
-        spare = nil
+    /// Ends every spare holder (shutdown, or holders turned off).
+    public func dropSpareHolders() {
+        for holder in spares { holder.release() }
+        spares.removeAll()
     }
+
+    /// Spares beyond the one a balloon that holds memory keeps forked ahead
+    /// (an empty balloon keeps none).
+    public var excessSpareHolders: Int { max(0, spares.count - (heldBytes > 0 ? 1 : 0)) }
+
+    /// Ends the excess spares, oldest first (`excessSpareHolders`).
+    public func trimSpareHolders() {
+        let excess = excessSpareHolders
+        guard excess > 0 else { return }
+        for holder in spares.prefix(excess) { holder.release() }
+        spares.removeFirst(excess)
+    }
+
+    /// Spare holder pids (for tests and status).
+    public var spareHolderPIDs: [Int32] { spares.map(\.pid) }
 
     /// Holder pids (chunk holders only), for tests and status.
     public var holderPIDs: [Int32] {
@@ -55,12 +80,16 @@ public final class ChunkStack: MemoryReserver {
         do throws(SystemError) {
             if useHolders {
                 let holder: HolderProcess
-                if let ready = spare { holder = ready } else { holder = try HolderProcess() }
-                spare = nil
+                if let ready = spares.popLast() {
+                    holder = ready
+                    spareActivity &+= 1
+                } else {
+                    holder = try HolderProcess()
+                }
                 holder.startLock(length: Int(bytes), advice: hugePageAdvice)
-                // While it locks (on another CPU), fork the next one; if that
-                // fails, the next growth forks again and says why.
-                spare = try? HolderProcess()
+                // While it locks (on another CPU), fork the next one unless one
+                // waits already; if that fails, the next growth forks again and says why.
+                if spares.isEmpty, let next = try? HolderProcess() { spares.append(next) }
                 let interrupters = lockInterrupters()
                 var fired: [Int] = []
                 defer { firedDuringLock += fired.map { interrupters[$0].tier } }
@@ -95,7 +124,8 @@ public final class ChunkStack: MemoryReserver {
                 chunks.removeLast()
                 heldBytes -= length
                 remaining -= length
-                if reporter.release(length, of: last.frames, last.memory.release) { returned() }
+                let memory = last.memory
+                if reporter.release(length, of: last.frames, { [weak self] in self?.retire(memory) ?? memory.release() }) { returned() }
             } else {
                 let keep = Int(length - remaining)
                 let (head, tail) = Frames.split(last.frames.runs, atPage: keep / PageSize.bytes)
@@ -108,15 +138,28 @@ public final class ChunkStack: MemoryReserver {
                 remaining = 0
             }
         }
-        // An empty balloon keeps no spare holder around.
-        if heldBytes == 0 { dropSpareHolder() }
+    }
+
+    /// Gives a whole chunk back: a holder empties it and waits as a spare for
+    /// the next growth, unless `spareLimit` spares wait already. During a
+    /// burst a guest's balloond gives back chunk after chunk while the burst
+    /// needs the CPU; a holder's exit there cost about a third of balloond's
+    /// side of a deflate, and the regrowth after it forked them all again
+    /// (bench/results-host-deflate-holders-1e438a5.md).
+    private func retire(_ memory: ChunkMemory) {
+        guard case let .holder(holder) = memory, useHolders, spares.count < Self.spareLimit, holder.empty() else {
+            memory.release()
+            return
+        }
+        spares.append(holder)
+        spareActivity &+= 1
     }
 
     /// Gives everything back at once, without waiting for anyone (shutdown).
     public func releaseAll() {
-        dropSpareHolder()
         shrink(by: heldBytes)
         reporter.releaseAll()
+        dropSpareHolders()  // after the releases, which keep emptied holders as spares
     }
 
     /// Finds holders that died on their own (the OOM killer's last resort):
@@ -131,7 +174,7 @@ public final class ChunkStack: MemoryReserver {
         }
         heldBytes -= lost
         // A spare the OOM killer took (or that died) is simply replaced later.
-        if let s = spare, reaped(s) { spare = nil }
+        spares.removeAll { reaped($0) }
         return lost
     }
 

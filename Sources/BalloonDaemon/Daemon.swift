@@ -24,7 +24,7 @@ public final class Daemon {
     /// so acks meant for a predecessor are refused, not applied (rule 5).
     let instance = Daemon.newInstance()
     var logger: Logger {
-        didSet { link.logger = logger; pressure.logger = logger; frames.logger = logger; freeMemory.logger = logger }
+        didSet { link.logger = logger; pressure.logger = logger; frames.logger = logger; spares.logger = logger; freeMemory.logger = logger }
     }
     var config: BalloondConfig
     var configSources: [String]
@@ -43,6 +43,7 @@ public final class Daemon {
     let link: HostLink
     let pressure: PressureWatch
     let frames: FrameTimers
+    let spares: SpareHolderTimer
     let freeMemory: FreeMemoryWatch
     var needsStep = true
     /// Work a command leaves for after its reply is sent (events it causes).
@@ -100,6 +101,9 @@ public final class Daemon {
             try FrameTimers(registry: epoll, chunks: chunks, clock: clock, logger: logger, rescanInterval: config.frameRescanInterval)
         }
         frames.movedPages = { [sampler] in sampler.pagesMoved() }
+        spares = try setup("the spare holders' timer") { () throws(SystemError) in
+            try SpareHolderTimer(registry: epoll, chunks: chunks, logger: logger)
+        }
         freeMemory = try setup("the free-memory mode's timers") { () throws(SystemError) in
             try FreeMemoryWatch(registry: epoll, sampler: sampler, controller: controller, clock: clock, logger: logger, config: config)
         }
@@ -214,6 +218,8 @@ public final class Daemon {
                 case nil:
                     if token == FrameTimers.token {
                         frames.fired()
+                    } else if token == SpareHolderTimer.token {
+                        spares.fired()
                     } else if !link.handle(token: token, events: events), !pressure.handle(token: token), !freeMemory.handle(token: token) {
                         logger.warning("epoll reported an unknown token \(token)")
                     }
@@ -223,6 +229,7 @@ public final class Daemon {
             if needsStep && running { stepController() }
             publishEvents()
             frames.rearm()
+            spares.rearm()
             pressure.rearmFloorTimer()
             updateStatus()
         }

@@ -20,7 +20,8 @@ import SystemPackage
 /// The child's work is `cballoon_holder_main` (C, so it writes almost nothing
 /// to the pages it shares with the daemon). It answers on a pipe and takes
 /// commands on another: `ok ADDRESS` after locking (or `error CALL ERRNO`);
-/// `shrink LENGTH` → `ok`; `linger MS` has no answer. The chunk is mapped and locked by the same C
+/// `shrink LENGTH` → `ok`; `empty` → `ok` (the whole chunk unmapped, the child a spare again,
+/// waiting for the next `lock`); `linger MS` has no answer. The chunk is mapped and locked by the same C
 /// routine as a `LockedRegion` (`cballoon_map_locked`).
 package final class HolderProcess {
     package let pid: pid_t
@@ -147,6 +148,25 @@ package final class HolderProcess {
         if newLength == 0 { release(); return }
         send("shrink \(newLength)\n")
         if readLine() == "ok" { length = newLength } else { release() }
+    }
+
+    /// Gives the whole chunk back and keeps the child, a spare again for the
+    /// next `startLock`: a process's exit is most of what a deflate costs
+    /// the guest beyond the unmap (bench/results-host-deflate-holders-1e438a5.md),
+    /// and the growth that follows would fork another. False (and the child
+    /// ended) when it did not answer: it is gone either way.
+    package func empty() -> Bool {
+        guard !reaped else { return false }
+        guard length > 0 else { return true }
+        send("empty\n")
+        guard readLine() == "ok" else {
+            release()
+            return false
+        }
+        address = 0
+        length = 0
+        linger = .zero  // the child forgot it too: nothing held, nothing to linger for
+        return true
     }
 
     /// Ends the child: the kernel gives its memory back as the process exits.

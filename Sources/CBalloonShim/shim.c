@@ -267,44 +267,60 @@ void cballoon_holder_main(pid_t parent) {
     int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (fd >= 0) { (void)!write(fd, "1000", 4); close(fd); }
 
-    /* A spare holder waits here until the daemon hands it a chunk. */
-    unsigned long long length_ll;
-    int advice;
-    if (holder_read_line(buf, sizeof buf, &used, line, sizeof line) != 0) _exit(0);
-    if (sscanf(line, "lock %llu %d", &length_ll, &advice) != 2 || length_ll == 0) {
-        holder_reply("error expected: lock LENGTH ADVICE\n");
-        _exit(1);
-    }
-    size_t length = (size_t)length_ll;
-    void *mapped;
-    const char *failed;
-    if (cballoon_map_locked(length, advice, 0, 0, &mapped, &failed) != 0) {
-        /* The call and its errno, so the daemon keeps EAGAIN apart from ENOMEM. */
-        snprintf(reply, sizeof reply, "error %s %d\n", failed, errno);
-        holder_reply(reply);
-        _exit(1);
-    }
-    char *base = mapped;
-    snprintf(reply, sizeof reply, "ok %lx\n", (unsigned long)(uintptr_t)base);
-    holder_reply(reply);
-
-    size_t held = length, page = (size_t)sysconf(_SC_PAGESIZE);
+    /* A spare holder waits here until the daemon hands it a chunk; one whose
+       chunk was emptied comes back here to be handed the next. */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
     unsigned long long linger_ms = 0;
-    while (holder_read_line(buf, sizeof buf, &used, line, sizeof line) == 0) {
-        unsigned long long want;
-        if (sscanf(line, "linger %llu", &want) == 1) {
-            /* No answer: the daemon sends it without waiting. */
-            linger_ms = want;
-        } else if (sscanf(line, "shrink %llu", &want) == 1 && want <= held && want % page == 0) {
-            if (want < held) {
-                syscall(SYS_munlock, base + want, held - want);
-                munmap(base + want, held - want);
-                held = (size_t)want;
-            }
-            holder_reply("ok\n");
-        } else {
-            holder_reply("error unknown command\n");
+    for (;;) {
+        unsigned long long length_ll;
+        int advice;
+        if (holder_read_line(buf, sizeof buf, &used, line, sizeof line) != 0) _exit(0);
+        if (sscanf(line, "lock %llu %d", &length_ll, &advice) != 2 || length_ll == 0) {
+            holder_reply("error expected: lock LENGTH ADVICE\n");
+            _exit(1);
         }
+        size_t length = (size_t)length_ll;
+        void *mapped;
+        const char *failed;
+        if (cballoon_map_locked(length, advice, 0, 0, &mapped, &failed) != 0) {
+            /* The call and its errno, so the daemon keeps EAGAIN apart from ENOMEM. */
+            snprintf(reply, sizeof reply, "error %s %d\n", failed, errno);
+            holder_reply(reply);
+            _exit(1);
+        }
+        char *base = mapped;
+        snprintf(reply, sizeof reply, "ok %lx\n", (unsigned long)(uintptr_t)base);
+        holder_reply(reply);
+
+        size_t held = length;
+        int emptied = 0;
+        while (!emptied && holder_read_line(buf, sizeof buf, &used, line, sizeof line) == 0) {
+            unsigned long long want;
+            if (sscanf(line, "linger %llu", &want) == 1) {
+                /* No answer: the daemon sends it without waiting. */
+                linger_ms = want;
+            } else if (sscanf(line, "shrink %llu", &want) == 1 && want <= held && want % page == 0) {
+                if (want < held) {
+                    syscall(SYS_munlock, base + want, held - want);
+                    munmap(base + want, held - want);
+                    held = (size_t)want;
+                }
+                holder_reply("ok\n");
+            } else if (strcmp(line, "empty") == 0) {
+                /* The whole chunk back to the kernel, the process kept: the
+                   daemon reuses it instead of paying for an exit now and a
+                   fork at the next growth. Nothing is held, so nothing to
+                   linger for. */
+                syscall(SYS_munlock, base, held);
+                munmap(base, held);
+                linger_ms = 0;
+                emptied = 1;
+                holder_reply("ok\n");
+            } else {
+                holder_reply("error unknown command\n");
+            }
+        }
+        if (!emptied) break;
     }
     /* The daemon is gone (its pipe closed). Frames it reported that the host
        never acknowledged may still be freed by a host that read the report

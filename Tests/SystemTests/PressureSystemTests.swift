@@ -57,11 +57,14 @@ import Testing
         #expect(daemon.process.isRunning)
         #expect(daemon.log.contains("OOM killer took a balloon holder"))
 
-        // Deflating ends the holders; nothing is left behind.
+        // Deflating gives every chunk back; the holders stay, emptied, as
+        // spares for the next growth (ended after SpareHolderTimer.keep, a
+        // unit test's business), and lock nothing.
         try client.call("set-target", ["target": 0], events: &events)
         _ = try client.waitForEvent("TARGET_REACHED", into: &events)
-        #expect(children(of: daemon.pid).isEmpty)
         #expect(balloonLocked(daemon.pid) == 0)
+        for pid in children(of: daemon.pid) { #expect(statusValue(pid, "VmLck") == 0, "spare \(pid) locks memory") }
+        #expect(children(of: daemon.pid).count <= 8)  // ChunkStack.spareLimit
     }
 
     @Test func holdersDieWithTheDaemon() throws {
