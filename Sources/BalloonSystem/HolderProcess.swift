@@ -151,9 +151,9 @@ package final class HolderProcess {
     }
 
     /// Gives the whole chunk back and keeps the child, a spare again for the
-    /// next `startLock`: a process's exit is most of what a deflate costs
-    /// the guest beyond the unmap (bench/results-host-deflate-holders-1e438a5.md),
-    /// and the growth that follows would fork another. False (and the child
+    /// next `startLock`: a holder's exit was about a third of the guest's
+    /// CPU in a deflate (bench/results-host-deflate-holders-1e438a5.md), and
+    /// the growth that follows would fork another. False (and the child
     /// ended) when it did not answer: it is gone either way.
     package func empty() -> Bool {
         guard !reaped else { return false }
