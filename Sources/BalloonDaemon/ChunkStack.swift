@@ -55,8 +55,8 @@ public final class ChunkStack: MemoryReserver {
         spares.removeAll()
     }
 
-    /// Spares beyond the one a balloon that holds memory keeps forked ahead
-    /// (an empty balloon keeps none).
+    /// Spares beyond the one a balloon that holds memory keeps ready for its
+    /// next growth (an empty balloon keeps none).
     public var excessSpareHolders: Int { max(0, spares.count - (heldBytes > 0 ? 1 : 0)) }
 
     /// Ends the excess spares, oldest first (`excessSpareHolders`).
