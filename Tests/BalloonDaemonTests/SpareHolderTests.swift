@@ -10,23 +10,20 @@ import Logging
 import Testing
 @testable import BalloonDaemon
 
+/// A stack of holder chunks with frame reporting off.
+private func stack() -> ChunkStack {
+    ChunkStack(hugePageAdvice: .forbid, useHolders: true,
+               reporter: FrameReporter(clock: StillClock(), pageSize: UInt64(PageSize.bytes)))
+}
+
 /// A deflate empties a holder's chunk and keeps the process as a spare for
 /// the growth that follows (ChunkStack.retire), up to `spareLimit`, until
 /// `trimSpareHolders()` ends what the balloon does not keep anyway.
 @Suite(.serialized) struct SpareHolderTests {
     static let chunk: UInt64 = 2 << 20
 
-    func stack() -> ChunkStack {
-        ChunkStack(hugePageAdvice: .forbid, useHolders: true,
-                   reporter: FrameReporter(clock: StillClock(), pageSize: UInt64(PageSize.bytes)))
-    }
-
-    /// kB the process has locked, from its /proc status (nil: it is gone).
-    func lockedKB(_ pid: Int32) -> UInt64? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmLck:") }) else { return nil }
-        return UInt64(line.split(separator: " ")[1])
-    }
+    /// Bytes the process has locked (nil: it is gone).
+    func locked(_ pid: Int32) -> UInt64? { ProcessStatus.value("VmLck", pid: "\(pid)") }
 
     func alive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
 
@@ -37,18 +34,18 @@ import Testing
         try chunks.grow(by: Self.chunk)
         let holders = chunks.holderPIDs
         try #require(holders.count == 2)
-        for pid in holders { #expect(lockedKB(pid) == Self.chunk >> 10) }
+        for pid in holders { #expect(locked(pid) == Self.chunk) }
 
         chunks.shrink(by: Self.chunk)  // the newest chunk, whole
         #expect(chunks.heldBytes == Self.chunk)
         #expect(chunks.holderPIDs == [holders[0]])
         #expect(chunks.spareHolderPIDs.contains(holders[1]))
-        #expect(lockedKB(holders[1]) == 0, "an emptied holder keeps nothing locked")
+        #expect(locked(holders[1]) == 0, "an emptied holder keeps nothing locked")
 
         // The growth takes the newest spare: the emptied holder locks again.
         try chunks.grow(by: Self.chunk)
         #expect(chunks.holderPIDs == holders)
-        #expect(lockedKB(holders[1]) == Self.chunk >> 10)
+        #expect(locked(holders[1]) == Self.chunk)
         #expect(chunks.heldBytes == 2 * Self.chunk)
     }
 
@@ -67,7 +64,7 @@ import Testing
         let ended = holders.filter { !kept.contains($0) }
         #expect(ended.count == count - (ChunkStack.spareLimit - forkedAhead.count))
         for pid in ended { #expect(!alive(pid), "holder \(pid) beyond the limit still runs") }
-        for pid in kept { #expect(alive(pid) && lockedKB(pid) == 0) }
+        for pid in kept { #expect(alive(pid) && locked(pid) == 0) }
     }
 
     @Test func trimmingKeepsOneSpareForAHeldBalloonAndNoneForAnEmptyOne() throws {
@@ -149,8 +146,7 @@ import Testing
     }
 
     @Test func armsWhileThereAreExcessSparesAndTrimsWhenItFires() throws {
-        let chunks = ChunkStack(hugePageAdvice: .forbid, useHolders: true,
-                                reporter: FrameReporter(clock: StillClock(), pageSize: UInt64(PageSize.bytes)))
+        let chunks = stack()
         defer { chunks.releaseAll() }
         let registry = Registry()
         let timer = try SpareHolderTimer(registry: registry, chunks: chunks, logger: Logger(label: "test"), keep: .milliseconds(200))
