@@ -15,7 +15,7 @@ final class StillClock: MonotonicClock {
 /// whether the lock finished first or not.
 @Suite struct ChunkLockInterruption {
     @Test func aTriggerSeenDuringALockIsHandedOn() throws {
-        let chunks = ChunkStack(hugePageAdvice: .forbid, useHolders: true, reporter: FrameReporter(clock: StillClock(), pageSize: UInt64(PageSize.bytes)))
+        let chunks = holderChunkStack()
         defer { chunks.releaseAll() }
         let (peer, trigger) = try StreamSocket.pair()
         defer { peer.close(); trigger.close() }

@@ -14,8 +14,7 @@ import Testing
     /// lost. Before, the chunk stayed in the balloon's count with a holder
     /// waitpid no longer knew (ECHILD, "cannot check balloon holder").
     @Test func aHolderThatDiedBeforeAShrinkIsCountedLost() throws {
-        let chunks = ChunkStack(hugePageAdvice: .forbid, useHolders: true,
-                                reporter: FrameReporter(clock: StillClock(), pageSize: UInt64(PageSize.bytes)))
+        let chunks = holderChunkStack()
         defer { chunks.releaseAll() }
         var warnings: [String] = []
         chunks.warn = { warnings.append($0) }

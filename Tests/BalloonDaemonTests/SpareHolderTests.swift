@@ -10,8 +10,9 @@ import Logging
 import Testing
 @testable import BalloonDaemon
 
-/// A stack of holder chunks with frame reporting off.
-private func stack() -> ChunkStack {
+/// A stack of chunks in holder processes, base pages, frame reporting off:
+/// what the holder suites (spares, lost holders, interrupted locks) grow.
+func holderChunkStack() -> ChunkStack {
     ChunkStack(hugePageAdvice: .forbid, useHolders: true,
                reporter: FrameReporter(clock: StillClock(), pageSize: UInt64(PageSize.bytes)))
 }
@@ -28,7 +29,7 @@ private func stack() -> ChunkStack {
     func alive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
 
     @Test func aDeflatedChunksHolderLocksNothingAndIsReusedByTheNextGrowth() throws {
-        let chunks = stack()
+        let chunks = holderChunkStack()
         defer { chunks.releaseAll() }
         try chunks.grow(by: Self.chunk)
         try chunks.grow(by: Self.chunk)
@@ -50,7 +51,7 @@ private func stack() -> ChunkStack {
     }
 
     @Test func aDeflateKeepsAtMostSpareLimitHoldersAndEndsTheRest() throws {
-        let chunks = stack()
+        let chunks = holderChunkStack()
         defer { chunks.releaseAll() }
         let count = ChunkStack.spareLimit + 2
         for _ in 0..<count { try chunks.grow(by: Self.chunk) }
@@ -68,7 +69,7 @@ private func stack() -> ChunkStack {
     }
 
     @Test func trimmingKeepsOneSpareForAHeldBalloonAndNoneForAnEmptyOne() throws {
-        let chunks = stack()
+        let chunks = holderChunkStack()
         defer { chunks.releaseAll() }
         for _ in 0..<4 { try chunks.grow(by: Self.chunk) }
         chunks.shrink(by: 3 * Self.chunk)
@@ -87,7 +88,7 @@ private func stack() -> ChunkStack {
     }
 
     @Test func releaseAllAndTurningHoldersOffLeaveNoSpare() throws {
-        let chunks = stack()
+        let chunks = holderChunkStack()
         for _ in 0..<3 { try chunks.grow(by: Self.chunk) }
         chunks.shrink(by: Self.chunk)
         let spares = chunks.spareHolderPIDs
@@ -111,7 +112,7 @@ private func stack() -> ChunkStack {
     /// The OOM killer may take a spare (it has `oom_score_adj` 1000 too): no
     /// balloon memory is lost with it, and it is simply not reused.
     @Test func aSpareTheKernelKilledIsDroppedAndCountsNoLoss() throws {
-        let chunks = stack()
+        let chunks = holderChunkStack()
         defer { chunks.releaseAll() }
         try chunks.grow(by: Self.chunk)
         try chunks.grow(by: Self.chunk)
@@ -146,7 +147,7 @@ private func stack() -> ChunkStack {
     }
 
     @Test func armsWhileThereAreExcessSparesAndTrimsWhenItFires() throws {
-        let chunks = stack()
+        let chunks = holderChunkStack()
         defer { chunks.releaseAll() }
         let registry = Registry()
         let timer = try SpareHolderTimer(registry: registry, chunks: chunks, logger: Logger(label: "test"), keep: .milliseconds(200))
