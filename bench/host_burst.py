@@ -60,13 +60,14 @@ def mem_total(g: VMGuest) -> int:
     return int(g.sh("awk '/^MemTotal:/ {print $2}' /proc/meminfo").strip()) * 1024
 
 
-def hold_balloon(g: VMGuest, tmp: str, target: int) -> tuple[object, Control, int]:
-    """balloon-hostd for this one guest (manual) with `target`; returns once the balloon
-    stopped moving (the target, or where the guest's floor stopped it)."""
+def hold_balloon(g: VMGuest, tmp: str, target: int, hostd_binary: str | None = None) -> tuple[object, Control, int]:
+    """balloon-hostd (`hostd_binary`, else the default build) for this one guest (manual) with
+    `target`; returns once the balloon stopped moving (the target, or where the guest's floor
+    stopped it)."""
     conf = hostd_config(tmp, "manual", 2048 * MiB, None)
     with open(os.path.join(tmp, "guests.d", "g0.conf"), "w") as f:
         f.write(f"[Guest]\nChannel=unix:{g.port}\nMemoryBackend={g.ram_file}\nRamSize=1G\nMin=256M\nMax=1G\n")
-    hostd = start_hostd(conf, os.path.join(tmp, "hostd.log"))
+    hostd = start_hostd(conf, os.path.join(tmp, "hostd.log"), hostd_binary)
     try:
         ctl = Control(os.path.join(tmp, "control"))
         return hostd, ctl, settle(ctl, target)

@@ -19,10 +19,11 @@ BENCH_RAM_DIR=DIR puts the guest's RAM file in DIR instead of /dev/shm (bench/ho
 `--empty NAME` holds no balloon for variant NAME: the same burst with nothing to take back, the
 baseline its QEMU CPU and run time compare with. `--huge NAME` runs variant NAME's guest with its RAM file on a tmpfs of the script's own mounted
 with huge=within_size (2 MiB host pages, as `make bench-free --ram-hugepages`): what the agent
-pays when the host backs guest RAM with huge pages.
+pays when the host backs guest RAM with huge pages. `--agent NAME=PATH` gives variant NAME
+another balloon-hostd binary (another build), so two builds of the agent alternate in one run.
 
 Usage: bench/host_deflate.py --initramfs PATH [--rounds 2] [--variant NAME=KEYS ...] [--empty NAME]
-       [--huge NAME] [--perf DIR] [--out-dir bench]
+       [--huge NAME] [--agent NAME=PATH] [--perf DIR] [--out-dir bench]
 Writes results-host-deflate.{json,md}."""
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def one(a, name: str, keys: list[str], k: int, ram_dir: str | None = None) -> di
         total = warm_up(g)
         # An --empty variant's agent holds no balloon: the same burst with nothing to take back.
         held = 0 if name in a.empty else total // 2 // 4096 * 4096
-        hostd, _, balloon = hold_balloon(g, tempfile.mkdtemp(prefix="bench-host-deflate-"), held)
+        hostd, _, balloon = hold_balloon(g, tempfile.mkdtemp(prefix="bench-host-deflate-"), held, a.agent.get(name))
         perf, data = None, None
         if a.perf:
             os.makedirs(a.perf, exist_ok=True)
@@ -123,7 +124,8 @@ def markdown(r: dict) -> str:
         bs = [b for b in r["bursts"] if b["variant"] == name]
         med = {k: statistics.median(b[k] for b in bs) for k in ("steps", "balloond_s", "agent_s", "qemu_s", "seconds")}
         notes = (", RAM file on a huge=within_size tmpfs" if name in r.get("huge", []) else "") + \
-            (", no balloon held" if name in r.get("empty", []) else "")
+            (", no balloon held" if name in r.get("empty", []) else "") + \
+            (f", agent {r['agents'][name]}" if name in r.get("agents", {}) else "")
         out.append(f"- {name} (`{','.join(r['variants'][name]) or 'defaults'}`{notes}): {med['steps']:g} steps, balloond "
                    f"{med['balloond_s']:.2f} s, agent {med['agent_s']:.2f} s, QEMU {med['qemu_s']:.2f} s, burst {med['seconds']:.3f} s")
     return "\n".join(out) + "\n"
@@ -139,6 +141,8 @@ def main() -> int:
                     help="NAME: that variant holds no balloon (the burst's baseline)")
     ap.add_argument("--huge", action="append", default=[],
                     help="NAME: that variant's RAM file on a tmpfs mounted with huge=within_size")
+    ap.add_argument("--agent", action="append", default=[],
+                    help="NAME=PATH: that variant's balloon-hostd binary")
     ap.add_argument("--perf", help="a directory for perf profiles of the agent over each burst")
     ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
     a = ap.parse_args()
@@ -148,9 +152,13 @@ def main() -> int:
         for v in a.variant:
             name, _, keys = v.partition("=")
             variants[name] = [k for k in keys.split(",") if k]
-    unknown = [n for n in a.huge + a.empty if n not in variants]
+    a.agent = dict(v.partition("=")[::2] for v in a.agent)
+    unknown = [n for n in a.huge + a.empty + list(a.agent) if n not in variants]
     if unknown:
-        ap.error(f"--huge/--empty name no variant: {', '.join(unknown)}")
+        ap.error(f"--huge/--empty/--agent name no variant: {', '.join(unknown)}")
+    missing = [p for p in a.agent.values() if not os.access(p, os.X_OK)]
+    if missing:
+        ap.error(f"--agent: no executable at {', '.join(missing)}")
     mounted = None
     if a.huge:
         mounted = tempfile.mkdtemp(prefix="bench-host-deflate-ram-")
@@ -166,7 +174,7 @@ def main() -> int:
             subprocess.run(["umount", mounted], check=False)
             os.rmdir(mounted)
     r = {"provenance": provenance(), "command": " ".join(["bench/host_deflate.py"] + sys.argv[1:]),
-         "variants": variants, "huge": a.huge, "empty": a.empty, "bursts": bursts}
+         "variants": variants, "huge": a.huge, "empty": a.empty, "agents": a.agent, "bursts": bursts}
     write_results(a.out_dir, "results-host-deflate", r, markdown(r))
     return 0
 

@@ -122,8 +122,9 @@ def hostd_config(tmp: str, mode: str, budget: int, discovery: str | None, interv
     return path
 
 
-def start_hostd(conf: str, logpath: str) -> subprocess.Popen:
-    hostd = binary("balloon-hostd")
+def start_hostd(conf: str, logpath: str, hostd: str | None = None) -> subprocess.Popen:
+    """balloon-hostd (`hostd`: another build of it) on `conf`, checked with --dump-config first."""
+    hostd = hostd or binary("balloon-hostd")
     check = subprocess.run([hostd, "--config", conf, "--dump-config"], capture_output=True, text=True)
     if check.returncode != 0:
         raise RuntimeError(f"balloon-hostd rejects {conf}: {check.stderr.strip()}")
