@@ -5,8 +5,9 @@ bench/populate_methods.c does the kernel's side of the agent's populate and pref
 tmpfs file mapped by a child, in 32 MiB slices, with the agent's method (fallocate, then a read per
 4 KiB page of the mapper), an alternative (a mapping of its own with MADV_POPULATE_WRITE, then a
 read per 64 KiB, left to the kernel's fault-around) and that populate with a read per page, taking
-turns. The alternative was measured and not adopted (docs/policy-bench.md, session 50). Reports each method's wall and CPU seconds (medians, range) and each against the old
-one as a ratio of medians, and the MiB the child maps after each (all of it, or the reads missed).
+turns. The alternative was measured and not adopted (docs/policy-bench.md, session 50). Reports
+each method's wall and CPU seconds (medians, range), its CPU against the agent's method (fallocate)
+as a ratio of medians, and the MiB the child maps after each (all of it, or the reads missed).
 
 Usage: bench/populate_methods.py [--mib 448] [--rounds 10] [--dir /dev/shm] [--out-dir bench]
 Writes results-populate-methods.{json,md}."""
