@@ -21,9 +21,11 @@ baseline its QEMU CPU and run time compare with. `--huge NAME` runs variant NAME
 with huge=within_size (2 MiB host pages, as `make bench-free --ram-hugepages`): what the agent
 pays when the host backs guest RAM with huge pages. `--agent NAME=PATH` gives variant NAME
 another balloon-hostd binary (another build), so two builds of the agent alternate in one run.
+`--hog N` runs N busy loops on the host over each burst, a stand-in for the busy neighbours of
+`make bench-host`: with one, the burst's QEMU, the loop and the agent share the two cores.
 
 Usage: bench/host_deflate.py --initramfs PATH [--rounds 2] [--variant NAME=KEYS ...] [--empty NAME]
-       [--huge NAME] [--agent NAME=PATH] [--perf DIR] [--out-dir bench]
+       [--huge NAME] [--agent NAME=PATH] [--hog N] [--perf DIR] [--out-dir bench]
 Writes results-host-deflate.{json,md}."""
 
 from __future__ import annotations
@@ -83,7 +85,12 @@ def one(a, name: str, keys: list[str], k: int, ram_dir: str | None = None) -> di
             perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-g", "-p", str(hostd.pid), "-o", data],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         steps0, tree0, agent0, (qemu0, _) = int(g.sh(STEPS).strip() or 0), int(g.sh(TREE).strip()), proc_cpu_ticks(hostd.pid), g.qemu_sample()
-        out = g.sh(f"workload instant {total * 60 // 100 // MiB}")
+        hogs = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(a.hog)]
+        try:
+            out = g.sh(f"workload instant {total * 60 // 100 // MiB}")
+        finally:
+            for h in hogs:
+                stop(h)
         # The agent allocates and maps what came back after the burst's last step too: give it
         # until balloond's tree is read again (a guest round trip) before reading its CPU.
         tree1 = int(g.sh(TREE).strip())
@@ -107,8 +114,9 @@ def one(a, name: str, keys: list[str], k: int, ram_dir: str | None = None) -> di
 def markdown(r: dict) -> str:
     p = r["provenance"]
     out = ["# What a burst's give-back costs besides the burst (`bench/host_deflate.py`)", "",
-           f"{provenance_sentence(p)} One 1 GiB TCG guest at a time, alone; its "
-           "balloon held at half its MemTotal by balloon-hostd (manual, agent defaults; none for an `--empty` variant), then an instant burst of 60% of "
+           f"{provenance_sentence(p)} One 1 GiB TCG guest at a time, "
+           + (f"beside {r['hogs']} busy loop(s) on the host over each burst; its " if r.get("hogs") else "alone; its ")
+           + "balloon held at half its MemTotal by balloon-hostd (manual, agent defaults; none for an `--empty` variant), then an instant burst of 60% of "
            "its RAM. A diagnostic, not a goal: definitions in bench/host_deflate.py.", "",
            f"Command: `{r['command']}`", "",
            "| variant | round | balloon | deflate steps | balloond CPU | agent CPU | QEMU CPU | burst run time | agent: allocating / mapping into QEMU | agent's top kernel symbols |",
@@ -143,6 +151,7 @@ def main() -> int:
                     help="NAME: that variant's RAM file on a tmpfs mounted with huge=within_size")
     ap.add_argument("--agent", action="append", default=[],
                     help="NAME=PATH: that variant's balloon-hostd binary")
+    ap.add_argument("--hog", type=int, default=0, help="busy loops on the host over each burst")
     ap.add_argument("--perf", help="a directory for perf profiles of the agent over each burst")
     ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
     a = ap.parse_args()
@@ -174,7 +183,7 @@ def main() -> int:
             subprocess.run(["umount", mounted], check=False)
             os.rmdir(mounted)
     r = {"provenance": provenance(), "command": " ".join(["bench/host_deflate.py"] + sys.argv[1:]),
-         "variants": variants, "huge": a.huge, "empty": a.empty, "agents": a.agent, "bursts": bursts}
+         "variants": variants, "hogs": a.hog, "huge": a.huge, "empty": a.empty, "agents": a.agent, "bursts": bursts}
     write_results(a.out_dir, "results-host-deflate", r, markdown(r))
     return 0
 
