@@ -10,8 +10,9 @@ balloon it started with, the agent's and balloond's CPU over it, its own QEMU's 
 the neighbours inflated meanwhile. Per file and policy: the means, and the correlation of the ratio
 with the balloon at the start; over every ballooned burst of all files, a least-squares line of the
 ratio on that balloon; per policy, each burst's median over all files; and, within each file's
-burst beside a busy neighbour, the ratio's slope on the neighbours' inflation, the balloon and the
-agent's CPU (`within`). A diagnostic for choosing what to change, not a figure of the goals.
+burst beside a busy neighbour, the ratio's slope on the neighbours' inflation, on what they took
+back, on the balloon and on the agent's CPU (`within`). A diagnostic for choosing what to change,
+not a figure of the goals.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def rows_of(path: str) -> list[dict]:
                 "balloon": b["balloon_at_start_mib"], "agent": b["agent_cpu_s"] or 0.0,
                 "balloond": (b.get("guest_cpu") or {}).get("balloond_s") or 0.0, "own": b["own_cpu_s"],
                 "inflating": sum(max(x["balloon_mib"], 0) for x in b["neighbours"]),
+                # A neighbour taking memory back meanwhile: the agent allocates and maps that too.
+                "deflating": sum(max(-x["balloon_mib"], 0) for x in b["neighbours"]),
                 "busy": any(x["phases"] for x in b["neighbours"]),
             })
     return out
@@ -66,6 +69,7 @@ def within(rows: list[dict]) -> None:
           "slope on (correlation):\n")
     ratio = [r["ratio"] - statistics.mean(x["ratio"] for x in v) for v in groups.values() for r in v]
     for key, per, unit in (("inflating", 100, "100 MiB the neighbours inflated during it"),
+                           ("deflating", 100, "100 MiB the neighbours took back during it"),
                            ("balloon", 100, "100 MiB of balloon at its start"),
                            ("agent", 0.1, "0.1 s of the agent's CPU over it")):
         x = [r[key] - statistics.mean(y[key] for y in v) for v in groups.values() for r in v]

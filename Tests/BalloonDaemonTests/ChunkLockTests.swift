@@ -10,6 +10,13 @@ final class StillClock: MonotonicClock {
     var now: Duration = .seconds(1)
 }
 
+/// A stack of chunks in holder processes, base pages, frame reporting off:
+/// what the holder suites (spares, lost holders, interrupted locks) grow.
+func holderChunkStack() -> ChunkStack {
+    ChunkStack(hugePageAdvice: .forbid, useHolders: true,
+               reporter: FrameReporter(clock: StillClock(), pageSize: UInt64(PageSize.bytes)))
+}
+
 /// The chunk stack's side of an interrupted lock: a trigger seen while a
 /// holder locked is handed to the daemon (its event was taken by the wait),
 /// whether the lock finished first or not.

@@ -10,13 +10,6 @@ import Logging
 import Testing
 @testable import BalloonDaemon
 
-/// A stack of chunks in holder processes, base pages, frame reporting off:
-/// what the holder suites (spares, lost holders, interrupted locks) grow.
-func holderChunkStack() -> ChunkStack {
-    ChunkStack(hugePageAdvice: .forbid, useHolders: true,
-               reporter: FrameReporter(clock: StillClock(), pageSize: UInt64(PageSize.bytes)))
-}
-
 /// A deflate empties a holder's chunk and keeps the process as a spare for
 /// the growth that follows (ChunkStack.retire), up to `spareLimit`, until
 /// `trimSpareHolders()` ends what the balloon does not keep anyway.
