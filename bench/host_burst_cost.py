@@ -11,8 +11,9 @@ the neighbours inflated meanwhile. Per file and policy: the means, and the corre
 with the balloon at the start; over every ballooned burst of all files, a least-squares line of the
 ratio on that balloon; per policy, each burst's median over all files; and, within each file's
 burst beside a busy neighbour, the ratio's slope on the neighbours' inflation, on what they took
-back, on the balloon and on the agent's CPU (`within`). A diagnostic for choosing what to change,
-not a figure of the goals.
+back, on the idle neighbours' CPU, on the balloon and on the agent's CPU (`within`), and the
+bursts split by what the idle neighbours inflated (`idle_split`). A diagnostic for choosing what
+to change, not a figure of the goals.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def rows_of(path: str) -> list[dict]:
                 # A neighbour taking memory back meanwhile: the agent allocates and maps that too.
                 "deflating": sum(max(-x["balloon_mib"], 0) for x in b["neighbours"]),
                 "busy": any(x["phases"] for x in b["neighbours"]),
+                # Neighbours in no active phase: their CPU over the burst is the balloon's work.
+                "idle_cpu": sum(x["cpu_s"] for x in b["neighbours"] if not x["phases"]),
+                "idle_inflating": sum(max(x["balloon_mib"], 0) for x in b["neighbours"] if not x["phases"]),
             })
     return out
 
@@ -70,6 +74,7 @@ def within(rows: list[dict]) -> None:
     ratio = [r["ratio"] - statistics.mean(x["ratio"] for x in v) for v in groups.values() for r in v]
     for key, per, unit in (("inflating", 100, "100 MiB the neighbours inflated during it"),
                            ("deflating", 100, "100 MiB the neighbours took back during it"),
+                           ("idle_cpu", 0.5, "0.5 s of the idle neighbours' CPU over it"),
                            ("balloon", 100, "100 MiB of balloon at its start"),
                            ("agent", 0.1, "0.1 s of the agent's CPU over it")):
         x = [r[key] - statistics.mean(y[key] for y in v) for v in groups.values() for r in v]
@@ -108,6 +113,21 @@ def main() -> None:
         meds = ", ".join(f"{b} {m:.3f} ({n})" for m, b, n in by_median)
         print(f"- {policy}: {meds}; mean {statistics.mean(r['ratio'] for r in rs):.3f} over {len(rs)}")
     within(rows)
+    idle_split(rows)
+
+
+def idle_split(rows: list[dict]) -> None:
+    """Per policy, the busy-neighbour bursts whose idle neighbours inflated 64 MiB or more during
+    them against those where they inflated under 16 MiB: the two groups are not the same bursts,
+    so a lead for `within`, not a measurement."""
+    print("\nBursts beside a busy neighbour, by what the idle neighbours inflated during them (median ratio):\n")
+    for policy in dict.fromkeys(r["policy"] for r in rows if not baseline(r["policy"])):
+        rs = [r for r in rows if r["policy"] == policy and r["busy"]]
+        hi = [r["ratio"] for r in rs if r["idle_inflating"] >= 64]
+        lo = [r["ratio"] for r in rs if r["idle_inflating"] < 16]
+        if hi and lo:
+            print(f"- {policy}: >= 64 MiB {statistics.median(hi):.3f} ({len(hi)}), "
+                  f"< 16 MiB {statistics.median(lo):.3f} ({len(lo)})")
 
 
 if __name__ == "__main__":
