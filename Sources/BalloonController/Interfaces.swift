@@ -26,9 +26,10 @@ public struct ReserveError: Error, Sendable, Equatable, CustomStringConvertible 
         /// The guest has no memory to give: EAGAIN from mlock(2) (pages could
         /// not be had), ENOMEM from mmap(2).
         case outOfMemory
-        /// A pressure signal came while the chunk was being locked: the lock
-        /// was ended and what it had taken went back. Not a refusal: the
-        /// signal is answered and growth goes on as it says.
+        /// A pressure signal, or a lower target from the host, came while
+        /// the chunk was being locked: the lock was ended and what it had
+        /// taken went back. Not a refusal: the signal or the target is
+        /// answered and growth goes on as it says.
         case interrupted
         /// Anything else (a holder that could not be forked, ...).
         case other

@@ -73,7 +73,7 @@ extension ReserveError {
     /// A holder reports the failed call and its errno, so it maps the same way.
     init(_ error: SystemError) {
         let kind: Kind = switch (error.operation, error.errno) {
-        case _ where error.cause == .lockInterrupted: .interrupted
+        case _ where error.cause == .lockInterrupted || error.cause == .lockYielded: .interrupted
         case ("mlock", .noMemory), ("mmap", .resourceTemporarilyUnavailable): .memoryLockLimit
         case ("mlock", .resourceTemporarilyUnavailable), ("mmap", .noMemory): .outOfMemory
         default: .other

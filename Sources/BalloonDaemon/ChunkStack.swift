@@ -36,6 +36,11 @@ public final class ChunkStack: MemoryReserver {
     /// a guest that stalls while a chunk is locked gets the lock's memory
     /// back at once instead of after it (docs/pressure.md).
     var lockInterrupters: () -> [(descriptor: Descriptor, tier: PressureSignal.Tier)] = { [] }
+    /// What else a holder's lock watches, given what the balloon would hold
+    /// once it is done: the daemon's host channel, so a target the host
+    /// lowers meanwhile ends the lock instead of waiting for it (a TCG
+    /// guest locks 64 MiB in most of a second; docs/pressure.md).
+    var lockWatch: (_ holdingWhenDone: UInt64) -> LockWatch? = { _ in nil }
     /// Triggers that fired while a chunk was locked. Waiting on a trigger
     /// takes its event, so epoll will not report these: the daemon answers
     /// them (`takeFiredDuringLock`).
@@ -93,7 +98,8 @@ public final class ChunkStack: MemoryReserver {
                 let interrupters = lockInterrupters()
                 var fired: [Int] = []
                 defer { firedDuringLock += fired.map { interrupters[$0].tier } }
-                try holder.finishLock(interruptedBy: interrupters.map(\.descriptor), fired: &fired)
+                try holder.finishLock(interruptedBy: interrupters.map(\.descriptor), fired: &fired,
+                                      watching: lockWatch(heldBytes + bytes))
                 memory = .holder(holder)
             } else {
                 memory = .local(try LockedRegion(length: Int(bytes), advice: hugePageAdvice))

@@ -44,6 +44,33 @@ extension Daemon {
         }
     }
 
+    /// While a chunk locks, the host's channel: what it sends is kept for
+    /// after the lock (`HostLink.readDuringLock`), and a `set-target` below
+    /// what the balloon will hold once the lock is done ends the lock, whose
+    /// memory goes back (`ChunkStack.lockWatch`). A TCG guest locks 64 MiB
+    /// in most of a second: `auto`'s hold of an inflating neighbour during
+    /// another guest's burst (docs/policy.md) took effect only after it.
+    func lockWatch(holdingWhenDone holding: UInt64) -> LockWatch? {
+        guard let descriptor = link.lockDescriptor else { return nil }
+        return LockWatch(descriptor: descriptor) { [unowned self] in
+            let (items, more) = link.readDuringLock()
+            if let target = items.lazy.compactMap(Self.requestedTarget).first(where: { $0 < holding }) {
+                logger.info("the host lowered the target during a chunk lock: the lock ends", metadata: [
+                    "target": "\(HumanBytes.format(target))", "holding-when-done": "\(HumanBytes.format(holding))",
+                ])
+                return .giveWay
+            }
+            return more ? .wait : .stopWatching
+        }
+    }
+
+    /// The target a host line asks for, if it is a well-formed `set-target`.
+    static func requestedTarget(_ item: LineFramer.Item) -> UInt64? {
+        guard case let .line(bytes) = item, case let .request(request)? = try? Message.decode(bytes),
+              case let .setTarget(target)? = try? Command(request) else { return nil }
+        return target
+    }
+
     private func reply(_ response: Response) {
         link.send(Message.response(response).encoded())
     }

@@ -140,6 +140,7 @@ public final class Daemon {
         freeMemory.onChange = { [unowned self] in self.needsStep = true }
         pressure.onSignal = { [unowned self] signal in self.applyPressure(signal) }
         chunks.lockInterrupters = { [unowned self] in self.pressure.triggerDescriptors }
+        chunks.lockWatch = { [unowned self] holding in self.lockWatch(holdingWhenDone: holding) }
         pressure.onRecheck = { [unowned self] measure in self.answerPressure { self.controller.recheckBlamedStall(measure) } }
         pressure.openTriggers(config)
         if config.holderProcesses { pressure.protectFromOOMKiller() }
@@ -219,8 +220,10 @@ public final class Daemon {
     private func stepController() {
         let outcome = controller.step()
         defer {
-            // Answered once the step that locked is over (between chunks).
+            // Answered once the step that locked is over (between chunks),
+            // as is what the host sent meanwhile.
             for tier in chunks.takeFiredDuringLock() { pressure.firedDuringLock(tier) }
+            link.dispatchHeld()
         }
         switch outcome {
         case .more: needsStep = true

@@ -43,7 +43,13 @@ final class HostLink {
     var onItem: (LineFramer.Item) -> Void = { _ in }
     /// The host went away or was replaced: the reason, for the log.
     var onHostGone: (String) -> Void = { _ in }
-    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+    let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+    /// What the host sent while a chunk locked (`readDuringLock`), handed
+    /// to `onItem` in order before anything read later (`dispatchHeld`),
+    /// and how that reading ended if the host went away meanwhile.
+    var held: [LineFramer.Item] = []
+    var heldEnd: HeldEnd?
+    enum HeldEnd { case closed, failed(SystemError) }
 
     init(registry: EventRegistry, logger: Logger, allowedCIDs: VsockPeers) throws(SystemError) {
         self.registry = registry
@@ -117,6 +123,7 @@ final class HostLink {
     }
 
     private func detach() {
+        forgetHeld()
         connection?.unregister()
         if case let .listener(fd, _)? = endpoint { registry.remove(fd) }
         connection = nil
@@ -163,6 +170,7 @@ final class HostLink {
             if let old = connection {
                 logger.info("a newer host connection replaces the previous one")
                 onHostGone("a newer host connection replaced the previous one")
+                forgetHeld()
                 old.unregister()
                 old.descriptor.close()
             }
@@ -211,7 +219,8 @@ final class HostLink {
         }
     }
 
-    private func hostGone() {
+    func hostGone() {
+        forgetHeld()
         guard let connection else { return }
         onHostGone("the host went away")
         connection.unregister()
@@ -228,7 +237,8 @@ final class HostLink {
     }
 
     private func serviceConnection(_ events: EpollEvents) {
-        guard let connection else { return }
+        dispatchHeld()
+        guard let connection, connection.isRegistered else { return }
         if events.contains(.writable) {
             do { try connection.flush() } catch {
                 logger.warning("write to host failed: \(error)")

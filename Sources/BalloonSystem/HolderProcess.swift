@@ -98,18 +98,35 @@ package final class HolderProcess {
     /// takes its event (the kernel reports each firing once), so the indices
     /// of those that fired, finished lock or not, are added to `fired` for the
     /// caller to answer.
-    package func finishLock(interruptedBy interrupters: [Descriptor], fired: inout [Int]) throws(SystemError) {
-        if !interrupters.isEmpty {
-            let ready = Self.waitAny(readable: replies.raw, priority: interrupters.map(\.raw))
+    ///
+    /// `watch`: a descriptor the lock also waits on (the host's channel).
+    /// Each time it is readable its `readable()` runs: `.giveWay` ends the
+    /// holder as a trigger does and throws `.lockYielded`; `.stopWatching`
+    /// leaves it out for the rest of this lock.
+    package func finishLock(interruptedBy interrupters: [Descriptor], fired: inout [Int], watching watch: LockWatch? = nil) throws(SystemError) {
+        var watch = watch
+        while !interrupters.isEmpty || watch != nil {
+            let ready = Self.waitAny(readable: replies.raw, also: watch?.descriptor.raw, priority: interrupters.map(\.raw))
             fired += ready.priority
-            if !ready.readable {
-                let subject = "\(length) bytes (holder \(pid))"
-                release()
-                length = 0
-                throw SystemError("mlock", subject: subject, cause: .lockInterrupted)
+            if ready.readable { break }
+            if !ready.priority.isEmpty { throw endLock(.lockInterrupted) }
+            guard ready.also, let current = watch else { continue }
+            switch current.readable() {
+            case .giveWay: throw endLock(.lockYielded)
+            case .wait: break
+            case .stopWatching: watch = nil
             }
         }
         try finishLock()
+    }
+
+    /// Ends a lock that did not finish: the holder exits, and what it had
+    /// locked goes back with it.
+    private func endLock(_ cause: SystemError.Cause) -> SystemError {
+        let subject = "\(length) bytes (holder \(pid))"
+        release()
+        length = 0
+        return SystemError("mlock", subject: subject, cause: cause)
     }
 
     /// A holder with its chunk locked, in one step.
@@ -203,24 +220,41 @@ package final class HolderProcess {
     }
 }
 
+/// A descriptor a chunk lock also waits on, and what to do when it is
+/// readable (`HolderProcess.finishLock(interruptedBy:fired:watching:)`).
+package struct LockWatch {
+    package enum Answer: Equatable { case giveWay, wait, stopWatching }
+
+    package let descriptor: Descriptor
+    package let readable: () -> Answer
+
+    package init(descriptor: Descriptor, readable: @escaping () -> Answer) {
+        self.descriptor = descriptor
+        self.readable = readable
+    }
+}
+
 extension HolderProcess {
-    /// Waits, without a timeout, until `readable` is readable (or hung up) or
-    /// one of `priority` has POLLPRI (a PSI trigger that fired). Returns
-    /// whether `readable` is ready and the indices of the `priority`
-    /// descriptors that fired. A priority descriptor in error is left out of
-    /// the wait (it cannot fire); EINTR waits again; any other failure of
-    /// poll(2) on descriptors we own is a bug, answered as `readable` so the
-    /// caller's read says what happened.
-    static func waitAny(readable: Int32, priority: [Int32]) -> (readable: Bool, priority: [Int]) {
+    /// Waits, without a timeout, until `readable` is readable (or hung up),
+    /// `also` is readable (or hung up, or in error), or one of `priority`
+    /// has POLLPRI (a PSI trigger that fired). Returns which of the first
+    /// two are ready and the indices of the `priority` descriptors that
+    /// fired. A priority descriptor in error is left out of the wait (it
+    /// cannot fire); EINTR waits again; any other failure of poll(2) on
+    /// descriptors we own is a bug, answered as `readable` so the caller's
+    /// read says what happened.
+    static func waitAny(readable: Int32, also: Int32? = nil, priority: [Int32]) -> (readable: Bool, also: Bool, priority: [Int]) {
         var watched = Array(priority.indices)
+        let extra = also.map { [pollfd(fd: $0, events: Int16(POLLIN), revents: 0)] } ?? []
         while true {
-            var fds = [pollfd(fd: readable, events: Int16(POLLIN), revents: 0)]
+            var fds = [pollfd(fd: readable, events: Int16(POLLIN), revents: 0)] + extra
             fds += watched.map { pollfd(fd: priority[$0], events: Int16(POLLPRI), revents: 0) }
             let count = nfds_t(fds.count)
-            guard case .success = funnel({ "poll" }, { Glibc.poll(&fds, count, -1) }) else { return (true, []) }
-            let events = fds.dropFirst().map(\.revents)
+            guard case .success = funnel({ "poll" }, { Glibc.poll(&fds, count, -1) }) else { return (true, false, []) }
+            let alsoReady = !extra.isEmpty && fds[1].revents != 0
+            let events = fds.dropFirst(1 + extra.count).map(\.revents)
             let fired = zip(watched, events).filter { $0.1 & Int16(POLLPRI) != 0 }.map(\.0)
-            if fds[0].revents != 0 || !fired.isEmpty { return (fds[0].revents != 0, fired) }
+            if fds[0].revents != 0 || alsoReady || !fired.isEmpty { return (fds[0].revents != 0, alsoReady, fired) }
             watched = zip(watched, events).filter { $0.1 == 0 }.map(\.0)
         }
     }

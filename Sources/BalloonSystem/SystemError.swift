@@ -24,6 +24,9 @@ public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
         case holderExited(answer: String?)
         /// A chunk lock ended early because a pressure trigger fired first.
         case lockInterrupted
+        /// A chunk lock ended early because the host lowered the target
+        /// below what the lock would have held.
+        case lockYielded
 
         package var description: String {
             switch self {
@@ -33,6 +36,7 @@ public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
             case .outOfRange: "offset or length out of range"
             case .holderExited(let answer): "the holder process exited (\(answer ?? "no answer"))"
             case .lockInterrupted: "a pressure trigger fired first; what was locked went back"
+            case .lockYielded: "the host lowered the target first; what was locked went back"
             }
         }
     }

@@ -42,3 +42,40 @@ func holderChunkStack() -> ChunkStack {
         #expect(chunks.takeFiredDuringLock().isEmpty)
     }
 }
+
+/// The chunk stack's side of a lock that gives way to the host: the watch
+/// is asked with what the balloon would hold once the lock is done, and a
+/// lock it ends holds nothing.
+@Suite struct ChunkLockWatch {
+    @Test func theWatchSeesWhatTheLockWouldHoldAndCanEndIt() throws {
+        let chunks = holderChunkStack()
+        defer { chunks.releaseAll() }
+        let (peer, host) = try StreamSocket.pair()
+        defer { peer.close(); host.close() }
+        try peer.writeAll([0x0A])
+        let size: UInt64 = 4 << 20
+        var holdings: [UInt64] = []
+        var giveWay = false
+        chunks.lockWatch = { holding in
+            holdings.append(holding)
+            return LockWatch(descriptor: host) { giveWay ? .giveWay : .stopWatching }
+        }
+        try chunks.grow(by: size)  // asked once, stops watching, the lock finishes
+        #expect(chunks.heldBytes == size)
+        // The spare forked during that lock, stopped, cannot finish the next one first.
+        let spare = try #require(chunks.spareHolderPIDs.last)
+        try #require(kill(spare, SIGSTOP) == 0)
+        giveWay = true
+        do {
+            try chunks.grow(by: size)
+            Issue.record("a stopped holder locked its chunk")
+        } catch {
+            #expect(error.kind == .interrupted, "\(error)")
+        }
+        #expect(chunks.heldBytes == size)
+        #expect(chunks.holderPIDs.count == 1)
+        #expect(!chunks.spareHolderPIDs.contains(spare))
+        #expect(kill(spare, 0) != 0, "the holder whose lock gave way still runs")
+        #expect(holdings == [size, 2 * size])
+    }
+}

@@ -65,3 +65,106 @@ import Testing
         #expect(seen == [1])
     }
 }
+
+/// A chunk lock also waits on the host's channel (`LockWatch`): readable,
+/// it asks the watch whether to give way, wait on, or stop watching.
+@Suite struct HolderLockWatch {
+    private let chunk = 4 << 20
+
+    /// A socket pair whose `host` end has a byte to read.
+    private func readable() throws -> (peer: Descriptor, host: Descriptor) {
+        let (peer, host) = try StreamSocket.pair()
+        try peer.writeAll([0x0A])
+        return (peer, host)
+    }
+
+    @Test func aWatchThatGivesWayEndsTheLockAndItsHolder() throws {
+        let holder = try HolderProcess()
+        try #require(kill(holder.pid, SIGSTOP) == 0)
+        holder.startLock(length: chunk, advice: .forbid)
+        let (peer, host) = try readable()
+        defer { peer.close(); host.close() }
+        var asked = 0
+        var seen: [Int] = []
+        do {
+            try holder.finishLock(interruptedBy: [], fired: &seen, watching: LockWatch(descriptor: host) {
+                asked += 1
+                return .giveWay
+            })
+            Issue.record("a stopped holder locked its chunk")
+        } catch {
+            #expect(error.cause == .lockYielded)
+            #expect(error.operation == "mlock")
+            #expect(error.subject == "\(chunk) bytes (holder \(holder.pid))")
+        }
+        #expect(asked == 1)
+        #expect(seen.isEmpty)
+        #expect(!holder.isAlive)
+        #expect(holder.length == 0)
+    }
+
+    /// `.wait` each time the channel is readable (the watch reads what came),
+    /// until the holder answers: the lock is done.
+    @Test func aWatchThatWaitsLeavesTheLockToFinish() throws {
+        let holder = try HolderProcess()
+        defer { holder.release() }
+        try #require(kill(holder.pid, SIGSTOP) == 0)
+        holder.startLock(length: chunk, advice: .forbid)
+        let (peer, host) = try readable()
+        defer { peer.close(); host.close() }
+        var asked = 0
+        var seen: [Int] = []
+        try holder.finishLock(interruptedBy: [], fired: &seen, watching: LockWatch(descriptor: host) {
+            var byte: UInt8 = 0
+            _ = Glibc.read(host.raw, &byte, 1)
+            asked += 1
+            // Only now may the holder go on: the lock cannot have finished before.
+            if asked == 1 { kill(holder.pid, SIGCONT) }
+            return .wait
+        })
+        #expect(asked == 1)
+        #expect(holder.address != 0)
+        #expect(holder.isAlive)
+    }
+
+    /// `.stopWatching`: asked once, though the channel stays readable (what
+    /// it holds is left unread), and the lock finishes.
+    @Test func aWatchThatStopsIsNotAskedAgain() throws {
+        let holder = try HolderProcess()
+        defer { holder.release() }
+        try #require(kill(holder.pid, SIGSTOP) == 0)
+        holder.startLock(length: chunk, advice: .forbid)
+        let (peer, host) = try readable()
+        defer { peer.close(); host.close() }
+        var asked = 0
+        var seen: [Int] = []
+        try holder.finishLock(interruptedBy: [], fired: &seen, watching: LockWatch(descriptor: host) {
+            asked += 1
+            kill(holder.pid, SIGCONT)
+            return .stopWatching
+        })
+        #expect(asked == 1)
+        #expect(holder.address != 0)
+    }
+
+    /// A trigger that fires while the watch waits still ends the lock as a
+    /// trigger does.
+    @Test func triggersStillEndTheLockBesideAWatch() throws {
+        let holder = try HolderProcess()
+        try #require(kill(holder.pid, SIGSTOP) == 0)
+        holder.startLock(length: chunk, advice: .forbid)
+        let (quietPeer, quiet) = try StreamSocket.pair()
+        let (peer, trigger) = try StreamSocket.pair()
+        defer { quietPeer.close(); quiet.close(); peer.close(); trigger.close() }
+        var byte: UInt8 = 1
+        try #require(Glibc.send(peer.raw, &byte, 1, Int32(MSG_OOB)) == 1)
+        var seen: [Int] = []
+        do {
+            try holder.finishLock(interruptedBy: [trigger], fired: &seen, watching: LockWatch(descriptor: quiet) { .giveWay })
+            Issue.record("a stopped holder locked its chunk")
+        } catch {
+            #expect(error.cause == .lockInterrupted)
+        }
+        #expect(seen == [0])
+    }
+}
