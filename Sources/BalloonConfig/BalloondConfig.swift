@@ -67,6 +67,9 @@ package struct BalloondConfig: Sendable, Equatable {
     package var regrowAgainAfter: Duration = .seconds(5)
     /// `HolderProcesses=`: hold chunks in child processes the OOM killer takes first.
     package var holderProcesses: Bool = true
+    /// `LockYieldsToHost=`: a `set-target` below what the chunk being locked
+    /// would hold ends the lock (holder processes only).
+    package var lockYieldsToHost: Bool = true
 
     // [FreeMemory] (docs/free-memory.md)
     /// `Allow=`: a host may switch the free-memory mode on.

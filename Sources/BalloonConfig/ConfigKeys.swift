@@ -122,6 +122,9 @@ struct ConfigKey: Sendable {
         ConfigKey(.pressure, "HolderProcesses", \.holderProcesses,
                   doc: "hold chunks in child processes the OOM killer takes first",
                   parse: parseBool, render: renderBool),
+        ConfigKey(.pressure, "LockYieldsToHost", \.lockYieldsToHost,
+                  doc: "a set-target below what the chunk being locked would hold ends the lock (with HolderProcesses=)",
+                  parse: parseBool, render: renderBool),
         // [FreeMemory]
         ConfigKey(.freeMemory, "Allow", \.freeMemoryAllow, doc: "a host may switch the free-memory mode on",
                   parse: parseBool, render: renderBool),

@@ -140,7 +140,9 @@ public final class Daemon {
         freeMemory.onChange = { [unowned self] in self.needsStep = true }
         pressure.onSignal = { [unowned self] signal in self.applyPressure(signal) }
         chunks.lockInterrupters = { [unowned self] in self.pressure.triggerDescriptors }
-        chunks.lockWatch = { [unowned self] holding in self.lockWatch(holdingWhenDone: holding) }
+        chunks.lockWatch = { [unowned self] holding in
+            self.config.lockYieldsToHost ? self.lockWatch(holdingWhenDone: holding) : nil
+        }
         pressure.onRecheck = { [unowned self] measure in self.answerPressure { self.controller.recheckBlamedStall(measure) } }
         pressure.openTriggers(config)
         if config.holderProcesses { pressure.protectFromOOMKiller() }

@@ -290,6 +290,7 @@ struct ShippedFileTests {
             RegrowColdCache=yes
             RegrowAgainAfter=5s
             HolderProcesses=yes
+            LockYieldsToHost=yes
 
             [FreeMemory]
             Allow=yes

@@ -21,8 +21,8 @@ import Testing
         let stopped: [Int32]
         let spare: Int32
 
-        init() throws {
-            box = try Sandbox(config: "[Balloon]\nChunkSize=16M\n")
+        init(config extra: String = "") throws {
+            box = try Sandbox(config: "[Balloon]\nChunkSize=16M\n" + extra)
             daemon = try DaemonProcess(arguments: ["--config", box.configPath], waitForSocket: box.socket)
             client = try RawClient(socket: box.socket)
             try client.sync()
@@ -100,6 +100,23 @@ import Testing
         var events: [Event] = []
         _ = try stalled.client.waitForEvent("TARGET_REACHED", into: &events)
         #expect(try stalled.client.value("query")["actual"]?.uint64 == 48 * MiB)
+        #expect(!stalled.daemon.log.contains("the host lowered the target during a chunk lock"))
+    }
+
+    /// `LockYieldsToHost=no`: the lock finishes first, then the balloon
+    /// deflates to the lower target.
+    @Test func withLockYieldsToHostOffTheLockFinishesFirst() throws {
+        let stalled = try Stalled(config: "[Pressure]\nLockYieldsToHost=no\n")
+        defer { stalled.resume() }
+        try stalled.growIntoTheStalledLock(to: 32 * MiB)
+        try stalled.client.send(request(300, "set-target", ["target": .uint(16 * MiB)]))
+        #expect(try stalled.client.nextMessage(timeout: 0.5) == nil)
+        #expect(kill(stalled.spare, 0) == 0)
+        stalled.resume()
+        let answered = try replies(stalled.client, 1)
+        #expect(answered.map(\.id) == [.int(300)])
+        #expect(try answered.first?.result.get()["actual"]?.uint64 == 32 * MiB)
+        #expect(waitUntil { (try? stalled.client.value("query")["actual"]?.uint64) == 16 * MiB })
         #expect(!stalled.daemon.log.contains("the host lowered the target during a chunk lock"))
     }
 }
