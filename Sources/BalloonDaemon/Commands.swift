@@ -45,16 +45,17 @@ extension Daemon {
     }
 
     /// While a chunk locks, the host's channel: what it sends is kept for
-    /// after the lock (`HostLink.readDuringLock`), and a `set-target` below
-    /// what the balloon will hold once the lock is done ends the lock, whose
-    /// memory goes back (`ChunkStack.lockWatch`). A TCG guest locks 64 MiB
+    /// after the lock (`HostLink.readDuringLock`), and if the last
+    /// `set-target` read is below what the balloon will hold once the lock is
+    /// done, the lock ends and its memory goes back (`ChunkStack.lockWatch`);
+    /// a lower target the host raised again in the same read does not. A TCG guest locks 64 MiB
     /// in most of a second: `auto`'s hold of an inflating neighbour during
     /// another guest's burst (docs/policy.md) took effect only after it.
     func lockWatch(holdingWhenDone holding: UInt64) -> LockWatch? {
         guard let descriptor = link.lockDescriptor else { return nil }
         return LockWatch(descriptor: descriptor) { [unowned self] in
             let (items, more) = link.readDuringLock()
-            if let target = items.lazy.compactMap(Self.requestedTarget).first(where: { $0 < holding }) {
+            if let target = items.compactMap(Self.requestedTarget).last, target < holding {
                 logger.info("the host lowered the target during a chunk lock: the lock ends", metadata: [
                     "target": "\(HumanBytes.format(target))", "holding-when-done": "\(HumanBytes.format(holding))",
                 ])
