@@ -88,6 +88,12 @@ extension AutoPolicy {
     /// went on inflating for 1-1.5 s of a burst. Only holds (the next round
     /// decides the rest, and still sees the fall); none for a guest whose
     /// balloon fell since the last round (it is giving back, not inflating).
+    /// A guest its own balloond holds short of the target counts as growing
+    /// if its balloon grew at the last round or since, as the round's own
+    /// hold counts it: one locking its next chunk shows no growth since the
+    /// round (in `make bench-host` on 588b4ca g0, regrowing after its quiet
+    /// period, went 196 → 312 MiB in the first 1.5 s of g1/5, and only the
+    /// round after held it).
     public mutating func deflated(guest state: GuestState, guests states: [GuestState], host: HostSample, now: Duration) -> [TargetChange] {
         guard tuning.burstYield, state.managed, machineShort(host) == nil,
               let memory = guests[state.name], let before = memory.roundActual, before > state.actual,
@@ -100,8 +106,10 @@ extension AutoPolicy {
             other.managed && other.name != state.name && guests[other.name]?.roundActual.map { other.actual >= $0 } ?? true
         }
         var changes: [String: (Int64, String)] = [:]
-        hold(others, yieldingTo: [state.name], seen: " (its DEFLATED)",
-             grew: { other in guests[other.name]?.roundActual.map { other.actual > $0 } ?? false }, into: &changes)
+        hold(others, yieldingTo: [state.name], seen: " (its DEFLATED)", grew: { other in
+            guard let memory = guests[other.name] else { return false }
+            return memory.grewSinceRound || memory.roundActual.map { other.actual > $0 } ?? false
+        }, into: &changes)
         return others.compactMap { other in changes[other.name].flatMap { change(other, by: $0.0, $0.1, now: now) } }
     }
 

@@ -249,4 +249,29 @@ import Testing
         _ = round(&off, states(aActual: 500 * MiB, at: 1), at: 1)
         #expect(deflate(&off, aActual: 300 * MiB).isEmpty)
     }
+
+    /// The event path counts a guest-held balloon as growing if it grew at
+    /// the last round, not only since: `b`, regrowing after its quiet
+    /// period (200 → 230 MiB by the round at 2 s), is locking its next chunk
+    /// when `a`'s DEFLATED comes, so its balloon shows no growth since.
+    @Test func aGuestHeldBalloonThatGrewAtTheLastRoundIsHeldOnADeflate() throws {
+        func states(_ t: Int64, aActual: UInt64, bActual: UInt64) -> [GuestState] {
+            var b = guest("b", target: 400 * MiB, actual: bActual, available: 600 * MiB, at: t)
+            b.heldByGuest = true
+            return [guest("a", target: 500 * MiB, actual: aActual, available: 150 * MiB, at: t), b]
+        }
+        var auto = policy(yield: true)
+        _ = round(&auto, states(1, aActual: 500 * MiB, bActual: 200 * MiB), at: 1)
+        _ = round(&auto, states(2, aActual: 500 * MiB, bActual: 230 * MiB), at: 2)
+        let now = states(2, aActual: 300 * MiB, bActual: 230 * MiB)
+        let held = auto.deflated(guest: now[0], guests: now, host: host, now: .milliseconds(2400))
+        #expect(held.map(\.guest) == ["b"])
+        #expect(held.first?.target == 230 * MiB, "\(held)")
+        #expect(held.first?.reason.contains("a taking memory back at once (its DEFLATED)") == true, "\(held)")
+        // Standing still at the last round and since: left alone, as before.
+        var still = policy(yield: true)
+        _ = round(&still, states(1, aActual: 500 * MiB, bActual: 230 * MiB), at: 1)
+        _ = round(&still, states(2, aActual: 500 * MiB, bActual: 230 * MiB), at: 2)
+        #expect(still.deflated(guest: now[0], guests: now, host: host, now: .milliseconds(2400)).isEmpty)
+    }
 }
