@@ -119,15 +119,22 @@ def main() -> None:
 def idle_split(rows: list[dict]) -> None:
     """Per policy, the busy-neighbour bursts whose idle neighbours inflated 64 MiB or more during
     them against those where they inflated under 16 MiB: the two groups are not the same bursts,
-    so a lead for `within`, not a measurement."""
+    so a lead for `within`, not a measurement; and how much the idle neighbours inflated, and their
+    CPU, a burst over all of them."""
     print("\nBursts beside a busy neighbour, by what the idle neighbours inflated during them (median ratio):\n")
     for policy in dict.fromkeys(r["policy"] for r in rows if not baseline(r["policy"])):
         rs = [r for r in rows if r["policy"] == policy and r["busy"]]
         hi = [r["ratio"] for r in rs if r["idle_inflating"] >= 64]
         lo = [r["ratio"] for r in rs if r["idle_inflating"] < 16]
-        if hi and lo:
-            print(f"- {policy}: >= 64 MiB {statistics.median(hi):.3f} ({len(hi)}), "
-                  f"< 16 MiB {statistics.median(lo):.3f} ({len(lo)})")
+        if not rs:
+            continue
+        # What the idle neighbours did over all of them: the yield's holds (and a lock that gives
+        # way to one) act on this.
+        did = (f"idle neighbours inflated {statistics.mean(r['idle_inflating'] for r in rs):.0f} MiB "
+               f"(CPU {statistics.mean(r['idle_cpu'] for r in rs):.2f} s) a burst over {len(rs)}")
+        split = (f">= 64 MiB {statistics.median(hi):.3f} ({len(hi)}), < 16 MiB {statistics.median(lo):.3f} ({len(lo)}); "
+                 if hi and lo else "")
+        print(f"- {policy}: {split}{did}")
 
 
 if __name__ == "__main__":
