@@ -4,25 +4,35 @@ import Glibc
 import SystemPackage
 import Testing
 
+/// What every lock in these suites asks for.
+private let chunk = 4 << 20
+
+/// A holder asked to lock `chunk` while stopped (SIGSTOP): it cannot answer
+/// until it is continued, so whatever else the lock waits on comes first
+/// for certain.
+private func stoppedHolderLocking() throws -> HolderProcess {
+    let holder = try HolderProcess()
+    try #require(kill(holder.pid, SIGSTOP) == 0)
+    holder.startLock(length: chunk, advice: .forbid)
+    return holder
+}
+
+/// A socket pair whose `trigger` end has urgent data pending: POLLPRI, as a
+/// PSI trigger that fired.
+private func firedTrigger() throws -> (peer: Descriptor, trigger: Descriptor) {
+    let (peer, trigger) = try StreamSocket.pair()
+    var byte: UInt8 = 1
+    try #require(Glibc.send(peer.raw, &byte, 1, Int32(MSG_OOB)) == 1, "MSG_OOB on a unix socket: errno \(errno)")
+    return (peer, trigger)
+}
+
 /// A chunk lock gives way to a PSI trigger that fires first. A socket with
 /// urgent data pending is POLLPRI, as a trigger that fired is; one whose
 /// peer closed is a descriptor in error, which cannot fire.
 @Suite struct HolderLockInterruption {
-    private let chunk = 4 << 20
-
-    private func fired() throws -> (peer: Descriptor, trigger: Descriptor) {
-        let (peer, trigger) = try StreamSocket.pair()
-        var byte: UInt8 = 1
-        try #require(Glibc.send(peer.raw, &byte, 1, Int32(MSG_OOB)) == 1, "MSG_OOB on a unix socket: errno \(errno)")
-        return (peer, trigger)
-    }
-
     @Test func aTriggerThatFiresFirstEndsTheLockAndItsHolder() throws {
-        let holder = try HolderProcess()
-        // A stopped holder cannot answer: the trigger comes first for certain.
-        try #require(kill(holder.pid, SIGSTOP) == 0)
-        holder.startLock(length: chunk, advice: .forbid)
-        let (peer, trigger) = try fired()
+        let holder = try stoppedHolderLocking()
+        let (peer, trigger) = try firedTrigger()
         defer { peer.close(); trigger.close() }
         var seen: [Int] = []
         do {
@@ -54,11 +64,9 @@ import Testing
     }
 
     @Test func theIndexOfTheTriggerThatFiredIsReported() throws {
-        let holder = try HolderProcess()
-        try #require(kill(holder.pid, SIGSTOP) == 0)
-        holder.startLock(length: chunk, advice: .forbid)
+        let holder = try stoppedHolderLocking()
         let (quietPeer, quiet) = try StreamSocket.pair()
-        let (peer, trigger) = try fired()
+        let (peer, trigger) = try firedTrigger()
         defer { quietPeer.close(); quiet.close(); peer.close(); trigger.close() }
         var seen: [Int] = []
         #expect(throws: SystemError.self) { try holder.finishLock(interruptedBy: [quiet, trigger], fired: &seen) }
@@ -69,8 +77,6 @@ import Testing
 /// A chunk lock also waits on the host's channel (`LockWatch`): readable,
 /// it asks the watch whether to give way, wait on, or stop watching.
 @Suite struct HolderLockWatch {
-    private let chunk = 4 << 20
-
     /// A socket pair whose `host` end has a byte to read.
     private func readable() throws -> (peer: Descriptor, host: Descriptor) {
         let (peer, host) = try StreamSocket.pair()
@@ -79,9 +85,7 @@ import Testing
     }
 
     @Test func aWatchThatGivesWayEndsTheLockAndItsHolder() throws {
-        let holder = try HolderProcess()
-        try #require(kill(holder.pid, SIGSTOP) == 0)
-        holder.startLock(length: chunk, advice: .forbid)
+        let holder = try stoppedHolderLocking()
         let (peer, host) = try readable()
         defer { peer.close(); host.close() }
         var asked = 0
@@ -106,10 +110,8 @@ import Testing
     /// `.wait` each time the channel is readable (the watch reads what came),
     /// until the holder answers: the lock is done.
     @Test func aWatchThatWaitsLeavesTheLockToFinish() throws {
-        let holder = try HolderProcess()
+        let holder = try stoppedHolderLocking()
         defer { holder.release() }
-        try #require(kill(holder.pid, SIGSTOP) == 0)
-        holder.startLock(length: chunk, advice: .forbid)
         let (peer, host) = try readable()
         defer { peer.close(); host.close() }
         var asked = 0
@@ -130,10 +132,8 @@ import Testing
     /// `.stopWatching`: asked once, though the channel stays readable (what
     /// it holds is left unread), and the lock finishes.
     @Test func aWatchThatStopsIsNotAskedAgain() throws {
-        let holder = try HolderProcess()
+        let holder = try stoppedHolderLocking()
         defer { holder.release() }
-        try #require(kill(holder.pid, SIGSTOP) == 0)
-        holder.startLock(length: chunk, advice: .forbid)
         let (peer, host) = try readable()
         defer { peer.close(); host.close() }
         var asked = 0
@@ -150,14 +150,10 @@ import Testing
     /// A trigger that fires while the watch waits still ends the lock as a
     /// trigger does.
     @Test func triggersStillEndTheLockBesideAWatch() throws {
-        let holder = try HolderProcess()
-        try #require(kill(holder.pid, SIGSTOP) == 0)
-        holder.startLock(length: chunk, advice: .forbid)
+        let holder = try stoppedHolderLocking()
         let (quietPeer, quiet) = try StreamSocket.pair()
-        let (peer, trigger) = try StreamSocket.pair()
+        let (peer, trigger) = try firedTrigger()
         defer { quietPeer.close(); quiet.close(); peer.close(); trigger.close() }
-        var byte: UInt8 = 1
-        try #require(Glibc.send(peer.raw, &byte, 1, Int32(MSG_OOB)) == 1)
         var seen: [Int] = []
         do {
             try holder.finishLock(interruptedBy: [trigger], fired: &seen, watching: LockWatch(descriptor: quiet) { .giveWay })
